@@ -1,0 +1,165 @@
+"""The trial config: one frozen, validated, hashable record that fully describes a trial.
+
+Everything a trial does is decided here, so the logged config is all replay needs. It flattens to
+``{"seg_loss_params.alpha": 0.5, ...}`` for MLflow params and search spaces, and back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from bench.errors import ConfigError
+
+PARAM_DICTS = ("seg_loss_params", "guidance_params", "task_params")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """What one trial trains and evaluates.
+
+    Example:
+        >>> cfg = TrialConfig(task="xray-heart", seg_arch="fpn", lr=3e-3)
+        >>> TrialConfig.from_flat(cfg.flat()) == cfg
+        True
+    """
+
+    task: str
+    data: str = "phantom"
+    data_format: str = "phantom"
+    split_hash: str = ""
+    fold: int = 0
+    seed: int = 0
+    image_size: int = 64
+    max_train_cases: int = 0
+    seg_arch: str = "unet"
+    seg_encoder: str = "resnet18"
+    seg_loss: str = "dice"
+    seg_loss_params: dict[str, Any] = field(default_factory=dict)
+    seg_epochs: int = 4
+    guidance: str = "none"
+    guidance_params: dict[str, Any] = field(default_factory=dict)
+    classifier: str = "resnet10"
+    cls_epochs: int = 4
+    optimiser: str = "adam"
+    lr: float = 1e-3
+    cls_lr: float = 1e-3
+    batch_size: int = 16
+    augment: bool = False
+    task_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in PARAM_DICTS:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"'{f.name}' must be a mapping, but got {value!r}.")
+                object.__setattr__(self, f.name, {k: value[k] for k in sorted(value)})
+                continue
+            expected = _FIELD_TYPES[f.name]
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            elif expected is int and isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, f.name, int(value))
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"'{f.name}' must be {expected.__name__}, but got {value!r}. Fix the config or search space."
+                )
+        for name in ("seg_epochs", "cls_epochs", "batch_size", "image_size"):
+            if getattr(self, name) < (0 if name.endswith("epochs") else 1):
+                raise ConfigError(f"'{name}' must be positive, but got {getattr(self, name)}.")
+        for name in ("lr", "cls_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"'{name}' must be > 0, but got {getattr(self, name)}.")
+
+    # --- conversions -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            hint = "; ".join(f"'{k}' (did you mean {v[0]}?)" if v else f"'{k}'" for k, v in hints.items())
+            raise ConfigError(f"trial config keys must be TrialConfig fields, but got {hint}.")
+        if "task" not in data:
+            raise ConfigError("a trial config must name its 'task', but it has none.")
+        return cls(**dict(data))
+
+    def flat(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.to_dict().items():
+            if key in PARAM_DICTS:
+                out.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> "TrialConfig":
+        nested: dict[str, Any] = {name: {} for name in PARAM_DICTS}
+        for key, value in flat.items():
+            head, dot, tail = key.partition(".")
+            if dot:
+                if head not in PARAM_DICTS:
+                    raise ConfigError(
+                        f"dotted keys must start with one of {list(PARAM_DICTS)}, but got '{key}'."
+                    )
+                nested[head][tail] = value
+            else:
+                nested[key] = value
+        return cls.from_dict(nested)
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        return dataclasses.replace(self, **changes)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<string>") -> "TrialConfig":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: a trial config must be valid YAML, but parsing failed: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: a trial config must be a mapping, but got {type(data).__name__}.")
+        return cls.from_dict(data)
+
+
+_FIELD_TYPES: dict[str, type] = {
+    f.name: {"str": str, "int": int, "float": float, "bool": bool}.get(str(f.type).split("[")[0], object)
+    for f in dataclasses.fields(TrialConfig)
+}
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

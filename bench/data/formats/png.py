@@ -1,0 +1,125 @@
+"""Folder of PNG images + masks + labels.csv (the layout `bench datasets make-phantom --format png` writes).
+
+Layout::
+
+    images/<case_id>.png          16-bit grey, intensities in [0, 1] scaled to 0..65535
+    masks/<mask_name>/<case_id>.png   8-bit, 0 or 255
+    labels.csv                    case_id, patient_id, site, class, image, mask_<name>..., other labels
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from bench.data.case import Case
+from bench.data.formats import FORMATS
+from bench.errors import DataError
+
+REQUIRED_COLUMNS = ("case_id", "class", "image")
+
+
+@FORMATS.register("png", tasks=("xray-heart",))
+class PngFolder:
+    """PNG images (+ optional masks) with a labels.csv; patient_id column optional (else one per image)."""
+
+    def read(self, path: str | Path, classes: Sequence[str]) -> list[Case]:
+        root = Path(path)
+        table = root / "labels.csv"
+        if not table.is_file():
+            raise DataError(f"{table}: a png data folder must contain labels.csv, but it is missing.")
+        with table.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            raise DataError(f"{table}: labels.csv must list at least one image, but it is empty.")
+        missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
+        if missing:
+            raise DataError(f"{table}: labels.csv must have columns {list(REQUIRED_COLUMNS)}, but lacks {missing}.")
+        cases, seen = [], set()
+        for line, row in enumerate(rows, start=2):
+            if row["case_id"] in seen:
+                raise DataError(f"{table}:{line}: case ids must be unique, but '{row['case_id']}' repeats.")
+            seen.add(row["case_id"])
+            if row["class"] not in classes:
+                raise DataError(
+                    f"{table}:{line}: class must be one of {list(classes)}, but got '{row['class']}'."
+                )
+            image = _read_png(root / row["image"]).astype(np.float32) / 65535.0
+            masks = {}
+            for column, value in row.items():
+                if column.startswith("mask_") and value:
+                    mask = _read_png(root / value) > 127
+                    if mask.shape != image.shape:
+                        raise DataError(
+                            f"{root / value}: a mask must match its image's shape {image.shape}, "
+                            f"but got {mask.shape}."
+                        )
+                    masks[column[len("mask_") :]] = mask.astype(np.uint8)
+            extra = {k: _number(v) for k, v in row.items() if k not in {"case_id", "patient_id", "site", "image"}
+                     and not k.startswith("mask_")}
+            cases.append(
+                Case(
+                    id=row["case_id"],
+                    patient_id=row.get("patient_id") or row["case_id"],
+                    site=row.get("site", ""),
+                    image=image,
+                    masks=masks,
+                    labels=extra,
+                )
+            )
+        return cases
+
+    def write(self, cases: Sequence[Case], out: str | Path) -> Path:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            mask_names = sorted({m for c in cases for m in c.masks})
+            label_names = sorted({k for c in cases for k in c.labels if k != "class"})
+            (tmp / "images").mkdir()
+            for m in mask_names:
+                (tmp / "masks" / m).mkdir(parents=True)
+            with (tmp / "labels.csv").open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["case_id", "patient_id", "site", "class", "image"]
+                                + [f"mask_{m}" for m in mask_names] + label_names)
+                for c in cases:
+                    image_rel = f"images/{c.id}.png"
+                    Image.fromarray(np.round(np.clip(c.image, 0, 1) * 65535).astype(np.uint16)).save(tmp / image_rel)
+                    mask_rels = []
+                    for m in mask_names:
+                        rel = f"masks/{m}/{c.id}.png"
+                        if m in c.masks:
+                            Image.fromarray((c.masks[m] > 0).astype(np.uint8) * 255).save(tmp / rel)
+                        mask_rels.append(rel if m in c.masks else "")
+                    writer.writerow([c.id, c.patient_id, c.site, c.labels["class"], image_rel] + mask_rels
+                                    + [c.labels.get(k, "") for k in label_names])
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+def _read_png(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: must be a readable PNG image, but reading failed: {exc}.") from exc
+
+
+def _number(value: str):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

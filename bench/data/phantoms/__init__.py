@@ -1,0 +1,1 @@
+"""Deterministic built-in data sets, so a search runs with no download."""

@@ -1,0 +1,68 @@
+"""Where a task's cases come from (built-in phantom or a reader over a folder) and which split applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from bench.data.case import Case
+from bench.data.cache import cache_root, fingerprint
+from bench.data.splits import Split, load_split, make_split, save_split
+from bench.errors import DataError
+
+PHANTOM = "phantom"
+
+
+def datasets_dir() -> Path:
+    """The project's datasets/ folder (dataset cards and the committed standard split files)."""
+    return Path(__file__).resolve().parents[2] / "datasets"
+
+
+def standard_split_path(task: str, source: str) -> Path:
+    return datasets_dir() / "splits" / f"{task}-{source}.json"
+
+
+def source_descriptor(data: str, data_format: str, phantom_name: str) -> dict:
+    """What identifies the input bytes: the phantom's spec, or every file's name, size and mtime."""
+    if data == PHANTOM:
+        return {"source": phantom_name}
+    root = Path(data)
+    if not root.exists():
+        raise DataError(f"{root}: the data path must exist, but it does not.")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise DataError(f"{root}: the data folder must contain files, but it is empty.")
+    listing = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return {"source": str(root.resolve()), "format": data_format, "files": fingerprint({"l": listing})}
+
+
+def source_name(data: str, descriptor: dict) -> str:
+    return PHANTOM if data == PHANTOM else f"{Path(data).name}-{fingerprint(descriptor)[:8]}"
+
+
+def read_cases(
+    data: str, data_format: str, classes: Sequence[str], make_phantom: Callable[[], list[Case]]
+) -> list[Case]:
+    if data == PHANTOM:
+        return make_phantom()
+    from bench.data.formats import FORMATS
+
+    cases = FORMATS.create(data_format).read(data, classes)
+    if not cases:
+        raise DataError(f"{data}: a data set must hold at least one case, but the reader found none.")
+    return cases
+
+
+def resolve_split(task: str, source: str, patient_of: Mapping[str, str], cases: Sequence[Case] | None) -> Split:
+    """The committed standard split for the source if there is one, else one made once and kept in the cache."""
+    standard = standard_split_path(task, source)
+    if standard.is_file():
+        return load_split(standard, patient_of)
+    kept = cache_root().parent / "splits" / f"{task}-{source}.json"
+    if kept.is_file():
+        return load_split(kept, patient_of)
+    if cases is None:
+        raise DataError(f"{kept}: no split exists for source '{source}' yet; run `bench datasets split` first.")
+    split = make_split(cases, task=task, source=source)
+    save_split(split, kept)
+    return split

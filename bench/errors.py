@@ -1,0 +1,28 @@
+"""One exception hierarchy for everything the user can get wrong.
+
+Messages follow "<what rule>, but got <value>. <how to fix>" so the CLI can print them as they are.
+"""
+
+
+class BenchError(Exception):
+    """Root of every error bench raises on purpose; the CLI prints it and exits with status 2."""
+
+
+class ConfigError(BenchError):
+    """A trial config, search space or preset is invalid."""
+
+
+class RegistryError(BenchError):
+    """An unknown or duplicate registry name."""
+
+
+class DataError(BenchError):
+    """Input data is missing, unreadable or inconsistent (the message names the file)."""
+
+
+class SplitError(DataError):
+    """A split file is inconsistent with the data or leaks patients between parts."""
+
+
+class TrialPruned(Exception):
+    """Raised inside a trial when its reporter asks it to stop early; backends map it to their own."""

@@ -1,0 +1,15 @@
+"""Model registries: segmentation networks and image classifiers, built by name from a trial config.
+
+Example:
+    >>> from bench.models import SEG_MODELS
+    >>> net = SEG_MODELS.create("unet", in_channels=1, classes=1, encoder="resnet18")
+"""
+
+from bench.registry import Registry
+
+SEG_MODELS: Registry = Registry("segmentation model")
+CLASSIFIERS: Registry = Registry("classifier")
+
+from bench.models import classifiers, smp_models  # noqa: E402,F401  (registration side effects)
+
+__all__ = ["SEG_MODELS", "CLASSIFIERS"]

@@ -1,0 +1,57 @@
+"""Task registry: what a benchmark task trains, measures and optimises, and its budget presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import ConfigError
+from bench.registry import Registry
+
+TASKS: Registry = Registry("task")
+SEARCH_SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A budget: fixed config values plus how many trials and which search space file."""
+
+    config: dict[str, Any]
+    trials: int
+    space: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    description: str
+    classes: tuple[str, ...]
+    objective: str
+    metrics: tuple[str, ...]
+    formats: tuple[str, ...]
+    presets: dict[str, Preset]
+    run: Callable[..., Any]
+    prepare: Callable[..., Any]
+    default_preset: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def preset(self, name: str | None) -> Preset:
+        name = name or self.default_preset
+        if name not in self.presets:
+            raise ConfigError(f"preset must be one of {sorted(self.presets)} for {self.name}, but got '{name}'.")
+        return self.presets[name]
+
+    def space_path(self, preset: str | None) -> Path:
+        return SEARCH_SPACES_DIR / self.preset(preset).space
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    TASKS.register(spec.name, spec.description)(spec)
+    return spec
+
+
+from bench.tasks import xray_heart  # noqa: E402,F401  (registration side effects)
+
+__all__ = ["TASKS", "TaskSpec", "Preset", "register_task"]

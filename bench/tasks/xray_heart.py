@@ -1,0 +1,180 @@
+"""xray-heart: segment the heart on a chest radiograph, then classify congenital heart disease with the
+classifier guided by the predicted heart mask (seed project 1).
+
+Pipeline of one trial: train the segmenter → predict heart masks for every image → train the classifier
+on guided inputs built from *predicted* masks → evaluate on validation (the objective) and test (logged
+only, never seen by the search).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.config import TrialConfig
+from bench.data.cache import cached_arrays, fingerprint
+from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
+from bench.data.sources import read_cases, resolve_split, source_descriptor, source_name
+from bench.errors import SplitError
+from bench.guidance import GUIDANCE
+from bench.losses import SEG_LOSSES
+from bench.metrics import accuracy, macro_auroc, mean_dice
+from bench.models import CLASSIFIERS, SEG_MODELS
+from bench.tasks import Preset, TaskSpec, register_task
+from bench.train import Reporter, TrialResult, fit, predict, stop_if_asked
+
+TASK = "xray-heart"
+PHANTOM_SPEC = XrayPhantomSpec()
+PREPROCESSING_VERSION = "xray-prep-v1"
+
+
+@dataclass
+class XrayData:
+    split_hash: str
+    parts: dict[str, dict[str, torch.Tensor]]  # part -> image (N,1,S,S), heart (N,1,S,S), label (N,)
+
+
+def prepare(config: TrialConfig) -> XrayData:
+    """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
+    descriptor = source_descriptor(config.data, config.data_format, PHANTOM_SPEC.name())
+    source = source_name(config.data, descriptor)
+    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size})
+    built_cases: list = []
+
+    def build() -> dict[str, np.ndarray]:
+        cases = read_cases(config.data, config.data_format, CLASSES, lambda: generate(PHANTOM_SPEC))
+        built_cases.extend(cases)
+        return _preprocess(cases, config.image_size)
+
+    arrays = cached_arrays(key, build)
+    ids = [str(i) for i in arrays["case_id"]]
+    split = resolve_split(TASK, source, dict(zip(ids, map(str, arrays["patient_id"]))), built_cases or None)
+    if config.split_hash and config.split_hash != split.sha256:
+        raise SplitError(
+            f"the trial's split_hash must match the data's split, but got {config.split_hash[:12]}… vs "
+            f"{split.sha256[:12]}…. The split file or data changed since this trial was configured."
+        )
+    row = {case_id: i for i, case_id in enumerate(ids)}
+    parts = {}
+    for part in ("train", "val", "test"):
+        chosen = [row[i] for i in split.part(part, config.fold)]
+        if part == "train" and config.max_train_cases:
+            # Fixed (seed-independent) subset, so budget presets compare like with like.
+            chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
+        parts[part] = {
+            "image": torch.from_numpy(np.ascontiguousarray(arrays["image"][chosen])),
+            "heart": torch.from_numpy(np.ascontiguousarray(arrays["heart"][chosen])).float(),
+            "label": torch.from_numpy(np.ascontiguousarray(arrays["label"][chosen])),
+        }
+    return XrayData(split.sha256, parts)
+
+
+def _preprocess(cases, size: int) -> dict[str, np.ndarray]:
+    images = torch.stack([torch.from_numpy(np.asarray(c.image, np.float32))[None] for c in cases])
+    hearts = torch.stack([torch.from_numpy(np.asarray(c.masks["heart"], np.float32))[None] for c in cases])
+    images = F.interpolate(images, size=(size, size), mode="area")
+    hearts = F.interpolate(hearts, size=(size, size), mode="nearest")
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    std = images.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return {
+        "image": ((images - mean) / std).numpy().astype(np.float32),
+        "heart": (hearts > 0.5).numpy().astype(np.uint8),
+        "label": np.array([CLASSES.index(c.labels["class"]) for c in cases], np.int64),
+        "case_id": np.array([c.id for c in cases]),
+        "patient_id": np.array([c.patient_id for c in cases]),
+    }
+
+
+def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
+    data = prepare(config)
+    train, val, test = (data.parts[p] for p in ("train", "val", "test"))
+    history: list[dict] = []
+
+    # --- stage 1: heart segmentation ------------------------------------------------------------
+    seg = SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, encoder=config.seg_encoder)
+    seg_loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)
+
+    def seg_epoch(epoch: int, loss: float) -> None:
+        dice = mean_dice(predict(seg, val["image"]) > 0, val["heart"])
+        record = {"seg_train_loss": loss, "seg_val_heart_dice": dice}
+        history.append({"stage": "seg", "epoch": epoch, **record})
+        reporter.log(record, step=epoch)
+
+    fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), train, epochs=config.seg_epochs,
+        batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser, seed=config.seed,
+        on_epoch=seg_epoch)
+    masks = {name: (predict(seg, part["image"]) > 0).float() for name, part in data.parts.items()}
+
+    # --- stage 2: guided classification on predicted masks --------------------------------------
+    guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
+    cls = guidance.wrap_model(CLASSIFIERS.create(
+        config.classifier, in_channels=1 + guidance.extra_channels, num_classes=len(CLASSES)))
+    cls_train = {"image": train["image"], "mask": masks["train"], "label": train["label"]}
+
+    def cls_loss(model, batch):
+        x = guidance.inputs(batch["image"], batch["mask"])
+        logits = model(x)
+        loss = F.cross_entropy(logits, batch["label"])
+        extra = guidance.extra_loss(model, x, batch["mask"], logits)
+        return loss if extra is None else loss + extra
+
+    def class_probs(part: str) -> np.ndarray:
+        x = guidance.inputs(data.parts[part]["image"], masks[part])
+        return torch.softmax(predict(cls, x), dim=1).numpy()
+
+    def cls_epoch(epoch: int, loss: float) -> None:
+        auroc = macro_auroc(class_probs("val"), val["label"].numpy())
+        record = {"cls_train_loss": loss, "val_auroc": auroc}
+        history.append({"stage": "cls", "epoch": epoch, **record})
+        reporter.log(record, step=epoch)
+        stop_if_asked(reporter, auroc, epoch)
+
+    fit(cls, cls_loss, cls_train, epochs=config.cls_epochs, batch_size=config.batch_size, lr=config.cls_lr,
+        optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
+
+    # --- evaluation: validation is the objective, test is logged only ----------------------------
+    metrics: dict[str, float] = {}
+    for part in ("val", "test"):
+        probs, labels = class_probs(part), data.parts[part]["label"].numpy()
+        metrics[f"{part}_auroc"] = macro_auroc(probs, labels)
+        metrics[f"{part}_accuracy"] = accuracy(probs, labels)
+        metrics[f"{part}_heart_dice"] = mean_dice(masks[part], data.parts[part]["heart"])
+    return TrialResult(
+        config=config.replace(split_hash=data.split_hash),
+        objective_name=SPEC.objective,
+        objective=metrics[SPEC.objective],
+        metrics=metrics,
+        history=history,
+        state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
+    )
+
+
+SPEC = register_task(
+    TaskSpec(
+        name=TASK,
+        description="Chest X-ray: heart segmentation + mask-guided heart-disease classification (normal/VSD/ASD/TOF)",
+        classes=CLASSES,
+        objective="val_auroc",
+        metrics=("auroc", "accuracy", "heart_dice"),
+        formats=("png",),
+        presets={
+            "smoke": Preset(
+                config={"image_size": 32, "max_train_cases": 24, "seg_epochs": 1, "cls_epochs": 2, "batch_size": 8},
+                trials=2, space="xray-heart-smoke.yaml", description="seconds; used by the tests",
+            ),
+            "cpu": Preset(
+                config={"image_size": 64, "seg_epochs": 5, "cls_epochs": 6, "batch_size": 16},
+                trials=10, space="xray-heart.yaml", description="about 10 minutes on a 2-core CPU",
+            ),
+            "gpu": Preset(
+                config={"image_size": 128, "seg_epochs": 30, "cls_epochs": 30, "batch_size": 32},
+                trials=50, space="xray-heart.yaml", description="one GPU, about an hour",
+            ),
+        },
+        run=run,
+        prepare=prepare,
+    )
+)
