@@ -1,0 +1,289 @@
+"""Command line: parse, call, print. Heavy libraries are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+EXAMPLES = {
+    "search": "examples:\n  bench search --task xray-heart\n  bench search --task xray-heart --preset smoke --trials 2\n"
+              "  bench search --task xray-heart --study mine --resume",
+    "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md",
+    "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>",
+    "datasets": "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
+                "  bench datasets split phantom --task xray-heart --format png",
+}
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def cmd_tasks(args) -> int:
+    from bench.data.formats import FORMATS
+    from bench.tasks import TASKS
+
+    for entry in TASKS.entries():
+        spec = entry.obj
+        print(f"{spec.name}: {spec.description}")
+        print(f"  objective: {spec.objective}   metrics: {', '.join(spec.metrics)}")
+        print(f"  formats: phantom (built in), {', '.join(f for f in spec.formats if f in FORMATS)}")
+        print(f"  presets: " + ", ".join(f"{k} ({p.description})" for k, p in spec.presets.items()))
+        print(f"  default split: datasets/splits/{spec.name}-phantom.json")
+    return 0
+
+
+def _registries():
+    from bench.data.formats import FORMATS
+    from bench.guidance import GUIDANCE
+    from bench.losses import SEG_LOSSES
+    from bench.models import CLASSIFIERS, SEG_MODELS
+
+    return {"losses": [SEG_LOSSES], "guidance": [GUIDANCE], "models": [SEG_MODELS, CLASSIFIERS], "formats": [FORMATS]}
+
+
+def cmd_list(args) -> int:
+    registries = _registries()[args.what]
+    rows = [{"kind": r.kind, "name": e.name, "description": e.description,
+             "parameters": {k: v for k, v in e.parameters().items()}, **({"tags": e.tags} if e.tags else {})}
+            for r in registries for e in r.entries()]
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    for row in rows:
+        params = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items())
+        print(f"{row['name']:<18} {row['kind']:<20} {row['description']}" + (f"  [{params}]" if params else ""))
+    return 0
+
+
+def cmd_make_phantom(args) -> int:
+    from bench.data.formats import FORMATS
+    from bench.data.phantoms import xray
+
+    if args.task != "xray-heart":
+        raise BenchError(f"make-phantom supports xray-heart in this version, but got '{args.task}'.")
+    spec = xray.XrayPhantomSpec(n_patients=args.cases or xray.XrayPhantomSpec.n_patients, seed=args.seed)
+    out = FORMATS.create(args.format).write(xray.generate(spec), args.out)
+    print(f"wrote {spec.name()} as {args.format} to {out}")
+    return 0
+
+
+def _read(args):
+    from bench.data.sources import read_cases
+    from bench.tasks import TASKS
+
+    spec = TASKS.get(args.task)
+    return read_cases(str(args.path), args.format, spec.classes, lambda: [])
+
+
+def cmd_inspect(args) -> int:
+    from collections import Counter
+
+    cases = _read(args)
+    report = {
+        "path": str(args.path), "format": args.format, "cases": len(cases),
+        "patients": len({c.patient_id for c in cases}),
+        "classes": dict(Counter(str(c.labels.get("class")) for c in cases)),
+        "sites": dict(Counter(c.site for c in cases)),
+        "image_shapes": dict(Counter("x".join(map(str, c.image.shape)) for c in cases)),
+        "masks": dict(Counter(m for c in cases for m in c.masks)),
+    }
+    print(json.dumps(report, indent=1) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0
+
+
+def cmd_split(args) -> int:
+    from bench.data.splits import make_split, save_split
+
+    cases = _read(args)
+    split = make_split(cases, task=args.task, source=Path(args.path).name, n_folds=args.folds, seed=args.seed)
+    out = save_split(split, args.out or Path(args.path) / f"split-{args.task}.json")
+    print(f"wrote {out} (sha256 {split.sha256[:16]}…, {len(split.test)} test cases, {len(split.folds)} folds)")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.leaderboard import leaderboard, render
+    from bench.search.optuna_backend import SearchSettings, run_search
+    from bench.tasks import TASKS
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = TASKS.get(args.task)
+    settings = SearchSettings(
+        task=args.task, preset=args.preset, data=args.data or "phantom",
+        data_format=args.format or ("phantom" if not args.data else "png"), trials=args.trials,
+        timeout=args.timeout, seed=args.seed, sampler=args.sampler, pruner=args.pruner, storage=args.storage,
+        study=args.study, resume=args.resume, space=args.space, fold=args.fold,
+    )
+    n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
+    console = _console()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}"), console=console) as progress:
+        bar = progress.add_task(f"search {args.task}", total=n_trials, status="preparing data…")
+
+        def on_trial(study, trial):
+            try:
+                best = f"best {spec.objective}={study.best_value:.4f}"
+            except ValueError:
+                best = "no finished trial yet"
+            progress.update(bar, advance=1, status=f"t{trial.number:03d} {trial.state.name.lower()} · {best}")
+
+        summary = run_search(settings, on_trial)
+    console.print(f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
+                  f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})")
+    if summary.n_complete:
+        print(render(leaderboard(args.task, study=summary.study, top=10), "table"))
+    console.print(f"\nLeaderboard in the MLflow UI: run `mlflow ui` in this folder (or `bench ui`), "
+                  f"experiment {summary.experiment}.\nReplay the best trial: bench replay --task {args.task}")
+    return 0 if summary.n_complete else 1
+
+
+def cmd_leaderboard(args) -> int:
+    from bench.leaderboard import leaderboard, render, write
+
+    table = leaderboard(args.task, study=args.study, top=args.top)
+    if args.out:
+        print(f"wrote {write(table, args.format, args.out)}")
+    else:
+        print(render(table, args.format))
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from bench.replay import replay
+
+    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance)
+    print(f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "
+          f"difference {v.difference:.2e} (tolerance {v.tolerance:g})")
+    print(f"verdict: {v.verdict} (replay run {v.replay_run_id})")
+    return 0 if v.reproduced else 1
+
+
+def cmd_ui(args) -> int:
+    import socket
+    import subprocess
+
+    from bench.tracking import tracking_uri
+
+    port = args.port
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    print(f"MLflow UI on http://127.0.0.1:{port} over {tracking_uri()} (Ctrl-C stops it)", flush=True)
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+                            "--backend-store-uri", tracking_uri()])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="AutoML benchmarking for medical imaging.")
+    sub = p.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    s = sub.add_parser("tasks", help="list tasks, formats, metrics and presets")
+    s.set_defaults(func=cmd_tasks)
+
+    s = sub.add_parser("list", help="what can be searched: losses, guidance strategies, models, formats")
+    s.add_argument("what", choices=["losses", "guidance", "models", "formats"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    d = sub.add_parser("datasets", help="make, inspect and split data sets", epilog=EXAMPLES["datasets"],
+                       formatter_class=fmt).add_subparsers(dest="action", required=True)
+    s = d.add_parser("make-phantom", help="write the built-in phantom in a real on-disk format")
+    s.add_argument("--task", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--format", default="png")
+    s.add_argument("--cases", type=int, help="number of patients")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_make_phantom)
+    for name, func, help_ in (("inspect", cmd_inspect, "counts and problems of a data folder"),
+                              ("split", cmd_split, "patient-grouped stratified split file")):
+        s = d.add_parser(name, help=help_)
+        s.add_argument("path")
+        s.add_argument("--task", required=True)
+        s.add_argument("--format", default="png")
+        if name == "inspect":
+            s.add_argument("--json", action="store_true")
+        else:
+            s.add_argument("--folds", type=int, default=5)
+            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--out")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("search", help="run a search; every trial is logged to MLflow", epilog=EXAMPLES["search"],
+                       formatter_class=fmt)
+    s.add_argument("--task", required=True)
+    s.add_argument("--data", help="data folder (default: the built-in phantom)")
+    s.add_argument("--format", help="data format of --data (see `bench list formats`)")
+    s.add_argument("--preset", help="budget preset: smoke, cpu (default), gpu")
+    s.add_argument("--trials", type=int)
+    s.add_argument("--timeout", type=float, help="seconds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fold", type=int, default=0)
+    s.add_argument("--sampler", default="tpe", choices=["tpe", "random", "cmaes", "nsga2", "grid"])
+    s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
+    s.add_argument("--storage", help="Optuna storage: journal file path or RDB URL (default optuna.journal "
+                                     "beside the MLflow store)")
+    s.add_argument("--study", help="study name (default: <task>-<preset>-<time>)")
+    s.add_argument("--resume", action="store_true", help="continue the study named by --study")
+    s.add_argument("--space", help="search space YAML (default: the preset's file in search_spaces/)")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("leaderboard", help="trials ranked by the objective, read from MLflow",
+                       epilog=EXAMPLES["leaderboard"], formatter_class=fmt)
+    s.add_argument("--task", required=True)
+    s.add_argument("--study")
+    s.add_argument("--top", type=int)
+    s.add_argument("--format", default="table", choices=["table", "csv", "md", "json"])
+    s.add_argument("--out")
+    s.set_defaults(func=cmd_leaderboard)
+
+    s = sub.add_parser("replay", help="retrain a logged trial and say whether it reproduces",
+                       epilog=EXAMPLES["replay"], formatter_class=fmt)
+    s.add_argument("--task", required=True)
+    s.add_argument("--run-id")
+    s.add_argument("--study")
+    s.add_argument("--tolerance", type=float, default=1e-6)
+    s.set_defaults(func=cmd_replay)
+
+    s = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the same store")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_ui)
+    return p
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+    warnings.filterwarnings("ignore", message=".*experimental feature.*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

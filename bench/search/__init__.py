@@ -1,0 +1,1 @@
+"""Searchers on top of ``run_trial``: the YAML search space and the Optuna backend (Ray imports lazily)."""

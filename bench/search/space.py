@@ -1,0 +1,143 @@
+"""Search space files (YAML) → one Optuna define-by-run function, shared by every backend.
+
+Format::
+
+    description: what this space is for
+    params:
+      seg_arch: {type: categorical, choices: [unet, fpn]}
+      lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      guidance_params.floor: {type: float, low: 0.0, high: 0.5, when: {guidance: [soft_mask]}}
+
+Names are TrialConfig fields or ``<x>_params.<keyword>``. ``when`` makes a parameter conditional on
+values sampled before it (file order), so Tversky's α is only sampled for Tversky.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from bench.config import PARAM_DICTS, TrialConfig
+from bench.errors import ConfigError
+
+TYPES = ("categorical", "float", "int")
+# Categorical fields whose choices must be registered names, and where to look them up.
+REGISTRY_FIELDS = {
+    "seg_arch": ("bench.models", "SEG_MODELS"),
+    "seg_loss": ("bench.losses", "SEG_LOSSES"),
+    "guidance": ("bench.guidance", "GUIDANCE"),
+    "classifier": ("bench.models", "CLASSIFIERS"),
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    when: tuple[tuple[str, tuple], ...] = ()
+
+    def active(self, sampled: Mapping[str, Any]) -> bool:
+        return all(sampled.get(key) in values for key, values in self.when)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    params: tuple[Param, ...]
+    description: str = ""
+    source: str = "<memory>"
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def __call__(self, trial) -> dict[str, Any]:
+        """Define-by-run: sample every active parameter on an Optuna-like trial, return the flat values."""
+        sampled: dict[str, Any] = {}
+        for p in self.params:
+            if not p.active(sampled):
+                continue
+            if p.type == "categorical":
+                sampled[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+            elif p.type == "float":
+                sampled[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
+            else:
+                sampled[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log,
+                                                    step=int(p.step or 1))
+        return sampled
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: a search space file must be readable, but {exc.strerror}.") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: a search space must be valid YAML, but parsing failed: {exc}") from exc
+    return parse_space(data, source=str(path))
+
+
+def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
+    if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping) or not data["params"]:
+        raise ConfigError(f"{source}: a search space must have a non-empty 'params' mapping, but it has none.")
+    fields = {f.name for f in dataclasses.fields(TrialConfig)} - set(PARAM_DICTS)
+    params: list[Param] = []
+    for name, spec in data["params"].items():
+        where = f"{source}: parameter '{name}'"
+        head, dot, _ = str(name).partition(".")
+        if (dot and head not in PARAM_DICTS) or (not dot and name not in fields):
+            close = difflib.get_close_matches(str(name), sorted(fields), n=2)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"{where} must be a TrialConfig field or <{'|'.join(PARAM_DICTS)}>.<keyword>, but it is not.{hint}"
+            )
+        if not isinstance(spec, Mapping) or spec.get("type") not in TYPES:
+            raise ConfigError(f"{where} must have type one of {list(TYPES)}, but got {spec!r}.")
+        when = spec.get("when") or {}
+        seen = {p.name for p in params}
+        for key in when:
+            if key not in seen:
+                raise ConfigError(f"{where} is conditional on '{key}', which must be declared above it, but is not.")
+        when_pairs = tuple(
+            (k, tuple(v if isinstance(v, (list, tuple)) else [v])) for k, v in when.items()
+        )
+        if spec["type"] == "categorical":
+            choices = tuple(spec.get("choices") or ())
+            if not choices:
+                raise ConfigError(f"{where} is categorical and must list 'choices', but lists none.")
+            _check_registered(name, choices, where)
+            params.append(Param(name, "categorical", choices=choices, when=when_pairs))
+        else:
+            try:
+                low, high = float(spec["low"]), float(spec["high"])
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"{where} must give numeric 'low' and 'high', but got {spec!r}.") from None
+            if not low < high or (spec.get("log") and low <= 0):
+                raise ConfigError(f"{where} must have 0 < low < high for log and low < high, but got {low}, {high}.")
+            params.append(Param(name, spec["type"], low=low, high=high, log=bool(spec.get("log", False)),
+                                step=spec.get("step"), when=when_pairs))
+    return SearchSpace(tuple(params), str(data.get("description", "")), source)
+
+
+def _check_registered(name: str, choices: tuple, where: str) -> None:
+    if name not in REGISTRY_FIELDS:
+        return
+    import importlib
+
+    module, attr = REGISTRY_FIELDS[name]
+    registry = getattr(importlib.import_module(module), attr)
+    for choice in choices:
+        if choice not in registry:
+            close = difflib.get_close_matches(str(choice), registry.names(), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Known: {registry.names()}."
+            raise ConfigError(f"{where} choices must be registered {registry.kind}s, but got '{choice}'.{hint}")

@@ -1,0 +1,179 @@
+"""MLflow layout: experiment ``bench/<task>``, one parent run per search, one nested run per trial.
+
+All writes go through ``MlflowClient`` with explicit run ids (no global active run), so several workers
+can log to one store. A PHI guard refuses params/tags that look like patient identifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from bench.config import TrialConfig
+from bench.errors import BenchError
+
+KIND_TAG = "bench.kind"  # search | trial | replay
+STATE_TAG = "bench.state"  # COMPLETE | PRUNED | FAIL (Optuna's words)
+PACKAGES = ("torch", "monai", "segmentation-models-pytorch", "optuna", "mlflow", "numpy", "bench")
+_PHI_WORDS = ("patient", "birth", "name_of", "patientname", "accession")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def store_dir() -> Path:
+    """Folder of the tracking store (for the Optuna journal beside it); the working folder otherwise."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent
+    if uri.startswith("file:"):
+        return Path(uri[len("file:") :].lstrip("/")).parent if uri.startswith("file:///") else Path.cwd()
+    return Path.cwd()
+
+
+def experiment_name(task: str) -> str:
+    return f"bench/{task}"
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if sha.returncode != 0:
+        return "unknown"
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment_tags() -> dict[str, str]:
+    tags = {f"version.{p}": _version(p) for p in PACKAGES}
+    tags.update({
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch_threads": str(torch.get_num_threads()),
+    })
+    return tags
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def check_no_phi(values: Mapping[str, Any], what: str) -> None:
+    """Refuse keys that name patient identifiers: they must never leave the data layer."""
+    for key in values:
+        lowered = key.lower().replace("_", "")
+        if any(word.replace("_", "") in lowered for word in _PHI_WORDS):
+            raise BenchError(
+                f"MLflow {what} must not carry patient identifiers, but got key '{key}'. "
+                "Keep it inside bench.data."
+            )
+
+
+class Tracker:
+    """Writes the bench MLflow layout for one task."""
+
+    def __init__(self, task: str, uri: str | None = None):
+        self.task = task
+        self.uri = uri or tracking_uri()
+        self.client = MlflowClient(tracking_uri=self.uri)
+        name = experiment_name(task)
+        found = self.client.get_experiment_by_name(name)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(name)
+
+    # --- runs ----------------------------------------------------------------------------------------
+    def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
+        tags = dict(tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        check_no_phi(tags, "tags")
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+        return run.info.run_id
+
+    def start_search(self, name: str, settings: Mapping[str, Any]) -> str:
+        tags = {KIND_TAG: "search", **environment_tags(), **{f"search.{k}": str(v) for k, v in settings.items()}}
+        return self.start_run(name, tags)
+
+    def start_trial(self, parent_id: str | None, name: str, config: TrialConfig, tags: Mapping[str, Any],
+                    kind: str = "trial") -> str:
+        all_tags = {KIND_TAG: kind, "seed": config.seed, "split_hash": config.split_hash,
+                    "config_hash": config.config_hash(), **environment_tags(), **tags}
+        run_id = self.start_run(name, {k: str(v) for k, v in all_tags.items()}, parent_id)
+        self.log_params(run_id, config.flat())
+        return run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        check_no_phi(params, "params")
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        import time
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]  # NaN is not logged
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        check_no_phi(tags, "tags")
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_trial_artifacts(self, run_id: str, config: TrialConfig, state_dicts: Mapping[str, Any] | None,
+                            history: list | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "config.yaml").write_text(config.to_yaml())
+            if history is not None:
+                (Path(tmp) / "history.json").write_text(json.dumps(history, indent=1))
+            if state_dicts:
+                torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / "checkpoint.pt")
+            self.client.log_artifacts(run_id, tmp)
+
+    def end(self, run_id: str, state: str, reason: str | None = None) -> None:
+        """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
+        tags = {STATE_TAG: state}
+        if reason:
+            tags["bench.reason"] = reason[:5000]
+        self.set_tags(run_id, tags)
+        status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
+        self.client.set_terminated(run_id, status=status)
+
+    def load_config(self, run_id: str) -> TrialConfig:
+        path = self.client.download_artifacts(run_id, "config.yaml", tempfile.mkdtemp(prefix="bench-replay-"))
+        return TrialConfig.from_yaml(Path(path).read_text(), source=f"run {run_id} config.yaml")
+
+
+class MlflowReporter:
+    """A Reporter that logs each epoch's metrics to a trial run; it never asks the trial to stop."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker, self.run_id = tracker, run_id
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.tracker.log_metrics(self.run_id, metrics, step)
+
+    def report(self, objective: float, step: int) -> bool:
+        return False
+
+
+def run_status_name(status: int | str) -> str:
+    return RunStatus.to_string(status) if isinstance(status, int) else status
