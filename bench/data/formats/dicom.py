@@ -7,9 +7,11 @@ Layout::
     labels.csv                     one row per image; columns:
         file | sop_instance_uid    which image (path relative to the folder, or the DICOM SOPInstanceUID)
         label | class              the class; must be one of the task's classes
+        case_id                    optional; else the file's path relative to the folder, without suffix
         patient_id                 optional; else the DICOM PatientID, else one patient per image
         site                       optional; else the DICOM InstitutionName
         mask_<name>                optional mask path (relative), e.g. mask_heart
+        split_part                 optional official part: test, trainval or test_shifted
         any other column           kept as a label (numbers parsed), e.g. ctr
 
 Pixel pipeline (PS3.3 C.11): stored values -> modality LUT/rescale -> VOI LUT or window centre/width
@@ -19,13 +21,14 @@ ImagerPixelSpacing (mm). Compressed transfer syntaxes decode through pydicom's o
 (pylibjpeg, python-gdcm); without them the error names the file and what to install.
 
 Patient names, birth dates and every other identifying tag are never read into a Case; the case id is
-the file's relative path without suffix, and the patient id is used only for grouping splits.
+the labels file's case_id or the file's relative path without suffix, and the patient id is used only for grouping splits.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +41,7 @@ from bench.errors import DataError
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
-_KNOWN_COLUMNS = {"file", "sop_instance_uid", "label", "class", "patient_id", "site"}
+_KNOWN_COLUMNS = {"case_id", "file", "sop_instance_uid", "label", "class", "patient_id", "site", "split_part"}
 PLUGIN_HINT = (
     "Install a decoder plugin for it, e.g. `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg` "
     "or `pip install python-gdcm`, or decompress the files (e.g. `gdcmconv --raw`)"
@@ -59,22 +62,23 @@ class DicomFolder:
         if not files:
             raise DataError(f"{root}: a dicom folder must contain .dcm files, but it has none.")
         by_uid = _index_by_uid(files) if "sop_instance_uid" in rows[0] else {}
-        cases, labelled = [], set()
+        cases, labelled, seen_files = [], set(), set()
         for line, row in enumerate(rows, start=2):
             where = f"{table}:{line}"
             if row.get("file"):
-                file = root / row["file"]
+                file = Path(os.path.normpath(root / row["file"]))
             elif row.get("sop_instance_uid") in by_uid:
                 file = by_uid[row["sop_instance_uid"]]
             else:
                 raise DataError(f"{where}: each row must name an existing DICOM file, but this one names none.")
             label = check_class(row.get("label") or row.get("class", ""), classes, where)
-            case_id = file.relative_to(root).with_suffix("").as_posix()
-            if case_id in labelled:
+            case_id = row.get("case_id") or file.relative_to(root).with_suffix("").as_posix()
+            if case_id in labelled or file in seen_files:
                 raise DataError(f"{where}: each image must be listed once, but '{case_id}' repeats.")
             labelled.add(case_id)
+            seen_files.add(file)
             cases.append(self._case(root, file, case_id, label, row))
-        unlabelled = sorted(f for f in files if f.relative_to(root).with_suffix("").as_posix() not in labelled)
+        unlabelled = sorted(set(files) - seen_files)
         if unlabelled:
             raise DataError(
                 f"{unlabelled[0]}: every image must have a row in labels.csv, but this one (and "
@@ -99,7 +103,8 @@ class DicomFolder:
             masks=masks,
             labels={"class": label, **extra},
             # technical tags only: nothing here can identify a patient
-            meta={"modality": str(ds.get("Modality", "")), "photometric": str(ds.PhotometricInterpretation)},
+            meta={"modality": str(ds.get("Modality", "")), "photometric": str(ds.PhotometricInterpretation),
+                  **({"split_part": row["split_part"]} if row.get("split_part") else {})},
         )
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
@@ -117,7 +122,7 @@ class DicomFolder:
             with (tmp / "labels.csv").open("w", newline="") as fh:
                 writer = csv.writer(fh)
                 # no patient_id column on purpose: the reader takes it from the DICOM PatientID tag
-                writer.writerow(["file", "label"] + [f"mask_{m}" for m in mask_names] + label_names)
+                writer.writerow(["case_id", "file", "label", "split_part"] + [f"mask_{m}" for m in mask_names] + label_names)
                 for c in cases:
                     rel = f"images/{c.id}.dcm"
                     write_dicom(c, tmp / rel)
@@ -127,12 +132,13 @@ class DicomFolder:
                         if mrel:
                             Image.fromarray((np.asarray(c.masks[m]) > 0).astype(np.uint8) * 255).save(tmp / mrel)
                         mask_rels.append(mrel)
-                    writer.writerow([rel, c.labels["class"]] + mask_rels + [c.labels.get(k, "") for k in label_names])
+                    writer.writerow([c.id, rel, c.labels["class"], c.meta.get("split_part", "")] + mask_rels + [c.labels.get(k, "") for k in label_names])
         return Path(out)
 
 
 def _dicom_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
+    return sorted(Path(os.path.normpath(p)) for p in root.rglob("*")
+                  if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
 
 
 def _index_by_uid(files: list[Path]) -> dict[str, Path]:

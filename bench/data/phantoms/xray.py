@@ -311,3 +311,11 @@ def export(cases: Sequence[Case], out: str | Path, fmt: str = "png") -> Path:
         writable = [n for n in FORMATS.names() if hasattr(FORMATS.get(n), "write")]
         raise DataError(f"{out}: the export format must be one of {writable}, but got '{fmt}' (read-only).")
     return writer.write(cases, out)
+
+
+def make_phantom(out: str | Path, fmt: str = "png", n_patients: int = 100, seed: int = 0, size: int = 128,
+                 difficulty: float = 0.5, n_shifted_patients: int = 30) -> Path:
+    """Generate the phantom and write it in ``fmt`` (what `bench datasets make-phantom` calls)."""
+    spec = XrayPhantomSpec(n_patients=n_patients, n_shifted_patients=n_shifted_patients, size=size, seed=seed,
+                           difficulty=difficulty)
+    return export(generate(spec), out, fmt)
