@@ -141,11 +141,15 @@ def make_split(
         inner = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         index_pairs = [(rest_idx[a], rest_idx[b]) for a, b in
                        inner.split(ids[rest_idx], strata[rest_idx], groups[rest_idx])]
-    folds = tuple({"train": tuple(sorted(ids[a])), "val": tuple(sorted(ids[b]))} for a, b in index_pairs)
-    split = Split(task, source, seed, stratify, tuple(sorted(ids[test_idx])), folds,
+    folds = tuple({"train": _ids(ids[a]), "val": _ids(ids[b])} for a, b in index_pairs)
+    split = Split(task, source, seed, stratify, _ids(ids[test_idx]), folds,
                   extra={k: tuple(sorted(v)) for k, v in extra.items()})
     check_split(split, {c.id: c.patient_id for c in cases})
     return split
+
+
+def _ids(values) -> tuple[str, ...]:
+    return tuple(sorted(str(v) for v in values))
 
 
 def _need_groups(groups: np.ndarray, n: int, what: str) -> None:
