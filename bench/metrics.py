@@ -9,8 +9,8 @@ heart) and the shift gap between the normal and the site-shifted test part.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch

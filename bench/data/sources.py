@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from bench.data.case import Case
 from bench.data.cache import cache_root, fingerprint
+from bench.data.case import Case
 from bench.data.splits import Split, load_split, make_split, save_split
 from bench.errors import DataError
 
@@ -103,7 +103,7 @@ def write_split(
     else:
         descriptor = source_descriptor(data, data_format, "")
         source = source_name(data, descriptor)
-        cases = read_cases(data, data_format, spec.classes, lambda: [])
+        cases = read_cases(data, data_format, spec.classes, list)
     split = make_split(cases, task=task, source=source, n_folds=n_folds, test_fraction=test_fraction, seed=seed)
     path = Path(out) if out is not None else kept_split_path(task, source)
     return split, save_split(split, path)

@@ -101,14 +101,14 @@ def test_compressed_without_plugin_names_file_and_plugin(tmp_path):
 
 
 def test_truncated_file(dicom_folder):
-    victim = sorted((dicom_folder / "images").glob("*.dcm"))[0]
+    victim = min((dicom_folder / "images").glob("*.dcm"))
     victim.write_bytes(victim.read_bytes()[:-500])
     with pytest.raises(DataError, match=rf"{victim.name}: .*(truncated|readable)"):
         READER.read(dicom_folder, CLASSES)
 
 
 def test_not_dicom(dicom_folder):
-    victim = sorted((dicom_folder / "images").glob("*.dcm"))[0]
+    victim = min((dicom_folder / "images").glob("*.dcm"))
     victim.write_bytes(b"hello")
     with pytest.raises(DataError, match=rf"{victim.name}: must be a readable DICOM file"):
         READER.read(dicom_folder, CLASSES)

@@ -21,7 +21,7 @@ def test_prepare_reads_dicom_export_with_shifted_part(dicom_folder):
 
 
 def test_bad_input_leaves_nothing_in_the_cache(dicom_folder):
-    victim = sorted((dicom_folder / "images").glob("*.dcm"))[-1]
+    victim = max((dicom_folder / "images").glob("*.dcm"))
     victim.write_bytes(victim.read_bytes()[:200])
     with pytest.raises(DataError, match=victim.name):
         prepare(_config(dicom_folder))

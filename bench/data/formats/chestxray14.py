@@ -16,8 +16,8 @@ Reference: Wang et al. 2017, "ChestX-ray8: Hospital-scale Chest X-ray Database..
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -21,8 +21,8 @@ multi-center chest x-ray images", Scientific Data 11:511.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class Chexmask:
                 if name not in files:
                     raise DataError(f"{root / name}: the image of a CheXmask row must exist, but it is missing.")
                 case = make_case(name, files[name], entries[name], parts)
-                for mask_name, mask in masks.items():
+                for mask in masks.values():
                     if mask.shape != case.image.shape:
                         raise DataError(f"{where}: a mask must have its image's shape {case.image.shape}, but "
                                         f"got {mask.shape}. Use the OriginalResolution CheXmask table.")

@@ -17,8 +17,8 @@ References: Shiraishi et al. 2000 (JSRT, AJR 174:71-74); van Ginneken et al. 200
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -26,9 +26,9 @@ on-disk format (``dicom`` or ``png``) that the matching reader reads back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -232,7 +232,7 @@ def _render(shape: dict[str, float], size: int, rng: np.random.Generator, style:
 
 def _burn_in(image: np.ndarray, style: SiteStyle, size: int) -> None:
     """Collimation border and an 'L'-shaped lead marker, the site's fingerprint on every image."""
-    b = int(round(style.border * size))
+    b = round(style.border * size)
     if b:
         image[:b], image[-b:], image[:, :b], image[:, -b:] = (style.border_value,) * 4
     r, c = int(style.marker[0] * size), int(style.marker[1] * size)
