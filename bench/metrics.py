@@ -1,13 +1,23 @@
-"""Metrics with a declared direction, so rankings never need a hand-passed ``mode``."""
+"""Metrics with a declared direction, so rankings never need a hand-passed ``mode``.
+
+Segmentation distances come from MONAI, classification scores from scikit-learn; only what neither has
+is written here: the cardiothoracic ratio (CTR) error, attention-in-mask (share of input-gradient
+saliency, Simonyan et al. 2014, "Deep Inside Convolutional Networks", that falls inside the true
+heart) and the shift gap between the normal and the site-shifted test part.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice
-from sklearn.metrics import roc_auc_score
+from monai.metrics import compute_dice, compute_hausdorff_distance
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+PART_PREFIXES = ("test_shifted_", "val_", "test_", "train_")
 
 
 @dataclass(frozen=True)
@@ -30,11 +40,29 @@ metric("auroc", True, "macro one-vs-rest area under the ROC curve of the classif
 metric("accuracy", True, "share of cases whose arg-max class is right")
 metric("heart_dice", True, "Dice of the thresholded predicted heart mask, mean over cases")
 metric("loss", False, "training loss")
+metric("heart_hd95", False, "95th-percentile Hausdorff distance of the predicted heart mask, pixels, mean over cases")
+metric("ctr_error", False, "mean absolute error of the cardiothoracic ratio measured on the predicted heart mask")
+metric("balanced_accuracy", True, "mean per-class recall (balanced accuracy) of the classifier")
+metric("recall", True, "recall of one class (recall_<class>)")
+metric("attention_in_heart", True, "share of the classifier's input-gradient saliency inside the true heart mask")
+metric("shift_gap", False, "metric on the normal test part minus the site-shifted test part (shift_gap_<metric>)")
+
+
+def base_name(metric_name: str) -> str:
+    """Strip a part prefix and a per-class/per-metric suffix: ``test_shifted_recall_VSD`` -> ``recall``."""
+    for prefix in PART_PREFIXES:
+        if metric_name.startswith(prefix):
+            metric_name = metric_name[len(prefix) :]
+            break
+    for family in ("recall", "shift_gap"):
+        if metric_name.startswith(family + "_"):
+            return family
+    return metric_name
 
 
 def higher_is_better(metric_name: str) -> bool:
-    """Direction of a (possibly prefixed) metric name such as ``val_auroc``."""
-    base = metric_name.split("_", 1)[1] if metric_name.startswith(("val_", "test_", "train_")) else metric_name
+    """Direction of a (possibly prefixed) metric name such as ``val_auroc`` or ``test_shifted_heart_hd95``."""
+    base = base_name(metric_name)
     return METRICS[base].higher_is_better if base in METRICS else True
 
 
@@ -57,3 +85,106 @@ def macro_auroc(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float((probs.argmax(1) == labels).mean())
+
+
+def balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean recall over the classes present in ``labels`` (sklearn's balanced accuracy)."""
+    if len(labels) == 0:
+        return float("nan")
+    return float(balanced_accuracy_score(labels, probs.argmax(1)))
+
+
+def per_class_recall(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """``{"recall_<class>": recall}`` for every class; NaN for a class absent from ``labels``."""
+    # By hand rather than sklearn.recall_score, which reports an absent class as 0 with a warning.
+    pred = probs.argmax(1) if len(labels) else np.zeros(0, int)
+    out = {}
+    for k, name in enumerate(classes):
+        present = labels == k
+        out[f"recall_{name}"] = float((pred[present] == k).mean()) if present.any() else float("nan")
+    return out
+
+
+def heart_hd95(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean 95th-percentile Hausdorff distance (pixels) of binary masks (N,1,H,W), via MONAI.
+
+    A case whose prediction is empty while the truth is not gets the image diagonal (the worst distance
+    possible), so a segmenter cannot improve its score by predicting nothing; both empty counts as 0.
+    """
+    pred, target = pred.float() > 0.5, target.float() > 0.5
+    if not len(pred):
+        return float("nan")
+    diagonal = float(np.hypot(*pred.shape[2:]))
+    with warnings.catch_warnings():  # MONAI warns about its own deprecated argument and about empty masks
+        warnings.simplefilter("ignore")
+        values = compute_hausdorff_distance(pred.float(), target.float(), include_background=True, percentile=95)
+    values = values.reshape(-1).double().numpy().copy()
+    has_p, has_t = pred.flatten(1).any(1).numpy(), target.flatten(1).any(1).numpy()
+    values[has_p != has_t] = diagonal
+    values[~has_p & ~has_t] = 0.0
+    return float(np.mean(values))
+
+
+def mask_width(masks: torch.Tensor) -> np.ndarray:
+    """Widest horizontal extent (pixels) of each mask (N,1,H,W): the CTR's numerator."""
+    cols = (masks.float() > 0.5).flatten(1, 2).reshape(masks.shape[0], -1, masks.shape[-1]).any(1).numpy()
+    out = np.zeros(len(cols))
+    for i, c in enumerate(cols):
+        idx = np.flatnonzero(c)
+        out[i] = idx[-1] - idx[0] + 1 if len(idx) else 0
+    return out
+
+
+def ctr_error(pred: torch.Tensor, target: torch.Tensor, thorax_width: np.ndarray) -> float:
+    """Mean |CTR(pred) - CTR(true)|, both measured as heart width over the true thoracic width (pixels).
+
+    Cases without a thoracic width (NaN or 0, e.g. no lung masks in the source) are skipped; NaN if none.
+    """
+    thorax = np.asarray(thorax_width, float)
+    ok = np.isfinite(thorax) & (thorax > 0)
+    if not ok.any():
+        return float("nan")
+    err = np.abs(mask_width(pred) - mask_width(target))[ok] / thorax[ok]
+    return float(err.mean())
+
+
+def attention_in_mask(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    masks: torch.Tensor,
+    prepare: Callable[[torch.Tensor, slice], torch.Tensor] | None = None,
+    batch_size: int = 32,
+) -> float:
+    """Mean share of input-gradient saliency |d logit_pred / d x| that falls inside ``masks``.
+
+    Args:
+        model: the classifier (eval mode is set here; its parameters get no gradient).
+        inputs: raw images (N,C,H,W); the gradient is taken with respect to these.
+        masks: true region (N,1,H,W), e.g. the ground-truth heart.
+        prepare: maps a batch of raw images and its slice of the data set to the model input (e.g. a
+            guidance strategy applying the *predicted* mask), so dimming outside the heart counts as
+            attending inside it; identity if None.
+        batch_size: images per backward pass.
+
+    Returns:
+        Mean over cases of sum(saliency * mask) / sum(saliency); NaN for no cases.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    shares = []
+    for start in range(0, len(inputs), batch_size):
+        part = slice(start, start + batch_size)
+        x = inputs[part].detach().to(device).requires_grad_(True)
+        model_in = prepare(x, part) if prepare is not None else x
+        logits = model(model_in)
+        top = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+        (grad,) = torch.autograd.grad(top, x)
+        saliency = grad.abs().sum(1).cpu()  # over channels
+        inside = (saliency * (masks[part].float()[:, 0] > 0.5)).flatten(1).sum(1)
+        shares.append((inside / saliency.flatten(1).sum(1).clamp_min(1e-12)).numpy())
+    return float(np.concatenate(shares).mean()) if shares else float("nan")
+
+
+def shift_gap(metrics: Mapping[str, float], name: str) -> float:
+    """``test_<name> - test_shifted_<name>``: how much a score drops when the site/class link breaks."""
+    return float(metrics[f"test_{name}"] - metrics[f"test_shifted_{name}"])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from bench.data.case import Case
 from bench.data.cache import cache_root, fingerprint
+from bench.data.case import Case
 from bench.data.splits import Split, load_split, make_split, save_split
 from bench.errors import DataError
 
@@ -58,7 +58,7 @@ def resolve_split(task: str, source: str, patient_of: Mapping[str, str], cases: 
     standard = standard_split_path(task, source)
     if standard.is_file():
         return load_split(standard, patient_of)
-    kept = cache_root().parent / "splits" / f"{task}-{source}.json"
+    kept = kept_split_path(task, source)
     if kept.is_file():
         return load_split(kept, patient_of)
     if cases is None:
@@ -66,3 +66,44 @@ def resolve_split(task: str, source: str, patient_of: Mapping[str, str], cases: 
     split = make_split(cases, task=task, source=source)
     save_split(split, kept)
     return split
+
+
+def kept_split_path(task: str, source: str) -> Path:
+    """Where a split made for a folder (not committed with the project) is kept and found again."""
+    return cache_root().parent / "splits" / f"{task}-{source}.json"
+
+
+def write_split(
+    data: str,
+    task: str,
+    data_format: str,
+    n_folds: int = 5,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    out: str | Path | None = None,
+) -> tuple[Split, Path]:
+    """Make the patient-grouped split for a data set and write it where trials will find it.
+
+    The reader's official split (if the source has one) is honoured; see bench.data.splits. Without
+    ``out`` the file goes to the kept-splits folder under the cache root, named by the data's
+    fingerprint, which is exactly where ``resolve_split`` looks. For the phantom, pass ``out`` to write
+    a standard split file (datasets/splits/<task>-phantom.json).
+
+    Returns:
+        The split and the path written (the split's sha256 is in the file and in ``split.sha256``).
+    """
+    from bench.tasks import TASKS
+
+    spec = TASKS.get(task)
+    if data == PHANTOM:
+        from bench.data.phantoms.xray import generate
+
+        cases = generate()
+        source = PHANTOM
+    else:
+        descriptor = source_descriptor(data, data_format, "")
+        source = source_name(data, descriptor)
+        cases = read_cases(data, data_format, spec.classes, list)
+    split = make_split(cases, task=task, source=source, n_folds=n_folds, test_fraction=test_fraction, seed=seed)
+    path = Path(out) if out is not None else kept_split_path(task, source)
+    return split, save_split(split, path)

@@ -2,16 +2,25 @@
 
 A split file is the contract between a data set and every trial run on it: its sha256 is logged with
 each run, and loading it re-checks that no patient sits in two parts and that every id exists.
+
+Besides ``test`` a split may hold extra held-out parts (``EXTRA_PARTS``, e.g. ``test_shifted``: cases
+whose site/class association differs from training, so a classifier that learned the site is caught).
+They are stored as top-level keys and enter the hash only when present, so older split files keep theirs.
+
+Readers that know a source's *official* split say so per case, and ``make_split`` honours it:
+``case.meta["split_part"]`` in {"test", "test_shifted", "trainval"} pins a case to that part, and
+``case.meta["split_fold"] = k`` makes the case part of fold k's validation set (JSRT's odd/even folds).
 """
+
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -21,6 +30,7 @@ from bench.data.case import Case
 from bench.errors import SplitError
 
 SPLIT_VERSION = 1
+EXTRA_PARTS = ("test_shifted",)
 
 
 @dataclass(frozen=True)
@@ -33,9 +43,11 @@ class Split:
     folds: tuple[dict[str, tuple[str, ...]], ...]
     version: int = SPLIT_VERSION
     grouping: str = "patient_id"
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def content(self) -> dict:
         return {
+            **{name: list(ids) for name, ids in sorted(self.extra.items())},
             "task": self.task,
             "source": self.source,
             "version": self.version,
@@ -51,9 +63,18 @@ class Split:
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """Every part a trial can draw from: train, val, test, then the extra parts present."""
+        return ("train", "val", "test", *sorted(self.extra))
+
     def part(self, name: str, fold: int = 0) -> tuple[str, ...]:
         if name == "test":
             return self.test
+        if name in self.extra:
+            return self.extra[name]
+        if name not in ("train", "val"):
+            raise SplitError(f"split part must be one of {list(self.part_names)}, but got '{name}'.")
         if not 0 <= fold < len(self.folds):
             raise SplitError(f"fold must be in 0..{len(self.folds) - 1}, but got {fold}.")
         return self.folds[fold][name]
@@ -68,27 +89,82 @@ def make_split(
     seed: int = 0,
     stratify: str = "class",
 ) -> Split:
-    """Hold out ~test_fraction of patients, then K folds over the rest; patients never straddle parts."""
+    """Hold out ~test_fraction of patients, then K folds over the rest; patients never straddle parts.
+
+    Official parts named by the reader (``meta["split_part"]`` / ``meta["split_fold"]``, see the module
+    docstring) replace the random choice for the cases that carry them.
+
+    Example:
+        >>> from bench.data.phantoms.xray import XrayPhantomSpec, generate
+        >>> split = make_split(generate(XrayPhantomSpec(n_patients=30, size=64)), "xray-heart", "phantom")
+        >>> split.part_names
+        ('train', 'val', 'test', 'test_shifted')
+    """
+    if n_folds < 2:
+        raise SplitError(f"a split needs at least 2 folds, but got n_folds={n_folds}.")
+    extra: dict[str, list[str]] = {}
+    official_test: list[int] = []
+    pool: list[int] = []
+    for i, c in enumerate(cases):
+        part = c.meta.get("split_part", "")
+        if part in EXTRA_PARTS:
+            extra.setdefault(part, []).append(c.id)
+        elif part == "test":
+            official_test.append(i)
+        elif part in ("", "trainval"):
+            pool.append(i)
+        else:
+            raise SplitError(
+                f"case {c.id}: meta['split_part'] must be one of test, trainval, {', '.join(EXTRA_PARTS)}, "
+                f"but got '{part}'. Fix the reader that set it."
+            )
     ids = np.array([c.id for c in cases])
     groups = np.array([c.patient_id for c in cases])
     strata = np.array([str(c.labels.get(stratify, "")) for c in cases])
-    n_test_splits = max(2, round(1 / test_fraction))
-    outer = StratifiedGroupKFold(n_splits=n_test_splits, shuffle=True, random_state=seed)
-    rest_idx, test_idx = next(outer.split(ids, strata, groups))
-    inner = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    folds = []
-    for train_idx, val_idx in inner.split(ids[rest_idx], strata[rest_idx], groups[rest_idx]):
-        folds.append(
-            {"train": tuple(sorted(ids[rest_idx][train_idx])), "val": tuple(sorted(ids[rest_idx][val_idx]))}
-        )
-    split = Split(task, source, seed, stratify, tuple(sorted(ids[test_idx])), tuple(folds))
+    if official_test or any(c.meta.get("split_part") == "trainval" for c in cases):
+        rest_idx, test_idx = np.array(pool, int), np.array(official_test, int)
+    else:
+        pool_idx = np.array(pool, int)
+        n_test_splits = max(2, round(1 / test_fraction))
+        _need_groups(groups[pool_idx], n_test_splits, "the held-out test part")
+        outer = StratifiedGroupKFold(n_splits=n_test_splits, shuffle=True, random_state=seed)
+        rest, test = next(outer.split(ids[pool_idx], strata[pool_idx], groups[pool_idx]))
+        rest_idx, test_idx = pool_idx[rest], pool_idx[test]
+    official_folds = [cases[i].meta.get("split_fold") for i in rest_idx]
+    if any(f is not None for f in official_folds):
+        if any(f is None for f in official_folds):
+            raise SplitError("every train/val case must carry meta['split_fold'] when any does, but some do not.")
+        val_sets = [rest_idx[np.array(official_folds) == k] for k in sorted(set(official_folds))]
+        index_pairs = [(np.setdiff1d(rest_idx, v), v) for v in val_sets]
+    else:
+        _need_groups(groups[rest_idx], n_folds, "the folds")
+        inner = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        index_pairs = [(rest_idx[a], rest_idx[b]) for a, b in
+                       inner.split(ids[rest_idx], strata[rest_idx], groups[rest_idx])]
+    folds = tuple({"train": _ids(ids[a]), "val": _ids(ids[b])} for a, b in index_pairs)
+    split = Split(task, source, seed, stratify, _ids(ids[test_idx]), folds,
+                  extra={k: tuple(sorted(v)) for k, v in extra.items()})
     check_split(split, {c.id: c.patient_id for c in cases})
     return split
 
 
+def _ids(values) -> tuple[str, ...]:
+    return tuple(sorted(str(v) for v in values))
+
+
+def _need_groups(groups: np.ndarray, n: int, what: str) -> None:
+    found = len(set(groups.tolist()))
+    if found < n:
+        raise SplitError(
+            f"{what} need at least {n} patients to split {n} ways, but the data has {found}. "
+            "Add data or lower --folds."
+        )
+
+
 def check_split(split: Split, patient_of: Mapping[str, str], origin: str = "split") -> None:
     """Raise SplitError if an id is unknown, or a patient appears in two parts (train/val/test)."""
-    all_ids = set(split.test).union(*(set(f["train"]) | set(f["val"]) for f in split.folds))
+    all_ids = set(split.test).union(*(set(f["train"]) | set(f["val"]) for f in split.folds),
+                                    *(set(v) for v in split.extra.values()))
     missing = sorted(all_ids - set(patient_of))
     if missing:
         raise SplitError(
@@ -96,14 +172,22 @@ def check_split(split: Split, patient_of: Mapping[str, str], origin: str = "spli
             "Regenerate the split for this data with `bench datasets split`."
         )
     test_patients = {patient_of[i] for i in split.test}
+    held_out = {"test": test_patients, **{k: {patient_of[i] for i in v} for k, v in split.extra.items()}}
+    names = sorted(held_out)
+    for a_i, a in enumerate(names):
+        for b in names[a_i + 1 :]:
+            if held_out[a] & held_out[b]:
+                raise SplitError(
+                    f"{origin}: a patient must sit in one part only, but {len(held_out[a] & held_out[b])} "
+                    f"patient(s) are in both {a} and {b}. Rebuild the split grouped by patient_id."
+                )
     for k, fold in enumerate(split.folds):
         train_p = {patient_of[i] for i in fold["train"]}
         val_p = {patient_of[i] for i in fold["val"]}
-        for (a, pa), (b, pb) in (
-            (("train", train_p), ("val", val_p)),
-            (("train", train_p), ("test", test_patients)),
-            (("val", val_p), ("test", test_patients)),
-        ):
+        pairs = [(("train", train_p), ("val", val_p))] + [
+            ((a, pa), (b, held_out[b])) for (a, pa) in (("train", train_p), ("val", val_p)) for b in names
+        ]
+        for (a, pa), (b, pb) in pairs:
             shared = pa & pb
             if shared:
                 # Count only: patient pseudonyms stay inside the data layer.
@@ -114,11 +198,13 @@ def check_split(split: Split, patient_of: Mapping[str, str], origin: str = "spli
 
 
 def save_split(split: Split, path: str | Path) -> Path:
+    """Write the split as sorted, indented JSON with its sha256 (atomically: no half-written file)."""
     payload = dict(split.content(), sha256=split.sha256)
     return atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def load_split(path: str | Path, patient_of: Mapping[str, str] | None = None) -> Split:
+    """Read a split file, verify its sha256 and, given ``patient_of`` (case id -> patient), re-check leakage."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -131,6 +217,7 @@ def load_split(path: str | Path, patient_of: Mapping[str, str] | None = None) ->
             folds=tuple({"train": tuple(f["train"]), "val": tuple(f["val"])} for f in data["folds"]),
             version=int(data.get("version", SPLIT_VERSION)),
             grouping=data.get("grouping", "patient_id"),
+            extra={k: tuple(data[k]) for k in EXTRA_PARTS if k in data},
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SplitError(f"{path}: a split file must be JSON with task/source/seed/test/folds, but {exc!r}.") from exc
@@ -147,5 +234,5 @@ def load_split(path: str | Path, patient_of: Mapping[str, str] | None = None) ->
 def class_counts(split: Split, cases: Sequence[Case], fold: int = 0, stratify: str = "class") -> dict:
     label = {c.id: c.labels.get(stratify) for c in cases}
     return {
-        part: dict(Counter(label[i] for i in split.part(part, fold))) for part in ("train", "val", "test")
+        part: dict(Counter(label[i] for i in split.part(part, fold))) for part in split.part_names
     }

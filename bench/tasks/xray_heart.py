@@ -18,23 +18,35 @@ from bench.config import TrialConfig
 from bench.data.cache import cached_arrays, fingerprint
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
 from bench.data.sources import read_cases, resolve_split, source_descriptor, source_name
-from bench.errors import SplitError
+from bench.errors import DataError, SplitError
 from bench.guidance import GUIDANCE
 from bench.losses import SEG_LOSSES
-from bench.metrics import accuracy, macro_auroc, mean_dice
+from bench.metrics import (
+    accuracy,
+    attention_in_mask,
+    balanced_accuracy,
+    ctr_error,
+    heart_hd95,
+    macro_auroc,
+    mean_dice,
+    per_class_recall,
+    shift_gap,
+)
 from bench.models import CLASSIFIERS, SEG_MODELS
 from bench.tasks import Preset, TaskSpec, register_task
-from bench.train import Reporter, TrialResult, fit, predict, stop_if_asked
+from bench.train import Reporter, TrialResult, device, fit, predict, stop_if_asked
 
 TASK = "xray-heart"
 PHANTOM_SPEC = XrayPhantomSpec()
-PREPROCESSING_VERSION = "xray-prep-v1"
+PREPROCESSING_VERSION = "xray-prep-v2"
 
 
 @dataclass
 class XrayData:
     split_hash: str
-    parts: dict[str, dict[str, torch.Tensor]]  # part -> image (N,1,S,S), heart (N,1,S,S), label (N,)
+    # part -> image (N,1,S,S), heart (N,1,S,S), label (N,), thorax_width (N,) in pixels (NaN if unknown);
+    # parts are train, val, test and any extra held-out part of the split (test_shifted).
+    parts: dict[str, dict[str, torch.Tensor]]
 
 
 def prepare(config: TrialConfig) -> XrayData:
@@ -59,7 +71,7 @@ def prepare(config: TrialConfig) -> XrayData:
         )
     row = {case_id: i for i, case_id in enumerate(ids)}
     parts = {}
-    for part in ("train", "val", "test"):
+    for part in split.part_names:
         chosen = [row[i] for i in split.part(part, config.fold)]
         if part == "train" and config.max_train_cases:
             # Fixed (seed-independent) subset, so budget presets compare like with like.
@@ -68,24 +80,48 @@ def prepare(config: TrialConfig) -> XrayData:
             "image": torch.from_numpy(np.ascontiguousarray(arrays["image"][chosen])),
             "heart": torch.from_numpy(np.ascontiguousarray(arrays["heart"][chosen])).float(),
             "label": torch.from_numpy(np.ascontiguousarray(arrays["label"][chosen])),
+            "thorax_width": torch.from_numpy(np.ascontiguousarray(arrays["thorax_width"][chosen])),
         }
     return XrayData(split.sha256, parts)
 
 
 def _preprocess(cases, size: int) -> dict[str, np.ndarray]:
-    images = torch.stack([torch.from_numpy(np.asarray(c.image, np.float32))[None] for c in cases])
-    hearts = torch.stack([torch.from_numpy(np.asarray(c.masks["heart"], np.float32))[None] for c in cases])
-    images = F.interpolate(images, size=(size, size), mode="area")
-    hearts = F.interpolate(hearts, size=(size, size), mode="nearest")
-    mean = images.mean(dim=(2, 3), keepdim=True)
-    std = images.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    """Resize every case to size² (area for images, nearest for masks) and standardise intensities.
+
+    Cases may differ in size (real data); each is resized on its own. Validation happens here, when
+    data loads, so a bad case fails the build before anything is cached.
+    """
+    images, hearts, thorax = [], [], []
+    for c in cases:
+        if "heart" not in c.masks:
+            raise DataError(
+                f"case {c.id}: xray-heart trains a heart segmenter, so every image needs a heart mask, but "
+                f"this one has masks {sorted(c.masks)}. Add mask_heart to the labels file or pick a source with masks."
+            )
+        image = torch.from_numpy(np.asarray(c.image, np.float32))[None, None]
+        heart = torch.from_numpy(np.asarray(c.masks["heart"], np.float32))[None, None]
+        images.append(F.interpolate(image, size=(size, size), mode="area")[0])
+        hearts.append(F.interpolate(heart, size=(size, size), mode="nearest")[0])
+        lungs = [np.asarray(m) > 0 for n, m in c.masks.items() if n.startswith("lung")]
+        # thoracic width = outer lung borders, rescaled to the resized image's pixels
+        width = _outer_width(np.logical_or.reduce(lungs)) * size / c.image.shape[-1] if lungs else np.nan
+        thorax.append(width if width else np.nan)
+    images_t, hearts_t = torch.stack(images), torch.stack(hearts)
+    mean = images_t.mean(dim=(2, 3), keepdim=True)
+    std = images_t.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     return {
-        "image": ((images - mean) / std).numpy().astype(np.float32),
-        "heart": (hearts > 0.5).numpy().astype(np.uint8),
+        "image": ((images_t - mean) / std).numpy().astype(np.float32),
+        "heart": (hearts_t > 0.5).numpy().astype(np.uint8),
         "label": np.array([CLASSES.index(c.labels["class"]) for c in cases], np.int64),
+        "thorax_width": np.array(thorax, np.float32),
         "case_id": np.array([c.id for c in cases]),
         "patient_id": np.array([c.patient_id for c in cases]),
     }
+
+
+def _outer_width(mask: np.ndarray) -> float:
+    cols = np.flatnonzero(mask.any(axis=0))
+    return float(cols[-1] - cols[0] + 1) if len(cols) else 0.0
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
@@ -135,13 +171,27 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     fit(cls, cls_loss, cls_train, epochs=config.cls_epochs, batch_size=config.batch_size, lr=config.cls_lr,
         optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
 
-    # --- evaluation: validation is the objective, test is logged only ----------------------------
+    # --- evaluation: validation is the objective, test parts are logged only ---------------------
     metrics: dict[str, float] = {}
-    for part in ("val", "test"):
-        probs, labels = class_probs(part), data.parts[part]["label"].numpy()
+    for part in [p for p in data.parts if p != "train"]:
+        truth = data.parts[part]
+        if not len(truth["label"]):
+            continue  # e.g. a source whose official split has no test part (JSRT)
+        probs, labels = class_probs(part), truth["label"].numpy()
         metrics[f"{part}_auroc"] = macro_auroc(probs, labels)
         metrics[f"{part}_accuracy"] = accuracy(probs, labels)
-        metrics[f"{part}_heart_dice"] = mean_dice(masks[part], data.parts[part]["heart"])
+        metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
+        metrics.update({f"{part}_{k}": v for k, v in per_class_recall(probs, labels, CLASSES).items()})
+        metrics[f"{part}_heart_dice"] = mean_dice(masks[part], truth["heart"])
+        metrics[f"{part}_heart_hd95"] = heart_hd95(masks[part], truth["heart"])
+        metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].numpy())
+        # saliency w.r.t. the raw image, through the guidance, measured against the *true* heart
+        metrics[f"{part}_attention_in_heart"] = attention_in_mask(
+            cls.to(device()), truth["image"], truth["heart"],
+            prepare=lambda x, rows, part=part: guidance.inputs(x, masks[part][rows].to(x.device)))
+    if "test_shifted_auroc" in metrics and "test_auroc" in metrics:
+        for name in ("auroc", "balanced_accuracy", "attention_in_heart"):
+            metrics[f"shift_gap_{name}"] = shift_gap(metrics, name)
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,

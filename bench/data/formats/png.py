@@ -4,7 +4,8 @@ Layout::
 
     images/<case_id>.png          16-bit grey, intensities in [0, 1] scaled to 0..65535
     masks/<mask_name>/<case_id>.png   8-bit, 0 or 255
-    labels.csv                    case_id, patient_id, site, class, image, mask_<name>..., other labels
+    labels.csv                    case_id, patient_id, site, class, image, split_part, mask_<name>...,
+                                  other labels (split_part: optional official part, e.g. test_shifted)
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import csv
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -62,8 +63,8 @@ class PngFolder:
                             f"but got {mask.shape}."
                         )
                     masks[column[len("mask_") :]] = mask.astype(np.uint8)
-            extra = {k: _number(v) for k, v in row.items() if k not in {"case_id", "patient_id", "site", "image"}
-                     and not k.startswith("mask_")}
+            extra = {k: _number(v) for k, v in row.items()
+                     if k not in {"case_id", "patient_id", "site", "image", "split_part"} and not k.startswith("mask_")}
             cases.append(
                 Case(
                     id=row["case_id"],
@@ -72,6 +73,7 @@ class PngFolder:
                     image=image,
                     masks=masks,
                     labels=extra,
+                    meta={"split_part": row["split_part"]} if row.get("split_part") else {},
                 )
             )
         return cases
@@ -88,7 +90,7 @@ class PngFolder:
                 (tmp / "masks" / m).mkdir(parents=True)
             with (tmp / "labels.csv").open("w", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(["case_id", "patient_id", "site", "class", "image"]
+                writer.writerow(["case_id", "patient_id", "site", "class", "image", "split_part"]
                                 + [f"mask_{m}" for m in mask_names] + label_names)
                 for c in cases:
                     image_rel = f"images/{c.id}.png"
@@ -99,7 +101,8 @@ class PngFolder:
                         if m in c.masks:
                             Image.fromarray((c.masks[m] > 0).astype(np.uint8) * 255).save(tmp / rel)
                         mask_rels.append(rel if m in c.masks else "")
-                    writer.writerow([c.id, c.patient_id, c.site, c.labels["class"], image_rel] + mask_rels
+                    writer.writerow([c.id, c.patient_id, c.site, c.labels["class"], image_rel,
+                                     c.meta.get("split_part", "")] + mask_rels
                                     + [c.labels.get(k, "") for k in label_names])
             if out.exists():
                 shutil.rmtree(out)

@@ -1,0 +1,112 @@
+"""NIH ChestX-ray14: Data_Entry_2017.csv + PNG images; official split = train_val_list.txt / test_list.txt.
+
+Layout (as downloaded)::
+
+    Data_Entry_2017.csv      Image Index, Finding Labels (pipe-separated), Follow-up #, Patient ID, ...,
+                             OriginalImage[Width, Height], OriginalImagePixelSpacing[x, y]
+    images*/**/00000001_000.png    8-bit grey (a few RGBA), 1024 x 1024
+    train_val_list.txt, test_list.txt   one image name per line (optional; official split if present)
+
+Labels: the task's classes must be ``CARDIOMEGALY_CLASSES`` ("no_cardiomegaly", "cardiomegaly"); an
+image is "cardiomegaly" when "Cardiomegaly" is among its findings, else "no_cardiomegaly". The
+xray-heart classes (normal/VSD/ASD/TOF) have no counterpart here and are refused with a clear error.
+
+Reference: Wang et al. 2017, "ChestX-ray8: Hospital-scale Chest X-ray Database..." (CVPR).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.case import Case
+from bench.data.formats import FORMATS
+from bench.data.formats._common import check_class, read_image, read_table
+from bench.errors import DataError
+
+ENTRY_FILE = "Data_Entry_2017.csv"
+CARDIOMEGALY_CLASSES = ("no_cardiomegaly", "cardiomegaly")
+LABEL_HINT = ("ChestX-ray14 gives cardiomegaly/no_cardiomegaly labels (see datasets/chestxray14/README.md); "
+              "use a task whose classes are these.")
+
+
+def cardiomegaly_label(findings: str) -> str:
+    return "cardiomegaly" if "Cardiomegaly" in findings.split("|") else "no_cardiomegaly"
+
+
+def read_entries(root: Path, classes: Sequence[str]) -> dict[str, dict]:
+    """Image name -> {patient_id, label, spacing factor...} from Data_Entry_2017.csv, labels checked."""
+    table = root / ENTRY_FILE
+    rows = read_table(table, [("Image Index",), ("Finding Labels",), ("Patient ID",)])
+    out = {}
+    for line, row in enumerate(rows, start=2):
+        name = row["Image Index"]
+        if name in out:
+            raise DataError(f"{table}:{line}: each image must be listed once, but '{name}' repeats.")
+        out[name] = {
+            "patient_id": row["Patient ID"],
+            "label": check_class(cardiomegaly_label(row["Finding Labels"]), classes, f"{table}:{line}", LABEL_HINT),
+            "findings": row["Finding Labels"],
+            "orig_width": _float(row.get("OriginalImage[Width")),
+            "orig_spacing": _float(row.get("OriginalImagePixelSpacing[x")),
+        }
+    return out
+
+
+def official_parts(root: Path) -> dict[str, str]:
+    """Image name -> "trainval" / "test" from the official lists; empty if they are absent."""
+    parts = {}
+    for file, part in (("train_val_list.txt", "trainval"), ("test_list.txt", "test")):
+        if (root / file).is_file():
+            parts.update({n.strip(): part for n in (root / file).read_text().split() if n.strip()})
+    return parts
+
+
+def index_images(root: Path) -> dict[str, Path]:
+    return {p.name: p for p in root.rglob("*.png") if p.is_file()}
+
+
+@FORMATS.register("chestxray14", tasks=())
+class ChestXray14:
+    """NIH ChestX-ray14 PNGs with Cardiomegaly labels from Data_Entry_2017.csv and the official split."""
+
+    def read(self, path: str | Path, classes: Sequence[str]) -> list[Case]:
+        root = Path(path)
+        entries, parts, files = read_entries(root, classes), official_parts(root), index_images(root)
+        unlabelled = sorted(set(files) - set(entries))
+        if unlabelled:
+            raise DataError(f"{files[unlabelled[0]]}: every image must have a row in {ENTRY_FILE}, but this one "
+                            f"(and {len(unlabelled) - 1} more) has none.")
+        cases = []
+        for name, entry in entries.items():
+            if name not in files:
+                raise DataError(f"{root / name}: every image listed in {ENTRY_FILE} must exist, but it is missing.")
+            cases.append(make_case(name, files[name], entry, parts))
+        return cases
+
+
+def make_case(name: str, file: Path, entry: dict, parts: dict[str, str]) -> Case:
+    image = read_image(file).astype(np.float32)
+    image /= 65535.0 if image.max() > 255 else 255.0
+    spacing = 1.0
+    if entry["orig_width"] and entry["orig_spacing"]:
+        # the PNGs were resized from the original detector image, so the pixel pitch grows with it
+        spacing = entry["orig_spacing"] * entry["orig_width"] / image.shape[1]
+    return Case(
+        id=Path(name).stem,
+        patient_id=entry["patient_id"],
+        site="NIHCC",
+        image=image,
+        spacing=(spacing, spacing),
+        labels={"class": entry["label"]},
+        meta={"split_part": parts[name]} if name in parts else {},
+    )
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

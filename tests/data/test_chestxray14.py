@@ -1,0 +1,62 @@
+import pytest
+
+from bench.data.formats import FORMATS
+from bench.data.formats.chestxray14 import CARDIOMEGALY_CLASSES
+from bench.data.formats.chexmask import decode_rle, encode_rle
+from bench.data.phantoms.xray import CLASSES
+from bench.data.splits import make_split
+from bench.errors import DataError
+
+
+def test_labels_patients_spacing_and_official_split(cxr14_folder):
+    cases = FORMATS.create("chestxray14").read(cxr14_folder, CARDIOMEGALY_CLASSES)
+    by_id = {c.id: c for c in cases}
+    assert by_id["00000001_001"].labels["class"] == "cardiomegaly"
+    assert by_id["00000002_000"].labels["class"] == "no_cardiomegaly"
+    assert by_id["00000001_000"].patient_id == by_id["00000001_001"].patient_id
+    assert by_id["00000002_000"].spacing == pytest.approx((0.143 * 2048 / 32,) * 2)
+    assert 0 <= min(c.image.min() for c in cases) and max(c.image.max() for c in cases) <= 1
+    split = make_split(cases, "cxr", "cxr14", n_folds=2)
+    assert split.test == ("00000002_000",)
+    assert {i for f in split.folds for i in f["val"]} == {"00000001_000", "00000001_001", "00000003_000"}
+
+
+def test_xray_heart_classes_are_refused_clearly(cxr14_folder):
+    with pytest.raises(DataError, match=r"Data_Entry_2017.csv:2: the label must be one of the task's classes \['normal'.*'cardiomegaly'"):
+        FORMATS.create("chestxray14").read(cxr14_folder, CLASSES)
+
+
+def test_image_without_entry(cxr14_folder):
+    (cxr14_folder / "images_001" / "images" / "00000009_000.png").write_bytes(
+        (cxr14_folder / "images_001" / "images" / "00000001_000.png").read_bytes())
+    with pytest.raises(DataError, match="00000009_000.png: every image must have a row"):
+        FORMATS.create("chestxray14").read(cxr14_folder, CARDIOMEGALY_CLASSES)
+
+
+def test_rle_is_one_indexed_row_major():
+    mask = decode_rle("2 3 9 1", 3, 4)
+    assert mask.tolist() == [[0, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]]
+    assert encode_rle(mask) == "2 3 9 1"
+    with pytest.raises(ValueError):
+        decode_rle("11 5", 3, 4)
+
+
+def test_chexmask_joins_masks_and_filters_quality(chexmask_folder):
+    cases = FORMATS.create("chexmask").read(chexmask_folder, CARDIOMEGALY_CLASSES)
+    assert sorted(c.id for c in cases) == ["00000001_000", "00000002_000"]  # Dice RCA 0.5 row dropped
+    c = cases[0]
+    assert set(c.masks) == {"heart", "lung_left", "lung_right"} and c.masks["heart"].sum() == 120
+    assert c.masks["heart"].shape == c.image.shape
+    assert len(FORMATS.create("chexmask", min_dice=0.0).read(chexmask_folder, CARDIOMEGALY_CLASSES)) == 3
+
+
+def test_chexmask_wrong_mask_size(chexmask_folder):
+    table = chexmask_folder / "ChestX-Ray8.csv"
+    table.write_text(table.read_text().replace(",32,32", ",16,64"))
+    with pytest.raises(DataError, match=r"ChestX-Ray8.csv:2: a mask must have its image's shape \(32, 32\)"):
+        FORMATS.create("chexmask").read(chexmask_folder, CARDIOMEGALY_CLASSES)
+
+
+def test_chexmask_table_missing(cxr14_folder):
+    with pytest.raises(DataError, match="must contain the CheXmask CSV"):
+        FORMATS.create("chexmask").read(cxr14_folder, CARDIOMEGALY_CLASSES)

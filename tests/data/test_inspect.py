@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from bench.data.cache import cache_root
+from bench.data.inspect import inspect
+from bench.data.sources import write_split
+
+
+def test_phantom_summary_is_json_and_has_no_patient_ids():
+    report = inspect("phantom", "xray-heart")
+    text = json.dumps(report)
+    assert report["problems"] == [] and report["cases"] > 100 and report["patients"] >= 100
+    assert set(report["sites"]) == {"site-A", "site-B", "site-C", "site-D"}
+    assert report["masks"]["heart"] == report["cases"]
+    assert report["split"]["valid"] and report["split"]["parts"]["test_shifted"]["cases"] > 0
+    assert "P0001" not in text and "S0001" not in text
+
+
+def test_dicom_folder_with_split_and_no_phi(dicom_folder):
+    import pydicom
+
+    split, path = write_split(str(dicom_folder), "xray-heart", "dicom", n_folds=2)
+    assert path.is_relative_to(cache_root().parent) and split.part("test_shifted")
+    report = inspect(dicom_folder, "xray-heart", "dicom")
+    text = json.dumps(report)
+    assert report["problems"] == [] and report["split"]["sha256"] == split.sha256
+    assert report["image_sizes"] == {"64x64": report["cases"]}
+    for f in (dicom_folder / "images").glob("*.dcm"):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        assert str(ds.PatientName) not in text and ds.PatientID not in text
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda d: (d / "labels.csv").write_text("file,label\nimages/none.dcm,normal\n"), "readable DICOM"),
+    (lambda d: [p.unlink() for p in d.rglob("*") if p.is_file()], "labels file"),
+])
+def test_problems_reported_not_raised(dicom_folder, damage, problem):
+    damage(dicom_folder)
+    report = inspect(dicom_folder, "xray-heart", "dicom")
+    assert report["cases"] == 0 and problem in report["problems"][0]
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    assert "is empty" in inspect(tmp_path / "d", "xray-heart", "png")["problems"][0]
