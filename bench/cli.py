@@ -63,47 +63,32 @@ def cmd_list(args) -> int:
 
 
 def cmd_make_phantom(args) -> int:
-    from bench.data.formats import FORMATS
     from bench.data.phantoms import xray
 
     if args.task != "xray-heart":
-        raise BenchError(f"make-phantom supports xray-heart in this version, but got '{args.task}'.")
-    spec = xray.XrayPhantomSpec(n_patients=args.cases or xray.XrayPhantomSpec.n_patients, seed=args.seed)
-    out = FORMATS.create(args.format).write(xray.generate(spec), args.out)
-    print(f"wrote {spec.name()} as {args.format} to {out}")
+        raise BenchError(f"make-phantom supports {['xray-heart']}, but got '{args.task}'.")
+    kwargs = {"n_patients": args.cases} if args.cases else {}
+    out = xray.make_phantom(args.out, fmt=args.format, seed=args.seed, **kwargs)
+    print(f"wrote the {args.task} phantom as {args.format} to {out}")
     return 0
-
-
-def _read(args):
-    from bench.data.sources import read_cases
-    from bench.tasks import TASKS
-
-    spec = TASKS.get(args.task)
-    return read_cases(str(args.path), args.format, spec.classes, lambda: [])
 
 
 def cmd_inspect(args) -> int:
-    from collections import Counter
+    from bench.data.inspect import inspect
 
-    cases = _read(args)
-    report = {
-        "path": str(args.path), "format": args.format, "cases": len(cases),
-        "patients": len({c.patient_id for c in cases}),
-        "classes": dict(Counter(str(c.labels.get("class")) for c in cases)),
-        "sites": dict(Counter(c.site for c in cases)),
-        "image_shapes": dict(Counter("x".join(map(str, c.image.shape)) for c in cases)),
-        "masks": dict(Counter(m for c in cases for m in c.masks)),
-    }
-    print(json.dumps(report, indent=1) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
-    return 0
+    report = inspect(args.path, args.task, args.format)
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return 1 if report.get("problems") else 0
 
 
 def cmd_split(args) -> int:
-    from bench.data.splits import make_split, save_split
+    from bench.data.sources import write_split
 
-    cases = _read(args)
-    split = make_split(cases, task=args.task, source=Path(args.path).name, n_folds=args.folds, seed=args.seed)
-    out = save_split(split, args.out or Path(args.path) / f"split-{args.task}.json")
+    split, out = write_split(args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out)
     print(f"wrote {out} (sha256 {split.sha256[:16]}…, {len(split.test)} test cases, {len(split.folds)} folds)")
     return 0
 
@@ -203,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = d.add_parser("make-phantom", help="write the built-in phantom in a real on-disk format")
     s.add_argument("--task", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--format", default="png")
-    s.add_argument("--cases", type=int, help="number of patients")
+    s.add_argument("--format", default="png", choices=["png", "dicom"])
+    s.add_argument("--cases", type=int, help="number of patients (about 2 images each)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_make_phantom)
     for name, func, help_ in (("inspect", cmd_inspect, "counts and problems of a data folder"),
@@ -212,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         s = d.add_parser(name, help=help_)
         s.add_argument("path")
         s.add_argument("--task", required=True)
-        s.add_argument("--format", default="png")
+        s.add_argument("--format", help="data format (see `bench list formats`); omit for path 'phantom'")
         if name == "inspect":
             s.add_argument("--json", action="store_true")
         else:

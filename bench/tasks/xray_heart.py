@@ -126,7 +126,7 @@ def _outer_width(mask: np.ndarray) -> float:
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     data = prepare(config)
-    train, val, test = (data.parts[p] for p in ("train", "val", "test"))
+    train, val = data.parts["train"], data.parts["val"]
     history: list[dict] = []
 
     # --- stage 1: heart segmentation ------------------------------------------------------------
@@ -208,8 +208,9 @@ SPEC = register_task(
         description="Chest X-ray: heart segmentation + mask-guided heart-disease classification (normal/VSD/ASD/TOF)",
         classes=CLASSES,
         objective="val_auroc",
-        metrics=("auroc", "accuracy", "heart_dice"),
-        formats=("png",),
+        metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95", "ctr_error",
+                 "attention_in_heart", "shift_gap"),
+        formats=("png", "dicom", "jsrt"),
         presets={
             "smoke": Preset(
                 config={"image_size": 32, "max_train_cases": 24, "seg_epochs": 1, "cls_epochs": 2, "batch_size": 8},
