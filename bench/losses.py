@@ -70,7 +70,9 @@ def _spreads(weights: torch.Tensor) -> torch.Tensor:
     out = []
     for axis in range(1, w.dim()):
         size = w.shape[axis]
-        coords = torch.linspace(0.0, 1.0, size, dtype=w.dtype, device=w.device) if size > 1 else w.new_zeros(1)
+        coords = (
+            torch.linspace(0.0, 1.0, size, dtype=w.dtype, device=w.device) if size > 1 else w.new_zeros(1)
+        )
         shape = [1] * w.dim()
         shape[axis] = size
         coords = coords.view(shape)
@@ -105,7 +107,9 @@ def dice(smooth: float = 1e-5, batch: bool = False):
 def dice_squared(smooth: float = 1e-5, batch: bool = False):
     """V-Net soft Dice with squared denominators Σp² + Σt² (Milletari 2016; MONAI DiceLoss squared_pred)."""
     _check_range("smooth", smooth, 0.0)
-    return DiceLoss(sigmoid=True, squared_pred=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY), batch=batch)
+    return DiceLoss(
+        sigmoid=True, squared_pred=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY), batch=batch
+    )
 
 
 @SEG_LOSSES.register("generalized_dice", library="monai")
@@ -206,7 +210,9 @@ def spread_dice(alpha: float = 0.1, smooth: float = 1e-5):
     return loss
 
 
-def _spread_ratio(logits: torch.Tensor, target: torch.Tensor, absolute: bool, bce_weight: float, smooth: float):
+def _spread_ratio(
+    logits: torch.Tensor, target: torch.Tensor, absolute: bool, bce_weight: float, smooth: float
+):
     d = _dice_per_sample(logits, target, smooth)
     pred = _geometric_mean(_spreads(torch.sigmoid(logits)))
     true = _geometric_mean(_spreads(target.float()))
@@ -268,7 +274,9 @@ class _RoiDice:
         pool = F.max_pool3d if target.dim() == 5 else F.max_pool2d
         return pool(target.float(), kernel_size=2 * self.margin + 1, stride=1, padding=self.margin)
 
-    def __call__(self, logits: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None = None
+    ) -> torch.Tensor:
         roi = self.fallback_roi(target) if roi is None else roi.float()
         p = torch.sigmoid(logits)
         outside = (p * (1.0 - roi)).flatten(1).sum(1)

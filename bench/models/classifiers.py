@@ -33,7 +33,11 @@ def resnet18_classifier(in_channels: int = 1, num_classes: int = 2, spatial_dims
 
 @CLASSIFIERS.register("densenet121", dims=(2, 3), library="monai")
 def densenet121_classifier(
-    in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2, init_features: int = 32, growth_rate: int = 16
+    in_channels: int = 1,
+    num_classes: int = 2,
+    spatial_dims: int = 2,
+    init_features: int = 32,
+    growth_rate: int = 16,
 ):
     """MONAI DenseNet-121 (Huang 2017), narrowed by default (32 initial features, growth 16) for small data."""
     return DenseNet121(

@@ -32,7 +32,9 @@ def _check(name: str, spatial_dims: int, img_size: int, multiple: int) -> None:
 def _require(name: str, package: str) -> None:
     # MONAI imports einops lazily and fails mid-forward; fail at build time with the fix instead.
     if importlib.util.find_spec(package) is None:
-        raise ConfigError(f"{name} needs the {package} package, but it is not installed. Run `pip install {package}`.")
+        raise ConfigError(
+            f"{name} needs the {package} package, but it is not installed. Run `pip install {package}`."
+        )
 
 
 def _widths(base: int, depth: int) -> tuple[int, ...]:
@@ -162,7 +164,9 @@ def unetr(
     _check("unetr", spatial_dims, img_size, 16)
     _require("unetr", "einops")
     if hidden_size % num_heads:
-        raise ConfigError(f"unetr hidden_size must be divisible by num_heads, but got {hidden_size}/{num_heads}.")
+        raise ConfigError(
+            f"unetr hidden_size must be divisible by num_heads, but got {hidden_size}/{num_heads}."
+        )
     return UNETR(
         in_channels=in_channels,
         out_channels=classes,
@@ -192,7 +196,9 @@ def swin_unetr(
     """
     _check("swin_unetr", spatial_dims, img_size, 32)
     if img_size < 64:
-        raise ConfigError(f"swin_unetr needs an image side of at least 64, but got {img_size}. Raise image_size.")
+        raise ConfigError(
+            f"swin_unetr needs an image side of at least 64, but got {img_size}. Raise image_size."
+        )
     _require("swin_unetr", "einops")
     if feature_size % 12:
         raise ConfigError(f"swin_unetr feature_size must be a multiple of 12, but got {feature_size}.")

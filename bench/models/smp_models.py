@@ -36,7 +36,9 @@ def _smp(cls, in_channels: int, classes: int, encoder: str, encoder_weights: str
 
 
 @SEG_MODELS.register("unet", dims=(2,), library="smp")
-def unet(in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None):
+def unet(
+    in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
+):
     """smp U-Net (Ronneberger 2015) with a configurable encoder."""
     return _smp(smp.Unet, in_channels, classes, encoder, encoder_weights)
 
@@ -50,7 +52,9 @@ def unetplusplus(
 
 
 @SEG_MODELS.register("fpn", dims=(2,), library="smp")
-def fpn(in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None):
+def fpn(
+    in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
+):
     """smp Feature Pyramid Network decoder (Lin 2017)."""
     return _smp(smp.FPN, in_channels, classes, encoder, encoder_weights)
 
@@ -67,18 +71,24 @@ def deeplabv3plus(
 
 
 @SEG_MODELS.register("manet", dims=(2,), library="smp")
-def manet(in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None):
+def manet(
+    in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
+):
     """smp MA-Net: multi-scale attention decoder (Fan 2020)."""
     return _smp(smp.MAnet, in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("linknet", dims=(2,), library="smp")
-def linknet(in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None):
+def linknet(
+    in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
+):
     """smp LinkNet: light decoder with additive skips (Chaurasia 2017)."""
     return _smp(smp.Linknet, in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("pan", dims=(2,), library="smp", min_size=128)
-def pan(in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None):
+def pan(
+    in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
+):
     """smp Pyramid Attention Network (Li 2018); needs sides >= 128 (its pyramid pools the 1/16 map 3 times)."""
     return _smp(smp.PAN, in_channels, classes, encoder, encoder_weights)
