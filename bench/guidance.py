@@ -94,7 +94,7 @@ def bounding_boxes(masks: torch.Tensor, margin: float = 0.0, threshold: float = 
         lo = torch.where(present, idx, size).amin(1)
         hi = torch.where(present, idx, -1).amax(1)
         empty = hi < 0
-        pad = int(round(margin * size))
+        pad = round(margin * size)
         lo = torch.where(empty, 0, (lo - pad).clamp_min(0))
         hi = torch.where(empty, size - 1, (hi + pad).clamp_max(size - 1))
         los.append(lo)

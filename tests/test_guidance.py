@@ -221,7 +221,7 @@ def test_restrict_output_margin_dilates():
 
 
 def test_uncrop_inverts_crop_inside_the_box():
-    images, lung = _volume()
+    _, lung = _volume()
     lo, hi = bounding_boxes(lung)
     # A field linear in the coordinates survives crop → uncrop exactly inside the box.
     zz, yy, xx = torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij")

@@ -10,7 +10,6 @@ import torch
 from bench.errors import ConfigError
 from bench.models import CLASSIFIERS, SEG_MODELS
 
-
 SMALL = {"base_channels": 8, "init_filters": 8, "num_res_units": 1, "feature_size": 12, "hidden_size": 96}
 
 
