@@ -172,18 +172,24 @@ def dice_ce(ce_weight: float = 1.0):
 
 
 @SEG_LOSSES.register("dice_focal", library="monai")
-def dice_focal(focal_weight: float = 1.0, gamma: float = 2.0):
-    """Soft Dice + sigmoid focal loss (Lin 2017; MONAI DiceFocalLoss), weighted 1 : focal_weight."""
+def dice_focal(focal_weight: float = 1.0, focal_gamma: float = 2.0):
+    """Soft Dice + sigmoid focal loss (Lin 2017; MONAI DiceFocalLoss), weighted 1 : focal_weight.
+
+    Args:
+        focal_weight: weight of the focal term.
+        focal_gamma: focusing exponent γ of the focal term (0 gives plain BCE); named apart from
+            focal_tversky's ``gamma`` so one search space can tune both.
+    """
     _check_range("focal_weight", focal_weight, 0.0)
-    _check_range("gamma", gamma, 0.0, 10.0)
-    return DiceFocalLoss(sigmoid=True, gamma=gamma, lambda_dice=1.0, lambda_focal=focal_weight)
+    _check_range("focal_gamma", focal_gamma, 0.0, 10.0)
+    return DiceFocalLoss(sigmoid=True, gamma=focal_gamma, lambda_dice=1.0, lambda_focal=focal_weight)
 
 
 # --- the seed's region-restricting variants (hand-written: no library has them) ---------------------
 
 
 @SEG_LOSSES.register("spread_dice", perfect_is_minimum=False)
-def spread_dice(alpha: float = 0.1, smooth: float = 1e-5):
+def spread_dice(weight: float = 0.1, smooth: float = 1e-5):
     """Spread-penalised Dice: (1 − Dice) + α·√σx·√σy, penalising predicted mass scattered over the image.
 
     With p = sigmoid(logits), m = p / Σp and pixel coordinates normalised to [0, 1] per axis, the spread
@@ -196,16 +202,17 @@ def spread_dice(alpha: float = 0.1, smooth: float = 1e-5):
     the true mask (e.g. ≈0.01 for a heart a third of the image wide at α = 0.1).
 
     Args:
-        alpha: weight of the spread penalty (0 gives plain soft Dice).
+        weight: α, the weight of the spread penalty (0 gives plain soft Dice); named ``weight`` like
+            the other losses' penalty weights, so search spaces can share the key.
         smooth: Dice smoothing added to numerator and denominator.
     """
-    _check_range("alpha", alpha, 0.0)
+    _check_range("weight", weight, 0.0)
     _check_range("smooth", smooth, 0.0)
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = _dice_per_sample(logits, target, smooth)
         penalty = _geometric_mean(_spreads(torch.sigmoid(logits)))
-        return ((1.0 - d) + alpha * penalty).mean()
+        return ((1.0 - d) + weight * penalty).mean()
 
     return loss
 

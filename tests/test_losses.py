@@ -108,13 +108,13 @@ def test_spread_dice_matches_hand_computation():
     p = _np_sigmoid(LOGITS)
     sy, sx = _np_spreads(p)
     expected = (1 - _np_dice(p, TARGET)) + 0.5 * np.sqrt(sx) * np.sqrt(sy)
-    got = SEG_LOSSES.create("spread_dice", alpha=0.5)(_torch(LOGITS), _torch(TARGET))
+    got = SEG_LOSSES.create("spread_dice", weight=0.5)(_torch(LOGITS), _torch(TARGET))
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
 def test_spread_dice_is_per_sample_mean():
     other = np.flip(LOGITS, axis=0).copy()
-    loss = SEG_LOSSES.create("spread_dice", alpha=0.5)
+    loss = SEG_LOSSES.create("spread_dice", weight=0.5)
     both = loss(torch.cat([_torch(LOGITS), _torch(other)]), torch.cat([_torch(TARGET), _torch(TARGET)]))
     separate = (loss(_torch(LOGITS), _torch(TARGET)) + loss(_torch(other), _torch(TARGET))) / 2
     assert float(both) == pytest.approx(float(separate), rel=1e-9)
@@ -129,7 +129,7 @@ def test_spread_dice_3d_uses_cube_root():
     grids = np.meshgrid(*[np.linspace(0, 1, 3)] * 3, indexing="ij")
     spreads = [(np.abs(g - (g * m).sum()) * m).sum() for g in grids]
     expected = (1 - _np_dice(p, target)) + 0.2 * np.prod(spreads) ** (1 / 3)
-    got = SEG_LOSSES.create("spread_dice", alpha=0.2)(_torch(logits), _torch(target))
+    got = SEG_LOSSES.create("spread_dice", weight=0.2)(_torch(logits), _torch(target))
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
