@@ -63,7 +63,12 @@ def test_segmentation_model_forward_backward(name, dims):
 @pytest.mark.parametrize("name", CLASSIFIERS.names())
 def test_classifier_forward_backward(name):
     torch.manual_seed(0)
-    model = CLASSIFIERS.create(name, in_channels=2, num_classes=4)
+    narrow = {
+        k: v
+        for k, v in {"init_features": 16, "growth_rate": 8}.items()
+        if k in CLASSIFIERS.entry(name).parameters()
+    }
+    model = CLASSIFIERS.create(name, in_channels=2, num_classes=4, **narrow)
     # 32×32 pools down to 1×1 in DenseNet/EfficientNet, whose BatchNorm then needs 2 samples in training.
     logits = model(torch.randn(2, 2, 32, 32))
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
