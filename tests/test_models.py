@@ -55,7 +55,8 @@ def test_segmentation_model_forward_backward(name, dims):
     assert y.shape == (2, 1) + (side,) * dims
     assert torch.isfinite(y).all()
     y.square().mean().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    # MONAI's ViT blocks (UNETR) own a cross-attention norm that self-attention never uses.
+    grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and "norm_cross_attn" not in n]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
