@@ -10,6 +10,6 @@ from bench.registry import Registry
 SEG_MODELS: Registry = Registry("segmentation model")
 CLASSIFIERS: Registry = Registry("classifier")
 
-from bench.models import classifiers, smp_models  # noqa: E402,F401  (registration side effects)
+from bench.models import classifiers, monai_models, smp_models  # noqa: F401  (registration side effects)
 
-__all__ = ["SEG_MODELS", "CLASSIFIERS"]
+__all__ = ["CLASSIFIERS", "SEG_MODELS"]
