@@ -12,7 +12,10 @@ from bench.errors import BenchError
 EXAMPLES = {
     "search": "examples:\n  bench search --task xray-heart\n  bench search --task xray-heart --preset smoke --trials 2\n"
               "  bench search --task xray-heart --study mine --resume",
-    "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md",
+    "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md\n"
+                   "  bench leaderboard --task xray-heart --where seg_loss=tversky --where guidance=soft_mask\n"
+                   "  bench leaderboard --task xray-heart --group-by guidance\n"
+                   "  bench leaderboard --task xray-heart --export results/xray-heart",
     "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>",
     "datasets": "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
                 "  bench datasets split phantom --task xray-heart --format png",
@@ -149,13 +152,20 @@ def cmd_search(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.leaderboard import leaderboard, render, write
+    from bench.leaderboard import export, group_summary, leaderboard, render, write
+    from bench.tasks import TASKS
 
-    table = leaderboard(args.task, study=args.study, top=args.top)
-    if args.out:
+    table = leaderboard(args.task, study=args.study, top=args.top, where=args.where or ())
+    if args.group_by:
+        groups = group_summary(table, args.group_by, TASKS.get(args.task).objective).set_index(args.group_by)
+        print(render(groups, args.format))
+    elif args.out:
         print(f"wrote {write(table, args.format, args.out)}")
     else:
         print(render(table, args.format))
+    if args.export:
+        paths = export(table, args.task, args.export, study=args.study, by=args.group_by or "guidance")
+        print("exported " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -246,7 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--study")
     s.add_argument("--top", type=int)
     s.add_argument("--format", default="table", choices=["table", "csv", "md", "json"])
-    s.add_argument("--out")
+    s.add_argument("--out", help="write the table in --format to this file instead of printing it")
+    s.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="keep trials whose column/param matches (also KEY!=VALUE); repeat to combine")
+    s.add_argument("--group-by", metavar="DIM",
+                   help="compare strategies: per value of DIM (guidance, seg_loss, seg_arch...) n, mean, "
+                        "95%% bootstrap CI and best of the objective over COMPLETE trials")
+    s.add_argument("--export", metavar="DIR",
+                   help="write leaderboard.csv, leaderboard.md, groups-DIM.csv and a self-contained report.html")
     s.set_defaults(func=cmd_leaderboard)
 
     s = sub.add_parser("replay", help="retrain a logged trial and say whether it reproduces",
