@@ -16,7 +16,8 @@ EXAMPLES = {
                    "  bench leaderboard --task xray-heart --where seg_loss=tversky --where guidance=soft_mask\n"
                    "  bench leaderboard --task xray-heart --group-by guidance\n"
                    "  bench leaderboard --task xray-heart --export results/xray-heart",
-    "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>",
+    "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>\n"
+              "  bench replay --task xray-heart --checkpoint",
     "datasets": "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
                 "  bench datasets split phantom --task xray-heart --format png",
 }
@@ -170,11 +171,12 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from bench.replay import replay
+    from bench.replay import diff_table, replay
 
-    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance)
+    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance, checkpoint=args.checkpoint)
     print(f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "
-          f"difference {v.difference:.2e} (tolerance {v.tolerance:g})")
+          f"difference {v.difference:.2e} (tolerance {v.tolerance:g}, mode {v.mode})")
+    print(diff_table(v.differences))
     print(f"verdict: {v.verdict} (replay run {v.replay_run_id})")
     return 0 if v.reproduced else 1
 
@@ -272,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-id")
     s.add_argument("--study")
     s.add_argument("--tolerance", type=float, default=1e-6)
+    s.add_argument("--checkpoint", action="store_true",
+                   help="re-evaluate the logged checkpoint.pt instead of retraining")
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the same store")
