@@ -185,16 +185,21 @@ def cmd_ui(args) -> int:
     import socket
     import subprocess
 
-    from bench.tracking import tracking_uri
+    from bench.tracking import store_dir, tracking_uri
 
     port = args.port
     if not port:
+        # Ask the OS for a free port on loopback; a small race with other programs is acceptable here.
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     print(f"MLflow UI on http://127.0.0.1:{port} over {tracking_uri()} (Ctrl-C stops it)", flush=True)
+    journal = store_dir() / "optuna.journal"
+    if journal.exists():
+        print(f"Optuna studies: pip install optuna-dashboard && optuna-dashboard {journal}", flush=True)
+    # One worker: a personal UI needs no more, and each extra worker costs seconds of start-up and memory.
     return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-                            "--backend-store-uri", tracking_uri()])
+                            "--workers", str(args.workers), "--backend-store-uri", tracking_uri()])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the same store")
-    s.add_argument("--port", type=int)
+    s.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one, printed)")
+    s.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     s.set_defaults(func=cmd_ui)
     return p
 
