@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,7 @@ def _where_mask(table: pd.DataFrame, runs: pd.DataFrame, where: Sequence[str]) -
                              f"Known: {', '.join(known)}.")
         hit = column.astype(str).eq(value)
         numeric, target = pd.to_numeric(column, errors="coerce"), pd.to_numeric(pd.Series([value]), errors="coerce")[0]
-        if target == target:  # "lr=0.001" must match a logged "0.001" and "1e-3" alike
+        if not np.isnan(target):  # "lr=0.001" must match a logged "0.001" and "1e-3" alike
             hit |= np.isclose(numeric.to_numpy(float), float(target), rtol=1e-9, atol=0.0)
         mask &= ~hit if op == "!=" else hit
     return mask
@@ -184,8 +184,8 @@ def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | Non
     out = Path(out_dir)
     groups = group_summary(table, by, spec.objective, higher) if by in table else None
     figures = {"anytime": report.anytime_png(table, spec.objective, higher)}
-    notes = [f"Objective {spec.objective} ({'higher' if higher else 'lower'} is better); "
-             f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials."]
+    notes = [(f"Objective {spec.objective} ({'higher' if higher else 'lower'} is better); "
+              f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials.")]
     if by in table:
         figures[f"{spec.objective} per {by}"] = report.strategy_png(table, spec.objective, by)
     studies = _search_runs(task, study)

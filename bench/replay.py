@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
+from bench.config import TrialConfig
 from bench.errors import BenchError
 from bench.leaderboard import leaderboard
 from bench.tasks import TASKS
-from bench.config import TrialConfig
 from bench.tracking import MlflowReporter, Tracker, environment_tags
 from bench.train import run_trial
-
 
 #: Tags that can make a rerun differ from the original: code, library versions, hardware, threads, data split.
 ENVIRONMENT_KEYS = ("git_commit", "python", "device", "torch_threads", "split_hash")

@@ -16,8 +16,9 @@ import base64
 import html
 import io
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -162,8 +163,8 @@ def html_report(title: str, table: pd.DataFrame, groups: pd.DataFrame | None, fi
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>",
+        ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>"),
         f"<h1>{html.escape(title)}</h1>",
     ]
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
