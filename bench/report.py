@@ -88,6 +88,9 @@ def anytime_png(table: pd.DataFrame, objective: str, higher: bool) -> bytes:
         ax.scatter(done["trial"], values, s=14, alpha=0.5, label="trial")
         ax.step(done["trial"], best, where="post", color="C3", label="best so far")
         ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers are whole
     ax.set_xlabel("trial number")
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)
