@@ -126,3 +126,14 @@ def test_leaderboard_time_on_many_runs(workdir):
     elapsed = time.perf_counter() - started
     print(f"\nleaderboard over {n} runs: {elapsed:.1f} s (store filled in {created:.1f} s)")
     assert len(table) == n
+
+
+def test_cli_where_group_by_and_export(store, capsys):
+    from bench.cli import main
+
+    assert main(["leaderboard", "--task", "xray-heart", "--where", "guidance=soft_mask", "--group-by", "seg_loss",
+                 "--format", "csv", "--export", str(store / "exp")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("seg_loss,n,mean,ci95_low,ci95_high,best") and "exported" in out
+    assert (store / "exp" / "groups-seg_loss.csv").exists()
+    assert main(["leaderboard", "--task", "xray-heart", "--where", "nope=1"]) == 2
