@@ -12,8 +12,12 @@ from bench.errors import BenchError
 EXAMPLES = {
     "search": "examples:\n  bench search --task xray-heart\n  bench search --task xray-heart --preset smoke --trials 2\n"
               "  bench search --task xray-heart --study mine --resume",
-    "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md",
-    "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>",
+    "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md\n"
+                   "  bench leaderboard --task xray-heart --where seg_loss=tversky --where guidance=soft_mask\n"
+                   "  bench leaderboard --task xray-heart --group-by guidance\n"
+                   "  bench leaderboard --task xray-heart --export results/xray-heart",
+    "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>\n"
+              "  bench replay --task xray-heart --checkpoint",
     "datasets": "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
                 "  bench datasets split phantom --task xray-heart --format png",
 }
@@ -134,22 +138,30 @@ def cmd_search(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.leaderboard import leaderboard, render, write
+    from bench.leaderboard import export, group_summary, leaderboard, render, write
+    from bench.tasks import TASKS
 
-    table = leaderboard(args.task, study=args.study, top=args.top)
-    if args.out:
+    table = leaderboard(args.task, study=args.study, top=args.top, where=args.where or ())
+    if args.group_by:
+        groups = group_summary(table, args.group_by, TASKS.get(args.task).objective).set_index(args.group_by)
+        print(render(groups, args.format))
+    elif args.out:
         print(f"wrote {write(table, args.format, args.out)}")
     else:
         print(render(table, args.format))
+    if args.export:
+        paths = export(table, args.task, args.export, study=args.study, by=args.group_by or "guidance")
+        print("exported " + ", ".join(str(p) for p in paths))
     return 0
 
 
 def cmd_replay(args) -> int:
-    from bench.replay import replay
+    from bench.replay import diff_table, replay
 
-    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance)
+    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance, checkpoint=args.checkpoint)
     print(f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "
-          f"difference {v.difference:.2e} (tolerance {v.tolerance:g})")
+          f"difference {v.difference:.2e} (tolerance {v.tolerance:g}, mode {v.mode})")
+    print(diff_table(v.differences))
     print(f"verdict: {v.verdict} (replay run {v.replay_run_id})")
     return 0 if v.reproduced else 1
 
@@ -158,16 +170,21 @@ def cmd_ui(args) -> int:
     import socket
     import subprocess
 
-    from bench.tracking import tracking_uri
+    from bench.tracking import store_dir, tracking_uri
 
     port = args.port
     if not port:
+        # Ask the OS for a free port on loopback; a small race with other programs is acceptable here.
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     print(f"MLflow UI on http://127.0.0.1:{port} over {tracking_uri()} (Ctrl-C stops it)", flush=True)
+    journal = store_dir() / "optuna.journal"
+    if journal.exists():
+        print(f"Optuna studies: pip install optuna-dashboard && optuna-dashboard {journal}", flush=True)
+    # One worker: a personal UI needs no more, and each extra worker costs seconds of start-up and memory.
     return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-                            "--backend-store-uri", tracking_uri()])
+                            "--workers", str(args.workers), "--backend-store-uri", tracking_uri()])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,7 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--study")
     s.add_argument("--top", type=int)
     s.add_argument("--format", default="table", choices=["table", "csv", "md", "json"])
-    s.add_argument("--out")
+    s.add_argument("--out", help="write the table in --format to this file instead of printing it")
+    s.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="keep trials whose column/param matches (also KEY!=VALUE); repeat to combine")
+    s.add_argument("--group-by", metavar="DIM",
+                   help="compare strategies: per value of DIM (guidance, seg_loss, seg_arch...) n, mean, "
+                        "95%% bootstrap CI and best of the objective over COMPLETE trials")
+    s.add_argument("--export", metavar="DIR",
+                   help="write leaderboard.csv, leaderboard.md, groups-DIM.csv and a self-contained report.html")
     s.set_defaults(func=cmd_leaderboard)
 
     s = sub.add_parser("replay", help="retrain a logged trial and say whether it reproduces",
@@ -240,10 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-id")
     s.add_argument("--study")
     s.add_argument("--tolerance", type=float, default=1e-6)
+    s.add_argument("--checkpoint", action="store_true",
+                   help="re-evaluate the logged checkpoint.pt instead of retraining")
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the same store")
-    s.add_argument("--port", type=int)
+    s.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one, printed)")
+    s.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     s.set_defaults(func=cmd_ui)
     return p
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.config import atomic_write_text
@@ -17,8 +19,24 @@ ALWAYS_SHOWN = ("seg_arch", "seg_loss", "guidance")
 FORMATS = ("table", "csv", "md", "json")
 
 
-def leaderboard(task: str, study: str | None = None, top: int | None = None, kind: str = "trial") -> pd.DataFrame:
-    """Trials of ``task`` (optionally one study), best first; unfinished trials rank last."""
+def leaderboard(task: str, study: str | None = None, top: int | None = None, kind: str = "trial",
+                where: Sequence[str] = ()) -> pd.DataFrame:
+    """Trials of ``task`` (optionally one study), best first; unfinished trials rank last.
+
+    Args:
+        task: registered task name.
+        study: keep only this Optuna study's trials.
+        top: keep the first ``top`` rows (after filtering).
+        kind: ``trial`` or ``replay`` runs.
+        where: filters ``"key=value"`` or ``"key!=value"`` on table columns or any logged param
+            (``seg_loss=tversky``, ``guidance=soft_mask``, ``state=COMPLETE``); all must hold.
+
+    Returns:
+        One row per run, indexed by rank from 1.
+
+    Raises:
+        BenchError: when there are no runs, or a filter is malformed or names an unknown column.
+    """
     import mlflow
 
     spec = TASKS.get(task)
@@ -29,9 +47,9 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
     runs = mlflow.search_runs(experiment_ids=[tracker.experiment_id], filter_string=flt, output_format="pandas",
                               max_results=100000)
     if runs.empty:
-        where = f" in study '{study}'" if study else ""
+        scope = f" in study '{study}'" if study else ""
         raise BenchError(
-            f"the leaderboard needs finished trials in experiment '{experiment_name(task)}'{where}, but found none "
+            f"the leaderboard needs finished trials in experiment '{experiment_name(task)}'{scope}, but found none "
             f"in {tracker.uri}. Run `bench search --task {task}` first (in this folder, or set MLFLOW_TRACKING_URI)."
         )
     objective = f"metrics.{spec.objective}"
@@ -57,11 +75,133 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
             table[name] = runs[c]
     ascending = not higher_is_better(spec.objective)
     table["_complete"] = table["state"].eq("COMPLETE")
+    if where:
+        table = table[_where_mask(table, runs, where)]
     table = table.sort_values(["_complete", spec.objective], ascending=[False, ascending], na_position="last")
     table = table.drop(columns="_complete").reset_index(drop=True)
     table.index = table.index + 1
     table.index.name = "rank"
     return table.head(top) if top else table
+
+
+def parse_where(expr: str) -> tuple[str, str, str]:
+    """Split ``"key=value"`` / ``"key!=value"`` into (key, operator, value)."""
+    op = "!=" if "!=" in expr else "="
+    key, sep, value = expr.partition(op)
+    if not sep or not key.strip():
+        raise BenchError(f"--where must look like key=value (e.g. seg_loss=tversky), but got '{expr}'. "
+                         "Repeat --where for several conditions.")
+    return key.strip(), op, value.strip()
+
+
+def _where_mask(table: pd.DataFrame, runs: pd.DataFrame, where: Sequence[str]) -> pd.Series:
+    mask = pd.Series(True, index=table.index)
+    for expr in where:
+        key, op, value = parse_where(expr)
+        if key in table:
+            column = table[key]
+        elif f"params.{key}" in runs:
+            column = runs[f"params.{key}"]  # a param that does not vary is not in the table but still filterable
+        else:
+            known = sorted((set(table.columns) - {"_complete"}) | {c[len("params."):] for c in runs if c.startswith("params.")})
+            raise BenchError(f"--where must name a leaderboard column or param, but got '{key}'. "
+                             f"Known: {', '.join(known)}.")
+        hit = column.astype(str).eq(value)
+        numeric, target = pd.to_numeric(column, errors="coerce"), pd.to_numeric(pd.Series([value]), errors="coerce")[0]
+        if not np.isnan(target):  # "lr=0.001" must match a logged "0.001" and "1e-3" alike
+            hit |= np.isclose(numeric.to_numpy(float), float(target), rtol=1e-9, atol=0.0)
+        mask &= ~hit if op == "!=" else hit
+    return mask
+
+
+def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean; a fixed seed makes exported reports reproducible.
+
+    Example:
+        >>> bootstrap_ci([1.0, 1.0, 1.0])
+        (1.0, 1.0)
+    """
+    x = np.asarray(values, float)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    means = np.random.default_rng(seed).choice(x, size=(resamples, x.size), replace=True).mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def group_summary(table: pd.DataFrame, by: str, objective: str, higher: bool | None = None) -> pd.DataFrame:
+    """Compare strategies: per value of ``by``, COMPLETE trials' n, mean, 95% bootstrap CI and best objective.
+
+    Args:
+        table: a :func:`leaderboard` table.
+        by: a column of the table, e.g. ``guidance``, ``seg_loss`` or ``seg_arch``.
+        objective: the objective column.
+        higher: direction of the objective (default: from the metric registry).
+
+    Returns:
+        One row per group, best mean first.
+    """
+    if by not in table:
+        raise BenchError(f"--group-by must be a leaderboard column, but got '{by}'. "
+                         f"Known: {', '.join(c for c in table.columns if c not in ('run', 'run_id'))}.")
+    higher = higher_is_better(objective) if higher is None else higher
+    done = table[table["state"].eq("COMPLETE") & pd.to_numeric(table[objective], errors="coerce").notna()]
+    rows = []
+    for key, group in done.groupby(done[by].astype(str), sort=True):
+        values = group[objective].to_numpy(float)
+        lo, hi = bootstrap_ci(values)
+        rows.append({by: key, "n": len(values), "mean": values.mean(), "ci95_low": lo, "ci95_high": hi,
+                     "best": values.max() if higher else values.min()})
+    frame = pd.DataFrame(rows, columns=[by, "n", "mean", "ci95_low", "ci95_high", "best"])
+    return frame.sort_values("mean", ascending=not higher).reset_index(drop=True)
+
+
+def _search_runs(task: str, study: str | None) -> list[tuple[str, str]]:
+    """(storage, study) of the task's search parent runs, from their ``search.*`` tags."""
+    tracker = Tracker(task)
+    flt = f"tags.`{KIND_TAG}` = 'search'" + (f" AND tags.study = '{study}'" if study else "")
+    found = []
+    for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=1000):
+        tags = run.data.tags
+        if tags.get("search.storage") and tags.get("search.study"):
+            found.append((tags["search.storage"], tags["search.study"]))
+    return list(dict.fromkeys(found))
+
+
+def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | None = None,
+           by: str = "guidance") -> list[Path]:
+    """Write ``leaderboard.csv``, ``leaderboard.md`` and a self-contained ``report.html`` to ``out_dir``.
+
+    The report holds the strategy summary (``by``), the anytime curve, the objective per strategy and,
+    when the Optuna study storage named on the search run is readable, parameter importances; what
+    cannot be computed is stated as a note instead of failing the export.
+    """
+    from bench import report
+
+    spec = TASKS.get(task)
+    higher = higher_is_better(spec.objective)
+    out = Path(out_dir)
+    groups = group_summary(table, by, spec.objective, higher) if by in table else None
+    figures = {"anytime": report.anytime_png(table, spec.objective, higher)}
+    notes = [(f"Objective {spec.objective} ({'higher' if higher else 'lower'} is better); "
+              f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials.")]
+    if by in table:
+        figures[f"{spec.objective} per {by}"] = report.strategy_png(table, spec.objective, by)
+    studies = _search_runs(task, study)
+    if not studies:
+        notes.append("Parameter importances skipped: no search run with search.storage/search.study tags.")
+    for storage, name in studies:
+        try:
+            figures[f"importances {name}"] = report.importances_png(report.study_importances(storage, name))
+        except BenchError as exc:
+            notes.append(f"Parameter importances of study {name} skipped: {exc}")
+    title = f"bench leaderboard: {task}" + (f", study {study}" if study else "")
+    paths = [write(table, "csv", out / "leaderboard.csv"), write(table, "md", out / "leaderboard.md")]
+    if groups is not None:
+        paths.append(atomic_write_text(out / f"groups-{by}.csv", groups.to_csv(index=False)))
+    paths.append(atomic_write_text(out / "report.html", report.html_report(title, table, groups, figures, notes)))
+    return paths
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
@@ -73,7 +213,7 @@ def render(table: pd.DataFrame, fmt: str) -> str:
         return json.dumps(json.loads(table.reset_index().to_json(orient="records")), indent=1)
     if fmt == "md":
         return _markdown(table)
-    return table.drop(columns=["run_id"]).to_string(float_format=lambda v: f"{v:.4f}")
+    return table.drop(columns=["run_id"], errors="ignore").to_string(float_format=lambda v: f"{v:.4f}")
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
+from bench.config import TrialConfig
 from bench.errors import BenchError
 from bench.leaderboard import leaderboard
 from bench.tasks import TASKS
-from bench.tracking import MlflowReporter, Tracker
+from bench.tracking import MlflowReporter, Tracker, environment_tags
 from bench.train import run_trial
+
+#: Tags that can make a rerun differ from the original: code, library versions, hardware, threads, data split.
+ENVIRONMENT_KEYS = ("git_commit", "python", "device", "torch_threads", "split_hash")
+
+
+@dataclass(frozen=True)
+class Difference:
+    key: str
+    original: str
+    now: str
+
+
+def environment_diff(original: Mapping[str, str], now: Mapping[str, str]) -> list[Difference]:
+    """What differs between the environment tags of the original run and of the replay.
+
+    Compares :data:`ENVIRONMENT_KEYS` and every ``version.*`` tag present on either side; a tag missing on
+    one side shows as ``"(absent)"``.
+
+    Example:
+        >>> environment_diff({"git_commit": "a", "version.torch": "2.3"}, {"git_commit": "b", "version.torch": "2.3"})
+        [Difference(key='git_commit', original='a', now='b')]
+    """
+    keys = [k for k in ENVIRONMENT_KEYS if k in original or k in now]
+    keys += sorted({k for k in (*original, *now) if k.startswith("version.")})
+    return [Difference(k, str(original.get(k, "(absent)")), str(now.get(k, "(absent)")))
+            for k in keys if original.get(k) != now.get(k)]
+
+
+def diff_table(differences: list[Difference]) -> str:
+    """Plain-text table of differences (one line saying so when there are none)."""
+    if not differences:
+        return "environment: same code, versions, device, threads and split as the original run"
+    width = max(len(d.key) for d in differences)
+    lines = [f"{'what':<{width}}  original -> now"]
+    lines += [f"{d.key:<{width}}  {d.original} -> {d.now}" for d in differences]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -22,6 +62,8 @@ class ReplayVerdict:
     original: float
     replayed: float
     tolerance: float
+    differences: list[Difference] = field(default_factory=list)
+    mode: str = "retrain"  # retrain | checkpoint | checkpoint-load (weights load, not re-evaluated)
 
     @property
     def difference(self) -> float:
@@ -29,11 +71,15 @@ class ReplayVerdict:
 
     @property
     def reproduced(self) -> bool:
+        if self.mode == "checkpoint-load":
+            return False  # loading weights proves nothing about the metric
         both_nan = math.isnan(self.original) and math.isnan(self.replayed)
         return both_nan or self.difference <= self.tolerance
 
     @property
     def verdict(self) -> str:
+        if self.mode == "checkpoint-load":
+            return "checkpoint loads, not re-evaluated (the task has no evaluate function)"
         return "reproduced" if self.reproduced else "not reproduced"
 
 
@@ -45,7 +91,25 @@ def best_run_id(task: str, study: str | None = None) -> str:
     return str(complete.iloc[0]["run_id"])
 
 
-def replay(task: str, run_id: str | None = None, study: str | None = None, tolerance: float = 1e-6) -> ReplayVerdict:
+def replay(task: str, run_id: str | None = None, study: str | None = None, tolerance: float = 1e-6,
+           checkpoint: bool = False) -> ReplayVerdict:
+    """Rerun a logged trial and compare its objective with the original.
+
+    Args:
+        task: registered task name.
+        run_id: the trial run to replay (default: the best COMPLETE trial, optionally of ``study``).
+        study: restrict the default choice to this study.
+        tolerance: largest absolute objective difference still called reproduced.
+        checkpoint: re-evaluate the logged ``checkpoint.pt`` instead of retraining. Uses the task's
+            ``extra["evaluate"](config, state_dicts) -> metrics`` when it has one; otherwise only checks
+            that the weights load into freshly built models (verdict "checkpoint loads, not re-evaluated").
+
+    Returns:
+        The verdict, with the environment differences; the replay is logged as a run tagged ``replay_of``.
+
+    Raises:
+        BenchError: unknown run, a run without a final objective, or a checkpoint that does not load.
+    """
     spec = TASKS.get(task)
     tracker = Tracker(task)
     run_id = run_id or best_run_id(task, study)
@@ -60,15 +124,87 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     threads = original_run.data.tags.get("torch_threads")
     if threads and threads.isdigit():
         torch.set_num_threads(int(threads))  # float reductions depend on the thread count
+    mode = "checkpoint" if checkpoint else "retrain"
     replay_id = tracker.start_trial(None, f"replay of {original_run.info.run_name}", config,
-                                    {"replay_of": run_id}, kind="replay")
+                                    {"replay_of": run_id, "replay_mode": mode}, kind="replay")
     try:
-        result = run_trial(config, MlflowReporter(tracker, replay_id))
+        if checkpoint:
+            state_dicts = load_checkpoint(tracker, run_id)
+            evaluate: Callable[..., Mapping[str, float]] | None = spec.extra.get("evaluate")
+            if evaluate is None:
+                check_loads(config, state_dicts)
+                mode, metrics = "checkpoint-load", {}
+            else:
+                metrics = dict(evaluate(config, state_dicts))
+            split_now = spec.prepare(config).split_hash  # raises SplitError when the data or split changed
+        else:
+            result = run_trial(config, MlflowReporter(tracker, replay_id))
+            metrics, split_now = dict(result.metrics), result.config.split_hash
     except BaseException as exc:
         tracker.end(replay_id, "FAIL", repr(exc))
         raise
-    verdict = ReplayVerdict(run_id, replay_id, spec.objective, float(original), float(result.objective), tolerance)
-    tracker.log_metrics(replay_id, {**result.metrics, "replay_difference": verdict.difference})
-    tracker.set_tags(replay_id, {"replay_verdict": verdict.verdict, "replay_tolerance": tolerance})
+    differences = environment_diff(original_run.data.tags, {**environment_tags(), "split_hash": split_now})
+    verdict = ReplayVerdict(run_id, replay_id, spec.objective, float(original),
+                            float(metrics.get(spec.objective, float("nan"))), tolerance, differences, mode)
+    tracker.log_metrics(replay_id, {**metrics, "replay_difference": verdict.difference})
+    tracker.set_tags(replay_id, {"replay_verdict": verdict.verdict, "replay_tolerance": tolerance,
+                                 "replay_mode": mode, "replay_env_differences": len(differences)})
+    tracker.log_bytes(replay_id, "environment_diff.json",
+                      json.dumps([asdict(d) for d in differences], indent=1).encode())
     tracker.end(replay_id, "COMPLETE")
     return verdict
+
+
+def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.Tensor]]:
+    """The run's ``checkpoint.pt`` as {model name: state dict}, loaded with ``weights_only=True``.
+
+    ``weights_only`` refuses pickled code, so a checkpoint from a shared store cannot run anything here.
+    """
+    try:
+        path = tracker.download(run_id, "checkpoint.pt")
+    except Exception as exc:  # MLflow raises OSError or MlflowException for a missing artifact
+        raise BenchError(f"--checkpoint needs artifact checkpoint.pt on run {run_id}, but it has none "
+                         "(only COMPLETE trials log one). Replay without --checkpoint to retrain.") from exc
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+        raise BenchError(f"checkpoint.pt must map model names to state dicts, but got {type(loaded).__name__} "
+                         f"in run {run_id}. Re-run the trial with this version of bench.")
+    return loaded
+
+
+def fresh_models(config: TrialConfig) -> dict[str, torch.nn.Module]:
+    """Untrained models of the trial, built the way the task builds them (keys as in checkpoint.pt).
+
+    Uses the task's ``extra["build_models"]`` when it has one; xray-heart is built here until it does.
+    """
+    build: Callable[[TrialConfig], dict[str, Any]] | None = TASKS.get(config.task).extra.get("build_models")
+    if build is not None:
+        return dict(build(config))
+    if config.task != "xray-heart":
+        raise BenchError(f"--checkpoint needs the task to provide extra['build_models'], but task "
+                         f"'{config.task}' has none. Replay without --checkpoint.")
+    from bench.data.phantoms.xray import CLASSES
+    from bench.guidance import GUIDANCE
+    from bench.models import CLASSIFIERS, SEG_MODELS
+
+    # Mirrors bench/tasks/xray_heart.run; remove once the task registers build_models.
+    guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
+    return {
+        "segmenter": SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, encoder=config.seg_encoder),
+        "classifier": guidance.wrap_model(CLASSIFIERS.create(
+            config.classifier, in_channels=1 + guidance.extra_channels, num_classes=len(CLASSES))),
+    }
+
+
+def check_loads(config: TrialConfig, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+    """Load every state dict strictly into a freshly built model; raise BenchError naming what mismatches."""
+    models = fresh_models(config)
+    if set(models) != set(state_dicts):
+        raise BenchError(f"checkpoint.pt must hold models {sorted(models)}, but got {sorted(state_dicts)}. "
+                         "The checkpoint comes from another task version; replay without --checkpoint.")
+    for name, model in models.items():
+        try:
+            model.load_state_dict(state_dicts[name], strict=True)
+        except RuntimeError as exc:
+            raise BenchError(f"checkpoint model '{name}' must match the config's architecture, but loading "
+                             f"failed: {str(exc)[:300]}. Replay without --checkpoint.") from exc

@@ -148,6 +148,28 @@ class Tracker:
                 torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / "checkpoint.pt")
             self.client.log_artifacts(run_id, tmp)
 
+    def log_learning_curve(self, run_id: str, history: list | None) -> bool:
+        """Log ``learning_curve.png`` drawn from a trial's history; False (nothing logged) when it is empty.
+
+        Kept separate from :meth:`log_trial_artifacts` so plotting problems can never lose the checkpoint.
+        """
+        if not history:
+            return False
+        from bench.report import learning_curve_png
+
+        self.log_bytes(run_id, "learning_curve.png", learning_curve_png(history))
+        return True
+
+    def log_bytes(self, run_id: str, name: str, data: bytes) -> None:
+        """Log ``data`` as the run artifact ``name`` (through a temp folder: MLflow uploads files)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_bytes(data)
+            self.client.log_artifact(run_id, str(Path(tmp) / name))
+
+    def download(self, run_id: str, artifact: str) -> Path:
+        """Download one artifact of a run to a fresh temp folder and return its local path."""
+        return Path(self.client.download_artifacts(run_id, artifact, tempfile.mkdtemp(prefix="bench-artifact-")))
+
     def end(self, run_id: str, state: str, reason: str | None = None) -> None:
         """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
         tags = {STATE_TAG: state}

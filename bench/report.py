@@ -1,0 +1,183 @@
+"""Plots and the self-contained HTML report of a leaderboard (matplotlib, PNGs embedded as base64).
+
+Every plot function returns PNG bytes so the same figure can be embedded in HTML, written to disk or
+logged to MLflow as an artifact. matplotlib is imported lazily with the headless Agg backend, so nothing
+here needs a display and importing this module stays cheap.
+
+Example:
+    >>> png = learning_curve_png([{"stage": "cls", "epoch": 0, "val_auroc": 0.7}])
+    >>> png[:4] == b"\\x89PNG"
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: CI and SSH sessions have no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def learning_curve_png(history: Iterable[Mapping[str, Any]]) -> bytes:
+    """Per-epoch curves of one trial, one panel per stage (e.g. ``seg`` and ``cls``).
+
+    Args:
+        history: ``TrialResult.history``: dicts with ``stage``, ``epoch`` and metric values.
+
+    Returns:
+        PNG bytes.
+
+    Raises:
+        BenchError: when the history holds no record with a stage and an epoch.
+    """
+    rows = [dict(r) for r in history if "stage" in r and "epoch" in r]
+    if not rows:
+        raise BenchError("a learning curve needs history records with 'stage' and 'epoch', but got none. "
+                         "Pass TrialResult.history of a trial that ran at least one epoch.")
+    frame = pd.DataFrame(rows)
+    stages = list(dict.fromkeys(frame["stage"]))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.5 * len(stages), 3.2), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        part = frame[frame["stage"] == stage].sort_values("epoch")
+        for col in part.columns.drop(["stage", "epoch"]):
+            values = pd.to_numeric(part[col], errors="coerce")
+            if values.notna().any():
+                # Losses and scores share one axis; markers keep single-epoch stages visible.
+                ax.plot(part["epoch"], values, marker="o", label=col)
+        ax.set_title(f"stage {stage}")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def anytime_png(table: pd.DataFrame, objective: str, higher: bool) -> bytes:
+    """Best objective so far against trial number (the search's anytime performance)."""
+    done = _complete(table, objective).sort_values("trial")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if not done.empty:
+        values = done[objective].to_numpy(float)
+        best = np.maximum.accumulate(values) if higher else np.minimum.accumulate(values)
+        ax.scatter(done["trial"], values, s=14, alpha=0.5, label="trial")
+        ax.step(done["trial"], best, where="post", color="C3", label="best so far")
+        ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers are whole
+    ax.set_xlabel("trial number")
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def strategy_png(table: pd.DataFrame, objective: str, by: str = "guidance") -> bytes:
+    """Box plot with the individual trials overlaid (strip) of the objective per value of ``by``."""
+    done = _complete(table, objective)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if not done.empty and by in done:
+        groups = [(str(k), g[objective].to_numpy(float)) for k, g in done.groupby(done[by].astype(str))]
+        ax.boxplot([v for _, v in groups], showfliers=False)
+        ax.set_xticks(range(1, len(groups) + 1), [k for k, _ in groups])
+        jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
+        for i, (_, v) in enumerate(groups, start=1):
+            ax.scatter(i + jitter.uniform(-0.12, 0.12, len(v)), v, s=14, alpha=0.7)
+    ax.set_xlabel(by)
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def importances_png(importances: Mapping[str, float]) -> bytes:
+    """Horizontal bar chart of Optuna parameter importances."""
+    names = list(importances)[::-1]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 0.4 * len(names) + 1))
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel("importance (fANOVA)")
+    return _png(fig)
+
+
+def study_importances(storage: str, study: str) -> dict[str, float]:
+    """Optuna parameter importances of a study, read from its storage (journal file or RDB URL).
+
+    Raises:
+        BenchError: when the storage is missing or the study has too few finished trials.
+    """
+    import optuna
+
+    if "://" not in storage:
+        if not Path(storage).exists():
+            raise BenchError(f"the Optuna journal must exist to compute importances, but got '{storage}'. "
+                             "Run the leaderboard in the search's folder.")
+        from optuna.storages.journal import JournalFileBackend
+
+        # Opened read-only in effect: we never write, and the journal format tolerates concurrent readers.
+        store: Any = optuna.storages.JournalStorage(JournalFileBackend(storage))
+    else:
+        store = storage
+    try:
+        loaded = optuna.load_study(study_name=study, storage=store)
+        return dict(optuna.importance.get_param_importances(loaded))
+    except Exception as exc:  # Optuna raises KeyError/RuntimeError/ValueError depending on what is missing
+        raise BenchError(f"parameter importances need a study with ≥2 finished trials and a varying "
+                         f"parameter, but study '{study}' gave: {exc}. Run more trials.") from exc
+
+
+def _complete(table: pd.DataFrame, objective: str) -> pd.DataFrame:
+    done = table[table["state"].eq("COMPLETE")] if "state" in table else table
+    return done[pd.to_numeric(done[objective], errors="coerce").notna()]
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def html_report(title: str, table: pd.DataFrame, groups: pd.DataFrame | None, figures: Mapping[str, bytes],
+                notes: Iterable[str] = ()) -> str:
+    """A single HTML file: notes, the group summary, figures (embedded PNGs) and the full table."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>"),
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
+    if groups is not None and not groups.empty:
+        parts += ["<h2>Strategies</h2>", groups.to_html(float_format=_fmt, na_rep="")]
+    parts.append("<h2>Figures</h2>")
+    parts += [_img(png, name) for name, png in figures.items()]
+    parts += ["<h2>Trials</h2>", table.to_html(float_format=_fmt, na_rep=""), "</body></html>"]
+    return "\n".join(parts)
+
+
+def _fmt(value: float) -> str:
+    return "" if isinstance(value, float) and math.isnan(value) else f"{value:.4f}"

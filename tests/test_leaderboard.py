@@ -1,0 +1,139 @@
+"""Leaderboard filters, strategy summaries, exports and plots, on a synthetic MLflow store (no training)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+
+from bench.errors import BenchError
+from bench.leaderboard import bootstrap_ci, export, group_summary, leaderboard
+from bench.report import learning_curve_png
+from bench.tracking import KIND_TAG, STATE_TAG, Tracker
+
+GUIDANCE = ("none", "soft_mask", "multiply")
+LOSSES = ("dice", "dice_ce", "tversky")
+
+
+def fill_store(n: int, task: str = "xray-heart", study: str = "synthetic") -> Tracker:
+    """``n`` trial runs with params, tags and a final val_auroc, written with one log_batch per run."""
+    tracker = Tracker(task)
+    rng = np.random.default_rng(0)
+    parent = tracker.start_run("search synthetic", {KIND_TAG: "search", "study": study})
+    for i in range(n):
+        guidance, loss = GUIDANCE[i % 3], LOSSES[(i // 3) % 3]
+        run_id = tracker.client.create_run(tracker.experiment_id, run_name=f"t{i:03d}").info.run_id
+        state = "PRUNED" if i % 7 == 6 else "COMPLETE"
+        tags = {KIND_TAG: "trial", STATE_TAG: state, "trial_number": i, "study": study,
+                "mlflow.parentRunId": parent}
+        params = {"seg_arch": "unet", "seg_loss": loss, "guidance": guidance, "lr": [1e-3, 3e-3][i % 2],
+                  "seed": 0}
+        # soft_mask is better on purpose, so the group summary has a known order
+        auroc = 0.7 + 0.1 * (guidance == "soft_mask") + 0.02 * rng.standard_normal()
+        now = int(time.time() * 1000)
+        tracker.client.log_batch(run_id, metrics=[Metric("val_auroc", auroc, now, 0),
+                                                  Metric("test_auroc", auroc - 0.01, now, 0)],
+                                 params=[Param(k, str(v)) for k, v in params.items()],
+                                 tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    return tracker
+
+
+@pytest.fixture
+def store(workdir):
+    fill_store(21)
+    return workdir
+
+
+def test_where_filters_on_params_and_columns(store):
+    table = leaderboard("xray-heart", where=["seg_loss=tversky"])
+    assert len(table) == 6 and set(table["seg_loss"]) == {"tversky"}
+    both = leaderboard("xray-heart", where=["seg_loss=tversky", "guidance!=none"])
+    assert len(both) > 0 and set(both["guidance"]) <= {"soft_mask", "multiply"}
+    assert set(both["seg_loss"]) == {"tversky"}
+    # numeric values match however they were written; a constant param is filterable though not shown
+    assert len(leaderboard("xray-heart", where=["lr=0.001"])) == len(leaderboard("xray-heart", where=["lr=1e-3"]))
+    assert "seg_arch" in leaderboard("xray-heart", where=["seed=0"]).columns
+    assert set(leaderboard("xray-heart", where=["state=PRUNED"])["state"]) == {"PRUNED"}
+    assert list(leaderboard("xray-heart", where=["guidance=soft_mask"]).index[:2]) == [1, 2]
+
+
+def test_where_errors_name_the_rule(store):
+    with pytest.raises(BenchError, match="--where must name a leaderboard column or param, but got 'los'"):
+        leaderboard("xray-heart", where=["los=dice"])
+    with pytest.raises(BenchError, match="key=value"):
+        leaderboard("xray-heart", where=["seg_loss"])
+
+
+def test_group_summary_orders_strategies_with_bootstrap_ci(store):
+    table = leaderboard("xray-heart")
+    groups = group_summary(table, "guidance", "val_auroc")
+    assert groups["guidance"].iloc[0] == "soft_mask"
+    complete = table[table["state"] == "COMPLETE"]
+    assert groups["n"].sum() == len(complete)
+    for row in groups.itertuples():
+        assert row.ci95_low <= row.mean <= row.ci95_high and row.best >= row.mean
+    assert groups.equals(group_summary(table, "guidance", "val_auroc"))  # fixed seed: same CI every time
+    with pytest.raises(BenchError, match="--group-by must be a leaderboard column"):
+        group_summary(table, "colour", "val_auroc")
+
+
+def test_bootstrap_ci_is_deterministic_and_degenerate_cases():
+    values = [0.1, 0.5, 0.9, 0.4]
+    assert bootstrap_ci(values) == bootstrap_ci(values)
+    lo, hi = bootstrap_ci(values)
+    assert 0.1 <= lo < np.mean(values) < hi <= 0.9
+    assert bootstrap_ci([0.3]) == (0.3, 0.3)
+    assert all(np.isnan(bootstrap_ci([])))
+
+
+def test_export_writes_csv_md_and_self_contained_html(store):
+    out = store / "export"
+    paths = export(leaderboard("xray-heart"), "xray-heart", out)
+    assert {p.name for p in paths} == {"leaderboard.csv", "leaderboard.md", "groups-guidance.csv", "report.html"}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2  # anytime curve and per-strategy plot
+    assert "Parameter importances skipped" in html and "soft_mask" in html
+    assert "src=\"http" not in html  # self-contained: nothing fetched from elsewhere
+    assert (out / "leaderboard.md").read_text().startswith("| rank |")
+
+
+def test_learning_curve_png_and_tracker_logs_it(workdir):
+    history = [{"stage": "seg", "epoch": 0, "seg_train_loss": 0.9, "seg_val_heart_dice": 0.3},
+               {"stage": "cls", "epoch": 0, "cls_train_loss": 1.3, "val_auroc": 0.6},
+               {"stage": "cls", "epoch": 1, "cls_train_loss": 1.1, "val_auroc": 0.7}]
+    assert learning_curve_png(history)[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(BenchError, match="'stage' and 'epoch'"):
+        learning_curve_png([{"loss": 1.0}])
+    tracker = Tracker("xray-heart")
+    run_id = tracker.start_run("t", {KIND_TAG: "trial"})
+    assert tracker.log_learning_curve(run_id, history)
+    assert not tracker.log_learning_curve(run_id, [])
+    assert [a.path for a in tracker.client.list_artifacts(run_id)] == ["learning_curve.png"]
+
+
+@pytest.mark.slow
+def test_leaderboard_time_on_many_runs(workdir):
+    """Scale figure: BENCH_LB_RUNS trial runs (default 2000) in a sqlite store; prints the times."""
+    n = int(os.environ.get("BENCH_LB_RUNS", "2000"))
+    started = time.perf_counter()
+    fill_store(n)
+    created = time.perf_counter() - started
+    started = time.perf_counter()
+    table = leaderboard("xray-heart")
+    elapsed = time.perf_counter() - started
+    print(f"\nleaderboard over {n} runs: {elapsed:.1f} s (store filled in {created:.1f} s)")
+    assert len(table) == n
+
+
+def test_cli_where_group_by_and_export(store, capsys):
+    from bench.cli import main
+
+    assert main(["leaderboard", "--task", "xray-heart", "--where", "guidance=soft_mask", "--group-by", "seg_loss",
+                 "--format", "csv", "--export", str(store / "exp")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("seg_loss,n,mean,ci95_low,ci95_high,best") and "exported" in out
+    assert (store / "exp" / "groups-seg_loss.csv").exists()
+    assert main(["leaderboard", "--task", "xray-heart", "--where", "nope=1"]) == 2

@@ -1,0 +1,70 @@
+"""Replay: the environment difference report, checkpoint loading, and an end-to-end replay of a smoke search."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from bench.config import TrialConfig
+from bench.errors import BenchError
+from bench.replay import Difference, check_loads, diff_table, environment_diff, fresh_models, replay
+from bench.tracking import environment_tags
+
+
+def test_environment_diff_reports_only_what_changed():
+    original = {"git_commit": "abc", "version.torch": "2.3.0", "version.mlflow": "3.1", "device": "cpu",
+                "torch_threads": "2", "split_hash": "s1", "python": "3.11.9", "seed": "0"}
+    now = {**original, "git_commit": "def-dirty", "version.torch": "2.4.0", "torch_threads": "4",
+           "version.monai": "1.4", "seed": "1"}
+    diff = environment_diff(original, now)
+    assert diff == [Difference("git_commit", "abc", "def-dirty"), Difference("torch_threads", "2", "4"),
+                    Difference("version.monai", "(absent)", "1.4"), Difference("version.torch", "2.3.0", "2.4.0")]
+    assert environment_diff(original, dict(original)) == []
+    table = diff_table(diff)
+    assert "git_commit" in table and "2.3.0 -> 2.4.0" in table and "seed" not in table
+    assert diff_table([]).startswith("environment: same")
+
+
+def test_environment_tags_cover_the_compared_keys():
+    tags = environment_tags()
+    assert {"git_commit", "python", "device", "torch_threads", "version.torch"} <= set(tags)
+
+
+def test_checkpoint_state_dicts_load_into_fresh_models():
+    config = TrialConfig(task="xray-heart", seg_arch="unet", guidance="soft_mask", image_size=32)
+    saved = {k: m.state_dict() for k, m in fresh_models(config).items()}
+    # round trip through the same safe loader replay uses
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    buffer.seek(0)
+    check_loads(config, torch.load(buffer, weights_only=True))
+    with pytest.raises(BenchError, match="must match the config's architecture"):
+        check_loads(config.replace(seg_arch="fpn"), saved)
+    with pytest.raises(BenchError, match="must hold models"):
+        check_loads(config, {"segmenter": saved["segmenter"]})
+
+
+def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
+    from bench.search.optuna_backend import SearchSettings, run_search
+
+    summary = run_search(SearchSettings(task="xray-heart", preset="smoke", trials=1, seed=3, study="rp"))
+    assert summary.n_complete == 1
+
+    loaded = replay("xray-heart", checkpoint=True)
+    assert loaded.mode == "checkpoint-load" and not loaded.reproduced  # the task has no evaluate hook yet
+
+    verdict = replay("xray-heart", run_id=summary.best_run_id)
+    assert verdict.reproduced and verdict.difference == 0.0 and verdict.mode == "retrain"
+    # same machine and data as the search: only git_commit (dirty worktree) or versions may differ
+    assert all(d.key not in ("split_hash", "device", "python") for d in verdict.differences)
+
+    from bench.tracking import Tracker
+
+    tracker = Tracker("xray-heart")
+    run = tracker.client.get_run(verdict.replay_run_id)
+    assert run.data.tags["replay_of"] == summary.best_run_id and run.data.tags["replay_mode"] == "retrain"
+    logged = json.loads(tracker.download(verdict.replay_run_id, "environment_diff.json").read_text())
+    assert logged == [d.__dict__ for d in verdict.differences]
