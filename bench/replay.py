@@ -175,25 +175,13 @@ def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.
 def fresh_models(config: TrialConfig) -> dict[str, torch.nn.Module]:
     """Untrained models of the trial, built the way the task builds them (keys as in checkpoint.pt).
 
-    Uses the task's ``extra["build_models"]`` when it has one; xray-heart is built here until it does.
+    Uses the task's ``extra["build_models"]``.
     """
     build: Callable[[TrialConfig], dict[str, Any]] | None = TASKS.get(config.task).extra.get("build_models")
     if build is not None:
         return dict(build(config))
-    if config.task != "xray-heart":
-        raise BenchError(f"--checkpoint needs the task to provide extra['build_models'], but task "
-                         f"'{config.task}' has none. Replay without --checkpoint.")
-    from bench.data.phantoms.xray import CLASSES
-    from bench.guidance import GUIDANCE
-    from bench.models import CLASSIFIERS, SEG_MODELS
-
-    # Mirrors bench/tasks/xray_heart.run; remove once the task registers build_models.
-    guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
-    return {
-        "segmenter": SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, encoder=config.seg_encoder),
-        "classifier": guidance.wrap_model(CLASSIFIERS.create(
-            config.classifier, in_channels=1 + guidance.extra_channels, num_classes=len(CLASSES))),
-    }
+    raise BenchError(f"--checkpoint needs the task to provide extra['build_models'], but task "
+                     f"'{config.task}' has none. Replay without --checkpoint.")
 
 
 def check_loads(config: TrialConfig, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:

@@ -118,6 +118,8 @@ def fit(
         model.train()
         total = torch.zeros((), device=dev)
         for idx in batches(n, batch_size, gen):
+            if len(idx) == 1 and n > 1:
+                continue  # BatchNorm cannot train on a single sample; it is seen again next epoch
             batch = {k: v[idx].to(dev) for k, v in tensors.items()}
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model, batch)

@@ -124,13 +124,39 @@ def _outer_width(mask: np.ndarray) -> float:
     return float(cols[-1] - cols[0] + 1) if len(cols) else 0.0
 
 
+def build_models(config: TrialConfig) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """Fresh segmenter, (guidance-wrapped) classifier and guidance strategy for ``config``."""
+    seg_kwargs = {"encoder": config.seg_encoder}
+    if "img_size" in SEG_MODELS.entry(config.seg_arch).parameters():
+        seg_kwargs["img_size"] = config.image_size  # transformers need the input size up front
+    seg = SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, **seg_kwargs)
+    guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
+    cls = guidance.wrap_model(CLASSIFIERS.create(
+        config.classifier, in_channels=1 + guidance.extra_channels, num_classes=len(CLASSES)))
+    return seg, cls, guidance
+
+
+def checkpoint_models(config: TrialConfig) -> dict[str, torch.nn.Module]:
+    """The trial's models keyed as in checkpoint.pt."""
+    seg, cls, _ = build_models(config)
+    return {"segmenter": seg, "classifier": cls}
+
+
+def _predicted_masks(seg: torch.nn.Module, data: XrayData) -> dict[str, torch.Tensor]:
+    return {name: (predict(seg, part["image"]) > 0).float() for name, part in data.parts.items()}
+
+
+def _class_probs(cls, guidance, images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    return torch.softmax(predict(cls, guidance.inputs(images, masks)), dim=1).numpy()
+
+
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     data = prepare(config)
     train, val = data.parts["train"], data.parts["val"]
     history: list[dict] = []
+    seg, cls, guidance = build_models(config)
 
     # --- stage 1: heart segmentation ------------------------------------------------------------
-    seg = SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, encoder=config.seg_encoder)
     seg_loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)
 
     def seg_epoch(epoch: int, loss: float) -> None:
@@ -142,13 +168,11 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), train, epochs=config.seg_epochs,
         batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser, seed=config.seed,
         on_epoch=seg_epoch)
-    masks = {name: (predict(seg, part["image"]) > 0).float() for name, part in data.parts.items()}
+    masks = _predicted_masks(seg, data)
 
-    # --- stage 2: guided classification on predicted masks --------------------------------------
-    guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
-    cls = guidance.wrap_model(CLASSIFIERS.create(
-        config.classifier, in_channels=1 + guidance.extra_channels, num_classes=len(CLASSES)))
-    cls_train = {"image": train["image"], "mask": masks["train"], "label": train["label"]}
+    # --- stage 2: guided classification; validation/test always see predicted masks -------------
+    train_masks = train["heart"] if getattr(guidance, "train_mask", "predicted") == "ground_truth" else masks["train"]
+    cls_train = {"image": train["image"], "mask": train_masks, "label": train["label"]}
 
     def cls_loss(model, batch):
         x = guidance.inputs(batch["image"], batch["mask"])
@@ -157,12 +181,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         extra = guidance.extra_loss(model, x, batch["mask"], logits)
         return loss if extra is None else loss + extra
 
-    def class_probs(part: str) -> np.ndarray:
-        x = guidance.inputs(data.parts[part]["image"], masks[part])
-        return torch.softmax(predict(cls, x), dim=1).numpy()
-
     def cls_epoch(epoch: int, loss: float) -> None:
-        auroc = macro_auroc(class_probs("val"), val["label"].numpy())
+        auroc = macro_auroc(_class_probs(cls, guidance, val["image"], masks["val"]), val["label"].numpy())
         record = {"cls_train_loss": loss, "val_auroc": auroc}
         history.append({"stage": "cls", "epoch": epoch, **record})
         reporter.log(record, step=epoch)
@@ -171,13 +191,25 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     fit(cls, cls_loss, cls_train, epochs=config.cls_epochs, batch_size=config.batch_size, lr=config.cls_lr,
         optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
 
-    # --- evaluation: validation is the objective, test parts are logged only ---------------------
+    metrics = _scores(data, masks, cls, guidance)
+    return TrialResult(
+        config=config.replace(split_hash=data.split_hash),
+        objective_name=SPEC.objective,
+        objective=metrics[SPEC.objective],
+        metrics=metrics,
+        history=history,
+        state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
+    )
+
+
+def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, float]:
+    """Validation is the objective; test parts are logged only."""
     metrics: dict[str, float] = {}
     for part in [p for p in data.parts if p != "train"]:
         truth = data.parts[part]
         if not len(truth["label"]):
             continue  # e.g. a source whose official split has no test part (JSRT)
-        probs, labels = class_probs(part), truth["label"].numpy()
+        probs, labels = _class_probs(cls, guidance, truth["image"], masks[part]), truth["label"].numpy()
         metrics[f"{part}_auroc"] = macro_auroc(probs, labels)
         metrics[f"{part}_accuracy"] = accuracy(probs, labels)
         metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
@@ -192,14 +224,16 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     if "test_shifted_auroc" in metrics and "test_auroc" in metrics:
         for name in ("auroc", "balanced_accuracy", "attention_in_heart"):
             metrics[f"shift_gap_{name}"] = shift_gap(metrics, name)
-    return TrialResult(
-        config=config.replace(split_hash=data.split_hash),
-        objective_name=SPEC.objective,
-        objective=metrics[SPEC.objective],
-        metrics=metrics,
-        history=history,
-        state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
-    )
+    return metrics
+
+
+def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, float]:
+    """Score logged weights without training (``bench replay --checkpoint``)."""
+    data = prepare(config)
+    seg, cls, guidance = build_models(config)
+    seg.load_state_dict(state_dicts["segmenter"])
+    cls.load_state_dict(state_dicts["classifier"])
+    return _scores(data, _predicted_masks(seg, data), cls, guidance)
 
 
 SPEC = register_task(
@@ -227,5 +261,6 @@ SPEC = register_task(
         },
         run=run,
         prepare=prepare,
+        extra={"evaluate": evaluate, "build_models": checkpoint_models},
     )
 )
