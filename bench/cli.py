@@ -100,7 +100,7 @@ def cmd_split(args) -> int:
 def cmd_search(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bench.leaderboard import leaderboard, render
+    from bench.leaderboard import compact, leaderboard, render
     from bench.search.optuna_backend import SearchSettings, run_search
     from bench.tasks import TASKS
 
@@ -131,14 +131,14 @@ def cmd_search(args) -> int:
     console.print(f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
                   f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})")
     if summary.n_complete:
-        print(render(leaderboard(args.task, study=summary.study, top=10), "table"))
+        print(render(compact(leaderboard(args.task, study=summary.study, top=10), args.task), "table"))
     console.print(f"\nLeaderboard in the MLflow UI: run `mlflow ui` in this folder (or `bench ui`), "
                   f"experiment {summary.experiment}.\nReplay the best trial: bench replay --task {args.task}")
     return 0 if summary.n_complete else 1
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.leaderboard import export, group_summary, leaderboard, render, write
+    from bench.leaderboard import compact, export, group_summary, leaderboard, render, write
     from bench.tasks import TASKS
 
     table = leaderboard(args.task, study=args.study, top=args.top, where=args.where or ())
@@ -148,7 +148,7 @@ def cmd_leaderboard(args) -> int:
     elif args.out:
         print(f"wrote {write(table, args.format, args.out)}")
     else:
-        print(render(table, args.format))
+        print(render(compact(table, args.task) if args.format == "table" else table, args.format))
     if args.export:
         paths = export(table, args.task, args.export, study=args.study, by=args.group_by or "guidance")
         print("exported " + ", ".join(str(p) for p in paths))

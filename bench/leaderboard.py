@@ -204,6 +204,16 @@ def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | Non
     return paths
 
 
+METRIC_PREFIXES = ("val_", "test_", "shift_gap_")
+
+
+def compact(table: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Only the task's headline metrics (plus the objective and searched dimensions), for a terminal."""
+    spec = TASKS.get(task)
+    keep = set(spec.headline) | {spec.objective}
+    return table[[c for c in table.columns if not c.startswith(METRIC_PREFIXES) or c in keep]]
+
+
 def render(table: pd.DataFrame, fmt: str) -> str:
     if fmt not in FORMATS:
         raise BenchError(f"format must be one of {list(FORMATS)}, but got '{fmt}'.")

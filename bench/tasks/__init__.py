@@ -34,6 +34,7 @@ class TaskSpec:
     presets: dict[str, Preset]
     run: Callable[..., Any]
     prepare: Callable[..., Any]
+    headline: tuple[str, ...] = ()  # metric columns a terminal leaderboard shows besides the objective
     default_preset: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -245,6 +245,7 @@ SPEC = register_task(
         metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95", "ctr_error",
                  "attention_in_heart", "shift_gap"),
         formats=("png", "dicom", "jsrt"),
+        headline=("val_heart_dice", "test_auroc", "test_shifted_auroc", "test_attention_in_heart"),
         presets={
             "smoke": Preset(
                 config={"image_size": 32, "max_train_cases": 24, "seg_epochs": 1, "cls_epochs": 2, "batch_size": 8},
