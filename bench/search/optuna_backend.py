@@ -165,7 +165,12 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
         extra_tags["cuda_visible_devices"] = job.gpu
 
     def objective(trial: optuna.Trial) -> float:
-        config = TrialConfig.from_flat({**job.base_flat, **space(trial)})
+        try:
+            config = TrialConfig.from_flat({**job.base_flat, **space(trial)})
+        except Exception as exc:
+            # A recorded reason tells a failed trial from a killed one (no reason) on resume.
+            trial.set_user_attr("fail_reason", "".join(traceback.format_exception_only(exc)).strip()[:1000])
+            raise
         run_id = tracker.start_trial(job.parent_run_id, trial_name(trial.number, config), config,
                                      {"trial_number": trial.number, "study": job.study_name, "fold": config.fold,
                                       "backend": "optuna", **extra_tags})
@@ -178,7 +183,7 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:  # FloatingPointError (NaN/inf loss) lands here: failed, search goes on
             reason = "".join(traceback.format_exception_only(exc)).strip()
-            trial.set_user_attr("fail_reason", reason[:1000])
+            trial.set_user_attr("fail_reason", reason[:1000])  # recorded: not a killed trial
             tracker.end(run_id, "FAIL", reason)
             raise
         except BaseException:  # KeyboardInterrupt: close the run before the search stops
@@ -294,13 +299,19 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
 KILLED_ATTR = "bench_killed"  # user attr on Optuna trials failed because their process died
 
 
-def count_finished(study: optuna.Study) -> int:
-    """Trials that ran to an end (COMPLETE, PRUNED or FAIL), not counting those killed mid-run.
+def is_killed(trial: optuna.trial.FrozenTrial) -> bool:
+    """A FAIL without a recorded reason: its process died (kill -9, OOM, node lost) mid-trial."""
+    return trial.state == optuna.trial.TrialState.FAIL and (
+        bool(trial.user_attrs.get(KILLED_ATTR)) or "fail_reason" not in trial.user_attrs)
 
-    A killed trial is re-run on resume so that ``--trials N`` means N trials that really ended.
+
+def count_finished(study: optuna.Study) -> int:
+    """Trials that ran to an end (COMPLETE, PRUNED or FAIL with a reason), not those killed mid-run.
+
+    Killed trials do not count, so ``--trials N`` on resume means N trials that really ended.
     """
     states = optuna.trial.TrialState
-    return sum(t.state in (states.COMPLETE, states.PRUNED, states.FAIL) and not t.user_attrs.get(KILLED_ATTR)
+    return sum(t.state in (states.COMPLETE, states.PRUNED, states.FAIL) and not is_killed(t)
                for t in study.get_trials(deepcopy=False))
 
 
@@ -316,17 +327,14 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
     """
     states = optuna.trial.TrialState
     storage = study._storage
-    running = study.get_trials(deepcopy=False, states=(states.RUNNING,))
     if isinstance(storage, BaseHeartbeat) and storage.is_heartbeat_enabled():
-        optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped: live workers are safe
     else:
-        for t in running:
+        for t in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+            # Attributes first: a finished trial can no longer be updated.
+            storage.set_trial_user_attr(t._trial_id, KILLED_ATTR, True)
             storage.set_trial_state_values(t._trial_id, states.FAIL)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for t in running:
-        if by_number[t.number].state == states.FAIL:
-            storage.set_trial_user_attr(t._trial_id, KILLED_ATTR, True)
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", "killed")
     flt = f"tags.study = '{study_name}' AND attributes.status = 'RUNNING'"
     closed = 0
     for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=10000):
