@@ -204,7 +204,7 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
 
 
 def _summarise(tracker: Tracker, parent: str, study: str, objective: str, mode: str, started: float) -> SearchSummary:
-    runs = tracker.client.search_runs([tracker.experiment_id], max_results=100000,
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=50000,
                                       filter_string=f"tags.study = '{study}' AND tags.`bench.kind` = 'trial'")
     states = [r.data.tags.get("bench.state") for r in runs]
     complete = [r for r in runs if r.data.tags.get("bench.state") == "COMPLETE" and objective in r.data.metrics]
