@@ -106,3 +106,11 @@ def test_kill_9_then_resume(workdir):
     numbers = [r.data.tags["trial_number"] for r in trial_runs]
     assert len(numbers) == len(set(numbers)) == 4  # 1 done + 1 killed + 2 more, none twice
     assert [r.data.tags["bench.reason"] for r in trial_runs if r.info.status == "FAILED"] == ["killed"]
+
+
+def test_rdb_storage_records_heartbeats(workdir):
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    storage = make_storage(f"sqlite:///{workdir / 'optuna.db'}")
+    assert isinstance(storage, BaseHeartbeat) and storage.is_heartbeat_enabled()
+    assert not isinstance(make_storage(str(workdir / "j.journal")), BaseHeartbeat)  # Optuna 5: no journal heartbeat

@@ -335,6 +335,9 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
             storage.set_trial_user_attr(t._trial_id, KILLED_ATTR, True)
             storage.set_trial_state_values(t._trial_id, states.FAIL)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    # A parent run left RUNNING is another machine's live search if any trial still runs (RDB heartbeat):
+    # close parents only when the whole study is idle.
+    study_idle = not any(t.state == states.RUNNING for t in by_number.values())
     flt = f"tags.study = '{study_name}' AND attributes.status = 'RUNNING'"
     closed = 0
     for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=10000):
@@ -343,7 +346,7 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
         trial = by_number.get(int(number)) if number is not None and number.isdigit() else None
         if kind == "trial" and trial is not None and trial.state == states.RUNNING:
             continue  # still alive in another worker (RDB heartbeat says so)
-        if kind in ("trial", "search"):
+        if kind == "trial" or (kind == "search" and study_idle):
             tracker.end(run.info.run_id, "FAIL", "killed")
             closed += 1
     return closed
