@@ -7,6 +7,12 @@ from bench.errors import ConfigError
 from bench.search.optuna_backend import SearchSettings
 
 
+def test_scheduler_lets_a_trial_reach_its_final_report():
+    from bench.search.ray_backend import make_scheduler
+
+    assert make_scheduler("asha", "val_auroc", "max", 2)._max_t == 3  # 2 epochs + the final evaluation
+
+
 def test_bad_scheduler_and_resume_are_config_errors():
     from bench.search.ray_backend import make_scheduler, run_search
 
@@ -35,6 +41,7 @@ def test_ray_search_nests_trials_and_closes_every_run(workdir):
     for r in trials:
         assert r.info.status == expected[r.data.tags["bench.state"]]  # none left RUNNING
     assert summary.n_complete + summary.n_pruned + summary.n_failed == 2
+    assert summary.n_complete >= 1  # ASHA never stops the first trial of a rung, nor one at its last epoch
     if summary.n_complete:
         board = leaderboard("xray-heart", study="ray")
         assert len(board) == 2 and board.iloc[0]["state"] == "COMPLETE"

@@ -49,7 +49,9 @@ def make_scheduler(name: str, metric: str, mode: str, max_t: int):
     """ASHA, HyperBand or FIFO; ``max_t`` is the classifier epochs (one Tune iteration per report)."""
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, HyperBandScheduler
 
-    max_t = max(int(max_t), 1)
+    # One Tune iteration per classifier epoch plus the final evaluation's report: with max_t = epochs the
+    # scheduler would stop every trial at its last epoch, before evaluation, and nothing would COMPLETE.
+    max_t = max(int(max_t), 1) + 1
     if name == "asha":
         return AsyncHyperBandScheduler(metric=metric, mode=mode, max_t=max_t, grace_period=1, reduction_factor=2)
     if name == "hyperband":
@@ -174,7 +176,8 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
         if settings.address:
             ray.init(address=settings.address, runtime_env={"env_vars": env}, log_to_driver=False)
         else:
-            ray.init(num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
+            # address="local": always a fresh instance, never a cluster some other user left on this host.
+            ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
                      log_to_driver=False)
     trainable = tune.with_resources(
         make_trainable(settings.task, uri, parent, study_name, base.flat(), spec.objective),
