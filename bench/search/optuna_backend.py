@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeat  # public only as a mixin; needed to ask
+from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
@@ -327,7 +327,7 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
     """
     states = optuna.trial.TrialState
     storage = study._storage
-    if isinstance(storage, BaseHeartbeat) and storage.is_heartbeat_enabled():
+    if is_heartbeat_enabled(storage):
         optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped: live workers are safe
     else:
         for t in study.get_trials(deepcopy=False, states=(states.RUNNING,)):

@@ -81,7 +81,6 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
             tracker.log_metrics(run_id, result.metrics)
             tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
             state, reason = "COMPLETE", None
-            tune.report({objective: result.objective, "step": config.cls_epochs, "done": True})
         except TrialPruned as exc:
             state, reason = "PRUNED", str(exc)
         except Exception as exc:  # NaN/inf loss and every other error: the trial fails, the search goes on
@@ -92,6 +91,9 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
             raise
         finally:
             tracker.end(run_id, state, reason)
+        # Closed before the last report: once Tune has it, the driver's callback may sweep the run as stopped.
+        if state == "COMPLETE":
+            tune.report({objective: result.objective, "step": config.cls_epochs})
 
     return trainable
 
