@@ -4,7 +4,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.errors import ConfigError
-from bench.search import optuna_backend
 from bench.search.optuna_backend import SearchSettings, run_search
 from bench.search.workers import plan_workers, split_trials
 
