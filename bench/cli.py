@@ -11,7 +11,9 @@ from bench.errors import BenchError
 
 EXAMPLES = {
     "search": "examples:\n  bench search --task xray-heart\n  bench search --task xray-heart --preset smoke --trials 2\n"
-              "  bench search --task xray-heart --study mine --resume",
+              "  bench search --task xray-heart --study mine --resume\n"
+              "  bench search --task xray-heart --workers 4\n"
+              "  bench search --task xray-heart --backend ray --scheduler asha --cpus-per-trial 2",
     "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md\n"
                    "  bench leaderboard --task xray-heart --where seg_loss=tversky --where guidance=soft_mask\n"
                    "  bench leaderboard --task xray-heart --group-by guidance\n"
@@ -112,8 +114,12 @@ def cmd_search(args) -> int:
         task=args.task, preset=args.preset, data=args.data or "phantom",
         data_format=args.format or ("phantom" if not args.data else "png"), trials=args.trials,
         timeout=args.timeout, seed=args.seed, sampler=args.sampler, pruner=args.pruner, storage=args.storage,
-        study=args.study, resume=args.resume, space=args.space, fold=args.fold,
+        study=args.study, resume=args.resume, space=args.space, fold=args.fold, workers=args.workers,
+        trials_per_gpu=args.trials_per_gpu, backend=args.backend, scheduler=args.scheduler,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
     )
+    if args.backend == "ray":
+        from bench.search.ray_backend import run_search  # noqa: F811 - Ray is imported only when asked for
     n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
     console = _console()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -123,8 +129,8 @@ def cmd_search(args) -> int:
         def on_trial(study, trial):
             try:
                 best = f"best {spec.objective}={study.best_value:.4f}"
-            except ValueError:
-                best = "no finished trial yet"
+            except (ValueError, AttributeError):  # no finished trial yet, or a Ray run (no Optuna study)
+                best = "no finished trial yet" if study is not None else ""
             progress.update(bar, advance=1, status=f"t{trial.number:03d} {trial.state.name.lower()} · {best}")
 
         summary = run_search(settings, on_trial)
@@ -240,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--study", help="study name (default: <task>-<preset>-<time>)")
     s.add_argument("--resume", action="store_true", help="continue the study named by --study")
     s.add_argument("--space", help="search space YAML (default: the preset's file in search_spaces/)")
+    s.add_argument("--backend", default="optuna", choices=["optuna", "ray"])
+    s.add_argument("--workers", type=int, help="optuna: worker processes on one shared study (default 1, or "
+                                               "GPUs x --trials-per-gpu)")
+    s.add_argument("--trials-per-gpu", type=int, help="optuna: concurrent trials per GPU (workers pinned round robin)")
+    s.add_argument("--scheduler", default="asha", choices=["asha", "hyperband", "none"],
+                   help="ray: trial scheduler (early stopping)")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0, help="ray: CPUs reserved per trial")
+    s.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial (fractions share a GPU)")
+    s.add_argument("--address", help="ray: HOST:PORT of a running Ray cluster (default: start Ray locally)")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("leaderboard", help="trials ranked by the objective, read from MLflow",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
@@ -44,6 +45,13 @@ class SearchSettings:
     space: str | None = None
     fold: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = None  # None: 1, or GPUs x trials_per_gpu
+    trials_per_gpu: int | None = None
+    backend: str = "optuna"
+    scheduler: str = "asha"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
 
 
 @dataclass
@@ -79,9 +87,16 @@ def default_storage() -> str:
     return str(store_dir() / "optuna.journal")
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage | str:
+HEARTBEAT_S = 60  # RDB trials whose process has not beaten for GRACE_S are failed as killed
+GRACE_S = 180
+
+
+def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """A journal file storage for a path, an RDB storage (with heartbeats) for a URL."""
     if "://" in url:
-        return url  # an RDB URL (sqlite:///, postgresql://...) is passed to Optuna as is
+        # Heartbeats let a resumed or concurrent search tell dead RUNNING trials from live ones.
+        kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+        return optuna.storages.RDBStorage(url, **kwargs)
     from optuna.storages.journal import JournalFileBackend
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -125,41 +140,40 @@ def trial_name(number: int, config: TrialConfig) -> str:
     return f"t{number:03d} {config.seg_arch}/{config.seg_loss}/{config.guidance}"
 
 
-def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-               | None = None) -> SearchSummary:
-    started = time.time()
-    spec = TASKS.get(settings.task)
-    preset_name = settings.preset or spec.default_preset
-    preset = spec.preset(preset_name)
-    space = load_space(settings.space or spec.space_path(preset_name))
-    base = base_config(settings)
-    prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
-    base = base.replace(split_hash=prepared.split_hash)
-    n_trials = settings.trials if settings.trials is not None else preset.trials
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs to join the shared study (picklable for the spawn context)."""
 
-    if settings.resume and not settings.study:
-        raise ConfigError("--resume must name the study to continue, but got no --study. Add --study NAME.")
-    study_name = settings.study or f"{settings.task}-{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage_url = settings.storage or default_storage()
-    direction = "maximize" if higher_is_better(spec.objective) else "minimize"
-    study = optuna.create_study(
-        study_name=study_name, storage=make_storage(storage_url), direction=direction,
-        sampler=make_sampler(settings.sampler, settings.seed, space),
-        pruner=make_pruner(settings.pruner, base.cls_epochs), load_if_exists=settings.resume,
-    )
-    tracker = Tracker(settings.task)
-    search_settings = {"backend": "optuna", "study": study_name, "storage": storage_url, "preset": preset_name,
-                       "sampler": settings.sampler, "pruner": settings.pruner, "trials": n_trials,
-                       "objective": spec.objective, "space": space.source, "searched": ",".join(space.names),
-                       "seed": settings.seed, "data": settings.data if settings.data == "phantom" else "folder"}
-    parent = tracker.start_search(f"search {study_name}", {**search_settings, "split_hash": base.split_hash})
-    tracker.set_tags(parent, {"split_hash": base.split_hash, "study": study_name})
-    tracker.log_params(parent, {f"base.{k}": v for k, v in base.flat().items()})
+    settings: SearchSettings
+    study_name: str
+    storage_url: str
+    direction: str
+    parent_run_id: str
+    base_flat: dict[str, Any]
+    space_path: str
+    n_trials: int
+    worker: int = 0
+    workers: int = 1
+    torch_threads: int | None = None
+    gpu: str | None = None
+
+
+def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective: one nested MLflow run per trial around ``run_trial``."""
+    extra_tags = {"worker": job.worker, "workers": job.workers}
+    if job.gpu is not None:
+        extra_tags["cuda_visible_devices"] = job.gpu
 
     def objective(trial: optuna.Trial) -> float:
-        config = TrialConfig.from_flat({**base.flat(), **space(trial)})
-        run_id = tracker.start_trial(parent, trial_name(trial.number, config), config,
-                                     {"trial_number": trial.number, "study": study_name, "fold": config.fold})
+        try:
+            config = TrialConfig.from_flat({**job.base_flat, **space(trial)})
+        except Exception as exc:
+            # A recorded reason tells a failed trial from a killed one (no reason) on resume.
+            trial.set_user_attr("fail_reason", "".join(traceback.format_exception_only(exc)).strip()[:1000])
+            raise
+        run_id = tracker.start_trial(job.parent_run_id, trial_name(trial.number, config), config,
+                                     {"trial_number": trial.number, "study": job.study_name, "fold": config.fold,
+                                      "backend": "optuna", **extra_tags})
         trial.set_user_attr("mlflow_run_id", run_id)
         reporter = MultiReporter(MlflowReporter(tracker, run_id), OptunaReporter(trial))
         try:
@@ -167,8 +181,10 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
         except TrialPruned as exc:
             tracker.end(run_id, "PRUNED", str(exc))
             raise optuna.TrialPruned(str(exc)) from None
-        except Exception as exc:
-            tracker.end(run_id, "FAIL", "".join(traceback.format_exception_only(exc)).strip())
+        except Exception as exc:  # FloatingPointError (NaN/inf loss) lands here: failed, search goes on
+            reason = "".join(traceback.format_exception_only(exc)).strip()
+            trial.set_user_attr("fail_reason", reason[:1000])  # recorded: not a killed trial
+            tracker.end(run_id, "FAIL", reason)
             raise
         except BaseException:  # KeyboardInterrupt: close the run before the search stops
             tracker.end(run_id, "FAIL", "interrupted")
@@ -178,10 +194,97 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
         tracker.end(run_id, "COMPLETE")
         return result.objective
 
+    return objective
+
+
+def run_worker(job: WorkerJob, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None
+               ) -> None:
+    """Run ``job.n_trials`` trials of the shared study in this process (the driver's or a spawned worker's)."""
+    if job.n_trials <= 0:
+        return
+    if job.torch_threads:
+        import torch
+
+        # Set before any trial so the run's torch_threads tag (read by replay) is the count really used.
+        torch.set_num_threads(job.torch_threads)
+    space = load_space(job.space_path)
+    # A different sampler seed per worker: with one seed, every worker would draw the same startup points.
+    study = optuna.load_study(
+        study_name=job.study_name, storage=make_storage(job.storage_url),
+        sampler=make_sampler(job.settings.sampler, job.settings.seed + job.worker, space),
+        pruner=make_pruner(job.settings.pruner, int(job.base_flat.get("cls_epochs", 1))),
+    )
+    tracker = Tracker(job.settings.task)
     callbacks = [lambda s, t: on_trial(s, t)] if on_trial else []
+    # n_trials per worker (the driver splits the remainder exactly) rather than MaxTrialsCallback, which
+    # checks only after a trial ends and so lets concurrent workers overshoot by up to workers - 1.
+    study.optimize(trial_objective(job, tracker, space), n_trials=job.n_trials, timeout=job.settings.timeout,
+                   callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+
+
+def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+               | None = None) -> SearchSummary:
+    """Run (or resume) a search with ``settings.workers`` processes on one shared Optuna study.
+
+    The driver prepares the data once, creates the study and the parent MLflow run, closes what a killed
+    earlier run left open (on ``resume``), then runs the remaining trials in-process (one worker) or in
+    spawned worker processes attached to the same storage and parent run.
+
+    Example:
+        >>> run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, workers=2))  # doctest: +SKIP
+    """
+    from bench.search import workers as worker_pool
+
+    started = time.time()
+    spec = TASKS.get(settings.task)
+    preset_name = settings.preset or spec.default_preset
+    preset = spec.preset(preset_name)
+    space_path = settings.space or str(spec.space_path(preset_name))
+    space = load_space(space_path)
+    base = base_config(settings)
+    prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
+    base = base.replace(split_hash=prepared.split_hash)
+    n_trials = settings.trials if settings.trials is not None else preset.trials
+    plan = worker_pool.plan_workers(settings.workers, settings.trials_per_gpu)
+
+    if settings.resume and not settings.study:
+        raise ConfigError("--resume must name the study to continue, but got no --study. Add --study NAME.")
+    study_name = settings.study or f"{settings.task}-{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage_url = settings.storage or default_storage()
+    direction = "maximize" if higher_is_better(spec.objective) else "minimize"
+    storage = make_storage(storage_url, heartbeat=True)
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=settings.timeout, callbacks=callbacks,
-                       catch=(Exception,), gc_after_trial=True)
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction=direction,
+            sampler=make_sampler(settings.sampler, settings.seed, space),
+            pruner=make_pruner(settings.pruner, base.cls_epochs), load_if_exists=settings.resume,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ConfigError(f"a new search needs an unused study name, but '{study_name}' exists in {storage_url}. "
+                          "Add --resume to continue it, or pick another --study.") from None
+    tracker = Tracker(settings.task)
+    killed = close_killed(study, tracker, study_name) if settings.resume else 0
+    done = count_finished(study)
+    remaining = max(n_trials - done, 0)
+    search_settings = {"backend": "optuna", "study": study_name, "storage": storage_url, "preset": preset_name,
+                       "sampler": settings.sampler, "pruner": settings.pruner, "trials": n_trials,
+                       "objective": spec.objective, "space": space.source, "searched": ",".join(space.names),
+                       "seed": settings.seed, "data": settings.data if settings.data == "phantom" else "folder",
+                       "workers": plan.workers, "resumed": settings.resume, "already_finished": done,
+                       "killed_closed": killed}
+    parent = tracker.start_search(f"search {study_name}", {**search_settings, "split_hash": base.split_hash})
+    tracker.set_tags(parent, {"split_hash": base.split_hash, "study": study_name})
+    tracker.log_params(parent, {f"base.{k}": v for k, v in base.flat().items()})
+
+    jobs = [WorkerJob(settings=settings, study_name=study_name, storage_url=storage_url, direction=direction,
+                      parent_run_id=parent, base_flat=base.flat(), space_path=space_path, n_trials=share,
+                      worker=i, workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i))
+            for i, share in enumerate(worker_pool.split_trials(remaining, plan.workers))]
+    try:
+        if plan.workers == 1:
+            run_worker(jobs[0], on_trial)
+        else:
+            worker_pool.run_pool(jobs, study, on_trial)
     finally:
         summary = _summarise(study, storage_url, parent, tracker, spec.objective, started)
         tracker.log_metrics(parent, {k: v for k, v in asdict(summary).items()
@@ -191,6 +294,62 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
             tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
         tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
     return summary
+
+
+KILLED_ATTR = "bench_killed"  # user attr on Optuna trials failed because their process died
+
+
+def is_killed(trial: optuna.trial.FrozenTrial) -> bool:
+    """A FAIL without a recorded reason: its process died (kill -9, OOM, node lost) mid-trial."""
+    return trial.state == optuna.trial.TrialState.FAIL and (
+        bool(trial.user_attrs.get(KILLED_ATTR)) or "fail_reason" not in trial.user_attrs)
+
+
+def count_finished(study: optuna.Study) -> int:
+    """Trials that ran to an end (COMPLETE, PRUNED or FAIL with a reason), not those killed mid-run.
+
+    Killed trials do not count, so ``--trials N`` on resume means N trials that really ended.
+    """
+    states = optuna.trial.TrialState
+    return sum(t.state in (states.COMPLETE, states.PRUNED, states.FAIL) and not is_killed(t)
+               for t in study.get_trials(deepcopy=False))
+
+
+def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
+    """Fail the trials (and close the MLflow runs) that a killed earlier search left RUNNING.
+
+    RDB storages have Optuna heartbeats, so ``fail_stale_trials`` finds dead trials even while other
+    workers still run. Optuna 5's JournalStorage has no heartbeat: there ``--resume`` assumes nothing
+    else is working on the study and treats every RUNNING trial as dead.
+
+    Returns:
+        The number of MLflow runs closed as FAILED with reason "killed".
+    """
+    states = optuna.trial.TrialState
+    storage = study._storage
+    if is_heartbeat_enabled(storage):
+        optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped: live workers are safe
+    else:
+        for t in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+            # Attributes first: a finished trial can no longer be updated.
+            storage.set_trial_user_attr(t._trial_id, KILLED_ATTR, True)
+            storage.set_trial_state_values(t._trial_id, states.FAIL)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    # A parent run left RUNNING is another machine's live search if any trial still runs (RDB heartbeat):
+    # close parents only when the whole study is idle.
+    study_idle = not any(t.state == states.RUNNING for t in by_number.values())
+    flt = f"tags.study = '{study_name}' AND attributes.status = 'RUNNING'"
+    closed = 0
+    for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=10000):
+        kind = run.data.tags.get("bench.kind")
+        number = run.data.tags.get("trial_number")
+        trial = by_number.get(int(number)) if number is not None and number.isdigit() else None
+        if kind == "trial" and trial is not None and trial.state == states.RUNNING:
+            continue  # still alive in another worker (RDB heartbeat says so)
+        if kind == "trial" or (kind == "search" and study_idle):
+            tracker.end(run.info.run_id, "FAIL", "killed")
+            closed += 1
+    return closed
 
 
 def _summarise(study, storage_url, parent, tracker, objective, started) -> SearchSummary:

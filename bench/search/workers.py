@@ -1,0 +1,149 @@
+"""Worker processes on one shared Optuna study: thread budget, GPU pinning, spawn, progress.
+
+Each worker is a fresh ``spawn`` process (never ``fork``: torch and MLflow hold threads and sockets that a
+forked child must not share) that loads the study from the shared storage and runs its share of trials.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from bench.search.optuna_backend import WorkerJob
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers, how many torch threads each, and which GPU each one sees.
+
+    Attributes:
+        workers: number of worker processes.
+        threads: torch threads per worker, ``max(1, cores // workers)`` so the CPU is not oversubscribed.
+        gpus: number of visible GPUs (0 on a CPU machine: nothing is pinned).
+    """
+
+    workers: int
+    threads: int
+    gpus: int = 0
+
+    def gpu(self, worker: int) -> str | None:
+        """CUDA_VISIBLE_DEVICES for ``worker``: round robin over the GPUs, None without GPUs."""
+        return str(worker % self.gpus) if self.gpus else None
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # respects taskset/cgroup pinning, unlike os.cpu_count()
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpu_count() -> int:
+    """Visible CUDA devices, asked without creating a CUDA context in the driver."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken driver means "no GPU" here, not a failed search
+        return 0
+
+
+def plan_workers(workers: int | None, trials_per_gpu: int | None, cores: int | None = None,
+                 gpus: int | None = None) -> WorkerPlan:
+    """Decide worker count, threads and GPU pinning.
+
+    With GPUs and ``trials_per_gpu`` K the default worker count is GPUs × K; without GPUs K is ignored.
+
+    Raises:
+        ConfigError: a worker count or trials-per-GPU below 1.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, but got {workers}. Use --workers 1 for one process.")
+    if trials_per_gpu is not None and trials_per_gpu < 1:
+        raise ConfigError(f"--trials-per-gpu must be at least 1, but got {trials_per_gpu}.")
+    cores = cores if cores is not None else cpu_count()
+    gpus = gpus if gpus is not None else gpu_count()
+    if workers is None:
+        workers = gpus * trials_per_gpu if gpus and trials_per_gpu else 1
+    return WorkerPlan(workers=workers, threads=max(1, cores // workers), gpus=gpus)
+
+
+def split_trials(total: int, workers: int) -> list[int]:
+    """Share ``total`` trials out so the shares add up exactly (first workers take the remainder)."""
+    return [total // workers + (i < total % workers) for i in range(workers)]
+
+
+def _worker_main(job: WorkerJob) -> None:
+    from bench.cli import _quiet_libraries
+    from bench.search.optuna_backend import run_worker
+
+    _quiet_libraries()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_worker(job)
+
+
+def run_pool(jobs: list[WorkerJob], study: optuna.Study,
+             on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+             poll_s: float = 1.0) -> None:
+    """Start one spawned process per job, relay finished trials to ``on_trial``, wait for all.
+
+    Raises:
+        BenchError: a worker process died (its trials are closed on the next ``--resume``).
+    """
+    from bench.errors import BenchError
+
+    ctx = mp.get_context("spawn")
+    procs = []
+    for job in jobs:
+        if job.n_trials <= 0:
+            continue
+        saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        # The child reads its environment when it starts: pin its GPU and cap native thread pools there.
+        if job.gpu is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = job.gpu
+        if job.torch_threads:
+            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(job.torch_threads)
+        try:
+            proc = ctx.Process(target=_worker_main, args=(job,), name=f"bench-worker-{job.worker}")
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        procs.append(proc)
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    try:
+        while True:
+            alive = any(p.is_alive() for p in procs)
+            if on_trial:
+                for t in study.get_trials(deepcopy=False):
+                    if t.state.is_finished() and t.number not in seen:
+                        seen.add(t.number)
+                        on_trial(study, t)
+            if not alive:
+                break
+            time.sleep(poll_s)
+    except BaseException:
+        for p in procs:  # Ctrl-C in the driver: stop our own workers, never leave orphans training
+            if p.is_alive():
+                p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join()
+    bad = [p for p in procs if p.exitcode != 0]
+    if bad:
+        raise BenchError(f"every worker must exit cleanly, but {', '.join(f'{p.name} exited {p.exitcode}' for p in bad)}. "
+                         "Read its output above, then continue with --study NAME --resume.")
