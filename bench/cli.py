@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from bench.errors import BenchError
 
@@ -40,7 +39,7 @@ def cmd_tasks(args) -> int:
         print(f"{spec.name}: {spec.description}")
         print(f"  objective: {spec.objective}   metrics: {', '.join(spec.metrics)}")
         print(f"  formats: phantom (built in), {', '.join(f for f in spec.formats if f in FORMATS)}")
-        print(f"  presets: " + ", ".join(f"{k} ({p.description})" for k, p in spec.presets.items()))
+        print("  presets: " + ", ".join(f"{k} ({p.description})" for k, p in spec.presets.items()))
         print(f"  default split: datasets/splits/{spec.name}-phantom.json")
     return 0
 
@@ -100,13 +99,12 @@ def cmd_split(args) -> int:
 
 
 def cmd_search(args) -> int:
+    import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bench.leaderboard import compact, leaderboard, render
     from bench.search.optuna_backend import SearchSettings, run_search
     from bench.tasks import TASKS
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = TASKS.get(args.task)
@@ -119,7 +117,7 @@ def cmd_search(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
     )
     if args.backend == "ray":
-        from bench.search.ray_backend import run_search  # noqa: F811 - Ray is imported only when asked for
+        from bench.search.ray_backend import run_search
     n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
     console = _console()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -136,6 +134,8 @@ def cmd_search(args) -> int:
         summary = run_search(settings, on_trial)
     console.print(f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
                   f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})")
+    for reason in summary.fail_reasons[:3]:
+        console.print(f"  failed: {reason}", markup=False)
     if summary.n_complete:
         print(render(compact(leaderboard(args.task, study=summary.study, top=10), args.task), "table"))
     console.print(f"\nLeaderboard in the MLflow UI: run `mlflow ui` in this folder (or `bench ui`), "

@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -86,7 +87,7 @@ class TrialConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrialConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -107,7 +108,7 @@ class TrialConfig:
         return out
 
     @classmethod
-    def from_flat(cls, flat: Mapping[str, Any]) -> "TrialConfig":
+    def from_flat(cls, flat: Mapping[str, Any]) -> TrialConfig:
         nested: dict[str, Any] = {name: {} for name in PARAM_DICTS}
         for key, value in flat.items():
             head, dot, tail = key.partition(".")
@@ -121,7 +122,7 @@ class TrialConfig:
                 nested[key] = value
         return cls.from_dict(nested)
 
-    def replace(self, **changes: Any) -> "TrialConfig":
+    def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
     def canonical_json(self) -> str:
@@ -134,7 +135,7 @@ class TrialConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_yaml(cls, text: str, source: str = "<string>") -> "TrialConfig":
+    def from_yaml(cls, text: str, source: str = "<string>") -> TrialConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

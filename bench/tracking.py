@@ -11,9 +11,10 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from mlflow.entities import Metric, Param, RunStatus, RunTag

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
@@ -67,6 +68,7 @@ class SearchSummary:
     n_pruned: int
     n_failed: int
     seconds: float
+    fail_reasons: list[str] = field(default_factory=list)
 
 
 class OptunaReporter:
@@ -191,6 +193,13 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
             raise
         tracker.log_metrics(run_id, result.metrics)
         tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
+        tracker.log_learning_curve(run_id, result.history)
+        if not math.isfinite(result.objective):
+            # Optuna fails a NaN objective; say why so MLflow and the study agree (e.g. one class in val)
+            reason = f"objective {result.objective_name} is {result.objective} (undefined on this validation part)"
+            trial.set_user_attr("fail_reason", reason)
+            tracker.end(run_id, "FAIL", reason)
+            raise FloatingPointError(reason)
         tracker.end(run_id, "COMPLETE")
         return result.objective
 
@@ -366,4 +375,6 @@ def _summarise(study, storage_url, parent, tracker, objective, started) -> Searc
         best_run_id=best.user_attrs.get("mlflow_run_id") if best else None,
         n_complete=len(complete), n_pruned=sum(t.state == states.PRUNED for t in trials),
         n_failed=sum(t.state == states.FAIL for t in trials), seconds=round(time.time() - started, 2),
+        fail_reasons=sorted({t.user_attrs["fail_reason"] for t in trials
+                             if t.state == states.FAIL and "fail_reason" in t.user_attrs}),
     )

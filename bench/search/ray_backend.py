@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned

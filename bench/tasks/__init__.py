@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.errors import ConfigError
 from bench.registry import Registry
@@ -53,6 +54,6 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
-from bench.tasks import xray_heart  # noqa: E402,F401  (registration side effects)
+from bench.tasks import xray_heart  # noqa: F401  (registration side effects)
 
-__all__ = ["TASKS", "TaskSpec", "Preset", "register_task"]
+__all__ = ["TASKS", "Preset", "TaskSpec", "register_task"]
