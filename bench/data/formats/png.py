@@ -11,9 +11,6 @@ Layout::
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from PIL import Image
 
 from bench.data.case import Case
 from bench.data.formats import FORMATS
+from bench.data.formats._common import atomic_folder
 from bench.errors import DataError
 
 REQUIRED_COLUMNS = ("case_id", "class", "image")
@@ -80,9 +78,7 @@ class PngFolder:
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-        try:
+        with atomic_folder(out) as tmp:
             mask_names = sorted({m for c in cases for m in c.masks})
             label_names = sorted({k for c in cases for k in c.labels if k != "class"})
             (tmp / "images").mkdir()
@@ -104,12 +100,6 @@ class PngFolder:
                     writer.writerow([c.id, c.patient_id, c.site, c.labels["class"], image_rel,
                                      c.meta.get("split_part", "")] + mask_rels
                                     + [c.labels.get(k, "") for k in label_names])
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return out
 
 
