@@ -394,6 +394,8 @@ class AttentionLoss(Guidance):
         self.weight = weight
 
     def inputs(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        if images.requires_grad:  # already a leaf someone differentiates against (saliency metrics)
+            return images
         return images.detach().requires_grad_(True)
 
     def extra_loss(self, model, images, masks, logits) -> torch.Tensor | None:

@@ -238,3 +238,18 @@ def test_uncrop_inverts_crop_inside_the_box():
     assert torch.allclose(back[inside], field[inside], atol=1e-3)
     outside_box = ~box_masks(lo, hi, (16, 16, 16))[:, None]
     assert outside_box.any() and (back[outside_box] == -20.0).all()
+
+
+@pytest.mark.parametrize("name", GUIDANCE.names())
+def test_saliency_flows_through_every_strategy(name):
+    """attention-in-heart differentiates the classifier w.r.t. the raw image through ``inputs``."""
+    from bench.metrics import attention_in_mask
+
+    torch.manual_seed(0)
+    guidance = GUIDANCE.create(name)
+    model = guidance.wrap_model(CLASSIFIERS.create("resnet10", in_channels=1 + guidance.extra_channels,
+                                                   num_classes=4))
+    images, masks = torch.randn(2, 1, 32, 32), torch.zeros(2, 1, 32, 32)
+    masks[:, :, 8:24, 8:24] = 1
+    share = attention_in_mask(model, images, masks, prepare=lambda x, rows: guidance.inputs(x, masks[rows]))
+    assert 0.0 <= share <= 1.0
