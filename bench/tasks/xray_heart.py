@@ -252,8 +252,8 @@ SPEC = register_task(
                 trials=2, space="xray-heart-smoke.yaml", description="seconds; used by the tests",
             ),
             "cpu": Preset(
-                config={"image_size": 64, "seg_epochs": 5, "cls_epochs": 6, "batch_size": 16},
-                trials=10, space="xray-heart.yaml", description="about 10 minutes on a 2-core CPU",
+                config={"image_size": 64, "seg_epochs": 4, "cls_epochs": 5, "batch_size": 16},
+                trials=8, space="xray-heart.yaml", description="about 10 minutes on a 2-core CPU",
             ),
             "gpu": Preset(
                 config={"image_size": 128, "seg_epochs": 30, "cls_epochs": 30, "batch_size": 32},
