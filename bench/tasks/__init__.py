@@ -53,5 +53,6 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 
 from bench.tasks import xray_heart  # noqa: E402,F401  (registration side effects)
+from bench.tasks import ct_lung  # noqa: E402,F401  (registration side effects)
 
 __all__ = ["TASKS", "TaskSpec", "Preset", "register_task"]
