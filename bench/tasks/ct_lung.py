@@ -12,6 +12,7 @@ and test (logged only).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import (Compose, RandCropByPosNegLabel, RandFlip, RandGaussianNoise, RandScaleIntensity,
                               Resize, ScaleIntensityRange, SpatialPad)
 from monai.transforms.utils import map_binary_to_indices
+from monai.utils import convert_to_tensor
 
 from bench.config import TrialConfig
 from bench.data.cache import cached_arrays, fingerprint
@@ -44,6 +46,7 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
     "spacing": [5.0, 4.0, 4.0],  # target (z, y, x) mm
     "patch": [16, 48, 48],  # 3D training/inference window (voxels)
     "patch_2d": 64,  # in-plane window of the 2D family (smp encoders need multiples of 32)
+    "infer_roi": [32, 64, 64],  # 3D sliding-window size at inference: whole default volumes in one pass
     "samples_per_volume": 2,  # 3D patches per training volume and epoch (2D: x4 slices)
     "pos_fraction": 0.6,  # share of patches centred on lesion voxels
     "width": 8,  # base channels of the MONAI 3D networks
@@ -204,7 +207,8 @@ def train_net(
     stacked, indices = [], []
     for x, y, r in zip(vols.inputs, vols.targets, vols.regions):
         parts = [x, y] if r is None else [x, y, r]
-        arr = pad(torch.from_numpy(np.concatenate(parts)))
+        # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
+        arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate(parts))), track_meta=False)
         stacked.append(arr)
         label = arr[x.shape[0] : x.shape[0] + 1]
         indices.append(map_binary_to_indices(label))
@@ -217,14 +221,14 @@ def train_net(
             warnings.simplefilter("ignore")
             for arr, (fg, bg) in zip(stacked, indices):
                 patches.extend(crop(arr, label=arr[n_in : n_in + 1], fg_indices=fg, bg_indices=bg))
-        batch_all = torch.stack([torch.as_tensor(p) for p in patches])
+        batch_all = torch.stack([convert_to_tensor(p, track_meta=False) for p in patches])
         order = torch.randperm(len(batch_all), generator=gen)
         total = 0.0
         for start in range(0, len(order), batch_size):
             b = batch_all[order[start : start + batch_size]].to(dev)
             x = b[:, :n_in]
             if augment:
-                x = torch.stack([torch.as_tensor(aug(xi)) for xi in x])
+                x = torch.stack([convert_to_tensor(aug(xi), track_meta=False) for xi in x])
             logits = _restrict(net(x), b[:, n_in + 1 : n_in + 2] if b.shape[1] > n_in + 1 else None)
             loss = loss_fn(logits, b[:, n_in : n_in + 1])
             opt.zero_grad(set_to_none=True)
@@ -261,6 +265,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     patch3d = tuple(int(p) for p in task_param(config, "patch"))
     p2d = int(task_param(config, "patch_2d"))
     patch = patch3d if family == "3d" else (1, p2d, p2d)
+    roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
+    roi = roi3d if family == "3d" else (1, p2d, p2d)
     samples = int(task_param(config, "samples_per_volume")) * (1 if family == "3d" else 4)
     lesion_net = build_seg_net(config.seg_arch, guide.in_channels, family, config.seg_encoder, width)
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
@@ -280,7 +286,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     train_net(lung_net, lung_vols["train"], SEG_LOSSES.create("dice"), patch=patch3d, samples=2, pos_fraction=0.5,
               epochs=int(task_param(config, "lung_epochs")), lr=config.lr, seed=config.seed + 7,
               on_epoch=lung_epoch, **common)
-    lung_pred = {p: infer(lung_net, v, patch3d) for p, v in lung_vols.items()}
+    lung_pred = {p: infer(lung_net, v, roi3d) for p, v in lung_vols.items()}
     guide_lungs = {p: lung_pred[p] if guide.mask == "predicted" else [c["lung"] for c in data.parts[p]]
                    for p in data.parts}
 
@@ -289,7 +295,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     offset = int(task_param(config, "lung_epochs"))
 
     def lesion_epoch(epoch: int, value: float) -> None:
-        preds = infer(lesion_net, vols["val"], patch)
+        preds = infer(lesion_net, vols["val"], roi)
         val_dice = float(np.mean([dice(p, c["lesion"]) for p, c in zip(preds, data.parts["val"])]))
         record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
         history.append({"stage": "lesion", "epoch": epoch, **record})
@@ -304,7 +310,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     metrics: dict[str, float] = {}
     tol = float(task_param(config, "tolerance_mm"))
     for part in ("val", "test"):
-        preds = infer(lesion_net, vols[part], patch)
+        preds = infer(lesion_net, vols[part], roi)
         rows = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
                 for p, lp, c in zip(preds, lung_pred[part], data.parts[part])]
         metrics.update({f"{part}_{k}": v for k, v in summarise(rows).items()})
@@ -318,8 +324,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     )
 
 
-SMOKE_PARAMS = {"phantom_patients": 8, "phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
-                "patch": [16, 32, 32], "patch_2d": 32, "lung_epochs": 1, "samples_per_volume": 1}
+SMOKE_PARAMS = {"phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
+                "patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [16, 32, 32], "lung_epochs": 1, "samples_per_volume": 1}
 
 SPEC = register_task(
     TaskSpec(
@@ -332,7 +338,7 @@ SPEC = register_task(
         formats=("ct_dicom", "msd", "nifti", "luna16"),
         presets={
             "smoke": Preset(
-                config={"seg_epochs": 1, "batch_size": 4, "task_params": SMOKE_PARAMS},
+                config={"seg_epochs": 1, "batch_size": 4, "max_train_cases": 8, "task_params": SMOKE_PARAMS},
                 trials=2, space="ct-lung-smoke.yaml", description="seconds; tiny volumes, used by the tests",
             ),
             "cpu": Preset(
@@ -344,12 +350,44 @@ SPEC = register_task(
                         "task_params": {"lung_epochs": 10, "phantom_shape": [64, 128, 128],
                                         "phantom_patients": 60, "spacing": [2.5, 2.0, 2.0],
                                         "patch": [32, 96, 96], "patch_2d": 128, "width": 16,
+                                        "infer_roi": [64, 128, 128],
                                         "samples_per_volume": 4}},
                 trials=50, space="ct-lung.yaml", description="one GPU, about an hour",
             ),
         },
         run=run,
         prepare=prepare,
-        extra={"guidance": ("none", "restrict_output", "lung_channel", "lung_crop", "cascade")},
+        extra={"guidance": ("none", "restrict_output", "lung_channel", "lung_crop", "cascade"),
+               "make_phantom": "bench.tasks.ct_lung.make_phantom", "inspect": "bench.tasks.ct_lung.inspect"},
     )
 )
+
+
+def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
+    """Write the ct-lung phantom in a real layout: ``dicom`` (series + labels.csv), ``nifti`` (MSD Task06
+    layout), ``mhd`` (LUNA16 layout); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti`` work too.
+
+    ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
+    only if N falls on a patient boundary); ``seed`` changes every volume.
+    """
+    from bench.data.ct_inspect import CT_FORMAT_ALIASES
+    from bench.data.formats import FORMATS
+
+    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
+    if fmt not in SPEC.formats:
+        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, {list(SPEC.formats)}, "
+                          f"but got '{data_format}'.")
+    spec = CtPhantomSpec(seed=seed)
+    if cases is not None and cases < 1:
+        raise ConfigError(f"--cases must be >= 1, but got {cases}.")
+    if cases is not None and cases > 0:
+        spec = CtPhantomSpec(n_patients=max(spec.n_patients, cases), seed=seed)
+    volumes = generate(spec)[: cases or None]
+    return FORMATS.create(fmt).write(volumes, out)
+
+
+def inspect(path: str | Path, data_format: str) -> dict:
+    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
+    from bench.data.ct_inspect import inspect_ct
+
+    return inspect_ct(path, data_format)

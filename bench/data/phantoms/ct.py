@@ -203,9 +203,11 @@ def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
     Each patient has 1..max_scans_per_patient scans (follow-ups with jittered anatomy and new lesions of the
     same class), one site, and a pseudonymous id; case ids are ``P0000-0``, ``P0000-1``, ...
     """
-    rng = np.random.default_rng(spec.seed)
     cases: list[Case] = []
     for p in range(spec.n_patients):
+        # One stream per patient and one per scan, so ids, classes and anatomy do not depend on the
+        # volume shape (the smoke preset's tiny volumes share the standard split with the default ones).
+        rng = np.random.default_rng([spec.seed, p])
         site = SITES[p % len(SITES)]
         label = CLASSES[rng.choice(len(CLASSES), p=CLASS_MIX)]
         anat = _anatomy(rng)
@@ -213,7 +215,7 @@ def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
         for visit in range(int(rng.integers(1, spec.max_scans_per_patient + 1))):
             jittered = {k: (tuple(v * rng.uniform(0.97, 1.03) for v in np.atleast_1d(v)) if isinstance(v, tuple)
                             else v * rng.uniform(0.97, 1.03)) for k, v in anat.items()}
-            image, lung, lesion = _render(spec, jittered, label, site, rng)
+            image, lung, lesion = _render(spec, jittered, label, site, np.random.default_rng([spec.seed, p, visit]))
             cases.append(
                 Case(
                     id=f"{patient}-{visit}",
