@@ -88,6 +88,9 @@ class Msd:
             training = []
             for i, case in enumerate(cases, start=1):
                 name = f"lung_{i:03d}.nii.gz"
+                if "lesion" not in case.masks:
+                    raise DataError(f"{out}: every case exported as MSD needs a 'lesion' mask (labelsTr), but case "
+                                    f"{case.id} has only {sorted(case.masks)}.")
                 write_nifti(tmp / "imagesTr" / name, case.image.astype(np.int16), case.spacing)
                 write_nifti(tmp / "labelsTr" / name, (case.masks["lesion"] > 0).astype(np.uint8), case.spacing)
                 if "lung" in case.masks:
