@@ -249,7 +249,9 @@ def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int]) -> l
     out = []
     for x, r, box, shape in zip(vols.inputs, vols.regions, vols.boxes, vols.shapes):
         xt = torch.from_numpy(x)[None].to(dev)
-        logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8, predictor=net, overlap=0.25)
+        # 2D windows are single slices: batch many per call.
+        logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
+                                          predictor=net, overlap=0.25)
         logits = _restrict(logits.float(), None if r is None else torch.from_numpy(r)[None].to(dev))
         full = np.zeros(shape, np.uint8)
         full[box] = (logits[0, 0] > 0).cpu().numpy()
@@ -338,15 +340,16 @@ SPEC = register_task(
         formats=("ct_dicom", "msd", "nifti", "luna16"),
         presets={
             "smoke": Preset(
-                config={"seg_epochs": 1, "batch_size": 4, "max_train_cases": 8, "task_params": SMOKE_PARAMS},
+                config={"seg_arch": "monai_unet", "seg_epochs": 1, "batch_size": 4, "max_train_cases": 8,
+                        "task_params": SMOKE_PARAMS},
                 trials=2, space="ct-lung-smoke.yaml", description="seconds; tiny volumes, used by the tests",
             ),
             "cpu": Preset(
-                config={"seg_epochs": 6, "batch_size": 4, "task_params": {"lung_epochs": 2}},
+                config={"seg_arch": "monai_unet", "seg_epochs": 6, "batch_size": 4, "task_params": {"lung_epochs": 2}},
                 trials=8, space="ct-lung.yaml", description="about 1-1.5 min per trial on a 2-core CPU",
             ),
             "gpu": Preset(
-                config={"seg_epochs": 60, "batch_size": 8,
+                config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
                         "task_params": {"lung_epochs": 10, "phantom_shape": [64, 128, 128],
                                         "phantom_patients": 60, "spacing": [2.5, 2.0, 2.0],
                                         "patch": [32, 96, 96], "patch_2d": 128, "width": 16,

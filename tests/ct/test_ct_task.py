@@ -66,7 +66,8 @@ def baseline():
 @pytest.mark.parametrize("arch,guidance", [("attention_unet", "cascade"), ("monai_unet", "lung_crop"),
                                            ("unet", "lung_channel")])
 def test_smoke_trials(arch, guidance):
-    result = run_trial(smoke(seg_arch=arch, guidance=guidance, seg_loss="dice_ce"))
+    # mobilenet_v2: the lightest smp encoder that needs no extra package; keeps the 2D case quick.
+    result = run_trial(smoke(seg_arch=arch, guidance=guidance, seg_loss="dice_ce", seg_encoder="mobilenet_v2"))
     assert result.objective_name == "val_lesion_dice" and 0.0 <= result.objective <= 1.0
     assert result.config.split_hash and {"val_lung_dice", "test_fp_outside_lung_ml"} <= set(result.metrics)
     assert all(math.isfinite(v) for k, v in result.metrics.items() if "sensitivity" not in k)
