@@ -78,6 +78,8 @@ class CtData:
 
 def prepare(config: TrialConfig) -> CtData:
     """Load (or build once) the preprocessed volumes and cut them by the split; no patient ids leave here."""
+    if config.data_format in ("dicom", "mhd"):  # the make-phantom export names → this task's readers
+        config = config.replace(data_format={"dicom": "ct_dicom", "mhd": "luna16"}[config.data_format])
     spec = phantom_spec(config)
     spacing = tuple(float(s) for s in task_param(config, "spacing"))
     descriptor = source_descriptor(config.data, config.data_format, spec.name())
@@ -200,9 +202,12 @@ def train_net(
     opt = make_optimiser(optimiser, net.parameters(), lr)
     crop = RandCropByPosNegLabel(spatial_size=patch, pos=pos_fraction, neg=1.0 - pos_fraction, num_samples=samples)
     crop.set_random_state(seed)
-    aug = Compose([RandFlip(prob=0.5, spatial_axis=2), RandScaleIntensity(factors=0.1, prob=0.5),
-                   RandGaussianNoise(prob=0.3, std=0.02)])
-    aug.set_random_state(seed + 1)
+    # Spatial augmentation moves every channel (image, lung, target, region) together; intensity
+    # augmentation touches the CT channel only.
+    flip = RandFlip(prob=0.5, spatial_axis=2)
+    flip.set_random_state(seed + 1)
+    intensity = Compose([RandScaleIntensity(factors=0.1, prob=0.5), RandGaussianNoise(prob=0.3, std=0.02)])
+    intensity.set_random_state(seed + 2)
     pad = SpatialPad(patch)
     stacked, indices = [], []
     for x, y, r in zip(vols.inputs, vols.targets, vols.regions):
@@ -225,10 +230,13 @@ def train_net(
         order = torch.randperm(len(batch_all), generator=gen)
         total = 0.0
         for start in range(0, len(order), batch_size):
-            b = batch_all[order[start : start + batch_size]].to(dev)
-            x = b[:, :n_in]
+            b = batch_all[order[start : start + batch_size]]
             if augment:
-                x = torch.stack([convert_to_tensor(aug(xi), track_meta=False) for xi in x])
+                b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
+                ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
+                b = torch.cat([ct, b[:, 1:]], dim=1)
+            b = b.to(dev)
+            x = b[:, :n_in]
             logits = _restrict(net(x), b[:, n_in + 1 : n_in + 2] if b.shape[1] > n_in + 1 else None)
             loss = loss_fn(logits, b[:, n_in : n_in + 1])
             opt.zero_grad(set_to_none=True)

@@ -67,7 +67,8 @@ def baseline():
                                            ("unet", "lung_channel")])
 def test_smoke_trials(arch, guidance):
     # mobilenet_v2: the lightest smp encoder that needs no extra package; keeps the 2D case quick.
-    result = run_trial(smoke(seg_arch=arch, guidance=guidance, seg_loss="dice_ce", seg_encoder="mobilenet_v2"))
+    result = run_trial(smoke(seg_arch=arch, guidance=guidance, seg_loss="dice_ce", seg_encoder="mobilenet_v2",
+                             augment=True))
     assert result.objective_name == "val_lesion_dice" and 0.0 <= result.objective <= 1.0
     assert result.config.split_hash and {"val_lung_dice", "test_fp_outside_lung_ml"} <= set(result.metrics)
     assert all(math.isfinite(v) for k, v in result.metrics.items() if "sensitivity" not in k)

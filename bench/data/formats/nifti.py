@@ -38,6 +38,10 @@ class NiftiFolder:
 
     def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
         root = Path(path)
+        if not (root / "images").is_dir() and (root / "dataset.json").is_file():
+            from bench.data.formats.msd import Msd  # `make-phantom --format nifti` writes the MSD layout
+
+            return Msd().read(root, classes)
         images = sorted(p for p in (root / "images").glob("*.nii*") if not p.name.startswith("._"))
         if not images:
             raise DataError(f"{root / 'images'}: a nifti folder must hold images/*.nii.gz, but none were found.")
