@@ -277,12 +277,14 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     patch = patch3d if family == "3d" else (1, p2d, p2d)
     roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
     roi = roi3d if family == "3d" else (1, p2d, p2d)
-    samples = int(task_param(config, "samples_per_volume")) * (1 if family == "3d" else 4)
+    # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many.
+    slices = 1 if family == "3d" else 4
+    samples = int(task_param(config, "samples_per_volume")) * slices
     lesion_net = build_seg_net(config.seg_arch, guide.in_channels, family, config.seg_encoder, width)
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
     data = prepare(config)
     history: list[dict] = []
-    common = dict(batch_size=config.batch_size, optimiser=config.optimiser, augment=config.augment)
+    common = dict(optimiser=config.optimiser, augment=config.augment)
 
     # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
     lung_net = build_seg_net("monai_unet", 1, "3d", width=width)
@@ -295,6 +297,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
 
     train_net(lung_net, lung_vols["train"], SEG_LOSSES.create("dice"), patch=patch3d, samples=2, pos_fraction=0.5,
               epochs=int(task_param(config, "lung_epochs")), lr=config.lr, seed=config.seed + 7,
+              batch_size=config.batch_size,
               on_epoch=lung_epoch, **common)
     lung_pred = {p: infer(lung_net, v, roi3d) for p, v in lung_vols.items()}
     guide_lungs = {p: lung_pred[p] if guide.mask == "predicted" else [c["lung"] for c in data.parts[p]]
@@ -314,6 +317,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
 
     train_net(lesion_net, vols["train"], loss, patch=patch, samples=samples,
               pos_fraction=float(task_param(config, "pos_fraction")), epochs=config.seg_epochs, lr=config.lr,
+              batch_size=config.batch_size * slices,
               seed=config.seed, on_epoch=lesion_epoch, **common)
 
     # --- evaluation: validation is the objective, test is logged only -------------------------------
