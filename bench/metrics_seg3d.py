@@ -17,7 +17,7 @@ Empty-mask rules (a CT set has many lesion-free cases, so these decide the numbe
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def lesion_hits(pred: np.ndarray, target: np.ndarray) -> tuple[int, int]:
     if n == 0:
         return 0, 0
     hit = np.unique(labels[pred.astype(bool) & (labels > 0)])
-    return int(len(hit)), int(n)
+    return len(hit), int(n)
 
 
 def _bt(mask: np.ndarray) -> torch.Tensor:

@@ -12,15 +12,24 @@ and test (logged only).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.transforms import (Compose, RandCropByPosNegLabel, RandFlip, RandGaussianNoise, RandScaleIntensity,
-                              Resize, ScaleIntensityRange, SpatialPad)
+from monai.transforms import (
+    Compose,
+    RandCropByPosNegLabel,
+    RandFlip,
+    RandGaussianNoise,
+    RandScaleIntensity,
+    Resize,
+    ScaleIntensityRange,
+    SpatialPad,
+)
 from monai.transforms.utils import map_binary_to_indices
 from monai.utils import convert_to_tensor
 
@@ -284,7 +293,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
     data = prepare(config)
     history: list[dict] = []
-    common = dict(optimiser=config.optimiser, augment=config.augment)
+    common = {"optimiser": config.optimiser, "augment": config.augment}
 
     # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
     lung_net = build_seg_net("monai_unet", 1, "3d", width=width)

@@ -38,7 +38,7 @@ class LungGuidance:
     margin: int = 2
 
     @classmethod
-    def from_config(cls, mode: str, params: dict) -> "LungGuidance":
+    def from_config(cls, mode: str, params: dict) -> LungGuidance:
         if mode not in MODES:
             raise ConfigError(f"guidance for ct-lung must be one of {list(MODES)}, but got '{mode}'.")
         unknown = sorted(set(params) - {"mask", "dilate", "margin"})

@@ -12,7 +12,7 @@ inference and guidance are written once for both families.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNet, DynUNet, SegResNet, UNet

@@ -10,7 +10,7 @@ import pytest
 from bench.data.ct_inspect import inspect_ct
 from bench.data.ct_io import write_nifti
 from bench.data.formats import FORMATS
-from bench.data.formats.luna16 import official_split, sphere_mask, _to_sitk
+from bench.data.formats.luna16 import _to_sitk, official_split, sphere_mask
 from bench.errors import DataError
 
 

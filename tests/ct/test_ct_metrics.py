@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from bench.metrics import higher_is_better
-from bench.metrics_seg3d import (case_metrics, dice, fp_volume_outside_ml, hd95, lesion_hits, summarise,
-                                 surface_dice)
+from bench.metrics_seg3d import (
+    case_metrics,
+    dice,
+    fp_volume_outside_ml,
+    hd95,
+    lesion_hits,
+    summarise,
+    surface_dice,
+)
 
 SP = (2.0, 1.0, 1.0)
 

@@ -17,8 +17,8 @@ phantom export) are used when present; otherwise each volume is its own patient 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

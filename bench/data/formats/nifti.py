@@ -12,8 +12,8 @@ Without labels.csv each volume is its own patient and its class is "nodule" if i
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
