@@ -347,6 +347,36 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     )
 
 
+def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
+    """Write the ct-lung phantom in a real layout: ``dicom`` (series + labels.csv), ``nifti`` (MSD Task06
+    layout), ``mhd`` (LUNA16 layout); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti`` work too.
+
+    ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
+    only if N falls on a patient boundary); ``seed`` changes every volume.
+    """
+    from bench.data.ct_inspect import CT_FORMAT_ALIASES
+    from bench.data.formats import FORMATS
+
+    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
+    if fmt not in ("ct_dicom", "msd", "nifti", "luna16"):
+        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, {list(SPEC.formats)}, "
+                          f"but got '{data_format}'.")
+    spec = CtPhantomSpec(seed=seed)
+    if cases is not None and cases < 1:
+        raise ConfigError(f"--cases must be >= 1, but got {cases}.")
+    if cases is not None and cases > 0:
+        spec = CtPhantomSpec(n_patients=max(spec.n_patients, cases), seed=seed)
+    volumes = generate(spec)[: cases or None]
+    return FORMATS.create(fmt).write(volumes, out)
+
+
+def inspect(path: str | Path, data_format: str) -> dict:
+    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
+    from bench.data.ct_inspect import inspect_ct
+
+    return inspect_ct(path, data_format)
+
+
 SMOKE_PARAMS = {"phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
                 "patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [16, 32, 32], "lung_epochs": 1, "samples_per_volume": 1}
 
@@ -382,36 +412,7 @@ SPEC = register_task(
         run=run,
         prepare=prepare,
         extra={"guidance": ("none", "restrict_output", "lung_channel", "lung_crop", "cascade"),
-               "make_phantom": "bench.tasks.ct_lung.make_phantom", "inspect": "bench.tasks.ct_lung.inspect"},
+               "make_phantom": make_phantom, "inspect": inspect},
     )
 )
 
-
-def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
-    """Write the ct-lung phantom in a real layout: ``dicom`` (series + labels.csv), ``nifti`` (MSD Task06
-    layout), ``mhd`` (LUNA16 layout); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti`` work too.
-
-    ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
-    only if N falls on a patient boundary); ``seed`` changes every volume.
-    """
-    from bench.data.ct_inspect import CT_FORMAT_ALIASES
-    from bench.data.formats import FORMATS
-
-    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
-    if fmt not in SPEC.formats:
-        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, {list(SPEC.formats)}, "
-                          f"but got '{data_format}'.")
-    spec = CtPhantomSpec(seed=seed)
-    if cases is not None and cases < 1:
-        raise ConfigError(f"--cases must be >= 1, but got {cases}.")
-    if cases is not None and cases > 0:
-        spec = CtPhantomSpec(n_patients=max(spec.n_patients, cases), seed=seed)
-    volumes = generate(spec)[: cases or None]
-    return FORMATS.create(fmt).write(volumes, out)
-
-
-def inspect(path: str | Path, data_format: str) -> dict:
-    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
-    from bench.data.ct_inspect import inspect_ct
-
-    return inspect_ct(path, data_format)
