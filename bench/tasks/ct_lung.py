@@ -304,7 +304,9 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         history.append({"stage": "lung", "epoch": epoch, **record})
         reporter.log(record, step=epoch)
 
-    train_net(lung_net, lung_vols["train"], SEG_LOSSES.create("dice"), patch=patch3d, samples=2, pos_fraction=0.5,
+    # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
+    train_net(lung_net, lung_vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d, samples=4,
+              pos_fraction=0.5,
               epochs=int(task_param(config, "lung_epochs")), lr=config.lr, seed=config.seed + 7,
               batch_size=config.batch_size,
               on_epoch=lung_epoch, **common)
