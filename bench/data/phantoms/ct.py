@@ -12,7 +12,7 @@ crossed by vessels (≈ 40) and bronchi (air), a trachea in the mediastinum. Les
 Every case also gets 1-3 nodule-like blobs *outside* the lungs (in mediastinal fat or the chest-wall fat),
 so a lesion segmenter that is not restricted to the lung has something to get wrong. Ground truth: ``lung``
 (1 = right, 2 = left), ``lesion`` (binary, always inside the lung) and the case label. Pure numpy/scipy,
-deterministic from the seed; 30 volumes of 32×64×64 take well under a few seconds.
+deterministic from the seed; 30 volumes of 32×64×64 take about 2.5 s.
 """
 
 from __future__ import annotations
