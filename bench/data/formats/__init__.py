@@ -4,6 +4,16 @@ from bench.registry import Registry
 
 FORMATS: Registry = Registry("data format")
 
-from bench.data.formats import chestxray14, chexmask, dicom, jsrt, png  # noqa: F401  (registration side effects)
+from bench.data.formats import (  # noqa: E402,F401  (registration side effects)
+    chestxray14,
+    chexmask,
+    ct_dicom,
+    dicom,
+    jsrt,
+    luna16,
+    msd,
+    nifti,
+    png,
+)
 
 __all__ = ["FORMATS"]

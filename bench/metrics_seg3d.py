@@ -1,0 +1,121 @@
+"""Per-case 3D segmentation metrics for CT (lesions and lungs), then their mean over cases.
+
+Boundary metrics use MONAI (``compute_hausdorff_distance``, ``compute_surface_dice``); connected lesions
+use ``scipy.ndimage.label``. Masks are binary numpy arrays on a (z, y, x) grid with ``spacing`` in mm.
+
+Empty-mask rules (a CT set has many lesion-free cases, so these decide the numbers):
+
+* Dice: both empty → 1.0 (nothing to find, nothing found); exactly one empty → 0.0.
+* HD95 (mm): both empty → 0.0; exactly one empty → the volume's diagonal in mm (the worst possible
+  distance), so a missed or invented lesion is penalised instead of silently dropped.
+* Surface Dice (NSD) at ``tolerance_mm``: both empty → 1.0; exactly one empty → 0.0.
+* False-positive volume outside the lungs (mL): predicted lesion voxels outside the *true* lung mask,
+  times the voxel volume; 0.0 when nothing is predicted there. Lower is better.
+* Lesion-wise sensitivity: share of true lesions (26-connected components) touched by at least one
+  predicted voxel, pooled over all cases; NaN when no case has a lesion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+from scipy import ndimage
+
+from bench.metrics import metric
+
+LESION_METRICS = ("lesion_dice", "lung_dice", "lesion_hd95", "lesion_nsd", "fp_outside_lung_ml",
+                  "lesion_sensitivity")
+
+metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over cases (both empty = 1)")
+metric("lung_dice", True, "Dice of the predicted lung mask, mean over cases")
+metric("lesion_hd95", False, "95th-percentile Hausdorff distance of lesions in mm, mean over cases")
+metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over cases")
+metric("fp_outside_lung_ml", False, "predicted lesion volume outside the true lungs in mL, mean over cases")
+metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction")
+
+
+def dice(pred: np.ndarray, target: np.ndarray) -> float:
+    p, t = pred.astype(bool), target.astype(bool)
+    total = p.sum() + t.sum()
+    return 1.0 if total == 0 else float(2.0 * (p & t).sum() / total)
+
+
+def _both_empty(p: np.ndarray, t: np.ndarray) -> tuple[bool, bool]:
+    return (not p.any()) and (not t.any()), bool(p.any()) != bool(t.any())
+
+
+def hd95(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> float:
+    p, t = pred.astype(bool), target.astype(bool)
+    both, one = _both_empty(p, t)
+    if both:
+        return 0.0
+    if one:
+        return float(np.linalg.norm(np.array(p.shape) * np.array(spacing)))
+    value = compute_hausdorff_distance(_bt(p), _bt(t), include_background=True, percentile=95,
+                                       spacing=[float(s) for s in spacing])
+    return float(value.item())
+
+
+def surface_dice(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], tolerance_mm: float) -> float:
+    p, t = pred.astype(bool), target.astype(bool)
+    both, one = _both_empty(p, t)
+    if both:
+        return 1.0
+    if one:
+        return 0.0
+    value = compute_surface_dice(_bt(p), _bt(t), class_thresholds=[tolerance_mm], include_background=True,
+                                 spacing=[float(s) for s in spacing])
+    return float(value.item())
+
+
+def fp_volume_outside_ml(pred: np.ndarray, lung: np.ndarray, spacing: Sequence[float]) -> float:
+    outside = pred.astype(bool) & ~lung.astype(bool)
+    return float(outside.sum() * np.prod(spacing) / 1000.0)
+
+
+def lesion_hits(pred: np.ndarray, target: np.ndarray) -> tuple[int, int]:
+    """(true lesions touched by the prediction, true lesions) with 26-connectivity."""
+    labels, n = ndimage.label(target.astype(bool), structure=np.ones((3,) * target.ndim))
+    if n == 0:
+        return 0, 0
+    hit = np.unique(labels[pred.astype(bool) & (labels > 0)])
+    return len(hit), int(n)
+
+
+def _bt(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(mask))[None, None].float()
+
+
+def case_metrics(
+    lesion_pred: np.ndarray,
+    lesion_true: np.ndarray,
+    lung_pred: np.ndarray,
+    lung_true: np.ndarray,
+    spacing: Sequence[float],
+    tolerance_mm: float = 5.0,
+) -> dict[str, float]:
+    """All per-case metrics of one volume (see the module docstring for the empty-mask rules)."""
+    hits, n = lesion_hits(lesion_pred, lesion_true)
+    return {
+        "lesion_dice": dice(lesion_pred, lesion_true),
+        "lung_dice": dice(lung_pred, lung_true),
+        "lesion_hd95": hd95(lesion_pred, lesion_true, spacing),
+        "lesion_nsd": surface_dice(lesion_pred, lesion_true, spacing, tolerance_mm),
+        "fp_outside_lung_ml": fp_volume_outside_ml(lesion_pred, lung_true, spacing),
+        "_hits": float(hits),
+        "_lesions": float(n),
+    }
+
+
+def summarise(per_case: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Mean over cases; lesion sensitivity pooled over lesions (NaN when there are none)."""
+    rows = list(per_case)
+    if not rows:
+        return {name: float("nan") for name in LESION_METRICS}
+    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if not k.startswith("_")}
+    lesions = sum(r["_lesions"] for r in rows)
+    out["lesion_sensitivity"] = float(sum(r["_hits"] for r in rows) / lesions) if lesions else float("nan")
+    return out

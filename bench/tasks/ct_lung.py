@@ -1,0 +1,420 @@
+"""ct-lung: segment the lungs, then segment lung lesions (nodules, ground-glass opacities) guided by the
+predicted lung mask; the objective is the validation lesion Dice.
+
+Pipeline of one trial: read cases (phantom or a CT reader) → clip HU to a lung window, resample to the
+target spacing, scale to [0, 1] (cached) → stage 1: a fixed light 3D network segments the lungs → stage 2:
+the searched lesion network (3D MONAI or 2D smp run slice by slice) trains on patches balanced between
+lesion and background (MONAI RandCropByPosNegLabel), guided by the stage-1 lung mask (see
+``ct_lung_guidance``) → sliding-window inference on whole volumes → per-case metrics on val (objective)
+and test (logged only).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.transforms import (
+    Compose,
+    RandCropByPosNegLabel,
+    RandFlip,
+    RandGaussianNoise,
+    RandScaleIntensity,
+    Resize,
+    ScaleIntensityRange,
+    SpatialPad,
+)
+from monai.transforms.utils import map_binary_to_indices
+from monai.utils import convert_to_tensor
+
+from bench.config import TrialConfig
+from bench.data.cache import cached_arrays, fingerprint
+from bench.data.ct_io import lung_mask_from_hu
+from bench.data.phantoms.ct import CLASSES, CtPhantomSpec, generate
+from bench.data.sources import read_cases, resolve_split, source_descriptor, source_name
+from bench.errors import ConfigError, SplitError
+from bench.losses import SEG_LOSSES
+from bench.metrics_seg3d import case_metrics, dice, summarise
+from bench.tasks import Preset, TaskSpec, register_task
+from bench.tasks.ct_lung_guidance import NEG_LOGIT, LungGuidance
+from bench.tasks.ct_lung_nets import build_seg_net, family_of
+from bench.train import Reporter, TrialResult, device, make_optimiser, stop_if_asked
+
+TASK = "ct-lung"
+PREPROCESSING_VERSION = "ct-prep-v1"
+HU_WINDOW = (-1000.0, 400.0)  # lung window wide enough to keep solid nodules and vessels distinct
+
+DEFAULT_TASK_PARAMS: dict[str, Any] = {
+    "family": "",  # "3d" / "2d"; empty = inferred from seg_arch
+    "spacing": [5.0, 4.0, 4.0],  # target (z, y, x) mm
+    "patch": [16, 48, 48],  # 3D training/inference window (voxels)
+    "patch_2d": 64,  # in-plane window of the 2D family (smp encoders need multiples of 32)
+    "infer_roi": [32, 64, 64],  # 3D sliding-window size at inference: whole default volumes in one pass
+    "samples_per_volume": 2,  # 3D patches per training volume and epoch (2D: x4 slices)
+    "pos_fraction": 0.6,  # share of patches centred on lesion voxels
+    "width": 8,  # base channels of the MONAI 3D networks
+    "lung_epochs": 2,
+    "phantom_patients": 24,
+    "phantom_shape": [32, 64, 64],
+    "tolerance_mm": 5.0,  # surface-Dice tolerance: one voxel at the default spacing
+}
+
+
+def task_param(config: TrialConfig, key: str) -> Any:
+    unknown = sorted(set(config.task_params) - set(DEFAULT_TASK_PARAMS))
+    if unknown:
+        raise ConfigError(f"ct-lung task_params must be among {sorted(DEFAULT_TASK_PARAMS)}, but got {unknown}.")
+    return config.task_params.get(key, DEFAULT_TASK_PARAMS[key])
+
+
+def phantom_spec(config: TrialConfig) -> CtPhantomSpec:
+    return CtPhantomSpec(n_patients=int(task_param(config, "phantom_patients")),
+                         shape=tuple(int(s) for s in task_param(config, "phantom_shape")))
+
+
+@dataclass
+class CtData:
+    split_hash: str
+    spacing: tuple[float, float, float]
+    parts: dict[str, list[dict[str, np.ndarray]]]  # part -> cases: image (D,H,W) float32, lung, lesion uint8
+
+
+def prepare(config: TrialConfig) -> CtData:
+    """Load (or build once) the preprocessed volumes and cut them by the split; no patient ids leave here."""
+    if config.data_format in ("dicom", "mhd"):  # the make-phantom export names → this task's readers
+        config = config.replace(data_format={"dicom": "ct_dicom", "mhd": "luna16"}[config.data_format])
+    spec = phantom_spec(config)
+    spacing = tuple(float(s) for s in task_param(config, "spacing"))
+    descriptor = source_descriptor(config.data, config.data_format, spec.name())
+    source = source_name(config.data, descriptor)
+    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "spacing": spacing})
+    built_cases: list = []
+
+    def build() -> dict[str, np.ndarray]:
+        cases = read_cases(config.data, config.data_format, CLASSES, lambda: generate(spec))
+        built_cases.extend(cases)
+        return preprocess(cases, spacing)
+
+    arrays = cached_arrays(key, build)
+    ids = [str(i) for i in arrays["case_id"]]
+    patient_of = dict(zip(ids, map(str, arrays["patient_id"])))
+    if config.data_format == "luna16" and built_cases:
+        from bench.data.formats.luna16 import keep_official_split
+
+        keep_official_split(TASK, source, built_cases)
+    split = resolve_split(TASK, source, patient_of, built_cases or None)
+    if config.split_hash and config.split_hash != split.sha256:
+        raise SplitError(
+            f"the trial's split_hash must match the data's split, but got {config.split_hash[:12]}… vs "
+            f"{split.sha256[:12]}…. The split file or data changed since this trial was configured."
+        )
+    row = {case_id: i for i, case_id in enumerate(ids)}
+    parts: dict[str, list[dict[str, np.ndarray]]] = {}
+    for part in ("train", "val", "test"):
+        chosen = [row[i] for i in split.part(part, config.fold)]
+        if part == "train" and config.max_train_cases:
+            chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
+        parts[part] = [
+            {name: np.ascontiguousarray(arrays[name][i]) for name in ("image", "lung", "lesion")} for i in chosen
+        ]
+    return CtData(split.sha256, spacing, parts)
+
+
+def preprocess(cases, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    """HU → lung window → [0, 1], resampled to ``spacing``, padded to one common shape (air / background)."""
+    window = ScaleIntensityRange(a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=0.0, b_max=1.0, clip=True)
+    images, lungs, lesions = [], [], []
+    for c in cases:
+        hu = np.asarray(c.image, np.float32)
+        lung = c.masks.get("lung")
+        if lung is None:  # e.g. MSD Task06 has lesion labels only: derive the lungs from the HU values
+            lung = lung_mask_from_hu(hu)
+        lesion = c.masks.get("lesion", np.zeros(hu.shape, np.uint8))
+        size = [max(1, round(n * s / t)) for n, s, t in zip(hu.shape, c.spacing, spacing)]
+        image = window(hu[None])
+        masks = torch.from_numpy(np.stack([lung > 0, lesion > 0]).astype(np.float32))
+        if list(hu.shape) != size:
+            image = Resize(size, mode="trilinear")(image)
+            masks = Resize(size, mode="nearest")(masks)
+        images.append(torch.as_tensor(image).float())
+        lungs.append(torch.as_tensor(masks[:1]))
+        lesions.append(torch.as_tensor(masks[1:]))
+    shape = np.max([im.shape[1:] for im in images], axis=0).tolist()
+    pad = SpatialPad(shape)
+    return {
+        "image": np.stack([pad(im).numpy()[0] for im in images]).astype(np.float32),
+        "lung": np.stack([pad(m).numpy()[0] for m in lungs]).astype(np.uint8),
+        "lesion": np.stack([pad(m).numpy()[0] for m in lesions]).astype(np.uint8),
+        "case_id": np.array([c.id for c in cases]),
+        "patient_id": np.array([c.patient_id for c in cases]),
+        "label": np.array([str(c.labels.get("class", "")) for c in cases]),
+    }
+
+
+# --- generic patch training / sliding-window inference over lists of volumes ----------------------------
+@dataclass
+class Volumes:
+    """Network inputs of one part: per case the input channels (C,D,H,W), target, restrict region, crop box."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    regions: list[np.ndarray | None]
+    boxes: list[tuple[slice, ...]]
+    shapes: list[tuple[int, ...]]
+
+
+def make_volumes(cases, target: str, guide: LungGuidance | None, lungs: list[np.ndarray] | None) -> Volumes:
+    inputs, targets, regions, boxes = [], [], [], []
+    for k, case in enumerate(cases):
+        channels = [case["image"]]
+        lung = lungs[k] if lungs is not None else None
+        if guide is not None and guide.channel:
+            channels.append(lung.astype(np.float32))
+        box = guide.box(lung) if guide is not None and guide.crop else tuple(slice(0, n) for n in case["image"].shape)
+        region = guide.region(lung) if guide is not None and guide.restrict else None
+        inputs.append(np.stack(channels)[(slice(None), *box)].astype(np.float32))
+        targets.append((case[target] > 0)[box].astype(np.float32)[None])
+        regions.append(None if region is None else region[box].astype(np.float32)[None])
+        boxes.append(box)
+    return Volumes(inputs, targets, regions, boxes, [c["image"].shape for c in cases])
+
+
+def _restrict(logits: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+    return logits if region is None else torch.where(region > 0, logits, torch.full_like(logits, NEG_LOGIT))
+
+
+def train_net(
+    net: torch.nn.Module,
+    vols: Volumes,
+    loss_fn: Callable,
+    *,
+    patch: tuple[int, int, int],
+    samples: int,
+    pos_fraction: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimiser: str,
+    seed: int,
+    augment: bool,
+    on_epoch: Callable[[int, float], None],
+) -> None:
+    """Patch training: each epoch draws ``samples`` lesion/background-balanced patches per volume."""
+    dev = device()
+    net.to(dev)
+    opt = make_optimiser(optimiser, net.parameters(), lr)
+    crop = RandCropByPosNegLabel(spatial_size=patch, pos=pos_fraction, neg=1.0 - pos_fraction, num_samples=samples)
+    crop.set_random_state(seed)
+    # Spatial augmentation moves every channel (image, lung, target, region) together; intensity
+    # augmentation touches the CT channel only.
+    flip = RandFlip(prob=0.5, spatial_axis=2)
+    flip.set_random_state(seed + 1)
+    intensity = Compose([RandScaleIntensity(factors=0.1, prob=0.5), RandGaussianNoise(prob=0.3, std=0.02)])
+    intensity.set_random_state(seed + 2)
+    pad = SpatialPad(patch)
+    stacked, indices = [], []
+    for x, y, r in zip(vols.inputs, vols.targets, vols.regions):
+        parts = [x, y] if r is None else [x, y, r]
+        # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
+        arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate(parts))), track_meta=False)
+        stacked.append(arr)
+        label = arr[x.shape[0] : x.shape[0] + 1]
+        indices.append(map_binary_to_indices(label))
+    gen = torch.Generator().manual_seed(seed)
+    n_in = vols.inputs[0].shape[0]
+    for epoch in range(epochs):
+        net.train()
+        patches = []
+        with warnings.catch_warnings():  # lesion-free volumes: MONAI warns and samples background only
+            warnings.simplefilter("ignore")
+            for arr, (fg, bg) in zip(stacked, indices):
+                patches.extend(crop(arr, label=arr[n_in : n_in + 1], fg_indices=fg, bg_indices=bg))
+        batch_all = torch.stack([convert_to_tensor(p, track_meta=False) for p in patches])
+        order = torch.randperm(len(batch_all), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            b = batch_all[order[start : start + batch_size]]
+            if augment:
+                b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
+                ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
+                b = torch.cat([ct, b[:, 1:]], dim=1)
+            b = b.to(dev)
+            x = b[:, :n_in]
+            logits = _restrict(net(x), b[:, n_in + 1 : n_in + 2] if b.shape[1] > n_in + 1 else None)
+            loss = loss_fn(logits, b[:, n_in : n_in + 1])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(x)
+        epoch_loss = total / max(len(batch_all), 1)
+        if not np.isfinite(epoch_loss):
+            raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
+        on_epoch(epoch, epoch_loss)
+
+
+@torch.no_grad()
+def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int]) -> list[np.ndarray]:
+    """Binary predictions on whole volumes (sliding window), pasted back from crops to full size."""
+    dev = device()
+    net.to(dev).eval()
+    out = []
+    for x, r, box, shape in zip(vols.inputs, vols.regions, vols.boxes, vols.shapes):
+        xt = torch.from_numpy(x)[None].to(dev)
+        # 2D windows are single slices: batch many per call.
+        logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
+                                          predictor=net, overlap=0.25)
+        logits = _restrict(logits.float(), None if r is None else torch.from_numpy(r)[None].to(dev))
+        full = np.zeros(shape, np.uint8)
+        full[box] = (logits[0, 0] > 0).cpu().numpy()
+        out.append(full)
+    return out
+
+
+# --- the trial ----------------------------------------------------------------------------------------
+def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
+    guide = LungGuidance.from_config(config.guidance, config.guidance_params)
+    family = family_of(config.seg_arch, task_param(config, "family") or None)
+    width = int(task_param(config, "width"))
+    patch3d = tuple(int(p) for p in task_param(config, "patch"))
+    p2d = int(task_param(config, "patch_2d"))
+    patch = patch3d if family == "3d" else (1, p2d, p2d)
+    roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
+    roi = roi3d if family == "3d" else (1, p2d, p2d)
+    # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many.
+    slices = 1 if family == "3d" else 4
+    samples = int(task_param(config, "samples_per_volume")) * slices
+    lesion_net = build_seg_net(config.seg_arch, guide.in_channels, family, config.seg_encoder, width)
+    loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
+    data = prepare(config)
+    history: list[dict] = []
+    common = {"optimiser": config.optimiser, "augment": config.augment}
+
+    # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
+    lung_net = build_seg_net("monai_unet", 1, "3d", width=width)
+    lung_vols = {p: make_volumes(cases, "lung", None, None) for p, cases in data.parts.items()}
+
+    def lung_epoch(epoch: int, value: float) -> None:
+        record = {"lung_train_loss": value}
+        history.append({"stage": "lung", "epoch": epoch, **record})
+        reporter.log(record, step=epoch)
+
+    # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
+    train_net(lung_net, lung_vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d, samples=4,
+              pos_fraction=0.5,
+              epochs=int(task_param(config, "lung_epochs")), lr=config.lr, seed=config.seed + 7,
+              batch_size=config.batch_size,
+              on_epoch=lung_epoch, **common)
+    lung_pred = {p: infer(lung_net, v, roi3d) for p, v in lung_vols.items()}
+    guide_lungs = {p: lung_pred[p] if guide.mask == "predicted" else [c["lung"] for c in data.parts[p]]
+                   for p in data.parts}
+
+    # --- stage 2: lesions, guided by the lungs ---------------------------------------------------------
+    vols = {p: make_volumes(cases, "lesion", guide, guide_lungs[p]) for p, cases in data.parts.items()}
+    offset = int(task_param(config, "lung_epochs"))
+
+    def lesion_epoch(epoch: int, value: float) -> None:
+        preds = infer(lesion_net, vols["val"], roi)
+        val_dice = float(np.mean([dice(p, c["lesion"]) for p, c in zip(preds, data.parts["val"])]))
+        record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
+        history.append({"stage": "lesion", "epoch": epoch, **record})
+        reporter.log(record, step=offset + epoch)
+        stop_if_asked(reporter, val_dice, epoch)
+
+    train_net(lesion_net, vols["train"], loss, patch=patch, samples=samples,
+              pos_fraction=float(task_param(config, "pos_fraction")), epochs=config.seg_epochs, lr=config.lr,
+              batch_size=config.batch_size * slices,
+              seed=config.seed, on_epoch=lesion_epoch, **common)
+
+    # --- evaluation: validation is the objective, test is logged only -------------------------------
+    metrics: dict[str, float] = {}
+    tol = float(task_param(config, "tolerance_mm"))
+    for part in ("val", "test"):
+        preds = infer(lesion_net, vols[part], roi)
+        rows = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
+                for p, lp, c in zip(preds, lung_pred[part], data.parts[part])]
+        metrics.update({f"{part}_{k}": v for k, v in summarise(rows).items()})
+    return TrialResult(
+        config=config.replace(split_hash=data.split_hash),
+        objective_name=SPEC.objective,
+        objective=metrics[SPEC.objective],
+        metrics=metrics,
+        history=history,
+        state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
+    )
+
+
+def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
+    """Write the ct-lung phantom in a real layout: ``dicom`` (series + labels.csv), ``nifti`` (MSD Task06
+    layout), ``mhd`` (LUNA16 layout); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti`` work too.
+
+    ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
+    only if N falls on a patient boundary); ``seed`` changes every volume.
+    """
+    from bench.data.ct_inspect import CT_FORMAT_ALIASES
+    from bench.data.formats import FORMATS
+
+    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
+    if fmt not in ("ct_dicom", "msd", "nifti", "luna16"):
+        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, {list(SPEC.formats)}, "
+                          f"but got '{data_format}'.")
+    spec = CtPhantomSpec(seed=seed)
+    if cases is not None and cases < 1:
+        raise ConfigError(f"--cases must be >= 1, but got {cases}.")
+    if cases is not None and cases > 0:
+        spec = CtPhantomSpec(n_patients=max(spec.n_patients, cases), seed=seed)
+    volumes = generate(spec)[: cases or None]
+    return FORMATS.create(fmt).write(volumes, out)
+
+
+def inspect(path: str | Path, data_format: str) -> dict:
+    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
+    from bench.data.ct_inspect import inspect_ct
+
+    return inspect_ct(path, data_format)
+
+
+SMOKE_PARAMS = {"phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
+                "patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [16, 32, 32], "lung_epochs": 1, "samples_per_volume": 1}
+
+SPEC = register_task(
+    TaskSpec(
+        name=TASK,
+        description="Chest CT: lung segmentation + lung-guided lesion segmentation (nodules, GGO)",
+        classes=CLASSES,
+        objective="val_lesion_dice",
+        metrics=("lesion_dice", "lung_dice", "lesion_hd95", "lesion_nsd", "fp_outside_lung_ml",
+                 "lesion_sensitivity"),
+        formats=("ct_dicom", "msd", "nifti", "luna16"),
+        presets={
+            "smoke": Preset(
+                config={"seg_arch": "monai_unet", "seg_epochs": 1, "batch_size": 4, "max_train_cases": 8,
+                        "task_params": SMOKE_PARAMS},
+                trials=2, space="ct-lung-smoke.yaml", description="seconds; tiny volumes, used by the tests",
+            ),
+            "cpu": Preset(
+                config={"seg_arch": "monai_unet", "seg_epochs": 6, "batch_size": 4, "task_params": {"lung_epochs": 2}},
+                trials=8, space="ct-lung.yaml", description="about 1-1.5 min per trial on a 2-core CPU",
+            ),
+            "gpu": Preset(
+                config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
+                        "task_params": {"lung_epochs": 10, "phantom_shape": [64, 128, 128],
+                                        "phantom_patients": 60, "spacing": [2.5, 2.0, 2.0],
+                                        "patch": [32, 96, 96], "patch_2d": 128, "width": 16,
+                                        "infer_roi": [64, 128, 128],
+                                        "samples_per_volume": 4}},
+                trials=50, space="ct-lung.yaml", description="one GPU, about an hour",
+            ),
+        },
+        run=run,
+        prepare=prepare,
+        # JSON-able on purpose (`bench tasks --json`); the CLI calls make_phantom / inspect of this module.
+        extra={"guidance": ["none", "restrict_output", "lung_channel", "lung_crop", "cascade"]},
+    )
+)
+
