@@ -82,6 +82,11 @@ class TrialConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"'{name}' must be > 0, but got {getattr(self, name)}.")
 
+    @property
+    def reported_epochs(self) -> int:
+        """Epochs at which a trial reports its objective (classifier epochs for xray, lesion epochs for CT)."""
+        return max(self.seg_epochs, self.cls_epochs)
+
     # --- conversions -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

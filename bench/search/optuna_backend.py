@@ -221,7 +221,7 @@ def run_worker(job: WorkerJob, on_trial: Callable[[optuna.Study, optuna.trial.Fr
     study = optuna.load_study(
         study_name=job.study_name, storage=make_storage(job.storage_url),
         sampler=make_sampler(job.settings.sampler, job.settings.seed + job.worker, space),
-        pruner=make_pruner(job.settings.pruner, int(job.base_flat.get("cls_epochs", 1))),
+        pruner=make_pruner(job.settings.pruner, TrialConfig.from_flat(job.base_flat).reported_epochs),
     )
     tracker = Tracker(job.settings.task)
     callbacks = [lambda s, t: on_trial(s, t)] if on_trial else []
@@ -266,7 +266,7 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
         study = optuna.create_study(
             study_name=study_name, storage=storage, direction=direction,
             sampler=make_sampler(settings.sampler, settings.seed, space),
-            pruner=make_pruner(settings.pruner, base.cls_epochs), load_if_exists=settings.resume,
+            pruner=make_pruner(settings.pruner, base.reported_epochs), load_if_exists=settings.resume,
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"a new search needs an unused study name, but '{study_name}' exists in {storage_url}. "

@@ -94,7 +94,7 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
             tracker.end(run_id, state, reason)
         # Closed before the last report: once Tune has it, the driver's callback may sweep the run as stopped.
         if state == "COMPLETE":
-            tune.report({objective: result.objective, "step": config.cls_epochs})
+            tune.report({objective: result.objective, "step": config.reported_epochs})
 
     return trainable
 
@@ -191,7 +191,7 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n_trials, time_budget_s=settings.timeout,
                                     scheduler=make_scheduler(settings.scheduler, spec.objective, mode,
-                                                             base.cls_epochs)),
+                                                             base.reported_epochs)),
         run_config=tune.RunConfig(name=study_name, callbacks=[_closing_callback(tracker)], verbose=0,
                                   storage_path=os.path.abspath(".bench/ray")),
     )

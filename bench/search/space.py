@@ -3,6 +3,7 @@
 Format::
 
     description: what this space is for
+    task: xray-heart          # optional; lets the task name other registries for a field (see below)
     params:
       seg_arch: {type: categorical, choices: [unet, fpn]}
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
@@ -10,6 +11,8 @@ Format::
 
 Names are TrialConfig fields or ``<x>_params.<keyword>``. ``when`` makes a parameter conditional on
 values sampled before it (file order), so Tversky's α is only sampled for Tversky.
+Categorical choices of registry-backed fields are checked against their registry; a task may point a field
+at another registry through ``TaskSpec.extra["space_registries"]`` (ct-lung: ``guidance`` → lung guidance).
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
     if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping) or not data["params"]:
         raise ConfigError(f"{source}: a search space must have a non-empty 'params' mapping, but it has none.")
     fields = {f.name for f in dataclasses.fields(TrialConfig)} - set(PARAM_DICTS)
+    registries = dict(REGISTRY_FIELDS)
+    if data.get("task"):
+        from bench.tasks import TASKS
+
+        registries.update({k: tuple(v) for k, v in TASKS.get(data["task"]).extra.get("space_registries", {}).items()})
     params: list[Param] = []
     for name, spec in data["params"].items():
         where = f"{source}: parameter '{name}'"
@@ -116,7 +124,7 @@ def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
             choices = tuple(spec.get("choices") or ())
             if not choices:
                 raise ConfigError(f"{where} is categorical and must list 'choices', but lists none.")
-            _check_registered(name, choices, where)
+            _check_registered(registries.get(name), choices, where)
             params.append(Param(name, "categorical", choices=choices, when=when_pairs))
         else:
             try:
@@ -130,12 +138,12 @@ def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
     return SearchSpace(tuple(params), str(data.get("description", "")), source)
 
 
-def _check_registered(name: str, choices: tuple, where: str) -> None:
-    if name not in REGISTRY_FIELDS:
+def _check_registered(location: tuple[str, str] | None, choices: tuple, where: str) -> None:
+    if location is None:
         return
     import importlib
 
-    module, attr = REGISTRY_FIELDS[name]
+    module, attr = location
     registry = getattr(importlib.import_module(module), attr)
     for choice in choices:
         if choice not in registry:

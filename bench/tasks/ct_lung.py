@@ -414,7 +414,8 @@ SPEC = register_task(
         run=run,
         prepare=prepare,
         # JSON-able on purpose (`bench tasks --json`); the CLI calls make_phantom / inspect of this module.
-        extra={"guidance": ["none", "restrict_output", "lung_channel", "lung_crop", "cascade"]},
+        extra={"guidance": ["none", "restrict_output", "lung_channel", "lung_crop", "cascade"],
+               "space_registries": {"guidance": ["bench.guidance", "LESION_GUIDANCE"]}},
     )
 )
 
