@@ -67,21 +67,23 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_make_phantom(args) -> int:
-    from bench.data.phantoms import xray
+def _task_hook(task: str, hook: str):
+    from bench.tasks import TASKS
 
-    if args.task != "xray-heart":
-        raise BenchError(f"make-phantom supports {['xray-heart']}, but got '{args.task}'.")
-    kwargs = {"n_patients": args.cases} if args.cases else {}
-    out = xray.make_phantom(args.out, fmt=args.format, seed=args.seed, **kwargs)
+    func = getattr(TASKS.get(task), hook)
+    if func is None:
+        raise BenchError(f"this command needs task '{task}' to provide {hook}, but it has none.")
+    return func
+
+
+def cmd_make_phantom(args) -> int:
+    out = _task_hook(args.task, "make_phantom")(args.out, args.format, args.cases, args.seed)
     print(f"wrote the {args.task} phantom as {args.format} to {out}")
     return 0
 
 
 def cmd_inspect(args) -> int:
-    from bench.data.inspect import inspect
-
-    report = inspect(args.path, args.task, args.format)
+    report = _task_hook(args.task, "inspect")(args.path, args.format)
     if args.json:
         print(json.dumps(report, indent=1, default=str))
     else:
@@ -211,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = d.add_parser("make-phantom", help="write the built-in phantom in a real on-disk format")
     s.add_argument("--task", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--format", default="png", choices=["png", "dicom"])
-    s.add_argument("--cases", type=int, help="number of patients (about 2 images each)")
+    s.add_argument("--format", default="png", help="xray-heart: png|dicom; ct-lung: dicom|nifti|mhd")
+    s.add_argument("--cases", type=int, help="number of patients")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_make_phantom)
     for name, func, help_ in (("inspect", cmd_inspect, "counts and problems of a data folder"),

@@ -35,6 +35,8 @@ class TaskSpec:
     presets: dict[str, Preset]
     run: Callable[..., Any]
     prepare: Callable[..., Any]
+    make_phantom: Callable[..., Any] | None = None  # (out, fmt, cases, seed) -> Path
+    inspect: Callable[..., Any] | None = None  # (path, fmt) -> JSON-able report
     headline: tuple[str, ...] = ()  # metric columns a terminal leaderboard shows besides the objective
     default_preset: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -236,6 +236,19 @@ def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, flo
     return _scores(data, _predicted_masks(seg, data), cls, guidance)
 
 
+def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0):
+    """`bench datasets make-phantom --task xray-heart`: ``cases`` counts patients (about 2 images each)."""
+    from bench.data.phantoms.xray import make_phantom
+
+    return make_phantom(out, fmt=fmt, seed=seed, **({"n_patients": cases} if cases else {}))
+
+
+def inspect_data(path, fmt: str | None = None) -> dict:
+    from bench.data.inspect import inspect
+
+    return inspect(path, TASK, fmt)
+
+
 SPEC = register_task(
     TaskSpec(
         name=TASK,
@@ -262,6 +275,8 @@ SPEC = register_task(
         },
         run=run,
         prepare=prepare,
+        make_phantom=write_phantom,
+        inspect=inspect_data,
         extra={"evaluate": evaluate, "build_models": checkpoint_models},
     )
 )
