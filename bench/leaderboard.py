@@ -211,7 +211,9 @@ def compact(table: pd.DataFrame, task: str) -> pd.DataFrame:
     """Only the task's headline metrics (plus the objective and searched dimensions), for a terminal."""
     spec = TASKS.get(task)
     keep = set(spec.headline) | {spec.objective}
-    return table[[c for c in table.columns if not c.startswith(METRIC_PREFIXES) or c in keep]]
+    # nested parameters (seg_loss_params.alpha, ...) stay in csv/md/json; the terminal shows the dimensions
+    return table[[c for c in table.columns
+                  if (not c.startswith(METRIC_PREFIXES) or c in keep) and "_params." not in c]]
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
