@@ -37,9 +37,11 @@ QUICK: dict[str, dict[str, Any]] = {
     "overhead": {"image_size": 32, "n_train": 16, "n_val": 8, "batch_size": 8, "epochs": 1, "repeats": 1},
     "data": {"n_patients": 4, "n_shifted_patients": 0, "phantom_size": 64, "image_size": 32, "epochs": 1,
              "batch_size": 8, "step_repeats": 1},
-    "search": {"seeds": [0], "trials": 2, "cls_epochs": 2, "pruners": ["none", "median", "hyperband"]},
-    "scale": {"workers": [1, 2], "trials": 2, "cls_epochs": 1},
-    "tracking": {"preset": "smoke", "n_runs": 20, "leaderboard_repeats": 1},
+    "search": {"seeds": [0], "trials": 1, "cls_epochs": 1, "pruners": ["none", "hyperband"],
+               "overrides": {"max_train_cases": 8}},
+    "scale": {"workers": [1, 2], "trials": 1, "cls_epochs": 1, "overrides": {"max_train_cases": 8}},
+    "tracking": {"preset": "smoke", "overrides": {"max_train_cases": 8, "cls_epochs": 1}, "n_runs": 20,
+                 "leaderboard_repeats": 1},
 }
 
 
@@ -75,6 +77,7 @@ def run_suite(name: str, out: str | Path | None = "results/perf", quick: bool = 
     from bench.perf._common import machine
 
     fn = suite(name)
+    out = Path(out).resolve() if out is not None else None  # suites chdir into a temp store while running
     kwargs = {**(QUICK[name] if quick else {}), **params}
     try:
         if out is not None and "out" in fn.__code__.co_varnames:

@@ -20,7 +20,8 @@ def _children_cpu() -> float:
 
 
 def scale(workers: list[int] | tuple[int, ...] = (1, 2), trials: int = 6, preset: str = "smoke",
-          cls_epochs: int = 4, trials_per_gpu: list[int] | tuple[int, ...] = (1, 2), seed: int = 0) -> dict[str, Any]:
+          cls_epochs: int = 4, trials_per_gpu: list[int] | tuple[int, ...] = (1, 2), seed: int = 0,
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trials/hour for each worker count (no pruning, same trial budget), plus GPU packing where a GPU exists.
 
     Data is prepared once before the first search, so no variant pays for building the cache.
@@ -30,6 +31,7 @@ def scale(workers: list[int] | tuple[int, ...] = (1, 2), trials: int = 6, preset
         trials: trials per search; preset: task preset; cls_epochs: classifier epochs per trial.
         trials_per_gpu: concurrent trials per GPU to compare (ignored without a GPU).
         seed: search seed.
+        overrides: further TrialConfig values on top of the preset.
 
     Returns:
         ``trials_per_hour`` per worker count, ``speedup`` of each over the first, CPU seconds (driver and
@@ -43,7 +45,7 @@ def scale(workers: list[int] | tuple[int, ...] = (1, 2), trials: int = 6, preset
 
     quiet()
     task = "xray-heart"
-    overrides = {"cls_epochs": cls_epochs}
+    overrides = {**(overrides or {}), "cls_epochs": cls_epochs}
     rows: dict[str, dict[str, Any]] = {}
 
     def one(label: str, n_workers: int | None, per_gpu: int | None = None) -> None:
@@ -79,6 +81,6 @@ def scale(workers: list[int] | tuple[int, ...] = (1, 2), trials: int = 6, preset
         "gpu": ({label: row for label, row in rows.items() if label.startswith("gpu")} if gpus else
                 {"skipped": "no GPU on this machine; GPU packing (--trials-per-gpu) not measured"}),
         "settings": {"preset": preset, "trials": trials, "cls_epochs": cls_epochs, "workers": list(workers),
-                     "pruner": "none", "seed": seed},
+                     "pruner": "none", "seed": seed, "overrides": overrides},
         "runs": rows,
     }

@@ -75,7 +75,8 @@ def _plot(curves: dict[int, dict[str, list]], targets: dict[int, float], path: P
 
 def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_epochs: int = 9,
            pruners: list[str] | tuple[str, ...] = ("none", "median", "hyperband"), preset: str = "smoke",
-           sampler: str = "tpe", tolerance: float = 0.01, out: str | Path | None = None) -> dict[str, Any]:
+           sampler: str = "tpe", tolerance: float = 0.01, overrides: dict[str, Any] | None = None,
+           out: str | Path | None = None) -> dict[str, Any]:
     """Epochs each pruner spends to reach the no-pruning best (goal: <= 1/3 of no-pruning's epochs).
 
     Every (seed, pruner) pair is one ``run_search`` of ``trials`` trials on the phantom with the ``preset``
@@ -87,6 +88,7 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
         preset: task preset (image size, train subset, segmentation epochs).
         sampler: Optuna sampler name.
         tolerance: how close to the no-pruning best counts as reaching it.
+        overrides: further TrialConfig values on top of the preset (e.g. ``max_train_cases``).
         out: folder for ``search_anytime.png`` (no plot when None).
 
     Returns:
@@ -109,8 +111,8 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
     task = "xray-heart"
     spec = TASKS.get(task)
     higher = higher_is_better(spec.objective)
-    seg_epochs = TrialConfig(task=task, **spec.preset(preset).config).seg_epochs
-    overrides = {"cls_epochs": cls_epochs}
+    overrides = {**(overrides or {}), "cls_epochs": cls_epochs}
+    seg_epochs = TrialConfig(task=task, **{**spec.preset(preset).config, **overrides}).seg_epochs
     per_seed: dict[int, dict[str, Any]] = {}
     curves: dict[int, dict[str, list]] = {}
     with isolated_store() as tmp:
@@ -149,7 +151,8 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
     targets = {s: per_seed[s]["none"]["best"] for s in seeds if per_seed[s]["none"]["best"] is not None}
     png = None
     if out is not None and targets:
-        png = str(_plot({s: curves[s] for s in targets}, targets, Path(out) / "search_anytime.png", spec.objective))
+        # Stored relative to the JSON beside it, so results/perf/ can move as a whole.
+        png = _plot({s: curves[s] for s in targets}, targets, Path(out) / "search_anytime.png", spec.objective).name
     best_pruner = min((p for p in pruners if p != "none"), key=lambda p: fraction[p], default=None)
     full = len(seeds) >= 3 and trials >= 6
     return {
@@ -164,6 +167,7 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
         "reduced_note": "" if full else "fewer than 3 seeds or 6 trials per search: a plumbing check, not a figure",
         "anytime_png": png,
         "settings": {"preset": preset, "trials": trials, "cls_epochs": cls_epochs, "seg_epochs": seg_epochs,
-                     "sampler": sampler, "tolerance": tolerance, "pruners": list(pruners), "seeds": list(seeds)},
+                     "sampler": sampler, "tolerance": tolerance, "pruners": list(pruners), "seeds": list(seeds),
+                     "overrides": overrides},
         "per_seed": {str(s): v for s, v in per_seed.items()},
     }
