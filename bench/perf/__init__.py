@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.errors import ConfigError
 
-__all__ = ["SUITES", "QUICK", "run_suite", "suite"]
+__all__ = ["QUICK", "SUITES", "run_suite", "suite"]
 
 
 def _load(name: str) -> Callable[..., dict[str, Any]]:

@@ -121,7 +121,7 @@ def overhead(image_size: int = 64, n_train: int = 128, n_val: int = 32, batch_si
             for name in names[rep % 3 :] + names[: rep % 3]:  # rotate so no variant always runs first
                 model = build()
                 parts.update(metrics=0.0, logging=0.0)
-                wall, cpu, _ = timed(lambda: variants[name](model))
+                wall, cpu, _ = timed(lambda fn=variants[name], m=model: fn(m))
                 runs.append({"variant": name, "repeat": rep, "wall_s": wall, "cpu_s": cpu, **(
                     {"metrics_s": parts["metrics"], "logging_s": parts["logging"]} if name == "harness" else {})})
 

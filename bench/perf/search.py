@@ -34,9 +34,9 @@ def _curve(study, seg_epochs: int, cls_epochs: int, higher: bool) -> list[dict[s
     points, spent, best = [], 0, None
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         spent += _trial_epochs(t, seg_epochs, cls_epochs)
-        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
-            if best is None or (t.value > best if higher else t.value < best):
-                best = t.value
+        finished = t.state == optuna.trial.TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+        if finished and (best is None or (t.value > best if higher else t.value < best)):
+            best = t.value
         points.append({"trial": t.number, "state": t.state.name, "epochs": spent, "best": best})
     return points
 
@@ -124,7 +124,7 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
                 name = f"perf-search-s{seed}-{pruner}"
                 settings = SearchSettings(task=task, preset=preset, trials=trials, seed=seed, pruner=pruner,
                                           sampler=sampler, storage=storage, study=name, overrides=overrides)
-                wall, cpu, summary = timed(lambda: run_search(settings))
+                wall, cpu, summary = timed(lambda s=settings: run_search(s))
                 study = optuna.load_study(study_name=name, storage=make_storage(storage, heartbeat=False))
                 curve = _curve(study, seg_epochs, cls_epochs, higher)
                 curves[seed][pruner] = curve
