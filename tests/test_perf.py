@@ -112,3 +112,16 @@ def test_tracking_suite(perf_env):
     assert result["tracker_s"]["log_metrics"]["calls"] >= 2  # per-epoch logs + the final metrics
     assert result["leaderboard_rows"] == result["leaderboard_runs"] + 1  # the timed trial is in the store too
     check_written(result, out, "tracking")
+
+
+def test_markdown_table_lists_every_suite(tmp_path):
+    out = tmp_path / "perf"
+    out.mkdir()
+    (out / "tracking.json").write_text(json.dumps({
+        "suite": "tracking", "command": "bench perf --suite tracking", "share": 0.005, "met": True,
+        "trial_s": 60.0, "settings": {"preset": "cpu"}, "leaderboard_runs": 500, "leaderboard_s": 1.5}))
+    from bench.perf import markdown_table
+
+    table = markdown_table(out)
+    assert "| tracking | MLflow time / trial time | 0.0050" in table and "`bench perf --suite tracking`" in table
+    assert all(f"| {name} |" in table for name in SUITES)

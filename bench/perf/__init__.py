@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.errors import ConfigError
 
-__all__ = ["QUICK", "SUITES", "run_suite", "suite"]
+__all__ = ["QUICK", "SUITES", "markdown_table", "run_suite", "suite"]
 
 
 def _load(name: str) -> Callable[..., dict[str, Any]]:
@@ -88,7 +88,54 @@ def run_suite(name: str, out: str | Path | None = "results/perf", quick: bool = 
             raise ConfigError(f"perf parameters must be arguments of suite '{name}', but got {exc}. "
                               f"See `help(bench.perf.{name})`.") from None
         raise
-    result = {"suite": name, "quick": quick, **result, "machine": machine()}
+    command = " ".join(["bench perf --suite", name] + (["--quick"] if quick else [])
+                       + [f"--param {k}={json.dumps(v, separators=(',', ':'))}" for k, v in params.items()])
+    result = {"suite": name, "quick": quick, "command": command, **result, "machine": machine()}
     if out is not None:
         atomic_write_text(Path(out) / f"{name}.json", json.dumps(result, indent=1, default=str) + "\n")
     return result
+
+
+def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, value, goal, met) rows of one suite's result, for the README table."""
+    name = result["suite"]
+    if name == "overhead":
+        return [("harness/bare throughput", f"{result['ratio']:.3f} (CPU {result['cpu_ratio']:.3f})",
+                 result["goal"], "yes" if result["met"] else "no")]
+    if name == "data":
+        return [("DICOM-decode epoch / cache epoch", f"{result['ratio']:.0f}x (CPU {result['cpu_ratio']:.0f}x)",
+                 result["goal"], "yes" if result["met"] else "no"),
+                ("loader share of (loader + model step)", f"{result['loader_share']:.4f}", "-", "-")]
+    if name == "search":
+        rows = []
+        for pruner, frac in result["fraction"].items():
+            if pruner == "none":
+                continue
+            rows.append((f"{pruner}: epochs to no-pruning best / no-pruning epochs",
+                         f"{frac:.2f} (reached {result['reached'][pruner]}/{result['seeds']})", "<= 0.33",
+                         "yes" if result["met"][pruner] else "no"))
+        return rows
+    if name == "scale":
+        return [(f"trials/hour {label}", f"{tph:.0f} (x{result['speedup'].get(label, float('nan')):.2f})",
+                 "-" if label == "w1" else "> 1x", "-" if label == "w1" else
+                 ("yes" if result["speedup"].get(label, 0) > 1 else "no"))
+                for label, tph in result["trials_per_hour"].items()]
+    if name == "tracking":
+        return [("MLflow time / trial time", f"{result['share']:.4f} ({result['settings']['preset']} trial, "
+                 f"{result['trial_s']:.0f} s)", "<= 0.01", "yes" if result["met"] else "no"),
+                (f"leaderboard over {result['leaderboard_runs']} runs", f"{result['leaderboard_s']:.2f} s", "-", "-")]
+    return []
+
+
+def markdown_table(out: str | Path = "results/perf") -> str:
+    """The README table (suite, figure, value, goal, met?, command) from the JSON files in ``out``."""
+    lines = ["| suite | figure | value | goal | met? | command |", "|---|---|---|---|---|---|"]
+    for name in SUITES:
+        path = Path(out) / f"{name}.json"
+        if not path.is_file():
+            lines.append(f"| {name} | not run | | | | |")
+            continue
+        result = json.loads(path.read_text())
+        for figure, value, goal, met in _headline(result):
+            lines.append(f"| {name} | {figure} | {value} | {goal} | {met} | `{result.get('command', '')}` |")
+    return "\n".join(lines)
