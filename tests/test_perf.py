@@ -53,7 +53,7 @@ def test_cli_overhead_prints_json_with_ratio_and_writes_file(perf_env, capsys):
     assert all(positive(v) for v in result["samples_per_s"].values())
     assert {"loop_s", "metrics_s", "logging_s", "metrics_share", "logging_share"} <= set(result["breakdown"])
     assert positive(result["breakdown"]["metrics_s"]) and positive(result["breakdown"]["logging_s"])
-    assert {r["variant"] for r in result["runs"]} == {"bare", "loop", "harness"}
+    assert {r["variant"] for r in result["runs"]} == {"bare", "loop", "loop_lean", "harness"}
     check_written(result, out, "overhead")
 
 
