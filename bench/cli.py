@@ -195,6 +195,27 @@ def cmd_ui(args) -> int:
                             "--workers", str(args.workers), "--backend-store-uri", tracking_uri()])
 
 
+def cmd_perf(args) -> int:
+    import yaml
+
+    from bench.perf import run_suite
+
+    params = {}
+    for item in args.param or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise BenchError(f"--param must look like KEY=VALUE, but got '{item}'. Example: --param epochs=5")
+        params[key] = yaml.safe_load(value)  # numbers, lists and booleans typed as YAML reads them
+    result = run_suite(args.suite, out=args.out, quick=args.quick, **params)
+    if args.json:
+        print(json.dumps(result, default=str))
+        return 0
+    headline = {k: result[k] for k in ("ratio", "share", "fraction", "speedup", "goal", "met") if k in result}
+    print(f"{args.suite}: " + ", ".join(f"{k}={v}" for k, v in headline.items()))
+    print(f"wrote {args.out}/{args.suite}.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="AutoML benchmarking for medical imaging.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -289,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one, printed)")
     s.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("perf", help="benchmarks of the toolkit itself; writes results/perf/<suite>.json",
+                       formatter_class=fmt,
+                       epilog="examples:\n  bench perf --suite overhead --json\n  bench perf --suite data --out "
+                              "results/perf\n  bench perf --suite search --param seeds=[0,1,2] --param trials=6\n"
+                              "  bench perf --suite scale --quick")
+    s.add_argument("--suite", required=True, choices=["overhead", "data", "search", "scale", "tracking"])
+    s.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    s.add_argument("--out", default="results/perf", help="folder for <suite>.json and plots")
+    s.add_argument("--quick", action="store_true", help="tiny settings: checks the plumbing, not a figure")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="suite argument (YAML value); repeat")
+    s.set_defaults(func=cmd_perf)
     return p
 
 

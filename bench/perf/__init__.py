@@ -1,0 +1,141 @@
+"""Benchmarks of the toolkit itself: harness overhead, data loading, pruning efficiency, scaling, tracking.
+
+Each suite is a plain function returning a JSON-able dict; :func:`run_suite` runs one by name and writes
+``<out>/<suite>.json`` atomically, which is what ``bench perf --suite NAME`` calls. Timings are medians of
+interleaved repetitions (wall and process CPU time), because the machines these run on are shared.
+
+Example:
+    >>> from bench.perf import run_suite
+    >>> result = run_suite("overhead", out="results/perf", quick=True)  # doctest: +SKIP
+    >>> result["ratio"] > 0  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ConfigError
+
+__all__ = ["QUICK", "SUITES", "markdown_table", "run_suite", "suite"]
+
+
+def _load(name: str) -> Callable[..., dict[str, Any]]:
+    # Imported on demand: each suite pulls in torch, MLflow or Optuna, which `bench --help` must not pay for.
+    import importlib
+
+    return getattr(importlib.import_module(f"bench.perf.{name}"), name)
+
+
+SUITES = ("overhead", "data", "search", "scale", "tracking")
+
+# Tiny settings: seconds per suite, used by the tests and `bench perf --quick` to check the plumbing.
+QUICK: dict[str, dict[str, Any]] = {
+    "overhead": {"image_size": 32, "n_train": 16, "n_val": 8, "batch_size": 8, "epochs": 1, "repeats": 1},
+    "data": {"n_patients": 4, "n_shifted_patients": 0, "phantom_size": 64, "image_size": 32, "epochs": 1,
+             "batch_size": 8, "step_repeats": 1},
+    "search": {"seeds": [0], "trials": 1, "cls_epochs": 1, "pruners": ["none", "hyperband"],
+               "overrides": {"max_train_cases": 8}},
+    "scale": {"workers": [1, 2], "trials": 1, "cls_epochs": 1, "overrides": {"max_train_cases": 8}},
+    "tracking": {"preset": "smoke", "overrides": {"max_train_cases": 8, "cls_epochs": 1}, "n_runs": 20,
+                 "leaderboard_repeats": 1},
+}
+
+
+def suite(name: str) -> Callable[..., dict[str, Any]]:
+    """The suite function called ``name``.
+
+    Raises:
+        ConfigError: ``name`` is not a suite.
+    """
+    if name not in SUITES:
+        import difflib
+
+        close = difflib.get_close_matches(name, SUITES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"perf suite must be one of {list(SUITES)}, but got '{name}'.{hint}")
+    return _load(name)
+
+
+def run_suite(name: str, out: str | Path | None = "results/perf", quick: bool = False,
+              **params: Any) -> dict[str, Any]:
+    """Run suite ``name`` and write its result to ``<out>/<name>.json`` (atomically; skipped if out is None).
+
+    Args:
+        name: one of :data:`SUITES`.
+        out: folder for the JSON (and any PNG the suite draws).
+        quick: start from the tiny :data:`QUICK` settings (plumbing checks, not figures).
+        **params: keyword arguments of the suite function; they override the quick settings.
+
+    Returns:
+        The suite's result dict, with ``suite``, ``settings`` and ``machine`` added.
+    """
+    from bench.config import atomic_write_text
+    from bench.perf._common import machine
+
+    fn = suite(name)
+    out = Path(out).resolve() if out is not None else None  # suites chdir into a temp store while running
+    kwargs = {**(QUICK[name] if quick else {}), **params}
+    try:
+        if out is not None and "out" in fn.__code__.co_varnames:
+            kwargs.setdefault("out", Path(out))  # suites that draw PNGs put them beside the JSON
+        result = fn(**kwargs)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise ConfigError(f"perf parameters must be arguments of suite '{name}', but got {exc}. "
+                              f"See `help(bench.perf.{name})`.") from None
+        raise
+    command = " ".join(["bench perf --suite", name] + (["--quick"] if quick else [])
+                       + [f"--param {k}={json.dumps(v, separators=(',', ':'))}" for k, v in params.items()])
+    result = {"suite": name, "quick": quick, "command": command, **result, "machine": machine()}
+    if out is not None:
+        atomic_write_text(Path(out) / f"{name}.json", json.dumps(result, indent=1, default=str) + "\n")
+    return result
+
+
+def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, value, goal, met) rows of one suite's result, for the README table."""
+    name = result["suite"]
+    if name == "overhead":
+        return [("harness/bare throughput", f"{result['ratio']:.3f} (CPU {result['cpu_ratio']:.3f})",
+                 result["goal"], "yes" if result["met"] else "no")]
+    if name == "data":
+        return [("DICOM-decode epoch / cache epoch", f"{result['ratio']:.0f}x (CPU {result['cpu_ratio']:.0f}x)",
+                 result["goal"], "yes" if result["met"] else "no"),
+                ("loader share of (loader + model step)", f"{result['loader_share']:.4f}", "-", "-")]
+    if name == "search":
+        rows = []
+        for pruner, frac in result["fraction"].items():
+            if pruner == "none":
+                continue
+            rows.append((f"{pruner}: epochs to no-pruning best / no-pruning epochs",
+                         f"{frac:.2f} (reached {result['reached'][pruner]}/{result['seeds']})", "<= 0.33",
+                         "yes" if result["met"][pruner] else "no"))
+        return rows
+    if name == "scale":
+        return [(f"trials/hour {label}", f"{tph:.0f} (x{result['speedup'].get(label, float('nan')):.2f})",
+                 "-" if label == "w1" else "> 1x", "-" if label == "w1" else
+                 ("yes" if result["speedup"].get(label, 0) > 1 else "no"))
+                for label, tph in result["trials_per_hour"].items()]
+    if name == "tracking":
+        value = f"{result['share']:.4f} ({result['settings']['preset']} trial, {result['trial_s']:.0f} s)"
+        return [("MLflow time / trial time", value, "<= 0.01", "yes" if result["met"] else "no"),
+                (f"leaderboard over {result['leaderboard_runs']} runs", f"{result['leaderboard_s']:.2f} s", "-", "-")]
+    return []
+
+
+def markdown_table(out: str | Path = "results/perf") -> str:
+    """The README table (suite, figure, value, goal, met?, command) from the JSON files in ``out``."""
+    lines = ["| suite | figure | value | goal | met? | command |", "|---|---|---|---|---|---|"]
+    for name in SUITES:
+        path = Path(out) / f"{name}.json"
+        if not path.is_file():
+            lines.append(f"| {name} | not run | | | | |")
+            continue
+        result = json.loads(path.read_text())
+        for figure, value, goal, met in _headline(result):
+            lines.append(f"| {name} | {figure} | {value} | {goal} | {met} | `{result.get('command', '')}` |")
+    return "\n".join(lines)

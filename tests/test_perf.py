@@ -1,0 +1,127 @@
+"""bench perf: every suite runs on tiny settings and returns its documented keys (behaviour, never speed)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench.errors import BenchError
+from bench.perf import QUICK, SUITES, run_suite
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One data cache for the suites that run searches, so the phantom is built once for the module."""
+    return tmp_path_factory.mktemp("perf-cache")
+
+
+@pytest.fixture
+def perf_env(workdir, shared_cache, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(shared_cache))
+    return workdir
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def check_written(result: dict, out, suite: str) -> None:
+    written = json.loads((out / f"{suite}.json").read_text())
+    assert written["suite"] == suite and written["quick"] is True
+    assert written["machine"]["cores"] >= 1 and "note" in written["machine"]
+    assert set(result) == set(written)
+
+
+def test_every_suite_has_quick_settings_and_unknown_names_raise():
+    assert set(QUICK) == set(SUITES)
+    with pytest.raises(BenchError, match="did you mean 'overhead'|Did you mean 'overhead'"):
+        run_suite("overhed", out=None)
+    with pytest.raises(BenchError, match="arguments of suite"):
+        run_suite("overhead", out=None, quick=True, no_such_knob=1)
+
+
+def test_cli_overhead_prints_json_with_ratio_and_writes_file(perf_env, capsys):
+    from bench.cli import main
+
+    out = perf_env / "perf"
+    assert main(["perf", "--suite", "overhead", "--json", "--quick", "--out", str(out),
+                 "--param", "epochs=1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert positive(result["ratio"]) and positive(result["cpu_ratio"])
+    assert all(positive(v) for v in result["samples_per_s"].values())
+    assert {"loop_s", "metrics_s", "logging_s", "metrics_share", "logging_share"} <= set(result["breakdown"])
+    assert positive(result["breakdown"]["metrics_s"]) and positive(result["breakdown"]["logging_s"])
+    assert {r["variant"] for r in result["runs"]} == {"bare", "loop", "loop_lean", "harness"}
+    check_written(result, out, "overhead")
+
+
+def test_cli_rejects_malformed_param(perf_env, capsys):
+    from bench.cli import main
+
+    assert main(["perf", "--suite", "overhead", "--param", "epochs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_data_suite(perf_env):
+    out = perf_env / "perf"
+    result = run_suite("data", out=out, quick=True)
+    for key in ("ratio", "cpu_ratio", "decode_epoch_s", "cache_epoch_s", "loader_batch_s", "model_step_s",
+                "loader_share", "loader_samples_per_s", "model_samples_per_s", "images", "dicom_files"):
+        assert positive(result[key]), key
+    assert result["images"] == result["dicom_files"]
+    check_written(result, out, "data")
+
+
+def test_search_suite_curves_and_png(perf_env):
+    out = perf_env / "perf"
+    result = run_suite("search", out=out, quick=True)
+    assert result["reduced"] is True and result["reduced_note"]
+    assert set(result["fraction"]) == {"none", "hyperband"}
+    assert result["fraction"]["none"] == pytest.approx(1.0)  # the reference reaches its own best at its end
+    curve = result["per_seed"]["0"]["hyperband"]["curve"]
+    assert curve and all(positive(p["epochs"]) for p in curve)
+    assert (out / result["anytime_png"]).read_bytes()[:4] == b"\x89PNG"
+    check_written(result, out, "search")
+
+
+def test_search_suite_needs_the_no_pruning_reference(perf_env):
+    with pytest.raises(BenchError, match="pruner 'none'"):
+        run_suite("search", out=None, quick=True, pruners=["median"])
+
+
+def test_scale_suite(perf_env):
+    out = perf_env / "perf"
+    result = run_suite("scale", out=out, quick=True)
+    assert set(result["trials_per_hour"]) >= {"w1", "w2"}
+    assert all(positive(v) for v in result["trials_per_hour"].values())
+    assert result["speedup"]["w1"] == pytest.approx(1.0) and positive(result["speedup_max_workers"])
+    assert all(r["trials"] == 1 and r["failed"] == 0 for r in result["runs"].values())
+    assert "skipped" in result["gpu"] or all(positive(r["trials_per_hour"]) for r in result["gpu"].values())
+    check_written(result, out, "scale")
+
+
+def test_tracking_suite(perf_env):
+    out = perf_env / "perf"
+    result = run_suite("tracking", out=out, quick=True)
+    for key in ("share", "trial_s", "tracker_total_s", "tracker_init_s", "leaderboard_s", "fill_s"):
+        assert positive(result[key]), key
+    assert result["share"] < 1
+    assert {"start_trial", "log_metrics", "log_trial_artifacts", "end"} <= set(result["tracker_s"])
+    assert result["tracker_s"]["log_metrics"]["calls"] >= 2  # per-epoch logs + the final metrics
+    assert result["leaderboard_rows"] == result["leaderboard_runs"] + 1  # the timed trial is in the store too
+    check_written(result, out, "tracking")
+
+
+def test_markdown_table_lists_every_suite(tmp_path):
+    out = tmp_path / "perf"
+    out.mkdir()
+    (out / "tracking.json").write_text(json.dumps({
+        "suite": "tracking", "command": "bench perf --suite tracking", "share": 0.005, "met": True,
+        "trial_s": 60.0, "settings": {"preset": "cpu"}, "leaderboard_runs": 500, "leaderboard_s": 1.5}))
+    from bench.perf import markdown_table
+
+    table = markdown_table(out)
+    assert "| tracking | MLflow time / trial time | 0.0050" in table and "`bench perf --suite tracking`" in table
+    assert all(f"| {name} |" in table for name in SUITES)
