@@ -6,6 +6,7 @@ can log to one store. A PHI guard refuses params/tags that look like patient ide
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -61,12 +62,17 @@ def git_commit() -> str:
 
 
 def environment_tags() -> dict[str, str]:
+    return {**_static_environment(), "torch_threads": str(torch.get_num_threads())}
+
+
+@functools.lru_cache(maxsize=1)
+def _static_environment() -> dict[str, str]:
+    """Versions, commit and device do not change within a process; git is asked once, not per trial."""
     tags = {f"version.{p}": _version(p) for p in PACKAGES}
     tags.update({
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "torch_threads": str(torch.get_num_threads()),
     })
     return tags
 

@@ -165,7 +165,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         history.append({"stage": "seg", "epoch": epoch, **record})
         reporter.log(record, step=epoch)
 
-    fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), train, epochs=config.seg_epochs,
+    seg_train = {"image": train["image"], "heart": train["heart"]}  # fit copies every tensor it is given
+    fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), seg_train, epochs=config.seg_epochs,
         batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser, seed=config.seed,
         on_epoch=seg_epoch)
     masks = _predicted_masks(seg, data)
