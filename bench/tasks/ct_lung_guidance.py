@@ -39,7 +39,7 @@ class Guided:
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None]
+    return torch.from_numpy(np.array(a, np.float32))[None, None]  # a copy: cached arrays are read-only
 
 
 @torch.no_grad()
