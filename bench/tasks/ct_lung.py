@@ -39,10 +39,10 @@ from bench.data.ct_io import lung_mask_from_hu
 from bench.data.phantoms.ct import CLASSES, CtPhantomSpec, generate
 from bench.data.sources import read_cases, resolve_split, source_descriptor, source_name
 from bench.errors import ConfigError, SplitError
+from bench.guidance import LESION_GUIDANCE, LesionGuidance
 from bench.losses import SEG_LOSSES
 from bench.metrics_seg3d import case_metrics, dice, summarise
 from bench.tasks import Preset, TaskSpec, register_task
-from bench.guidance import LESION_GUIDANCE, LesionGuidance
 from bench.tasks.ct_lung_guidance import make_guidance, to_image_grid, to_segmenter_grid
 from bench.tasks.ct_lung_nets import build_seg_net, family_of
 from bench.train import Reporter, TrialResult, device, make_optimiser, stop_if_asked

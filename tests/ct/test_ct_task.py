@@ -9,8 +9,8 @@ import torch
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
-from bench.tasks import TASKS
 from bench.guidance import LESION_GUIDANCE
+from bench.tasks import TASKS
 from bench.tasks.ct_lung import infer, inspect, make_phantom, make_volumes
 from bench.tasks.ct_lung_guidance import make_guidance
 from bench.tasks.ct_lung_nets import build_seg_net, family_of
