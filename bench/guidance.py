@@ -30,6 +30,22 @@ lung)`` maps the segmenter's logits back onto the image grid and may suppress ev
 (logits set to ``fill``, a large negative value, so sigmoid ≈ 0 and the suppressed voxels carry no
 gradient). Both work on 2D (N, C, H, W) and 3D (N, C, D, H, W) tensors.
 
+Patch training (CT task). A segmenter trained on patches never sees whole volumes, so ``outputs`` (which
+needs the whole grid to paste crops back) cannot run on a patch. Two more methods split it up::
+
+    x = g.inputs(ct, lung)                       # whole volume, segmenter grid
+    y = g.to_grid(lesion, lung) > 0.5            # the target on the same grid
+    lung_g = g.to_grid(lung, lung)               # the lung on the same grid
+    # ... sample patches of (x, y, lung_g) ...
+    loss = seg_loss(g.restrict(seg(x_patch), lung_g_patch), y_patch)
+    # inference: logits = g.outputs(sliding_window(seg, x), lung) on the image grid
+
+``to_grid`` is identity unless the strategy crops; ``restrict`` is the voxel-wise part of ``outputs`` (the
+lung restriction of ``restrict_output`` and ``cascade``), identity otherwise.
+
+Parameter names are shared: ``dilate`` is voxels of lung dilation before restricting (``restrict_output``,
+``cascade``), ``margin`` the crop box margin as a fraction of the side (``lung_crop``, ``cascade``).
+
 Mask source. Every strategy of both registries has ``train_mask``: ``"predicted"`` (default) trains the
 guided network on the masks the first-stage segmenter predicts, ``"ground_truth"`` trains it on the
 annotated masks. Validation and test always use predicted masks, whatever ``train_mask`` says, so the
@@ -434,6 +450,14 @@ class LesionGuidance:
         """The segmenter's logits mapped back to the image grid (and possibly restricted to the lung)."""
         return logits
 
+    def to_grid(self, volume: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
+        """A volume on the image grid (a target, the lung itself) mapped onto the segmenter's input grid."""
+        return volume
+
+    def restrict(self, logits: torch.Tensor, lung_on_grid: torch.Tensor) -> torch.Tensor:
+        """The voxel-wise part of ``outputs`` on the segmenter's grid; works on training patches."""
+        return logits
+
 
 def _check_fill(fill: float) -> None:
     if fill > -5:
@@ -450,19 +474,22 @@ class NoLesionGuidance(LesionGuidance):
 
 @LESION_GUIDANCE.register("restrict_output")
 class RestrictOutput(LesionGuidance):
-    """Logits outside the lung mask (dilated by ``margin`` voxels) are set to ``fill`` (sigmoid ≈ 0).
+    """Logits outside the lung mask (dilated by ``dilate`` voxels) are set to ``fill`` (sigmoid ≈ 0).
 
-    The margin keeps juxta-pleural nodules on the lung border, which a tight predicted mask may cut off.
+    The dilation keeps juxta-pleural nodules on the lung border, which a tight predicted mask may cut off.
     """
 
-    def __init__(self, margin: int = 2, fill: float = -20.0, train_mask: str = "predicted"):
+    def __init__(self, dilate: int = 2, fill: float = -20.0, train_mask: str = "predicted"):
         super().__init__(train_mask)
-        _check_range("margin", margin, 0)
+        _check_range("dilate", dilate, 0)
         _check_fill(fill)
-        self.margin, self.fill = int(margin), fill
+        self.dilate, self.fill = int(dilate), fill
 
     def outputs(self, logits: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
-        keep = _dilate(lung.to(logits.dtype), self.margin) > 0.5
+        return self.restrict(logits, lung)
+
+    def restrict(self, logits: torch.Tensor, lung_on_grid: torch.Tensor) -> torch.Tensor:
+        keep = _dilate(lung_on_grid.to(logits.dtype), self.dilate) > 0.5
         return torch.where(keep, logits, torch.full_like(logits, self.fill))
 
 
@@ -501,10 +528,16 @@ class LungCrop(LesionGuidance):
         lo, hi = bounding_boxes(lung, self.margin)
         return uncrop_from_boxes(logits, lo, hi, self.fill)
 
+    def to_grid(self, volume: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
+        lo, hi = bounding_boxes(lung, self.margin)
+        return crop_to_boxes(volume if volume.is_floating_point() else volume.float(), lo, hi)
+
 
 @LESION_GUIDANCE.register("cascade")
 class Cascade(LesionGuidance):
     """Two-stage cascade: the lung stage's mask sets the crop (``lung_crop``) and restricts the output.
+
+    nnU-Net-style cascade (Isensee et al., "nnU-Net", Nature Methods 2021).
 
     Stage 1 is the lung segmenter that produced ``lung``; stage 2 segments lesions inside the lungs' box
     and its logits outside the (dilated) lung are set to ``fill``, as in ``restrict_output``.
@@ -522,3 +555,10 @@ class Cascade(LesionGuidance):
 
     def outputs(self, logits: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
         return self._restrict.outputs(self._crop.outputs(logits, lung), lung)
+
+    def to_grid(self, volume: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
+        return self._crop.to_grid(volume, lung)
+
+    def restrict(self, logits: torch.Tensor, lung_on_grid: torch.Tensor) -> torch.Tensor:
+        # In training, dilation counts voxels of the (stretched) crop grid; inference restricts on the image grid.
+        return self._restrict.restrict(logits, lung_on_grid > 0.5)

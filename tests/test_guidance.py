@@ -218,13 +218,30 @@ def test_restricting_strategies_suppress_outside_the_dilated_lung(name):
     assert torch.allclose(out[lung > 0], torch.tensor(5.0))
 
 
-def test_restrict_output_margin_dilates():
+def test_restrict_output_dilate_dilates():
     lung = torch.zeros(1, 1, 9, 9)
     lung[0, 0, 4, 4] = 1.0
-    out = LESION_GUIDANCE.create("restrict_output", margin=1, fill=-20.0).outputs(
+    out = LESION_GUIDANCE.create("restrict_output", dilate=1, fill=-20.0).outputs(
         torch.zeros(1, 1, 9, 9), lung
     )
     assert int((out == 0).sum()) == 9 and int((out == -20.0).sum()) == 72
+
+
+@pytest.mark.parametrize("name", LESION_GUIDANCE.names())
+def test_lesion_guidance_patch_split_matches_inputs_and_outputs(name):
+    """to_grid / restrict (used on training patches) agree with inputs / outputs on whole volumes."""
+    g = LESION_GUIDANCE.create(name)
+    images, lung = _volume()
+    assert torch.allclose(g.to_grid(images, lung), g.inputs(images, lung)[:, :1])
+    lung_g = g.to_grid(lung, lung)
+    assert lung_g.shape == lung.shape
+    logits = torch.full_like(lung, 5.0)
+    restricted = g.restrict(logits, lung_g)
+    assert torch.allclose(restricted[lung_g > 0.5], torch.tensor(5.0))
+    if name in ("none", "lung_channel", "restrict_output"):  # no crop: the grids coincide
+        assert torch.equal(restricted, g.outputs(logits, lung))
+    if name == "restrict_output":  # (cascade's crop is the lung's box here, so its dilated lung fills it)
+        assert (restricted == -20.0).any()  # something outside the dilated lung was suppressed
 
 
 def test_uncrop_inverts_crop_inside_the_box():
