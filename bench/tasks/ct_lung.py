@@ -416,7 +416,9 @@ SPEC = register_task(
         },
         run=run,
         prepare=prepare,
-        # JSON-able on purpose (`bench tasks --json`); the CLI calls make_phantom / inspect of this module.
+        make_phantom=make_phantom,
+        inspect=inspect,
+        headline=("val_lung_dice", "val_fp_outside_lung_ml", "test_lesion_dice", "test_fp_outside_lung_ml"),
         extra={"guidance": LESION_GUIDANCE.names(),
                "space_registries": {"guidance": ["bench.guidance", "LESION_GUIDANCE"]}},
     )
