@@ -22,7 +22,6 @@ def test_bad_scheduler_and_resume_are_config_errors():
         run_search(SearchSettings(task="xray-heart", backend="ray", study="x", resume=True))
 
 
-@pytest.mark.slow  # starts a local Ray (2 CPUs) and trains 2 smoke trials: minutes on a shared box
 def test_ray_search_nests_trials_and_closes_every_run(workdir):
     from bench.leaderboard import leaderboard
     from bench.search.ray_backend import run_search

@@ -71,7 +71,6 @@ def _bench(*args, cwd):
             "--pruner", "none", "--study", "k", *args], env
 
 
-@pytest.mark.slow  # a real kill -9 of a CLI search then a resume: two process starts and three trials
 def test_kill_9_then_resume(workdir):
     cmd, env = _bench("--trials", "50", cwd=workdir)
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
