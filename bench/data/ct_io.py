@@ -78,28 +78,3 @@ def check_label_matches(image_path, label_path, image_shape, image_spacing, labe
         raise DataError(f"{label_path}: a label's spacing must match its image {image_path} "
                         f"({tuple(round(s, 4) for s in image_spacing)} mm), but got "
                         f"{tuple(round(s, 4) for s in label_spacing)} mm. Resample the label onto the image grid.")
-
-
-def atomic_folder(out):
-    """Context manager: build a folder under a temporary name and rename it into place only on success."""
-    import contextlib
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    @contextlib.contextmanager
-    def _ctx():
-        target = Path(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
-            yield tmp
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    return _ctx()

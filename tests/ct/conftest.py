@@ -9,12 +9,6 @@ from bench.data.phantoms.ct import CtPhantomSpec, generate
 TINY = CtPhantomSpec(n_patients=3, shape=(8, 24, 24), seed=5)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    """Each test gets its own cache root, so no test sees another's (or the user's) cached arrays."""
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="session")
 def tiny_ct():
     return generate(TINY)

@@ -29,8 +29,9 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from bench.data.case import Case
-from bench.data.ct_io import atomic_folder, check_label_matches, read_nifti, write_nifti
+from bench.data.ct_io import check_label_matches, read_nifti, write_nifti
 from bench.data.formats import FORMATS
+from bench.data.formats._common import atomic_folder
 from bench.errors import DataError
 
 FAKE_NAMES = ("Doe^Jane", "Roe^Richard", "Smith^Alex", "Garcia^Maria", "Chen^Wei", "Okafor^Ngozi")

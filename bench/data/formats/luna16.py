@@ -25,8 +25,8 @@ from scipy import ndimage
 
 from bench.data.cache import cache_root
 from bench.data.case import Case
-from bench.data.ct_io import atomic_folder
 from bench.data.formats import FORMATS
+from bench.data.formats._common import atomic_folder
 from bench.data.sources import standard_split_path
 from bench.data.splits import Split, check_split, save_split
 from bench.errors import DataError

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.case import Case
-from bench.data.ct_io import atomic_folder, check_label_matches, read_nifti, write_nifti
+from bench.data.ct_io import check_label_matches, read_nifti, write_nifti
 from bench.data.formats import FORMATS
+from bench.data.formats._common import atomic_folder
 from bench.errors import DataError
 
 
