@@ -100,6 +100,16 @@ def cmd_split(args) -> int:
     return 0
 
 
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (kill, a scheduler's stop) into KeyboardInterrupt so open MLflow runs get closed."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_search(args) -> int:
     import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -109,6 +119,7 @@ def cmd_search(args) -> int:
     from bench.tasks import TASKS
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _interrupt_on_sigterm()
     spec = TASKS.get(args.task)
     settings = SearchSettings(
         task=args.task, preset=args.preset, data=args.data or "phantom",

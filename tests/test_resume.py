@@ -112,3 +112,28 @@ def test_rdb_storage_records_heartbeats(workdir):
 
     assert is_heartbeat_enabled(make_storage(f"sqlite:///{workdir / 'optuna.db'}"))
     assert not is_heartbeat_enabled(make_storage(str(workdir / "j.journal")))  # Optuna 5: no journal heartbeat
+
+
+def test_sigterm_closes_open_runs(workdir):
+    """A plain `kill` (SIGTERM) of a search closes its trial and parent runs instead of leaving them RUNNING."""
+    cmd, env = _bench("--trials", "50", cwd=workdir)
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:  # wait until a trial run is open
+            if (workdir / "mlflow.db").exists():
+                try:
+                    if any(r.data.tags.get("bench.kind") == "trial" for r in _runs(workdir)):
+                        break
+                except Exception:  # the store may still be being created
+                    pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the search never opened a trial run")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+    runs = _runs(workdir)
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert {r.data.tags.get("bench.reason") for r in runs if r.data.tags.get("bench.kind") == "trial"
+            and r.info.status == "FAILED"} <= {"interrupted"}
