@@ -74,6 +74,7 @@ def test_data_suite(perf_env):
     check_written(result, out, "data")
 
 
+@pytest.mark.slow  # three small searches: a benchmark's cost; run with -m slow
 def test_search_suite_curves_and_png(perf_env):
     out = perf_env / "perf"
     result = run_suite("search", out=out, quick=True)
@@ -91,6 +92,7 @@ def test_search_suite_needs_the_no_pruning_reference(perf_env):
         run_suite("search", out=None, quick=True, pruners=["median"])
 
 
+@pytest.mark.slow  # spawns worker processes that each import torch and train
 def test_scale_suite(perf_env):
     out = perf_env / "perf"
     result = run_suite("scale", out=out, quick=True)
