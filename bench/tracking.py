@@ -167,6 +167,12 @@ class Tracker:
         self.log_bytes(run_id, "learning_curve.png", learning_curve_png(history))
         return True
 
+    def log_previews(self, run_id: str, previews: Mapping[str, bytes] | None) -> int:
+        """Log a trial's preview images (``TrialResult.previews``: artifact name -> bytes); returns how many."""
+        for name, data in (previews or {}).items():
+            self.log_bytes(run_id, name, data)
+        return len(previews or {})
+
     def log_bytes(self, run_id: str, name: str, data: bytes) -> None:
         """Log ``data`` as the run artifact ``name`` (through a temp folder: MLflow uploads files)."""
         with tempfile.TemporaryDirectory() as tmp:
