@@ -43,3 +43,30 @@ def test_finished_trial_logs_overlay_png(smoke_search):
     png = Image.open(tracker.download(run_id, "overlay.png"))
     png.verify()
     assert png.format == "PNG" and png.size[0] > 0 and png.size[1] > 0
+
+
+def test_trial_run_carries_its_dataset_input(smoke_search):
+    tracker = Tracker("xray-heart")
+    run = tracker.client.get_run(smoke_search.best_run_id)
+    (found,) = run.inputs.dataset_inputs
+    split = run.data.tags["split_hash"]
+    assert found.dataset.name == "phantom" and found.dataset.digest == split[:36]
+    assert "builtin:phantom" in found.dataset.source
+    tags = {t.key: t.value for t in found.tags}
+    assert tags["mlflow.data.context"] == "train" and tags["bench.split_sha256"] == split
+
+
+def test_log_dataset_of_a_folder_and_without_split(workdir):
+    from bench.config import TrialConfig
+    from bench.tracking import KIND_TAG
+
+    tracker = Tracker("xray-heart")
+    run_id = tracker.start_run("t", {KIND_TAG: "trial"})
+    config = TrialConfig(task="xray-heart", image_size=32)
+    assert not tracker.log_dataset(run_id, config)  # no split known yet: nothing to record
+    folder = workdir / "jsrt-export"
+    folder.mkdir()
+    assert tracker.log_dataset(run_id, config.replace(data=str(folder), data_format="png", split_hash="ab" * 32))
+    (found,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert found.dataset.name == "jsrt-export" and found.dataset.digest == ("ab" * 32)[:36]
+    assert str(folder) in found.dataset.source
