@@ -18,7 +18,8 @@ EXAMPLES = {
                    "  bench leaderboard --task xray-heart --group-by guidance\n"
                    "  bench leaderboard --task xray-heart --export results/xray-heart",
     "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>\n"
-              "  bench replay --task xray-heart --checkpoint",
+              "  bench replay --task xray-heart --checkpoint\n  bench replay --task xray-heart --seeds 3\n"
+              "  bench replay --task xray-heart --checkpoint --register xray-heart-best",
     "datasets": "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
                 "  bench datasets split phantom --task xray-heart --format png",
 }
@@ -177,10 +178,17 @@ def cmd_leaderboard(args) -> int:
 def cmd_replay(args) -> int:
     from bench.replay import diff_table, replay
 
-    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance, checkpoint=args.checkpoint)
+    v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance, checkpoint=args.checkpoint,
+               seeds=args.seeds, register=args.register)
     print(f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "
           f"difference {v.difference:.2e} (tolerance {v.tolerance:g}, mode {v.mode})")
     print(diff_table(v.differences))
+    if v.seed_spread is not None:
+        mean, low, high = v.seed_spread
+        print(f"other seeds {', '.join(map(str, v.seed_values))}: {v.metric} mean {mean:.6f}, min {low:.6f}, "
+              f"max {high:.6f}; original {'within' if v.within_seed_range else 'outside'} [min, max]")
+    if v.registered:
+        print(f"registered checkpoint.pt of run {v.original_run_id} as {v.registered}")
     print(f"verdict: {v.verdict} (replay run {v.replay_run_id})")
     return 0 if v.reproduced else 1
 
@@ -315,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tolerance", type=float, default=1e-6)
     s.add_argument("--checkpoint", action="store_true",
                    help="re-evaluate the logged checkpoint.pt instead of retraining")
+    s.add_argument("--seeds", type=int, default=0, metavar="K",
+                   help="also retrain on seeds original+1..original+K and report mean/min/max of the objective")
+    s.add_argument("--register", metavar="NAME",
+                   help="register the trial's checkpoint.pt as a new version of model NAME in the MLflow registry")
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the same store")

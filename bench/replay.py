@@ -64,6 +64,22 @@ class ReplayVerdict:
     tolerance: float
     differences: list[Difference] = field(default_factory=list)
     mode: str = "retrain"  # retrain | checkpoint | checkpoint-load (weights load, not re-evaluated)
+    seed_values: dict[int, float] = field(default_factory=dict)  # objective of the retrain on each other seed
+    registered: str | None = None  # "<model name> version <n>" when --register was given
+
+    @property
+    def seed_spread(self) -> tuple[float, float, float] | None:
+        """(mean, min, max) of the objective over the other seeds; None when none were run."""
+        if not self.seed_values:
+            return None
+        values = [v for v in self.seed_values.values()]
+        return sum(values) / len(values), min(values), max(values)
+
+    @property
+    def within_seed_range(self) -> bool | None:
+        """Whether the original objective lies within [min, max] over the other seeds; None without seeds."""
+        spread = self.seed_spread
+        return None if spread is None else spread[1] <= self.original <= spread[2]
 
     @property
     def difference(self) -> float:
@@ -92,7 +108,7 @@ def best_run_id(task: str, study: str | None = None) -> str:
 
 
 def replay(task: str, run_id: str | None = None, study: str | None = None, tolerance: float = 1e-6,
-           checkpoint: bool = False) -> ReplayVerdict:
+           checkpoint: bool = False, seeds: int = 0, register: str | None = None) -> ReplayVerdict:
     """Rerun a logged trial and compare its objective with the original.
 
     Args:
@@ -103,13 +119,21 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         checkpoint: re-evaluate the logged ``checkpoint.pt`` instead of retraining. Uses the task's
             ``extra["evaluate"](config, state_dicts) -> metrics`` when it has one; otherwise only checks
             that the weights load into freshly built models (verdict "checkpoint loads, not re-evaluated").
+        seeds: also retrain on this many other seeds (original seed + 1 … + ``seeds``) and report the mean,
+            min and max of the objective and whether the original lies within [min, max]. The verdict
+            still comes from the same-seed replay.
+        register: register the original run's ``checkpoint.pt`` under this model name in the MLflow
+            model registry (created if missing) as a new version.
 
     Returns:
         The verdict, with the environment differences; the replay is logged as a run tagged ``replay_of``.
 
     Raises:
-        BenchError: unknown run, a run without a final objective, or a checkpoint that does not load.
+        BenchError: unknown run, a run without a final objective, a checkpoint that does not load, a
+            negative ``seeds`` or a ``register`` name with a run that has no checkpoint.
     """
+    if seeds < 0:
+        raise BenchError(f"--seeds must be 0 or more, but got {seeds}. Pass the number of extra seeds to retrain.")
     spec = TASKS.get(task)
     tracker = Tracker(task)
     run_id = run_id or best_run_id(task, study)
@@ -140,12 +164,26 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         else:
             result = run_trial(config, MlflowReporter(tracker, replay_id))
             metrics, split_now = dict(result.metrics), result.config.split_hash
+        seed_values = {}
+        for seed in range(config.seed + 1, config.seed + seeds + 1):
+            other = run_trial(config.replace(seed=seed), None)
+            seed_values[seed] = float(other.objective)
+            tracker.log_metrics(replay_id, {f"seed_{spec.objective}": other.objective}, step=seed)
     except BaseException as exc:
         tracker.end(replay_id, "FAIL", repr(exc))
         raise
     differences = environment_diff(original_run.data.tags, {**environment_tags(), "split_hash": split_now})
     verdict = ReplayVerdict(run_id, replay_id, spec.objective, float(original),
-                            float(metrics.get(spec.objective, float("nan"))), tolerance, differences, mode)
+                            float(metrics.get(spec.objective, float("nan"))), tolerance, differences, mode,
+                            seed_values)
+    if seed_values:
+        mean, low, high = verdict.seed_spread
+        tracker.log_metrics(replay_id, {"seeds_mean": mean, "seeds_min": low, "seeds_max": high})
+        tracker.set_tags(replay_id, {"replay_seeds": ",".join(map(str, seed_values)),
+                                     "replay_original_within_seeds": verdict.within_seed_range})
+    if register:
+        verdict.registered = register_checkpoint(tracker, run_id, register)
+        tracker.set_tags(replay_id, {"replay_registered": verdict.registered})
     tracker.log_metrics(replay_id, {**metrics, "replay_difference": verdict.difference})
     tracker.set_tags(replay_id, {"replay_verdict": verdict.verdict, "replay_tolerance": tolerance,
                                  "replay_mode": mode, "replay_env_differences": len(differences)})
@@ -153,6 +191,34 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
                       json.dumps([asdict(d) for d in differences], indent=1).encode())
     tracker.end(replay_id, "COMPLETE")
     return verdict
+
+
+def register_checkpoint(tracker: Tracker, run_id: str, name: str) -> str:
+    """Register run ``run_id``'s ``checkpoint.pt`` as a new version of model ``name`` (created if missing).
+
+    Returns:
+        ``"<name> version <n>"``.
+
+    Raises:
+        BenchError: when the run has no ``checkpoint.pt`` artifact or the name is empty.
+    """
+    if not name.strip():
+        raise BenchError(f"--register must name a model, but got '{name}'. Pass e.g. --register xray-heart-best.")
+    if "checkpoint.pt" not in [a.path for a in tracker.client.list_artifacts(run_id)]:
+        raise BenchError(f"--register needs artifact checkpoint.pt on run {run_id}, but it has none (only "
+                         "COMPLETE trials log one). Register a COMPLETE trial.")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracker.client.get_registered_model(name)
+    except MlflowException:
+        tracker.client.create_registered_model(name, tags={"bench.task": tracker.task})
+    run = tracker.client.get_run(run_id)
+    version = tracker.client.create_model_version(
+        name, source=f"{run.info.artifact_uri.rstrip('/')}/checkpoint.pt", run_id=run_id,
+        tags={"bench.task": tracker.task, **({"split_hash": run.data.tags["split_hash"]}
+                                             if run.data.tags.get("split_hash") else {})})
+    return f"{name} version {version.version}"
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.Tensor]]:

@@ -181,3 +181,62 @@ def html_report(title: str, table: pd.DataFrame, groups: pd.DataFrame | None, fi
 
 def _fmt(value: float) -> str:
     return "" if isinstance(value, float) and math.isnan(value) else f"{value:.4f}"
+
+
+def overlay_png(images, true_masks, pred_masks, saliency=None, titles=None) -> bytes:
+    """Predictions overlaid on a few cases: image in grey, true mask contour green, predicted contour red.
+
+    With ``saliency`` a second row shows each image with the saliency map as a semi-transparent heat map.
+
+    Args:
+        images: (N,H,W) or (N,1,H,W) arrays or tensors (N is usually 4 validation cases).
+        true_masks: ground-truth masks, same shape as ``images``.
+        pred_masks: predicted masks, same shape as ``images``.
+        saliency: optional non-negative saliency maps, same shape as ``images``.
+        titles: optional one title per case (never a patient identifier).
+
+    Returns:
+        PNG bytes.
+
+    Raises:
+        BenchError: when there are no cases or the arrays do not have the same number of cases.
+    """
+    imgs, trues, preds = (_as_2d_stack(a) for a in (images, true_masks, pred_masks))
+    sal = _as_2d_stack(saliency) if saliency is not None else None
+    counts = {len(imgs), len(trues), len(preds)} | ({len(sal)} if sal is not None else set())
+    if len(imgs) == 0 or len(counts) != 1:
+        raise BenchError(f"an overlay needs the same non-zero number of images, masks and saliency maps, but got "
+                         f"{sorted(counts)}. Pass aligned arrays of the same cases.")
+    n, rows = len(imgs), 2 if sal is not None else 1
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, n, figsize=(2.4 * n, 2.4 * rows), squeeze=False)
+    for i in range(n):
+        ax = axes[0][i]
+        ax.imshow(imgs[i], cmap="gray")
+        for mask, colour in ((trues[i], "lime"), (preds[i], "red")):
+            if mask.max() > 0.5 and mask.min() < 0.5:  # contour needs both levels present
+                ax.contour(mask, levels=[0.5], colors=colour, linewidths=1.0)
+        ax.set_title(titles[i] if titles else f"case {i}", fontsize=8)
+        if sal is not None:
+            ax2 = axes[1][i]
+            ax2.imshow(imgs[i], cmap="gray")
+            ax2.imshow(sal[i], cmap="jet", alpha=0.45)
+            ax2.set_title("saliency", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("green: true mask, red: predicted", fontsize=8)
+    return _png(fig)
+
+
+def _as_2d_stack(values) -> np.ndarray:
+    """(N,H,W) float array from (N,H,W) or (N,1,H,W) arrays or tensors."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 4:
+        arr = arr[:, 0]
+    if arr.ndim != 3:
+        raise BenchError(f"overlay arrays must be (N,H,W) or (N,1,H,W), but got shape {arr.shape}. "
+                         "Stack the cases along the first axis.")
+    return arr

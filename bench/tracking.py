@@ -125,7 +125,41 @@ class Tracker:
                     "config_hash": config.config_hash(), **environment_tags(), **tags}
         run_id = self.start_run(name, {k: str(v) for k, v in all_tags.items()}, parent_id)
         self.log_params(run_id, config.flat())
+        self.log_dataset(run_id, config)
         return run_id
+
+    def log_dataset(self, run_id: str, config: TrialConfig, context: str = "train") -> bool:
+        """Record the trial's data as an MLflow dataset input (lineage); False when the split is unknown.
+
+        The dataset is named after the source (``phantom`` or the data folder's name), its digest is the
+        split's sha256 (first 36 hex digits, MLflow's limit; the full hash is the input tag
+        ``bench.split_sha256``) and its source is the data path or ``builtin:phantom``. Only the source and
+        the split hash are recorded: no case list, so no patient identifier can leak through it.
+
+        Args:
+            run_id: the trial (or replay) run.
+            config: the trial config; ``data``, ``data_format`` and ``split_hash`` are used.
+            context: the ``mlflow.data.context`` input tag.
+
+        Returns:
+            True when a dataset input was logged.
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        if not config.split_hash:
+            return False
+        phantom = config.data == "phantom"
+        dataset = Dataset(
+            name="phantom" if phantom else (Path(config.data).name or "data"),
+            digest=config.split_hash[:36],
+            source_type="builtin" if phantom else "local",
+            source=json.dumps({"uri": "builtin:phantom" if phantom else str(Path(config.data).resolve()),
+                               "format": config.data_format}),
+        )
+        tags = [InputTag("mlflow.data.context", context), InputTag("bench.split_sha256", config.split_hash),
+                InputTag("bench.fold", str(config.fold))]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+        return True
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         check_no_phi(params, "params")
@@ -166,6 +200,12 @@ class Tracker:
 
         self.log_bytes(run_id, "learning_curve.png", learning_curve_png(history))
         return True
+
+    def log_previews(self, run_id: str, previews: Mapping[str, bytes] | None) -> int:
+        """Log a trial's preview images (``TrialResult.previews``: artifact name -> bytes); returns how many."""
+        for name, data in (previews or {}).items():
+            self.log_bytes(run_id, name, data)
+        return len(previews or {})
 
     def log_bytes(self, run_id: str, name: str, data: bytes) -> None:
         """Log ``data`` as the run artifact ``name`` (through a temp folder: MLflow uploads files)."""

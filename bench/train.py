@@ -60,6 +60,7 @@ class TrialResult:
     metrics: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
     state_dicts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    previews: dict[str, bytes] = field(default_factory=dict)  # artifact name -> PNG bytes (e.g. overlay.png)
 
 
 def seed_everything(seed: int) -> None:

@@ -137,3 +137,14 @@ def test_cli_where_group_by_and_export(store, capsys):
     assert out.startswith("seg_loss,n,mean,ci95_low,ci95_high,best") and "exported" in out
     assert (store / "exp" / "groups-seg_loss.csv").exists()
     assert main(["leaderboard", "--task", "xray-heart", "--where", "nope=1"]) == 2
+
+
+def test_runs_frame_pages_through_every_run(store):
+    from bench.leaderboard import runs_frame
+
+    tracker = Tracker("xray-heart")
+    flt = f"tags.`{KIND_TAG}` = 'trial'"
+    paged, whole = runs_frame(tracker, flt, page_size=4), runs_frame(tracker, flt)
+    assert len(paged) == len(whole) == 21 and set(paged["run_id"]) == set(whole["run_id"])
+    assert {"params.seg_loss", "metrics.val_auroc", f"tags.{STATE_TAG}"} <= set(paged.columns)
+    assert runs_frame(tracker, "tags.study = 'nope'").empty

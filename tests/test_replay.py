@@ -53,9 +53,10 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     summary = run_search(SearchSettings(task="xray-heart", preset="smoke", trials=1, seed=3, study="rp"))
     assert summary.n_complete == 1
 
-    rescored = replay("xray-heart", checkpoint=True)
+    rescored = replay("xray-heart", checkpoint=True, register="heart-best")
     # re-scoring the logged weights needs no training and gives back the logged objective exactly
     assert rescored.mode == "checkpoint" and rescored.reproduced and rescored.difference == 0.0
+    assert rescored.registered == "heart-best version 1" and rescored.seed_spread is None
 
     verdict = replay("xray-heart", run_id=summary.best_run_id)
     assert verdict.reproduced and verdict.difference == 0.0 and verdict.mode == "retrain"
@@ -69,3 +70,46 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     assert run.data.tags["replay_of"] == summary.best_run_id and run.data.tags["replay_mode"] == "retrain"
     logged = json.loads(tracker.download(verdict.replay_run_id, "environment_diff.json").read_text())
     assert logged == [d.__dict__ for d in verdict.differences]
+    (version,) = tracker.client.search_model_versions("name='heart-best'")
+    assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+
+
+@pytest.mark.slow  # a search and two retrains: about 90 s on 2 cores
+def test_replay_seeds_spread_and_register_from_the_cli(workdir, capsys):
+    """``--seeds 2`` retrains on seeds 4 and 5 of a seed-3 trial; ``--register`` adds a registry version."""
+    from bench.cli import main
+    from bench.search.optuna_backend import SearchSettings, run_search
+    from bench.tracking import Tracker
+
+    summary = run_search(SearchSettings(task="xray-heart", preset="smoke", trials=1, seed=3, study="rs"))
+    assert summary.n_complete == 1
+    code = main(["replay", "--task", "xray-heart", "--checkpoint", "--seeds", "2", "--register", "heart-best"])
+    out = capsys.readouterr().out
+    assert code == 0, out  # exit code still from the same-seed (here checkpoint) replay
+    assert "other seeds 4, 5: val_auroc mean" in out and "[min, max]" in out
+    assert "registered checkpoint.pt of run" in out and "heart-best version 1" in out
+
+    tracker = Tracker("xray-heart")
+    (replay_run,) = tracker.client.search_runs([tracker.experiment_id], "tags.replay_of != ''")
+    metrics, tags = replay_run.data.metrics, replay_run.data.tags
+    assert metrics["seeds_min"] <= metrics["seeds_mean"] <= metrics["seeds_max"]
+    assert tags["replay_seeds"] == "4,5" and tags["replay_original_within_seeds"] in ("True", "False")
+    within = metrics["seeds_min"] <= summary.best_value <= metrics["seeds_max"]
+    assert tags["replay_original_within_seeds"] == str(within)
+    history = tracker.client.get_metric_history(replay_run.info.run_id, "seed_val_auroc")
+    assert sorted(m.step for m in history) == [4, 5]
+
+    (version,) = tracker.client.search_model_versions("name='heart-best'")
+    assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+
+
+def test_replay_rejects_negative_seeds_and_register_without_checkpoint(workdir):
+    from bench.replay import register_checkpoint
+    from bench.tracking import KIND_TAG, Tracker
+
+    with pytest.raises(BenchError, match="--seeds must be 0 or more, but got -1"):
+        replay("xray-heart", run_id="x", seeds=-1)
+    tracker = Tracker("xray-heart")
+    run_id = tracker.start_run("t", {KIND_TAG: "trial"})
+    with pytest.raises(BenchError, match="--register needs artifact checkpoint.pt"):
+        register_checkpoint(tracker, run_id, "m")

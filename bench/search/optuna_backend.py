@@ -194,6 +194,7 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
         tracker.log_metrics(run_id, result.metrics)
         tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
         tracker.log_learning_curve(run_id, result.history)
+        tracker.log_previews(run_id, result.previews)
         if not math.isfinite(result.objective):
             # Optuna fails a NaN objective; say why so MLflow and the study agree (e.g. one class in val)
             reason = f"objective {result.objective_name} is {result.objective} (undefined on this validation part)"

@@ -81,6 +81,7 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
             result = run_trial(config, MultiReporter(MlflowReporter(tracker, run_id), TuneReporter(objective)))
             tracker.log_metrics(run_id, result.metrics)
             tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
+            tracker.log_previews(run_id, result.previews)
             state, reason = "COMPLETE", None
         except TrialPruned as exc:
             state, reason = "PRUNED", str(exc)

@@ -200,7 +200,27 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         metrics=metrics,
         history=history,
         state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
+        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance)},
     )
+
+
+def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidance, n: int = 4) -> bytes:
+    """Overlay PNG of the first ``n`` cases of a part: true/predicted heart and the classifier's saliency.
+
+    Saliency is |d top logit / d image| through the guidance with the predicted mask, as in
+    :func:`bench.metrics.attention_in_mask`. Titles carry the class only, never a case or patient id.
+    """
+    from bench.report import overlay_png
+
+    rows = slice(0, min(n, len(part["image"])))
+    cls = cls.to(device()).eval()
+    x = part["image"][rows].detach().to(device()).requires_grad_(True)
+    logits = cls(guidance.inputs(x, predicted[rows].to(x.device)))
+    top = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+    (grad,) = torch.autograd.grad(top, x)
+    saliency = grad.abs().sum(1, keepdim=True).cpu()
+    titles = [f"val {i}: {CLASSES[int(label)]}" for i, label in enumerate(part["label"][rows])]
+    return overlay_png(part["image"][rows], part["heart"][rows], predicted[rows], saliency, titles)
 
 
 def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, float]:

@@ -1,0 +1,72 @@
+"""Tracking artifacts of a finished trial: the predictions overlay PNG (and what else a trial run carries)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.errors import BenchError
+from bench.report import overlay_png
+from bench.tracking import Tracker
+
+
+def test_overlay_png_draws_masks_and_saliency():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((4, 1, 32, 32))
+    truth = np.zeros((4, 1, 32, 32))
+    truth[:, :, 8:20, 8:20] = 1
+    pred = np.zeros((4, 1, 32, 32))
+    pred[:, :, 10:22, 9:21] = 1
+    with_saliency = Image.open(io.BytesIO(overlay_png(images, truth, pred, np.abs(images), ["a", "b", "c", "d"])))
+    without = Image.open(io.BytesIO(overlay_png(images, truth, pred)))
+    assert with_saliency.format == "PNG" and with_saliency.size[1] > without.size[1]  # second row of heat maps
+    with pytest.raises(BenchError, match="same non-zero number"):
+        overlay_png(images, truth[:3], pred)
+
+
+@pytest.fixture
+def smoke_search(workdir):
+    from bench.search.optuna_backend import SearchSettings, run_search
+
+    summary = run_search(SearchSettings(task="xray-heart", preset="smoke", trials=1, seed=1, study="tr"))
+    assert summary.n_complete == 1
+    return summary
+
+
+def test_finished_trial_logs_overlay_png(smoke_search):
+    tracker = Tracker("xray-heart")
+    run_id = smoke_search.best_run_id
+    assert "overlay.png" in [a.path for a in tracker.client.list_artifacts(run_id)]
+    png = Image.open(tracker.download(run_id, "overlay.png"))
+    png.verify()
+    assert png.format == "PNG" and png.size[0] > 0 and png.size[1] > 0
+
+
+def test_trial_run_carries_its_dataset_input(smoke_search):
+    tracker = Tracker("xray-heart")
+    run = tracker.client.get_run(smoke_search.best_run_id)
+    (found,) = run.inputs.dataset_inputs
+    split = run.data.tags["split_hash"]
+    assert found.dataset.name == "phantom" and found.dataset.digest == split[:36]
+    assert "builtin:phantom" in found.dataset.source
+    tags = {t.key: t.value for t in found.tags}
+    assert tags["mlflow.data.context"] == "train" and tags["bench.split_sha256"] == split
+
+
+def test_log_dataset_of_a_folder_and_without_split(workdir):
+    from bench.config import TrialConfig
+    from bench.tracking import KIND_TAG
+
+    tracker = Tracker("xray-heart")
+    run_id = tracker.start_run("t", {KIND_TAG: "trial"})
+    config = TrialConfig(task="xray-heart", image_size=32)
+    assert not tracker.log_dataset(run_id, config)  # no split known yet: nothing to record
+    folder = workdir / "jsrt-export"
+    folder.mkdir()
+    assert tracker.log_dataset(run_id, config.replace(data=str(folder), data_format="png", split_hash="ab" * 32))
+    (found,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert found.dataset.name == "jsrt-export" and found.dataset.digest == ("ab" * 32)[:36]
+    assert str(folder) in found.dataset.source
