@@ -117,23 +117,29 @@ def test_rdb_storage_records_heartbeats(workdir):
 def test_sigterm_closes_open_runs(workdir):
     """A plain `kill` (SIGTERM) of a search closes its trial and parent runs instead of leaving them RUNNING."""
     cmd, env = _bench("--trials", "50", cwd=workdir)
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    storage = str(workdir / "optuna.journal")
     deadline = time.time() + 600
     try:
-        while time.time() < deadline:  # wait until a trial run is open
-            if (workdir / "mlflow.db").exists():
+        # Poll the study, not MLflow: opening the MLflow store here while the search creates it races.
+        while time.time() < deadline:
+            assert proc.poll() is None, f"the search exited early: {proc.stderr.read()[-2000:]}"
+            if os.path.exists(storage):
                 try:
-                    if any(r.data.tags.get("bench.kind") == "trial" for r in _runs(workdir)):
-                        break
-                except Exception:  # the store may still be being created
-                    pass
+                    trials = optuna.load_study(study_name="k", storage=make_storage(storage)).get_trials()
+                except KeyError:
+                    trials = []
+                if any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
+                    time.sleep(2)  # the trial's MLflow run opens right after the Optuna trial starts
+                    break
             time.sleep(0.5)
         else:
-            pytest.fail("the search never opened a trial run")
+            pytest.fail("the search never started a trial")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
     runs = _runs(workdir)
-    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert [r for r in runs if r.data.tags.get("bench.kind") == "trial"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
     assert {r.data.tags.get("bench.reason") for r in runs if r.data.tags.get("bench.kind") == "trial"
             and r.info.status == "FAILED"} <= {"interrupted"}
