@@ -96,9 +96,10 @@ def write_split(
 
     spec = TASKS.get(task)
     if data == PHANTOM:
-        from bench.data.phantoms.xray import generate
-
-        cases = generate()
+        if spec.phantom_cases is None:
+            raise DataError(f"task {task} must provide phantom_cases to split its phantom, but has none. "
+                            f"Its standard split is committed as datasets/splits/{task}-phantom.json.")
+        cases = spec.phantom_cases()
         source = PHANTOM
     else:
         descriptor = source_descriptor(data, data_format, "")

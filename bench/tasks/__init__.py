@@ -35,6 +35,7 @@ class TaskSpec:
     presets: dict[str, Preset]
     run: Callable[..., Any]
     prepare: Callable[..., Any]
+    phantom_cases: Callable[[], list] | None = None  # the standard phantom's cases (to remake its split)
     make_phantom: Callable[..., Any] | None = None  # (out, fmt, cases, seed) -> Path
     inspect: Callable[..., Any] | None = None  # (path, fmt) -> JSON-able report
     headline: tuple[str, ...] = ()  # metric columns a terminal leaderboard shows besides the objective

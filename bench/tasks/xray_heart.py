@@ -296,6 +296,7 @@ SPEC = register_task(
         },
         run=run,
         prepare=prepare,
+        phantom_cases=lambda: generate(PHANTOM_SPEC),
         make_phantom=write_phantom,
         inspect=inspect_data,
         extra={"evaluate": evaluate, "build_models": checkpoint_models},
