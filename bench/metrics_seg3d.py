@@ -5,9 +5,14 @@ use ``scipy.ndimage.label``. Masks are binary numpy arrays on a (z, y, x) grid w
 
 Empty-mask rules (a CT set has many lesion-free cases, so these decide the numbers):
 
-* Dice: both empty → 1.0 (nothing to find, nothing found); exactly one empty → 0.0.
+* Lesion Dice, HD95 and surface Dice are averaged over the cases that *have* a lesion: on a lesion-free
+  case "both empty" would score a perfect 1.0 for doing nothing and swamp the mean (with one normal case
+  of six, an empty prediction already scored 0.17). Lesion-free cases are judged by ``case_specificity``
+  (share of lesion-free cases with no predicted lesion voxel) and by the false-positive volume. A part
+  without lesion-bearing cases gives NaN for the three lesion means.
+* Per case, Dice: both empty → 1.0; exactly one empty → 0.0 (a missed lesion scores 0).
 * HD95 (mm): both empty → 0.0; exactly one empty → the volume's diagonal in mm (the worst possible
-  distance), so a missed or invented lesion is penalised instead of silently dropped.
+  distance), so a missed lesion is penalised instead of silently dropped.
 * Surface Dice (NSD) at ``tolerance_mm``: both empty → 1.0; exactly one empty → 0.0.
 * False-positive volume outside the lungs (mL): predicted lesion voxels outside the *true* lung mask,
   times the voxel volume; 0.0 when nothing is predicted there. Lower is better.
@@ -27,20 +32,30 @@ from scipy import ndimage
 from bench.metrics import metric
 
 LESION_METRICS = ("lesion_dice", "lung_dice", "lesion_hd95", "lesion_nsd", "fp_outside_lung_ml",
-                  "lesion_sensitivity")
+                  "lesion_sensitivity", "case_specificity")
+# Averaged over lesion-bearing cases only (see the empty-mask rules above).
+LESION_CASE_METRICS = ("lesion_dice", "lesion_hd95", "lesion_nsd")
 
-metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over cases (both empty = 1)")
+metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over lesion-bearing cases")
 metric("lung_dice", True, "Dice of the predicted lung mask, mean over cases")
-metric("lesion_hd95", False, "95th-percentile Hausdorff distance of lesions in mm, mean over cases")
-metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over cases")
+metric("lesion_hd95", False, "95th-percentile Hausdorff distance of lesions in mm, mean over lesion-bearing cases")
+metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over lesion-bearing cases")
 metric("fp_outside_lung_ml", False, "predicted lesion volume outside the true lungs in mL, mean over cases")
 metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction")
+metric("case_specificity", True, "share of lesion-free cases with no predicted lesion voxel")
 
 
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
     p, t = pred.astype(bool), target.astype(bool)
     total = p.sum() + t.sum()
     return 1.0 if total == 0 else float(2.0 * (p & t).sum() / total)
+
+
+def mean_lesion_dice(preds: Iterable[np.ndarray], truths: Iterable[np.ndarray]) -> float:
+    """Lesion Dice averaged over the lesion-bearing cases only (NaN if none): ``summarise``'s rule, cheap
+    enough to run every epoch."""
+    scores = [dice(p, t) for p, t in zip(preds, truths) if t.any()]
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def _both_empty(p: np.ndarray, t: np.ndarray) -> tuple[bool, bool]:
@@ -107,15 +122,23 @@ def case_metrics(
         "fp_outside_lung_ml": fp_volume_outside_ml(lesion_pred, lung_true, spacing),
         "_hits": float(hits),
         "_lesions": float(n),
+        "_clear": float(not lesion_pred.any()),
     }
 
 
 def summarise(per_case: Iterable[dict[str, float]]) -> dict[str, float]:
-    """Mean over cases; lesion sensitivity pooled over lesions (NaN when there are none)."""
+    """Means over cases as the module docstring says; lesion sensitivity pooled over lesions."""
     rows = list(per_case)
     if not rows:
         return {name: float("nan") for name in LESION_METRICS}
-    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if not k.startswith("_")}
+    with_lesion = [r for r in rows if r["_lesions"] > 0]
+    lesion_free = [r for r in rows if r["_lesions"] == 0]
+
+    def mean(key: str, subset: list[dict[str, float]]) -> float:
+        return float(np.mean([r[key] for r in subset])) if subset else float("nan")
+
+    out = {k: mean(k, with_lesion if k in LESION_CASE_METRICS else rows) for k in rows[0] if not k.startswith("_")}
     lesions = sum(r["_lesions"] for r in rows)
     out["lesion_sensitivity"] = float(sum(r["_hits"] for r in rows) / lesions) if lesions else float("nan")
+    out["case_specificity"] = mean("_clear", lesion_free)
     return out

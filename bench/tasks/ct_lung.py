@@ -41,7 +41,7 @@ from bench.data.sources import read_cases, resolve_split, source_descriptor, sou
 from bench.errors import ConfigError, SplitError
 from bench.guidance import LESION_GUIDANCE, LesionGuidance
 from bench.losses import SEG_LOSSES
-from bench.metrics_seg3d import case_metrics, dice, summarise
+from bench.metrics_seg3d import LESION_METRICS, case_metrics, mean_lesion_dice, summarise
 from bench.tasks import Preset, TaskSpec, register_task
 from bench.tasks.ct_lung_guidance import make_guidance, to_image_grid, to_segmenter_grid
 from bench.tasks.ct_lung_nets import build_seg_net, family_of
@@ -61,6 +61,8 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
     "pos_fraction": 0.6,  # share of patches centred on lesion voxels
     "width": 8,  # base channels of the MONAI 3D networks
     "lung_epochs": 2,
+    "lung_samples_per_volume": 8,  # 3D patches per volume and epoch of the lung stage
+    "lung_lr": 3e-3,  # fixed, not config.lr: the lung stage is the same in every trial of a search
     "phantom_patients": 24,
     "phantom_shape": [32, 64, 64],
     "tolerance_mm": 5.0,
@@ -85,6 +87,7 @@ class CtData:
     split_hash: str
     spacing: tuple[float, float, float]
     parts: dict[str, list[dict[str, np.ndarray]]]  # part -> cases: image (D,H,W) float32, lung, lesion uint8
+    key: str = ""  # fingerprint of source + preprocessing (the volume cache's key)
 
 
 def prepare(config: TrialConfig) -> CtData:
@@ -125,7 +128,7 @@ def prepare(config: TrialConfig) -> CtData:
         parts[part] = [
             {name: np.ascontiguousarray(arrays[name][i]) for name in ("image", "lung", "lesion")} for i in chosen
         ]
-    return CtData(split.sha256, spacing, parts)
+    return CtData(split.sha256, spacing, parts, key)
 
 
 def preprocess(cases, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
@@ -285,25 +288,9 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
     data = prepare(config)
     history: list[dict] = []
-    common = {"optimiser": config.optimiser, "augment": config.augment}
 
     # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
-    lung_net = build_seg_net("monai_unet", 1, "3d", width=width, img_size=min(patch3d))
-    unguided = LESION_GUIDANCE.create("none")
-    lung_vols = {p: make_volumes(cases, "lung", unguided, None) for p, cases in data.parts.items()}
-
-    def lung_epoch(epoch: int, value: float) -> None:
-        record = {"lung_train_loss": value}
-        history.append({"stage": "lung", "epoch": epoch, **record})
-        reporter.log(record, step=epoch)
-
-    # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
-    train_net(lung_net, lung_vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d, samples=4,
-              pos_fraction=0.5,
-              epochs=int(task_param(config, "lung_epochs")), lr=config.lr, seed=config.seed + 7,
-              batch_size=config.batch_size,
-              on_epoch=lung_epoch, **common)
-    lung_pred = {p: infer(lung_net, v, roi3d) for p, v in lung_vols.items()}
+    lung_net, lung_pred = lung_stage(config, data, reporter, history)
     # Validation and test are always guided by predicted lungs; training by what ``train_mask`` says.
     guide_lungs = {p: [c["lung"] for c in data.parts[p]] if p == "train" and guide.train_mask == "ground_truth"
                    else lung_pred[p] for p in data.parts}
@@ -311,10 +298,11 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # --- stage 2: lesions, guided by the lungs ---------------------------------------------------------
     vols = {p: make_volumes(cases, "lesion", guide, guide_lungs[p]) for p, cases in data.parts.items()}
     offset = int(task_param(config, "lung_epochs"))
+    common = {"optimiser": config.optimiser, "augment": config.augment}
 
     def lesion_epoch(epoch: int, value: float) -> None:
         preds = infer(lesion_net, vols["val"], roi, threshold)
-        val_dice = float(np.mean([dice(p, c["lesion"]) for p, c in zip(preds, data.parts["val"])]))
+        val_dice = mean_lesion_dice(preds, [c["lesion"] for c in data.parts["val"]])
         record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
         history.append({"stage": "lesion", "epoch": epoch, **record})
         reporter.log(record, step=offset + epoch)
@@ -328,10 +316,11 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # --- evaluation: validation is the objective, test is logged only -------------------------------
     metrics: dict[str, float] = {}
     tol = float(task_param(config, "tolerance_mm"))
+    lesion_pred = {}
     for part in ("val", "test"):
-        preds = infer(lesion_net, vols[part], roi, threshold)
+        lesion_pred[part] = infer(lesion_net, vols[part], roi, threshold)
         rows = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
-                for p, lp, c in zip(preds, lung_pred[part], data.parts[part])]
+                for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
         metrics.update({f"{part}_{k}": v for k, v in summarise(rows).items()})
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
@@ -340,7 +329,72 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         metrics=metrics,
         history=history,
         state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
+        previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"])},
     )
+
+
+def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n: int = 4) -> bytes:
+    """Axial slices of up to ``n`` validation cases (lesion-bearing first), each at its largest true lesion
+    (or, on a lesion-free case, its largest predicted one): true lesion contour green, predicted red."""
+    from bench.report import overlay_png
+
+    order = sorted(range(len(cases)), key=lambda i: not cases[i]["lesion"].any())[:n]
+    images, trues, preds, titles = [], [], [], []
+    for i in order:
+        shown = cases[i]["lesion"] if cases[i]["lesion"].any() else lesion_pred[i]
+        z = int(np.argmax(shown.reshape(len(shown), -1).sum(axis=1)))
+        images.append(cases[i]["image"][z])
+        trues.append(cases[i]["lesion"][z])
+        preds.append(lesion_pred[i][z])
+        titles.append(f"val case {i}, slice {z}")
+    return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
+
+
+def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: list[dict]
+               ) -> tuple[torch.nn.Module, dict[str, list[np.ndarray]]]:
+    """Train the lung segmenter and predict every part's lungs, or load both from the stage cache.
+
+    The lung stage depends on the data, the fold, the lung settings and the seed, never on what a search
+    varies, so all trials of a search share one; deterministic training makes the cached stage equal to a
+    retrained one (the key includes torch's version, thread count and device, which could change bits).
+    """
+    patch3d = tuple(int(p) for p in task_param(config, "patch"))
+    roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
+    width = int(task_param(config, "width"))
+    settings = {k: task_param(config, k) for k in ("lung_epochs", "lung_samples_per_volume", "lung_lr", "patch",
+                                                    "infer_roi", "width")}
+    key = "lung-" + fingerprint({
+        "stage": "ct-lung-lung-v1", "data": data.key, "split": data.split_hash, "fold": config.fold,
+        "max_train_cases": config.max_train_cases, "seed": config.seed, "settings": settings,
+        "batch_size": config.batch_size, "optimiser": config.optimiser, "augment": config.augment,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device().type,
+    })
+    lung_net = build_seg_net("monai_unet", 1, "3d", width=width, img_size=min(patch3d))
+    unguided = LESION_GUIDANCE.create("none")
+
+    def train() -> dict[str, np.ndarray]:
+        vols = {p: make_volumes(cases, "lung", unguided, None) for p, cases in data.parts.items()}
+        losses: list[float] = []
+        # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
+        train_net(lung_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d,
+                  samples=int(task_param(config, "lung_samples_per_volume")), pos_fraction=0.5,
+                  epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
+                  seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
+                  augment=config.augment, on_epoch=lambda epoch, value: losses.append(value))
+        arrays = {f"weight.{name}": t.detach().cpu().numpy() for name, t in lung_net.state_dict().items()}
+        arrays["losses"] = np.array(losses, np.float64)
+        for part, v in vols.items():
+            arrays[f"pred.{part}"] = np.stack(infer(lung_net, v, roi3d)) if v.inputs else np.zeros((0,), np.uint8)
+        return arrays
+
+    stored = cached_arrays(key, train)
+    lung_net.load_state_dict({name[len("weight."):]: torch.from_numpy(np.array(a)) for name, a in stored.items()
+                              if name.startswith("weight.")})
+    for epoch, value in enumerate(stored["losses"].tolist()):
+        history.append({"stage": "lung", "epoch": epoch, "lung_train_loss": value})
+        reporter.log({"lung_train_loss": value}, step=epoch)
+    preds = {part: [np.array(p) for p in stored[f"pred.{part}"]] for part in data.parts}
+    return lung_net, preds
 
 
 def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
@@ -376,7 +430,7 @@ def inspect(path: str | Path, data_format: str) -> dict:
 # The phantom keeps its 24 patients: the committed phantom split names them all.
 SMOKE_PARAMS = {"phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
                 "patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [16, 32, 32], "lung_epochs": 1,
-                "samples_per_volume": 1, "width": 8}
+                "lung_samples_per_volume": 4, "samples_per_volume": 1, "width": 8}
 
 SPEC = register_task(
     TaskSpec(
@@ -384,8 +438,7 @@ SPEC = register_task(
         description="Chest CT: lung segmentation + lung-guided lesion segmentation (nodules, GGO)",
         classes=CLASSES,
         objective="val_lesion_dice",
-        metrics=("lesion_dice", "lung_dice", "lesion_hd95", "lesion_nsd", "fp_outside_lung_ml",
-                 "lesion_sensitivity"),
+        metrics=LESION_METRICS,
         formats=("ct_dicom", "msd", "nifti", "luna16"),
         presets={
             "smoke": Preset(
@@ -400,7 +453,7 @@ SPEC = register_task(
                 # volume and plain Dice the net flooded the lungs (Dice ~0.005, ~900 ml outside the lungs).
                 config={"seg_arch": "monai_unet", "seg_epochs": 16, "batch_size": 4, "seg_loss": "dice_ce",
                         "lr": 3e-3,
-                        "task_params": {"lung_epochs": 4, "samples_per_volume": 16, "pos_fraction": 0.7,
+                        "task_params": {"lung_epochs": 8, "samples_per_volume": 16, "pos_fraction": 0.7,
                                         "patch": [16, 32, 32], "threshold": -1.0}},
                 trials=8, space="ct-lung.yaml", description="about 1-1.5 min CPU time per trial on 2 cores",
             ),

@@ -48,6 +48,11 @@ def test_lesion_sensitivity_and_summary():
                                                                     lung, SP)]
     out = summarise(rows)
     assert out["lesion_sensitivity"] == 0.5 and out["lung_dice"] == 1.0
-    assert out["lesion_dice"] == pytest.approx((dice(pred, truth) + 1.0) / 2)
+    # The lesion-free case (both empty) does not lift the lesion means; it counts for specificity.
+    assert out["lesion_dice"] == pytest.approx(dice(pred, truth))
+    assert out["lesion_hd95"] == pytest.approx(hd95(pred, truth, SP))
+    assert out["case_specificity"] == 1.0
     assert not higher_is_better("val_fp_outside_lung_ml") and higher_is_better("val_lesion_dice")
-    assert math.isnan(summarise([case_metrics(pred, np.zeros_like(pred), lung, lung, SP)])["lesion_sensitivity"])
+    only_normal = summarise([case_metrics(pred, np.zeros_like(pred), lung, lung, SP)])
+    assert math.isnan(only_normal["lesion_sensitivity"]) and math.isnan(only_normal["lesion_dice"])
+    assert only_normal["case_specificity"] == 0.0  # a lesion predicted on a lesion-free case
