@@ -1,8 +1,8 @@
 """2D/3D segmentation networks from MONAI, with small default widths so they train on a CPU.
 
-Every factory takes ``in_channels``, ``classes``, ``spatial_dims`` (2 or 3) and ``img_size`` (the side of
-the square/cubic input; only the transformers use it, the others accept it so the task can always pass
-it) and ``encoder``, which is ignored: MONAI networks have no interchangeable encoder, but the task passes
+Every factory takes ``in_channels``, ``classes``, ``spatial_dims`` (2 or 3) and ``img_size`` (the input's
+side, or one side per spatial dim; the others check their divisibility on it, UNETR sizes its position
+embedding from it) and ``encoder``, which is ignored: MONAI networks have no interchangeable encoder, but the task passes
 its ``seg_encoder`` to every segmentation model.
 
 References: MONAI Consortium, "MONAI: An open-source framework for deep learning in healthcare", 2022,
@@ -19,14 +19,24 @@ from bench.errors import ConfigError
 from bench.models import SEG_MODELS
 
 
-def _check(name: str, spatial_dims: int, img_size: int, multiple: int) -> None:
+def _sides(name: str, spatial_dims: int, img_size: int | tuple[int, ...]) -> tuple[int, ...]:
+    """``img_size`` as one side per spatial dim (an int means a square / cube)."""
     if spatial_dims not in (2, 3):
         raise ConfigError(f"{name} spatial_dims must be 2 or 3, but got {spatial_dims}.")
-    if img_size < multiple or img_size % multiple:
+    sides = (int(img_size),) * spatial_dims if isinstance(img_size, int) else tuple(int(v) for v in img_size)
+    if len(sides) != spatial_dims:
+        raise ConfigError(f"{name} img_size must have {spatial_dims} sides, but got {img_size}.")
+    return sides
+
+
+def _check(name: str, spatial_dims: int, img_size: int | tuple[int, ...], multiple: int) -> tuple[int, ...]:
+    sides = _sides(name, spatial_dims, img_size)
+    if any(side < multiple or side % multiple for side in sides):
         raise ConfigError(
-            f"{name} needs an image side divisible by {multiple}, but got {img_size}. "
-            f"Set image_size to a multiple of {multiple}."
+            f"{name} needs image sides divisible by {multiple}, but got {img_size}. "
+            f"Set image_size (or the patch size) to multiples of {multiple}."
         )
+    return sides
 
 
 def _require(name: str, package: str) -> None:
@@ -47,7 +57,7 @@ def monai_unet(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     base_channels: int = 16,
     num_res_units: int = 2,
 ):
@@ -69,7 +79,7 @@ def basic_unet(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     base_channels: int = 16,
 ):
     """MONAI BasicUNet: the plain 5-level U-Net (Ronneberger 2015; Falk 2019)."""
@@ -89,7 +99,7 @@ def segresnet(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     init_filters: int = 8,
 ):
     """MONAI SegResNet: residual encoder, light decoder (Myronenko 2018, without the VAE branch)."""
@@ -105,7 +115,7 @@ def attention_unet(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     base_channels: int = 16,
 ):
     """MONAI Attention U-Net: attention gates on the skip connections (Oktay 2018)."""
@@ -125,7 +135,7 @@ def dynunet(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     base_channels: int = 16,
     res_block: bool = True,
 ):
@@ -150,18 +160,18 @@ def unetr(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     feature_size: int = 16,
     hidden_size: int = 192,
     num_heads: int = 4,
 ):
     """MONAI UNETR: ViT encoder on 16-pixel patches with a convolutional decoder (Hatamizadeh 2022).
 
-    ``img_size`` must equal the input side (the position embedding is sized for it) and be a multiple
-    of 16. Defaults are a small ViT (hidden 192, 4 heads, MLP 4×hidden), not the paper's ViT-B. Needs the
+    ``img_size`` must equal the input's sides (the position embedding is sized for them), each a
+    multiple of 16. Defaults are a small ViT (hidden 192, 4 heads, MLP 4×hidden), not the paper's ViT-B. Needs the
     ``einops`` package.
     """
-    _check("unetr", spatial_dims, img_size, 16)
+    sides = _check("unetr", spatial_dims, img_size, 16)
     _require("unetr", "einops")
     if hidden_size % num_heads:
         raise ConfigError(
@@ -170,7 +180,7 @@ def unetr(
     return UNETR(
         in_channels=in_channels,
         out_channels=classes,
-        img_size=(img_size,) * spatial_dims,
+        img_size=sides,
         feature_size=feature_size,
         hidden_size=hidden_size,
         mlp_dim=4 * hidden_size,
@@ -185,7 +195,7 @@ def swin_unetr(
     classes: int = 1,
     encoder: str | None = None,
     spatial_dims: int = 2,
-    img_size: int = 64,
+    img_size: int | tuple[int, ...] = 64,
     feature_size: int = 12,
 ):
     """MONAI Swin UNETR: shifted-window transformer encoder, U-Net decoder (Hatamizadeh 2022).
@@ -194,8 +204,7 @@ def swin_unetr(
     1/32 map needs more than one element); ``img_size`` is checked for that, since this MONAI version no
     longer takes it. ``feature_size`` must be a multiple of 12. Needs the ``einops`` package.
     """
-    _check("swin_unetr", spatial_dims, img_size, 32)
-    if img_size < 64:
+    if min(_check("swin_unetr", spatial_dims, img_size, 32)) < 64:
         raise ConfigError(
             f"swin_unetr needs an image side of at least 64, but got {img_size}. Raise image_size."
         )

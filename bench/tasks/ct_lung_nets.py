@@ -53,15 +53,16 @@ def family_of(name: str, requested: str | None = None) -> str:
 
 
 def build_seg_net(name: str, in_channels: int, family: str, encoder: str = "resnet18", width: int = 8,
-                  img_size: int = 32) -> torch.nn.Module:
+                  patch: tuple[int, int, int] = (16, 32, 32)) -> torch.nn.Module:
     """A 5-D-in/5-D-out binary segmenter (one logit channel) of the given family.
 
-    ``width`` sets the base channels of the MONAI networks; ``img_size`` is the smallest patch side (some
-    factories check that their strides divide it).
+    ``width`` sets the base channels of the MONAI networks; ``patch`` is the (D, H, W) training window
+    (the 2D family sees its (H, W)): factories check that their strides divide it, UNETR is sized for it.
     """
     family_of(name, family)  # validates the name and the family
     accepted = SEG_MODELS.entry(name).parameters()
-    wanted = {"encoder": encoder, "spatial_dims": 3 if family == "3d" else 2, "img_size": img_size,
+    sides = tuple(patch) if family == "3d" else tuple(patch[1:])
+    wanted = {"encoder": encoder, "spatial_dims": 3 if family == "3d" else 2, "img_size": sides,
               **{k: width for k in _WIDTH_KEYS}}
     net = SEG_MODELS.create(name, in_channels=in_channels, classes=1,
                             **{k: v for k, v in wanted.items() if k in accepted})

@@ -21,14 +21,29 @@ from bench.train import NullReporter, run_trial
 SPEC = TASKS.get("ct-lung")
 
 
-@pytest.mark.parametrize("name", ["monai_unet", "basic_unet", "segresnet", "attention_unet", "dynunet"])
+@pytest.mark.parametrize("name", ["monai_unet", "basic_unet", "segresnet", "attention_unet", "dynunet", "unetr"])
 def test_shared_3d_nets_contract(name):
     torch.manual_seed(0)
-    net = build_seg_net(name, 2, "3d", width=8, img_size=16)  # segresnet: GroupNorm needs >= 8
-    x = torch.randn(1, 2, 16, 32, 32)
+    net = build_seg_net(name, 2, "3d", width=8, patch=(16, 32, 32))  # segresnet: GroupNorm needs >= 8
+    x = torch.randn(1, 2, 16, 32, 32)  # not a cube: UNETR's position embedding follows the patch
     y = net(x)
     assert y.shape == (1, 1, 16, 32, 32) and torch.isfinite(y).all()
     y.mean().backward()
+
+
+def test_every_gpu_space_network_builds_for_the_gpu_patch():
+    from bench.search.space import load_space
+
+    preset = SPEC.preset("gpu")
+    params = preset.config["task_params"]
+    choices = next(p.choices for p in load_space(SPEC.space_path("gpu")).params if p.name == "seg_arch")
+    assert {"basic_unet", "dynunet", "unetr", "segresnet", "attention_unet", "monai_unet", "unet"} <= set(choices)
+    for name in choices:
+        family = family_of(name)
+        patch = tuple(params["patch"]) if family == "3d" else (1, params["patch_2d"], params["patch_2d"])
+        net = build_seg_net(name, 1, family, "resnet18", params["width"], patch=patch).eval()
+        with torch.no_grad():
+            assert net(torch.zeros(1, 1, *patch)).shape == (1, 1, *patch), name
 
 
 def test_2d_family_runs_slice_by_slice():
