@@ -12,6 +12,7 @@ EXAMPLES = {
     "search": "examples:\n  bench search --task xray-heart\n  bench search --task xray-heart --preset smoke --trials 2\n"
               "  bench search --task xray-heart --study mine --resume\n"
               "  bench search --task xray-heart --workers 4\n"
+              "  bench search --task xray-heart --preset gpu --precision bf16 --compile\n"
               "  bench search --task xray-heart --backend ray --scheduler asha --cpus-per-trial 2",
     "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md\n"
                    "  bench leaderboard --task xray-heart --where seg_loss=tversky --where guidance=soft_mask\n"
@@ -129,6 +130,7 @@ def cmd_search(args) -> int:
         study=args.study, resume=args.resume, space=args.space, fold=args.fold, workers=args.workers,
         trials_per_gpu=args.trials_per_gpu, backend=args.backend, scheduler=args.scheduler,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
+        precision=args.precision, compile=args.compile, deterministic=True if args.deterministic else None,
     )
     if args.backend == "ray":
         from bench.search.ray_backend import run_search
@@ -179,9 +181,10 @@ def cmd_replay(args) -> int:
     from bench.replay import diff_table, replay
 
     v = replay(args.task, run_id=args.run_id, study=args.study, tolerance=args.tolerance, checkpoint=args.checkpoint,
-               seeds=args.seeds, register=args.register)
+               seeds=args.seeds, register=args.register, deterministic=args.deterministic)
     print(f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "
           f"difference {v.difference:.2e} (tolerance {v.tolerance:g}, mode {v.mode})")
+    print(f"runtime: {v.runtime}" + ("" if args.deterministic else " (as recorded on the original run)"))
     print(diff_table(v.differences))
     if v.seed_spread is not None:
         mean, low, high = v.seed_spread
@@ -297,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpus-per-trial", type=float, default=1.0, help="ray: CPUs reserved per trial")
     s.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial (fractions share a GPU)")
     s.add_argument("--address", help="ray: HOST:PORT of a running Ray cluster (default: start Ray locally)")
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: fp32 on CPU, bf16 autocast on GPUs that support it, else fp16 with GradScaler")
+    s.add_argument("--compile", action="store_true",
+                   help="run training steps through torch.compile (falls back to eager with a warning)")
+    s.add_argument("--deterministic", action="store_true",
+                   help="fp32, deterministic kernels, no cudnn benchmark (the default on CPU)")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("leaderboard", help="trials ranked by the objective, read from MLflow",
@@ -327,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also retrain on seeds original+1..original+K and report mean/min/max of the objective")
     s.add_argument("--register", metavar="NAME",
                    help="register the trial's checkpoint.pt as a new version of model NAME in the MLflow registry")
+    s.add_argument("--deterministic", action="store_true",
+                   help="replay fp32 with deterministic kernels instead of the runtime policy the run recorded")
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the same store")

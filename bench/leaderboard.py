@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -273,7 +274,7 @@ def _markdown(table: pd.DataFrame) -> str:
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return "" if value != value else f"{value:.4f}"
+        return "" if math.isnan(value) else f"{value:.4f}"
     return str(value)
 
 

@@ -111,7 +111,7 @@ def heart_hd95(pred: torch.Tensor, target: torch.Tensor) -> float:
     A case whose prediction is empty while the truth is not gets the image diagonal (the worst distance
     possible), so a segmenter cannot improve its score by predicting nothing; both empty counts as 0.
     """
-    pred, target = pred.float() > 0.5, target.float() > 0.5
+    pred, target = pred.cpu().float() > 0.5, target.cpu().float() > 0.5  # distance transforms run on the CPU
     if not len(pred):
         return float("nan")
     diagonal = float(np.hypot(*pred.shape[2:]))
@@ -127,7 +127,7 @@ def heart_hd95(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def mask_width(masks: torch.Tensor) -> np.ndarray:
     """Widest horizontal extent (pixels) of each mask (N,1,H,W): the CTR's numerator."""
-    cols = (masks.float() > 0.5).flatten(1, 2).reshape(masks.shape[0], -1, masks.shape[-1]).any(1).numpy()
+    cols = (masks.cpu().float() > 0.5).flatten(1, 2).reshape(masks.shape[0], -1, masks.shape[-1]).any(1).numpy()
     out = np.zeros(len(cols))
     for i, c in enumerate(cols):
         idx = np.flatnonzero(c)
@@ -179,10 +179,10 @@ def attention_in_mask(
         logits = model(model_in)
         top = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
         (grad,) = torch.autograd.grad(top, x)
-        saliency = grad.abs().sum(1).cpu()  # over channels
-        inside = (saliency * (masks[part].float()[:, 0] > 0.5)).flatten(1).sum(1)
-        shares.append((inside / saliency.flatten(1).sum(1).clamp_min(1e-12)).numpy())
-    return float(np.concatenate(shares).mean()) if shares else float("nan")
+        saliency = grad.abs().sum(1)  # over channels; stays on the device until the end
+        inside = (saliency * (masks[part].to(saliency.device).float()[:, 0] > 0.5)).flatten(1).sum(1)
+        shares.append(inside / saliency.flatten(1).sum(1).clamp_min(1e-12))
+    return float(torch.cat(shares).cpu().numpy().mean()) if shares else float("nan")
 
 
 def shift_gap(metrics: Mapping[str, float], name: str) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from bench import runtime
 from bench.config import TrialConfig
 from bench.errors import BenchError
 from bench.leaderboard import leaderboard
@@ -31,14 +32,15 @@ class Difference:
 def environment_diff(original: Mapping[str, str], now: Mapping[str, str]) -> list[Difference]:
     """What differs between the environment tags of the original run and of the replay.
 
-    Compares :data:`ENVIRONMENT_KEYS` and every ``version.*`` tag present on either side; a tag missing on
-    one side shows as ``"(absent)"``.
+    Compares :data:`ENVIRONMENT_KEYS`, the runtime policy (``bench.runtime.*``) and every ``version.*`` tag
+    present on either side; a tag missing on one side shows as ``"(absent)"``.
 
     Example:
         >>> environment_diff({"git_commit": "a", "version.torch": "2.3"}, {"git_commit": "b", "version.torch": "2.3"})
         [Difference(key='git_commit', original='a', now='b')]
     """
     keys = [k for k in ENVIRONMENT_KEYS if k in original or k in now]
+    keys += sorted({k for k in (*original, *now) if k.startswith(runtime.TAG_PREFIX)})
     keys += sorted({k for k in (*original, *now) if k.startswith("version.")})
     return [Difference(k, str(original.get(k, "(absent)")), str(now.get(k, "(absent)")))
             for k in keys if original.get(k) != now.get(k)]
@@ -47,7 +49,7 @@ def environment_diff(original: Mapping[str, str], now: Mapping[str, str]) -> lis
 def diff_table(differences: list[Difference]) -> str:
     """Plain-text table of differences (one line saying so when there are none)."""
     if not differences:
-        return "environment: same code, versions, device, threads and split as the original run"
+        return "environment: same code, versions, device, threads, runtime policy and split as the original run"
     width = max(len(d.key) for d in differences)
     lines = [f"{'what':<{width}}  original -> now"]
     lines += [f"{d.key:<{width}}  {d.original} -> {d.now}" for d in differences]
@@ -66,6 +68,7 @@ class ReplayVerdict:
     mode: str = "retrain"  # retrain | checkpoint | checkpoint-load (weights load, not re-evaluated)
     seed_values: dict[int, float] = field(default_factory=dict)  # objective of the retrain on each other seed
     registered: str | None = None  # "<model name> version <n>" when --register was given
+    runtime: str = ""  # the runtime policy the replay ran with (Runtime.summary())
 
     @property
     def seed_spread(self) -> tuple[float, float, float] | None:
@@ -108,7 +111,8 @@ def best_run_id(task: str, study: str | None = None) -> str:
 
 
 def replay(task: str, run_id: str | None = None, study: str | None = None, tolerance: float = 1e-6,
-           checkpoint: bool = False, seeds: int = 0, register: str | None = None) -> ReplayVerdict:
+           checkpoint: bool = False, seeds: int = 0, register: str | None = None,
+           deterministic: bool = False) -> ReplayVerdict:
     """Rerun a logged trial and compare its objective with the original.
 
     Args:
@@ -124,6 +128,9 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
             still comes from the same-seed replay.
         register: register the original run's ``checkpoint.pt`` under this model name in the MLflow
             model registry (created if missing) as a new version.
+        deterministic: run fp32 with deterministic kernels whatever the original used. By default the
+            replay applies the runtime policy recorded on the original run (``bench.runtime.*`` tags; runs
+            older than those tags ran deterministic fp32), minus what this machine cannot do.
 
     Returns:
         The verdict, with the environment differences; the replay is logged as a run tagged ``replay_of``.
@@ -148,6 +155,18 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     threads = original_run.data.tags.get("torch_threads")
     if threads and threads.isdigit():
         torch.set_num_threads(int(threads))  # float reductions depend on the thread count
+    recorded = runtime.Runtime.recorded(original_run.data.tags)
+    policy = runtime.Runtime.deterministic_for() if deterministic else recorded.for_machine()
+    with runtime.using(policy):
+        verdict = _replay(spec, tracker, original_run, float(original), config, policy, recorded, tolerance,
+                          checkpoint, seeds, register)
+    return verdict
+
+
+def _replay(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,
+            recorded: runtime.Runtime, tolerance: float, checkpoint: bool, seeds: int,
+            register: str | None) -> ReplayVerdict:
+    run_id = original_run.info.run_id
     mode = "checkpoint" if checkpoint else "retrain"
     replay_id = tracker.start_trial(None, f"replay of {original_run.info.run_name}", config,
                                     {"replay_of": run_id, "replay_mode": mode}, kind="replay")
@@ -172,10 +191,12 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     except BaseException as exc:
         tracker.end(replay_id, "FAIL", repr(exc))
         raise
-    differences = environment_diff(original_run.data.tags, {**environment_tags(), "split_hash": split_now})
+    # A run older than the runtime tags is compared as what it ran with (Runtime.recorded), not as "(absent)".
+    differences = environment_diff({**recorded.tags(), **original_run.data.tags},
+                                   {**environment_tags(), "split_hash": split_now})
     verdict = ReplayVerdict(run_id, replay_id, spec.objective, float(original),
                             float(metrics.get(spec.objective, float("nan"))), tolerance, differences, mode,
-                            seed_values)
+                            seed_values, runtime=policy.summary())
     if seed_values:
         mean, low, high = verdict.seed_spread
         tracker.log_metrics(replay_id, {"seeds_mean": mean, "seeds_min": low, "seeds_max": high})
@@ -186,7 +207,8 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         tracker.set_tags(replay_id, {"replay_registered": verdict.registered})
     tracker.log_metrics(replay_id, {**metrics, "replay_difference": verdict.difference})
     tracker.set_tags(replay_id, {"replay_verdict": verdict.verdict, "replay_tolerance": tolerance,
-                                 "replay_mode": mode, "replay_env_differences": len(differences)})
+                                 "replay_mode": mode, "replay_env_differences": len(differences),
+                                 "replay_runtime": policy.summary()})
     tracker.log_bytes(replay_id, "environment_diff.json",
                       json.dumps([asdict(d) for d in differences], indent=1).encode())
     tracker.end(replay_id, "COMPLETE")

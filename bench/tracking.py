@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -51,9 +52,10 @@ def experiment_name(task: str) -> str:
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10,
+                             check=False)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)
+                               capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if sha.returncode != 0:
@@ -62,7 +64,10 @@ def git_commit() -> str:
 
 
 def environment_tags() -> dict[str, str]:
-    return {**_static_environment(), "torch_threads": str(torch.get_num_threads())}
+    """Versions, commit, device, torch threads and the active runtime policy (``bench.runtime.*``)."""
+    from bench import runtime
+
+    return {**_static_environment(), "torch_threads": str(torch.get_num_threads()), **runtime.current().tags()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,7 +176,8 @@ class Tracker:
         import time
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]  # NaN is not logged
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if not math.isnan(float(v))]  # NaN is not logged
         if items:
             self.client.log_batch(run_id, metrics=items)
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from bench import runtime
 from bench.config import TrialConfig
 from bench.errors import TrialPruned
 
@@ -61,20 +62,22 @@ class TrialResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     state_dicts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     previews: dict[str, bytes] = field(default_factory=dict)  # artifact name -> PNG bytes (e.g. overlay.png)
+    tags: dict[str, str] = field(default_factory=dict)  # run tags learnt while running (compile fallback)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch and force deterministic kernels, so a replay matches bit for bit."""
+def seed_everything(seed: int, policy: runtime.Runtime | None = None) -> None:
+    """Seed Python, NumPy and torch and set the policy's kernel switches (deterministic: replays match bit
+    for bit; otherwise cudnn may autotune)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
+    runtime.apply_backend_flags(policy)
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The active runtime policy's device (CUDA when there is one)."""
+    return runtime.device()
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
@@ -106,29 +109,33 @@ def fit(
     optimiser: str,
     seed: int,
     on_epoch: Callable[[int, float], None],
+    spatial_dims: int = 2,
 ) -> None:
     """Plain mini-batch training over aligned tensors; ``loss_fn(model, batch)`` returns the loss.
 
-    ``on_epoch(epoch, mean_loss)`` may raise TrialPruned to stop early.
+    Runs under the active :mod:`bench.runtime` policy: autocast and GradScaler, channels_last for 2D
+    models and 4-D image tensors, optional ``torch.compile``, data kept on the GPU when small. The epoch
+    loss is accumulated on the device and read once per epoch (no per-step host sync); a non-finite epoch
+    loss raises FloatingPointError. ``on_epoch(epoch, mean_loss)`` may raise TrialPruned to stop early.
     """
-    dev = device()
-    model.to(dev).train()
-    opt = make_optimiser(optimiser, model.parameters(), lr)
+    policy = runtime.current()
+    dev = runtime.device(policy)
+    runtime.prepare_model(model, policy, spatial_dims).train()
+    step = runtime.TrainStep(model, make_optimiser(optimiser, model.parameters(), lr), policy)
+    tensors = runtime.resident(tensors, policy)
     gen = torch.Generator().manual_seed(seed)
-    n = len(next(iter(tensors.values())))
+    first = next(iter(tensors.values()))
+    n, data_device = len(first), first.device  # the device when resident: index there, copy nothing
     for epoch in range(epochs):
         model.train()
         total = torch.zeros((), device=dev)
         for idx in batches(n, batch_size, gen):
             if len(idx) == 1 and n > 1:
                 continue  # BatchNorm cannot train on a single sample; it is seen again next epoch
-            batch = {k: v[idx].to(dev) for k, v in tensors.items()}
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model, batch)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(idx)
-        epoch_loss = float(total) / max(n, 1)
+            rows = idx.to(data_device, non_blocking=True)
+            batch = {k: runtime.prepare_batch(v[rows], policy) for k, v in tensors.items()}
+            total += step(lambda net, batch=batch: loss_fn(net, batch)) * len(idx)
+        epoch_loss = float(total) / max(n, 1)  # the one host sync of the epoch
         if not np.isfinite(epoch_loss):
             raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
         on_epoch(epoch, epoch_loss)
@@ -136,10 +143,19 @@ def fit(
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    dev = device()
-    model.to(dev).eval()
-    outs = [model(inputs[idx].to(dev)).float().cpu() for idx in batches(len(inputs), batch_size, None)]
-    return torch.cat(outs) if outs else torch.empty(0)
+    """Float32 outputs of ``model`` over ``inputs`` in batches, returned on the device ``inputs`` are on.
+
+    Outputs stay on the compute device until all batches are done and move once (no per-batch sync).
+    """
+    policy = runtime.current()
+    runtime.prepare_model(model, policy).eval()
+    outs = []
+    with runtime.autocast(policy):
+        for idx in batches(len(inputs), batch_size, None):
+            outs.append(model(runtime.prepare_batch(inputs[idx.to(inputs.device)], policy)).float())
+    if not outs:
+        return torch.empty(0)
+    return torch.cat(outs).to(inputs.device).contiguous()
 
 
 def stop_if_asked(reporter: Reporter, objective: float, step: int) -> None:
@@ -155,5 +171,9 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None) -> TrialRes
     from bench.tasks import TASKS
 
     task = TASKS.get(config.task)
-    seed_everything(config.seed)
-    return task.run(config, reporter or NullReporter())
+    policy = runtime.current()
+    seed_everything(config.seed, policy)
+    runtime.take_notes()  # notes belong to one trial
+    result = task.run(config, reporter or NullReporter())
+    result.tags.update(runtime.take_notes())
+    return result

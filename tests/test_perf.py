@@ -54,6 +54,11 @@ def test_cli_overhead_prints_json_with_ratio_and_writes_file(perf_env, capsys):
     assert {"loop_s", "metrics_s", "logging_s", "metrics_share", "logging_share"} <= set(result["breakdown"])
     assert positive(result["breakdown"]["metrics_s"]) and positive(result["breakdown"]["logging_s"])
     assert {r["variant"] for r in result["runs"]} == {"bare", "loop", "loop_lean", "harness"}
+    # bare loop and harness ran under one runtime policy, recorded in the JSON
+    from bench.runtime import Runtime
+
+    assert result["runtime"] == Runtime.choose().as_dict()
+    assert result["settings"]["precision"] == result["runtime"]["precision"]
     check_written(result, out, "overhead")
 
 

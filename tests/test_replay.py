@@ -30,7 +30,7 @@ def test_environment_diff_reports_only_what_changed():
 
 def test_environment_tags_cover_the_compared_keys():
     tags = environment_tags()
-    assert {"git_commit", "python", "device", "torch_threads", "version.torch"} <= set(tags)
+    assert {"git_commit", "python", "device", "torch_threads", "version.torch", "bench.runtime.precision"} <= set(tags)
 
 
 def test_checkpoint_state_dicts_load_into_fresh_models():
@@ -72,6 +72,20 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     assert logged == [d.__dict__ for d in verdict.differences]
     (version,) = tracker.client.search_model_versions("name='heart-best'")
     assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+
+    # The trial recorded its runtime policy, and replay applies the recorded one (re-scored: no retraining).
+    tags = tracker.client.get_run(summary.best_run_id).data.tags
+    assert tags["bench.runtime.precision"] == "fp32" and tags["bench.runtime.deterministic"] == "True"
+    assert verdict.runtime == "cpu fp32, deterministic"
+    tracker.set_tags(summary.best_run_id, {"bench.runtime.precision": "bf16", "bench.runtime.deterministic": "False"})
+    as_recorded = replay("xray-heart", run_id=summary.best_run_id, checkpoint=True)
+    assert as_recorded.runtime == "cpu bf16"
+    assert tracker.client.get_run(as_recorded.replay_run_id).data.tags["bench.runtime.precision"] == "bf16"
+    assert not [d for d in as_recorded.differences if d.key.startswith("bench.runtime.")]
+    forced = replay("xray-heart", run_id=summary.best_run_id, checkpoint=True, deterministic=True)
+    changed = {d.key: (d.original, d.now) for d in forced.differences}
+    assert changed["bench.runtime.precision"] == ("bf16", "fp32")
+    assert changed["bench.runtime.deterministic"] == ("False", "True") and forced.runtime == "cpu fp32, deterministic"
 
 
 @pytest.mark.slow  # a search and two retrains: about 90 s on 2 cores

@@ -100,7 +100,8 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(figure, value, goal, met) rows of one suite's result, for the README table."""
     name = result["suite"]
     if name == "overhead":
-        return [("harness/bare throughput", f"{result['ratio']:.3f} (CPU {result['cpu_ratio']:.3f})",
+        precision = result.get("runtime", {}).get("precision", "fp32")  # files older than the runtime policy: fp32
+        return [(f"harness/bare throughput ({precision})", f"{result['ratio']:.3f} (CPU {result['cpu_ratio']:.3f})",
                  result["goal"], "yes" if result["met"] else "no")]
     if name == "data":
         return [("DICOM-decode epoch / cache epoch", f"{result['ratio']:.0f}x (CPU {result['cpu_ratio']:.0f}x)",

@@ -1,8 +1,10 @@
 """Harness overhead: ``bench.train.fit`` with the task's per-epoch callback vs a bare PyTorch loop.
 
-Both train the same smp U-Net from the same initial weights on the same batches in the same order. The
-difference is split into what the harness adds: the training loop itself (indexing every tensor of the
-part, loss accumulation), the per-epoch validation metrics, and MLflow logging.
+Both train the same smp U-Net from the same initial weights on the same batches in the same order, under
+the same runtime policy (:mod:`bench.runtime`: precision, channels_last, compile, resident data), so the
+ratio compares loops, not settings. The difference is split into what the harness adds: the training
+loop itself (indexing every tensor of the part, loss accumulation), the per-epoch validation metrics,
+and MLflow logging.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _optimiser_steps(model, image_size: int, batch_size: int, repeats: int) -> d
 
 def overhead(image_size: int = 64, n_train: int = 128, n_val: int = 32, batch_size: int = 16, epochs: int = 3,
              repeats: int = 3, arch: str = "unet", encoder: str = "resnet18", loss: str = "dice",
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, precision: str = "auto", compile: bool = False,
+             channels_last: bool | None = None) -> dict[str, Any]:
     """Throughput of the harness relative to a bare PyTorch loop (goal: ratio >= 0.97).
 
     Four variants run ``repeats`` times each, interleaved (rotated each repeat), after one untimed warm-up:
@@ -68,49 +71,77 @@ def overhead(image_size: int = 64, n_train: int = 128, n_val: int = 32, batch_si
         repeats: measurements per variant; medians are reported.
         arch: SEG_MODELS name; encoder: its encoder; loss: SEG_LOSSES name.
         seed: weights, data and batch order.
+        precision: runtime precision for every variant (``auto``, ``fp32``, ``bf16``, ``fp16``); on CPU
+            ``--param precision=bf16`` measures bf16 autocast against the fp32 default.
+        compile: run the training steps through ``torch.compile`` (bare loop included).
+        channels_last: force channels_last on or off (None: the policy's automatic choice).
 
     Returns:
         ``ratio`` (median bare wall / median harness wall, i.e. harness throughput over bare throughput),
         ``cpu_ratio`` (the same on process CPU time), ``samples_per_s`` per variant, ``breakdown`` (seconds
         per measurement and share of harness time: loop, metrics, logging), ``optimiser_step_s`` (one Adam
-        step over the model's parameters, for-loop vs foreach implementation) and the raw ``runs``.
+        step over the model's parameters, for-loop vs foreach implementation), ``runtime`` (the policy
+        every variant ran under) and the raw ``runs``.
     """
+    from bench import runtime
+
+    quiet()
+    policy = runtime.Runtime.choose(precision=precision, compile=compile, channels_last=channels_last)
+    with runtime.using(policy):
+        result = _overhead(image_size, n_train, n_val, batch_size, epochs, repeats, arch, encoder, loss, seed, policy)
+    result["runtime"] = policy.as_dict()
+    result["settings"]["precision"] = policy.precision
+    return result
+
+
+def _overhead(image_size: int, n_train: int, n_val: int, batch_size: int, epochs: int, repeats: int, arch: str,
+              encoder: str, loss: str, seed: int, policy) -> dict[str, Any]:
     import torch
 
+    from bench import runtime
     from bench.losses import SEG_LOSSES
     from bench.metrics import mean_dice
     from bench.models import SEG_MODELS
     from bench.tracking import KIND_TAG, MlflowReporter, Tracker
-    from bench.train import device, fit, predict
+    from bench.train import fit, predict
 
-    quiet()
     data = _synthetic(n_train + n_val, image_size, seed)
     train = {k: v[:n_train] for k, v in data.items()}
     val = {k: v[n_train:] for k, v in data.items()}
     loss_fn = SEG_LOSSES.create(loss)
-    dev = device()
+    dev = runtime.device(policy)
 
     def build():
         torch.manual_seed(seed)  # identical initial weights in every variant
         return SEG_MODELS.create(arch, in_channels=1, classes=1, encoder=encoder)
 
     def bare(model, n_epochs):
-        # What a user would write by hand: same optimiser, same permutation per epoch, same skipped batches.
-        model.to(dev).train()
+        # What a user would write by hand: same optimiser, same permutation per epoch, same skipped batches,
+        # and the same runtime policy as fit (autocast, GradScaler, channels_last, compile, data on the GPU).
+        runtime.prepare_model(model, policy).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        scaler = torch.amp.GradScaler(dev.type) if policy.precision == "fp16" else None
+        net = torch.compile(model) if policy.compile else model
         gen = torch.Generator().manual_seed(seed)
-        images, hearts = train["image"], train["heart"]
+        data = runtime.resident({"image": train["image"], "heart": train["heart"]}, policy)
+        images, hearts = data["image"], data["heart"]
         for _ in range(n_epochs):
-            order = torch.randperm(n_train, generator=gen)
+            order = torch.randperm(n_train, generator=gen).to(images.device)
             for start in range(0, n_train, batch_size):
                 idx = order[start : start + batch_size]
                 if len(idx) == 1 and n_train > 1:
                     continue
-                x, y = images[idx].to(dev), hearts[idx].to(dev)
+                x, y = runtime.prepare_batch(images[idx], policy), runtime.prepare_batch(hearts[idx], policy)
                 opt.zero_grad(set_to_none=True)
-                batch_loss = loss_fn(model(x), y)
-                batch_loss.backward()
-                opt.step()
+                with runtime.autocast(policy):
+                    batch_loss = loss_fn(net(x), y)
+                if scaler is None:
+                    batch_loss.backward()
+                    opt.step()
+                else:
+                    scaler.scale(batch_loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
 
     def via_fit(model, n_epochs, on_epoch, tensors=None):
         fit(model, lambda m, b: loss_fn(m(b["image"]), b["heart"]), tensors or train, epochs=n_epochs,

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
 
+from bench import runtime
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
 from bench.metrics import higher_is_better
@@ -53,6 +54,15 @@ class SearchSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     address: str | None = None
+    # Runtime policy requests (bench.runtime); each trial process resolves them against its own device.
+    precision: str = "auto"
+    compile: bool = False
+    deterministic: bool | None = None  # None: automatic (CPU yes, GPU no)
+
+    def runtime_policy(self) -> runtime.Runtime:
+        """The runtime policy these settings ask for, on this process's device (raises ConfigError on conflicts)."""
+        return runtime.Runtime.choose(precision=self.precision, compile=self.compile,
+                                      deterministic=self.deterministic)
 
 
 @dataclass
@@ -130,6 +140,12 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     raise ConfigError(f"pruner must be one of {list(PRUNERS)}, but got '{name}'.")
 
 
+def runtime_request(settings: SearchSettings) -> dict[str, Any]:
+    """What the search asked of the runtime policy (parent-run settings; trials record what they used)."""
+    return {"precision": settings.precision, "compile": settings.compile,
+            "deterministic": "auto" if settings.deterministic is None else settings.deterministic}
+
+
 def base_config(settings: SearchSettings) -> TrialConfig:
     spec = TASKS.get(settings.task)
     preset = spec.preset(settings.preset)
@@ -192,6 +208,8 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
             tracker.end(run_id, "FAIL", "interrupted")
             raise
         tracker.log_metrics(run_id, result.metrics)
+        if result.tags:
+            tracker.set_tags(run_id, result.tags)
         tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
         tracker.log_learning_curve(run_id, result.history)
         tracker.log_previews(run_id, result.previews)
@@ -212,6 +230,12 @@ def run_worker(job: WorkerJob, on_trial: Callable[[optuna.Study, optuna.trial.Fr
     """Run ``job.n_trials`` trials of the shared study in this process (the driver's or a spawned worker's)."""
     if job.n_trials <= 0:
         return
+    # Chosen here, in the process that trains (after its GPU is pinned), and recorded on every trial run.
+    with runtime.using(job.settings.runtime_policy()):
+        _run_worker(job, on_trial)
+
+
+def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
     if job.torch_threads:
         import torch
 
@@ -243,6 +267,11 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
     Example:
         >>> run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, workers=2))  # doctest: +SKIP
     """
+    with runtime.using(settings.runtime_policy()):  # validates the request before anything is created
+        return _run_search(settings, on_trial)
+
+
+def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSummary:
     from bench.search import workers as worker_pool
 
     started = time.time()
@@ -281,7 +310,7 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
                        "objective": spec.objective, "space": space.source, "searched": ",".join(space.names),
                        "seed": settings.seed, "data": settings.data if settings.data == "phantom" else "folder",
                        "workers": plan.workers, "resumed": settings.resume, "already_finished": done,
-                       "killed_closed": killed}
+                       "killed_closed": killed, **runtime_request(settings)}
     parent = tracker.start_search(f"search {study_name}", {**search_settings, "split_hash": base.split_hash})
     tracker.set_tags(parent, {"split_hash": base.split_hash, "study": study_name})
     tracker.log_params(parent, {f"base.{k}": v for k, v in base.flat().items()})

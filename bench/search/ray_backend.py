@@ -17,10 +17,17 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from bench import runtime
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
 from bench.metrics import higher_is_better
-from bench.search.optuna_backend import SearchSettings, SearchSummary, base_config, trial_name
+from bench.search.optuna_backend import (
+    SearchSettings,
+    SearchSummary,
+    base_config,
+    runtime_request,
+    trial_name,
+)
 from bench.search.space import load_space
 from bench.tasks import TASKS
 from bench.tracking import MlflowReporter, Tracker, tracking_uri
@@ -63,10 +70,18 @@ def make_scheduler(name: str, metric: str, mode: str, max_t: int):
 
 
 def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: dict[str, Any],
-                   objective: str) -> Callable[[dict[str, Any]], None]:
-    """The Tune function trainable: one trial = one nested MLflow run, closed COMPLETE/PRUNED/FAIL."""
+                   objective: str, settings: SearchSettings | None = None) -> Callable[[dict[str, Any]], None]:
+    """The Tune function trainable: one trial = one nested MLflow run, closed COMPLETE/PRUNED/FAIL.
+
+    The runtime policy is chosen inside the trial's actor from ``settings`` (its device, its GPU).
+    """
+    settings = settings or SearchSettings(task=task)
 
     def trainable(sampled: dict[str, Any]) -> None:
+        with runtime.using(settings.runtime_policy()):
+            _trial(sampled)
+
+    def _trial(sampled: dict[str, Any]) -> None:
         from ray import tune
 
         context = tune.get_context()
@@ -80,6 +95,8 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
         try:
             result = run_trial(config, MultiReporter(MlflowReporter(tracker, run_id), TuneReporter(objective)))
             tracker.log_metrics(run_id, result.metrics)
+            if result.tags:
+                tracker.set_tags(run_id, result.tags)
             tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
             tracker.log_previews(run_id, result.previews)
             state, reason = "COMPLETE", None
@@ -136,6 +153,12 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
     Example:
         >>> run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, backend="ray"))  # doctest: +SKIP
     """
+    # A conflicting request (e.g. --deterministic --precision bf16) fails here, not in every trial.
+    with runtime.using(settings.runtime_policy()):
+        return _run_search(settings)
+
+
+def _run_search(settings: SearchSettings) -> SearchSummary:
     import ray
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
@@ -165,7 +188,7 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
                        "scheduler": settings.scheduler, "trials": n_trials, "objective": spec.objective,
                        "space": space.source, "searched": ",".join(space.names), "seed": settings.seed,
                        "cpus_per_trial": settings.cpus_per_trial, "gpus_per_trial": settings.gpus_per_trial,
-                       "address": settings.address or "local"}
+                       "address": settings.address or "local", **runtime_request(settings)}
     parent = tracker.start_search(f"search {study_name}", {**search_settings, "split_hash": base.split_hash})
     tracker.set_tags(parent, {"split_hash": base.split_hash, "study": study_name})
     tracker.log_params(parent, {f"base.{k}": v for k, v in base.flat().items()})
@@ -184,7 +207,7 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
             ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
                      log_to_driver=False)
     trainable = tune.with_resources(
-        make_trainable(settings.task, uri, parent, study_name, base.flat(), spec.objective),
+        make_trainable(settings.task, uri, parent, study_name, base.flat(), spec.objective, settings),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     searcher = OptunaSearch(space=space, metric=spec.objective, mode=mode, seed=settings.seed)

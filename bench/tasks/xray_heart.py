@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import runtime
 from bench.config import TrialConfig
 from bench.data.cache import cached_arrays, fingerprint
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
@@ -147,11 +148,19 @@ def _predicted_masks(seg: torch.nn.Module, data: XrayData) -> dict[str, torch.Te
 
 
 def _class_probs(cls, guidance, images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
-    return torch.softmax(predict(cls, guidance.inputs(images, masks)), dim=1).numpy()
+    return torch.softmax(predict(cls, guidance.inputs(images, masks)), dim=1).cpu().numpy()
+
+
+def _resident(data: XrayData) -> XrayData:
+    """The parts moved to the GPU once when the runtime policy keeps small data sets resident there.
+
+    Predictions then stay on the device and metrics that need the host copy what they need once.
+    """
+    return XrayData(data.split_hash, {name: runtime.resident(part) for name, part in data.parts.items()})
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
-    data = prepare(config)
+    data = _resident(prepare(config))
     train, val = data.parts["train"], data.parts["val"]
     history: list[dict] = []
     seg, cls, guidance = build_models(config)
@@ -183,7 +192,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         return loss if extra is None else loss + extra
 
     def cls_epoch(epoch: int, loss: float) -> None:
-        auroc = macro_auroc(_class_probs(cls, guidance, val["image"], masks["val"]), val["label"].numpy())
+        auroc = macro_auroc(_class_probs(cls, guidance, val["image"], masks["val"]), val["label"].cpu().numpy())
         record = {"cls_train_loss": loss, "val_auroc": auroc}
         history.append({"stage": "cls", "epoch": epoch, **record})
         reporter.log(record, step=epoch)
@@ -220,7 +229,7 @@ def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidan
     (grad,) = torch.autograd.grad(top, x)
     saliency = grad.abs().sum(1, keepdim=True).cpu()
     titles = [f"val {i}: {CLASSES[int(label)]}" for i, label in enumerate(part["label"][rows])]
-    return overlay_png(part["image"][rows], part["heart"][rows], predicted[rows], saliency, titles)
+    return overlay_png(part["image"][rows].cpu(), part["heart"][rows].cpu(), predicted[rows].cpu(), saliency, titles)
 
 
 def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, float]:
@@ -230,14 +239,14 @@ def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> di
         truth = data.parts[part]
         if not len(truth["label"]):
             continue  # e.g. a source whose official split has no test part (JSRT)
-        probs, labels = _class_probs(cls, guidance, truth["image"], masks[part]), truth["label"].numpy()
+        probs, labels = _class_probs(cls, guidance, truth["image"], masks[part]), truth["label"].cpu().numpy()
         metrics[f"{part}_auroc"] = macro_auroc(probs, labels)
         metrics[f"{part}_accuracy"] = accuracy(probs, labels)
         metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
         metrics.update({f"{part}_{k}": v for k, v in per_class_recall(probs, labels, CLASSES).items()})
         metrics[f"{part}_heart_dice"] = mean_dice(masks[part], truth["heart"])
         metrics[f"{part}_heart_hd95"] = heart_hd95(masks[part], truth["heart"])
-        metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].numpy())
+        metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].cpu().numpy())
         # saliency w.r.t. the raw image, through the guidance, measured against the *true* heart
         metrics[f"{part}_attention_in_heart"] = attention_in_mask(
             cls.to(device()), truth["image"], truth["heart"],
@@ -250,7 +259,7 @@ def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> di
 
 def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, float]:
     """Score logged weights without training (``bench replay --checkpoint``)."""
-    data = prepare(config)
+    data = _resident(prepare(config))
     seg, cls, guidance = build_models(config)
     seg.load_state_dict(state_dicts["segmenter"])
     cls.load_state_dict(state_dicts["classifier"])
