@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt,
                        epilog="examples:\n  bench perf --suite overhead --json\n  bench perf --suite data --out "
                               "results/perf\n  bench perf --suite search --param seeds=[0,1,2] --param trials=6\n"
-                              "  bench perf --suite scale --quick")
-    s.add_argument("--suite", required=True, choices=["overhead", "data", "search", "scale", "tracking"])
+                              "  bench perf --suite scale --quick\n  bench perf --suite leaderboard --param runs=10000")
+    s.add_argument("--suite", required=True, choices=["overhead", "data", "search", "scale", "tracking", "leaderboard"])
     s.add_argument("--json", action="store_true", help="print the whole result as JSON")
     s.add_argument("--out", default="results/perf", help="folder for <suite>.json and plots")
     s.add_argument("--quick", action="store_true", help="tiny settings: checks the plumbing, not a figure")
