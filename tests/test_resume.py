@@ -12,8 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
-from bench.search.optuna_backend import (SearchSettings, base_config, count_finished, is_killed, make_storage,
-                                         run_search)
+from bench.search.optuna_backend import (
+    SearchSettings,
+    base_config,
+    count_finished,
+    is_killed,
+    make_storage,
+    run_search,
+)
 from bench.tracking import Tracker
 
 
@@ -95,7 +101,7 @@ def test_kill_9_then_resume(workdir):
     assert [r for r in _runs(workdir) if r.info.status == "RUNNING"]  # the kill left open runs behind
 
     cmd, env = _bench("--trials", "3", "--resume", cwd=workdir)
-    done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr + done.stdout
     study = optuna.load_study(study_name="k", storage=make_storage(storage))
     assert count_finished(study) == 3 and sum(map(is_killed, study.get_trials())) == 1

@@ -53,7 +53,7 @@ def gpu_count() -> int:
         import torch
 
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # a broken driver means "no GPU" here, not a failed search
+    except Exception:  # noqa: BLE001  (a broken driver means "no GPU" here, not a failed search)
         return 0
 
 

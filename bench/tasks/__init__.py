@@ -57,6 +57,6 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
-from bench.tasks import ct_lung, xray_heart  # noqa: E402,F401  (registration side effects)
+from bench.tasks import ct_lung, xray_heart  # noqa: F401  (registration side effects)
 
 __all__ = ["TASKS", "Preset", "TaskSpec", "register_task"]

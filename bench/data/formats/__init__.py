@@ -4,7 +4,7 @@ from bench.registry import Registry
 
 FORMATS: Registry = Registry("data format")
 
-from bench.data.formats import (  # noqa: E402,F401  (registration side effects)
+from bench.data.formats import (  # noqa: F401  (registration side effects)
     chestxray14,
     chexmask,
     ct_dicom,
