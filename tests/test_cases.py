@@ -70,3 +70,36 @@ def test_pooled_bootstrap_auroc_and_mismatched_seeds():
     with pytest.raises(BenchError, match="must share the validation cases"):
         pooled_case_bootstrap([sets[0], short])
     assert all(np.isnan(pooled_case_bootstrap([])))
+
+
+def test_seed_summary_on_a_store_with_per_case_values_and_without(workdir):
+    """The ct-lung path (statistic "mean" over per-case lesion Dice) and a config whose runs lack the file."""
+    from bench.cases import CASE_FILE
+    from bench.leaderboard import seed_summary
+    from bench.search.seeds import REPEAT_KIND, REPEAT_TAG
+    from bench.tracking import KIND_TAG, STATE_TAG, Tracker
+
+    tracker = Tracker("xray-heart")
+    per_seed = {"a": [[0.9, 0.8, 0.7, 0.6], [0.8, 0.8, 0.6, 0.6], [1.0, 0.7, 0.8, 0.5]],
+                "b": [[0.2, 0.3, 0.4, 0.5], [0.3, 0.3, 0.3, 0.3]]}
+    originals = {}
+    for config, seeds in per_seed.items():
+        for seed, values in enumerate(seeds):
+            kind = "trial" if seed == 0 else REPEAT_KIND
+            tags = {KIND_TAG: kind, "study": "s", STATE_TAG: "COMPLETE"}
+            if seed:
+                tags[REPEAT_TAG] = originals[config]
+            run_id = tracker.start_run(f"{config} seed {seed}", tags)
+            tracker.log_params(run_id, {"seed": seed})
+            tracker.log_metrics(run_id, {"val_auroc": float(np.mean(values))})  # stands in for the objective
+            if config == "a":
+                tracker.log_bytes(run_id, CASE_FILE, case_file("val_auroc", "mean", values=values))
+            originals.setdefault(config, run_id)
+    table = seed_summary("xray-heart", study="s", resamples=400)
+    assert table["config"].tolist() == ["a seed 0", "b seed 0"]  # best mean first
+    a, b = table.iloc[0], table.iloc[1]
+    assert (a.n_seeds, a.seeds, a.n_cases) == (3, "0,1,2", 4)
+    sets = [load_cases(case_file("val_auroc", "mean", values=v)) for v in per_seed["a"]]
+    assert (a["mean"], a.ci95_low, a.ci95_high) == pytest.approx(pooled_case_bootstrap(sets, resamples=400))
+    assert b.n_seeds == 2 and b["mean"] == pytest.approx(np.mean([0.35, 0.3]))
+    assert np.isnan(b.ci95_low) and "lacks" in b.ci_over
