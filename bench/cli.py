@@ -13,10 +13,14 @@ EXAMPLES = {
               "  bench search --task xray-heart --study mine --resume\n"
               "  bench search --task xray-heart --workers 4\n"
               "  bench search --task xray-heart --preset gpu --precision bf16 --compile\n"
+              "  bench search --task xray-heart --seeds 3 --seeds-top 3\n"
+              "  bench search --task xray-heart --sampler nsga2 --objectives val_auroc,n_weights\n"
               "  bench search --task xray-heart --backend ray --scheduler asha --cpus-per-trial 2",
     "leaderboard": "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --format md --out lb.md\n"
                    "  bench leaderboard --task xray-heart --where seg_loss=tversky --where guidance=soft_mask\n"
                    "  bench leaderboard --task xray-heart --group-by guidance\n"
+                   "  bench leaderboard --task xray-heart --seeds\n"
+                   "  bench leaderboard --task xray-heart --pareto val_auroc,n_weights\n"
                    "  bench leaderboard --task xray-heart --export results/xray-heart",
     "replay": "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>\n"
               "  bench replay --task xray-heart --checkpoint\n  bench replay --task xray-heart --seeds 3\n"
@@ -131,7 +135,10 @@ def cmd_search(args) -> int:
         trials_per_gpu=args.trials_per_gpu, backend=args.backend, scheduler=args.scheduler,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         precision=args.precision, compile=args.compile, deterministic=True if args.deterministic else None,
+        objectives=_metric_list(args.objectives),
     )
+    if args.seeds < 1 or args.seeds_top < 1:
+        raise BenchError(f"--seeds and --seeds-top must be at least 1, but got {args.seeds} and {args.seeds_top}.")
     if args.backend == "ray":
         from bench.search.ray_backend import run_search
     n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
@@ -143,7 +150,7 @@ def cmd_search(args) -> int:
         def on_trial(study, trial):
             try:
                 best = f"best {spec.objective}={study.best_value:.4f}"
-            except (ValueError, AttributeError):  # no finished trial yet, or a Ray run (no Optuna study)
+            except (ValueError, AttributeError, RuntimeError):  # none finished yet; Ray; multi-objective
                 best = "no finished trial yet" if study is not None else ""
             progress.update(bar, advance=1, status=f"t{trial.number:03d} {trial.state.name.lower()} · {best}")
 
@@ -153,18 +160,55 @@ def cmd_search(args) -> int:
     for reason in summary.fail_reasons[:3]:
         console.print(f"  failed: {reason}", markup=False)
     if summary.n_complete:
-        print(render(compact(leaderboard(args.task, study=summary.study, top=10), args.task), "table"))
+        table = leaderboard(args.task, study=summary.study)
+        print(render(compact(table.head(10), args.task), "table"))
+        if settings.objectives:
+            from bench.pareto import pareto_table
+
+            print(f"\nPareto front of {', '.join(settings.objectives)} (pruning was off: Optuna cannot prune "
+                  "multi-objective trials):")
+            print(render(pareto_table(table, settings.objectives), "table"))
+    if summary.n_complete and args.seeds > 1:
+        _repeat_seeds(args, summary, console)
     console.print(f"\nLeaderboard in the MLflow UI: run `mlflow ui` in this folder (or `bench ui`), "
                   f"experiment {summary.experiment}.\nReplay the best trial: bench replay --task {args.task}")
     return 0 if summary.n_complete else 1
+
+
+def _metric_list(text: str | None) -> tuple[str, ...]:
+    return tuple(m.strip() for m in (text or "").split(",") if m.strip())
+
+
+def _repeat_seeds(args, summary, console) -> None:
+    """Retrain the top configs on more seeds and print their seed-pooled case-bootstrap summary."""
+    from bench.leaderboard import render, seed_summary
+    from bench.search.seeds import repeat_top
+
+    top = args.seeds_top
+    console.print(f"\nrepeating the top {top} configs on seeds {args.seed + 1}..{args.seed + args.seeds - 1} "
+                  f"({args.seeds} seeds with the original)")
+    repeats = repeat_top(args.task, summary.study, summary.parent_run_id, args.seeds, top,
+                         on_repeat=lambda r: console.print(f"  seed {r.seed} of {r.original_run_id[:8]}: {r.state} "
+                                                           f"{r.objective:.4f}", markup=False))
+    if any(r.state == "COMPLETE" for r in repeats):
+        print(render(seed_summary(args.task, study=summary.study).drop(columns=["run_id"]), "table"))
 
 
 def cmd_leaderboard(args) -> int:
     from bench.leaderboard import compact, export, group_summary, leaderboard, render, write
     from bench.tasks import TASKS
 
+    if args.seeds:
+        from bench.leaderboard import seed_summary
+
+        print(render(seed_summary(args.task, study=args.study), args.format))
+        return 0
     table = leaderboard(args.task, study=args.study, top=args.top, where=args.where or ())
-    if args.group_by:
+    if args.pareto:
+        from bench.pareto import pareto_table
+
+        print(render(pareto_table(table, _metric_list(args.pareto)), args.format))
+    elif args.group_by:
         groups = group_summary(table, args.group_by, TASKS.get(args.task).objective).set_index(args.group_by)
         print(render(groups, args.format))
     elif args.out:
@@ -306,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run training steps through torch.compile (falls back to eager with a warning)")
     s.add_argument("--deterministic", action="store_true",
                    help="fp32, deterministic kernels, no cudnn benchmark (the default on CPU)")
+    s.add_argument("--objectives", metavar="M1,M2",
+                   help="multi-objective search over these metrics (e.g. val_auroc,n_weights or "
+                        "val_auroc,trial_seconds), each in its declared direction; pruning is switched off")
+    s.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="after the search, repeat the top configs so each has K seeds: the search seed S (the "
+                        "original trial) and S+1..S+K-1; see `bench leaderboard --seeds`")
+    s.add_argument("--seeds-top", type=int, default=3, metavar="N", help="configs to repeat with --seeds (default 3)")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("leaderboard", help="trials ranked by the objective, read from MLflow",
@@ -320,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--group-by", metavar="DIM",
                    help="compare strategies: per value of DIM (guidance, seg_loss, seg_arch...) n, mean, "
                         "95%% bootstrap CI and best of the objective over COMPLETE trials")
+    s.add_argument("--seeds", action="store_true",
+                   help="configs repeated on several seeds (bench search --seeds K): n seeds, mean objective and "
+                        "95%% bootstrap CI over validation cases, pooled over seeds")
+    s.add_argument("--pareto", metavar="M1,M2",
+                   help="only the COMPLETE trials on the Pareto front of these metrics (each in its direction)")
     s.add_argument("--export", metavar="DIR",
                    help="write leaderboard.csv, leaderboard.md, groups-DIM.csv and a self-contained report.html")
     s.set_defaults(func=cmd_leaderboard)
@@ -349,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt,
                        epilog="examples:\n  bench perf --suite overhead --json\n  bench perf --suite data --out "
                               "results/perf\n  bench perf --suite search --param seeds=[0,1,2] --param trials=6\n"
-                              "  bench perf --suite scale --quick")
-    s.add_argument("--suite", required=True, choices=["overhead", "data", "search", "scale", "tracking"])
+                              "  bench perf --suite scale --quick\n  bench perf --suite leaderboard --param runs=10000")
+    s.add_argument("--suite", required=True, choices=["overhead", "data", "search", "scale", "tracking", "leaderboard"])
     s.add_argument("--json", action="store_true", help="print the whole result as JSON")
     s.add_argument("--out", default="results/perf", help="folder for <suite>.json and plots")
     s.add_argument("--quick", action="store_true", help="tiny settings: checks the plumbing, not a figure")

@@ -17,6 +17,7 @@ from bench.tasks import TASKS
 from bench.tracking import KIND_TAG, STATE_TAG, Tracker, experiment_name
 
 ALWAYS_SHOWN = ("seg_arch", "seg_loss", "guidance")
+COST_METRICS = ("n_weights", "trial_seconds")  # logged by the search backends for every trial
 FORMATS = ("table", "csv", "md", "json")
 
 
@@ -55,8 +56,8 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
         runs[objective] = float("nan")
     params = [c for c in runs.columns if c.startswith("params.")]
     varying = [c for c in params if runs[c].nunique(dropna=True) > 1 or c[len("params."):] in ALWAYS_SHOWN]
-    metric_cols = sorted(c for c in runs.columns if c.startswith("metrics.") and c[len("metrics."):].startswith(
-        ("val_", "test_")))
+    metric_cols = sorted(c for c in runs.columns if c.startswith("metrics.") and (
+        c[len("metrics."):].startswith(("val_", "test_")) or c[len("metrics."):] in COST_METRICS))
     table = pd.DataFrame({
         "run": runs["tags.mlflow.runName"] if "tags.mlflow.runName" in runs else runs["run_id"],
         "run_id": runs["run_id"],
@@ -193,6 +194,69 @@ def group_summary(table: pd.DataFrame, by: str, objective: str, higher: bool | N
     return frame.sort_values("mean", ascending=not higher).reset_index(drop=True)
 
 
+def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> pd.DataFrame:
+    """Configs repeated on several seeds (``bench search --seeds K``): mean objective and case-bootstrap CI.
+
+    Each original trial is grouped with its COMPLETE repeat runs (tag ``bench.repeat_of``). When every
+    run of a group has ``val_cases.json``, the CI comes from :func:`bench.cases.pooled_case_bootstrap`
+    (cases resampled once per draw and shared by the seeds; formula there); otherwise ``mean`` is the mean
+    of the logged objectives and the CI columns are NaN, with the reason in ``ci_over``.
+
+    Args:
+        task: registered task name.
+        study: keep only this study's repeats.
+        resamples: bootstrap resamples.
+
+    Returns:
+        One row per config, best mean first: config (the original run's name), run_id, n_seeds, seeds,
+        mean, ci95_low, ci95_high, n_cases, per-seed values and what the CI is over.
+
+    Raises:
+        BenchError: no repeat runs in the store.
+    """
+    from bench.cases import CASE_FILE, load_cases, pooled_case_bootstrap
+    from bench.search.seeds import REPEAT_KIND, REPEAT_TAG
+
+    spec = TASKS.get(task)
+    tracker = Tracker(task)
+    flt = f"tags.`{KIND_TAG}` = '{REPEAT_KIND}' AND tags.`{STATE_TAG}` = 'COMPLETE'"
+    repeats = runs_frame(tracker, flt + (f" AND tags.study = '{study}'" if study else ""))
+    if repeats.empty:
+        raise BenchError(f"--seeds needs configs repeated on several seeds in experiment '{experiment_name(task)}', "
+                         f"but found no COMPLETE repeat runs in {tracker.uri}. Run `bench search --task {task} "
+                         "--seeds 3` (repeats the top configs on 3 seeds).")
+    rows = []
+    objective = f"metrics.{spec.objective}"
+    for original_id, group in repeats.groupby(f"tags.{REPEAT_TAG}", sort=False):
+        original = tracker.client.get_run(original_id)
+        group = group.assign(_seed=pd.to_numeric(group["params.seed"], errors="coerce")).sort_values("_seed")
+        scores = group[objective] if objective in group else pd.Series(np.nan, index=group.index)
+        runs = [(original_id, int(original.data.params.get("seed", 0)),
+                 original.data.metrics.get(spec.objective, np.nan))]
+        runs += list(zip(group["run_id"], group["_seed"].astype(int), scores.astype(float)))
+        values = np.array([v for _, _, v in runs], float)
+        case_sets = []
+        for run_id, _, _ in runs:
+            try:
+                case_sets.append(load_cases(tracker.download(run_id, CASE_FILE).read_bytes()))
+            except Exception:  # noqa: BLE001  (MLflow raises several types for a missing artifact)
+                break
+        if len(case_sets) == len(runs):
+            mean, lo, hi = pooled_case_bootstrap(case_sets, resamples=resamples)
+            over, n_cases = "cases (pooled over seeds)", case_sets[0].n
+        else:
+            mean, lo, hi = float(np.nanmean(values)), float("nan"), float("nan")
+            over, n_cases = f"none: a run lacks {CASE_FILE}", 0
+        rows.append({"config": original.info.run_name, "run_id": original_id, "n_seeds": len(runs),
+                     "seeds": ",".join(str(s) for _, s, _ in runs), "mean": mean, "ci95_low": lo, "ci95_high": hi,
+                     "n_cases": n_cases, "values": ",".join(f"{v:.4f}" for v in values), "ci_over": over})
+    frame = pd.DataFrame(rows)
+    frame = frame.sort_values("mean", ascending=not higher_is_better(spec.objective)).reset_index(drop=True)
+    frame.index = frame.index + 1
+    frame.index.name = "rank"
+    return frame
+
+
 def _search_runs(task: str, study: str | None) -> list[tuple[str, str]]:
     """(storage, study) of the task's search parent runs, from their ``search.*`` tags."""
     tracker = Tracker(task)
@@ -249,7 +313,8 @@ def compact(table: pd.DataFrame, task: str) -> pd.DataFrame:
     keep = set(spec.headline) | {spec.objective}
     # nested parameters (seg_loss_params.alpha, ...) stay in csv/md/json; the terminal shows the dimensions
     return table[[c for c in table.columns
-                  if (not c.startswith(METRIC_PREFIXES) or c in keep) and "_params." not in c]]
+                  if (not c.startswith(METRIC_PREFIXES) or c in keep) and "_params." not in c
+                  and c not in COST_METRICS]]
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:

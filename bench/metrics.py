@@ -46,6 +46,9 @@ metric("balanced_accuracy", True, "mean per-class recall (balanced accuracy) of 
 metric("recall", True, "recall of one class (recall_<class>)")
 metric("attention_in_heart", True, "share of the classifier's input-gradient saliency inside the true heart mask")
 metric("shift_gap", False, "metric on the normal test part minus the site-shifted test part (shift_gap_<metric>)")
+# Costs, logged for every trial by the search backends so multi-objective searches and --pareto can use them.
+metric("trial_seconds", False, "wall time of the whole trial (training and evaluation), seconds")
+metric("n_weights", False, "numbers in the trial's checkpoint: parameters and buffers of all its models")
 
 
 def base_name(metric_name: str) -> str:
@@ -183,6 +186,15 @@ def attention_in_mask(
         inside = (saliency * (masks[part].to(saliency.device).float()[:, 0] > 0.5)).flatten(1).sum(1)
         shares.append(inside / saliency.flatten(1).sum(1).clamp_min(1e-12))
     return float(torch.cat(shares).cpu().numpy().mean()) if shares else float("nan")
+
+
+def cost_metrics(state_dicts: Mapping[str, Mapping[str, object]], seconds: float | None = None) -> dict[str, float]:
+    """``n_weights`` (tensor elements over every model's state dict) and, if given, ``trial_seconds``."""
+    n = sum(int(t.numel()) for sd in state_dicts.values() for t in sd.values() if hasattr(t, "numel"))
+    out = {"n_weights": float(n)} if state_dicts else {}
+    if seconds is not None:
+        out["trial_seconds"] = float(seconds)
+    return out
 
 
 def shift_gap(metrics: Mapping[str, float], name: str) -> float:

@@ -132,3 +132,27 @@ def test_markdown_table_lists_every_suite(tmp_path):
     table = markdown_table(out)
     assert "| tracking | MLflow time / trial time | 0.0050" in table and "`bench perf --suite tracking`" in table
     assert all(f"| {name} |" in table for name in SUITES)
+
+
+def test_leaderboard_suite(perf_env):
+    out = perf_env / "perf"
+    result = run_suite("leaderboard", out=out, quick=True)
+    assert result["runs"] == result["rows"] == 50
+    for key in ("cold_process_s", "import_s", "first_call_s", "warm_s", "fill_s"):
+        assert positive(result[key]), key
+    assert len(result["loadavg_before"]) == 3
+    check_written(result, out, "leaderboard")
+
+
+def test_bulk_filled_store_reads_back_through_mlflow(workdir):
+    """The bulk SQL fill writes what MlflowClient reads: counts, params, metrics, tags, nesting, status."""
+    from bench.leaderboard import leaderboard
+    from bench.perf.synthetic import check_store, fill_store
+
+    filled = fill_store(30, parents=2)
+    assert filled["rows"]["runs"] == 30 and len(filled["parents"]) == 2
+    assert check_store(filled, sample=30) == 30
+    table = leaderboard("xray-heart")
+    assert len(table) == 30 and table["state"].value_counts().to_dict() == {"COMPLETE": 26, "PRUNED": 4}
+    assert table.loc[1, "val_auroc"] == table[table["state"] == "COMPLETE"]["val_auroc"].max()
+    assert leaderboard("xray-heart", where=["guidance=soft_mask"])["guidance"].eq("soft_mask").all()

@@ -1,4 +1,5 @@
-"""Benchmarks of the toolkit itself: harness overhead, data loading, pruning efficiency, scaling, tracking.
+"""Benchmarks of the toolkit itself: harness overhead, data loading, pruning efficiency, scaling, tracking,
+leaderboard time on a big store.
 
 Each suite is a plain function returning a JSON-able dict; :func:`run_suite` runs one by name and writes
 ``<out>/<suite>.json`` atomically, which is what ``bench perf --suite NAME`` calls. Timings are medians of
@@ -30,7 +31,7 @@ def _load(name: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(f"bench.perf.{name}"), name)
 
 
-SUITES = ("overhead", "data", "search", "scale", "tracking")
+SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard")
 
 # Tiny settings: seconds per suite, used by the tests and `bench perf --quick` to check the plumbing.
 QUICK: dict[str, dict[str, Any]] = {
@@ -42,6 +43,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "scale": {"workers": [1, 2], "trials": 1, "cls_epochs": 1, "overrides": {"max_train_cases": 8}},
     "tracking": {"preset": "smoke", "overrides": {"max_train_cases": 8, "cls_epochs": 1}, "n_runs": 20,
                  "leaderboard_repeats": 1},
+    "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
 }
 
 
@@ -125,6 +127,11 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         value = f"{result['share']:.4f} ({result['settings']['preset']} trial, {result['trial_s']:.0f} s)"
         return [("MLflow time / trial time", value, "<= 0.01", "yes" if result["met"] else "no"),
                 (f"leaderboard over {result['leaderboard_runs']} runs", f"{result['leaderboard_s']:.2f} s", "-", "-")]
+    if name == "leaderboard":
+        load = result["loadavg_before"][0]
+        return [(f"leaderboard over {result['runs']} runs, warm (in-process)", f"{result['warm_s']:.2f} s", "-", "-"),
+                (f"leaderboard over {result['runs']} runs, cold (fresh process; imports {result['import_s']:.1f} s)",
+                 f"{result['cold_process_s']:.2f} s (load {load:.1f})", "-", "-")]
     return []
 
 

@@ -6,6 +6,7 @@ The objective wraps ``run_trial``: an Optuna reporter turns per-epoch objective 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -20,7 +21,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported b
 from bench import runtime
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
-from bench.metrics import higher_is_better
+from bench.metrics import cost_metrics, higher_is_better
 from bench.search.space import SearchSpace, load_space
 from bench.tasks import TASKS
 from bench.tracking import MlflowReporter, Tracker, store_dir
@@ -63,6 +64,8 @@ class SearchSettings:
         """The runtime policy these settings ask for, on this process's device (raises ConfigError on conflicts)."""
         return runtime.Runtime.choose(precision=self.precision, compile=self.compile,
                                       deterministic=self.deterministic)
+    # Multi-objective search: metric names, e.g. ("val_auroc", "n_weights"); empty = the task's objective.
+    objectives: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,6 +82,7 @@ class SearchSummary:
     n_failed: int
     seconds: float
     fail_reasons: list[str] = field(default_factory=list)
+    pareto_run_ids: list[str] = field(default_factory=list)  # multi-objective: MLflow runs of the Pareto front
 
 
 class OptunaReporter:
@@ -144,6 +148,29 @@ def runtime_request(settings: SearchSettings) -> dict[str, Any]:
     """What the search asked of the runtime policy (parent-run settings; trials record what they used)."""
     return {"precision": settings.precision, "compile": settings.compile,
             "deterministic": "auto" if settings.deterministic is None else settings.deterministic}
+def search_objectives(settings: SearchSettings) -> list[str]:
+    """The metrics the study optimises: the task's objective, or ``settings.objectives`` (two or more).
+
+    Raises:
+        ConfigError: a name is not a registered metric, or fewer than two objectives are given.
+    """
+    from bench.metrics import METRICS, base_name
+
+    if not settings.objectives:
+        return [TASKS.get(settings.task).objective]
+    names = list(dict.fromkeys(settings.objectives))
+    unknown = [n for n in names if base_name(n) not in METRICS]
+    if unknown:
+        raise ConfigError(f"--objectives must name metrics with a declared direction, but got {unknown}. Known "
+                          f"metrics (with val_/test_ prefix where they are scored per part): {sorted(METRICS)}.")
+    if len(names) < 2:
+        raise ConfigError(f"--objectives needs two or more metrics for a multi-objective search, but got {names}. "
+                          "For one objective just leave --objectives out.")
+    return names
+
+
+def directions(objectives: list[str]) -> list[str]:
+    return ["maximize" if higher_is_better(name) else "minimize" for name in objectives]
 
 
 def base_config(settings: SearchSettings) -> TrialConfig:
@@ -177,12 +204,18 @@ class WorkerJob:
 
 
 def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective: one nested MLflow run per trial around ``run_trial``."""
+    """The Optuna objective: one nested MLflow run per trial around ``run_trial``.
+
+    With several objectives it returns their values as a tuple, and the trial is never asked whether to
+    prune: Optuna's ``trial.report``/``should_prune`` do not exist for multi-objective studies.
+    """
     extra_tags = {"worker": job.worker, "workers": job.workers}
     if job.gpu is not None:
         extra_tags["cuda_visible_devices"] = job.gpu
+    objectives = search_objectives(job.settings)
+    multi = len(objectives) > 1
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
             config = TrialConfig.from_flat({**job.base_flat, **space(trial)})
         except Exception as exc:
@@ -193,7 +226,8 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
                                      {"trial_number": trial.number, "study": job.study_name, "fold": config.fold,
                                       "backend": "optuna", **extra_tags})
         trial.set_user_attr("mlflow_run_id", run_id)
-        reporter = MultiReporter(MlflowReporter(tracker, run_id), OptunaReporter(trial))
+        reporter = MultiReporter(MlflowReporter(tracker, run_id), None if multi else OptunaReporter(trial))
+        started = time.perf_counter()
         try:
             result = run_trial(config, reporter)
         except TrialPruned as exc:
@@ -207,20 +241,21 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
         except BaseException:  # KeyboardInterrupt: close the run before the search stops
             tracker.end(run_id, "FAIL", "interrupted")
             raise
-        tracker.log_metrics(run_id, result.metrics)
-        if result.tags:
-            tracker.set_tags(run_id, result.tags)
-        tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
-        tracker.log_learning_curve(run_id, result.history)
-        tracker.log_previews(run_id, result.previews)
-        if not math.isfinite(result.objective):
+        seconds = time.perf_counter() - started
+        tracker.log_result(run_id, result, seconds)
+        scored = {**result.metrics, **cost_metrics(result.state_dicts, seconds), result.objective_name: result.objective}
+        values = [scored.get(name, float("nan")) for name in objectives]
+        bad = [(n, v) for n, v in zip(objectives, values) if not math.isfinite(v)]
+        if bad:
             # Optuna fails a NaN objective; say why so MLflow and the study agree (e.g. one class in val)
-            reason = f"objective {result.objective_name} is {result.objective} (undefined on this validation part)"
+            name, value = bad[0]
+            reason = (f"objective {name} is {value} (undefined on this validation part)" if name in result.metrics
+                      or name == result.objective_name else f"objective {name} is not a metric this trial logged")
             trial.set_user_attr("fail_reason", reason)
             tracker.end(run_id, "FAIL", reason)
             raise FloatingPointError(reason)
         tracker.end(run_id, "COMPLETE")
-        return result.objective
+        return tuple(values) if multi else values[0]
 
     return objective
 
@@ -286,15 +321,23 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
     n_trials = settings.trials if settings.trials is not None else preset.trials
     plan = worker_pool.plan_workers(settings.workers, settings.trials_per_gpu)
 
+    objectives = search_objectives(settings)
+    if len(objectives) > 1:
+        if settings.sampler == "cmaes":
+            raise ConfigError("a multi-objective search needs a sampler that supports several objectives (nsga2, "
+                              "tpe, random, grid), but got cmaes. Use --sampler nsga2.")
+        if settings.backend != "optuna":
+            raise ConfigError(f"--objectives needs --backend optuna, but got '{settings.backend}'.")
+        settings = dataclasses.replace(settings, pruner="none")  # Optuna cannot prune multi-objective trials
     if settings.resume and not settings.study:
         raise ConfigError("--resume must name the study to continue, but got no --study. Add --study NAME.")
     study_name = settings.study or f"{settings.task}-{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage_url = settings.storage or default_storage()
-    direction = "maximize" if higher_is_better(spec.objective) else "minimize"
+    direction = directions(objectives)[0]
     storage = make_storage(storage_url, heartbeat=True)
     try:
         study = optuna.create_study(
-            study_name=study_name, storage=storage, direction=direction,
+            study_name=study_name, storage=storage, directions=directions(objectives),
             sampler=make_sampler(settings.sampler, settings.seed, space),
             pruner=make_pruner(settings.pruner, base.reported_epochs), load_if_exists=settings.resume,
         )
@@ -307,7 +350,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
     remaining = max(n_trials - done, 0)
     search_settings = {"backend": "optuna", "study": study_name, "storage": storage_url, "preset": preset_name,
                        "sampler": settings.sampler, "pruner": settings.pruner, "trials": n_trials,
-                       "objective": spec.objective, "space": space.source, "searched": ",".join(space.names),
+                       "objective": spec.objective, "objectives": ",".join(objectives), "space": space.source, "searched": ",".join(space.names),
                        "seed": settings.seed, "data": settings.data if settings.data == "phantom" else "folder",
                        "workers": plan.workers, "resumed": settings.resume, "already_finished": done,
                        "killed_closed": killed, **runtime_request(settings)}
@@ -325,11 +368,13 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
         else:
             worker_pool.run_pool(jobs, study, on_trial)
     finally:
-        summary = _summarise(study, storage_url, parent, tracker, spec.objective, started)
+        summary = _summarise(study, storage_url, parent, tracker, objectives[0], started)
         tracker.log_metrics(parent, {k: v for k, v in asdict(summary).items()
                                      if k.startswith("n_") or k == "seconds"})
+        if summary.pareto_run_ids:
+            tracker.set_tags(parent, {"pareto_run_ids": ",".join(summary.pareto_run_ids)[:5000]})
         if summary.best_value is not None:
-            tracker.log_metrics(parent, {f"best_{spec.objective}": summary.best_value})
+            tracker.log_metrics(parent, {f"best_{objectives[0]}": summary.best_value})
             tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
         tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
     return summary
@@ -395,16 +440,22 @@ def _summarise(study, storage_url, parent, tracker, objective, started) -> Searc
     states = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == states.COMPLETE]
-    best = None
-    if complete:
+    best, pareto = None, []
+    if complete and len(study.directions) > 1:
+        # no single best trial: report the best of the first objective, and the front's runs
+        first = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        best = max(complete, key=lambda t: t.values[0] if first else -t.values[0])
+        pareto = [t.user_attrs.get("mlflow_run_id", "") for t in study.best_trials]
+    elif complete:
         best = study.best_trial
     return SearchSummary(
         study=study.study_name, storage=storage_url, parent_run_id=parent,
         experiment=f"bench/{tracker.task}", objective=objective,
-        best_value=best.value if best else None,
+        best_value=best.values[0] if best else None,
         best_run_id=best.user_attrs.get("mlflow_run_id") if best else None,
         n_complete=len(complete), n_pruned=sum(t.state == states.PRUNED for t in trials),
         n_failed=sum(t.state == states.FAIL for t in trials), seconds=round(time.time() - started, 2),
         fail_reasons=sorted({t.user_attrs["fail_reason"] for t in trials
                              if t.state == states.FAIL and "fail_reason" in t.user_attrs}),
+        pareto_run_ids=[r for r in pareto if r],
     )

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import runtime
+from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.data.cache import cached_arrays, fingerprint
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
@@ -202,6 +203,10 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
 
     metrics = _scores(data, masks, cls, guidance)
+    # Per-case validation scores (probabilities + labels, in validation order, no ids): lets the leaderboard
+    # bootstrap val_auroc over cases across seeds (bench.cases); AUROC itself has no per-case value.
+    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].numpy(),
+                          probs=_class_probs(cls, guidance, val["image"], masks["val"]))
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
@@ -209,7 +214,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         metrics=metrics,
         history=history,
         state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
-        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance)},
+        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance), CASE_FILE: val_cases},
     )
 
 

@@ -1,0 +1,151 @@
+"""Per-case validation values of a trial, and the seed-pooled case bootstrap the leaderboard reports.
+
+A task that wants its objective bootstrapped over cases puts ``val_cases.json`` (built by
+:func:`case_file`) into ``TrialResult.previews``; the tracker logs it as a run artifact like any preview.
+The file holds only what the objective needs to be recomputed on a resample of the validation cases, in
+validation-part order, and never a case or patient identifier:
+
+* statistic ``mean``: ``fields.values`` = one value per case (ct-lung: lesion Dice per case);
+* statistic ``macro_auroc``: ``fields.probs`` (N×C class probabilities) and ``fields.labels`` (N ints);
+  AUROC has no per-case value, so a resample recomputes it from the resampled cases.
+
+How statistics turn a case resample into a number is the ``CASE_STATISTICS`` registry.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from bench.errors import BenchError
+from bench.registry import Registry
+
+CASE_FILE = "val_cases.json"
+CASE_STATISTICS: Registry = Registry("case statistic")
+
+
+@dataclass(frozen=True)
+class CaseSet:
+    """One run's per-case validation data: ``statistic`` applied to all of ``fields`` gives ``metric``."""
+
+    metric: str
+    statistic: str
+    fields: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return len(next(iter(self.fields.values())))
+
+    def value(self) -> float:
+        """The statistic over all cases (equals the logged objective)."""
+        return float(CASE_STATISTICS.get(self.statistic)(self.fields, np.arange(self.n)[None])[0])
+
+
+@CASE_STATISTICS.register("mean", "mean of one value per case (e.g. lesion Dice)")
+def _mean(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """Per row of ``idx`` (B×N case indices), the mean of ``fields['values']`` over those cases (NaNs skipped)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only-NaN cases is NaN, not an error
+        return np.nanmean(np.asarray(fields["values"], float)[idx], axis=1)
+
+
+@CASE_STATISTICS.register("macro_auroc", "macro one-vs-rest AUROC recomputed on the resampled cases")
+def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """Per row of ``idx``, :func:`bench.metrics.macro_auroc` of the selected cases, all rows at once.
+
+    One-vs-rest AUROC of class k is the Mann-Whitney statistic (R_k - n_k(n_k+1)/2) / (n_k (n - n_k)) with
+    R_k the sum of the (tie-averaged) ranks of class-k cases among all scores for class k; the macro value
+    averages it over the classes present in the resample, and is NaN when fewer than two classes are
+    present, exactly as ``macro_auroc`` (for two classes OvR of either class equals sklearn's binary AUROC).
+    Vectorised over resamples because thousands of sklearn calls per config would take minutes.
+    """
+    probs, labels = np.asarray(fields["probs"], float), np.asarray(fields["labels"], int)
+    y = labels[idx]  # B×N
+    n = idx.shape[1]
+    per_class = []
+    for k in range(probs.shape[1]):
+        ranks = rankdata(probs[idx, k], axis=1)
+        pos = y == k
+        n_pos = pos.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = ((ranks * pos).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
+        auc[(n_pos == 0) | (n_pos == n)] = np.nan  # class absent (or alone): not part of the macro mean
+        per_class.append(auc)
+    stacked = np.stack(per_class, axis=1)
+    present = np.isfinite(stacked).sum(1)
+    out = np.full(len(idx), np.nan)
+    ok = present >= 2
+    out[ok] = np.nansum(stacked[ok], axis=1) / present[ok]
+    return out
+
+
+def case_file(metric: str, statistic: str, **fields: Sequence[Any]) -> bytes:
+    """``val_cases.json`` bytes for ``TrialResult.previews``; fields are per-case arrays in case order.
+
+    Example:
+        >>> case_file("val_lesion_dice", "mean", values=[0.5, 0.7])[:20]
+        b'{"metric": "val_les'
+    """
+    CASE_STATISTICS.get(statistic)  # unknown statistic: fail in the trial, not later in the leaderboard
+    lengths = {len(v) for v in fields.values()}
+    if len(lengths) != 1:
+        raise BenchError(f"per-case fields must all have one entry per case, but got lengths {sorted(lengths)}.")
+    payload = {"metric": metric, "statistic": statistic,
+               "fields": {k: np.asarray(v).tolist() for k, v in fields.items()}}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def load_cases(data: bytes | str) -> CaseSet:
+    payload = json.loads(data)
+    return CaseSet(payload["metric"], payload["statistic"],
+                   {k: np.asarray(v) for k, v in payload["fields"].items()})
+
+
+def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, resamples: int = 2000,
+                          seed: int = 0) -> tuple[float, float, float]:
+    """Mean over seeds of the objective and its percentile bootstrap CI over validation cases.
+
+    The K seeds of one config are scored on the same N validation cases (same split, same order), so
+    resampling is done on cases and shared by the seeds: for b = 1..B draw case indices I_b (N with
+    replacement) and compute
+
+        theta*_b = (1/K) * sum_s T(D_s[I_b])
+
+    where T is the statistic (``mean`` of per-case values, or macro AUROC recomputed from the cases) and D_s
+    the seed's per-case data. The point estimate is theta = (1/K) * sum_s T(D_s), the mean of the logged
+    objectives; the CI is the (1-level)/2 and (1+level)/2 quantiles of theta*_b (resamples whose statistic is
+    undefined, e.g. one class only for AUROC, are left out). The interval therefore shows how much the
+    seed-averaged score depends on which cases were validated on; seed-to-seed spread is averaged, not
+    added (report ``n_seeds`` and the per-seed values beside it).
+
+    Args:
+        case_sets: one :class:`CaseSet` per seed, all with the same statistic and number of cases.
+        level: CI level.
+        resamples: bootstrap resamples B.
+        seed: RNG seed, so a leaderboard prints the same CI every time.
+
+    Returns:
+        (mean, ci_low, ci_high).
+    """
+    if not case_sets:
+        return float("nan"), float("nan"), float("nan")
+    statistics, sizes = {c.statistic for c in case_sets}, {c.n for c in case_sets}
+    if len(statistics) != 1 or len(sizes) != 1:
+        raise BenchError(f"seeds of one config must share the validation cases, but got statistics "
+                         f"{sorted(statistics)} over {sorted(sizes)} cases. Were they run on different splits?")
+    fn, n = CASE_STATISTICS.get(statistics.pop()), sizes.pop()
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    per_seed = np.stack([fn(c.fields, idx) for c in case_sets])  # K×B
+    theta_b = per_seed.mean(axis=0)
+    theta_b = theta_b[np.isfinite(theta_b)]
+    point = float(np.mean([c.value() for c in case_sets]))
+    if not theta_b.size:
+        return point, float("nan"), float("nan")
+    lo, hi = np.quantile(theta_b, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(lo), float(hi)

@@ -1,0 +1,92 @@
+"""Seed repeats after a search (``bench search --seeds K``): is the winner still the winner on other seeds?
+
+The top configs of a finished search (its COMPLETE trials, best first) are retrained on K-1 further seeds;
+with the original trial that makes K seeds per config: the search seed S (the original trial) and
+S+1 … S+K-1 (the repeats). Each repeat is logged as a run nested under the search's parent run, with
+``bench.kind = repeat``, ``bench.repeat_of = <original run id>`` and its ``seed`` param/tag, so the normal
+leaderboard ignores it and ``bench leaderboard --seeds`` groups it with its original. Repeats are never
+pruned: a seed repeat must finish to be comparable.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.errors import ConfigError
+from bench.tracking import MlflowReporter, Tracker
+
+REPEAT_TAG = "bench.repeat_of"
+REPEAT_KIND = "repeat"
+
+
+@dataclass(frozen=True)
+class Repeat:
+    original_run_id: str
+    run_id: str
+    seed: int
+    state: str
+    objective: float
+
+
+def repeat_top(task: str, study: str, parent_run_id: str, seeds: int, top: int = 3,
+               on_repeat: Callable[[Repeat], None] | None = None) -> list[Repeat]:
+    """Retrain the ``top`` best COMPLETE trials of ``study`` on seeds S+1 … S+seeds-1.
+
+    Args:
+        task: registered task name.
+        study: the search's study (its trials are ranked by the leaderboard).
+        parent_run_id: the search's parent run; repeats nest under it.
+        seeds: K, seeds per config including the original trial's (K=1: nothing to do).
+        top: how many configs to repeat.
+        on_repeat: called after each repeat (progress).
+
+    Returns:
+        One :class:`Repeat` per repeat run, in the order they ran.
+
+    Example:
+        >>> repeat_top("xray-heart", "mystudy", parent_id, seeds=3, top=2)  # doctest: +SKIP
+    """
+    from bench.leaderboard import leaderboard
+
+    if seeds < 1 or top < 1:
+        raise ConfigError(f"--seeds and --seeds-top must be at least 1, but got {seeds} and {top}.")
+    if seeds == 1:
+        return []
+    tracker = Tracker(task)
+    table = leaderboard(task, study=study, where=["state=COMPLETE"]).head(top)
+    done: list[Repeat] = []
+    for row in table.itertuples():
+        original = tracker.load_config(row.run_id)
+        for offset in range(1, seeds):
+            config = original.replace(seed=original.seed + offset)
+            tags = {REPEAT_TAG: row.run_id, "study": study, "trial_number": row.trial, "backend": "repeat"}
+            run_id = tracker.start_trial(parent_run_id, f"{row.run} seed {config.seed}", config, tags,
+                                         kind=REPEAT_KIND)
+            done.append(_run_repeat(tracker, run_id, row.run_id, config))
+            if on_repeat:
+                on_repeat(done[-1])
+    return done
+
+
+def _run_repeat(tracker: Tracker, run_id: str, original_run_id: str, config) -> Repeat:
+    """Train one repeat and close its run; a failure is logged with its reason and returned, not raised."""
+    from bench.train import run_trial
+
+    started = time.perf_counter()
+    try:
+        result = run_trial(config, MlflowReporter(tracker, run_id))
+    except Exception as exc:  # noqa: BLE001  (one failed repeat must not stop the others)
+        tracker.end(run_id, "FAIL", "".join(traceback.format_exception_only(exc)).strip())
+        return Repeat(original_run_id, run_id, config.seed, "FAIL", float("nan"))
+    except BaseException:
+        tracker.end(run_id, "FAIL", "interrupted")
+        raise
+    tracker.log_result(run_id, result, time.perf_counter() - started)
+    ok = math.isfinite(result.objective)
+    tracker.end(run_id, "COMPLETE" if ok else "FAIL", None if ok else f"objective {result.objective_name} is "
+                f"{result.objective} (undefined on this validation part)")
+    return Repeat(original_run_id, run_id, config.seed, "COMPLETE" if ok else "FAIL", result.objective)
