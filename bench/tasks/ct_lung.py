@@ -33,6 +33,8 @@ from monai.transforms import (
 from monai.transforms.utils import map_binary_to_indices
 from monai.utils import convert_to_tensor
 
+from bench import runtime
+from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.data.cache import cached_arrays, fingerprint
 from bench.data.ct_io import lung_mask_from_hu
@@ -201,8 +203,9 @@ def train_net(
 ) -> None:
     """Patch training: each epoch draws ``samples`` lesion/background-balanced patches per volume."""
     dev = device()
-    net.to(dev)
-    opt = make_optimiser(optimiser, net.parameters(), lr)
+    policy = runtime.current()
+    runtime.prepare_model(net, policy, spatial_dims=3)
+    step = runtime.TrainStep(net, make_optimiser(optimiser, net.parameters(), lr), policy)
     crop = RandCropByPosNegLabel(spatial_size=patch, pos=pos_fraction, neg=1.0 - pos_fraction, num_samples=samples)
     crop.set_random_state(seed)
     # Spatial augmentation moves every channel (image, lung, target, region) together; intensity
@@ -231,22 +234,18 @@ def train_net(
                 patches.extend(crop(arr, label=arr[n_in : n_in + 1], fg_indices=fg, bg_indices=bg))
         batch_all = torch.stack([convert_to_tensor(p, track_meta=False) for p in patches])
         order = torch.randperm(len(batch_all), generator=gen)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=dev)
         for start in range(0, len(order), batch_size):
             b = batch_all[order[start : start + batch_size]]
             if augment:
                 b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
                 ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
                 b = torch.cat([ct, b[:, 1:]], dim=1)
-            b = b.to(dev)
+            b = runtime.prepare_batch(b, policy)
             x = b[:, :n_in]
-            logits = vols.guide.restrict(net(x), b[:, n_in + 1 : n_in + 2])
-            loss = loss_fn(logits, b[:, n_in : n_in + 1])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(x)
-        epoch_loss = total / max(len(batch_all), 1)
+            total += step(lambda m, x=x, b=b: loss_fn(vols.guide.restrict(m(x), b[:, n_in + 1 : n_in + 2]),
+                                                      b[:, n_in : n_in + 1])).double() * len(x)
+        epoch_loss = float(total) / max(len(batch_all), 1)
         if not np.isfinite(epoch_loss):
             raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
         on_epoch(epoch, epoch_loss)
@@ -262,8 +261,9 @@ def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], thre
     for x, lung in zip(vols.inputs, vols.lungs):
         xt = torch.from_numpy(x)[None].to(dev)
         # 2D windows are single slices: batch many per call.
-        logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
-                                          predictor=net, overlap=0.25)
+        with runtime.autocast():
+            logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
+                                              predictor=net, overlap=0.25)
         logits = to_image_grid(vols.guide, logits.float(), lung)
         out.append((logits[0, 0] > threshold).cpu().numpy().astype(np.uint8))
     return out
@@ -316,12 +316,15 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # --- evaluation: validation is the objective, test is logged only -------------------------------
     metrics: dict[str, float] = {}
     tol = float(task_param(config, "tolerance_mm"))
-    lesion_pred = {}
+    lesion_pred, rows = {}, {}
     for part in ("val", "test"):
         lesion_pred[part] = infer(lesion_net, vols[part], roi, threshold)
-        rows = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
-                for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
-        metrics.update({f"{part}_{k}": v for k, v in summarise(rows).items()})
+        rows[part] = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
+                      for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
+        metrics.update({f"{part}_{k}": v for k, v in summarise(rows[part]).items()})
+    # Per-case lesion Dice of the cases the objective averages (lesion-bearing ones), for the case bootstrap
+    # of `bench leaderboard --seeds`; their plain mean is the objective.
+    val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
@@ -329,7 +332,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         metrics=metrics,
         history=history,
         state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
-        previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"])},
+        previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"]),
+                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases)},
     )
 
 
@@ -356,7 +360,8 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
 
     The lung stage depends on the data, the fold, the lung settings and the seed, never on what a search
     varies, so all trials of a search share one; deterministic training makes the cached stage equal to a
-    retrained one (the key includes torch's version, thread count and device, which could change bits).
+    retrained one (the key includes torch's version, the thread count and the runtime policy — device,
+    precision, … — which could change bits).
     """
     patch3d = tuple(int(p) for p in task_param(config, "patch"))
     roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
@@ -367,7 +372,7 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
         "stage": "ct-lung-lung-v1", "data": data.key, "split": data.split_hash, "fold": config.fold,
         "max_train_cases": config.max_train_cases, "seed": config.seed, "settings": settings,
         "batch_size": config.batch_size, "optimiser": config.optimiser, "augment": config.augment,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device().type,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "runtime": runtime.current().as_dict(),
     })
     lung_net = build_seg_net("monai_unet", 1, "3d", width=width, patch=patch3d)
     unguided = LESION_GUIDANCE.create("none")
