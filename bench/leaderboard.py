@@ -89,8 +89,9 @@ PAGE_SIZE = 1000  # MLflow's largest page for most stores
 def runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
     """Runs of the tracker's experiment as one row each: ``run_id``, ``status``, ``tags.*``, ``params.*``, ``metrics.*``.
 
-    Pages through ``MlflowClient.search_runs`` and builds the frame from plain dicts in one go, instead of
-    ``mlflow.search_runs``, whose pandas conversion dominates on stores with thousands of runs.
+    On SQL stores with bench's own filters it reads MLflow's tables in bulk (``bench.store_read``: 10,000
+    runs in about a second instead of ~14 s); otherwise it pages through ``MlflowClient.search_runs`` and
+    builds the frame from plain dicts in one go.
 
     Args:
         tracker: the task's tracker (store and experiment).
@@ -100,6 +101,16 @@ def runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE)
     Returns:
         The frame (empty, with no columns, when nothing matches).
     """
+    from bench.store_read import sql_runs_frame
+
+    fast = sql_runs_frame(tracker.client, tracker.experiment_id, filter_string)
+    if fast is not None:
+        return fast
+    return api_runs_frame(tracker, filter_string, page_size)
+
+
+def api_runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
+    """``runs_frame`` through MLflow's public API: any store, any filter."""
     records: list[dict[str, object]] = []
     token = None
     while True:

@@ -6,6 +6,7 @@ import os
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 
@@ -145,11 +146,43 @@ def test_cli_where_group_by_and_export(store, capsys):
 
 
 def test_runs_frame_pages_through_every_run(store):
-    from bench.leaderboard import runs_frame
+    from bench.leaderboard import api_runs_frame, runs_frame
 
     tracker = Tracker("xray-heart")
     flt = f"tags.`{KIND_TAG}` = 'trial'"
-    paged, whole = runs_frame(tracker, flt, page_size=4), runs_frame(tracker, flt)
+    paged, whole = api_runs_frame(tracker, flt, page_size=4), runs_frame(tracker, flt)
     assert len(paged) == len(whole) == 21 and set(paged["run_id"]) == set(whole["run_id"])
     assert {"params.seg_loss", "metrics.val_auroc", f"tags.{STATE_TAG}"} <= set(paged.columns)
     assert runs_frame(tracker, "tags.study = 'nope'").empty
+
+
+def test_bulk_sql_read_matches_the_mlflow_api(store):
+    from bench.leaderboard import api_runs_frame
+    from bench.store_read import sql_runs_frame
+
+    tracker = Tracker("xray-heart")
+    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{KIND_TAG}` = 'trial'", max_results=50)
+    now = int(time.time() * 1000)
+    # Latest value wins, NaN stays NaN, deleted runs and other experiments' runs are not read.
+    tracker.client.log_batch(runs[0].info.run_id, metrics=[Metric("val_auroc", 0.123, now + 5, 3),
+                                                           Metric("val_hd95", float("nan"), now, 0)])
+    tracker.client.delete_run(runs[1].info.run_id)
+    other = Tracker("ct-lung")
+    other.client.create_run(other.experiment_id, tags={KIND_TAG: "trial"})
+
+    def same(flt: str) -> pd.DataFrame:
+        fast, api = sql_runs_frame(tracker.client, tracker.experiment_id, flt), api_runs_frame(tracker, flt)
+        assert fast is not None
+        columns = sorted(api.columns)
+        assert sorted(fast.columns) == columns and list(fast["run_id"]) == list(api["run_id"])
+        pd.testing.assert_frame_equal(fast[columns].reset_index(drop=True), api[columns].reset_index(drop=True),
+                                      check_dtype=False)
+        return fast
+
+    trials = same(f"tags.`{KIND_TAG}` = 'trial'")
+    assert len(trials) == 20 and runs[1].info.run_id not in set(trials["run_id"])
+    row = trials.set_index("run_id").loc[runs[0].info.run_id]
+    assert row["metrics.val_auroc"] == 0.123 and np.isnan(row["metrics.val_hd95"])
+    soft = same(f"tags.`{KIND_TAG}` = 'trial' AND params.guidance = 'soft_mask'")
+    assert 0 < len(soft) == (trials["params.guidance"] == "soft_mask").sum()
+    assert sql_runs_frame(tracker.client, tracker.experiment_id, "metrics.val_auroc > 0.5") is None  # API path
