@@ -81,7 +81,7 @@ def _http(method: str, url: str, body: dict | None = None, timeout: float = 60) 
         return json.loads(response.read() or b"{}")
 
 
-def _wait_http(url: str, seconds: float) -> None:
+def wait_http(url: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -93,7 +93,7 @@ def _wait_http(url: str, seconds: float) -> None:
             time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen) -> str:
+def stop_process_group(proc: subprocess.Popen) -> str:
     """Stop a process started in its own session (and its children); return its output."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -137,8 +137,8 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
         result = {"ok": False, "url": url, "found": [], "missing": list(expect), "screenshot": None}
         session = None
         try:
-            _wait_http(f"{base}/health", 120)
-            _wait_http(f"{wd}/status", 30)
+            wait_http(f"{base}/health", 120)
+            wait_http(f"{wd}/status", 30)
             caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
                 "binary": CHROMIUM, "args": [*CLOSED_NETWORK_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]}}}}
             session = _http("POST", f"{wd}/session", caps)["value"]["sessionId"]
@@ -166,8 +166,8 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
                     _http("DELETE", f"{wd}/session/{session}", timeout=20)
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
                     pass
-            _stop(driver)
-            result["ui_output_tail"] = _stop(ui)[-400:]
+            stop_process_group(driver)
+            result["ui_output_tail"] = stop_process_group(ui)[-400:]
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
