@@ -107,6 +107,7 @@ class Tracker:
         self.task = task
         self.uri = uri or tracking_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
+        self._pending: dict[str, list] = {}  # run id -> MLflow RunOperations of asynchronous metric logging
         name = experiment_name(task)
         found = self.client.get_experiment_by_name(name)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(name)
@@ -172,14 +173,21 @@ class Tracker:
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start : start + 100])
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0, wait: bool = True) -> None:
+        """Log metrics at ``step``; ``wait=False`` hands them to MLflow's background logging queue (per-epoch
+        curves: the trial does not wait for the store's write), and ``end`` waits for them before closing."""
         import time
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if not math.isnan(float(v))]  # NaN is not logged
-        if items:
+        if not items:
+            return
+        if wait:
             self.client.log_batch(run_id, metrics=items)
+        else:
+            self._pending.setdefault(run_id, []).append(
+                self.client.log_batch(run_id, metrics=items, synchronous=False))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         check_no_phi(tags, "tags")
@@ -243,6 +251,8 @@ class Tracker:
 
     def end(self, run_id: str, state: str, reason: str | None = None) -> None:
         """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
+        for operation in self._pending.pop(run_id, []):
+            operation.wait()
         tags = {STATE_TAG: state}
         if reason:
             tags["bench.reason"] = reason[:5000]
@@ -262,7 +272,7 @@ class MlflowReporter:
         self.tracker, self.run_id = tracker, run_id
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        self.tracker.log_metrics(self.run_id, metrics, step)
+        self.tracker.log_metrics(self.run_id, metrics, step, wait=False)
 
     def report(self, objective: float, step: int) -> bool:
         return False
