@@ -300,8 +300,11 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     offset = int(task_param(config, "lung_epochs"))
     common = {"optimiser": config.optimiser, "augment": config.augment}
 
+    latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
+
     def lesion_epoch(epoch: int, value: float) -> None:
         preds = infer(lesion_net, vols["val"], roi, threshold)
+        latest_val[:] = preds
         val_dice = mean_lesion_dice(preds, [c["lesion"] for c in data.parts["val"]])
         record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
         history.append({"stage": "lesion", "epoch": epoch, **record})
@@ -318,7 +321,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     tol = float(task_param(config, "tolerance_mm"))
     lesion_pred, rows = {}, {}
     for part in ("val", "test"):
-        lesion_pred[part] = infer(lesion_net, vols[part], roi, threshold)
+        reuse = part == "val" and latest_val  # empty when no lesion epoch ran
+        lesion_pred[part] = latest_val if reuse else infer(lesion_net, vols[part], roi, threshold)
         rows[part] = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
                       for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
         metrics.update({f"{part}_{k}": v for k, v in summarise(rows[part]).items()})

@@ -202,11 +202,11 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     fit(cls, cls_loss, cls_train, epochs=config.cls_epochs, batch_size=config.batch_size, lr=config.cls_lr,
         optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
 
-    metrics = _scores(data, masks, cls, guidance)
+    probs = _part_probs(data, masks, cls, guidance)
+    metrics = _scores(data, masks, cls, guidance, probs)
     # Per-case validation scores (probabilities + labels, in validation order, no ids): lets the leaderboard
     # bootstrap val_auroc over cases across seeds (bench.cases); AUROC itself has no per-case value.
-    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].numpy(),
-                          probs=_class_probs(cls, guidance, val["image"], masks["val"]))
+    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].numpy(), probs=probs["val"])
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
@@ -237,14 +237,19 @@ def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidan
     return overlay_png(part["image"][rows].cpu(), part["heart"][rows].cpu(), predicted[rows].cpu(), saliency, titles)
 
 
-def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, float]:
+def _part_probs(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, np.ndarray]:
+    """Class probabilities of every scored part (not train; not an empty part, e.g. JSRT has no test part)."""
+    return {part: _class_probs(cls, guidance, truth["image"], masks[part])
+            for part, truth in data.parts.items() if part != "train" and len(truth["label"])}
+
+
+def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance,
+            part_probs: dict[str, np.ndarray]) -> dict[str, float]:
     """Validation is the objective; test parts are logged only."""
     metrics: dict[str, float] = {}
-    for part in [p for p in data.parts if p != "train"]:
+    for part, probs in part_probs.items():
         truth = data.parts[part]
-        if not len(truth["label"]):
-            continue  # e.g. a source whose official split has no test part (JSRT)
-        probs, labels = _class_probs(cls, guidance, truth["image"], masks[part]), truth["label"].cpu().numpy()
+        labels = truth["label"].cpu().numpy()
         metrics[f"{part}_auroc"] = macro_auroc(probs, labels)
         metrics[f"{part}_accuracy"] = accuracy(probs, labels)
         metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
@@ -268,7 +273,8 @@ def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, flo
     seg, cls, guidance = build_models(config)
     seg.load_state_dict(state_dicts["segmenter"])
     cls.load_state_dict(state_dicts["classifier"])
-    return _scores(data, _predicted_masks(seg, data), cls, guidance)
+    masks = _predicted_masks(seg, data)
+    return _scores(data, masks, cls, guidance, _part_probs(data, masks, cls, guidance))
 
 
 def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0):
