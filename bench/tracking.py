@@ -203,22 +203,27 @@ class Tracker:
                 torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / "checkpoint.pt")
             self.client.log_artifacts(run_id, tmp)
 
-    def log_result(self, run_id: str, result: Any, seconds: float | None = None) -> None:
+    def log_result(self, run_id: str, result: Any, seconds: float | None = None) -> dict[str, float]:
         """Everything a finished trial logs: final and cost metrics, config/history/checkpoint, curve, previews.
 
         Args:
             run_id: the trial's run.
             result: its ``TrialResult``.
             seconds: the trial's wall time (logged as ``trial_seconds``).
+
+        Returns:
+            The final metrics it logged, cost metrics included.
         """
         from bench.metrics import cost_metrics
 
-        self.log_metrics(run_id, {**result.metrics, **cost_metrics(result.state_dicts, seconds)})
+        logged = {**result.metrics, **cost_metrics(result.state_dicts, seconds)}
+        self.log_metrics(run_id, logged)
         if getattr(result, "tags", None):  # e.g. bench.runtime.compile_fallback
             self.set_tags(run_id, result.tags)
         self.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
         self.log_learning_curve(run_id, result.history)
         self.log_previews(run_id, result.previews)
+        return logged
 
     def log_learning_curve(self, run_id: str, history: list | None) -> bool:
         """Log ``learning_curve.png`` drawn from a trial's history; False (nothing logged) when it is empty.

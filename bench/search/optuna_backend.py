@@ -21,7 +21,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported b
 from bench import runtime
 from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
-from bench.metrics import cost_metrics, higher_is_better
+from bench.metrics import higher_is_better
 from bench.search.space import SearchSpace, load_space
 from bench.tasks import TASKS
 from bench.tracking import MlflowReporter, Tracker, store_dir
@@ -246,8 +246,7 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
             tracker.end(run_id, "FAIL", "interrupted")
             raise
         seconds = time.perf_counter() - started
-        tracker.log_result(run_id, result, seconds)
-        scored = {**result.metrics, **cost_metrics(result.state_dicts, seconds), result.objective_name: result.objective}
+        scored = {**tracker.log_result(run_id, result, seconds), result.objective_name: result.objective}
         values = [scored.get(name, float("nan")) for name in objectives]
         bad = [(n, v) for n, v in zip(objectives, values) if not math.isfinite(v)]
         if bad:
