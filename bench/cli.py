@@ -169,7 +169,7 @@ def cmd_search(args) -> int:
                   "multi-objective trials):")
             print(render(pareto_table(table, settings.objectives), "table"))
     if summary.n_complete and args.seeds > 1:
-        _repeat_seeds(args, summary, console)
+        _repeat_seeds(args, settings, summary, console)
     console.print(f"\nLeaderboard in the MLflow UI: run `mlflow ui` in this folder (or `bench ui`), "
                   f"experiment {summary.experiment}.\nReplay the best trial: bench replay --task {args.task}")
     return 0 if summary.n_complete else 1
@@ -179,17 +179,20 @@ def _metric_list(text: str | None) -> tuple[str, ...]:
     return tuple(m.strip() for m in (text or "").split(",") if m.strip())
 
 
-def _repeat_seeds(args, summary, console) -> None:
-    """Retrain the top configs on more seeds and print their seed-pooled case-bootstrap summary."""
+def _repeat_seeds(args, settings, summary, console) -> None:
+    """Retrain the top configs on more seeds, under the runtime policy the search asked for, and print their
+    seed-pooled case-bootstrap summary."""
+    from bench import runtime
     from bench.leaderboard import render, seed_summary
     from bench.search.seeds import repeat_top
 
     top = args.seeds_top
     console.print(f"\nrepeating the top {top} configs on seeds {args.seed + 1}..{args.seed + args.seeds - 1} "
                   f"({args.seeds} seeds with the original)")
-    repeats = repeat_top(args.task, summary.study, summary.parent_run_id, args.seeds, top,
-                         on_repeat=lambda r: console.print(f"  seed {r.seed} of {r.original_run_id[:8]}: {r.state} "
-                                                           f"{r.objective:.4f}", markup=False))
+    with runtime.using(settings.runtime_policy()):
+        repeats = repeat_top(args.task, summary.study, summary.parent_run_id, args.seeds, top,
+                             on_repeat=lambda r: console.print(f"  seed {r.seed} of {r.original_run_id[:8]}: "
+                                                               f"{r.state} {r.objective:.4f}", markup=False))
     if any(r.state == "COMPLETE" for r in repeats):
         print(render(seed_summary(args.task, study=summary.study).drop(columns=["run_id"]), "table"))
 
