@@ -7,7 +7,9 @@ validation-part order, and never a case or patient identifier:
 
 * statistic ``mean``: ``fields.values`` = one value per case (ct-lung: lesion Dice per case);
 * statistic ``macro_auroc``: ``fields.probs`` (N×C class probabilities) and ``fields.labels`` (N ints);
-  AUROC has no per-case value, so a resample recomputes it from the resampled cases.
+  AUROC has no per-case value, so a resample recomputes it from the resampled cases;
+* any statistic: a field named ``*_dice`` holds a per-case Dice for the report's box plot (xray-heart:
+  ``val_heart_dice``); a ``mean`` of a Dice objective is its own per-case Dice.
 
 How statistics turn a case resample into a number is the ``CASE_STATISTICS`` registry.
 """
@@ -41,6 +43,16 @@ class CaseSet:
     @property
     def n(self) -> int:
         return len(next(iter(self.fields.values())))
+
+    def per_case_dice(self) -> tuple[str, np.ndarray] | None:
+        """(name, values) of the per-case Dice the file holds: a ``*_dice`` field, or the per-case values
+        when the objective itself is a Dice; None when it holds none."""
+        named = [k for k in self.fields if k.endswith("_dice")]
+        if named:
+            return named[0], np.asarray(self.fields[named[0]], float)
+        if self.statistic == "mean" and self.metric.endswith("_dice"):
+            return self.metric, np.asarray(self.fields["values"], float)
+        return None
 
     def value(self) -> float:
         """The statistic over all cases (equals the logged objective)."""

@@ -17,7 +17,7 @@ from bench.tasks import TASKS
 from bench.tracking import KIND_TAG, STATE_TAG, Tracker, experiment_name
 
 ALWAYS_SHOWN = ("seg_arch", "seg_loss", "guidance")
-COST_METRICS = ("n_weights", "trial_seconds")  # logged by the search backends for every trial
+COST_METRICS = ("n_weights", "trial_seconds", "epochs_trained")  # logged by the search backends per trial
 FORMATS = ("table", "csv", "md", "json")
 
 
@@ -63,6 +63,9 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
         "run_id": runs["run_id"],
         "state": runs.get(f"tags.{STATE_TAG}", pd.Series("?", index=runs.index)).fillna("RUNNING"),
         "trial": pd.to_numeric(runs.get("tags.trial_number"), errors="coerce"),
+        # every run has it, pruned ones included: the report's anytime curve over time spent
+        "run_seconds": (pd.to_numeric(runs["end_time"], errors="coerce")
+                        - pd.to_numeric(runs["start_time"], errors="coerce")) / 1000.0,
     })
     table[spec.objective] = runs[objective]
     for c in sorted(varying):
@@ -87,7 +90,8 @@ PAGE_SIZE = 1000  # MLflow's largest page for most stores
 
 
 def runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
-    """Runs of the tracker's experiment as one row each: ``run_id``, ``status``, ``tags.*``, ``params.*``, ``metrics.*``.
+    """Runs of the tracker's experiment as one row each: ``run_id``, ``status``, ``start_time``, ``end_time``
+    (ms since the epoch; end is empty while a run is open), ``tags.*``, ``params.*``, ``metrics.*``.
 
     On SQL stores with bench's own filters it reads MLflow's tables in bulk (``bench.store_read``: 10,000
     runs in about a second instead of ~14 s); otherwise it pages through ``MlflowClient.search_runs`` and
@@ -117,7 +121,8 @@ def api_runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_S
         page = tracker.client.search_runs([tracker.experiment_id], filter_string=filter_string,
                                           max_results=page_size, page_token=token)
         for run in page:
-            record: dict[str, object] = {"run_id": run.info.run_id, "status": run.info.status}
+            record: dict[str, object] = {"run_id": run.info.run_id, "status": run.info.status,
+                                         "start_time": run.info.start_time, "end_time": run.info.end_time}
             data = run.data
             record.update({f"metrics.{k}": v for k, v in data.metrics.items()})
             record.update({f"params.{k}": v for k, v in data.params.items()})
@@ -299,6 +304,7 @@ def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | Non
               f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials.")]
     if by in table:
         figures[f"{spec.objective} per {by}"] = report.strategy_png(table, spec.objective, by)
+        figures.update(_best_per_strategy_figures(Tracker(task), table, spec.objective, higher, by, notes))
     studies = _search_runs(task, study)
     if not studies:
         notes.append("Parameter importances skipped: no search run with search.storage/search.study tags.")
@@ -315,6 +321,37 @@ def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | Non
     return paths
 
 
+def _best_per_strategy_figures(tracker: Tracker, table: pd.DataFrame, objective: str, higher: bool, by: str,
+                               notes: list[str]) -> dict[str, bytes]:
+    """The per-case Dice box plot and the prediction overlays of each strategy's best COMPLETE trial,
+    read from the runs' ``val_cases.json`` and ``overlay.png``; what a run lacks becomes a note."""
+    from bench import report
+    from bench.cases import CASE_FILE, load_cases
+
+    done = table[table["state"].eq("COMPLETE") & pd.to_numeric(table[objective], errors="coerce").notna()]
+    best = done.sort_values(objective, ascending=not higher).groupby(done[by].astype(str), sort=True).head(1)
+    per_case, overlays, missing = {}, {}, []
+    for row in best.itertuples(index=False):
+        strategy, run_id = str(getattr(row, by)), row.run_id
+        try:
+            dice = load_cases(tracker.download(run_id, CASE_FILE).read_bytes()).per_case_dice()
+            if dice is not None:
+                per_case[strategy] = dice
+            overlays[f"overlay, best {by}={strategy}: {row.run}"] = tracker.download(run_id, "overlay.png").read_bytes()
+        except Exception as exc:  # noqa: BLE001  MLflow raises several kinds for a missing artifact
+            missing.append(f"{strategy} ({type(exc).__name__})")
+    figures: dict[str, bytes] = {}
+    if per_case:
+        name = next(iter(per_case.values()))[0]
+        figures[f"{name} per case per {by}"] = report.case_dice_png({k: v for k, (_, v) in per_case.items()},
+                                                                    name, by)
+    figures.update(overlays)
+    if missing:
+        notes.append(f"Per-case Dice / overlays incomplete: the best run of {', '.join(missing)} lacks "
+                     f"{CASE_FILE} or overlay.png (runs from older versions, or a trial that logged none).")
+    return figures
+
+
 METRIC_PREFIXES = ("val_", "test_", "shift_gap_")
 
 
@@ -325,7 +362,7 @@ def compact(table: pd.DataFrame, task: str) -> pd.DataFrame:
     # nested parameters (seg_loss_params.alpha, ...) stay in csv/md/json; the terminal shows the dimensions
     return table[[c for c in table.columns
                   if (not c.startswith(METRIC_PREFIXES) or c in keep) and "_params." not in c
-                  and c not in COST_METRICS]]
+                  and c not in COST_METRICS and c != "run_seconds"]]
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:

@@ -82,22 +82,35 @@ def learning_curve_png(history: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def anytime_png(table: pd.DataFrame, objective: str, higher: bool) -> bytes:
-    """Best objective so far against trial number (the search's anytime performance)."""
-    done = _complete(table, objective).sort_values("trial")
+    """Best objective so far against trials, epochs and run time spent (the search's anytime performance).
+
+    Trials are taken in trial order; every run spends resources (pruned and failed ones too: their
+    ``epochs_trained`` and ``run_seconds``), only COMPLETE trials can improve the best. A resource panel is
+    drawn only when the table has its column (older stores lack ``epochs_trained``).
+    """
+    ordered = table[pd.to_numeric(table["trial"], errors="coerce").notna()].sort_values("trial")
+    complete = ordered.index.isin(_complete(ordered, objective).index)
+    values = pd.to_numeric(ordered[objective], errors="coerce").where(complete)
+    running = values.fillna(-np.inf if higher else np.inf)
+    best = (running.cummax() if higher else running.cummin()).replace([np.inf, -np.inf], np.nan)
+    axes_spec = [("trial number", ordered["trial"].to_numpy(float))]
+    for column, label in (("epochs_trained", "epochs spent (all trials)"), ("run_seconds", "run time spent (s)")):
+        spent = pd.to_numeric(ordered[column], errors="coerce") if column in ordered else pd.Series(dtype=float)
+        if spent.notna().any():
+            axes_spec.append((label, spent.fillna(0).cumsum().to_numpy(float)))
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    if not done.empty:
-        values = done[objective].to_numpy(float)
-        best = np.maximum.accumulate(values) if higher else np.minimum.accumulate(values)
-        ax.scatter(done["trial"], values, s=14, alpha=0.5, label="trial")
-        ax.step(done["trial"], best, where="post", color="C3", label="best so far")
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(axes_spec), figsize=(4.2 * len(axes_spec), 3.2), squeeze=False, sharey=True)
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers are whole
-    ax.set_xlabel("trial number")
-    ax.set_ylabel(objective)
-    ax.grid(alpha=0.3)
+    for ax, (label, x) in zip(axes[0], axes_spec):
+        if complete.any():
+            ax.scatter(x[complete], values[complete], s=14, alpha=0.5, label="complete trial")
+            ax.step(x, best, where="post", color="C3", label="best so far")
+            ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(objective)
     return _png(fig)
 
 
@@ -115,6 +128,22 @@ def strategy_png(table: pd.DataFrame, objective: str, by: str = "guidance") -> b
             ax.scatter(i + jitter.uniform(-0.12, 0.12, len(v)), v, s=14, alpha=0.7)
     ax.set_xlabel(by)
     ax.set_ylabel(objective)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def case_dice_png(per_strategy: Mapping[str, np.ndarray], name: str, by: str) -> bytes:
+    """Box plot of per-case validation Dice, one box per strategy (its best trial), cases overlaid."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    labels = list(per_strategy)
+    ax.boxplot([per_strategy[k] for k in labels], showfliers=False)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
+    for i, k in enumerate(labels, start=1):
+        ax.scatter(i + jitter.uniform(-0.12, 0.12, len(per_strategy[k])), per_strategy[k], s=10, alpha=0.6)
+    ax.set_xlabel(f"{by} (best trial of each)")
+    ax.set_ylabel(f"{name} per case")
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)
 

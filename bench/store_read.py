@@ -22,9 +22,9 @@ _FAST_CLAUSES = {"tag", "parameter"}
 
 
 def sql_runs_frame(client, experiment_id: str, filter_string: str) -> pd.DataFrame | None:
-    """The frame ``leaderboard.runs_frame`` builds (``run_id``, ``status``, ``metrics.*``, ``params.*``,
-    ``tags.*``; runs in MLflow's default order: newest start first), or None when the fast path does not
-    apply."""
+    """The frame ``leaderboard.runs_frame`` builds (``run_id``, ``status``, ``start_time``, ``end_time``,
+    ``metrics.*``, ``params.*``, ``tags.*``; runs in MLflow's default order: newest start first), or None
+    when the fast path does not apply."""
     try:
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -37,7 +37,7 @@ def sql_runs_frame(client, experiment_id: str, filter_string: str) -> pd.DataFra
         if any(c["type"] not in _FAST_CLAUSES or c["comparator"] != "=" for c in clauses):
             return None
         with store.ManagedSessionMaker() as session:
-            runs = session.query(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time).filter(
+            runs = session.query(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time, SqlRun.end_time).filter(
                 SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active")
             for clause in clauses:
                 model = SqlTag if clause["type"] == "tag" else SqlParam
@@ -56,8 +56,8 @@ def sql_runs_frame(client, experiment_id: str, filter_string: str) -> pd.DataFra
         return None
     if not run_rows:
         return pd.DataFrame()
-    base = pd.DataFrame(run_rows, columns=["run_id", "status", "start_time"])
-    base = base.sort_values(["start_time", "run_id"], ascending=[False, True]).drop(columns="start_time")
+    base = pd.DataFrame(run_rows, columns=["run_id", "status", "start_time", "end_time"])
+    base = base.sort_values(["start_time", "run_id"], ascending=[False, True])
     metric_frame = pd.DataFrame(metrics, columns=["run_id", "key", "value", "is_nan"])
     metric_frame.loc[metric_frame["is_nan"].astype(bool), "value"] = float("nan")
     wide = [_pivot(metric_frame, "metrics."), _pivot(pd.DataFrame(params, columns=["run_id", "key", "value"]), "params."),

@@ -108,6 +108,7 @@ class Tracker:
         self.uri = uri or tracking_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pending: dict[str, list] = {}  # run id -> MLflow RunOperations of asynchronous metric logging
+        self._epochs: dict[str, int] = {}  # run id -> epochs reported so far (all stages)
         name = experiment_name(task)
         found = self.client.get_experiment_by_name(name)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(name)
@@ -189,6 +190,12 @@ class Tracker:
             self._pending.setdefault(run_id, []).append(
                 self.client.log_batch(run_id, metrics=items, synchronous=False))
 
+    def log_epoch(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """One epoch's curves (asynchronous); ``end`` logs how many epochs the run reported as
+        ``epochs_trained``, for pruned and failed runs too (the report's anytime curve over epochs)."""
+        self._epochs[run_id] = self._epochs.get(run_id, 0) + 1
+        self.log_metrics(run_id, metrics, step, wait=False)
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         check_no_phi(tags, "tags")
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -258,6 +265,9 @@ class Tracker:
         """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
         for operation in self._pending.pop(run_id, []):
             operation.wait()
+        epochs = self._epochs.pop(run_id, 0)
+        if epochs:
+            self.log_metrics(run_id, {"epochs_trained": epochs})
         tags = {STATE_TAG: state}
         if reason:
             tags["bench.reason"] = reason[:5000]
@@ -277,7 +287,7 @@ class MlflowReporter:
         self.tracker, self.run_id = tracker, run_id
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        self.tracker.log_metrics(self.run_id, metrics, step, wait=False)
+        self.tracker.log_epoch(self.run_id, metrics, step)
 
     def report(self, objective: float, step: int) -> bool:
         return False

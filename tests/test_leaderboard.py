@@ -186,3 +186,40 @@ def test_bulk_sql_read_matches_the_mlflow_api(store):
     soft = same(f"tags.`{KIND_TAG}` = 'trial' AND params.guidance = 'soft_mask'")
     assert 0 < len(soft) == (trials["params.guidance"] == "soft_mask").sum()
     assert sql_runs_frame(tracker.client, tracker.experiment_id, "metrics.val_auroc > 0.5") is None  # API path
+
+
+def test_export_report_has_per_case_dice_overlays_and_anytime_over_resources(workdir):
+    """Each strategy's best run contributes its per-case Dice and its overlay; resources include pruned runs."""
+    import io
+
+    from PIL import Image
+
+    from bench.cases import CASE_FILE, case_file
+    from bench.report import anytime_png, overlay_png
+
+    tracker = Tracker("xray-heart")
+    masks = np.zeros((2, 1, 16, 16))
+    masks[:, :, 4:12, 4:12] = 1
+    overlay = overlay_png(np.random.default_rng(0).random((2, 16, 16)), masks, masks)
+    for i, (guidance, auroc, state) in enumerate([("none", 0.7, "COMPLETE"), ("soft_mask", 0.8, "COMPLETE"),
+                                                  ("soft_mask", 0.6, "COMPLETE"), ("crop", 0.9, "PRUNED")]):
+        run_id = tracker.start_run(f"t{i:03d}", {KIND_TAG: "trial", "trial_number": i})
+        tracker.log_params(run_id, {"guidance": guidance, "seg_arch": "unet", "seg_loss": "dice"})
+        tracker.log_metrics(run_id, {"val_auroc": auroc, "epochs_trained": 3 if state == "PRUNED" else 9})
+        if state == "COMPLETE":
+            tracker.log_bytes(run_id, CASE_FILE, case_file("val_auroc", "macro_auroc", labels=[0, 1, 1],
+                                                           probs=[[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]],
+                                                           val_heart_dice=[0.5, 0.75, auroc]))
+            tracker.log_bytes(run_id, "overlay.png", overlay)
+        tracker.end(run_id, state)
+    table = leaderboard("xray-heart")
+    assert (table["run_seconds"] >= 0).all() and table["epochs_trained"].sum() == 30
+    html = (export(table, "xray-heart", workdir / "exp") and (workdir / "exp" / "report.html").read_text())
+    # anytime, objective per strategy, per-case Dice, one overlay per strategy with a complete trial
+    assert html.count("data:image/png;base64,") == 3 + 2
+    assert "val_heart_dice per case per guidance" in html and "overlay, best guidance=soft_mask: t001" in html
+    assert "incomplete" not in html and "best guidance=crop" not in html  # the pruned run is nobody's best
+    wide = Image.open(io.BytesIO(anytime_png(table, "val_auroc", True)))
+    narrow = Image.open(io.BytesIO(anytime_png(table.drop(columns=["epochs_trained", "run_seconds"]), "val_auroc",
+                                               True)))
+    assert wide.size[0] > 2 * narrow.size[0]  # panels over trials, epochs spent and run time spent

@@ -50,7 +50,10 @@ def test_multi_objective_search_then_seed_repeats(workdir, capsys):
     logged = [best["val_auroc"]] + [r.objective for r in repeats]
     for cases, value in zip(sets, logged):  # val_cases.json recomputes the logged objective exactly
         assert cases.value() == pytest.approx(value, abs=1e-12)
-        assert set(cases.fields) == {"probs", "labels"}  # scores and labels only, no identifiers
+        # scores, labels and per-case heart Dice only, no identifiers
+        assert set(cases.fields) == {"probs", "labels", "val_heart_dice"}
+        assert cases.per_case_dice()[0] == "val_heart_dice" and np.all((cases.per_case_dice()[1] >= 0) &
+                                                                        (cases.per_case_dice()[1] <= 1))
     assert row.mean == pytest.approx(np.mean(logged)) and row.n_cases == sets[0].n
     # reference: the pooled formula with sklearn-based macro AUROC, resample by resample
     idx = np.random.default_rng(0).integers(0, sets[0].n, size=(300, sets[0].n))

@@ -70,3 +70,26 @@ def test_log_dataset_of_a_folder_and_without_split(workdir):
     (found,) = tracker.client.get_run(run_id).inputs.dataset_inputs
     assert found.dataset.name == "jsrt-export" and found.dataset.digest == ("ab" * 32)[:36]
     assert str(folder) in found.dataset.source
+
+
+def test_finished_trial_logs_epochs_trained(smoke_search):
+    tracker = Tracker("xray-heart")
+    run = tracker.client.get_run(smoke_search.best_run_id)
+    # smoke preset: 1 segmentation epoch + 2 classifier epochs, each reported once
+    assert run.data.metrics["epochs_trained"] == 3
+
+
+def test_end_logs_the_epochs_a_pruned_run_reported(workdir):
+    from bench.tracking import MlflowReporter
+
+    tracker = Tracker("xray-heart")
+    run_id = tracker.start_run("t000", {})
+    reporter = MlflowReporter(tracker, run_id)
+    for epoch in range(2):
+        reporter.log({"val_auroc": 0.5 + epoch / 10}, step=epoch)
+    tracker.end(run_id, "PRUNED", "pruned at epoch 1")
+    run = tracker.client.get_run(run_id)
+    assert run.data.metrics["epochs_trained"] == 2 and run.info.status == "KILLED"
+    quiet = tracker.start_run("t001", {})
+    tracker.end(quiet, "FAIL", "failed before its first epoch")
+    assert "epochs_trained" not in tracker.client.get_run(quiet).data.metrics

@@ -31,6 +31,7 @@ from bench.metrics import (
     heart_hd95,
     macro_auroc,
     mean_dice,
+    per_case_dice,
     per_class_recall,
     shift_gap,
 )
@@ -206,7 +207,9 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     metrics = _scores(data, masks, cls, guidance, probs)
     # Per-case validation scores (probabilities + labels, in validation order, no ids): lets the leaderboard
     # bootstrap val_auroc over cases across seeds (bench.cases); AUROC itself has no per-case value.
-    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].numpy(), probs=probs["val"])
+    # Per-case heart Dice rides along for the report's per-case box plot.
+    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].cpu().numpy(), probs=probs["val"],
+                          val_heart_dice=per_case_dice(masks["val"], val["heart"]))
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
