@@ -115,8 +115,9 @@ def test_tracking_suite(perf_env):
     for key in ("share", "trial_s", "tracker_total_s", "tracker_init_s", "leaderboard_s", "fill_s"):
         assert positive(result[key]), key
     assert result["share"] < 1
-    assert {"start_trial", "log_metrics", "log_trial_artifacts", "end"} <= set(result["tracker_s"])
-    assert result["tracker_s"]["log_metrics"]["calls"] >= 2  # per-epoch logs + the final metrics
+    assert {"start_trial", "log_epoch", "log_metrics", "log_trial_artifacts", "end"} <= set(result["tracker_s"])
+    assert result["tracker_s"]["log_epoch"]["calls"] >= 2  # every epoch of both stages
+    assert result["tracker_s"]["log_metrics"]["calls"] == 1  # the final metrics
     assert result["leaderboard_rows"] == result["leaderboard_runs"] + 1  # the timed trial is in the store too
     check_written(result, out, "tracking")
 
