@@ -384,12 +384,17 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
     def train() -> dict[str, np.ndarray]:
         vols = {p: make_volumes(cases, "lung", unguided, None) for p, cases in data.parts.items()}
         losses: list[float] = []
+
+        def on_epoch(epoch: int, value: float) -> None:
+            losses.append(value)
+            reporter.log({"lung_train_loss": value}, step=epoch)  # only the trial that trains it reports it
+
         # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
         train_net(lung_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d,
                   samples=int(task_param(config, "lung_samples_per_volume")), pos_fraction=0.5,
                   epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
                   seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
-                  augment=config.augment, on_epoch=lambda epoch, value: losses.append(value))
+                  augment=config.augment, on_epoch=on_epoch)
         arrays = {f"weight.{name}": t.detach().cpu().numpy() for name, t in lung_net.state_dict().items()}
         arrays["losses"] = np.array(losses, np.float64)
         for part, v in vols.items():
@@ -399,9 +404,10 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
     stored = cached_arrays(key, train)
     lung_net.load_state_dict({name[len("weight."):]: torch.from_numpy(np.array(a)) for name, a in stored.items()
                               if name.startswith("weight.")})
-    for epoch, value in enumerate(stored["losses"].tolist()):
-        history.append({"stage": "lung", "epoch": epoch, "lung_train_loss": value})
-        reporter.log({"lung_train_loss": value}, step=epoch)
+    # The learning curve shows the lung stage either way; MLflow's per-epoch metrics (and epochs_trained)
+    # only count epochs this trial trained.
+    history.extend({"stage": "lung", "epoch": epoch, "lung_train_loss": value}
+                   for epoch, value in enumerate(stored["losses"].tolist()))
     preds = {part: [np.array(p) for p in stored[f"pred.{part}"]] for part in data.parts}
     return lung_net, preds
 

@@ -14,7 +14,7 @@ from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
 from bench.guidance import LESION_GUIDANCE
 from bench.tasks import TASKS
-from bench.tasks.ct_lung import infer, inspect, make_phantom, make_volumes
+from bench.tasks.ct_lung import SMOKE_PARAMS, infer, inspect, make_phantom, make_volumes
 from bench.tasks.ct_lung_guidance import make_guidance
 from bench.tasks.ct_lung_nets import build_seg_net, family_of
 from bench.train import NullReporter, run_trial
@@ -133,15 +133,28 @@ def test_same_config_same_result(baseline, monkeypatch):
     # cache, and both must match the baseline exactly.
     from bench.tasks import ct_lung
 
-    first = run_trial(smoke())
+    first_logs, again_logs = Recorder(), Recorder()
+    first = run_trial(smoke(), first_logs)
     assert json.dumps(first.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
     trained = []
     real_train_net = ct_lung.train_net
     monkeypatch.setattr(ct_lung, "train_net", lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
-    again = run_trial(smoke())
+    again = run_trial(smoke(), again_logs)
     assert len(trained) == 1  # the lesion network only
+    # Only the trial that trained the lung stage reports its epochs (they count in epochs_trained).
+    lung_epochs, lesion_epochs = SMOKE_PARAMS["lung_epochs"], smoke().seg_epochs
+    assert [sorted(m) for m in first_logs.logged].count(["lung_train_loss"]) == lung_epochs
+    assert len(first_logs.logged) == lung_epochs + lesion_epochs and len(again_logs.logged) == lesion_epochs
     assert json.dumps(again.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
     assert [h for h in again.history if h["stage"] == "lung"] == [h for h in baseline.history if h["stage"] == "lung"]
+
+
+class Recorder(NullReporter):
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def log(self, metrics, step):
+        self.logged.append(dict(metrics))
 
 
 class StopAtOnce(NullReporter):
