@@ -63,9 +63,6 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
         "run_id": runs["run_id"],
         "state": runs.get(f"tags.{STATE_TAG}", pd.Series("?", index=runs.index)).fillna("RUNNING"),
         "trial": pd.to_numeric(runs.get("tags.trial_number"), errors="coerce"),
-        # every run has it, pruned ones included: the report's anytime curve over time spent
-        "run_seconds": (pd.to_numeric(runs["end_time"], errors="coerce")
-                        - pd.to_numeric(runs["start_time"], errors="coerce")) / 1000.0,
     })
     table[spec.objective] = runs[objective]
     for c in sorted(varying):
@@ -75,6 +72,9 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
         name = c[len("metrics."):]
         if name != spec.objective:
             table[name] = runs[c]
+    # every run has it, pruned ones included: the report's anytime curve over time spent
+    table["run_seconds"] = (pd.to_numeric(runs["end_time"], errors="coerce")
+                            - pd.to_numeric(runs["start_time"], errors="coerce")) / 1000.0
     ascending = not higher_is_better(spec.objective)
     table["_complete"] = table["state"].eq("COMPLETE")
     if where:
