@@ -122,7 +122,7 @@ def strategy_png(table: pd.DataFrame, objective: str, by: str = "guidance") -> b
     if not done.empty and by in done:
         groups = [(str(k), g[objective].to_numpy(float)) for k, g in done.groupby(done[by].astype(str))]
         ax.boxplot([v for _, v in groups], showfliers=False)
-        ax.set_xticks(range(1, len(groups) + 1), [k for k, _ in groups])
+        _strategy_ticks(ax, [k for k, _ in groups])
         jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
         for i, (_, v) in enumerate(groups, start=1):
             ax.scatter(i + jitter.uniform(-0.12, 0.12, len(v)), v, s=14, alpha=0.7)
@@ -138,7 +138,7 @@ def case_dice_png(per_strategy: Mapping[str, np.ndarray], name: str, by: str) ->
     fig, ax = plt.subplots(figsize=(5, 3.2))
     labels = list(per_strategy)
     ax.boxplot([per_strategy[k] for k in labels], showfliers=False)
-    ax.set_xticks(range(1, len(labels) + 1), labels)
+    _strategy_ticks(ax, labels)
     jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
     for i, k in enumerate(labels, start=1):
         ax.scatter(i + jitter.uniform(-0.12, 0.12, len(per_strategy[k])), per_strategy[k], s=10, alpha=0.6)
@@ -146,6 +146,12 @@ def case_dice_png(per_strategy: Mapping[str, np.ndarray], name: str, by: str) ->
     ax.set_ylabel(f"{name} per case")
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)
+
+
+def _strategy_ticks(ax, labels: list[str]) -> None:
+    """One tick per box; long or many names are slanted so they do not run into each other."""
+    slanted = len(labels) > 3 or max((len(k) for k in labels), default=0) > 12
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=25 if slanted else 0, ha="right" if slanted else "center")
 
 
 def importances_png(importances: Mapping[str, float]) -> bytes:
