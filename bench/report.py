@@ -117,41 +117,34 @@ def anytime_png(table: pd.DataFrame, objective: str, higher: bool) -> bytes:
 def strategy_png(table: pd.DataFrame, objective: str, by: str = "guidance") -> bytes:
     """Box plot with the individual trials overlaid (strip) of the objective per value of ``by``."""
     done = _complete(table, objective)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    if not done.empty and by in done:
-        groups = [(str(k), g[objective].to_numpy(float)) for k, g in done.groupby(done[by].astype(str))]
-        ax.boxplot([v for _, v in groups], showfliers=False)
-        _strategy_ticks(ax, [k for k, _ in groups])
-        jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
-        for i, (_, v) in enumerate(groups, start=1):
-            ax.scatter(i + jitter.uniform(-0.12, 0.12, len(v)), v, s=14, alpha=0.7)
-    ax.set_xlabel(by)
-    ax.set_ylabel(objective)
-    ax.grid(alpha=0.3, axis="y")
-    return _png(fig)
+    groups = ({str(k): g[objective].to_numpy(float) for k, g in done.groupby(done[by].astype(str))}
+              if not done.empty and by in done else {})
+    return _box_strip_png(groups, by, objective)
 
 
 def case_dice_png(per_strategy: Mapping[str, np.ndarray], name: str, by: str) -> bytes:
     """Box plot of per-case validation Dice, one box per strategy (its best trial), cases overlaid."""
+    return _box_strip_png(per_strategy, f"{by} (best trial of each)", f"{name} per case")
+
+
+def _box_strip_png(groups: Mapping[str, np.ndarray], xlabel: str, ylabel: str) -> bytes:
+    """One box per group with its values overlaid as jittered points; an empty mapping gives empty axes."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    labels = list(per_strategy)
-    ax.boxplot([per_strategy[k] for k in labels], showfliers=False)
-    _strategy_ticks(ax, labels)
-    jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
-    for i, k in enumerate(labels, start=1):
-        ax.scatter(i + jitter.uniform(-0.12, 0.12, len(per_strategy[k])), per_strategy[k], s=10, alpha=0.6)
-    ax.set_xlabel(f"{by} (best trial of each)")
-    ax.set_ylabel(f"{name} per case")
+    if groups:
+        labels = list(groups)
+        ax.boxplot([groups[k] for k in labels], showfliers=False)
+        # One tick per box; long or many names are slanted so they do not run into each other.
+        slanted = len(labels) > 3 or max(len(k) for k in labels) > 12
+        ax.set_xticks(range(1, len(labels) + 1), labels, rotation=25 if slanted else 0,
+                      ha="right" if slanted else "center")
+        jitter = np.random.default_rng(0)  # fixed so the exported report is reproducible
+        for i, k in enumerate(labels, start=1):
+            ax.scatter(i + jitter.uniform(-0.12, 0.12, len(groups[k])), groups[k], s=12, alpha=0.65)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)
-
-
-def _strategy_ticks(ax, labels: list[str]) -> None:
-    """One tick per box; long or many names are slanted so they do not run into each other."""
-    slanted = len(labels) > 3 or max((len(k) for k in labels), default=0) > 12
-    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=25 if slanted else 0, ha="right" if slanted else "center")
 
 
 def importances_png(importances: Mapping[str, float]) -> bytes:
