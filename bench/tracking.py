@@ -265,13 +265,17 @@ class Tracker:
         """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
         for operation in self._pending.pop(run_id, []):
             operation.wait()
+        import time
+
         epochs = self._epochs.pop(run_id, 0)
-        if epochs:
-            self.log_metrics(run_id, {"epochs_trained": epochs})
         tags = {STATE_TAG: state}
         if reason:
             tags["bench.reason"] = reason[:5000]
-        self.set_tags(run_id, tags)
+        check_no_phi(tags, "tags")
+        # state and epoch count in one write: this runs once per trial, on its clock
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
+                              metrics=[Metric("epochs_trained", float(epochs), int(time.time() * 1000), 0)]
+                              if epochs else [])
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
         self.client.set_terminated(run_id, status=status)
 
