@@ -14,7 +14,7 @@ from bench.config import atomic_write_text
 from bench.errors import BenchError
 from bench.metrics import higher_is_better
 from bench.tasks import TASKS
-from bench.tracking import KIND_TAG, STATE_TAG, Tracker, experiment_name
+from bench.tracking import KIND_TAG, REPEAT_KIND, REPEAT_TAG, STATE_TAG, Tracker, experiment_name
 
 ALWAYS_SHOWN = ("seg_arch", "seg_loss", "guidance")
 COST_METRICS = ("n_weights", "trial_seconds", "epochs_trained")  # logged by the search backends per trial
@@ -231,7 +231,6 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
         BenchError: no repeat runs in the store.
     """
     from bench.cases import CASE_FILE, load_cases, pooled_case_bootstrap
-    from bench.search.seeds import REPEAT_KIND, REPEAT_TAG
 
     spec = TASKS.get(task)
     tracker = Tracker(task)

@@ -27,6 +27,8 @@ from bench.errors import BenchError
 
 KIND_TAG = "bench.kind"  # search | trial | replay
 STATE_TAG = "bench.state"  # COMPLETE | PRUNED | FAIL (Optuna's words)
+REPEAT_TAG = "bench.repeat_of"  # a seed repeat's original run id
+REPEAT_KIND = "repeat"  # bench.kind of seed repeats
 PACKAGES = ("torch", "monai", "segmentation-models-pytorch", "optuna", "mlflow", "numpy", "bench")
 _PHI_WORDS = ("patient", "birth", "name_of", "patientname", "accession")
 

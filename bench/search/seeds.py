@@ -17,10 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.errors import ConfigError
-from bench.tracking import MlflowReporter, Tracker
-
-REPEAT_TAG = "bench.repeat_of"
-REPEAT_KIND = "repeat"
+from bench.tracking import REPEAT_KIND, REPEAT_TAG, MlflowReporter, Tracker
 
 
 @dataclass(frozen=True)
