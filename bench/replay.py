@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -15,8 +16,8 @@ from bench.config import TrialConfig
 from bench.errors import BenchError
 from bench.leaderboard import leaderboard
 from bench.tasks import TASKS
-from bench.tracking import MlflowReporter, Tracker, environment_tags
-from bench.train import run_trial
+from bench.tracking import Tracker, environment_tags
+from bench.trial import run_trial, tracked_trial
 
 #: Tags that can make a rerun differ from the original: code, library versions, hardware, threads, data split.
 ENVIRONMENT_KEYS = ("git_commit", "python", "device", "torch_threads", "split_hash")
@@ -167,30 +168,47 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
             recorded: runtime.Runtime, tolerance: float, checkpoint: bool, seeds: int,
             register: str | None) -> ReplayVerdict:
     run_id = original_run.info.run_id
-    mode = "checkpoint" if checkpoint else "retrain"
-    replay_id = tracker.start_trial(None, f"replay of {original_run.info.run_name}", config,
-                                    {"replay_of": run_id, "replay_mode": mode}, kind="replay")
+    name, mode = f"replay of {original_run.info.run_name}", "checkpoint" if checkpoint else "retrain"
+    conclude = functools.partial(_conclude, spec, tracker, original_run, original, config, policy, recorded,
+                                 tolerance, seeds, register)
+    if not checkpoint:  # a retrain is a trial like any other: the one tracked-trial lifecycle
+        verdicts: list[ReplayVerdict] = []
+        outcome = tracked_trial(tracker, config, name=name, parent_run_id=None, kind="replay",
+                                tags={"replay_of": run_id, "replay_mode": mode},
+                                finish=lambda replay_id, result: verdicts.append(
+                                    conclude(replay_id, mode, dict(result.metrics), result.config.split_hash)))
+        if outcome.state != "COMPLETE":
+            raise BenchError(f"the replay of run {run_id} must finish to be compared, but it ended {outcome.state}: "
+                             f"{outcome.reason}. Its run is {outcome.run_id}.")
+        return verdicts[0]
+    replay_id = tracker.start_trial(None, name, config, {"replay_of": run_id, "replay_mode": mode}, kind="replay")
     try:
-        if checkpoint:
-            state_dicts = load_checkpoint(tracker, run_id)
-            evaluate: Callable[..., Mapping[str, float]] | None = spec.extra.get("evaluate")
-            if evaluate is None:
-                check_loads(config, state_dicts)
-                mode, metrics = "checkpoint-load", {}
-            else:
-                metrics = dict(evaluate(config, state_dicts))
-            split_now = spec.prepare(config).split_hash  # raises SplitError when the data or split changed
+        state_dicts = load_checkpoint(tracker, run_id)
+        evaluate: Callable[..., Mapping[str, float]] | None = spec.extra.get("evaluate")
+        if evaluate is None:
+            check_loads(config, state_dicts)
+            mode, metrics = "checkpoint-load", {}
         else:
-            result = run_trial(config, MlflowReporter(tracker, replay_id))
-            metrics, split_now = dict(result.metrics), result.config.split_hash
-        seed_values = {}
-        for seed in range(config.seed + 1, config.seed + seeds + 1):
-            other = run_trial(config.replace(seed=seed), None)
-            seed_values[seed] = float(other.objective)
-            tracker.log_metrics(replay_id, {f"seed_{spec.objective}": other.objective}, step=seed)
+            metrics = dict(evaluate(config, state_dicts))
+        split_now = spec.prepare(config).split_hash  # raises SplitError when the data or split changed
+        verdict = conclude(replay_id, mode, metrics, split_now)
     except BaseException as exc:
         tracker.end(replay_id, "FAIL", repr(exc))
         raise
+    tracker.end(replay_id, "COMPLETE")
+    return verdict
+
+
+def _conclude(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,
+              recorded: runtime.Runtime, tolerance: float, seeds: int, register: str | None, replay_id: str,
+              mode: str, metrics: dict[str, float], split_now: str) -> ReplayVerdict:
+    """Other seeds, the verdict, the environment diff and the registration, logged on the replay run."""
+    run_id = original_run.info.run_id
+    seed_values = {}
+    for seed in range(config.seed + 1, config.seed + seeds + 1):
+        other = run_trial(config.replace(seed=seed), None)
+        seed_values[seed] = float(other.objective)
+        tracker.log_metrics(replay_id, {f"seed_{spec.objective}": other.objective}, step=seed)
     # A run older than the runtime tags is compared as what it ran with (Runtime.recorded), not as "(absent)".
     differences = environment_diff({**recorded.tags(), **original_run.data.tags},
                                    {**environment_tags(), "split_hash": split_now})
@@ -211,7 +229,6 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
                                  "replay_runtime": policy.summary()})
     tracker.log_bytes(replay_id, "environment_diff.json",
                       json.dumps([asdict(d) for d in differences], indent=1).encode())
-    tracker.end(replay_id, "COMPLETE")
     return verdict
 
 

@@ -18,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -67,6 +66,8 @@ def git_commit() -> str:
 
 def environment_tags() -> dict[str, str]:
     """Versions, commit, device, torch threads and the active runtime policy (``bench.runtime.*``)."""
+    import torch
+
     from bench import runtime
 
     return {**_static_environment(), "torch_threads": str(torch.get_num_threads()), **runtime.current().tags()}
@@ -75,6 +76,8 @@ def environment_tags() -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def _static_environment() -> dict[str, str]:
     """Versions, commit and device do not change within a process; git is asked once, not per trial."""
+    import torch  # only runs that train ask: reading the store never imports torch
+
     tags = {f"version.{p}": _version(p) for p in PACKAGES}
     tags.update({
         "git_commit": git_commit(),
@@ -209,6 +212,8 @@ class Tracker:
             if history is not None:
                 (Path(tmp) / "history.json").write_text(json.dumps(history, indent=1))
             if state_dicts:
+                import torch
+
                 torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / "checkpoint.pt")
             self.client.log_artifacts(run_id, tmp)
 

@@ -1,7 +1,7 @@
-"""One trial: build → fit (report each epoch, may be stopped) → evaluate.
+"""Generic training loops and the Reporter protocol that tasks compose into their trial pipelines.
 
-``run_trial(config, reporter)`` is the only boundary searchers and trackers see. It imports neither
-Optuna, Ray nor MLflow: they are Reporters. Tasks compose the generic loops below into their pipeline.
+Imports neither Optuna, Ray nor MLflow: they are Reporters. The trial boundary (``run_trial`` and the
+tracked lifecycle around it) is :mod:`bench.trial`, one layer up, because it dispatches to the tasks.
 """
 
 from __future__ import annotations
@@ -161,19 +161,3 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 64) 
 def stop_if_asked(reporter: Reporter, objective: float, step: int) -> None:
     if reporter.report(objective, step):
         raise TrialPruned(f"stopped by the searcher at step {step} (objective {objective:.4f})")
-
-
-def run_trial(config: TrialConfig, reporter: Reporter | None = None) -> TrialResult:
-    """Run one trial of ``config.task`` and return its validation objective, metrics and weights.
-
-    Raises TrialPruned when the reporter asks to stop; any other exception is a failed trial.
-    """
-    from bench.tasks import TASKS
-
-    task = TASKS.get(config.task)
-    policy = runtime.current()
-    seed_everything(config.seed, policy)
-    runtime.take_notes()  # notes belong to one trial
-    result = task.run(config, reporter or NullReporter())
-    result.tags.update(runtime.take_notes())
-    return result

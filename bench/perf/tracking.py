@@ -63,7 +63,7 @@ def tracking(preset: str = "cpu", overrides: dict[str, Any] | None = None, n_run
     from bench.search.optuna_backend import SearchSettings, base_config
     from bench.tasks import TASKS
     from bench.tracking import MlflowReporter, Tracker
-    from bench.train import run_trial
+    from bench.trial import run_trial
 
     quiet()
     task = "xray-heart"

@@ -1,17 +1,17 @@
 """Optuna backend: one study (journal file or RDB storage), each trial a nested MLflow run.
 
-The objective wraps ``run_trial``: an Optuna reporter turns per-epoch objective values into
-``trial.report`` / ``should_prune`` and a TrialPruned from the trial back into ``optuna.TrialPruned``.
+The objective is the shared tracked-trial lifecycle (:func:`bench.trial.tracked_trial`) plus an Optuna
+reporter that turns per-epoch objective values into ``trial.report`` / ``should_prune``. ``--trials`` is the
+study's total however many processes join it: each process asks before every trial how many have ended or
+are running (:func:`study_is_full`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,69 +20,27 @@ from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported b
 
 from bench import runtime
 from bench.config import TrialConfig
-from bench.errors import ConfigError, TrialPruned
-from bench.metrics import higher_is_better
+from bench.errors import ConfigError
+from bench.search.driver import (  # noqa: F401  (re-exported: the public names of a search)
+    SearchSettings,
+    SearchSummary,
+    base_config,
+    close_search,
+    directions,
+    open_search,
+    prepare_search,
+    runtime_request,
+    search_objectives,
+    trial_name,
+)
+from bench.search.samplers import make_pruner, make_sampler
 from bench.search.space import SearchSpace, load_space
-from bench.tasks import TASKS
-from bench.tracking import MlflowReporter, Tracker, store_dir
-from bench.train import MultiReporter, run_trial
-
-SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "grid")
-PRUNERS = ("median", "hyperband", "none")
+from bench.tracking import Tracker, store_dir
+from bench.trial import FAIL, PRUNED, exception_reason, tracked_trial
 
 
-@dataclass
-class SearchSettings:
-    task: str
-    preset: str | None = None
-    data: str = "phantom"
-    data_format: str = "phantom"
-    trials: int | None = None
-    timeout: float | None = None
-    seed: int = 0
-    sampler: str = "tpe"
-    pruner: str = "median"
-    storage: str | None = None
-    study: str | None = None
-    resume: bool = False
-    space: str | None = None
-    fold: int = 0
-    overrides: dict[str, Any] = field(default_factory=dict)
-    workers: int | None = None  # None: 1, or GPUs x trials_per_gpu
-    trials_per_gpu: int | None = None
-    backend: str = "optuna"
-    scheduler: str = "asha"
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    address: str | None = None
-    # Runtime policy requests (bench.runtime); each trial process resolves them against its own device.
-    precision: str = "auto"
-    compile: bool = False
-    deterministic: bool | None = None  # None: automatic (CPU yes, GPU no)
-
-    def runtime_policy(self) -> runtime.Runtime:
-        """The runtime policy these settings ask for, on this process's device (raises ConfigError on conflicts)."""
-        return runtime.Runtime.choose(precision=self.precision, compile=self.compile,
-                                      deterministic=self.deterministic)
-    # Multi-objective search: metric names, e.g. ("val_auroc", "n_weights"); empty = the task's objective.
-    objectives: tuple[str, ...] = ()
-
-
-@dataclass
-class SearchSummary:
-    study: str
-    storage: str
-    parent_run_id: str
-    experiment: str
-    objective: str
-    best_value: float | None
-    best_run_id: str | None
-    n_complete: int
-    n_pruned: int
-    n_failed: int
-    seconds: float
-    fail_reasons: list[str] = field(default_factory=list)
-    pareto_run_ids: list[str] = field(default_factory=list)  # multi-objective: MLflow runs of the Pareto front
+class TrialFailed(Exception):
+    """A trial that ended FAIL with a recorded reason (its MLflow run is already closed)."""
 
 
 class OptunaReporter:
@@ -108,85 +66,27 @@ GRACE_S = 180
 
 
 def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    """A journal file storage for a path, an RDB storage (with heartbeats) for a URL."""
+    """A journal file storage for a path, an RDB storage (with heartbeats) for a URL.
+
+    Raises:
+        ConfigError: the URL's database driver is not installed (names the extra that installs it).
+    """
     if "://" in url:
         # Heartbeats let a resumed or concurrent search tell dead RUNNING trials from live ones.
         kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
-        return optuna.storages.RDBStorage(url, **kwargs)
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except ImportError as exc:  # SQLAlchemy imports the driver (psycopg, pymysql) when it connects
+            scheme = url.split("://", 1)[0]
+            extra = "postgres" if scheme.startswith("postgres") else None
+            hint = (f'Install it with: pip install -e ".[{extra}]"' if extra
+                    else "Install the DBAPI driver SQLAlchemy names for this URL")
+            raise ConfigError(f"--storage {scheme}://... needs its database driver, but it is not installed "
+                              f"({exc}). {hint}.") from None
     from optuna.storages.journal import JournalFileBackend
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(url))
-
-
-def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True, group=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "grid":
-        grid = {p.name: list(p.choices) for p in space.params if p.type == "categorical" and not p.when}
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    raise ConfigError(f"sampler must be one of {list(SAMPLERS)}, but got '{name}'.")
-
-
-def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
-    if name == "median":
-        # No trial is judged before a third of its epochs: a lesion Dice after one or two epochs is noise
-        # (a ct-lung search with warm-up 1 pruned 5 of 8 trials after 1-2 of 10 epochs).
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, max_epochs // 3))
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(f"pruner must be one of {list(PRUNERS)}, but got '{name}'.")
-
-
-def runtime_request(settings: SearchSettings) -> dict[str, Any]:
-    """What the search asked of the runtime policy (parent-run settings; trials record what they used)."""
-    return {"precision": settings.precision, "compile": settings.compile,
-            "deterministic": "auto" if settings.deterministic is None else settings.deterministic}
-
-
-def search_objectives(settings: SearchSettings) -> list[str]:
-    """The metrics the study optimises: the task's objective, or ``settings.objectives`` (two or more).
-
-    Raises:
-        ConfigError: a name is not a registered metric, or fewer than two objectives are given.
-    """
-    from bench.metrics import METRICS, base_name
-
-    if not settings.objectives:
-        return [TASKS.get(settings.task).objective]
-    names = list(dict.fromkeys(settings.objectives))
-    unknown = [n for n in names if base_name(n) not in METRICS]
-    if unknown:
-        raise ConfigError(f"--objectives must name metrics with a declared direction, but got {unknown}. Known "
-                          f"metrics (with val_/test_ prefix where they are scored per part): {sorted(METRICS)}.")
-    if len(names) < 2:
-        raise ConfigError(f"--objectives needs two or more metrics for a multi-objective search, but got {names}. "
-                          "For one objective just leave --objectives out.")
-    return names
-
-
-def directions(objectives: list[str]) -> list[str]:
-    return ["maximize" if higher_is_better(name) else "minimize" for name in objectives]
-
-
-def base_config(settings: SearchSettings) -> TrialConfig:
-    spec = TASKS.get(settings.task)
-    preset = spec.preset(settings.preset)
-    values = {**preset.config, **settings.overrides}
-    return TrialConfig(task=settings.task, data=settings.data, data_format=settings.data_format,
-                       seed=settings.seed, fold=settings.fold, **values)
-
-
-def trial_name(number: int, config: TrialConfig) -> str:
-    return f"t{number:03d} {config.seg_arch}/{config.seg_loss}/{config.guidance}"
 
 
 @dataclass(frozen=True)
@@ -200,7 +100,8 @@ class WorkerJob:
     parent_run_id: str
     base_flat: dict[str, Any]
     space_path: str
-    n_trials: int
+    n_trials: int  # at most this many trials in this process (its share of what was left when it joined)
+    study_total: int = 0  # --trials: the study's total, shared by every process that joins it
     worker: int = 0
     workers: int = 1
     torch_threads: int | None = None
@@ -208,7 +109,7 @@ class WorkerJob:
 
 
 def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective: one nested MLflow run per trial around ``run_trial``.
+    """The Optuna objective: the tracked-trial lifecycle with an Optuna reporter for pruning.
 
     With several objectives it returns their values as a tuple, and the trial is never asked whether to
     prune: Optuna's ``trial.report``/``should_prune`` do not exist for multi-objective studies.
@@ -224,48 +125,38 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
             config = TrialConfig.from_flat({**job.base_flat, **space(trial)})
         except Exception as exc:
             # A recorded reason tells a failed trial from a killed one (no reason) on resume.
-            trial.set_user_attr("fail_reason", "".join(traceback.format_exception_only(exc)).strip()[:1000])
+            trial.set_user_attr("fail_reason", exception_reason(exc)[:1000])
             raise
-        run_id = tracker.start_trial(job.parent_run_id, trial_name(trial.number, config), config,
-                                     {"trial_number": trial.number, "study": job.study_name, "fold": config.fold,
-                                      "backend": "optuna", **extra_tags})
-        trial.set_user_attr("mlflow_run_id", run_id)
-        reporter = MultiReporter(MlflowReporter(tracker, run_id), None if multi else OptunaReporter(trial))
-        started = time.perf_counter()
-        try:
-            result = run_trial(config, reporter)
-        except TrialPruned as exc:
-            tracker.end(run_id, "PRUNED", str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
-        except Exception as exc:  # FloatingPointError (NaN/inf loss) lands here: failed, search goes on
-            reason = "".join(traceback.format_exception_only(exc)).strip()
-            trial.set_user_attr("fail_reason", reason[:1000])  # recorded: not a killed trial
-            tracker.end(run_id, "FAIL", reason)
-            raise
-        except BaseException:  # KeyboardInterrupt: close the run before the search stops
-            tracker.end(run_id, "FAIL", "interrupted")
-            raise
-        seconds = time.perf_counter() - started
-        scored = {**tracker.log_result(run_id, result, seconds), result.objective_name: result.objective}
-        values = [scored.get(name, float("nan")) for name in objectives]
-        bad = [(n, v) for n, v in zip(objectives, values) if not math.isfinite(v)]
-        if bad:
-            # Optuna fails a NaN objective; say why so MLflow and the study agree (e.g. one class in val)
-            name, value = bad[0]
-            reason = (f"objective {name} is {value} (undefined on this validation part)" if name in result.metrics
-                      or name == result.objective_name else f"objective {name} is not a metric this trial logged")
-            trial.set_user_attr("fail_reason", reason)
-            tracker.end(run_id, "FAIL", reason)
-            raise FloatingPointError(reason)
-        tracker.end(run_id, "COMPLETE")
-        return tuple(values) if multi else values[0]
+        outcome = tracked_trial(
+            tracker, config, name=trial_name(trial.number, config), parent_run_id=job.parent_run_id,
+            tags={"trial_number": trial.number, "study": job.study_name, "fold": config.fold, "backend": "optuna",
+                  **extra_tags},
+            reporters=[] if multi else [OptunaReporter(trial)], objectives=objectives,
+            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
+        if outcome.state == PRUNED:
+            raise optuna.TrialPruned(outcome.reason)
+        if outcome.state == FAIL:
+            trial.set_user_attr("fail_reason", (outcome.reason or "failed")[:1000])  # recorded: not killed
+            raise TrialFailed(outcome.reason)
+        return outcome.values if multi else outcome.values[0]
 
     return objective
 
 
+def study_is_full(study: optuna.Study, total: int) -> bool:
+    """True when the trials that ended (killed ones excepted) plus those running reach ``total``.
+
+    Asked before each trial by every process on the study, so ``--trials`` is the study's total: the
+    overshoot is at most the trials started in the instant between two processes' checks.
+    """
+    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    return count_finished(study) + running >= total
+
+
 def run_worker(job: WorkerJob, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None
                ) -> None:
-    """Run ``job.n_trials`` trials of the shared study in this process (the driver's or a spawned worker's)."""
+    """Run up to ``job.n_trials`` trials of the shared study in this process (the driver's or a spawned
+    worker's), stopping early when the study holds ``job.study_total`` trials or the timeout passes."""
     if job.n_trials <= 0:
         return
     # Chosen here, in the process that trains (after its GPU is pinned), and recorded on every trial run.
@@ -288,19 +179,28 @@ def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
     )
     tracker = Tracker(job.settings.task)
     callbacks = [lambda s, t: on_trial(s, t)] if on_trial else []
-    # n_trials per worker (the driver splits the remainder exactly) rather than MaxTrialsCallback, which
-    # checks only after a trial ends and so lets concurrent workers overshoot by up to workers - 1.
-    study.optimize(trial_objective(job, tracker, space), n_trials=job.n_trials, timeout=job.settings.timeout,
-                   callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+    objective = trial_objective(job, tracker, space)
+    deadline = time.monotonic() + job.settings.timeout if job.settings.timeout else None
+    # One trial per optimize() call, the study's total checked before each: MaxTrialsCallback checks only
+    # after a trial ends, so processes joining one study would overshoot by one trial each. The share
+    # keeps this search's own workers from all starting the last trial at once.
+    for _ in range(job.n_trials):
+        if study_is_full(study, job.study_total or job.n_trials):
+            break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        study.optimize(objective, n_trials=1, timeout=left, callbacks=callbacks, catch=(Exception,),
+                       gc_after_trial=True)
 
 
 def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
                | None = None) -> SearchSummary:
-    """Run (or resume) a search with ``settings.workers`` processes on one shared Optuna study.
+    """Run (or resume, or join) a search with ``settings.workers`` processes on one shared Optuna study.
 
     The driver prepares the data once, creates the study and the parent MLflow run, closes what a killed
-    earlier run left open (on ``resume``), then runs the remaining trials in-process (one worker) or in
-    spawned worker processes attached to the same storage and parent run.
+    earlier run left open (on ``resume``), then runs trials in-process (one worker) or in spawned worker
+    processes attached to the same storage and parent run, until the study holds ``--trials`` trials.
 
     Example:
         >>> run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, workers=2))  # doctest: +SKIP
@@ -312,75 +212,49 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
 def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSummary:
     from bench.search import workers as worker_pool
 
-    started = time.time()
-    spec = TASKS.get(settings.task)
-    preset_name = settings.preset or spec.default_preset
-    preset = spec.preset(preset_name)
-    space_path = settings.space or str(spec.space_path(preset_name))
-    space = load_space(space_path)
-    base = base_config(settings)
-    prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
-    base = base.replace(split_hash=prepared.split_hash)
-    n_trials = settings.trials if settings.trials is not None else preset.trials
+    search = prepare_search(settings)
     plan = worker_pool.plan_workers(settings.workers, settings.trials_per_gpu)
-
-    objectives = search_objectives(settings)
-    if len(objectives) > 1:
-        if settings.sampler == "cmaes":
-            raise ConfigError("a multi-objective search needs a sampler that supports several objectives (nsga2, "
-                              "tpe, random, grid), but got cmaes. Use --sampler nsga2.")
-        if settings.backend != "optuna":
-            raise ConfigError(f"--objectives needs --backend optuna, but got '{settings.backend}'.")
-        settings = dataclasses.replace(settings, pruner="none")  # Optuna cannot prune multi-objective trials
-    if settings.resume and not settings.study:
-        raise ConfigError("--resume must name the study to continue, but got no --study. Add --study NAME.")
-    study_name = settings.study or f"{settings.task}-{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if len(search.objectives) > 1:
+        settings = search.settings = _replace(settings, pruner="none")  # Optuna cannot prune multi-objective
     storage_url = settings.storage or default_storage()
-    direction = directions(objectives)[0]
+    study_name = search.study_name
     storage = make_storage(storage_url, heartbeat=True)
     try:
         study = optuna.create_study(
-            study_name=study_name, storage=storage, directions=directions(objectives),
-            sampler=make_sampler(settings.sampler, settings.seed, space),
-            pruner=make_pruner(settings.pruner, base.reported_epochs), load_if_exists=settings.resume,
+            study_name=study_name, storage=storage, directions=directions(search.objectives),
+            sampler=make_sampler(settings.sampler, settings.seed, search.space),
+            pruner=make_pruner(settings.pruner, search.base.reported_epochs), load_if_exists=settings.resume,
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"a new search needs an unused study name, but '{study_name}' exists in {storage_url}. "
-                          "Add --resume to continue it, or pick another --study.") from None
+                          "Add --resume to continue it (or join it from another machine), or pick another "
+                          "--study.") from None
     tracker = Tracker(settings.task)
     killed = close_killed(study, tracker, study_name) if settings.resume else 0
     done = count_finished(study)
-    remaining = max(n_trials - done, 0)
-    search_settings = {"backend": "optuna", "study": study_name, "storage": storage_url, "preset": preset_name,
-                       "sampler": settings.sampler, "pruner": settings.pruner, "trials": n_trials,
-                       "objective": spec.objective, "objectives": ",".join(objectives), "space": space.source, "searched": ",".join(space.names),
-                       "seed": settings.seed, "data": settings.data if settings.data == "phantom" else "folder",
-                       "workers": plan.workers, "resumed": settings.resume, "already_finished": done,
-                       "killed_closed": killed, **runtime_request(settings)}
-    parent = tracker.start_search(f"search {study_name}", {**search_settings, "split_hash": base.split_hash})
-    tracker.set_tags(parent, {"split_hash": base.split_hash, "study": study_name})
-    tracker.log_params(parent, {f"base.{k}": v for k, v in base.flat().items()})
-
-    jobs = [WorkerJob(settings=settings, study_name=study_name, storage_url=storage_url, direction=direction,
-                      parent_run_id=parent, base_flat=base.flat(), space_path=space_path, n_trials=share,
-                      worker=i, workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i))
-            for i, share in enumerate(worker_pool.split_trials(remaining, plan.workers))]
+    parent = open_search(tracker, search, {
+        "storage": storage_url, "sampler": settings.sampler, "pruner": settings.pruner, "workers": plan.workers,
+        "resumed": settings.resume, "already_finished": done, "killed_closed": killed})
+    jobs = [WorkerJob(settings=settings, study_name=study_name, storage_url=storage_url,
+                      direction=directions(search.objectives)[0], parent_run_id=parent, base_flat=search.base.flat(),
+                      space_path=search.space_path, n_trials=share, study_total=search.n_trials, worker=i,
+                      workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i))
+            for i, share in enumerate(worker_pool.split_trials(max(search.n_trials - done, 0), plan.workers))]
     try:
         if plan.workers == 1:
             run_worker(jobs[0], on_trial)
         else:
             worker_pool.run_pool(jobs, study, on_trial)
     finally:
-        summary = _summarise(study, storage_url, parent, tracker, objectives[0], started)
-        tracker.log_metrics(parent, {k: v for k, v in asdict(summary).items()
-                                     if k.startswith("n_") or k == "seconds"})
-        if summary.pareto_run_ids:
-            tracker.set_tags(parent, {"pareto_run_ids": ",".join(summary.pareto_run_ids)[:5000]})
-        if summary.best_value is not None:
-            tracker.log_metrics(parent, {f"best_{objectives[0]}": summary.best_value})
-            tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
-        tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
+        summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
+        close_search(tracker, parent, summary)
     return summary
+
+
+def _replace(settings: SearchSettings, **changes: Any) -> SearchSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
 
 
 KILLED_ATTR = "bench_killed"  # user attr on Optuna trials failed because their process died

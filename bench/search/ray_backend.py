@@ -11,30 +11,27 @@ Ray is imported only inside these functions: ``import bench.search.ray_backend``
 from __future__ import annotations
 
 import os
-import time
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from bench import runtime
 from bench.config import TrialConfig
-from bench.errors import ConfigError, TrialPruned
-from bench.metrics import higher_is_better
-from bench.search.optuna_backend import (
+from bench.errors import ConfigError
+from bench.search.driver import (
     SearchSettings,
     SearchSummary,
-    base_config,
-    runtime_request,
+    close_search,
+    open_search,
+    prepare_search,
     trial_name,
 )
-from bench.search.space import load_space
-from bench.tasks import TASKS
-from bench.tracking import MlflowReporter, Tracker, tracking_uri
-from bench.train import MultiReporter, run_trial
+from bench.search.samplers import SCHEDULERS, make_scheduler  # noqa: F401  (make_scheduler re-exported)
+from bench.tracking import Tracker, tracking_uri
+from bench.trial import COMPLETE, FAIL, PRUNED, tracked_trial
 
-SCHEDULERS = ("asha", "hyperband", "none")
 RAY_TRIAL_TAG = "ray_trial_id"
+STOPPED = (PRUNED, "stopped by the Ray Tune scheduler")
 
 
 class TuneReporter:
@@ -51,22 +48,6 @@ class TuneReporter:
 
         tune.report({self.objective: objective, "step": step})
         return False
-
-
-def make_scheduler(name: str, metric: str, mode: str, max_t: int):
-    """ASHA, HyperBand or FIFO; ``max_t`` is the classifier epochs (one Tune iteration per report)."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, HyperBandScheduler
-
-    # One Tune iteration per classifier epoch plus the final evaluation's report: with max_t = epochs the
-    # scheduler would stop every trial at its last epoch, before evaluation, and nothing would COMPLETE.
-    max_t = max(int(max_t), 1) + 1
-    if name == "asha":
-        return AsyncHyperBandScheduler(metric=metric, mode=mode, max_t=max_t, grace_period=1, reduction_factor=2)
-    if name == "hyperband":
-        return HyperBandScheduler(metric=metric, mode=mode, max_t=max_t, reduction_factor=2)
-    if name == "none":
-        return FIFOScheduler()
-    raise ConfigError(f"scheduler must be one of {list(SCHEDULERS)}, but got '{name}'. Use asha, hyperband or none.")
 
 
 def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: dict[str, Any],
@@ -86,33 +67,17 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
 
         context = tune.get_context()
         number = _trial_number(context.get_trial_id())
-        tracker = Tracker(task, uri)
         config = TrialConfig.from_flat({**base_flat, **sampled})
-        run_id = tracker.start_trial(parent_id, trial_name(number, config), config,
-                                     {"trial_number": number, "study": study, "fold": config.fold,
-                                      "backend": "ray", RAY_TRIAL_TAG: context.get_trial_id()})
-        state, reason = "FAIL", "interrupted"
-        try:
-            result = run_trial(config, MultiReporter(MlflowReporter(tracker, run_id), TuneReporter(objective)))
-            tracker.log_metrics(run_id, result.metrics)
-            if result.tags:
-                tracker.set_tags(run_id, result.tags)
-            tracker.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
-            tracker.log_previews(run_id, result.previews)
-            state, reason = "COMPLETE", None
-        except TrialPruned as exc:
-            state, reason = "PRUNED", str(exc)
-        except Exception as exc:  # NaN/inf loss and every other error: the trial fails, the search goes on
-            reason = "".join(traceback.format_exception_only(exc)).strip()
-            raise
-        except BaseException:  # Tune stopping the function (scheduler decision) unwinds through here
-            state, reason = "PRUNED", "stopped by the Ray Tune scheduler"
-            raise
-        finally:
-            tracker.end(run_id, state, reason)
+        outcome = tracked_trial(
+            Tracker(task, uri), config, name=trial_name(number, config), parent_run_id=parent_id,
+            tags={"trial_number": number, "study": study, "fold": config.fold, "backend": "ray",
+                  RAY_TRIAL_TAG: context.get_trial_id()},
+            reporters=[TuneReporter(objective)], objectives=[objective], interrupted=STOPPED)
+        if outcome.state == FAIL:
+            raise outcome.error  # Tune records the trial as errored; its run is already closed FAIL
         # Closed before the last report: once Tune has it, the driver's callback may sweep the run as stopped.
-        if state == "COMPLETE":
-            tune.report({objective: result.objective, "step": config.reported_epochs})
+        if outcome.state == COMPLETE:
+            tune.report({objective: outcome.objective, "step": config.reported_epochs})
 
     return trainable
 
@@ -147,8 +112,9 @@ def _closing_callback(tracker: Tracker):
 def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> SearchSummary:
     """Run a search with Ray Tune: OptunaSearch over our space, ASHA/HyperBand, resources per trial.
 
-    With ``settings.address`` the search joins that cluster (``ray.init(address=...)``); otherwise it
-    starts a local Ray with as many CPUs as this machine and no dashboard.
+    With ``settings.address`` the search joins that cluster (``ray.init(address=...)``, token
+    authentication switched on when a token is available); otherwise it starts a local Ray with as many
+    CPUs as this machine and no dashboard.
 
     Example:
         >>> run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, backend="ray"))  # doctest: +SKIP
@@ -158,76 +124,99 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
         return _run_search(settings)
 
 
+def token_available() -> bool:
+    """A Ray auth token is at hand: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file()
+
+
+def use_token_auth_if_available() -> bool:
+    """Token mode for a driver joining a cluster when a token is at hand and the user set no mode.
+
+    A head started with ``ray start --head`` (Ray >= 2.59) requires a token; a driver without
+    ``RAY_AUTH_MODE=token`` retries and fails. Set before Ray reads its configuration. Returns the mode used.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
+def connect(address: str | None, env: dict[str, str]) -> None:
+    """Join the cluster at ``address`` (one clear error if that fails), or start a fresh local Ray."""
+    from bench.search.workers import cpu_count
+
+    if address:
+        token = use_token_auth_if_available()
+    import ray
+
+    if ray.is_initialized():
+        return
+    if not address:
+        # address="local": always a fresh instance, never a cluster some other user left on this host.
+        ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
+                 log_to_driver=False)
+        return
+    try:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001  ConnectionError, AuthenticationError, ...: all mean "not joined"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if token:
+            hint = ("the token this driver sent was refused: copy the head's ~/.ray/auth_token (or set "
+                    "RAY_AUTH_TOKEN to its content) on this machine")
+        else:
+            hint = ("if the head runs Ray >= 2.59 (token authentication on), copy its ~/.ray/auth_token to this "
+                    "machine or set RAY_AUTH_TOKEN, and RAY_AUTH_MODE=token; otherwise check that "
+                    "`ray start --head` is running there and the port is reachable")
+        raise ConfigError(f"--address must name a running Ray cluster this driver can join, but connecting to "
+                          f"{address} failed ({type(exc).__name__}: {first}). {hint}. See docs/SCALE_OUT.md.") from None
+
+
 def _run_search(settings: SearchSettings) -> SearchSummary:
     import ray
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from bench.search.workers import cpu_count
+    from bench.metrics import higher_is_better
 
-    if settings.resume:
-        raise ConfigError("--resume works with the optuna backend, but got --backend ray. "
-                          "Use --backend optuna with --study NAME --resume.")
     if settings.cpus_per_trial <= 0 or settings.gpus_per_trial < 0:
         raise ConfigError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, but got "
                           f"{settings.cpus_per_trial} and {settings.gpus_per_trial}.")
-    started = time.time()
-    spec = TASKS.get(settings.task)
-    preset_name = settings.preset or spec.default_preset
-    space = load_space(settings.space or spec.space_path(preset_name))
-    base = base_config(settings)
-    prepared = spec.prepare(base)  # the cache and split exist before any Ray worker reads them
-    base = base.replace(split_hash=prepared.split_hash)
-    n_trials = settings.trials if settings.trials is not None else spec.preset(preset_name).trials
-    study_name = settings.study or f"{settings.task}-{preset_name}-ray-{time.strftime('%Y%m%d-%H%M%S')}"
-    mode = "max" if higher_is_better(spec.objective) else "min"
+    search = prepare_search(settings)  # the cache and split exist before any Ray worker reads them
+    objective = search.objective
+    mode = "max" if higher_is_better(objective) else "min"
     uri = tracking_uri()
-
-    tracker = Tracker(settings.task, uri)
-    search_settings = {"backend": "ray", "study": study_name, "preset": preset_name, "sampler": "tpe (OptunaSearch)",
-                       "scheduler": settings.scheduler, "trials": n_trials, "objective": spec.objective,
-                       "space": space.source, "searched": ",".join(space.names), "seed": settings.seed,
-                       "cpus_per_trial": settings.cpus_per_trial, "gpus_per_trial": settings.gpus_per_trial,
-                       "address": settings.address or "local", **runtime_request(settings)}
-    parent = tracker.start_search(f"search {study_name}", {**search_settings, "split_hash": base.split_hash})
-    tracker.set_tags(parent, {"split_hash": base.split_hash, "study": study_name})
-    tracker.log_params(parent, {f"base.{k}": v for k, v in base.flat().items()})
-
     # Trials run in Ray workers (other processes, maybe other machines, cwd = the trial folder): give them
     # the same MLflow store, an absolute cache path and our import path through the runtime environment.
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
            "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache"))}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    if not ray.is_initialized():
-        if settings.address:
-            ray.init(address=settings.address, runtime_env={"env_vars": env}, log_to_driver=False)
-        else:
-            # address="local": always a fresh instance, never a cluster some other user left on this host.
-            ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
-                     log_to_driver=False)
+    connect(settings.address, env)  # before the parent run: a cluster we cannot join leaves no run behind
+
+    tracker = Tracker(settings.task, uri)
+    parent = open_search(tracker, search, {
+        "sampler": "tpe (OptunaSearch)", "scheduler": settings.scheduler, "cpus_per_trial": settings.cpus_per_trial,
+        "gpus_per_trial": settings.gpus_per_trial, "address": settings.address or "local"})
     trainable = tune.with_resources(
-        make_trainable(settings.task, uri, parent, study_name, base.flat(), spec.objective, settings),
+        make_trainable(settings.task, uri, parent, search.study_name, search.base.flat(), objective, settings),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    searcher = OptunaSearch(space=space, metric=spec.objective, mode=mode, seed=settings.seed)
+    searcher = OptunaSearch(space=search.space, metric=objective, mode=mode, seed=settings.seed)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n_trials, time_budget_s=settings.timeout,
-                                    scheduler=make_scheduler(settings.scheduler, spec.objective, mode,
-                                                             base.reported_epochs)),
-        run_config=tune.RunConfig(name=study_name, callbacks=[_closing_callback(tracker)], verbose=0,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.n_trials, time_budget_s=settings.timeout,
+                                    scheduler=make_scheduler(settings.scheduler, objective, mode,
+                                                             search.base.reported_epochs)),
+        run_config=tune.RunConfig(name=search.study_name, callbacks=[_closing_callback(tracker)], verbose=0,
                                   storage_path=os.path.abspath(".bench/ray")),
     )
     try:
         tuner.fit()
     finally:
-        summary = _summarise(tracker, parent, study_name, spec.objective, mode, started)
-        tracker.log_metrics(parent, {k: v for k, v in asdict(summary).items() if k.startswith("n_") or k == "seconds"})
-        if summary.best_value is not None:
-            tracker.log_metrics(parent, {f"best_{spec.objective}": summary.best_value})
-            tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
-        tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
+        summary = _summarise(tracker, parent, search.study_name, objective, mode, search.started)
+        close_search(tracker, parent, summary)
         if not settings.address:
             ray.shutdown()
     return summary
@@ -236,6 +225,8 @@ def _run_search(settings: SearchSettings) -> SearchSummary:
 def _summarise(tracker: Tracker, parent: str, study: str, objective: str, mode: str, started: float) -> SearchSummary:
     runs = tracker.client.search_runs([tracker.experiment_id], max_results=50000,
                                       filter_string=f"tags.study = '{study}' AND tags.`bench.kind` = 'trial'")
+    import time
+
     states = [r.data.tags.get("bench.state") for r in runs]
     complete = [r for r in runs if r.data.tags.get("bench.state") == "COMPLETE" and objective in r.data.metrics]
     best = None

@@ -10,14 +10,12 @@ pruned: a seed repeat must finish to be comparable.
 
 from __future__ import annotations
 
-import math
-import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.errors import ConfigError
-from bench.tracking import REPEAT_KIND, REPEAT_TAG, MlflowReporter, Tracker
+from bench.tracking import REPEAT_KIND, REPEAT_TAG, Tracker
+from bench.trial import tracked_trial
 
 
 @dataclass(frozen=True)
@@ -61,29 +59,9 @@ def repeat_top(task: str, study: str, parent_run_id: str, seeds: int, top: int =
         for offset in range(1, seeds):
             config = original.replace(seed=original.seed + offset)
             tags = {REPEAT_TAG: row.run_id, "study": study, "trial_number": row.trial, "backend": "repeat"}
-            run_id = tracker.start_trial(parent_run_id, f"{row.run} seed {config.seed}", config, tags,
-                                         kind=REPEAT_KIND)
-            done.append(_run_repeat(tracker, run_id, row.run_id, config))
+            outcome = tracked_trial(tracker, config, name=f"{row.run} seed {config.seed}",
+                                    parent_run_id=parent_run_id, tags=tags, kind=REPEAT_KIND)
+            done.append(Repeat(row.run_id, outcome.run_id, config.seed, outcome.state, outcome.objective))
             if on_repeat:
                 on_repeat(done[-1])
     return done
-
-
-def _run_repeat(tracker: Tracker, run_id: str, original_run_id: str, config) -> Repeat:
-    """Train one repeat and close its run; a failure is logged with its reason and returned, not raised."""
-    from bench.train import run_trial
-
-    started = time.perf_counter()
-    try:
-        result = run_trial(config, MlflowReporter(tracker, run_id))
-    except Exception as exc:  # noqa: BLE001  (one failed repeat must not stop the others)
-        tracker.end(run_id, "FAIL", "".join(traceback.format_exception_only(exc)).strip())
-        return Repeat(original_run_id, run_id, config.seed, "FAIL", float("nan"))
-    except BaseException:
-        tracker.end(run_id, "FAIL", "interrupted")
-        raise
-    tracker.log_result(run_id, result, time.perf_counter() - started)
-    ok = math.isfinite(result.objective)
-    tracker.end(run_id, "COMPLETE" if ok else "FAIL", None if ok else f"objective {result.objective_name} is "
-                f"{result.objective} (undefined on this validation part)")
-    return Repeat(original_run_id, run_id, config.seed, "COMPLETE" if ok else "FAIL", result.objective)

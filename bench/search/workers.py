@@ -83,10 +83,10 @@ def split_trials(total: int, workers: int) -> list[int]:
 
 
 def _worker_main(job: WorkerJob) -> None:
-    from bench.cli import _quiet_libraries
+    from bench.logs import quiet_libraries
     from bench.search.optuna_backend import run_worker
 
-    _quiet_libraries()
+    quiet_libraries()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

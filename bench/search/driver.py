@@ -1,0 +1,204 @@
+"""What every search backend shares: settings, summary, the prepared search, its parent run and its close.
+
+A backend (``bench.search.backends``) only decides how trials are scheduled; preparing the data once,
+naming trials, recording the runtime request, opening the parent MLflow run and closing it with the
+summary happen here, so the Optuna and Ray searches log the same layout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bench.config import TrialConfig
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench import runtime
+    from bench.search.space import SearchSpace
+    from bench.tasks import Preset, TaskSpec
+    from bench.tracking import Tracker
+
+
+@dataclass
+class SearchSettings:
+    task: str
+    preset: str | None = None
+    data: str = "phantom"
+    data_format: str = "phantom"
+    trials: int | None = None
+    timeout: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str | None = None
+    study: str | None = None
+    resume: bool = False
+    space: str | None = None
+    fold: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = None  # None: 1, or GPUs x trials_per_gpu
+    trials_per_gpu: int | None = None
+    backend: str = "optuna"
+    scheduler: str = "asha"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    # Runtime policy requests (bench.runtime); each trial process resolves them against its own device.
+    precision: str = "auto"
+    compile: bool = False
+    deterministic: bool | None = None  # None: automatic (CPU yes, GPU no)
+    # Multi-objective search: metric names, e.g. ("val_auroc", "n_weights"); empty = the task's objective.
+    objectives: tuple[str, ...] = ()
+
+    def runtime_policy(self) -> runtime.Runtime:
+        """The runtime policy these settings ask for, on this process's device (raises ConfigError on conflicts)."""
+        from bench import runtime
+
+        return runtime.Runtime.choose(precision=self.precision, compile=self.compile,
+                                      deterministic=self.deterministic)
+
+
+@dataclass
+class SearchSummary:
+    study: str
+    storage: str
+    parent_run_id: str
+    experiment: str
+    objective: str
+    best_value: float | None
+    best_run_id: str | None
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    seconds: float
+    fail_reasons: list[str] = field(default_factory=list)
+    pareto_run_ids: list[str] = field(default_factory=list)  # multi-objective: MLflow runs of the Pareto front
+
+
+def runtime_request(settings: SearchSettings) -> dict[str, Any]:
+    """What the search asked of the runtime policy (parent-run settings; trials record what they used)."""
+    return {"precision": settings.precision, "compile": settings.compile,
+            "deterministic": "auto" if settings.deterministic is None else settings.deterministic}
+
+
+def search_objectives(settings: SearchSettings) -> list[str]:
+    """The metrics the search optimises: the task's objective, or ``settings.objectives`` (two or more).
+
+    Raises:
+        ConfigError: a name is not a registered metric, or fewer than two objectives are given.
+    """
+    from bench.metrics import METRICS, base_name
+    from bench.tasks import TASKS
+
+    if not settings.objectives:
+        return [TASKS.get(settings.task).objective]
+    names = list(dict.fromkeys(settings.objectives))
+    unknown = [n for n in names if base_name(n) not in METRICS]
+    if unknown:
+        raise ConfigError(f"--objectives must name metrics with a declared direction, but got {unknown}. Known "
+                          f"metrics (with val_/test_ prefix where they are scored per part): {sorted(METRICS)}.")
+    if len(names) < 2:
+        raise ConfigError(f"--objectives needs two or more metrics for a multi-objective search, but got {names}. "
+                          "For one objective just leave --objectives out.")
+    return names
+
+
+def directions(objectives: list[str]) -> list[str]:
+    from bench.metrics import higher_is_better
+
+    return ["maximize" if higher_is_better(name) else "minimize" for name in objectives]
+
+
+def base_config(settings: SearchSettings) -> TrialConfig:
+    from bench.tasks import TASKS
+
+    spec = TASKS.get(settings.task)
+    preset = spec.preset(settings.preset)
+    values = {**preset.config, **settings.overrides}
+    return TrialConfig(task=settings.task, data=settings.data, data_format=settings.data_format,
+                       seed=settings.seed, fold=settings.fold, **values)
+
+
+def trial_name(number: int, config: TrialConfig) -> str:
+    return f"t{number:03d} {config.seg_arch}/{config.seg_loss}/{config.guidance}"
+
+
+def default_study_name(settings: SearchSettings, preset_name: str) -> str:
+    tail = "-ray" if settings.backend == "ray" else ""
+    return f"{settings.task}-{preset_name}{tail}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass
+class PreparedSearch:
+    """A search ready to run: task, preset, space, base config with the pinned split, trial budget."""
+
+    settings: SearchSettings
+    spec: TaskSpec
+    preset_name: str
+    preset: Preset
+    space_path: str
+    space: SearchSpace
+    base: TrialConfig
+    n_trials: int
+    objectives: list[str]
+    study_name: str
+    started: float
+
+    @property
+    def objective(self) -> str:
+        return self.objectives[0]
+
+
+def prepare_search(settings: SearchSettings) -> PreparedSearch:
+    """Check the settings against the backend, build the data cache and pin the split once, before any trial.
+
+    Raises:
+        ConfigError: an option the backend does not support, a missing --study with --resume, bad objectives.
+    """
+    from bench.search.backends import check_supported
+    from bench.search.space import load_space
+    from bench.tasks import TASKS
+
+    started = time.time()
+    check_supported(settings)
+    if settings.resume and not settings.study:
+        raise ConfigError("--resume must name the study to continue, but got no --study. Add --study NAME.")
+    objectives = search_objectives(settings)
+    spec = TASKS.get(settings.task)
+    preset_name = settings.preset or spec.default_preset
+    preset = spec.preset(preset_name)
+    space_path = str(settings.space or spec.space_path(preset_name))
+    space = load_space(space_path)
+    base = base_config(settings)
+    prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
+    base = base.replace(split_hash=prepared.split_hash)
+    n_trials = settings.trials if settings.trials is not None else preset.trials
+    return PreparedSearch(settings, spec, preset_name, preset, space_path, space, base, n_trials, objectives,
+                          settings.study or default_study_name(settings, preset_name), started)
+
+
+def open_search(tracker: Tracker, search: PreparedSearch, backend_settings: dict[str, Any]) -> str:
+    """Start the search's parent MLflow run with the shared settings plus the backend's own; returns its id."""
+    settings = search.settings
+    shared = {"backend": settings.backend, "study": search.study_name, "preset": search.preset_name,
+              "trials": search.n_trials, "objective": search.spec.objective, "objectives": ",".join(search.objectives),
+              "space": search.space.source, "searched": ",".join(search.space.names), "seed": settings.seed,
+              "data": settings.data if settings.data == "phantom" else "folder", **runtime_request(settings)}
+    parent = tracker.start_search(f"search {search.study_name}",
+                                  {**shared, **backend_settings, "split_hash": search.base.split_hash})
+    tracker.set_tags(parent, {"split_hash": search.base.split_hash, "study": search.study_name})
+    tracker.log_params(parent, {f"base.{k}": v for k, v in search.base.flat().items()})
+    return parent
+
+
+def close_search(tracker: Tracker, parent: str, summary: SearchSummary) -> None:
+    """Log the summary on the parent run (counts, seconds, best value and run, Pareto front) and end it."""
+    tracker.log_metrics(parent, {k: v for k, v in asdict(summary).items() if k.startswith("n_") or k == "seconds"})
+    if summary.pareto_run_ids:
+        tracker.set_tags(parent, {"pareto_run_ids": ",".join(summary.pareto_run_ids)[:5000]})
+    if summary.best_value is not None:
+        tracker.log_metrics(parent, {f"best_{summary.objective}": summary.best_value})
+        tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
+    tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")

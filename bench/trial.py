@@ -1,0 +1,143 @@
+"""The one tracked-trial lifecycle: start the MLflow run → ``run_trial`` → log the result → finite check → end.
+
+Every way a trial is trained — the Optuna objective, the Ray trainable, seed repeats, replay and
+comparisons — goes through :func:`tracked_trial`, so a trial's run carries the same metrics, tags and
+artifacts and ends in the same state whoever started it:
+
+* ``COMPLETE``: the trial finished and every requested objective is finite;
+* ``PRUNED``: a reporter asked it to stop (MLflow status KILLED);
+* ``FAIL``: it raised (NaN/inf loss, bad config, ...) or an objective is not finite, with the reason;
+  an interrupt (KeyboardInterrupt, a scheduler unwinding the thread) closes the run and re-raises.
+
+``run_trial`` sits here, above :mod:`bench.tasks`, because it dispatches to the task registry.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bench.config import TrialConfig
+from bench.errors import TrialPruned
+
+if TYPE_CHECKING:
+    from bench.tracking import Tracker
+    from bench.train import Reporter, TrialResult
+
+COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+
+
+def run_trial(config: TrialConfig, reporter: Reporter | None = None) -> TrialResult:
+    """Run one trial of ``config.task`` and return its validation objective, metrics and weights.
+
+    Seeds Python/NumPy/torch and sets the active runtime policy's kernel switches first. Raises TrialPruned
+    when the reporter asks to stop; any other exception is a failed trial.
+    """
+    from bench import runtime
+    from bench.tasks import TASKS
+    from bench.train import NullReporter, seed_everything
+
+    task = TASKS.get(config.task)
+    policy = runtime.current()
+    seed_everything(config.seed, policy)
+    runtime.take_notes()  # notes belong to one trial
+    result = task.run(config, reporter or NullReporter())
+    result.tags.update(runtime.take_notes())
+    return result
+
+
+@dataclass
+class TrialOutcome:
+    """How a tracked trial ended. ``values`` follow the requested objectives (NaN where not scored)."""
+
+    run_id: str
+    state: str
+    reason: str | None = None
+    values: tuple[float, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    result: TrialResult | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+    @property
+    def objective(self) -> float:
+        return self.values[0] if self.values else float("nan")
+
+
+def exception_reason(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip()
+
+
+def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_run_id: str | None,
+                  tags: Mapping[str, Any], kind: str = "trial", reporters: Sequence[Reporter] = (),
+                  objectives: Sequence[str] | None = None, on_start: Callable[[str], None] | None = None,
+                  finish: Callable[[str, TrialResult], None] | None = None,
+                  interrupted: tuple[str, str] = (FAIL, "interrupted")) -> TrialOutcome:
+    """Train ``config`` as one MLflow run nested under ``parent_run_id`` and close it with its state.
+
+    Args:
+        tracker: the task's tracker (its MLflow store).
+        config: the trial's full configuration (logged as params and ``config.yaml``).
+        name: the run name shown in the MLflow UI.
+        parent_run_id: the search/compare run it nests under (None: a top-level run, e.g. a replay).
+        tags: extra run tags (trial number, study, backend, ...).
+        kind: ``bench.kind`` of the run (trial, repeat, replay, compare).
+        reporters: searcher reporters (Optuna, Ray Tune) besides the MLflow one; any may prune.
+        objectives: metric names whose values are returned and must be finite (default: the task's
+            objective, ``TrialResult.objective_name``).
+        on_start: called with the run id as soon as the run exists (e.g. to record it on the Optuna trial).
+        finish: called with the run id and result after the result is logged and checked, before the run
+            ends COMPLETE (replay logs its verdict there); an exception in it fails the run.
+        interrupted: state and reason for a run unwound by a BaseException that is not an Exception.
+
+    Returns:
+        The outcome; an ordinary exception is caught, logged as FAIL and kept in ``outcome.error``.
+    """
+    from bench.tracking import MlflowReporter
+    from bench.train import MultiReporter
+
+    run_id = tracker.start_trial(parent_run_id, name, config, tags, kind=kind)
+    if on_start:
+        on_start(run_id)
+    reporter = MultiReporter(MlflowReporter(tracker, run_id), *reporters)
+    started = time.perf_counter()
+    try:
+        result = run_trial(config, reporter)
+    except TrialPruned as exc:
+        tracker.end(run_id, PRUNED, str(exc))
+        return TrialOutcome(run_id, PRUNED, str(exc), error=exc, seconds=time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001  FloatingPointError (NaN/inf loss) lands here: the caller goes on
+        reason = exception_reason(exc)
+        tracker.end(run_id, FAIL, reason)
+        return TrialOutcome(run_id, FAIL, reason, error=exc, seconds=time.perf_counter() - started)
+    except BaseException:  # KeyboardInterrupt or a scheduler stopping the thread: close the run first
+        tracker.end(run_id, *interrupted)
+        raise
+    seconds = time.perf_counter() - started
+    try:
+        logged = tracker.log_result(run_id, result, seconds)
+        scored = {**logged, result.objective_name: result.objective}
+        names = list(objectives or [result.objective_name])
+        values = tuple(float(scored.get(n, float("nan"))) for n in names)
+        bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
+        if bad:
+            metric, value = bad[0]
+            reason = (f"objective {metric} is {value} (undefined on this validation part)" if metric in scored
+                      else f"objective {metric} is not a metric this trial logged")
+            tracker.end(run_id, FAIL, reason)
+            return TrialOutcome(run_id, FAIL, reason, values, scored, result, FloatingPointError(reason), seconds)
+        if finish:
+            finish(run_id, result)
+    except Exception as exc:  # noqa: BLE001  a failing log or finish fails the run, never leaves it open
+        reason = exception_reason(exc)
+        tracker.end(run_id, FAIL, reason)
+        return TrialOutcome(run_id, FAIL, reason, result=result, error=exc, seconds=seconds)
+    except BaseException:
+        tracker.end(run_id, *interrupted)
+        raise
+    tracker.end(run_id, COMPLETE)
+    return TrialOutcome(run_id, COMPLETE, None, values, scored, result, None, seconds)
