@@ -12,7 +12,7 @@ class ConfigError(BenchError):
     """A trial config, search space or preset is invalid."""
 
 
-class RegistryError(BenchError):
+class RegistryError(ConfigError):
     """An unknown or duplicate registry name."""
 
 

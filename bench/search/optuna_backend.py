@@ -74,11 +74,13 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
     if "://" in url:
         # Heartbeats let a resumed or concurrent search tell dead RUNNING trials from live ones.
         kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+        from sqlalchemy.exc import NoSuchModuleError
+
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
-        except ImportError as exc:  # SQLAlchemy imports the driver (psycopg, pymysql) when it connects
+        except (ImportError, NoSuchModuleError) as exc:  # SQLAlchemy loads the driver when it connects
             scheme = url.split("://", 1)[0]
-            extra = "postgres" if scheme.startswith("postgres") else None
+            extra = "postgres" if scheme in ("postgresql", "postgres", "postgresql+psycopg") else None
             hint = (f'Install it with: pip install -e ".[{extra}]"' if extra
                     else "Install the DBAPI driver SQLAlchemy names for this URL")
             raise ConfigError(f"--storage {scheme}://... needs its database driver, but it is not installed "
@@ -194,6 +196,15 @@ def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
                        gc_after_trial=True)
 
 
+def spawned_worker(job: WorkerJob) -> None:
+    """Entry point of a spawned worker process: quiet logs, then its share of the study's trials."""
+    from bench.logs import quiet_libraries
+
+    quiet_libraries()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_worker(job)
+
+
 def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
                | None = None) -> SearchSummary:
     """Run (or resume, or join) a search with ``settings.workers`` processes on one shared Optuna study.
@@ -244,7 +255,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
         if plan.workers == 1:
             run_worker(jobs[0], on_trial)
         else:
-            worker_pool.run_pool(jobs, study, on_trial)
+            worker_pool.run_pool(jobs, study, spawned_worker, on_trial)
     finally:
         summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
         close_search(tracker, parent, summary)

@@ -82,21 +82,11 @@ def split_trials(total: int, workers: int) -> list[int]:
     return [total // workers + (i < total % workers) for i in range(workers)]
 
 
-def _worker_main(job: WorkerJob) -> None:
-    from bench.logs import quiet_libraries
-    from bench.search.optuna_backend import run_worker
-
-    quiet_libraries()
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_worker(job)
-
-
-def run_pool(jobs: list[WorkerJob], study: optuna.Study,
+def run_pool(jobs: list[WorkerJob], study: optuna.Study, worker_main: Callable[[WorkerJob], None],
              on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
              poll_s: float = 1.0) -> None:
-    """Start one spawned process per job, relay finished trials to ``on_trial``, wait for all.
+    """Start one spawned process per job running ``worker_main(job)`` (a module-level function: the spawn
+    context pickles it by name), relay finished trials to ``on_trial``, wait for all.
 
     Raises:
         BenchError: a worker process died (its trials are closed on the next ``--resume``).
@@ -115,7 +105,7 @@ def run_pool(jobs: list[WorkerJob], study: optuna.Study,
         if job.torch_threads:
             os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(job.torch_threads)
         try:
-            proc = ctx.Process(target=_worker_main, args=(job,), name=f"bench-worker-{job.worker}")
+            proc = ctx.Process(target=worker_main, args=(job,), name=f"bench-worker-{job.worker}")
             proc.start()
         finally:
             for k, v in saved.items():

@@ -1,0 +1,129 @@
+"""Several processes on one study, for real: a PostgreSQL Optuna storage and an `mlflow server` on 127.0.0.1.
+
+Two `bench search` processes join one study with `--trials 6`; the study must end with 6 trials (7 at most
+when one was running as the sixth ended), no MLflow run left RUNNING, and the leaderboard readable
+through the server. Slow (it trains six smoke trials); run with `pytest -m slow tests/test_scale_out.py`.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+@pytest.fixture
+def postgres(tmp_path_factory):
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    pytest.importorskip("psycopg", reason='the postgres extra is not installed: pip install -e ".[postgres]"')
+    data = Path(tmp_path_factory.mktemp("pg"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    port = _free_port()
+    subprocess.run(_as_postgres(initdb, "-D", str(data), "-U", "postgres", "--auth=trust"), check=True,
+                   capture_output=True)
+    subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-w", "-l", str(data / "log"), "-o",
+                                f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"),
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-m", "fast", "stop"), capture_output=True)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+                             "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start within 120 s")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_postgres_study_share_the_trial_total(tmp_path, postgres, mlflow_server):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "BENCH_CACHE": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    search = [sys.executable, "-m", "bench.cli", "search", "--task", "xray-heart", "--preset", "smoke",
+              "--trials", "6", "--storage", postgres, "--study", "shared", "--pruner", "none"]
+    first = subprocess.Popen(search, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # join once the first process has created the study and started a trial
+        try:
+            study = optuna.load_study(study_name="shared", storage=postgres)
+            if study.get_trials(deepcopy=False):
+                break
+        except KeyError:
+            pass
+        time.sleep(2)
+    second = subprocess.run([*search, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=1800)
+    out, _ = first.communicate(timeout=1800)
+    assert first.returncode == 0, out.decode()[-3000:]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+
+    trials = optuna.load_study(study_name="shared", storage=postgres).get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state.is_finished()]
+    assert 6 <= len(finished) <= 7 and len(finished) == len(trials), [t.state for t in trials]
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("bench/xray-heart")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.study = 'shared'")
+    assert [r for r in runs if r.info.status == "RUNNING"] == []
+    assert len([r for r in runs if r.data.tags.get("bench.kind") == "search"]) == 2
+    assert len([r for r in runs if r.data.tags.get("bench.kind") == "trial"]) == len(finished)
+    board = subprocess.run([sys.executable, "-m", "bench.cli", "leaderboard", "--task", "xray-heart", "--study",
+                            "shared", "--format", "csv"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert board.returncode == 0, board.stderr
+    assert len(board.stdout.strip().splitlines()) - 1 == len(finished)  # header + one row per trial
+    (tmp_path / "scale_out_figure.txt").write_text(f"finished trials: {len(finished)}\n")
+    print(f"two processes, --trials 6: {len(finished)} finished trials")
+
+
+def test_a_missing_database_driver_names_the_extra(monkeypatch):
+    from bench.errors import ConfigError
+    from bench.search.optuna_backend import make_storage
+
+    for driver in ("psycopg", "psycopg2"):  # None in sys.modules: `import psycopg` fails as if not installed
+        monkeypatch.setitem(sys.modules, driver, None)
+    with pytest.raises(ConfigError, match=r'--storage postgresql://\.\.\. needs its database driver.*pip install -e "\.\[postgres\]"'):
+        make_storage("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(ConfigError, match="mysql"):
+        make_storage("mysql+nodriver://nobody@127.0.0.1:1/none")
