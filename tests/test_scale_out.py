@@ -45,7 +45,7 @@ def postgres(tmp_path_factory):
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-m", "fast", "stop"), capture_output=True)
+        subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-m", "fast", "stop"), capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_two_processes_on_one_postgres_study_share_the_trial_total(tmp_path, pos
     assert len([r for r in runs if r.data.tags.get("bench.kind") == "search"]) == 2
     assert len([r for r in runs if r.data.tags.get("bench.kind") == "trial"]) == len(finished)
     board = subprocess.run([sys.executable, "-m", "bench.cli", "leaderboard", "--task", "xray-heart", "--study",
-                            "shared", "--format", "csv"], cwd=tmp_path, env=env, capture_output=True, text=True)
+                            "shared", "--format", "csv"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert board.returncode == 0, board.stderr
     assert len(board.stdout.strip().splitlines()) - 1 == len(finished)  # header + one row per trial
     (tmp_path / "scale_out_figure.txt").write_text(f"finished trials: {len(finished)}\n")
