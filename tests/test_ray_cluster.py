@@ -17,7 +17,7 @@ def _free_port() -> int:
 
 def _bench(args, cwd, env):
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=1800)
+                          text=True, timeout=1800, check=False)
 
 
 def test_token_mode_is_chosen_only_when_a_token_exists_and_no_mode_is_set(tmp_path, monkeypatch):
