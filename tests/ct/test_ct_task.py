@@ -17,8 +17,8 @@ from bench.tasks import TASKS
 from bench.tasks.ct_lung import SMOKE_PARAMS, infer, inspect, make_phantom, make_volumes
 from bench.tasks.ct_lung_guidance import make_guidance
 from bench.tasks.ct_lung_nets import build_seg_net, family_of
-from bench.trial import run_trial
 from bench.train import NullReporter
+from bench.trial import run_trial
 
 SPEC = TASKS.get("ct-lung")
 
