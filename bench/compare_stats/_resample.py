@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -15,7 +15,7 @@ from bench.errors import BenchError
 
 # (fields with one entry per case, B×N case indices) -> B values; the contract of bench.cases.CASE_STATISTICS.
 Statistic = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
-StatisticSpec = Union[str, Statistic]
+StatisticSpec = str | Statistic
 
 
 def resolve_statistic(statistic: StatisticSpec) -> Statistic:
