@@ -371,7 +371,9 @@ def test_csv_and_markdown_hold_every_column(tmp_path):
     md = results_markdown(table, tmp_path / "results.md")
     assert "| arm | n | mean [95% CI] | Δ vs dice [95% CI] | p | adjusted p | verdict (α = 0.05) | compute (trial-hours) |" in md
     assert "### val_lesion_dice (higher is better)" in md
-    assert "| spread_dice | 20 |" in md and "better than dice | 2.250 |" in md and "(wilcoxon)" in md
+    assert "| spread_dice | 20 |" in md and "better than dice | 2.25 |" in md and "(wilcoxon)" in md
+    row = table.iloc[1]  # one number of decimals per interval, signed difference
+    assert f"| {row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | {row['delta']:+.3f} [" in md
     means = per_case_means(frame, "val_lesion_dice")
     assert means["spread_dice"] == pytest.approx(means["dice"] + 0.2) and sorted(means["dice"]) == pytest.approx(
         sorted(base[0]))

@@ -135,12 +135,26 @@ def results_csv(table: pd.DataFrame, path: str | Path | None = None) -> str:
     return text
 
 
-def _num(x: float, sign: str = "") -> str:
-    """3 decimals for scores like Dice or AUROC, 1 for distances like HD95, 2 digits for tiny values."""
-    if x is None or not math.isfinite(float(x)):
-        return "–"
-    spec = ".1f" if abs(x) >= 100 else ".3f" if abs(x) >= 0.01 or x == 0 else ".2g"
-    return format(x, sign + spec)
+def _decimals(*values: float) -> int:
+    """Decimals for numbers shown together: 1 for distances like HD95, 3 for scores like Dice or AUROC, and
+    two significant digits of the largest when all are smaller than 0.01."""
+    finite = [abs(float(v)) for v in values if v is not None and math.isfinite(float(v))]
+    largest = max(finite, default=0.0)
+    if largest >= 100:
+        return 1
+    if largest >= 0.01 or largest == 0:
+        return 3
+    return 1 - math.floor(math.log10(largest))
+
+
+def _num(x: float, decimals: int, sign: str = "") -> str:
+    return "–" if x is None or not math.isfinite(float(x)) else format(float(x), f"{sign}.{decimals}f")
+
+
+def _interval(x: float, low: float, high: float, sign: str = "") -> str:
+    """``x [low, high]`` with one number of decimals for all three."""
+    d = _decimals(x, low, high)
+    return f"{_num(x, d, sign)} [{_num(low, d)}, {_num(high, d)}]"
 
 
 def _p(x: float) -> str:
@@ -166,12 +180,12 @@ def results_markdown(table: pd.DataFrame, path: str | Path | None = None) -> str
                  "|" + "---|" * len(header)]
         for _, r in part.iterrows():
             is_base = r["verdict"] == "baseline"
-            cells = [str(r["arm"]), str(int(r["n"])), f"{_num(r['mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-                     "–" if is_base else f"{_num(r['delta'], '+')} [{_num(r['delta_low'])}, {_num(r['delta_high'])}]",
+            cells = [str(r["arm"]), str(int(r["n"])), _interval(r["mean"], r["ci_low"], r["ci_high"]),
+                     "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+"),
                      "–" if is_base else f"{_p(r['p'])} ({r['test']})", "–" if is_base else _p(r["p_adjusted"]),
                      str(r["verdict"])]
             if compute:
-                cells.append(_num(r["trial_hours"]))
+                cells.append(_num(r["trial_hours"], 2))
             lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     text = "\n\n".join(blocks) + "\n"
