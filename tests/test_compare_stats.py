@@ -218,6 +218,13 @@ def test_a_clear_difference_is_better_flipped_worse_and_an_identical_pair_no_dif
     assert by_arm.loc["dice", "verdict"] == "baseline" and np.isnan(by_arm.loc["dice", "p"])
     assert table["p_adjusted"].iloc[1:].to_numpy() == pytest.approx(multipletests(table["p"].iloc[1:], method="holm")[1])
     assert (table["n"] == 40).all() and by_arm.loc["spread_dice", "mean"] == pytest.approx(np.mean(base + 0.08), abs=0.01)
+    for arm in ("dice", "spread_dice"):  # the table's CI is the arm's pooled case bootstrap, its ranks bootstrap_ranks'
+        summary = arm_summary(arm_cases(frame, "dice")[arm], resamples=500)
+        assert tuple(by_arm.loc[arm, ["n", "mean", "ci_low", "ci_high"]]) == pytest.approx(tuple(summary))
+    ranks = bootstrap_ranks(arm_cases(frame, "dice"), higher_is_better=True, resamples=500).set_index("arm")
+    assert by_arm[["rank", "mean_rank", "rank_low", "rank_high"]].to_numpy() == pytest.approx(
+        ranks.loc[by_arm.index, ["rank", "mean_rank", "rank_low", "rank_high"]].to_numpy())
+    assert by_arm.loc["spread_dice", "rank"] == 1
     flipped = compare_arms(frame, "dice", "dice", higher_is_better=False, resamples=200).set_index("arm")
     assert flipped.loc["spread_dice", "verdict"] == "worse than dice"
 
@@ -243,6 +250,10 @@ def test_auroc_arms_are_compared_by_delong_and_balanced_accuracy_by_the_paired_b
     table = compare_arms(frame, "val_auroc", "none", statistic="macro_auroc", fields=fields, resamples=300)
     row = table.set_index("arm").loc["multiply"]
     assert row["test"] == "delong" and row["verdict"] == "better than none" and row["delta_low"] > 0
+    alone = paired_set_level(arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)["multiply"],
+                             arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)["none"],
+                             resamples=300)
+    assert (row["delta_low"], row["delta_high"]) == pytest.approx((alone.delta_low, alone.delta_high))
     arms = arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)
     labels = arms["none"].fields["labels"][0]
     expected = delong_test(labels, arms["multiply"].fields["probs"][..., 1], arms["none"].fields["probs"][..., 1])
@@ -285,6 +296,8 @@ def test_tidy_table_errors_name_what_is_wrong():
         arm_cases(pd.concat([frame, frame.iloc[:1]]), "dice")
     with pytest.raises(BenchError, match="arm 'b' needs a row for every case"):
         arm_cases(frame.iloc[:-1], "dice")
+    with pytest.raises(BenchError, match="no fields"):
+        arm_cases(frame, "val_auroc", statistic="macro_auroc")
     with pytest.raises(BenchError, match="baseline must be one of"):
         compare_arms(frame, "dice", "c", higher_is_better=True)
 
@@ -348,6 +361,8 @@ def test_friedman_with_two_arms_says_it_does_not_apply():
     result = friedman_nemenyi(pd.DataFrame({"a": [1.0, 2.0], "b": [2.0, 3.0]}), higher_is_better=True)
     assert np.isnan(result.p) and "at least 3 arms" in result.note
     assert result.mean_ranks.to_dict() == {"b": 1.0, "a": 2.0}
+    tied = friedman_nemenyi(pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [1.0, 2.0]}), True)
+    assert (tied.statistic, tied.p) == (0.0, 1.0) and tied.mean_ranks.to_dict() == {"a": 2.0, "b": 2.0, "c": 2.0}
     with pytest.raises(BenchError, match="score on every task"):
         friedman_nemenyi(pd.DataFrame({"a": [1.0, np.nan], "b": [2.0, 3.0]}), higher_is_better=True)
 

@@ -30,6 +30,7 @@ from bench.compare_stats._paired import (
     metric_direction,
     paired_per_case,
     paired_set_level,
+    set_level_from_draws,
     verdict,
     wilcoxon_p,
 )
@@ -39,6 +40,7 @@ from bench.compare_stats._ranks import (
     critical_difference,
     friedman_nemenyi,
     nemenyi_q,
+    rank_table,
 )
 from bench.compare_stats._resample import (
     ArmCases,
@@ -55,6 +57,6 @@ __all__ = [
     "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Summary", "arm_cases", "arm_summary",
     "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
     "critical_difference", "delong_covariance", "delong_test", "friedman_nemenyi", "holm", "metric_direction",
-    "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci", "resolve_statistic",
-    "results_csv", "results_markdown", "verdict", "wilcoxon_p",
+    "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci", "rank_table",
+    "resolve_statistic", "results_csv", "results_markdown", "set_level_from_draws", "verdict", "wilcoxon_p",
 ]

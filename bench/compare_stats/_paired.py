@@ -125,12 +125,19 @@ def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, res
     if arm.n != baseline.n:
         raise BenchError(f"a paired comparison needs the same cases in both arms, but got {arm.n} and "
                          f"{baseline.n} cases. Score every arm on every fold and seed.")
+    idx = case_draws(arm.n, resamples, seed)
+    return set_level_from_draws(arm, baseline, arm.thetas(idx), baseline.thetas(idx), level)
+
+
+def set_level_from_draws(arm: ArmCases, baseline: ArmCases, arm_draws: np.ndarray, baseline_draws: np.ndarray,
+                         level: float = 0.95) -> PairedResult:
+    """:func:`paired_set_level` from both arms' theta*_b on one shared case draw, so that a comparison of
+    many arms computes each arm's draws once (they are the costly part: AUROC ranks every resample)."""
     labels_a, labels_b = arm.fields.get("labels"), baseline.fields.get("labels")
     if labels_a is not None and labels_b is not None and not np.array_equal(labels_a[0], labels_b[0]):
         raise BenchError("a paired comparison needs the same cases in the same order in both arms, but "
                          "their labels differ. Sort both by fold and case.")
-    idx = case_draws(arm.n, resamples, seed)
-    draws = arm.thetas(idx) - baseline.thetas(idx)
+    draws = np.asarray(arm_draws) - np.asarray(baseline_draws)
     lo, hi = percentile_ci(draws, level)
     delta, p_boot = arm.value() - baseline.value(), bootstrap_p_value(draws)
     binary_a, binary_b = _binary_auroc_inputs(arm), _binary_auroc_inputs(baseline)

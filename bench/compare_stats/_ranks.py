@@ -40,9 +40,14 @@ def bootstrap_ranks(arms: Mapping[str, ArmCases], higher_is_better: bool, level:
         raise BenchError(f"ranking arms needs the same cases in every arm, but got case counts {sorted(sizes)}. "
                          "Score every arm on every fold and seed.")
     idx = case_draws(sizes.pop(), resamples, seed)
-    draws = np.stack([arms[a].thetas(idx) for a in names], axis=1)  # B × arms
+    draws = np.stack([arms[a].thetas(idx) for a in names], axis=1)
+    return rank_table(names, np.array([arms[a].value() for a in names]), draws, higher_is_better, level)
+
+
+def rank_table(names: list[str], values: np.ndarray, draws: np.ndarray, higher_is_better: bool,
+               level: float = 0.95) -> pd.DataFrame:
+    """:func:`bootstrap_ranks` from the arms' values on all cases and their B×arms draws on one case draw."""
     draws = draws[np.isfinite(draws).all(axis=1)]
-    values = np.array([arms[a].value() for a in names])
     rank_draws = _ranks(draws, higher_is_better) if draws.size else np.full((1, len(names)), np.nan)
     bounds = [percentile_ci(rank_draws[:, i], level) for i in range(len(names))]
     table = pd.DataFrame({
@@ -114,6 +119,8 @@ def friedman_nemenyi(scores: pd.DataFrame, higher_is_better: bool, alpha: float 
                 "compare the two arms directly (paired test per task) instead.")
     elif n < 2:
         note = f"Friedman's test needs at least 2 tasks or data sets, but got {n}."
+    elif (values == values[:, :1]).all():  # scipy's tie correction would divide by zero
+        statistic, p, note = 0.0, 1.0, "all arms tie on every task."
     else:
         result = friedmanchisquare(*values.T)
         statistic, p = float(result.statistic), float(result.pvalue)

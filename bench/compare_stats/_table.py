@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.compare_stats._paired import holm, metric_direction, paired_per_case, paired_set_level, verdict
-from bench.compare_stats._resample import ArmCases, StatisticSpec, arm_summary
+from bench.compare_stats._paired import holm, metric_direction, paired_per_case, set_level_from_draws, verdict
+from bench.compare_stats._ranks import rank_table
+from bench.compare_stats._resample import ArmCases, StatisticSpec, case_draws, percentile_ci
 from bench.errors import BenchError
 
 KEY_COLUMNS = ("arm", "fold", "seed", "case")
 RESULT_COLUMNS = ["metric", "arm", "n", "mean", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p",
-                  "p_adjusted", "test", "verdict", "n_paired", "baseline", "higher_is_better", "alpha", "level"]
+                  "p_adjusted", "test", "verdict", "n_paired", "rank", "mean_rank", "rank_low", "rank_high", "baseline",
+                  "higher_is_better", "alpha", "level"]
 FieldColumns = Mapping[str, "str | Sequence[str]"]
 
 
@@ -40,6 +42,9 @@ def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "m
     Raises:
         BenchError: on a missing column, a duplicate row, or an arm that lacks some case × replicate.
     """
+    if fields is None and statistic != "mean":
+        raise BenchError(f"a set-level statistic needs the columns it is computed from, but got statistic "
+                         f"{statistic!r} and no fields. Pass e.g. fields={{'probs': [...], 'labels': 'label'}}.")
     fields = {"values": metric} if fields is None else dict(fields)
     columns = {c for cols in fields.values() for c in ([cols] if isinstance(cols, str) else cols)}
     missing = sorted((set(KEY_COLUMNS) | columns) - set(frame.columns))
@@ -87,30 +92,39 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
                  trial_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Results table of one metric: every arm's mean and CI and its paired comparison with the baseline.
 
-    Per arm: mean and case-bootstrap CI (:func:`arm_summary`); versus the baseline on the same cases the
-    per-case test (:func:`paired_per_case`, Wilcoxon) when ``statistic`` is ``mean``, else the set-level
-    one (:func:`paired_set_level`, bootstrap or DeLong); p-values Holm-adjusted over the non-baseline arms
-    (:func:`holm`); the verdict at ``alpha`` in the metric's direction (given, or declared in
-    ``bench.metrics``). Arguments as :func:`arm_cases`.
+    Per arm: mean and case-bootstrap CI (as :func:`arm_summary`); versus the baseline on the same cases
+    the per-case test (:func:`paired_per_case`, Wilcoxon) when ``statistic`` is ``mean``, else the
+    set-level one (as :func:`paired_set_level`, bootstrap or DeLong); p-values Holm-adjusted over the
+    non-baseline arms (:func:`holm`); the verdict at ``alpha`` in the metric's direction (given, or
+    declared in ``bench.metrics``); ranks with bootstrap CIs (as :func:`bootstrap_ranks`). All of it
+    from one case draw (``seed``), each arm's resampled statistic computed once. Arguments as
+    :func:`arm_cases`.
 
     Returns:
         One row per arm, baseline first: metric, arm, n (cases), mean, ci_low, ci_high, delta, delta_low,
-        delta_high, p, p_adjusted, test, verdict, n_paired (cases defined in both arms), baseline,
-        higher_is_better, alpha, level (and trial_hours when given). The baseline's delta and p are NaN,
-        its verdict "baseline".
+        delta_high, p, p_adjusted, test, verdict, n_paired (cases defined in both arms), rank, mean_rank,
+        rank_low, rank_high, baseline, higher_is_better, alpha, level (and trial_hours when given). The
+        baseline's delta and p are NaN, its verdict "baseline".
     """
     arms = arm_cases(frame, metric, statistic=statistic, fields=fields, case_key=case_key)
     if baseline not in arms:
         raise BenchError(f"the baseline must be one of the arms {list(arms)}, but got '{baseline}'. "
                          "Pass --baseline with an arm of the comparison.")
     higher = metric_direction(metric, higher_is_better)
-    compare = paired_per_case if statistic == "mean" else paired_set_level
+    order = [baseline, *[a for a in arms if a != baseline]]
+    # One case draw for every arm; each arm's draws serve its CI, its difference and the ranks.
+    idx = case_draws(arms[baseline].n, resamples, seed)
+    draws = {name: arms[name].thetas(idx) for name in order}
+    values = {name: arms[name].value() for name in order}
     rows = []
-    for name in [baseline, *[a for a in arms if a != baseline]]:
-        row = {"metric": metric, "arm": name,
-               **arm_summary(arms[name], level=level, resamples=resamples, seed=seed)._asdict()}
+    for name in order:
+        row = {"metric": metric, "arm": name, "n": arms[name].n, "mean": values[name]}
+        row["ci_low"], row["ci_high"] = percentile_ci(draws[name], level)
         if name != baseline:
-            paired = compare(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed)
+            if statistic == "mean":
+                paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed)
+            else:
+                paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level)
             row.update(delta=paired.delta, delta_low=paired.delta_low, delta_high=paired.delta_high,
                        p=paired.p, test=paired.test, n_paired=paired.n)
         rows.append(row)
@@ -120,6 +134,10 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
                         for a, d, p in zip(table["arm"], table["delta"], table["p_adjusted"])]
     table["test"] = table["test"].fillna("")
     table["baseline"], table["higher_is_better"], table["alpha"], table["level"] = baseline, higher, alpha, level
+    ranks = rank_table(order, np.array([values[a] for a in order]), np.stack([draws[a] for a in order], axis=1),
+                       higher, level).set_index("arm")
+    for column in ("rank", "mean_rank", "rank_low", "rank_high"):
+        table[column] = table["arm"].map(ranks[column])
     if trial_hours is not None:
         table["trial_hours"] = [trial_hours.get(a, float("nan")) for a in table["arm"]]
     return table
