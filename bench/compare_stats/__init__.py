@@ -1,0 +1,62 @@
+"""Statistics of ``bench compare``: paired comparisons of arms (strategies) over K folds × S seeds.
+
+Pure numpy/scipy/pandas (statsmodels for Holm, imported when used); no torch, MLflow or Optuna, so a
+comparison's results can be recomputed from a tidy table anywhere. The driver hands per-case values in:
+
+* one arm: :class:`ArmCases` (replicates × cases), or a tidy table through :func:`arm_cases`;
+* per arm: :func:`arm_summary` (mean, case-bootstrap CI pooled over seeds as
+  :func:`bench.cases.pooled_case_bootstrap`);
+* versus the baseline: :func:`paired_per_case` (Dice, HD95, FP volume: mean per-case difference, bootstrap
+  CI, Wilcoxon), :func:`paired_set_level` (AUROC, balanced accuracy: paired case bootstrap, DeLong for a
+  two-class AUROC via :func:`delong_test`), :func:`holm` over the arms, :func:`verdict`;
+* ranks: :func:`bootstrap_ranks` within a task, :func:`friedman_nemenyi` across tasks
+  (:func:`critical_difference`, Demšar 2006);
+* everything for one metric from a tidy table: :func:`compare_arms`, written by :func:`results_csv` and
+  :func:`results_markdown`.
+
+Example:
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"arm": ["a"] * 6 + ["b"] * 6, "fold": 0, "seed": 0, "case": list(range(6)) * 2,
+    ...                       "dice": [.5, .6, .7, .6, .5, .7] + [.7, .8, .9, .8, .7, .9]})
+    >>> compare_arms(frame, "dice", "a", higher_is_better=True)["verdict"].tolist()
+    ['baseline', 'better than a']
+"""
+
+from bench.compare_stats._delong import DeLongResult, delong_covariance, delong_test
+from bench.compare_stats._paired import (
+    PairedResult,
+    bootstrap_p_value,
+    holm,
+    metric_direction,
+    paired_per_case,
+    paired_set_level,
+    set_level_from_draws,
+    verdict,
+    wilcoxon_p,
+)
+from bench.compare_stats._ranks import (
+    FriedmanResult,
+    bootstrap_ranks,
+    critical_difference,
+    friedman_nemenyi,
+    nemenyi_q,
+    rank_table,
+)
+from bench.compare_stats._resample import (
+    ArmCases,
+    Summary,
+    arm_summary,
+    balanced_accuracy,
+    case_draws,
+    percentile_ci,
+    resolve_statistic,
+)
+from bench.compare_stats._table import arm_cases, compare_arms, per_case_means, results_csv, results_markdown
+
+__all__ = [
+    "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Summary", "arm_cases", "arm_summary",
+    "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
+    "critical_difference", "delong_covariance", "delong_test", "friedman_nemenyi", "holm", "metric_direction",
+    "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci", "rank_table",
+    "resolve_statistic", "results_csv", "results_markdown", "set_level_from_draws", "verdict", "wilcoxon_p",
+]

@@ -1,0 +1,182 @@
+"""Paired comparison of an arm with the baseline on the same cases, Holm adjustment and the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.stats import wilcoxon
+
+from bench.compare_stats._delong import delong_test
+from bench.compare_stats._resample import ArmCases, case_draws, percentile_ci
+from bench.errors import BenchError
+
+BETTER, WORSE, SAME = "better than", "worse than", "no detectable difference from"
+
+
+class PairedResult(NamedTuple):
+    """Arm minus baseline: ``p`` is from ``test`` (wilcoxon, delong or bootstrap); ``p_bootstrap`` always."""
+
+    n: int
+    delta: float
+    delta_low: float
+    delta_high: float
+    p: float
+    test: str
+    p_bootstrap: float
+
+
+def bootstrap_p_value(draws: ArrayLike) -> float:
+    """Two-sided p-value of "difference = 0" from bootstrap draws of the difference.
+
+    p = min(1, 2 * min((1 + #{d*_b <= 0}) / (B + 1), (1 + #{d*_b >= 0}) / (B + 1))): twice the smaller tail
+    beyond zero, the smallest alpha at which the percentile interval excludes 0 (Efron & Tibshirani 1993,
+    sec. 15.4), with the +1 of Davison & Hinkley (1997, eq. 4.11) so that B draws never claim p = 0.
+
+    Example:
+        >>> bootstrap_p_value([0.0, 0.0, 0.0])
+        1.0
+    """
+    d = np.asarray(draws, float)
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return float("nan")
+    tail = min(np.count_nonzero(d <= 0), np.count_nonzero(d >= 0))
+    return float(min(1.0, 2 * (1 + tail) / (d.size + 1)))
+
+
+def wilcoxon_p(differences: ArrayLike) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (``scipy.stats.wilcoxon``, zero
+    differences dropped as its default ``zero_method='wilcox'``); all-zero differences give p = 1.0."""
+    d = np.asarray(differences, float)
+    d = d[np.isfinite(d)]
+    if not np.any(d != 0):
+        return 1.0
+    return float(wilcoxon(d).pvalue)
+
+
+def _case_means(values: ArmCases | ArrayLike) -> np.ndarray:
+    """Per-case value averaged over replicates (NaN only where every replicate is NaN)."""
+    if isinstance(values, ArmCases):
+        if values.statistic != "mean":
+            raise BenchError(f"a per-case comparison needs per-case values (statistic 'mean'), but got "
+                             f"'{values.statistic}'. Use paired_set_level for set-level metrics.")
+        values = values.fields["values"]
+    array = np.atleast_2d(np.asarray(values, float))
+    out = np.full(array.shape[1], np.nan)
+    defined = np.isfinite(array).any(axis=0)
+    out[defined] = np.nanmean(array[:, defined], axis=0)
+    return out
+
+
+def paired_per_case(arm: ArmCases | ArrayLike, baseline: ArmCases | ArrayLike, level: float = 0.95,
+                    resamples: int = 2000, seed: int = 0) -> PairedResult:
+    """Per-case difference of arm and baseline: mean with case-bootstrap CI and Wilcoxon signed-rank p.
+
+    With a_c, b_c the per-case values averaged over replicates (seeds), d_c = a_c - b_c over the n cases
+    where both are defined; delta = (1/n) sum_c d_c, its CI the percentile interval of the mean of d over
+    B case resamples, and p the two-sided Wilcoxon signed-rank test of the d_c (Wilcoxon 1945).
+
+    Args:
+        arm, baseline: per-case values, N or R×N (same cases, same order), or :class:`ArmCases` of them.
+
+    Example:
+        >>> paired_per_case([0.9, 0.8, 0.7, 0.6, 0.5], [0.8, 0.6, 0.4, 0.2, 0.0]).p
+        0.0625
+    """
+    a, b = _case_means(arm), _case_means(baseline)
+    if a.shape != b.shape:
+        raise BenchError(f"a paired comparison needs the same cases in both arms, but got {a.size} and "
+                         f"{b.size} cases. Score every arm on every fold and seed.")
+    d = (a - b)[np.isfinite(a - b)]
+    if not d.size:
+        raise BenchError("a paired comparison needs at least one case defined in both arms, but got none. "
+                         "Check the metric column for NaNs.")
+    draws = d[case_draws(d.size, resamples, seed)].mean(axis=1)
+    lo, hi = percentile_ci(draws, level)
+    return PairedResult(int(d.size), float(d.mean()), lo, hi, wilcoxon_p(d), "wilcoxon", bootstrap_p_value(draws))
+
+
+def _binary_auroc_inputs(arm: ArmCases) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, R×N scores of class 1) when the arm's statistic is an AUROC of two classes whose
+    probabilities sum to one (then macro one-vs-rest AUROC equals the binary AUROC DeLong tests)."""
+    if arm.statistic != "macro_auroc" or {"probs", "labels"} - set(arm.fields):
+        return None
+    probs, labels = np.asarray(arm.fields["probs"], float), np.asarray(arm.fields["labels"])
+    if probs.ndim != 3 or probs.shape[2] != 2 or not np.allclose(probs.sum(axis=2), 1.0):
+        return None
+    if not np.isin(labels, (0, 1)).all() or not (labels == labels[0]).all():
+        return None
+    return labels[0].astype(int), probs[:, :, 1]
+
+
+def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> PairedResult:
+    """Difference of a set-level statistic (AUROC, balanced accuracy, ...) between arm and baseline.
+
+    Paired case bootstrap: for b = 1..B one draw I_b of N case indices is shared by both arms and all their
+    replicates, d*_b = theta*_arm(I_b) - theta*_baseline(I_b) (see :meth:`ArmCases.thetas`); delta is the
+    difference of the point estimates, the CI the percentile interval of d*_b and ``p_bootstrap`` from
+    :func:`bootstrap_p_value`. For a two-class AUROC ``p`` is DeLong's test (:func:`delong_test`), else the
+    bootstrap p.
+    """
+    if arm.n != baseline.n:
+        raise BenchError(f"a paired comparison needs the same cases in both arms, but got {arm.n} and "
+                         f"{baseline.n} cases. Score every arm on every fold and seed.")
+    idx = case_draws(arm.n, resamples, seed)
+    return set_level_from_draws(arm, baseline, arm.thetas(idx), baseline.thetas(idx), level)
+
+
+def set_level_from_draws(arm: ArmCases, baseline: ArmCases, arm_draws: np.ndarray, baseline_draws: np.ndarray,
+                         level: float = 0.95) -> PairedResult:
+    """:func:`paired_set_level` from both arms' theta*_b on one shared case draw, so that a comparison of
+    many arms computes each arm's draws once (they are the costly part: AUROC ranks every resample)."""
+    labels_a, labels_b = arm.fields.get("labels"), baseline.fields.get("labels")
+    if labels_a is not None and labels_b is not None and not np.array_equal(labels_a[0], labels_b[0]):
+        raise BenchError("a paired comparison needs the same cases in the same order in both arms, but "
+                         "their labels differ. Sort both by fold and case.")
+    draws = np.asarray(arm_draws) - np.asarray(baseline_draws)
+    lo, hi = percentile_ci(draws, level)
+    delta, p_boot = arm.value() - baseline.value(), bootstrap_p_value(draws)
+    binary_a, binary_b = _binary_auroc_inputs(arm), _binary_auroc_inputs(baseline)
+    if binary_a is not None and binary_b is not None:
+        p = delong_test(binary_a[0], binary_a[1], binary_b[1]).p
+        return PairedResult(arm.n, delta, lo, hi, p, "delong", p_boot)
+    return PairedResult(arm.n, delta, lo, hi, p_boot, "bootstrap", p_boot)
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values over the arms (``statsmodels`` ``multipletests``,
+    ``method='holm'``); NaN entries (no test) stay NaN and do not count as hypotheses."""
+    p = np.asarray(p_values, float)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        from statsmodels.stats.multitest import multipletests  # lazy: statsmodels takes ~1 s to import
+
+        out[finite] = multipletests(p[finite], method="holm")[1]
+    return out
+
+
+def metric_direction(metric: str, higher_is_better: bool | None = None) -> bool:
+    """``higher_is_better`` when given, else the direction ``bench.metrics`` declares for ``metric``."""
+    if higher_is_better is not None:
+        return bool(higher_is_better)
+    from bench.metrics import higher_is_better as declared  # lazy: bench.metrics imports torch
+
+    return declared(metric)
+
+
+def verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: str, alpha: float = 0.05) -> str:
+    """"better than B" / "worse than B" when the adjusted p is below alpha (the sign of delta and the
+    metric's direction decide which), else "no detectable difference from B".
+
+    Example:
+        >>> verdict(-2.0, 0.01, higher_is_better=False, baseline="dice")
+        'better than dice'
+    """
+    if not (np.isfinite(p_adjusted) and p_adjusted < alpha and np.isfinite(delta) and delta != 0):
+        return f"{SAME} {baseline}"
+    return f"{BETTER if (delta > 0) == higher_is_better else WORSE} {baseline}"

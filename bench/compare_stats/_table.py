@@ -1,0 +1,214 @@
+"""From a tidy table of per-case values to the results table of a comparison, as CSV and Markdown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.compare_stats._paired import holm, metric_direction, paired_per_case, set_level_from_draws, verdict
+from bench.compare_stats._ranks import rank_table
+from bench.compare_stats._resample import ArmCases, StatisticSpec, case_draws, percentile_ci
+from bench.errors import BenchError
+
+KEY_COLUMNS = ("arm", "fold", "seed", "case")
+RESULT_COLUMNS = ["metric", "arm", "n", "mean", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p",
+                  "p_adjusted", "test", "verdict", "n_paired", "rank", "mean_rank", "rank_low", "rank_high", "baseline",
+                  "higher_is_better", "alpha", "level"]
+FieldColumns = Mapping[str, "str | Sequence[str]"]
+
+
+def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "mean",
+              fields: FieldColumns | None = None,
+              case_key: Sequence[str] = ("fold", "case")) -> dict[str, ArmCases]:
+    """Per-arm :class:`ArmCases` from a tidy table with one row per arm × fold × seed × case.
+
+    A case is identified by ``case_key``: (fold, case) for validation parts (each case is validated by one
+    fold's model), (case,) for a test part scored by every fold model. The other key columns (seed, and
+    fold when not in the key) are the replicates an arm's value is averaged over. Cases are sorted by key,
+    so every arm lists them in one order.
+
+    Args:
+        frame: columns arm, fold, seed, case (an index within the part, never a patient id) and the metric.
+        metric: the column of per-case values (statistic ``mean``); for a set-level metric only its name.
+        statistic: ``mean`` for per-case metrics, else a ``CASE_STATISTICS`` name or callable.
+        fields: for a set-level statistic, field name -> column (or list of columns, stacked as the last
+            axis), e.g. ``{"probs": ["prob_0", "prob_1"], "labels": "label"}``.
+        case_key: the columns that identify one case.
+
+    Raises:
+        BenchError: on a missing column, a duplicate row, or an arm that lacks some case × replicate.
+    """
+    if fields is None and statistic != "mean":
+        raise BenchError(f"a set-level statistic needs the columns it is computed from, but got statistic "
+                         f"{statistic!r} and no fields. Pass e.g. fields={{'probs': [...], 'labels': 'label'}}.")
+    fields = {"values": metric} if fields is None else dict(fields)
+    columns = {c for cols in fields.values() for c in ([cols] if isinstance(cols, str) else cols)}
+    missing = sorted((set(KEY_COLUMNS) | columns) - set(frame.columns))
+    if missing:
+        raise BenchError(f"a comparison table needs columns {sorted(set(KEY_COLUMNS) | columns)}, but it lacks "
+                         f"{missing}. Give one row per arm, fold, seed and case.")
+    key = list(case_key)
+    replicate_key = [c for c in ("fold", "seed") if c not in key]
+    duplicated = frame.duplicated(["arm", *key, *replicate_key])
+    if duplicated.any():
+        first = frame.loc[duplicated, ["arm", *key, *replicate_key]].iloc[0].to_dict()
+        raise BenchError(f"a comparison table needs one row per arm, fold, seed and case, but got "
+                         f"{int(duplicated.sum())} duplicates, e.g. {first}. Drop repeated runs.")
+    cases = pd.MultiIndex.from_frame(frame[key].drop_duplicates().sort_values(key))
+    out = {}
+    for arm, rows in frame.groupby("arm", sort=False):
+        indexed = rows.set_index([*key, *replicate_key]).sort_index()
+        replicates = pd.MultiIndex.from_frame(rows[replicate_key].drop_duplicates().sort_values(replicate_key))
+        grid = pd.MultiIndex.from_tuples([(*c, *r) for r in replicates for c in cases],
+                                         names=[*key, *replicate_key])
+        absent = grid.difference(indexed.index)
+        if len(absent):
+            raise BenchError(f"arm '{arm}' needs a row for every case and replicate, but lacks {len(absent)} "
+                             f"of {len(grid)}, e.g. {dict(zip(grid.names, absent[0]))}. Finish its runs.")
+        stacked = {}
+        for name, cols in fields.items():
+            block = indexed.loc[grid, [cols] if isinstance(cols, str) else list(cols)].to_numpy()
+            block = block.reshape(len(replicates), len(cases), -1)
+            stacked[name] = block[..., 0] if isinstance(cols, str) else block
+        out[str(arm)] = ArmCases(stacked, statistic)
+    return out
+
+
+def per_case_means(frame: pd.DataFrame, metric: str,
+                   case_key: Sequence[str] = ("fold", "case")) -> dict[str, np.ndarray]:
+    """Arm -> per-case values averaged over replicates, in case order (for strip/box plots)."""
+    return {arm: np.nanmean(cases.fields["values"], axis=0)
+            for arm, cases in arm_cases(frame, metric, case_key=case_key).items()}
+
+
+def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_better: bool | None = None,
+                 statistic: StatisticSpec = "mean", fields: FieldColumns | None = None,
+                 case_key: Sequence[str] = ("fold", "case"), alpha: float = 0.05, level: float = 0.95,
+                 resamples: int = 2000, seed: int = 0,
+                 trial_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Results table of one metric: every arm's mean and CI and its paired comparison with the baseline.
+
+    Per arm: mean and case-bootstrap CI (as :func:`arm_summary`); versus the baseline on the same cases
+    the per-case test (:func:`paired_per_case`, Wilcoxon) when ``statistic`` is ``mean``, else the
+    set-level one (as :func:`paired_set_level`, bootstrap or DeLong); p-values Holm-adjusted over the
+    non-baseline arms (:func:`holm`); the verdict at ``alpha`` in the metric's direction (given, or
+    declared in ``bench.metrics``); ranks with bootstrap CIs (as :func:`bootstrap_ranks`). All of it
+    from one case draw (``seed``), each arm's resampled statistic computed once. Arguments as
+    :func:`arm_cases`.
+
+    Returns:
+        One row per arm, baseline first: metric, arm, n (cases), mean, ci_low, ci_high, delta, delta_low,
+        delta_high, p, p_adjusted, test, verdict, n_paired (cases defined in both arms), rank, mean_rank,
+        rank_low, rank_high, baseline, higher_is_better, alpha, level (and trial_hours when given). The
+        baseline's delta and p are NaN, its verdict "baseline".
+    """
+    arms = arm_cases(frame, metric, statistic=statistic, fields=fields, case_key=case_key)
+    if baseline not in arms:
+        raise BenchError(f"the baseline must be one of the arms {list(arms)}, but got '{baseline}'. "
+                         "Pass --baseline with an arm of the comparison.")
+    higher = metric_direction(metric, higher_is_better)
+    order = [baseline, *[a for a in arms if a != baseline]]
+    # One case draw for every arm; each arm's draws serve its CI, its difference and the ranks.
+    idx = case_draws(arms[baseline].n, resamples, seed)
+    draws = {name: arms[name].thetas(idx) for name in order}
+    values = {name: arms[name].value() for name in order}
+    rows = []
+    for name in order:
+        row = {"metric": metric, "arm": name, "n": arms[name].n, "mean": values[name]}
+        row["ci_low"], row["ci_high"] = percentile_ci(draws[name], level)
+        if name != baseline:
+            if statistic == "mean":
+                paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed)
+            else:
+                paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level)
+            row.update(delta=paired.delta, delta_low=paired.delta_low, delta_high=paired.delta_high,
+                       p=paired.p, test=paired.test, n_paired=paired.n)
+        rows.append(row)
+    table = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+    table["p_adjusted"] = holm(table["p"].to_numpy(float))
+    table["verdict"] = ["baseline" if a == baseline else verdict(d, p, higher, baseline, alpha)
+                        for a, d, p in zip(table["arm"], table["delta"], table["p_adjusted"])]
+    table["test"] = table["test"].fillna("")
+    table["baseline"], table["higher_is_better"], table["alpha"], table["level"] = baseline, higher, alpha, level
+    ranks = rank_table(order, np.array([values[a] for a in order]), np.stack([draws[a] for a in order], axis=1),
+                       higher, level).set_index("arm")
+    for column in ("rank", "mean_rank", "rank_low", "rank_high"):
+        table[column] = table["arm"].map(ranks[column])
+    if trial_hours is not None:
+        table["trial_hours"] = [trial_hours.get(a, float("nan")) for a in table["arm"]]
+    return table
+
+
+def results_csv(table: pd.DataFrame, path: str | Path | None = None) -> str:
+    """The results table as CSV text; written to ``path`` too when given (atomically)."""
+    text = table.to_csv(index=False, float_format="%.6g")
+    if path is not None:
+        from bench.config import atomic_write_text
+
+        atomic_write_text(path, text)
+    return text
+
+
+def _decimals(*values: float) -> int:
+    """Decimals for numbers shown together: 1 for distances like HD95, 3 for scores like Dice or AUROC, and
+    two significant digits of the largest when all are smaller than 0.01."""
+    finite = [abs(float(v)) for v in values if v is not None and math.isfinite(float(v))]
+    largest = max(finite, default=0.0)
+    if largest >= 100:
+        return 1
+    if largest >= 0.01 or largest == 0:
+        return 3
+    return 1 - math.floor(math.log10(largest))
+
+
+def _num(x: float, decimals: int, sign: str = "") -> str:
+    return "–" if x is None or not math.isfinite(float(x)) else format(float(x), f"{sign}.{decimals}f")
+
+
+def _interval(x: float, low: float, high: float, sign: str = "") -> str:
+    """``x [low, high]`` with one number of decimals for all three."""
+    d = _decimals(x, low, high)
+    return f"{_num(x, d, sign)} [{_num(low, d)}, {_num(high, d)}]"
+
+
+def _p(x: float) -> str:
+    if not math.isfinite(float(x)):
+        return "–"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def results_markdown(table: pd.DataFrame, path: str | Path | None = None) -> str:
+    """Markdown tables, one per metric: arm, n, mean [CI], Δ vs baseline [CI], p, adjusted p, verdict and
+    compute (trial-hours) when the table has ``trial_hours``. Written to ``path`` too when given."""
+    blocks = []
+    for metric, part in table.groupby("metric", sort=False):
+        first = part.iloc[0]
+        direction = "higher is better" if bool(first["higher_is_better"]) else "lower is better"
+        level = f"{100 * float(first['level']):g}%"
+        header = ["arm", "n", f"mean [{level} CI]", f"Δ vs {first['baseline']} [{level} CI]", "p", "adjusted p",
+                  f"verdict (α = {first['alpha']:g})"]
+        compute = "trial_hours" in part and part["trial_hours"].notna().any()
+        if compute:
+            header.append("compute (trial-hours)")
+        lines = [f"### {metric} ({direction})", "", "| " + " | ".join(header) + " |",
+                 "|" + "---|" * len(header)]
+        for _, r in part.iterrows():
+            is_base = r["verdict"] == "baseline"
+            cells = [str(r["arm"]), str(int(r["n"])), _interval(r["mean"], r["ci_low"], r["ci_high"]),
+                     "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+"),
+                     "–" if is_base else f"{_p(r['p'])} ({r['test']})", "–" if is_base else _p(r["p_adjusted"]),
+                     str(r["verdict"])]
+            if compute:
+                cells.append(_num(r["trial_hours"], 2))
+            lines.append("| " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    text = "\n\n".join(blocks) + "\n"
+    if path is not None:
+        from bench.config import atomic_write_text
+
+        atomic_write_text(path, text)
+    return text

@@ -1,0 +1,401 @@
+"""Statistics of `bench compare` against scipy/statsmodels/sklearn, brute force and values worked by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import friedmanchisquare, norm, wilcoxon
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from statsmodels.stats.multitest import multipletests
+
+from bench.cases import CaseSet, pooled_case_bootstrap
+from bench.compare_stats import (
+    ArmCases,
+    arm_cases,
+    arm_summary,
+    balanced_accuracy,
+    bootstrap_p_value,
+    bootstrap_ranks,
+    compare_arms,
+    critical_difference,
+    delong_covariance,
+    delong_test,
+    friedman_nemenyi,
+    holm,
+    metric_direction,
+    nemenyi_q,
+    paired_per_case,
+    paired_set_level,
+    per_case_means,
+    results_csv,
+    results_markdown,
+    verdict,
+)
+from bench.errors import BenchError
+
+# ---------------------------------------------------------------- helpers
+
+
+def _tidy(arm_values: dict[str, np.ndarray], folds: int = 2) -> pd.DataFrame:
+    """Tidy rows from arm -> S×N per-case values; the N cases are split evenly over ``folds``."""
+    rows = []
+    for arm, values in arm_values.items():
+        seeds, n = values.shape
+        for s in range(seeds):
+            for c in range(n):
+                rows.append({"arm": arm, "fold": c % folds, "seed": s, "case": c // folds, "dice": values[s, c]})
+    return pd.DataFrame(rows)
+
+
+def _brute_force_delong(labels, scores):
+    """O(m n) placement values psi(X_i, Y_j) straight from DeLong et al. (1988), eqs. for V10, V01, S."""
+    y = np.asarray(labels).astype(bool)
+    aucs, v10, v01 = [], [], []
+    for z in np.atleast_2d(scores):
+        x, w = z[y], z[~y]
+        psi = (x[:, None] > w[None, :]) + 0.5 * (x[:, None] == w[None, :])
+        aucs.append(psi.mean())
+        v10.append(psi.mean(axis=1))
+        v01.append(psi.mean(axis=0))
+    m, n = y.sum(), (~y).sum()
+    s10 = np.array([[np.sum((a - a.mean()) * (b - b.mean())) / (m - 1) for b in v10] for a in v10])
+    s01 = np.array([[np.sum((a - a.mean()) * (b - b.mean())) / (n - 1) for b in v01] for a in v01])
+    return np.array(aucs), s10 / m + s01 / n
+
+
+def _binary_probs(labels, signal, rng):
+    """P(class 0), P(class 1) of a classifier whose score separates the labels by ``signal``."""
+    p1 = 1 / (1 + np.exp(-(signal * (2 * labels - 1) + rng.normal(0, 1, labels.shape))))
+    return np.stack([1 - p1, p1], axis=-1)
+
+
+# ---------------------------------------------------------------- per-arm summary
+
+
+def test_arm_summary_is_the_pooled_case_bootstrap_and_the_hand_formula():
+    rng = np.random.default_rng(0)
+    values = rng.random((3, 12))  # 3 seeds × 12 cases
+    values[1, 4] = np.nan  # an undefined case value is skipped as in bench.cases
+    summary = arm_summary(ArmCases.per_case(values), resamples=400, seed=5)
+    sets = [CaseSet("dice", "mean", {"values": v}) for v in values]
+    assert tuple(summary) == pytest.approx((12, *pooled_case_bootstrap(sets, resamples=400, seed=5)))
+    idx = np.random.default_rng(5).integers(0, 12, size=(400, 12))
+    theta = np.mean([np.nanmean(v[idx], axis=1) for v in values], axis=0)  # one case draw shared by seeds
+    assert summary.mean == pytest.approx(np.mean([np.nanmean(v) for v in values]))
+    assert (summary.ci_low, summary.ci_high) == pytest.approx(tuple(np.quantile(theta, [0.025, 0.975])))
+    # a callable statistic takes the same formula here as the registered one in bench.cases
+    as_callable = ArmCases({"values": values}, lambda f, i: np.nanmean(f["values"][i], axis=1))
+    assert tuple(arm_summary(as_callable, resamples=400, seed=5)) == pytest.approx(tuple(summary))
+
+
+def test_balanced_accuracy_statistic_matches_sklearn_on_every_resample():
+    rng = np.random.default_rng(1)
+    probs, labels = rng.random((25, 3)), rng.integers(0, 3, 25)
+    idx = rng.integers(0, 25, size=(50, 25))
+    fast = balanced_accuracy({"probs": probs, "labels": labels}, idx)
+    # sklearn averages the recalls of the classes present in y_true, as the vectorised statistic does
+    reference = [balanced_accuracy_score(labels[i], probs[i].argmax(1)) for i in idx]
+    np.testing.assert_allclose(fast, reference, atol=1e-12)
+
+
+# ---------------------------------------------------------------- per-case paired comparison
+
+
+def test_wilcoxon_p_by_hand_and_against_scipy():
+    # five positive differences: the exact two-sided p is 2 * (1/2)^5 = 0.0625
+    assert paired_per_case([0.9, 0.8, 0.7, 0.6, 0.5], [0.8, 0.6, 0.4, 0.2, 0.0]).p == pytest.approx(0.0625)
+    rng = np.random.default_rng(2)
+    a, b = rng.random(40), rng.random(40)
+    result = paired_per_case(a, b)
+    assert result.p == pytest.approx(wilcoxon(a - b).pvalue)
+    assert result.test == "wilcoxon" and result.n == 40 and result.delta == pytest.approx(np.mean(a - b))
+
+
+def test_all_zero_differences_give_p_one_without_an_exception():
+    values = np.array([[0.3, 0.5, 0.7, 0.9]] * 2)
+    result = paired_per_case(values, values.copy())
+    assert result.p == 1.0 and result.delta == 0.0 and (result.delta_low, result.delta_high) == (0.0, 0.0)
+    assert result.p_bootstrap == 1.0
+
+
+def test_per_case_difference_ci_is_the_bootstrap_of_seed_averaged_differences():
+    arm = np.array([[0.6, 0.7, np.nan, 0.9, 0.5], [0.8, 0.7, np.nan, 0.7, 0.7]])  # 2 seeds × 5 cases
+    base = np.array([[0.5, 0.5, 0.4, 0.6, np.nan], [0.5, 0.7, 0.6, 0.6, np.nan]])
+    result = paired_per_case(arm, base, resamples=300, seed=4)
+    d = np.array([0.7 - 0.5, 0.7 - 0.6, 0.8 - 0.6])  # cases 2 and 4 are undefined in one arm: not paired
+    draws = d[np.random.default_rng(4).integers(0, 3, size=(300, 3))].mean(axis=1)
+    assert result.n == 3 and result.delta == pytest.approx(d.mean())
+    assert (result.delta_low, result.delta_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    assert result.p_bootstrap == pytest.approx(bootstrap_p_value(draws))
+
+
+def test_bootstrap_p_value_by_hand():
+    # 1 of 9 draws at or below zero: p = 2 * (1 + 1) / (9 + 1) = 0.4
+    assert bootstrap_p_value([-0.1, 0.2, 0.3, 0.1, 0.5, 0.2, 0.4, 0.3, 0.2]) == pytest.approx(0.4)
+    assert bootstrap_p_value(np.ones(999)) == pytest.approx(2 / 1000)
+
+
+# ---------------------------------------------------------------- DeLong
+
+
+def test_fast_delong_equals_brute_force_placement_values_and_sklearn_aucs():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(rng.random((3, 60)) + 0.4 * labels, 1)  # rounding makes ties within and across classes
+    aucs, cov = delong_covariance(labels, scores)
+    brute_aucs, brute_cov = _brute_force_delong(labels, scores)
+    np.testing.assert_allclose(aucs, [roc_auc_score(labels, s) for s in scores], atol=1e-12)
+    np.testing.assert_allclose(aucs, brute_aucs, atol=1e-12)
+    np.testing.assert_allclose(cov, brute_cov, atol=1e-12)
+
+
+def test_delong_test_against_brute_force_for_single_and_multi_seed_arms():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 50)
+    a, b = rng.random(50) + 0.8 * labels, rng.random(50) + 0.3 * labels
+    result = delong_test(labels, a, b)
+    aucs, cov = _brute_force_delong(labels, np.stack([a, b]))
+    z = (aucs[0] - aucs[1]) / np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    assert result.delta == pytest.approx(aucs[0] - aucs[1]) and result.z == pytest.approx(z)
+    assert result.p == pytest.approx(2 * norm.sf(abs(z)))
+    # R seeds per arm: the difference of seed-mean AUCs, variance L S L' with L = (1/2, 1/2, -1/3, -1/3, -1/3)
+    a2, b3 = a + rng.normal(0, 0.2, (2, 50)), b + rng.normal(0, 0.2, (3, 50))
+    multi = delong_test(labels, a2, b3)
+    aucs, cov = _brute_force_delong(labels, np.concatenate([a2, b3]))
+    contrast = np.array([1 / 2, 1 / 2, -1 / 3, -1 / 3, -1 / 3])
+    assert multi.z == pytest.approx(contrast @ aucs / np.sqrt(contrast @ cov @ contrast))
+    assert multi.auc_a == pytest.approx(aucs[:2].mean())
+
+
+def test_delong_identical_scores_give_p_one_and_bad_labels_are_refused():
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    scores = np.array([0.1, 0.9, 0.4, 0.6, 0.4, 0.2])
+    assert delong_test(labels, scores, scores).p == 1.0
+    with pytest.raises(BenchError, match="binary labels"):
+        delong_test([0, 1, 2, 1, 0, 2], scores, scores)
+    with pytest.raises(BenchError, match="two positive and two negative"):
+        delong_test([0, 0, 0, 0, 0, 1], scores, scores)
+
+
+# ---------------------------------------------------------------- Holm and verdicts
+
+
+def test_holm_against_statsmodels_and_by_hand():
+    p = np.array([0.01, 0.04, 0.03, 0.2])
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    # sorted 0.01*4, 0.03*3, 0.04*2, 0.2*1 -> running max -> 0.04, 0.09, 0.09, 0.2
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    with_missing = holm([0.01, np.nan, 0.04])
+    assert np.isnan(with_missing[1]) and with_missing[[0, 2]] == pytest.approx([0.02, 0.04])
+
+
+def test_verdict_uses_the_metric_direction():
+    assert verdict(0.05, 0.001, True, "dice") == "better than dice"
+    assert verdict(0.05, 0.001, False, "dice") == "worse than dice"
+    assert verdict(-3.0, 0.01, False, "dice") == "better than dice"
+    assert verdict(0.05, 0.2, True, "dice") == "no detectable difference from dice"
+    assert verdict(0.05, float("nan"), True, "dice") == "no detectable difference from dice"
+    assert metric_direction("val_heart_hd95") is False and metric_direction("val_auroc") is True
+    assert metric_direction("val_heart_hd95", higher_is_better=True) is True
+
+
+def test_a_clear_difference_is_better_flipped_worse_and_an_identical_pair_no_difference():
+    rng = np.random.default_rng(5)
+    base = np.clip(rng.normal(0.7, 0.1, (2, 40)), 0, 1)  # 2 seeds × 40 cases over 2 folds
+    frame = _tidy({"dice": base, "spread_dice": base + 0.08 + rng.normal(0, 0.02, base.shape),
+                   "copy": base.copy()})
+    table = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=500)
+    by_arm = table.set_index("arm")
+    assert list(table["arm"]) == ["dice", "spread_dice", "copy"]
+    assert by_arm.loc["spread_dice", "verdict"] == "better than dice"
+    assert by_arm.loc["spread_dice", "delta_low"] > 0.05 and by_arm.loc["spread_dice", "p"] < 1e-6
+    assert by_arm.loc["copy", "verdict"] == "no detectable difference from dice"
+    assert by_arm.loc["copy", "p"] == 1.0 and by_arm.loc["copy", "delta"] == 0.0
+    assert by_arm.loc["dice", "verdict"] == "baseline" and np.isnan(by_arm.loc["dice", "p"])
+    assert table["p_adjusted"].iloc[1:].to_numpy() == pytest.approx(multipletests(table["p"].iloc[1:], method="holm")[1])
+    assert (table["n"] == 40).all() and by_arm.loc["spread_dice", "mean"] == pytest.approx(np.mean(base + 0.08), abs=0.01)
+    for arm in ("dice", "spread_dice"):  # the table's CI is the arm's pooled case bootstrap, its ranks bootstrap_ranks'
+        summary = arm_summary(arm_cases(frame, "dice")[arm], resamples=500)
+        assert tuple(by_arm.loc[arm, ["n", "mean", "ci_low", "ci_high"]]) == pytest.approx(tuple(summary))
+    ranks = bootstrap_ranks(arm_cases(frame, "dice"), higher_is_better=True, resamples=500).set_index("arm")
+    assert by_arm[["rank", "mean_rank", "rank_low", "rank_high"]].to_numpy() == pytest.approx(
+        ranks.loc[by_arm.index, ["rank", "mean_rank", "rank_low", "rank_high"]].to_numpy())
+    assert by_arm.loc["spread_dice", "rank"] == 1
+    flipped = compare_arms(frame, "dice", "dice", higher_is_better=False, resamples=200).set_index("arm")
+    assert flipped.loc["spread_dice", "verdict"] == "worse than dice"
+
+
+# ---------------------------------------------------------------- set-level metrics from a tidy table
+
+
+def _auroc_frame(rng, n=80, seeds=2, signals=None):
+    labels = rng.integers(0, 2, n)
+    rows = []
+    for arm, signal in (signals or {"none": 0.3, "multiply": 2.5}).items():
+        for s in range(seeds):
+            probs = _binary_probs(labels, signal, rng)
+            for c in range(n):
+                rows.append({"arm": arm, "fold": c % 2, "seed": s, "case": c // 2, "label": labels[c],
+                             "prob_0": probs[c, 0], "prob_1": probs[c, 1]})
+    return pd.DataFrame(rows)
+
+
+def test_auroc_arms_are_compared_by_delong_and_balanced_accuracy_by_the_paired_bootstrap():
+    frame = _auroc_frame(np.random.default_rng(6))
+    fields = {"probs": ["prob_0", "prob_1"], "labels": "label"}
+    table = compare_arms(frame, "val_auroc", "none", statistic="macro_auroc", fields=fields, resamples=300)
+    row = table.set_index("arm").loc["multiply"]
+    assert row["test"] == "delong" and row["verdict"] == "better than none" and row["delta_low"] > 0
+    alone = paired_set_level(arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)["multiply"],
+                             arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)["none"],
+                             resamples=300)
+    assert (row["delta_low"], row["delta_high"]) == pytest.approx((alone.delta_low, alone.delta_high))
+    arms = arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)
+    labels = arms["none"].fields["labels"][0]
+    expected = delong_test(labels, arms["multiply"].fields["probs"][..., 1], arms["none"].fields["probs"][..., 1])
+    assert row["p"] == pytest.approx(expected.p) and row["delta"] == pytest.approx(expected.delta)
+    assert row["mean"] == pytest.approx(np.mean([roc_auc_score(labels, p[:, 1]) for p in arms["multiply"].fields["probs"]]))
+    accuracy = compare_arms(frame, "val_balanced_accuracy", "none", statistic=balanced_accuracy, fields=fields,
+                            resamples=300).set_index("arm")
+    assert accuracy.loc["multiply", "test"] == "bootstrap" and accuracy.loc["multiply", "verdict"].startswith("better")
+
+
+def test_paired_set_level_bootstrap_shares_one_case_draw_between_the_arms():
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, 30)
+    probs_a, probs_b = rng.random((1, 30, 3)), rng.random((1, 30, 3))
+    arm = ArmCases({"probs": probs_a, "labels": labels[None]}, balanced_accuracy)
+    base = ArmCases({"probs": probs_b, "labels": labels[None]}, balanced_accuracy)
+    result = paired_set_level(arm, base, resamples=200, seed=1)
+    idx = np.random.default_rng(1).integers(0, 30, size=(200, 30))
+    draws = [balanced_accuracy_score(labels[i], probs_a[0, i].argmax(1))
+             - balanced_accuracy_score(labels[i], probs_b[0, i].argmax(1)) for i in idx]
+    assert (result.delta_low, result.delta_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    assert result.p == pytest.approx(bootstrap_p_value(draws)) and result.test == "bootstrap"
+    same = paired_set_level(arm, arm, resamples=200)
+    assert same.p == 1.0 and same.delta == 0.0
+
+
+def test_test_part_scored_by_every_fold_model_pairs_cases_across_folds():
+    frame = _tidy({"a": np.arange(12, dtype=float).reshape(1, 12)}, folds=3)
+    frame["case"] = frame["case"] % 2  # 2 test cases, each scored by the 3 fold models (+ seed 0)
+    frame = frame.drop_duplicates(["fold", "case"])
+    arms = arm_cases(frame, "dice", case_key=("case",))
+    assert arms["a"].n == 2 and arms["a"].replicates == 3
+
+
+def test_tidy_table_errors_name_what_is_wrong():
+    frame = _tidy({"a": np.ones((1, 4)), "b": np.ones((1, 4))})
+    with pytest.raises(BenchError, match="lacks \\['dice'\\]"):
+        arm_cases(frame.drop(columns="dice"), "dice")
+    with pytest.raises(BenchError, match="duplicates"):
+        arm_cases(pd.concat([frame, frame.iloc[:1]]), "dice")
+    with pytest.raises(BenchError, match="arm 'b' needs a row for every case"):
+        arm_cases(frame.iloc[:-1], "dice")
+    with pytest.raises(BenchError, match="no fields"):
+        arm_cases(frame, "val_auroc", statistic="macro_auroc")
+    with pytest.raises(BenchError, match="baseline must be one of"):
+        compare_arms(frame, "dice", "c", higher_is_better=True)
+
+
+# ---------------------------------------------------------------- ranks
+
+
+def test_bootstrap_ranks_order_clear_arms_and_average_ties():
+    rng = np.random.default_rng(8)
+    base = rng.random((1, 50))
+    arms = {"low": ArmCases.per_case(base), "high": ArmCases.per_case(base + 0.5),
+            "low_copy": ArmCases.per_case(base.copy())}
+    ranks = bootstrap_ranks(arms, higher_is_better=True, resamples=200).set_index("arm")
+    assert ranks.loc["high", "rank"] == 1 and ranks.loc["high", "rank_high"] == 1
+    assert ranks.loc["low", "rank"] == 2.5 and ranks.loc["low", "mean_rank"] == 2.5  # ties averaged
+    lower = bootstrap_ranks(arms, higher_is_better=False, resamples=50).set_index("arm")
+    assert lower.loc["high", "rank"] == 3
+
+
+def test_bootstrap_rank_ci_spans_ranks_of_close_arms():
+    rng = np.random.default_rng(9)
+    a = rng.random((1, 30))
+    noise = rng.normal(0, 0.2, a.shape)
+    arms = {"a": ArmCases.per_case(a), "b": ArmCases.per_case(a + noise - noise.mean() + 0.005)}
+    ranks = bootstrap_ranks(arms, higher_is_better=True, resamples=300)
+    assert set(ranks["rank"]) == {1.0, 2.0}
+    assert (ranks["rank_low"] == 1).all() and (ranks["rank_high"] == 2).all()
+    assert ranks["mean_rank"].sum() == pytest.approx(3.0)
+
+
+# ---------------------------------------------------------------- across tasks
+
+
+@pytest.mark.parametrize("alpha,table", [
+    (0.05, [1.960, 2.343, 2.569, 2.728, 2.850, 2.949, 3.031, 3.102, 3.164]),  # Demšar 2006, table 5(a)
+    (0.10, [1.645, 2.052, 2.291, 2.459, 2.589, 2.693, 2.780, 2.855, 2.920]),
+])
+def test_nemenyi_q_matches_demsar_table(alpha, table):
+    assert [nemenyi_q(k, alpha) for k in range(2, 11)] == pytest.approx(table, abs=1e-3)
+
+
+def test_critical_difference_by_hand():
+    # k = 4 arms over N = 10 tasks: 2.569 * sqrt(4 * 5 / 60)
+    assert critical_difference(4, 10) == pytest.approx(2.569 * np.sqrt(20 / 60), abs=1e-3)
+
+
+def test_friedman_mean_ranks_by_hand_and_scipy_statistic():
+    scores = pd.DataFrame({"a": [0.9, 0.8, 0.7, 0.9], "b": [0.8, 0.8, 0.6, 0.7], "c": [0.7, 0.6, 0.5, 0.8]},
+                          index=["t1", "t2", "t3", "t4"])
+    result = friedman_nemenyi(scores, higher_is_better=True)
+    # ranks per task (1 = best, tie averaged): a 1,1.5,1,1  b 2,1.5,2,3  c 3,3,3,2
+    assert result.mean_ranks.to_dict() == pytest.approx({"a": 1.125, "b": 2.125, "c": 2.75})
+    reference = friedmanchisquare(scores["a"], scores["b"], scores["c"])
+    assert (result.statistic, result.p) == pytest.approx((reference.statistic, reference.pvalue))
+    assert result.cd == pytest.approx(critical_difference(3, 4)) and result.note == ""
+    flipped = friedman_nemenyi(scores, higher_is_better=False)
+    assert flipped.mean_ranks["a"] == pytest.approx(4 - 1.125)
+
+
+def test_friedman_with_two_arms_says_it_does_not_apply():
+    result = friedman_nemenyi(pd.DataFrame({"a": [1.0, 2.0], "b": [2.0, 3.0]}), higher_is_better=True)
+    assert np.isnan(result.p) and "at least 3 arms" in result.note
+    assert result.mean_ranks.to_dict() == {"b": 1.0, "a": 2.0}
+    tied = friedman_nemenyi(pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [1.0, 2.0]}), True)
+    assert (tied.statistic, tied.p) == (0.0, 1.0) and tied.mean_ranks.to_dict() == {"a": 2.0, "b": 2.0, "c": 2.0}
+    with pytest.raises(BenchError, match="score on every task"):
+        friedman_nemenyi(pd.DataFrame({"a": [1.0, np.nan], "b": [2.0, 3.0]}), higher_is_better=True)
+
+
+# ---------------------------------------------------------------- output
+
+
+def test_csv_and_markdown_hold_every_column(tmp_path):
+    rng = np.random.default_rng(10)
+    base = rng.random((1, 20))
+    frame = _tidy({"dice": base, "spread_dice": base + 0.2}).rename(columns={"dice": "val_lesion_dice"})
+    table = compare_arms(frame, "val_lesion_dice", "dice", higher_is_better=True, resamples=100,
+                         trial_hours={"dice": 1.5, "spread_dice": 2.25})
+    text = results_csv(table, tmp_path / "out" / "results.csv")
+    back = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert (tmp_path / "out" / "results.csv").read_text() == text
+    for column in ("arm", "n", "mean", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p", "p_adjusted",
+                   "verdict", "trial_hours"):
+        assert column in back
+    assert back["verdict"].tolist() == ["baseline", "better than dice"]
+    md = results_markdown(table, tmp_path / "results.md")
+    assert "| arm | n | mean [95% CI] | Δ vs dice [95% CI] | p | adjusted p | verdict (α = 0.05) | compute (trial-hours) |" in md
+    assert "### val_lesion_dice (higher is better)" in md
+    assert "| spread_dice | 20 |" in md and "better than dice | 2.25 |" in md and "(wilcoxon)" in md
+    row = table.iloc[1]  # one number of decimals per interval, signed difference
+    assert f"| {row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | {row['delta']:+.3f} [" in md
+    means = per_case_means(frame, "val_lesion_dice")
+    assert means["spread_dice"] == pytest.approx(means["dice"] + 0.2) and sorted(means["dice"]) == pytest.approx(
+        sorted(base[0]))
+
+
+def test_the_module_imports_no_torch_mlflow_or_optuna():
+    code = ("import sys, bench.compare_stats; "
+            "print([m for m in ('torch', 'mlflow', 'optuna', 'matplotlib') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
