@@ -31,7 +31,7 @@ def _load(name: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(f"bench.perf.{name}"), name)
 
 
-SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard")
+SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli")
 
 # Tiny settings: seconds per suite, used by the tests and `bench perf --quick` to check the plumbing.
 QUICK: dict[str, dict[str, Any]] = {
@@ -44,6 +44,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "tracking": {"preset": "smoke", "overrides": {"max_train_cases": 8, "cls_epochs": 1}, "n_runs": 20,
                  "leaderboard_repeats": 1},
     "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
+    "cli": {"repeats": 1, "runs": 20},
 }
 
 
@@ -132,6 +133,12 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         return [(f"leaderboard over {result['runs']} runs, warm (in-process)", f"{result['warm_s']:.2f} s", "-", "-"),
                 (f"leaderboard over {result['runs']} runs, cold (fresh process; imports {result['import_s']:.1f} s)",
                  f"{result['cold_process_s']:.2f} s (load {load:.1f})", "-", "-")]
+    if name == "cli":
+        rows = [(f"{command} (cold process; heavy modules: {', '.join(f['heavy_modules'] or []) or 'none'})",
+                 f"{f['median_s']:.2f} s ({f['min_s']:.2f}-{f['max_s']:.2f}), {f['peak_rss_mb']:.0f} MB", "-", "-")
+                for command, f in result["commands"].items() if command != result["reference"]]
+        goals = iter(result["met"].items())
+        return rows + [(goal, "", "", "yes" if ok else "no") for goal, ok in goals]
     return []
 
 
