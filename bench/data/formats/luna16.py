@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -27,9 +28,10 @@ from bench.data.cache import cache_root
 from bench.data.case import Case
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder
-from bench.data.sources import standard_split_path
-from bench.data.splits import Split, check_split, save_split
 from bench.errors import DataError
+
+if TYPE_CHECKING:
+    from bench.data.splits import Split
 
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 LUNG_VALUES = (3, 4)  # seg-lungs-LUNA16 values of the two lungs; 5 (trachea) is not lung
@@ -157,6 +159,8 @@ def _to_sitk(array: np.ndarray, spacing) -> sitk.Image:
 
 def official_split(task: str, source: str, cases: Sequence[Case]) -> Split:
     """subset9 (or the last present subset) is the test part; every other present subset is one fold's val."""
+    from bench.data.splits import Split, check_split  # splits imports scikit-learn; reading needs none
+
     by_subset: dict[int, list[str]] = {}
     for c in cases:
         by_subset.setdefault(int(c.meta.get("subset", -1)), []).append(c.id)
@@ -175,6 +179,9 @@ def official_split(task: str, source: str, cases: Sequence[Case]) -> Split:
 
 def keep_official_split(task: str, source: str, cases: Sequence[Case]) -> None:
     """Store the official split where ``resolve_split`` looks, unless a split for this source exists."""
+    from bench.data.sources import standard_split_path
+    from bench.data.splits import save_split
+
     kept = cache_root().parent / "splits" / f"{task}-{source}.json"
     if not standard_split_path(task, source).is_file() and not kept.is_file():
         save_split(official_split(task, source, cases), kept)
