@@ -71,6 +71,7 @@ metric("case_specificity", True, "share of lesion-free cases with no predicted l
 metric("epochs_trained", False, "epochs a trial trained, all stages, until it finished or was pruned")
 metric("trial_seconds", False, "wall time of the whole trial (training and evaluation), seconds")
 metric("n_weights", False, "numbers in the trial's checkpoint: parameters and buffers of all its models")
+metric("run_seconds", False, "wall time of the trial's MLflow run (end minus start), a leaderboard column")
 
 
 def base_name(metric_name: str) -> str:
