@@ -53,6 +53,19 @@ def test_describing_every_registry_imports_no_torch_monai_or_smp():
     assert all(e["description"] for entries in described.values() for e in entries)
 
 
+def test_listing_formats_loads_no_image_io_library():
+    """``bench tasks`` lists each task's formats: the readers' libraries load when a folder is read."""
+    code = ("import sys; from bench.data.formats import FORMATS, formats_for; formats_for('ct-lung'); "
+            "[e.describe() for e in FORMATS.entries()]; "
+            "print([m for m in ('pydicom', 'SimpleITK', 'nibabel', 'sklearn', 'scipy.ndimage', *HEAVY) "
+            "if m in sys.modules])")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n" + code], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def _losses():
     from bench.losses import SEG_LOSSES
 

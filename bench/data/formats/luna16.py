@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
-from scipy import ndimage
 
 from bench.data.cache import cache_root
 from bench.data.case import Case
@@ -30,7 +28,9 @@ from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder
 from bench.errors import DataError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SimpleITK, scipy.ndimage and scikit-learn (splits) load when a folder is read or written
+    import SimpleITK as sitk
+
     from bench.data.splits import Split
 
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
@@ -38,6 +38,8 @@ LUNG_VALUES = (3, 4)  # seg-lungs-LUNA16 values of the two lungs; 5 (trachea) is
 
 
 def read_mhd(path: Path) -> sitk.Image:
+    import SimpleITK as sitk
+
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -69,6 +71,8 @@ class Luna16:
     """LUNA16: subset0-9/*.mhd scans, annotations.csv nodules (world mm), optional seg-lungs-LUNA16 lung masks."""
 
     def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
+        import SimpleITK as sitk
+
         root = Path(path)
         table = root / "annotations.csv"
         if not table.is_file():
@@ -114,6 +118,9 @@ class Luna16:
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
         """Scans in subsets (all scans of a patient in one subset), annotations from lesion components."""
+        import SimpleITK as sitk
+        from scipy import ndimage
+
         with atomic_folder(out) as tmp:
             (tmp / "seg-lungs-LUNA16").mkdir()
             patients = sorted({c.patient_id for c in cases})
@@ -150,6 +157,8 @@ def hash_int(text: str) -> int:
 
 
 def _to_sitk(array: np.ndarray, spacing) -> sitk.Image:
+    import SimpleITK as sitk
+
     image = sitk.GetImageFromArray(array)
     image.SetSpacing([float(s) for s in spacing[::-1]])
     shape = np.array(array.shape[::-1])
