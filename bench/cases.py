@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from bench.errors import BenchError
 from bench.registry import Registry
@@ -77,6 +76,8 @@ def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarra
     present, exactly as ``macro_auroc`` (for two classes OvR of either class equals sklearn's binary AUROC).
     Vectorised over resamples because thousands of sklearn calls per config would take minutes.
     """
+    from scipy.stats import rankdata  # scipy.stats takes ~1 s to import; the leaderboard table needs none
+
     probs, labels = np.asarray(fields["probs"], float), np.asarray(fields["labels"], int)
     y = labels[idx]  # B×N
     n = idx.shape[1]

@@ -11,6 +11,9 @@ their formulas in the docstrings:
 - ``roi_dice``: soft Dice + the fraction of predicted mass outside a region of interest; it also accepts
   ``loss(logits, target, roi=mask)``.
 
+Importing this module is light (no torch, no MONAI): each factory's signature declares its parameters and
+its body imports the implementation, MONAI's or the private ``bench._loss_impl``, when the loss is created.
+
 All Dice terms are written as ``1 − Dice`` (not the seed's ``−Dice``) so that a perfect prediction sits
 near 0; the gradients are the same.
 
@@ -32,10 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, TverskyLoss
-
 from bench.errors import ConfigError
 from bench.registry import Registry
 
@@ -49,41 +48,6 @@ def _check_range(name: str, value: float, low: float, high: float | None = None)
     if value < low or (high is not None and value > high):
         bound = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ConfigError(f"loss parameter '{name}' must be {bound}, but got {value}. Pick a value in range.")
-
-
-def _dice_per_sample(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
-    """Soft Dice coefficient per sample (shape (N,)): (2Σpt + s) / (Σp + Σt + s), p = sigmoid(logits)."""
-    dice_loss = DiceLoss(sigmoid=True, reduction="none", smooth_nr=smooth, smooth_dr=max(smooth, _TINY))
-    return 1.0 - dice_loss(logits, target).flatten(1).mean(1)
-
-
-def _spreads(weights: torch.Tensor) -> torch.Tensor:
-    """Per-sample, per-axis mean absolute spread of a non-negative mass, shape (N, spatial_dims).
-
-    With m = w / Σw and coordinates normalised to [0, 1] on each axis, σ_axis = Σ |x − Σ x·m| · m.
-    A sample with no mass gets spread 0.
-    """
-    n = weights.shape[0]
-    w = weights.reshape(n, *weights.shape[2:])  # drop the single channel
-    total = w.flatten(1).sum(1).clamp_min(1e-12)
-    m = w / total.view(n, *([1] * (w.dim() - 1)))
-    out = []
-    for axis in range(1, w.dim()):
-        size = w.shape[axis]
-        coords = (
-            torch.linspace(0.0, 1.0, size, dtype=w.dtype, device=w.device) if size > 1 else w.new_zeros(1)
-        )
-        shape = [1] * w.dim()
-        shape[axis] = size
-        coords = coords.view(shape)
-        centre = (coords * m).flatten(1).sum(1).view(n, *([1] * (w.dim() - 1)))
-        out.append(((coords - centre).abs() * m).flatten(1).sum(1))
-    return torch.stack(out, dim=1)
-
-
-def _geometric_mean(spreads: torch.Tensor) -> torch.Tensor:
-    """(σx·σy[·σz])^(1/d) per sample; the small epsilon keeps the root's gradient finite at 0."""
-    return (spreads.prod(dim=1) + 1e-12) ** (1.0 / spreads.shape[1])
 
 
 # --- library losses -------------------------------------------------------------------------------
@@ -100,6 +64,8 @@ def dice(smooth: float = 1e-5, batch: bool = False):
             ones); True computes one Dice over the whole batch (stable when some masks are empty).
     """
     _check_range("smooth", smooth, 0.0)
+    from monai.losses import DiceLoss
+
     return DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY), batch=batch)
 
 
@@ -107,6 +73,8 @@ def dice(smooth: float = 1e-5, batch: bool = False):
 def dice_squared(smooth: float = 1e-5, batch: bool = False):
     """V-Net soft Dice with squared denominators Σp² + Σt² (Milletari 2016; MONAI DiceLoss squared_pred)."""
     _check_range("smooth", smooth, 0.0)
+    from monai.losses import DiceLoss
+
     return DiceLoss(
         sigmoid=True, squared_pred=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY), batch=batch
     )
@@ -121,6 +89,8 @@ def generalized_dice(w_type: str = "square", batch: bool = False):
     """
     if w_type not in ("square", "simple", "uniform"):
         raise ConfigError(f"generalized_dice w_type must be square, simple or uniform, but got '{w_type}'.")
+    from monai.losses import GeneralizedDiceLoss
+
     return GeneralizedDiceLoss(sigmoid=True, w_type=w_type, batch=batch)
 
 
@@ -129,6 +99,8 @@ def tversky(alpha: float = 0.3, beta: float = 0.7):
     """Tversky loss 1 − TP/(TP + α·FP + β·FN) (Salehi 2017; MONAI TverskyLoss); β > α favours recall."""
     _check_range("alpha", alpha, 0.0, 1.0)
     _check_range("beta", beta, 0.0, 1.0)
+    from monai.losses import TverskyLoss
+
     return TverskyLoss(sigmoid=True, alpha=alpha, beta=beta)
 
 
@@ -143,31 +115,26 @@ def focal_tversky(alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75):
     _check_range("alpha", alpha, 0.0, 1.0)
     _check_range("beta", beta, 0.0, 1.0)
     _check_range("gamma", gamma, 0.1, 5.0)
-    base = TverskyLoss(sigmoid=True, alpha=alpha, beta=beta, reduction="none")
+    from bench import _loss_impl
 
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        # Clamp so that d/dx x^γ (γ < 1) stays finite at a perfect prediction.
-        return (base(logits, target).flatten(1).mean(1).clamp_min(1e-6) ** gamma).mean()
-
-    return loss
+    return _loss_impl.focal_tversky(alpha, beta, gamma)
 
 
 @SEG_LOSSES.register("log_cosh_dice")
 def log_cosh_dice(smooth: float = 1e-5):
     """log(cosh(1 − Dice)): Dice loss smoothed into a convex-looking curve (Jadon 2020), on MONAI DiceLoss."""
     _check_range("smooth", smooth, 0.0)
-    base = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY))
+    from bench import _loss_impl
 
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return torch.log(torch.cosh(base(logits, target)))
-
-    return loss
+    return _loss_impl.log_cosh_dice(smooth)
 
 
 @SEG_LOSSES.register("dice_ce", library="monai")
 def dice_ce(ce_weight: float = 1.0):
     """Soft Dice + binary cross-entropy (MONAI DiceCELoss), weighted 1 : ce_weight."""
     _check_range("ce_weight", ce_weight, 0.0)
+    from monai.losses import DiceCELoss
+
     return DiceCELoss(sigmoid=True, lambda_dice=1.0, lambda_ce=ce_weight)
 
 
@@ -182,6 +149,8 @@ def dice_focal(focal_weight: float = 1.0, focal_gamma: float = 2.0):
     """
     _check_range("focal_weight", focal_weight, 0.0)
     _check_range("focal_gamma", focal_gamma, 0.0, 10.0)
+    from monai.losses import DiceFocalLoss
+
     return DiceFocalLoss(sigmoid=True, gamma=focal_gamma, lambda_dice=1.0, lambda_focal=focal_weight)
 
 
@@ -208,30 +177,9 @@ def spread_dice(weight: float = 0.1, smooth: float = 1e-5):
     """
     _check_range("weight", weight, 0.0)
     _check_range("smooth", smooth, 0.0)
+    from bench import _loss_impl
 
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        d = _dice_per_sample(logits, target, smooth)
-        penalty = _geometric_mean(_spreads(torch.sigmoid(logits)))
-        return ((1.0 - d) + weight * penalty).mean()
-
-    return loss
-
-
-def _spread_ratio(
-    logits: torch.Tensor, target: torch.Tensor, absolute: bool, bce_weight: float, smooth: float
-):
-    d = _dice_per_sample(logits, target, smooth)
-    pred = _geometric_mean(_spreads(torch.sigmoid(logits)))
-    true = _geometric_mean(_spreads(target.float()))
-    ratio = pred / true.clamp_min(1e-6)
-    term = (1.0 - ratio).abs() if absolute else ratio
-    # An empty true mask has no spread to compare with: such samples keep only the Dice (and BCE) terms.
-    has_target = target.flatten(1).sum(1) > 0
-    term = torch.where(has_target, term, torch.zeros_like(term))
-    total = ((1.0 - d) + term).mean()
-    if bce_weight > 0:
-        total = total + bce_weight * F.binary_cross_entropy_with_logits(logits, target.float())
-    return total
+    return _loss_impl.spread_dice(weight, smooth)
 
 
 @SEG_LOSSES.register("spread_ratio_dice", perfect_is_minimum=False)
@@ -251,7 +199,9 @@ def spread_ratio_dice(bce_weight: float = 0.0, smooth: float = 1e-5):
     """
     _check_range("bce_weight", bce_weight, 0.0)
     _check_range("smooth", smooth, 0.0)
-    return lambda logits, target: _spread_ratio(logits, target, False, bce_weight, smooth)
+    from bench import _loss_impl
+
+    return _loss_impl.spread_ratio(False, bce_weight, smooth)
 
 
 @SEG_LOSSES.register("spread_ratio_abs_dice")
@@ -267,30 +217,9 @@ def spread_ratio_abs_dice(bce_weight: float = 0.0, smooth: float = 1e-5):
     """
     _check_range("bce_weight", bce_weight, 0.0)
     _check_range("smooth", smooth, 0.0)
-    return lambda logits, target: _spread_ratio(logits, target, True, bce_weight, smooth)
+    from bench import _loss_impl
 
-
-class _RoiDice:
-    def __init__(self, weight: float, margin: int, smooth: float):
-        self.weight, self.margin, self.smooth = weight, margin, smooth
-
-    def fallback_roi(self, target: torch.Tensor) -> torch.Tensor:
-        """The true mask dilated by ``margin`` pixels (a (2·margin+1)-wide square/cube max filter)."""
-        if self.margin == 0:
-            return target.float()
-        pool = F.max_pool3d if target.dim() == 5 else F.max_pool2d
-        return pool(target.float(), kernel_size=2 * self.margin + 1, stride=1, padding=self.margin)
-
-    def __call__(
-        self, logits: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        roi = self.fallback_roi(target) if roi is None else roi.float()
-        p = torch.sigmoid(logits)
-        outside = (p * (1.0 - roi)).flatten(1).sum(1)
-        # "+ 1" (one pixel of mass) keeps the fraction ~0 for an all-background prediction instead of 0/0.
-        fraction = outside / (p.flatten(1).sum(1) + 1.0)
-        d = _dice_per_sample(logits, target, self.smooth)
-        return ((1.0 - d) + self.weight * fraction).mean()
+    return _loss_impl.spread_ratio(True, bce_weight, smooth)
 
 
 @SEG_LOSSES.register("roi_dice")
@@ -310,4 +239,6 @@ def roi_dice(weight: float = 1.0, margin: int = 3, smooth: float = 1e-5):
     _check_range("weight", weight, 0.0)
     _check_range("margin", margin, 0)
     _check_range("smooth", smooth, 0.0)
-    return _RoiDice(weight, int(margin), smooth)
+    from bench import _loss_impl
+
+    return _loss_impl.RoiDice(weight, int(margin), smooth)

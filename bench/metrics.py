@@ -1,6 +1,9 @@
 """Metrics with a declared direction, so rankings never need a hand-passed ``mode``.
 
-Segmentation distances come from MONAI, classification scores from scikit-learn; only what neither has
+Directions live in the ``METRICS`` registry (one declaration per base name; an undeclared name is an error,
+never a silent "higher is better"). Importing this module is light: torch, MONAI and scikit-learn are
+imported by the functions that compute a metric. Segmentation distances come from MONAI, classification
+scores from scikit-learn; only what neither has
 is written here: the cardiothoracic ratio (CTR) error, attention-in-mask (share of input-gradient
 saliency, Simonyan et al. 2014, "Deep Inside Convolutional Networks", that falls inside the true
 heart) and the shift gap between the normal and the site-shifted test part.
@@ -11,12 +14,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from bench.errors import RegistryError
+from bench.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it, so directions stay cheap to read
+    import torch
 
 PART_PREFIXES = ("test_shifted_", "val_", "test_", "train_")
+# Metric names that carry a suffix: recall_<class>, shift_gap_<metric>.
+FAMILIES = ("recall", "shift_gap")
 
 
 @dataclass(frozen=True)
@@ -26,12 +36,13 @@ class MetricSpec:
     description: str
 
 
-METRICS: dict[str, MetricSpec] = {}
+METRICS: Registry = Registry("metric")
 
 
 def metric(name: str, higher_is_better: bool, description: str) -> MetricSpec:
+    """Declare a metric's direction (once: a second declaration of ``name`` raises RegistryError)."""
     spec = MetricSpec(name, higher_is_better, description)
-    METRICS[name] = spec
+    METRICS.add(name, spec, description, higher_is_better=higher_is_better)
     return spec
 
 
@@ -45,10 +56,22 @@ metric("balanced_accuracy", True, "mean per-class recall (balanced accuracy) of 
 metric("recall", True, "recall of one class (recall_<class>)")
 metric("attention_in_heart", True, "share of the classifier's input-gradient saliency inside the true heart mask")
 metric("shift_gap", False, "metric on the normal test part minus the site-shifted test part (shift_gap_<metric>)")
+# Per-epoch training curves the tasks log (cls_train_loss: xray-heart classifier; lesion_train_loss: ct-lung).
+metric("cls_train_loss", False, "classifier training loss per epoch (learning curve)")
+metric("lesion_train_loss", False, "lesion segmenter training loss per epoch (learning curve)")
+# CT lesion metrics, computed in bench.metrics_seg3d (declared here so directions never import it).
+metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over lesion-bearing cases")
+metric("lung_dice", True, "Dice of the predicted lung mask, mean over cases")
+metric("lesion_hd95", False, "95th-percentile Hausdorff distance of lesions in mm, mean over lesion-bearing cases")
+metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over lesion-bearing cases")
+metric("fp_outside_lung_ml", False, "predicted lesion volume outside the true lungs in mL, mean over cases")
+metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction")
+metric("case_specificity", True, "share of lesion-free cases with no predicted lesion voxel")
 # Costs, logged for every trial by the search backends so multi-objective searches and --pareto can use them.
 metric("epochs_trained", False, "epochs a trial trained, all stages, until it finished or was pruned")
 metric("trial_seconds", False, "wall time of the whole trial (training and evaluation), seconds")
 metric("n_weights", False, "numbers in the trial's checkpoint: parameters and buffers of all its models")
+metric("run_seconds", False, "wall time of the trial's MLflow run (end minus start), a leaderboard column")
 
 
 def base_name(metric_name: str) -> str:
@@ -57,16 +80,23 @@ def base_name(metric_name: str) -> str:
         if metric_name.startswith(prefix):
             metric_name = metric_name[len(prefix) :]
             break
-    for family in ("recall", "shift_gap"):
+    for family in FAMILIES:
         if metric_name.startswith(family + "_"):
             return family
     return metric_name
 
 
 def higher_is_better(metric_name: str) -> bool:
-    """Direction of a (possibly prefixed) metric name such as ``val_auroc`` or ``test_shifted_heart_hd95``."""
+    """Direction of a (possibly prefixed) metric name such as ``val_auroc`` or ``test_shifted_heart_hd95``.
+
+    Raises:
+        RegistryError: the name's base (prefix and suffix stripped) is not a declared metric.
+    """
     base = base_name(metric_name)
-    return METRICS[base].higher_is_better if base in METRICS else True
+    if base not in METRICS:
+        raise RegistryError(f"'{metric_name}' needs a declared direction to be ranked: {METRICS.unknown_message(base)}"
+                            " Declare new metrics with bench.metrics.metric(name, higher_is_better, description).")
+    return METRICS.get(base).higher_is_better
 
 
 def per_case_dice(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
@@ -84,6 +114,8 @@ def mean_dice(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def macro_auroc(probs: np.ndarray, labels: np.ndarray) -> float:
     """Macro one-vs-rest AUROC over the classes present; NaN if fewer than two classes are present."""
+    from sklearn.metrics import roc_auc_score
+
     present = np.unique(labels)
     if len(present) < 2:
         return float("nan")
@@ -99,6 +131,8 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean recall over the classes present in ``labels`` (sklearn's balanced accuracy)."""
+    from sklearn.metrics import balanced_accuracy_score
+
     if len(labels) == 0:
         return float("nan")
     return float(balanced_accuracy_score(labels, probs.argmax(1)))
@@ -181,6 +215,8 @@ def attention_in_mask(
     Returns:
         Mean over cases of sum(saliency * mask) / sum(saliency); NaN for no cases.
     """
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     shares = []

@@ -23,26 +23,18 @@ Empty-mask rules (a CT set has many lesion-free cases, so these decide the numbe
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from monai.metrics import compute_hausdorff_distance, compute_surface_dice
-from scipy import ndimage
 
-from bench.metrics import metric
+if TYPE_CHECKING:
+    import torch
 
 LESION_METRICS = ("lesion_dice", "lung_dice", "lesion_hd95", "lesion_nsd", "fp_outside_lung_ml",
                   "lesion_sensitivity", "case_specificity")
-# Averaged over lesion-bearing cases only (see the empty-mask rules above).
+# Directions of these metrics are declared in bench.metrics (METRICS). Averaged over lesion-bearing cases
+# only (see the empty-mask rules above).
 LESION_CASE_METRICS = ("lesion_dice", "lesion_hd95", "lesion_nsd")
-
-metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over lesion-bearing cases")
-metric("lung_dice", True, "Dice of the predicted lung mask, mean over cases")
-metric("lesion_hd95", False, "95th-percentile Hausdorff distance of lesions in mm, mean over lesion-bearing cases")
-metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over lesion-bearing cases")
-metric("fp_outside_lung_ml", False, "predicted lesion volume outside the true lungs in mL, mean over cases")
-metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction")
-metric("case_specificity", True, "share of lesion-free cases with no predicted lesion voxel")
 
 
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
@@ -69,6 +61,8 @@ def hd95(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> floa
         return 0.0
     if one:
         return float(np.linalg.norm(np.array(p.shape) * np.array(spacing)))
+    from monai.metrics import compute_hausdorff_distance
+
     value = compute_hausdorff_distance(_bt(p), _bt(t), include_background=True, percentile=95,
                                        spacing=[float(s) for s in spacing])
     return float(value.item())
@@ -81,6 +75,8 @@ def surface_dice(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
         return 1.0
     if one:
         return 0.0
+    from monai.metrics import compute_surface_dice
+
     value = compute_surface_dice(_bt(p), _bt(t), class_thresholds=[tolerance_mm], include_background=True,
                                  spacing=[float(s) for s in spacing])
     return float(value.item())
@@ -93,6 +89,8 @@ def fp_volume_outside_ml(pred: np.ndarray, lung: np.ndarray, spacing: Sequence[f
 
 def lesion_hits(pred: np.ndarray, target: np.ndarray) -> tuple[int, int]:
     """(true lesions touched by the prediction, true lesions) with 26-connectivity."""
+    from scipy import ndimage
+
     labels, n = ndimage.label(target.astype(bool), structure=np.ones((3,) * target.ndim))
     if n == 0:
         return 0, 0
@@ -101,6 +99,8 @@ def lesion_hits(pred: np.ndarray, target: np.ndarray) -> tuple[int, int]:
 
 
 def _bt(mask: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(mask))[None, None].float()
 
 

@@ -74,3 +74,26 @@ def test_shift_gap_and_directions():
     assert higher_is_better("test_recall_VSD") and higher_is_better("val_attention_in_heart")
     assert not higher_is_better("test_shifted_heart_hd95") and not higher_is_better("val_ctr_error")
     assert not higher_is_better("shift_gap_auroc")
+
+
+def test_directions_refuse_unknown_names_and_duplicates():
+    from bench.errors import RegistryError
+    from bench.metrics import METRICS, metric
+
+    assert not higher_is_better("val_fp_outside_lung_ml") and higher_is_better("test_lesion_dice")
+    assert not higher_is_better("n_weights") and not higher_is_better("cls_train_loss")
+    with pytest.raises(RegistryError, match=r"'val_aurok' needs a declared direction.*Did you mean 'auroc'"):
+        higher_is_better("val_aurok")
+    with pytest.raises(RegistryError, match=r"'val_sharpness' needs a declared direction.*must be one of \["):
+        higher_is_better("val_sharpness")
+    with pytest.raises(RegistryError, match="unique"):
+        metric("auroc", False, "a second, contradicting declaration")
+    assert METRICS.get("auroc").higher_is_better  # the first declaration stands
+
+
+def test_every_metric_a_task_lists_has_a_direction():
+    from bench.tasks import TASKS
+
+    for spec in (entry.obj for entry in TASKS.entries()):
+        for name in (spec.objective, *spec.metrics, *spec.headline):
+            higher_is_better(name)  # raises for an undeclared metric

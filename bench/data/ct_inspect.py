@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.ct_io import hu_summary
+from bench.data.formats import FORMAT_ALIASES, FORMATS, resolve_format
 
-CT_FORMAT_ALIASES = {"dicom": "ct_dicom", "nifti": "msd", "mhd": "luna16"}
+# Kept for callers of the old name; the one alias table is bench.data.formats.FORMAT_ALIASES.
+CT_FORMAT_ALIASES = FORMAT_ALIASES["ct-lung"]
 
 
 def inspect_ct(path: str | Path, data_format: str) -> dict:
-    """Summarise a CT data folder read by ``data_format`` (ct_dicom, msd, nifti, luna16).
+    """Summarise a CT data folder read by ``data_format`` (a ct-lung format or alias, see ``resolve_format``).
 
     Returns counts (cases, patients, classes), per-axis spacing and shape ranges, the HU range, slice counts,
     which masks exist and every problem the reader noted, keyed by case id. Patient names and ids never
@@ -23,9 +25,7 @@ def inspect_ct(path: str | Path, data_format: str) -> dict:
         >>> report = inspect_ct("phantom_ct_dicom", "ct_dicom")  # doctest: +SKIP
         >>> report["cases"], report["spacing_mm"]["z"]           # doctest: +SKIP
     """
-    from bench.data.formats import FORMATS
-
-    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
+    fmt = resolve_format("ct-lung", data_format)
     cases = FORMATS.create(fmt).read(path, ())
     spacing = np.array([c.spacing for c in cases], float)
     shapes = np.array([c.image.shape for c in cases], int)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 AIR_THRESHOLD_HU = -320.0  # between lung parenchyma (≈ −850) and soft tissue (≈ 40); classic choice
 
@@ -15,6 +14,8 @@ def lung_mask_from_hu(hu: np.ndarray, threshold: float = AIR_THRESHOLD_HU) -> np
     largest such components are kept and holes (vessels, nodules) filled slice by slice. Good enough to
     guide and to measure false positives outside the lungs; not a substitute for a real lung label.
     """
+    from scipy import ndimage  # ~0.4 s to import; only this heuristic needs it, readers must stay light
+
     air = np.asarray(hu) < threshold
     labels, n = ndimage.label(air)
     if n == 0:

@@ -1,5 +1,7 @@
 """Model registries: segmentation networks and image classifiers, built by name from a trial config.
 
+Importing this package is light: each factory imports MONAI or smp when it builds its network.
+
 Example:
     >>> from bench.models import SEG_MODELS
     >>> net = SEG_MODELS.create("unet", in_channels=1, classes=1, encoder="resnet18")

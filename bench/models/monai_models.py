@@ -5,6 +5,8 @@ side, or one side per spatial dim; the others check their divisibility on it, UN
 embedding from it) and ``encoder``, which is ignored: MONAI networks have no interchangeable encoder, but the task passes
 its ``seg_encoder`` to every segmentation model.
 
+MONAI is imported inside each factory, when the network is built, so listing the models stays light.
+
 References: MONAI Consortium, "MONAI: An open-source framework for deep learning in healthcare", 2022,
 and the papers named in each docstring.
 """
@@ -12,8 +14,6 @@ and the papers named in each docstring.
 from __future__ import annotations
 
 import importlib.util
-
-from monai.networks.nets import UNETR, AttentionUnet, BasicUNet, DynUNet, SegResNet, SwinUNETR, UNet
 
 from bench.errors import ConfigError
 from bench.models import SEG_MODELS
@@ -63,6 +63,8 @@ def monai_unet(
 ):
     """MONAI residual U-Net (Kerfoot 2018), 4 levels from ``base_channels`` wide."""
     _check("monai_unet", spatial_dims, img_size, 8)
+    from monai.networks.nets import UNet
+
     return UNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
@@ -85,6 +87,8 @@ def basic_unet(
     """MONAI BasicUNet: the plain 5-level U-Net (Ronneberger 2015; Falk 2019)."""
     _check("basic_unet", spatial_dims, img_size, 16)
     b = base_channels
+    from monai.networks.nets import BasicUNet
+
     return BasicUNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
@@ -104,6 +108,8 @@ def segresnet(
 ):
     """MONAI SegResNet: residual encoder, light decoder (Myronenko 2018, without the VAE branch)."""
     _check("segresnet", spatial_dims, img_size, 8)
+    from monai.networks.nets import SegResNet
+
     return SegResNet(
         spatial_dims=spatial_dims, in_channels=in_channels, out_channels=classes, init_filters=init_filters
     )
@@ -120,6 +126,8 @@ def attention_unet(
 ):
     """MONAI Attention U-Net: attention gates on the skip connections (Oktay 2018)."""
     _check("attention_unet", spatial_dims, img_size, 8)
+    from monai.networks.nets import AttentionUnet
+
     return AttentionUnet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
@@ -142,6 +150,8 @@ def dynunet(
     """MONAI DynUNet, the nnU-Net-style configurable U-Net (Isensee 2021), 4 levels."""
     _check("dynunet", spatial_dims, img_size, 8)
     strides = (1, 2, 2, 2)
+    from monai.networks.nets import DynUNet
+
     return DynUNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
@@ -177,6 +187,8 @@ def unetr(
         raise ConfigError(
             f"unetr hidden_size must be divisible by num_heads, but got {hidden_size}/{num_heads}."
         )
+    from monai.networks.nets import UNETR
+
     return UNETR(
         in_channels=in_channels,
         out_channels=classes,
@@ -211,6 +223,8 @@ def swin_unetr(
     _require("swin_unetr", "einops")
     if feature_size % 12:
         raise ConfigError(f"swin_unetr feature_size must be a multiple of 12, but got {feature_size}.")
+    from monai.networks.nets import SwinUNETR
+
     return SwinUNETR(
         in_channels=in_channels,
         out_channels=classes,

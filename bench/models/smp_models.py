@@ -9,8 +9,6 @@ References are in each docstring; smp: Iakubovskii, https://github.com/qubvel-or
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
-
 from bench.errors import ConfigError
 from bench.models import SEG_MODELS
 
@@ -18,15 +16,18 @@ from bench.models import SEG_MODELS
 SUGGESTED_ENCODERS = ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0")
 
 
-def _smp(cls, in_channels: int, classes: int, encoder: str, encoder_weights: str | None, **kwargs):
+def _smp(decoder: str, in_channels: int, classes: int, encoder: str, encoder_weights: str | None, **kwargs):
+    """smp's ``decoder`` class (e.g. ``"Unet"``) on ``encoder``; smp is imported here, when a model is built."""
+    import difflib
+
+    import segmentation_models_pytorch as smp
+
     names = smp.encoders.get_encoder_names()
     if encoder not in names:
-        import difflib
-
         close = difflib.get_close_matches(encoder, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else f" Try one of {list(SUGGESTED_ENCODERS)}."
         raise ConfigError(f"seg_encoder must be an smp encoder name, but got '{encoder}'.{hint}")
-    return cls(
+    return getattr(smp, decoder)(
         encoder_name=encoder,
         encoder_weights=encoder_weights,
         in_channels=in_channels,
@@ -40,7 +41,7 @@ def unet(
     in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
 ):
     """smp U-Net (Ronneberger 2015) with a configurable encoder."""
-    return _smp(smp.Unet, in_channels, classes, encoder, encoder_weights)
+    return _smp("Unet", in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("unetplusplus", dims=(2,), library="smp")
@@ -48,7 +49,7 @@ def unetplusplus(
     in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
 ):
     """smp U-Net++ with nested dense skip paths (Zhou 2018); slower than U-Net."""
-    return _smp(smp.UnetPlusPlus, in_channels, classes, encoder, encoder_weights)
+    return _smp("UnetPlusPlus", in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("fpn", dims=(2,), library="smp")
@@ -56,7 +57,7 @@ def fpn(
     in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
 ):
     """smp Feature Pyramid Network decoder (Lin 2017)."""
-    return _smp(smp.FPN, in_channels, classes, encoder, encoder_weights)
+    return _smp("FPN", in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("deeplabv3plus", dims=(2,), library="smp")
@@ -67,7 +68,7 @@ def deeplabv3plus(
 
     Its ASPP image-pooling branch has a BatchNorm on a 1×1 map, so a training batch of one sample fails.
     """
-    return _smp(smp.DeepLabV3Plus, in_channels, classes, encoder, encoder_weights)
+    return _smp("DeepLabV3Plus", in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("manet", dims=(2,), library="smp")
@@ -75,7 +76,7 @@ def manet(
     in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
 ):
     """smp MA-Net: multi-scale attention decoder (Fan 2020)."""
-    return _smp(smp.MAnet, in_channels, classes, encoder, encoder_weights)
+    return _smp("MAnet", in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("linknet", dims=(2,), library="smp")
@@ -83,7 +84,7 @@ def linknet(
     in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
 ):
     """smp LinkNet: light decoder with additive skips (Chaurasia 2017)."""
-    return _smp(smp.Linknet, in_channels, classes, encoder, encoder_weights)
+    return _smp("Linknet", in_channels, classes, encoder, encoder_weights)
 
 
 @SEG_MODELS.register("pan", dims=(2,), library="smp", min_size=128)
@@ -91,4 +92,4 @@ def pan(
     in_channels: int = 1, classes: int = 1, encoder: str = "resnet18", encoder_weights: str | None = None
 ):
     """smp Pyramid Attention Network (Li 2018); needs sides >= 128 (its pyramid pools the 1/16 map 3 times)."""
-    return _smp(smp.PAN, in_channels, classes, encoder, encoder_weights)
+    return _smp("PAN", in_channels, classes, encoder, encoder_weights)

@@ -20,19 +20,19 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from bench.data.case import Case
 from bench.data.ct_io import check_label_matches, read_nifti, write_nifti
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder
 from bench.errors import DataError
+
+if TYPE_CHECKING:  # pydicom loads when a series is read or written, so listing formats stays light
+    import pydicom
+    from pydicom.dataset import FileDataset
 
 FAKE_NAMES = ("Doe^Jane", "Roe^Richard", "Smith^Alex", "Garcia^Maria", "Chen^Wei", "Okafor^Ngozi")
 INTERCEPT = -1024.0
@@ -79,6 +79,8 @@ class CtDicom:
         return cases
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
+        from pydicom.uid import generate_uid
+
         with atomic_folder(out) as tmp:
             (tmp / "dicom").mkdir()
             (tmp / "masks").mkdir()
@@ -122,6 +124,9 @@ def _read_labels(root: Path) -> dict[str, dict[str, str]]:
 
 def _scan(root: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
     """Headers of every CT image file under root, grouped by series; localizers and non-DICOM files skipped."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     series: dict[str, list] = defaultdict(list)
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.name.startswith("._") or p.suffix in (".csv", ".gz", ".json", ".nii", ".txt"):
@@ -141,6 +146,9 @@ def _scan(root: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
 
 
 def _assemble(uid: str, slices: list[tuple[Path, pydicom.Dataset]]):
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
     first_path, first = slices[0]
     geometry = _geometry(first)
     for p, ds in slices[1:]:
@@ -187,6 +195,9 @@ def _geometry(ds) -> tuple:
 
 
 def _base(case: Case, k: int, study: str, series: str, sop: str) -> FileDataset:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
@@ -210,6 +221,8 @@ def _base(case: Case, k: int, study: str, series: str, sop: str) -> FileDataset:
 
 
 def _slice(case: Case, k: int, z: int, study: str, series: str) -> FileDataset:
+    from pydicom.uid import generate_uid
+
     depth, rows, cols = case.image.shape
     dz, dy, dx = case.spacing
     ds = _base(case, k, study, series, generate_uid(entropy_srcs=["bench-sop", case.id, str(z)]))
@@ -226,6 +239,8 @@ def _slice(case: Case, k: int, z: int, study: str, series: str) -> FileDataset:
 
 
 def _localizer(case: Case, k: int, study: str) -> FileDataset:
+    from pydicom.uid import generate_uid
+
     """A scout image in its own series, as scanners export it; readers must drop it."""
     ds = _base(case, k, study, generate_uid(entropy_srcs=["bench-scout", case.id]),
                generate_uid(entropy_srcs=["bench-scout-sop", case.id]))

@@ -18,24 +18,28 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
-from scipy import ndimage
 
 from bench.data.cache import cache_root
 from bench.data.case import Case
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder
-from bench.data.sources import standard_split_path
-from bench.data.splits import Split, check_split, save_split
 from bench.errors import DataError
+
+if TYPE_CHECKING:  # SimpleITK, scipy.ndimage and scikit-learn (splits) load when a folder is read or written
+    import SimpleITK as sitk
+
+    from bench.data.splits import Split
 
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 LUNG_VALUES = (3, 4)  # seg-lungs-LUNA16 values of the two lungs; 5 (trachea) is not lung
 
 
 def read_mhd(path: Path) -> sitk.Image:
+    import SimpleITK as sitk
+
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -67,6 +71,8 @@ class Luna16:
     """LUNA16: subset0-9/*.mhd scans, annotations.csv nodules (world mm), optional seg-lungs-LUNA16 lung masks."""
 
     def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
+        import SimpleITK as sitk
+
         root = Path(path)
         table = root / "annotations.csv"
         if not table.is_file():
@@ -112,6 +118,9 @@ class Luna16:
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
         """Scans in subsets (all scans of a patient in one subset), annotations from lesion components."""
+        import SimpleITK as sitk
+        from scipy import ndimage
+
         with atomic_folder(out) as tmp:
             (tmp / "seg-lungs-LUNA16").mkdir()
             patients = sorted({c.patient_id for c in cases})
@@ -148,6 +157,8 @@ def hash_int(text: str) -> int:
 
 
 def _to_sitk(array: np.ndarray, spacing) -> sitk.Image:
+    import SimpleITK as sitk
+
     image = sitk.GetImageFromArray(array)
     image.SetSpacing([float(s) for s in spacing[::-1]])
     shape = np.array(array.shape[::-1])
@@ -157,6 +168,8 @@ def _to_sitk(array: np.ndarray, spacing) -> sitk.Image:
 
 def official_split(task: str, source: str, cases: Sequence[Case]) -> Split:
     """subset9 (or the last present subset) is the test part; every other present subset is one fold's val."""
+    from bench.data.splits import Split, check_split  # splits imports scikit-learn; reading needs none
+
     by_subset: dict[int, list[str]] = {}
     for c in cases:
         by_subset.setdefault(int(c.meta.get("subset", -1)), []).append(c.id)
@@ -175,6 +188,9 @@ def official_split(task: str, source: str, cases: Sequence[Case]) -> Split:
 
 def keep_official_split(task: str, source: str, cases: Sequence[Case]) -> None:
     """Store the official split where ``resolve_split`` looks, unless a split for this source exists."""
+    from bench.data.sources import standard_split_path
+    from bench.data.splits import save_split
+
     kept = cache_root().parent / "splits" / f"{task}-{source}.json"
     if not standard_split_path(task, source).is_file() and not kept.is_file():
         save_split(official_split(task, source, cases), kept)
