@@ -7,6 +7,7 @@ FORMATS: Registry = Registry("data format")
 from bench.data.formats import (  # noqa: F401  (registration side effects)
     chestxray14,
     chexmask,
+    chexpert,
     ct_dicom,
     dicom,
     jsrt,
