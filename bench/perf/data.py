@@ -180,7 +180,7 @@ def cxr14_data(n_images: int = 2000, source_px: int = 1024, image_size: int = 25
         build = _run_fresh(str(folder), cache, key, image_size)
         arrays = cached_arrays(key, lambda: (_ for _ in ()).throw(RuntimeError("cache must exist")))
         _gather(arrays, batch_size, seed)  # warm-up: imports and first page-ins are not an epoch's cost
-        runs = [timed(lambda: _gather(arrays, batch_size, seed + rep)) for rep in range(epochs)]
+        runs = [timed(lambda rep=rep: _gather(arrays, batch_size, seed + rep)) for rep in range(epochs)]
         cache_mb = sum(a.nbytes for a in arrays.values()) / 1e6
     epoch_s = median([wall for wall, _, _ in runs])
     return {
@@ -222,7 +222,7 @@ def _run_fresh(folder: str, cache: str, key: str, image_size: int) -> dict[str, 
     package_parent = str(Path(bench.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", code, folder, cache, key, str(image_size)], env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"the cache build process must succeed, but it failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -238,7 +238,6 @@ def _build_in_fresh_process(folder: str, cache: str, key: str, image_size: int) 
     import torch  # noqa: F401  (imported before the baseline, as a trial would have it)
 
     import bench.data.formats  # noqa: F401  (every reader's imports, also before the baseline)
-
     from bench.data.cache import cached_arrays
     from bench.data.labels import CARDIOMEGALY_CLASSES
     from bench.data.radiograph import radiograph_rows

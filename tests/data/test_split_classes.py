@@ -39,6 +39,6 @@ def test_one_small_class_is_one_warning_naming_it():
         warnings.simplefilter("always")
         split = make_split(cases, "xray-heart", "x", n_folds=3)
     assert [str(w.message) for w in caught] == [
-        "the train/val pool: 'cardiomegaly' has 2 patient(s) (2 images), fewer than the 3 folds, so some "
-        "validation folds will lack it (patients per class: {'cardiomegaly': 2, 'no_cardiomegaly': 12})."]
+        ("the train/val pool: 'cardiomegaly' has 2 patient(s) (2 images), fewer than the 3 folds, so some "
+         "validation folds will lack it (patients per class: {'cardiomegaly': 2, 'no_cardiomegaly': 12}).")]
     assert len(split.folds) == 3

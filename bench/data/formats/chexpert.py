@@ -106,7 +106,7 @@ class Chexpert:
 
     def _label(self, value: str, where: str) -> str | None:
         value = value.strip()
-        key = value[:-2] if value.endswith(".0") else value
+        key = value.removesuffix(".0")
         if key == "-1":
             return None if self.uncertain == "ignore" else ("cardiomegaly" if self.uncertain == "ones"
                                                             else "no_cardiomegaly")
