@@ -292,7 +292,7 @@ def write_synthetic_cxr14(root: Path, n_images: int, source_px: int = 1024, seed
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(images / name, compress_level=1)
             entry_writer.writerow([name, "Cardiomegaly" if cardio else "No Finding", i // n_patients,
                                    f"{patient + 1:08d}", 50, "M", "PA", 2500, 2048, 0.139, 0.139])
-            mask_writer.writerow([name, 0.9, 0.85, "[]", encode_rle(left), encode_rle(right), encode_rle(heart),
+            mask_writer.writerow([name, 0.9, 0.85, "381,223,345,227,309,248", encode_rle(left), encode_rle(right), encode_rle(heart),
                                   source_px, source_px])
             (test_names if patient >= n_patients * 4 // 5 else names).append(name)
     (root / "train_val_list.txt").write_text("".join(n + "\n" for n in names))

@@ -66,7 +66,7 @@ def write_cxr14(root: Path, n_patients: int = 12, size: int = 32, quality=lambda
                 Image.fromarray(pixels).save(images / name)
                 entries.writerow([name, findings, follow, f"{p:08d}", 40, "F", "PA", 2048, 2048, 0.143, 0.143])
                 m = heart_and_lungs((size, size), k)
-                masks.writerow([name, quality(k) + 0.05, quality(k), "[]", encode_rle(m["lung_left"]),
+                masks.writerow([name, quality(k) + 0.05, quality(k), "381,223,345,227,309,248", encode_rle(m["lung_left"]),
                                 encode_rle(m["lung_right"]), encode_rle(m["heart"]), size, size])
                 part = "test" if p > n_patients * 3 // 4 else "trainval"
                 lists[part].append(name)
@@ -113,7 +113,7 @@ def write_chexpert(root: Path, mask_scale: int = 2) -> Written:
                     w.writerow([f"CheXpert-v1.0-small/{rel}", "Female", 60, "Frontal" if frontal else "Lateral",
                                 "PA" if frontal else "", "", "", value, "1.0"])
                     big = heart_and_lungs((shape[0] * mask_scale, shape[1] * mask_scale), k)
-                    masks.writerow([rel, 0.9, 0.85, "[]", encode_rle(big["lung_left"]), encode_rle(big["lung_right"]),
+                    masks.writerow([rel, 0.9, 0.85, "381,223,345,227,309,248", encode_rle(big["lung_left"]), encode_rle(big["lung_right"]),
                                     encode_rle(big["heart"]), shape[0] * mask_scale, shape[1] * mask_scale])
                     case_id = rel[:-4]
                     out.patient[case_id], out.part[case_id] = f"patient{p:05d}", part
