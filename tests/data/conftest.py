@@ -17,6 +17,7 @@ CXR14_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "
                  "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]"]
 CHEXMASK_COLUMNS = ["Image Index", "Dice RCA (Max)", "Dice RCA (Mean)", "Landmarks", "Left Lung", "Right Lung",
                     "Heart", "Height", "Width"]
+LANDMARKS = "381,223,345,227,309,248"  # a quoted x,y list in the released tables: commas inside one field
 CHEXPERT_COLUMNS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Enlarged Cardiomediastinum",
                     "Cardiomegaly", "Lung Opacity"]
 
@@ -66,7 +67,7 @@ def write_cxr14(root: Path, n_patients: int = 12, size: int = 32, quality=lambda
                 Image.fromarray(pixels).save(images / name)
                 entries.writerow([name, findings, follow, f"{p:08d}", 40, "F", "PA", 2048, 2048, 0.143, 0.143])
                 m = heart_and_lungs((size, size), k)
-                masks.writerow([name, quality(k) + 0.05, quality(k), "381,223,345,227,309,248", encode_rle(m["lung_left"]),
+                masks.writerow([name, quality(k) + 0.05, quality(k), LANDMARKS, encode_rle(m["lung_left"]),
                                 encode_rle(m["lung_right"]), encode_rle(m["heart"]), size, size])
                 part = "test" if p > n_patients * 3 // 4 else "trainval"
                 lists[part].append(name)
@@ -113,8 +114,9 @@ def write_chexpert(root: Path, mask_scale: int = 2) -> Written:
                     w.writerow([f"CheXpert-v1.0-small/{rel}", "Female", 60, "Frontal" if frontal else "Lateral",
                                 "PA" if frontal else "", "", "", value, "1.0"])
                     big = heart_and_lungs((shape[0] * mask_scale, shape[1] * mask_scale), k)
-                    masks.writerow([rel, 0.9, 0.85, "381,223,345,227,309,248", encode_rle(big["lung_left"]), encode_rle(big["lung_right"]),
-                                    encode_rle(big["heart"]), shape[0] * mask_scale, shape[1] * mask_scale])
+                    masks.writerow([rel, 0.9, 0.85, LANDMARKS, encode_rle(big["lung_left"]),
+                                    encode_rle(big["lung_right"]), encode_rle(big["heart"]), shape[0] * mask_scale,
+                                    shape[1] * mask_scale])
                     case_id = rel[:-4]
                     out.patient[case_id], out.part[case_id] = f"patient{p:05d}", part
                     out.label[case_id] = {"1.0": "cardiomegaly", "0.0": "no_cardiomegaly", "": "no_cardiomegaly",
