@@ -1,4 +1,9 @@
-"""Preprocess once, memory-map after: arrays keyed by a fingerprint of source + preprocessing."""
+"""Preprocess once, memory-map after: arrays keyed by a fingerprint of source + preprocessing.
+
+A build returns either whole arrays (small sources: the phantoms) or a ``RowStream``: one preprocessed
+row per case, written to the ``.npy`` files as it comes, so a real archive (ChestX-ray14: 112,120 images
+of 1024²) is cached with one full-size image in memory at a time.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+from bench.errors import DataError
 
 
 def cache_root() -> Path:
@@ -22,23 +30,84 @@ def fingerprint(descriptor: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(descriptor, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Return the arrays stored under ``key``, building and storing them first if absent.
+@dataclass
+class RowStream:
+    """What a streaming build returns: ``count`` rows, each a dict of same-shaped arrays, plus whole arrays.
+
+    Example:
+        >>> stream = RowStream(2, ({"x": np.full(3, i, np.float32)} for i in range(2)), {"id": np.array(["a", "b"])})
+        >>> arrays = cached_arrays("doc-example", lambda: stream)  # doctest: +SKIP
+        >>> arrays["x"].shape  # doctest: +SKIP
+        (2, 3)
+    """
+
+    count: int
+    rows: Iterable[Mapping[str, np.ndarray]]
+    whole: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray] | RowStream]) -> dict[str, np.ndarray]:
+    """Return the arrays stored under ``key`` (memory-mapped), building and storing them first if absent.
 
     The folder is written under a temporary name and renamed, so an interrupted build leaves nothing
     that a later run could mistake for a finished cache.
     """
     folder = cache_root() / key
     if not folder.is_dir():
-        arrays = build()
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
         try:
-            for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            built = build()
+            if isinstance(built, RowStream):
+                write_rows(tmp, built)
+            else:
+                for name, array in built.items():
+                    np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             os.replace(tmp, folder)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             if not folder.is_dir():  # another worker may have won the race; theirs is as good
                 raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return {p.stem: np.load(p, mmap_mode="r", allow_pickle=False) for p in sorted(folder.glob("*.npy"))}
+
+
+def write_rows(folder: Path, stream: RowStream) -> None:
+    """Write each row straight to ``<name>.npy`` (header sized for ``count`` rows), then the whole arrays.
+
+    Rows go through buffered file writes, not a writable memory map, so the process holds one row at a
+    time rather than accumulating dirty pages of the whole array.
+    """
+    files: dict[str, tuple[BinaryIO, np.dtype, tuple[int, ...]]] = {}
+    written = 0
+    try:
+        for row in stream.rows:
+            if written >= stream.count:
+                raise DataError(f"a row stream must yield {stream.count} rows as it announced, but it yields more.")
+            if not files:
+                for name, value in row.items():
+                    value = np.asarray(value)
+                    fh = (folder / f"{name}.npy").open("wb")
+                    files[name] = (fh, value.dtype, value.shape)
+                    header = {"descr": np.lib.format.dtype_to_descr(value.dtype), "fortran_order": False,
+                              "shape": (stream.count, *value.shape)}
+                    np.lib.format.write_array_header_2_0(fh, header)
+            if set(row) != set(files):
+                raise DataError(f"every row of a row stream must hold {sorted(files)}, but row {written} holds "
+                                f"{sorted(row)}.")
+            for name, (fh, dtype, shape) in files.items():
+                value = np.asarray(row[name])
+                if value.shape != shape:
+                    raise DataError(f"every row's '{name}' must have shape {shape}, but row {written} has "
+                                    f"{value.shape}.")
+                fh.write(np.ascontiguousarray(value, dtype=dtype).tobytes())
+            written += 1
+    finally:
+        for fh, _, _ in files.values():
+            fh.close()
+    if written != stream.count:
+        raise DataError(f"a row stream must yield {stream.count} rows as it announced, but it yielded {written}.")
+    for name, array in stream.whole.items():
+        np.save(folder / f"{name}.npy", array, allow_pickle=False)

@@ -41,13 +41,19 @@ def source_name(data: str, descriptor: dict) -> str:
 
 
 def read_cases(
-    data: str, data_format: str, classes: Sequence[str], make_phantom: Callable[[], list[Case]]
+    data: str, data_format: str, classes: Sequence[str] | None, make_phantom: Callable[[], list[Case]],
+    **reader_options,
 ) -> list[Case]:
+    """Every case with its pixels in memory (small sources). ``classes=None``: the labels the data has.
+
+    For real archives use ``bench.data.stream.scan_cases`` + ``bench.data.radiograph.radiograph_rows``,
+    which decode one image at a time; ``bench.data.labels.resolve_classes`` gives the class list.
+    """
     if data == PHANTOM:
         return make_phantom()
     from bench.data.formats import FORMATS
 
-    cases = FORMATS.create(data_format).read(data, classes)
+    cases = FORMATS.create(data_format, **reader_options).read(data, classes)
     if not cases:
         raise DataError(f"{data}: a data set must hold at least one case, but the reader found none.")
     return cases
@@ -81,6 +87,8 @@ def write_split(
     seed: int = 0,
     test_fraction: float = 0.2,
     out: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    **reader_options,
 ) -> tuple[Split, Path]:
     """Make the patient-grouped split for a data set and write it where trials will find it.
 
@@ -88,6 +96,9 @@ def write_split(
     ``out`` the file goes to the kept-splits folder under the cache root, named by the data's
     fingerprint, which is exactly where ``resolve_split`` looks. For the phantom, pass ``out`` to write
     a standard split file (datasets/splits/<task>-phantom.json).
+
+    A folder is scanned, not decoded (bench.data.stream.scan_cases): only ids, patients, labels and
+    official parts are read. ``classes`` (explicit list) refuses labels outside it; None takes the data's.
 
     Returns:
         The split and the path written (the split's sha256 is in the file and in ``split.sha256``).
@@ -104,7 +115,9 @@ def write_split(
     else:
         descriptor = source_descriptor(data, data_format, "")
         source = source_name(data, descriptor)
-        cases = read_cases(data, data_format, spec.classes, list)
+        from bench.data.stream import scan_cases
+
+        cases = scan_cases(data, data_format, classes, **reader_options)
     split = make_split(cases, task=task, source=source, n_folds=n_folds, test_fraction=test_fraction, seed=seed)
     path = Path(out) if out is not None else kept_split_path(task, source)
     return split, save_split(split, path)

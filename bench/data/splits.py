@@ -10,6 +10,13 @@ They are stored as top-level keys and enter the hash only when present, so older
 Readers that know a source's *official* split say so per case, and ``make_split`` honours it:
 ``case.meta["split_part"]`` in {"test", "test_shifted", "trainval"} pins a case to that part, and
 ``case.meta["split_fold"] = k`` makes the case part of fold k's validation set (JSRT's odd/even folds).
+
+``make_split`` takes Case records or bench.data.stream.CaseRef (it reads only id, patient_id, labels and
+meta), so a real archive is split without decoding its images.
+
+Classes too small for the folds stop with one SplitError naming each and its patient and image counts
+(every class with fewer images than folds: what scikit-learn cannot stratify, formerly its traceback);
+a class with fewer patients than folds gets one warning naming it: some validation folds will lack it.
 """
 
 
@@ -17,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,8 +136,11 @@ def make_split(
         pool_idx = np.array(pool, int)
         n_test_splits = max(2, round(1 / test_fraction))
         _need_groups(groups[pool_idx], n_test_splits, "the held-out test part")
+        _need_class_patients(groups[pool_idx], strata[pool_idx], n_test_splits, stratify,
+                             "the data (before the held-out test part is drawn)", warn=False)
         outer = StratifiedGroupKFold(n_splits=n_test_splits, shuffle=True, random_state=seed)
-        rest, test = next(outer.split(ids[pool_idx], strata[pool_idx], groups[pool_idx]))
+        with _quiet_sklearn():
+            rest, test = next(outer.split(ids[pool_idx], strata[pool_idx], groups[pool_idx]))
         rest_idx, test_idx = pool_idx[rest], pool_idx[test]
     official_folds = [cases[i].meta.get("split_fold") for i in rest_idx]
     if any(f is not None for f in official_folds):
@@ -138,9 +150,12 @@ def make_split(
         index_pairs = [(np.setdiff1d(rest_idx, v), v) for v in val_sets]
     else:
         _need_groups(groups[rest_idx], n_folds, "the folds")
+        _need_class_patients(groups[rest_idx], strata[rest_idx], n_folds, stratify,
+                             "the train/val pool" + (" (after the held-out test part)" if len(test_idx) else ""))
         inner = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        index_pairs = [(rest_idx[a], rest_idx[b]) for a, b in
-                       inner.split(ids[rest_idx], strata[rest_idx], groups[rest_idx])]
+        with _quiet_sklearn():
+            index_pairs = [(rest_idx[a], rest_idx[b]) for a, b in
+                           inner.split(ids[rest_idx], strata[rest_idx], groups[rest_idx])]
     folds = tuple({"train": _ids(ids[a]), "val": _ids(ids[b])} for a, b in index_pairs)
     split = Split(task, source, seed, stratify, _ids(ids[test_idx]), folds,
                   extra={k: tuple(sorted(v)) for k, v in extra.items()})
@@ -159,6 +174,39 @@ def _need_groups(groups: np.ndarray, n: int, what: str) -> None:
             f"{what} need at least {n} patients to split {n} ways, but the data has {found}. "
             "Add data or lower --folds."
         )
+
+
+@contextmanager
+def _quiet_sklearn() -> Iterator[None]:
+    """scikit-learn's small-class warning counts images, not patients; ours (_need_class_patients) says it right."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        yield
+
+
+def _need_class_patients(groups: np.ndarray, strata: np.ndarray, n_folds: int, stratify: str, where: str,
+                         warn: bool = True) -> None:
+    """One clear error, or one warning, for classes too small to stratify ``n_folds`` ways.
+
+    Error: every class has fewer images than folds (scikit-learn's StratifiedGroupKFold cannot split
+    that and used to surface as its traceback). Warning: some class has fewer *patients* than folds, so
+    some validation folds will lack it.
+    """
+    patients: dict[str, set] = {}
+    images: Counter = Counter(strata.tolist())
+    for group, label in zip(groups.tolist(), strata.tolist()):
+        patients.setdefault(label, set()).add(group)
+    counts = {label: len(p) for label, p in sorted(patients.items())}
+    short = {label: n for label, n in counts.items() if n < n_folds}
+    listed = ", ".join(f"{k!r} has {v} patient(s) ({images[k]} images)" for k, v in short.items())
+    if counts and all(n < n_folds for n in images.values()):
+        raise SplitError(
+            f"some {stratify} must have at least {n_folds} images in {where} to stratify {n_folds} folds, but "
+            f"{listed} (patients per {stratify}: {counts}). Add data, merge classes, or lower --folds."
+        )
+    if short and warn:
+        warnings.warn(f"{where}: {listed}, fewer than the {n_folds} folds, so some validation folds will lack "
+                      f"it (patients per {stratify}: {counts}).", stacklevel=3)
 
 
 def check_split(split: Split, patient_of: Mapping[str, str], origin: str = "split") -> None:

@@ -60,3 +60,27 @@ def test_chexmask_wrong_mask_size(chexmask_folder):
 def test_chexmask_table_missing(cxr14_folder):
     with pytest.raises(DataError, match="must contain the CheXmask CSV"):
         FORMATS.create("chexmask").read(cxr14_folder, CARDIOMEGALY_CLASSES)
+
+
+def test_missing_images_are_listed_once(cxr14_chexmask):
+    """A partly downloaded archive: one error naming how many rows lack their PNG and which, not one per row."""
+    import warnings
+
+    pngs = sorted(cxr14_chexmask.root.rglob("*.png"))
+    for p in pngs[-4:]:
+        p.unlink()
+    names = ", ".join(p.name for p in pngs[-4:])
+    with pytest.raises(DataError, match=rf"Data_Entry_2017.csv: 4 of 18 rows name an image file that is missing \({names}\)"):
+        FORMATS.create("chestxray14").read(cxr14_chexmask.root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cases = FORMATS.create("chestxray14", missing="skip").read(cxr14_chexmask.root)
+    assert len(caught) == 1 and "4 of 18 rows" in str(caught[0].message)
+    assert sorted(c.id for c in cases) == sorted(p.stem for p in pngs[:-4])
+    for c in cases:
+        assert c.patient_id == cxr14_chexmask.patient[c.id] and c.labels["class"] == cxr14_chexmask.label[c.id]
+        assert c.meta["split_part"] == cxr14_chexmask.part[c.id]
+
+
+def test_no_classes_given_takes_the_data_scheme(cxr14_folder):
+    assert {c.labels["class"] for c in FORMATS.create("chestxray14").read(cxr14_folder)} == set(CARDIOMEGALY_CLASSES)

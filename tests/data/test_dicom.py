@@ -145,3 +145,20 @@ def test_empty_folder_and_missing_labels(tmp_path):
     (tmp_path / "empty" / "labels.csv").write_text("file,label\n")
     with pytest.raises(DataError, match="at least one image"):
         READER.read(tmp_path / "empty", CLASSES)
+
+
+def test_zero_or_negative_pixel_spacing_means_unknown(dicom_folder):
+    """Real archives carry PixelSpacing 0\\0 (or negative): fall back to ImagerPixelSpacing, else pixel units."""
+    first, second = sorted((dicom_folder / "images").glob("*.dcm"))[:2]
+    ds = pydicom.dcmread(first)
+    imager = tuple(float(v) for v in ds.ImagerPixelSpacing)
+    ds.PixelSpacing = [0, 0]
+    ds.save_as(first)
+    ds = pydicom.dcmread(second)
+    ds.PixelSpacing = ["-0.1", "-0.1"]
+    del ds.ImagerPixelSpacing
+    ds.save_as(second)
+    spacing = {c.id: c.spacing for c in READER.read(dicom_folder)}
+    assert spacing[first.stem] == pytest.approx(imager)
+    assert spacing[second.stem] == (1.0, 1.0)
+    assert all(min(s) > 0 for s in spacing.values())

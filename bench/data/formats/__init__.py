@@ -63,6 +63,7 @@ def resolve_format(task: str, name: str) -> str:
 from bench.data.formats import (  # noqa: F401  (registration side effects)
     chestxray14,
     chexmask,
+    chexpert,
     ct_dicom,
     dicom,
     jsrt,

@@ -1,4 +1,5 @@
-"""Small helpers the folder readers share: labels tables, mask images, class checks, atomic folder writes."""
+"""Small helpers the folder readers share: labels tables, mask images, class checks, missing files,
+atomic folder writes, and the lazy ``read`` of readers that ``scan`` first."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import csv
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,13 +40,57 @@ def read_table(path: Path, required: Sequence[Sequence[str]]) -> list[dict[str, 
     return rows
 
 
-def check_class(label: str, classes: Sequence[str], where: str, hint: str = "") -> str:
-    if label not in classes:
+def check_class(label: str, classes: Sequence[str] | None, where: str, hint: str = "") -> str:
+    """``label`` if it is one of ``classes``; with no classes given the scheme comes from the data: any label."""
+    if classes and label not in classes:
         raise DataError(
             f"{where}: the label must be one of the task's classes {list(classes)}, but got '{label}'."
             + (f" {hint}" if hint else " Fix the labels file or pick the task that has this class.")
         )
     return label
+
+
+def check_labels(table: Path, labels: Iterable[tuple[int, str]], classes: Sequence[str] | None,
+                 hint: str = "") -> None:
+    """One error for every (line, label) outside ``classes``: the first line, and all unknown labels at once.
+
+    ``classes=None`` means the label scheme comes from the data (bench.data.labels), so nothing is refused.
+    """
+    if not classes:
+        return
+    unknown: dict[str, int] = {}
+    rows = 0
+    for line, label in labels:
+        if label not in classes:
+            unknown.setdefault(label, line)
+            rows += 1
+    if unknown:
+        first = min(unknown, key=unknown.get)
+        more = f" {rows} rows in all have labels outside them: {sorted(unknown)}." if rows > 1 else ""
+        raise DataError(
+            f"{table}:{unknown[first]}: the label must be one of the task's classes {list(classes)}, but got "
+            f"'{first}'.{more} " + (hint or "Fix the labels file, or give classes that include these labels.")
+        )
+
+
+MISSING_POLICIES = ("error", "skip")
+
+
+def report_missing(table: Path, missing: Sequence[str], total: int, policy: str) -> None:
+    """Rows of ``table`` whose image file is absent, said once: an error, or one warning when skipping them.
+
+    Real archives often arrive partly (ChestX-ray14 ships in 12 tarballs, CheXpert in train/valid parts).
+    """
+    if not missing:
+        return
+    if policy not in MISSING_POLICIES:
+        raise DataError(f"missing must be one of {list(MISSING_POLICIES)}, but got '{policy}'.")
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    message = f"{table}: {len(missing)} of {total} rows name an image file that is missing ({shown})"
+    if policy == "error" or len(missing) == total:
+        raise DataError(f"{message}; every listed image must exist. Download the missing parts, or read "
+                        "with missing='skip' to leave those rows out.")
+    warnings.warn(f"{message}; those rows are left out (missing='skip').", stacklevel=3)
 
 
 def read_image(path: Path, what: str = "image") -> np.ndarray:
@@ -69,6 +115,29 @@ def read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             "Export the mask at the image's resolution."
         )
     return (mask > 0).astype(np.uint8)
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int], where: str) -> np.ndarray:
+    """A binary mask brought to an image's shape (nearest neighbour), refusing a different aspect ratio.
+
+    CheXmask decodes at the resolution of the image the masks were made on; a downsampled copy of the
+    same image (CheXpert-small) has the same aspect ratio up to rounding.
+    """
+    if mask.shape == tuple(shape):
+        return mask
+    ratio = (mask.shape[0] / mask.shape[1]) / (shape[0] / shape[1])
+    if abs(ratio - 1) > 0.02:
+        raise DataError(f"{where}: a mask must have its image's shape {tuple(shape)} or the same aspect ratio, "
+                        f"but got {mask.shape}. Use the mask table that belongs to these images.")
+    # pixel centres mapped onto the source grid (what PIL's NEAREST does)
+    rows = ((np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0]).astype(int).clip(0, mask.shape[0] - 1)
+    cols = ((np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1]).astype(int).clip(0, mask.shape[1] - 1)
+    return np.ascontiguousarray(mask[np.ix_(rows, cols)])
+
+
+def load_all(refs: Sequence) -> list:
+    """Every case of a scan, images decoded (what ``read`` returns; streaming code iterates ``scan``)."""
+    return [ref.load() for ref in refs]
 
 
 def number(value: str):

@@ -7,9 +7,13 @@ Layout (as downloaded)::
     images*/**/00000001_000.png    8-bit grey (a few RGBA), 1024 x 1024
     train_val_list.txt, test_list.txt   one image name per line (optional; official split if present)
 
-Labels: the task's classes must be ``CARDIOMEGALY_CLASSES`` ("no_cardiomegaly", "cardiomegaly"); an
-image is "cardiomegaly" when "Cardiomegaly" is among its findings, else "no_cardiomegaly". The
-xray-heart classes (normal/VSD/ASD/TOF) have no counterpart here and are refused with a clear error.
+Labels: the scheme is ``CARDIOMEGALY_CLASSES`` ("no_cardiomegaly", "cardiomegaly"; bench.data.labels):
+an image is "cardiomegaly" when "Cardiomegaly" is among its findings, else "no_cardiomegaly". Classes
+given to ``read``/``scan`` that lack one of these (e.g. the phantom's normal/VSD/ASD/TOF) are refused
+with one clear error.
+
+Rows whose PNG is absent (the archive ships in 12 tarballs) are named once: an error by default, or
+one warning and left out with ``missing="skip"``. PNGs are decoded one at a time by ``CaseRef.load``.
 
 Reference: Wang et al. 2017, "ChestX-ray8: Hospital-scale Chest X-ray Database..." (CVPR).
 """
@@ -17,17 +21,19 @@ Reference: Wang et al. 2017, "ChestX-ray8: Hospital-scale Chest X-ray Database..
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.case import Case
 from bench.data.formats import FORMATS
-from bench.data.formats._common import check_class, read_image, read_table
+from bench.data.formats._common import check_labels, load_all, read_image, read_table, report_missing
+from bench.data.labels import CARDIOMEGALY_CLASSES  # noqa: F401  (re-exported: the scheme of this format)
+from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 ENTRY_FILE = "Data_Entry_2017.csv"
-CARDIOMEGALY_CLASSES = ("no_cardiomegaly", "cardiomegaly")
 LABEL_HINT = ("ChestX-ray14 gives cardiomegaly/no_cardiomegaly labels (see datasets/chestxray14/README.md); "
               "use a task whose classes are these.")
 
@@ -36,7 +42,7 @@ def cardiomegaly_label(findings: str) -> str:
     return "cardiomegaly" if "Cardiomegaly" in findings.split("|") else "no_cardiomegaly"
 
 
-def read_entries(root: Path, classes: Sequence[str]) -> dict[str, dict]:
+def read_entries(root: Path, classes: Sequence[str] | None) -> dict[str, dict]:
     """Image name -> {patient_id, label, spacing factor...} from Data_Entry_2017.csv, labels checked."""
     table = root / ENTRY_FILE
     rows = read_table(table, [("Image Index",), ("Finding Labels",), ("Patient ID",)])
@@ -46,12 +52,13 @@ def read_entries(root: Path, classes: Sequence[str]) -> dict[str, dict]:
         if name in out:
             raise DataError(f"{table}:{line}: each image must be listed once, but '{name}' repeats.")
         out[name] = {
+            "line": line,
             "patient_id": row["Patient ID"],
-            "label": check_class(cardiomegaly_label(row["Finding Labels"]), classes, f"{table}:{line}", LABEL_HINT),
-            "findings": row["Finding Labels"],
+            "label": cardiomegaly_label(row["Finding Labels"]),
             "orig_width": _float(row.get("OriginalImage[Width")),
             "orig_spacing": _float(row.get("OriginalImagePixelSpacing[x")),
         }
+    check_labels(table, ((e["line"], e["label"]) for e in out.values()), classes, LABEL_HINT)
     return out
 
 
@@ -72,19 +79,28 @@ def index_images(root: Path) -> dict[str, Path]:
 class ChestXray14:
     """NIH ChestX-ray14 PNGs with Cardiomegaly labels from Data_Entry_2017.csv and the official split."""
 
-    def read(self, path: str | Path, classes: Sequence[str]) -> list[Case]:
+    def __init__(self, missing: str = "error"):
+        self.missing = missing
+
+    def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
+        """Every listed image as a ref (no PNG decoded); missing files reported once by ``missing``."""
         root = Path(path)
         entries, parts, files = read_entries(root, classes), official_parts(root), index_images(root)
         unlabelled = sorted(set(files) - set(entries))
         if unlabelled:
             raise DataError(f"{files[unlabelled[0]]}: every image must have a row in {ENTRY_FILE}, but this one "
                             f"(and {len(unlabelled) - 1} more) has none.")
-        cases = []
-        for name, entry in entries.items():
-            if name not in files:
-                raise DataError(f"{root / name}: every image listed in {ENTRY_FILE} must exist, but it is missing.")
-            cases.append(make_case(name, files[name], entry, parts))
-        return cases
+        report_missing(root / ENTRY_FILE, [n for n in entries if n not in files], len(entries), self.missing)
+        return [entry_ref(name, files[name], entry, parts) for name, entry in entries.items() if name in files]
+
+    def read(self, path: str | Path, classes: Sequence[str] | None = None) -> list[Case]:
+        return load_all(self.scan(path, classes))
+
+
+def entry_ref(name: str, file: Path, entry: dict, parts: dict[str, str]) -> CaseRef:
+    meta = {"split_part": parts[name]} if name in parts else {}
+    return CaseRef(Path(name).stem, entry["patient_id"], partial(make_case, name, file, entry, parts),
+                   "NIHCC", {"class": entry["label"]}, meta)
 
 
 def make_case(name: str, file: Path, entry: dict, parts: dict[str, str]) -> Case:

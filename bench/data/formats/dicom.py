@@ -6,7 +6,7 @@ Layout::
     masks/<name>/<case_id>.png     optional masks, non-zero = inside, same shape as the image
     labels.csv                     one row per image; columns:
         file | sop_instance_uid    which image (path relative to the folder, or the DICOM SOPInstanceUID)
-        label | class              the class; must be one of the task's classes
+        label | class              the class (scheme from the data, or checked against given classes)
         case_id                    optional; else the file's path relative to the folder, without suffix
         patient_id                 optional; else the DICOM PatientID, else one patient per image
         site                       optional; else the DICOM InstitutionName
@@ -17,7 +17,8 @@ Layout::
 Pixel pipeline (PS3.3 C.11): stored values -> modality LUT/rescale -> VOI LUT or window centre/width
 (pydicom.pixels.apply_modality_lut / apply_voi_lut) -> scaled to [0, 1] over the nominal output range ->
 inverted for MONOCHROME1, so bone is bright for every site. Spacing is PixelSpacing, else
-ImagerPixelSpacing (mm). Compressed transfer syntaxes decode through pydicom's optional plugins
+ImagerPixelSpacing (mm); a value that is present but zero or negative (real archives have them) counts
+as unknown, and with neither valid the spacing is (1, 1) pixel units, never 0 mm. Compressed transfer syntaxes decode through pydicom's optional plugins
 (pylibjpeg, python-gdcm); without them the error names the file and what to install.
 
 Patient names, birth dates and every other identifying tag are never read into a Case; the case id is
@@ -30,13 +31,15 @@ import datetime
 import hashlib
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.case import Case
 from bench.data.formats import FORMATS
-from bench.data.formats._common import atomic_folder, check_class, number, read_mask, read_table
+from bench.data.formats._common import atomic_folder, check_labels, load_all, number, read_mask, read_table
+from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -52,7 +55,8 @@ PLUGIN_HINT = (
 class DicomFolder:
     """DICOM radiographs with a labels.csv (file or SOPInstanceUID, label, optional patient/mask columns)."""
 
-    def read(self, path: str | Path, classes: Sequence[str]) -> list[Case]:
+    def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
+        """One ref per labels.csv row; only DICOM headers are read (for PatientID/InstitutionName if needed)."""
         root = Path(path)
         if not root.is_dir():
             raise DataError(f"{root}: a dicom data set must be a folder, but it is not one.")
@@ -62,7 +66,9 @@ class DicomFolder:
         if not files:
             raise DataError(f"{root}: a dicom folder must contain .dcm files, but it has none.")
         by_uid = _index_by_uid(files) if "sop_instance_uid" in rows[0] else {}
-        cases, labelled, seen_files = [], set(), set()
+        check_labels(table, ((line, row.get("label") or row.get("class", "")) for line, row in
+                             enumerate(rows, start=2)), classes)
+        refs, labelled, seen_files = [], set(), set()
         for line, row in enumerate(rows, start=2):
             where = f"{table}:{line}"
             if row.get("file"):
@@ -71,20 +77,34 @@ class DicomFolder:
                 file = by_uid[row["sop_instance_uid"]]
             else:
                 raise DataError(f"{where}: each row must name an existing DICOM file, but this one names none.")
-            label = check_class(row.get("label") or row.get("class", ""), classes, where)
+            label = row.get("label") or row.get("class", "")
             case_id = row.get("case_id") or file.relative_to(root).with_suffix("").as_posix()
             if case_id in labelled or file in seen_files:
                 raise DataError(f"{where}: each image must be listed once, but '{case_id}' repeats.")
             labelled.add(case_id)
             seen_files.add(file)
-            cases.append(self._case(root, file, case_id, label, row))
+            if not file.is_file():
+                raise DataError(f"{file}: each file named in labels.csv must be a readable DICOM file, but it is "
+                                f"missing ({where}). Fix the path or remove the row.")
+            patient_id, site = row.get("patient_id", ""), row.get("site", "")
+            if not (patient_id and site):
+                header = _dcmread(file, stop_before_pixels=True)
+                patient_id = patient_id or str(header.get("PatientID", ""))
+                site = site or str(header.get("InstitutionName", ""))
+            row = {**row, "patient_id": patient_id or case_id, "site": site}
+            refs.append(CaseRef(case_id, row["patient_id"], partial(self._case, root, file, case_id, label, row),
+                                site, {"class": label},
+                                {"split_part": row["split_part"]} if row.get("split_part") else {}))
         unlabelled = sorted(set(files) - seen_files)
         if unlabelled:
             raise DataError(
                 f"{unlabelled[0]}: every image must have a row in labels.csv, but this one (and "
                 f"{len(unlabelled) - 1} more) has none. Add its label or move it out of the folder."
             )
-        return cases
+        return refs
+
+    def read(self, path: str | Path, classes: Sequence[str] | None = None) -> list[Case]:
+        return load_all(self.scan(path, classes))
 
     def _case(self, root: Path, file: Path, case_id: str, label: str, row: dict[str, str]) -> Case:
         ds = _dcmread(file)
@@ -203,10 +223,15 @@ def _modality_range(ds) -> tuple[float, float]:
 
 
 def _spacing(ds) -> tuple[float, float]:
+    """PixelSpacing, else ImagerPixelSpacing (mm); zero, negative or unparsable counts as absent."""
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
         if tag in ds and ds[tag].value:
-            row, col = (float(v) for v in ds[tag].value)
-            return (row, col)
+            try:
+                row, col = (float(v) for v in ds[tag].value)
+            except (TypeError, ValueError):
+                continue
+            if row > 0 and col > 0:
+                return (row, col)
     return (1.0, 1.0)
 
 

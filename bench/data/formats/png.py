@@ -2,16 +2,20 @@
 
 Layout::
 
-    images/<case_id>.png          16-bit grey, intensities in [0, 1] scaled to 0..65535
+    images/<case_id>.png          16-bit grey, intensities in [0, 1] scaled to 0..65535 (8-bit: 0..255)
     masks/<mask_name>/<case_id>.png   8-bit, 0 or 255
     labels.csv                    case_id, patient_id, site, class, image, split_part, mask_<name>...,
                                   other labels (split_part: optional official part, e.g. test_shifted)
+
+The classes are whatever the ``class`` column holds (bench.data.labels orders them), unless the caller
+gives a class list; then every label outside it is refused in one error naming labels.csv.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,8 @@ from PIL import Image
 
 from bench.data.case import Case
 from bench.data.formats import FORMATS
-from bench.data.formats._common import atomic_folder
+from bench.data.formats._common import atomic_folder, check_labels, load_all
+from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 REQUIRED_COLUMNS = ("case_id", "class", "image")
@@ -29,7 +34,8 @@ REQUIRED_COLUMNS = ("case_id", "class", "image")
 class PngFolder:
     """PNG images (+ optional masks) with a labels.csv; patient_id column optional (else one per image)."""
 
-    def read(self, path: str | Path, classes: Sequence[str]) -> list[Case]:
+    def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
+        """One ref per labels.csv row (no PNG decoded); labels checked against ``classes`` if given."""
         root = Path(path)
         table = root / "labels.csv"
         if not table.is_file():
@@ -41,40 +47,19 @@ class PngFolder:
         missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
         if missing:
             raise DataError(f"{table}: labels.csv must have columns {list(REQUIRED_COLUMNS)}, but lacks {missing}.")
-        cases, seen = [], set()
+        check_labels(table, ((line, row["class"]) for line, row in enumerate(rows, start=2)), classes)
+        refs, seen = [], set()
         for line, row in enumerate(rows, start=2):
             if row["case_id"] in seen:
                 raise DataError(f"{table}:{line}: case ids must be unique, but '{row['case_id']}' repeats.")
             seen.add(row["case_id"])
-            if row["class"] not in classes:
-                raise DataError(
-                    f"{table}:{line}: class must be one of {list(classes)}, but got '{row['class']}'."
-                )
-            image = _read_png(root / row["image"]).astype(np.float32) / 65535.0
-            masks = {}
-            for column, value in row.items():
-                if column.startswith("mask_") and value:
-                    mask = _read_png(root / value) > 127
-                    if mask.shape != image.shape:
-                        raise DataError(
-                            f"{root / value}: a mask must match its image's shape {image.shape}, "
-                            f"but got {mask.shape}."
-                        )
-                    masks[column[len("mask_") :]] = mask.astype(np.uint8)
-            extra = {k: _number(v) for k, v in row.items()
-                     if k not in {"case_id", "patient_id", "site", "image", "split_part"} and not k.startswith("mask_")}
-            cases.append(
-                Case(
-                    id=row["case_id"],
-                    patient_id=row.get("patient_id") or row["case_id"],
-                    site=row.get("site", ""),
-                    image=image,
-                    masks=masks,
-                    labels=extra,
-                    meta={"split_part": row["split_part"]} if row.get("split_part") else {},
-                )
-            )
-        return cases
+            meta = {"split_part": row["split_part"]} if row.get("split_part") else {}
+            refs.append(CaseRef(row["case_id"], row.get("patient_id") or row["case_id"],
+                                partial(_case, root, row), row.get("site", ""), {"class": row["class"]}, meta))
+        return refs
+
+    def read(self, path: str | Path, classes: Sequence[str] | None = None) -> list[Case]:
+        return load_all(self.scan(path, classes))
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
         out = Path(out)
@@ -101,6 +86,34 @@ class PngFolder:
                                      c.meta.get("split_part", "")] + mask_rels
                                     + [c.labels.get(k, "") for k in label_names])
         return out
+
+
+def _case(root: Path, row: dict[str, str]) -> Case:
+    pixels = _read_png(root / row["image"])
+    if pixels.ndim == 3:  # an RGB(A) export of a grey image: the channels are equal
+        pixels = pixels[..., 0]
+    # 16-bit is what the writer stores; an 8-bit hospital export is scaled by its own range
+    image = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 65535.0)
+    masks = {}
+    for column, value in row.items():
+        if column.startswith("mask_") and value:
+            mask = _read_png(root / value) > 127
+            if mask.shape != image.shape:
+                raise DataError(
+                    f"{root / value}: a mask must match its image's shape {image.shape}, but got {mask.shape}."
+                )
+            masks[column[len("mask_") :]] = mask.astype(np.uint8)
+    extra = {k: _number(v) for k, v in row.items()
+             if k not in {"case_id", "patient_id", "site", "image", "split_part"} and not k.startswith("mask_")}
+    return Case(
+        id=row["case_id"],
+        patient_id=row.get("patient_id") or row["case_id"],
+        site=row.get("site", ""),
+        image=image,
+        masks=masks,
+        labels=extra,
+        meta={"split_part": row["split_part"]} if row.get("split_part") else {},
+    )
 
 
 def _read_png(path: Path) -> np.ndarray:
