@@ -31,15 +31,21 @@ FIXTURE_FOLDERS = {
     "jsrt": ("jsrt_folder", {"size": 64}, XRAY_CLASSES, 2),
     "chestxray14": ("cxr14_folder", {}, CARDIOMEGALY_CLASSES, 4),
     "chexmask": ("chexmask_folder", {}, CARDIOMEGALY_CLASSES, 2),  # one of three rows fails the quality bar
+    "chexpert": ("chexpert_root", {}, CARDIOMEGALY_CLASSES, 8),  # 7 frontal train rows, 1 uncertain; 2 valid
 }
+
+
+@pytest.fixture
+def chexpert_root(tmp_path):
+    from tests.data.conftest import write_chexpert
+
+    return write_chexpert(tmp_path / "CheXpert-v1.0-small").root
 # What a layout cannot carry, so the round trip checks it differently (see the LUNA16 module docstring).
 RENAMES_CASES = {"luna16": "LUNA16 names each scan by a series UID and has no patient ids"}
 CLASS_FROM_LESIONS = {"luna16": "LUNA16 knows only annotated nodules: class is nodule iff a lesion is present"}
 MASKS_REDRAWN = {"luna16": "LUNA16 stores nodules as centre + diameter; masks are redrawn as spheres"}
 # Readers that do not yet turn this bad input into a BenchError (strict: a fix makes the test fail until removed).
-KNOWN_BAD_INPUT_BUGS = {
-    "chexmask": "a truncated CheXmask table row (missing Height/Width cells) raises a bare TypeError",
-}
+KNOWN_BAD_INPUT_BUGS: dict[str, str] = {}  # format -> the bug, while a reader still fails this contract
 
 
 @pytest.fixture(scope="module")

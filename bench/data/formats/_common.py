@@ -37,6 +37,12 @@ def read_table(path: Path, required: Sequence[Sequence[str]]) -> list[dict[str, 
                 f"{path}: the labels file must have a column {' or '.join(repr(o) for o in options)}, "
                 f"but its columns are {columns}."
             )
+    present = [next(o for o in options if o in columns) for options in required]
+    for line, row in enumerate(rows, start=2):
+        short = [c for c in present if row.get(c) is None]  # DictReader leaves cells past a row's end as None
+        if short:
+            raise DataError(f"{path}:{line}: each row must have a cell for {short}, but the row ends early "
+                            f"(a truncated or hand-edited file?).")
     return rows
 
 
