@@ -41,7 +41,6 @@ from bench.registry import Registry
 SEG_LOSSES: Registry = Registry("segmentation loss")
 
 # Keeps "unsmoothed" Dice finite when both prediction and target are empty (0 / 0).
-_TINY = 1e-7
 
 
 def _check_range(name: str, value: float, low: float, high: float | None = None) -> None:
@@ -66,7 +65,9 @@ def dice(smooth: float = 1e-5, batch: bool = False):
     _check_range("smooth", smooth, 0.0)
     from monai.losses import DiceLoss
 
-    return DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY), batch=batch)
+    from bench._loss_impl import TINY
+
+    return DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=max(smooth, TINY), batch=batch)
 
 
 @SEG_LOSSES.register("dice_squared", library="monai")
@@ -75,8 +76,10 @@ def dice_squared(smooth: float = 1e-5, batch: bool = False):
     _check_range("smooth", smooth, 0.0)
     from monai.losses import DiceLoss
 
+    from bench._loss_impl import TINY
+
     return DiceLoss(
-        sigmoid=True, squared_pred=True, smooth_nr=smooth, smooth_dr=max(smooth, _TINY), batch=batch
+        sigmoid=True, squared_pred=True, smooth_nr=smooth, smooth_dr=max(smooth, TINY), batch=batch
     )
 
 

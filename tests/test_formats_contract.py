@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bench.data.formats import FORMAT_ALIASES, FORMATS, formats_for, resolve_format
-from bench.data.formats.chestxray14 import CARDIOMEGALY_CLASSES
+from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.phantoms.ct import CtPhantomSpec
 from bench.data.phantoms.ct import generate as generate_ct
 from bench.data.phantoms.xray import CLASSES as XRAY_CLASSES

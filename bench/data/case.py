@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,3 +25,20 @@ class Case:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaseRef:
+    """A case before its pixels are read: what splits and label schemes need, plus how to load the rest."""
+
+    id: str
+    patient_id: str
+    load: Callable[[], Case] = field(repr=False)
+    site: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, case: Case) -> CaseRef:
+        """A ref to a case already in memory (phantoms, readers without ``scan``)."""
+        return cls(case.id, case.patient_id, lambda: case, case.site, dict(case.labels), dict(case.meta))

@@ -7,19 +7,17 @@ from pathlib import Path
 
 from bench.data.cache import cache_root, fingerprint
 from bench.data.case import Case
-from bench.data.splits import Split, load_split, make_split, save_split
+from bench.data.splits import (  # noqa: F401  (datasets_dir, standard_split_path re-exported)
+    Split,
+    datasets_dir,
+    load_split,
+    make_split,
+    save_split,
+    standard_split_path,
+)
 from bench.errors import DataError
 
 PHANTOM = "phantom"
-
-
-def datasets_dir() -> Path:
-    """The project's datasets/ folder (dataset cards and the committed standard split files)."""
-    return Path(__file__).resolve().parents[2] / "datasets"
-
-
-def standard_split_path(task: str, source: str) -> Path:
-    return datasets_dir() / "splits" / f"{task}-{source}.json"
 
 
 def source_descriptor(data: str, data_format: str, phantom_name: str) -> dict:

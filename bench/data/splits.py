@@ -284,3 +284,12 @@ def class_counts(split: Split, cases: Sequence[Case], fold: int = 0, stratify: s
     return {
         part: dict(Counter(label[i] for i in split.part(part, fold))) for part in split.part_names
     }
+
+
+def datasets_dir() -> Path:
+    """The project's datasets/ folder (dataset cards and the committed standard split files)."""
+    return Path(__file__).resolve().parents[2] / "datasets"
+
+
+def standard_split_path(task: str, source: str) -> Path:
+    return datasets_dir() / "splits" / f"{task}-{source}.json"

@@ -15,30 +15,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.errors import DataError
 
 PHANTOM = "phantom"
-
-
-@dataclass
-class CaseRef:
-    """A case before its pixels are read: what splits and label schemes need, plus how to load the rest."""
-
-    id: str
-    patient_id: str
-    load: Callable[[], Case] = field(repr=False)
-    site: str = ""
-    labels: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, case: Case) -> CaseRef:
-        """A ref to a case already in memory (phantoms, readers without ``scan``)."""
-        return cls(case.id, case.patient_id, lambda: case, case.site, dict(case.labels), dict(case.meta))
 
 
 def scan_cases(

@@ -1,8 +1,8 @@
 import pytest
 
 from bench.data.formats import FORMATS
-from bench.data.formats.chestxray14 import CARDIOMEGALY_CLASSES
 from bench.data.formats.chexmask import decode_rle, encode_rle
+from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.phantoms.xray import CLASSES
 from bench.data.splits import make_split
 from bench.errors import DataError

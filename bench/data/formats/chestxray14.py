@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
 from bench.data.formats._common import check_labels, load_all, read_image, read_table, report_missing
-from bench.data.labels import CARDIOMEGALY_CLASSES  # noqa: F401  (re-exported: the scheme of this format)
-from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 ENTRY_FILE = "Data_Entry_2017.csv"

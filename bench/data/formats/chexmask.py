@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
 from bench.data.formats._common import load_all, resize_mask
 from bench.data.formats.chestxray14 import ENTRY_FILE, ChestXray14
 from bench.data.formats.chexpert import Chexpert, chexpert_key
-from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 ID_COLUMNS = ("Image Index", "Path", "Image ID", "dicom_id")

@@ -28,10 +28,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
 from bench.data.formats._common import check_labels, load_all, read_image, read_table, report_missing
-from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 TABLES = (("train.csv", "trainval"), ("valid.csv", "test"))

@@ -36,10 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder, check_labels, load_all, number, read_mask, read_table
-from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"

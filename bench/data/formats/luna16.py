@@ -188,8 +188,7 @@ def official_split(task: str, source: str, cases: Sequence[Case]) -> Split:
 
 def keep_official_split(task: str, source: str, cases: Sequence[Case]) -> None:
     """Store the official split where ``resolve_split`` looks, unless a split for this source exists."""
-    from bench.data.sources import standard_split_path
-    from bench.data.splits import save_split
+    from bench.data.splits import save_split, standard_split_path
 
     kept = cache_root().parent / "splits" / f"{task}-{source}.json"
     if not standard_split_path(task, source).is_file() and not kept.is_file():

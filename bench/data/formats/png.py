@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder, check_labels, load_all
-from bench.data.stream import CaseRef
 from bench.errors import DataError
 
 REQUIRED_COLUMNS = ("case_id", "class", "image")
