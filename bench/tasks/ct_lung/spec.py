@@ -31,8 +31,8 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
     "lung_lr": 3e-3,  # fixed, not config.lr: the lung stage is the same in every trial of a search
     "phantom_patients": 24,
     "phantom_shape": [32, 64, 64],
-    "tolerance_mm": 5.0,
-    "threshold": 0.0,  # lesion logit above which a voxel is predicted lesion  # surface-Dice tolerance: one voxel at the default spacing
+    "tolerance_mm": 5.0,  # surface-Dice tolerance: one voxel at the default spacing
+    "threshold": 0.0,  # lesion logit above which a voxel is predicted lesion
 }
 
 
