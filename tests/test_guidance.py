@@ -270,3 +270,45 @@ def test_saliency_flows_through_every_strategy(name):
     masks[:, :, 8:24, 8:24] = 1
     share = attention_in_mask(model, images, masks, prepare=lambda x, rows: guidance.inputs(x, masks[rows]))
     assert 0.0 <= share <= 1.0
+
+
+def test_registries_describe_without_importing_torch():
+    """Names, descriptions, parameters, tags and parameter checks need no torch; creating an entry loads it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import json, sys
+from bench.errors import ConfigError
+from bench.guidance import GUIDANCE, all_strategies
+rows = [(r.kind, e.name, e.tags["task"], e.description, e.parameters()) for r, e in all_strategies()]
+try:
+    GUIDANCE.create("gate", strength=2.0)
+    refused = False
+except ConfigError:
+    refused = True
+heavy = [m for m in ("torch", "monai", "segmentation_models_pytorch") if m in sys.modules]
+GUIDANCE.create("soft_mask")
+print(json.dumps({"rows": rows, "heavy": heavy, "refused": refused, "torch_after_create": "torch" in sys.modules}))
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["heavy"] == [] and report["refused"] and report["torch_after_create"]
+    tasks = {(kind, task) for kind, _, task, _, _ in report["rows"]}
+    assert tasks == {("guidance strategy", "xray-heart"), ("lesion guidance strategy", "ct-lung")}
+    assert len(report["rows"]) == len(GUIDANCE) + len(LESION_GUIDANCE)
+
+
+def test_all_strategies_lists_both_families_with_their_task():
+    from bench.guidance import all_strategies
+
+    pairs = all_strategies()
+    assert [e.name for r, e in pairs if r is GUIDANCE] == GUIDANCE.names()
+    assert [e.name for r, e in pairs if r is LESION_GUIDANCE] == LESION_GUIDANCE.names()
+    assert all(e.tags["task"] == ("xray-heart" if r is GUIDANCE else "ct-lung") for r, e in pairs)

@@ -37,7 +37,7 @@ def _trial_runs(workdir):
 
 
 def test_nan_loss_fails_the_trial_with_its_reason_and_the_search_goes_on(workdir, monkeypatch):
-    from bench.tasks import xray_heart
+    from bench.tasks.xray_heart import pipeline as xray_heart
 
     real_fit = xray_heart.fit
 

@@ -14,9 +14,11 @@ from bench.config import TrialConfig
 from bench.errors import ConfigError, TrialPruned
 from bench.guidance import LESION_GUIDANCE
 from bench.tasks import TASKS
-from bench.tasks.ct_lung import SMOKE_PARAMS, infer, inspect, make_phantom, make_volumes
-from bench.tasks.ct_lung_guidance import make_guidance
-from bench.tasks.ct_lung_nets import build_seg_net, family_of
+from bench.tasks.ct_lung.data import inspect, make_phantom
+from bench.tasks.ct_lung.lung_guidance import make_guidance
+from bench.tasks.ct_lung.nets import build_seg_net, family_of
+from bench.tasks.ct_lung.spec import LESION_METRICS, SMOKE_PARAMS
+from bench.tasks.ct_lung.training import infer, make_volumes
 from bench.train import NullReporter
 from bench.trial import run_trial
 
@@ -60,6 +62,12 @@ def test_2d_family_runs_slice_by_slice():
     assert family_of("dynunet", "2d") == "2d"  # a MONAI entry may run 2D, slice by slice
     with torch.no_grad():
         assert build_seg_net("dynunet", 1, "2d", width=4).eval()(torch.randn(1, 1, 1, 32, 32)).shape == (1, 1, 1, 32, 32)
+
+
+def test_spec_metrics_are_the_ones_the_lesion_metrics_report():
+    from bench import metrics_seg3d
+
+    assert SPEC.metrics == LESION_METRICS == metrics_seg3d.LESION_METRICS
 
 
 def test_guidance_comes_from_lesion_guidance():
@@ -132,14 +140,14 @@ def test_restrict_output_cuts_false_positives_outside_the_lungs(baseline):
 def test_same_config_same_result(baseline, monkeypatch):
     # The first run trains the lung stage (this test's cache is empty); the second loads it from the stage
     # cache, and both must match the baseline exactly.
-    from bench.tasks import ct_lung
+    from bench.tasks.ct_lung import pipeline
 
     first_logs, again_logs = Recorder(), Recorder()
     first = run_trial(smoke(), first_logs)
     assert json.dumps(first.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
     trained = []
-    real_train_net = ct_lung.train_net
-    monkeypatch.setattr(ct_lung, "train_net", lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
+    real_train_net = pipeline.train_net
+    monkeypatch.setattr(pipeline, "train_net", lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
     again = run_trial(smoke(), again_logs)
     assert len(trained) == 1  # the lesion network only
     # Only the trial that trained the lung stage reports its epochs (they count in epochs_trained).

@@ -8,8 +8,6 @@ only, never seen by the search).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,10 +15,7 @@ import torch.nn.functional as F
 from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
-from bench.data.cache import cached_arrays, fingerprint
-from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
-from bench.data.sources import read_cases, resolve_split, source_descriptor, source_name
-from bench.errors import DataError, SplitError
+from bench.data.phantoms.xray import CLASSES
 from bench.guidance import GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics import (
@@ -36,95 +31,9 @@ from bench.metrics import (
     shift_gap,
 )
 from bench.models import CLASSIFIERS, SEG_MODELS
-from bench.tasks import Preset, TaskSpec, register_task
+from bench.tasks.xray_heart.data import XrayData, prepare
+from bench.tasks.xray_heart.spec import SPEC
 from bench.train import Reporter, TrialResult, device, fit, predict, stop_if_asked
-
-TASK = "xray-heart"
-PHANTOM_SPEC = XrayPhantomSpec()
-PREPROCESSING_VERSION = "xray-prep-v2"
-
-
-@dataclass
-class XrayData:
-    split_hash: str
-    # part -> image (N,1,S,S), heart (N,1,S,S), label (N,), thorax_width (N,) in pixels (NaN if unknown);
-    # parts are train, val, test and any extra held-out part of the split (test_shifted).
-    parts: dict[str, dict[str, torch.Tensor]]
-
-
-def prepare(config: TrialConfig) -> XrayData:
-    """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
-    descriptor = source_descriptor(config.data, config.data_format, PHANTOM_SPEC.name())
-    source = source_name(config.data, descriptor)
-    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size})
-    built_cases: list = []
-
-    def build() -> dict[str, np.ndarray]:
-        cases = read_cases(config.data, config.data_format, CLASSES, lambda: generate(PHANTOM_SPEC))
-        built_cases.extend(cases)
-        return _preprocess(cases, config.image_size)
-
-    arrays = cached_arrays(key, build)
-    ids = [str(i) for i in arrays["case_id"]]
-    split = resolve_split(TASK, source, dict(zip(ids, map(str, arrays["patient_id"]))), built_cases or None)
-    if config.split_hash and config.split_hash != split.sha256:
-        raise SplitError(
-            f"the trial's split_hash must match the data's split, but got {config.split_hash[:12]}… vs "
-            f"{split.sha256[:12]}…. The split file or data changed since this trial was configured."
-        )
-    row = {case_id: i for i, case_id in enumerate(ids)}
-    parts = {}
-    for part in split.part_names:
-        chosen = [row[i] for i in split.part(part, config.fold)]
-        if part == "train" and config.max_train_cases:
-            # Fixed (seed-independent) subset, so budget presets compare like with like.
-            chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
-        parts[part] = {
-            "image": torch.from_numpy(np.ascontiguousarray(arrays["image"][chosen])),
-            "heart": torch.from_numpy(np.ascontiguousarray(arrays["heart"][chosen])).float(),
-            "label": torch.from_numpy(np.ascontiguousarray(arrays["label"][chosen])),
-            "thorax_width": torch.from_numpy(np.ascontiguousarray(arrays["thorax_width"][chosen])),
-        }
-    return XrayData(split.sha256, parts)
-
-
-def _preprocess(cases, size: int) -> dict[str, np.ndarray]:
-    """Resize every case to size² (area for images, nearest for masks) and standardise intensities.
-
-    Cases may differ in size (real data); each is resized on its own. Validation happens here, when
-    data loads, so a bad case fails the build before anything is cached.
-    """
-    images, hearts, thorax = [], [], []
-    for c in cases:
-        if "heart" not in c.masks:
-            raise DataError(
-                f"case {c.id}: xray-heart trains a heart segmenter, so every image needs a heart mask, but "
-                f"this one has masks {sorted(c.masks)}. Add mask_heart to the labels file or pick a source with masks."
-            )
-        image = torch.from_numpy(np.asarray(c.image, np.float32))[None, None]
-        heart = torch.from_numpy(np.asarray(c.masks["heart"], np.float32))[None, None]
-        images.append(F.interpolate(image, size=(size, size), mode="area")[0])
-        hearts.append(F.interpolate(heart, size=(size, size), mode="nearest")[0])
-        lungs = [np.asarray(m) > 0 for n, m in c.masks.items() if n.startswith("lung")]
-        # thoracic width = outer lung borders, rescaled to the resized image's pixels
-        width = _outer_width(np.logical_or.reduce(lungs)) * size / c.image.shape[-1] if lungs else np.nan
-        thorax.append(width if width else np.nan)
-    images_t, hearts_t = torch.stack(images), torch.stack(hearts)
-    mean = images_t.mean(dim=(2, 3), keepdim=True)
-    std = images_t.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    return {
-        "image": ((images_t - mean) / std).numpy().astype(np.float32),
-        "heart": (hearts_t > 0.5).numpy().astype(np.uint8),
-        "label": np.array([CLASSES.index(c.labels["class"]) for c in cases], np.int64),
-        "thorax_width": np.array(thorax, np.float32),
-        "case_id": np.array([c.id for c in cases]),
-        "patient_id": np.array([c.patient_id for c in cases]),
-    }
-
-
-def _outer_width(mask: np.ndarray) -> float:
-    cols = np.flatnonzero(mask.any(axis=0))
-    return float(cols[-1] - cols[0] + 1) if len(cols) else 0.0
 
 
 def build_models(config: TrialConfig) -> tuple[torch.nn.Module, torch.nn.Module, object]:
@@ -278,50 +187,3 @@ def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, flo
     cls.load_state_dict(state_dicts["classifier"])
     masks = _predicted_masks(seg, data)
     return _scores(data, masks, cls, guidance, _part_probs(data, masks, cls, guidance))
-
-
-def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0):
-    """`bench datasets make-phantom --task xray-heart`: ``cases`` counts patients (about 2 images each)."""
-    from bench.data.phantoms.xray import make_phantom
-
-    return make_phantom(out, fmt=fmt, seed=seed, **({"n_patients": cases} if cases else {}))
-
-
-def inspect_data(path, fmt: str | None = None) -> dict:
-    from bench.data.inspect import inspect
-
-    return inspect(path, TASK, fmt)
-
-
-SPEC = register_task(
-    TaskSpec(
-        name=TASK,
-        description="Chest X-ray: heart segmentation + mask-guided heart-disease classification (normal/VSD/ASD/TOF)",
-        classes=CLASSES,
-        objective="val_auroc",
-        metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95", "ctr_error",
-                 "attention_in_heart", "shift_gap"),
-        formats=("png", "dicom", "jsrt"),
-        headline=("val_heart_dice", "test_auroc", "test_shifted_auroc", "test_attention_in_heart"),
-        presets={
-            "smoke": Preset(
-                config={"image_size": 32, "max_train_cases": 24, "seg_epochs": 1, "cls_epochs": 2, "batch_size": 8},
-                trials=2, space="xray-heart-smoke.yaml", description="seconds; used by the tests",
-            ),
-            "cpu": Preset(
-                config={"image_size": 64, "seg_epochs": 4, "cls_epochs": 5, "batch_size": 16},
-                trials=8, space="xray-heart.yaml", description="about 10 minutes on a 2-core CPU",
-            ),
-            "gpu": Preset(
-                config={"image_size": 128, "seg_epochs": 30, "cls_epochs": 30, "batch_size": 32},
-                trials=50, space="xray-heart.yaml", description="one GPU, about an hour",
-            ),
-        },
-        run=run,
-        prepare=prepare,
-        phantom_cases=lambda: generate(PHANTOM_SPEC),
-        make_phantom=write_phantom,
-        inspect=inspect_data,
-        extra={"evaluate": evaluate, "build_models": checkpoint_models},
-    )
-)

@@ -1,0 +1,171 @@
+"""ct-lung: segment the lungs, then segment lung lesions (nodules, ground-glass opacities) guided by the
+predicted lung mask; the objective is the validation lesion Dice.
+
+Pipeline of one trial: read cases (phantom or a CT reader) → clip HU to a lung window, resample to the
+target spacing, scale to [0, 1] (cached) → stage 1: a fixed light 3D network segments the lungs → stage 2:
+the searched lesion network (3D MONAI or 2D smp run slice by slice) trains on patches balanced between
+lesion and background (MONAI RandCropByPosNegLabel), guided by the stage-1 lung mask (a
+``LESION_GUIDANCE`` strategy, see ``lung_guidance``) → sliding-window inference on whole volumes →
+per-case metrics on val (objective) and test (logged only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench import runtime
+from bench.cases import CASE_FILE, case_file
+from bench.config import TrialConfig
+from bench.data.cache import cached_arrays, fingerprint
+from bench.guidance import LESION_GUIDANCE
+from bench.losses import SEG_LOSSES
+from bench.metrics_seg3d import case_metrics, mean_lesion_dice, summarise
+from bench.tasks.ct_lung.data import CtData, prepare
+from bench.tasks.ct_lung.lung_guidance import make_guidance
+from bench.tasks.ct_lung.nets import build_seg_net, family_of
+from bench.tasks.ct_lung.spec import SPEC, task_param
+from bench.tasks.ct_lung.training import infer, make_volumes, train_net
+from bench.train import Reporter, TrialResult, stop_if_asked
+
+
+def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
+    guide = make_guidance(config.guidance, config.guidance_params)
+    family = family_of(config.seg_arch, task_param(config, "family") or None)
+    width = int(task_param(config, "width"))
+    patch3d = tuple(int(p) for p in task_param(config, "patch"))
+    p2d = int(task_param(config, "patch_2d"))
+    patch = patch3d if family == "3d" else (1, p2d, p2d)
+    roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
+    roi = roi3d if family == "3d" else (1, p2d, p2d)
+    # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many.
+    slices = 1 if family == "3d" else 4
+    samples = int(task_param(config, "samples_per_volume")) * slices
+    lesion_net = build_seg_net(config.seg_arch, 1 + guide.extra_channels, family, config.seg_encoder, width,
+                               patch=patch)
+    threshold = float(task_param(config, "threshold"))
+    loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
+    data = prepare(config)
+    history: list[dict] = []
+
+    # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
+    lung_net, lung_pred = lung_stage(config, data, reporter, history)
+    # Validation and test are always guided by predicted lungs; training by what ``train_mask`` says.
+    guide_lungs = {p: [c["lung"] for c in data.parts[p]] if p == "train" and guide.train_mask == "ground_truth"
+                   else lung_pred[p] for p in data.parts}
+
+    # --- stage 2: lesions, guided by the lungs ---------------------------------------------------------
+    vols = {p: make_volumes(cases, "lesion", guide, guide_lungs[p]) for p, cases in data.parts.items()}
+    offset = int(task_param(config, "lung_epochs"))
+    common = {"optimiser": config.optimiser, "augment": config.augment}
+
+    latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
+
+    def lesion_epoch(epoch: int, value: float) -> None:
+        preds = infer(lesion_net, vols["val"], roi, threshold)
+        latest_val[:] = preds
+        val_dice = mean_lesion_dice(preds, [c["lesion"] for c in data.parts["val"]])
+        record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
+        history.append({"stage": "lesion", "epoch": epoch, **record})
+        reporter.log(record, step=offset + epoch)
+        stop_if_asked(reporter, val_dice, epoch)
+
+    train_net(lesion_net, vols["train"], loss, patch=patch, samples=samples,
+              pos_fraction=float(task_param(config, "pos_fraction")), epochs=config.seg_epochs, lr=config.lr,
+              batch_size=config.batch_size * slices,
+              seed=config.seed, on_epoch=lesion_epoch, **common)
+
+    # --- evaluation: validation is the objective, test is logged only -------------------------------
+    metrics: dict[str, float] = {}
+    tol = float(task_param(config, "tolerance_mm"))
+    lesion_pred, rows = {}, {}
+    for part in ("val", "test"):
+        reuse = part == "val" and latest_val  # empty when no lesion epoch ran
+        lesion_pred[part] = latest_val if reuse else infer(lesion_net, vols[part], roi, threshold)
+        rows[part] = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
+                      for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
+        metrics.update({f"{part}_{k}": v for k, v in summarise(rows[part]).items()})
+    # Per-case lesion Dice of the cases the objective averages (lesion-bearing ones), for the case bootstrap
+    # of `bench leaderboard --seeds`; their plain mean is the objective.
+    val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
+    return TrialResult(
+        config=config.replace(split_hash=data.split_hash),
+        objective_name=SPEC.objective,
+        objective=metrics[SPEC.objective],
+        metrics=metrics,
+        history=history,
+        state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
+        previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"]),
+                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases)},
+    )
+
+
+def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n: int = 4) -> bytes:
+    """Axial slices of up to ``n`` validation cases (lesion-bearing first), each at its largest true lesion
+    (or, on a lesion-free case, its largest predicted one): true lesion contour green, predicted red."""
+    from bench.report import overlay_png
+
+    order = sorted(range(len(cases)), key=lambda i: not cases[i]["lesion"].any())[:n]
+    images, trues, preds, titles = [], [], [], []
+    for i in order:
+        shown = cases[i]["lesion"] if cases[i]["lesion"].any() else lesion_pred[i]
+        z = int(np.argmax(shown.reshape(len(shown), -1).sum(axis=1)))
+        images.append(cases[i]["image"][z])
+        trues.append(cases[i]["lesion"][z])
+        preds.append(lesion_pred[i][z])
+        titles.append(f"val case {i}, slice {z}")
+    return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
+
+
+def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: list[dict]
+               ) -> tuple[torch.nn.Module, dict[str, list[np.ndarray]]]:
+    """Train the lung segmenter and predict every part's lungs, or load both from the stage cache.
+
+    The lung stage depends on the data, the fold, the lung settings and the seed, never on what a search
+    varies, so all trials of a search share one; deterministic training makes the cached stage equal to a
+    retrained one (the key includes torch's version, the thread count and the runtime policy — device,
+    precision, … — which could change bits).
+    """
+    patch3d = tuple(int(p) for p in task_param(config, "patch"))
+    roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
+    width = int(task_param(config, "width"))
+    settings = {k: task_param(config, k) for k in ("lung_epochs", "lung_samples_per_volume", "lung_lr", "patch",
+                                                    "infer_roi", "width")}
+    key = "lung-" + fingerprint({
+        "stage": "ct-lung-lung-v1", "data": data.key, "split": data.split_hash, "fold": config.fold,
+        "max_train_cases": config.max_train_cases, "seed": config.seed, "settings": settings,
+        "batch_size": config.batch_size, "optimiser": config.optimiser, "augment": config.augment,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "runtime": runtime.current().as_dict(),
+    })
+    lung_net = build_seg_net("monai_unet", 1, "3d", width=width, patch=patch3d)
+    unguided = LESION_GUIDANCE.create("none")
+
+    def train() -> dict[str, np.ndarray]:
+        vols = {p: make_volumes(cases, "lung", unguided, None) for p, cases in data.parts.items()}
+        losses: list[float] = []
+
+        def on_epoch(epoch: int, value: float) -> None:
+            losses.append(value)
+            reporter.log({"lung_train_loss": value}, step=epoch)  # only the trial that trains it reports it
+
+        # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
+        train_net(lung_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d,
+                  samples=int(task_param(config, "lung_samples_per_volume")), pos_fraction=0.5,
+                  epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
+                  seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
+                  augment=config.augment, on_epoch=on_epoch)
+        arrays = {f"weight.{name}": t.detach().cpu().numpy() for name, t in lung_net.state_dict().items()}
+        arrays["losses"] = np.array(losses, np.float64)
+        for part, v in vols.items():
+            arrays[f"pred.{part}"] = np.stack(infer(lung_net, v, roi3d)) if v.inputs else np.zeros((0,), np.uint8)
+        return arrays
+
+    stored = cached_arrays(key, train)
+    lung_net.load_state_dict({name[len("weight."):]: torch.from_numpy(np.array(a)) for name, a in stored.items()
+                              if name.startswith("weight.")})
+    # The learning curve shows the lung stage either way; MLflow's per-epoch metrics (and epochs_trained)
+    # only count epochs this trial trained.
+    history.extend({"stage": "lung", "epoch": epoch, "lung_train_loss": value}
+                   for epoch, value in enumerate(stored["losses"].tolist()))
+    preds = {part: [np.array(p) for p in stored[f"pred.{part}"]] for part in data.parts}
+    return lung_net, preds

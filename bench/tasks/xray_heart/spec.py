@@ -1,0 +1,62 @@
+"""The xray-heart task's spec and budget presets; imports no torch (the pipeline loads on first use)."""
+
+from __future__ import annotations
+
+from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
+from bench.tasks.base import Preset, TaskSpec, lazy, register_task
+
+TASK = "xray-heart"
+PHANTOM_SPEC = XrayPhantomSpec()
+
+
+def phantom_cases() -> list:
+    """The standard phantom's cases (its committed split names them)."""
+    return generate(PHANTOM_SPEC)
+
+
+def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0):
+    """`bench datasets make-phantom --task xray-heart`: ``cases`` counts patients (about 2 images each)."""
+    from bench.data.phantoms.xray import make_phantom
+
+    return make_phantom(out, fmt=fmt, seed=seed, **({"n_patients": cases} if cases else {}))
+
+
+def inspect_data(path, fmt: str | None = None) -> dict:
+    from bench.data.inspect import inspect
+
+    return inspect(path, TASK, fmt)
+
+
+SPEC = register_task(
+    TaskSpec(
+        name=TASK,
+        description="Chest X-ray: heart segmentation + mask-guided heart-disease classification (normal/VSD/ASD/TOF)",
+        classes=CLASSES,
+        objective="val_auroc",
+        metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95", "ctr_error",
+                 "attention_in_heart", "shift_gap"),
+        formats=("png", "dicom", "jsrt"),
+        headline=("val_heart_dice", "test_auroc", "test_shifted_auroc", "test_attention_in_heart"),
+        presets={
+            "smoke": Preset(
+                config={"image_size": 32, "max_train_cases": 24, "seg_epochs": 1, "cls_epochs": 2, "batch_size": 8},
+                trials=2, space="xray-heart-smoke.yaml", description="seconds; used by the tests",
+            ),
+            "cpu": Preset(
+                config={"image_size": 64, "seg_epochs": 4, "cls_epochs": 5, "batch_size": 16},
+                trials=8, space="xray-heart.yaml", description="about 10 minutes on a 2-core CPU",
+            ),
+            "gpu": Preset(
+                config={"image_size": 128, "seg_epochs": 30, "cls_epochs": 30, "batch_size": 32},
+                trials=50, space="xray-heart.yaml", description="one GPU, about an hour",
+            ),
+        },
+        run=lazy("bench.tasks.xray_heart.pipeline:run"),
+        prepare=lazy("bench.tasks.xray_heart.data:prepare"),
+        phantom_cases=phantom_cases,
+        make_phantom=write_phantom,
+        inspect=inspect_data,
+        extra={"evaluate": lazy("bench.tasks.xray_heart.pipeline:evaluate"),
+               "build_models": lazy("bench.tasks.xray_heart.pipeline:checkpoint_models")},
+    )
+)
