@@ -101,7 +101,8 @@ def cmd_inspect(args) -> int:
 def cmd_split(args) -> int:
     from bench.data.sources import write_split
 
-    split, out = write_split(args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out)
+    split, out = write_split(args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out,
+                             phantom_cases=TASKS.get(args.task).phantom_cases)
     print(f"wrote {out} (sha256 {split.sha256[:16]}…, {len(split.test)} test cases, {len(split.folds)} folds)")
     return 0
 

@@ -19,13 +19,16 @@ from bench.data.splits import check_split, load_split
 from bench.errors import BenchError, DataError
 
 
-def inspect(path: str | Path, task: str, fmt: str | None = None) -> dict[str, Any]:
+def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequence[str] | None = None
+            ) -> dict[str, Any]:
     """Summarise the data at ``path`` as the task would read it; ``path="phantom"`` for the built-in one.
 
     Args:
         path: data folder, or "phantom".
-        task: task name (its classes are what labels are checked against).
+        task: task name (which split applies).
         fmt: data format name (FORMATS registry); required unless ``path`` is "phantom".
+        classes: an explicit class list labels are checked against; None takes the data's own labels
+            (bench.data.labels: the phantom's four classes, cardiomegaly for the public sets).
 
     Returns:
         JSON-able dict: format, cases, patients, classes, sites, image sizes, spacing, masks, labels,
@@ -37,21 +40,22 @@ def inspect(path: str | Path, task: str, fmt: str | None = None) -> dict[str, An
         >>> report["problems"], report["classes"]["normal"] > 0
         ([], True)
     """
-    from bench.tasks import TASKS
-
-    spec = TASKS.get(task)
     report: dict[str, Any] = {"path": str(path), "task": task, "format": fmt or PHANTOM, "problems": []}
     try:
-        cases = _read(path, spec, fmt)
+        cases = _read(path, classes, fmt)
     except BenchError as exc:
         report.update(cases=0, patients=0, problems=[str(exc)])
         return report
-    report.update(summarise(cases, spec.classes))
+    if classes is None:
+        from bench.data.labels import order_classes
+
+        classes = order_classes(c.labels.get("class") for c in cases if c.labels.get("class") is not None)
+    report.update(summarise(cases, classes))
     report["split"] = _split_report(task, path, fmt, cases, report["problems"])
     return report
 
 
-def _read(path, spec, fmt) -> list[Case]:
+def _read(path, classes, fmt) -> list[Case]:
     if str(path) == PHANTOM:
         from bench.data.phantoms.xray import generate
 
@@ -67,7 +71,7 @@ def _read(path, spec, fmt) -> list[Case]:
         raise DataError(f"{root}: the data folder must contain files, but it is empty.")
     from bench.data.formats import FORMATS
 
-    cases = FORMATS.create(fmt).read(root, spec.classes)
+    cases = FORMATS.create(fmt).read(root, classes)
     if not cases:
         raise DataError(f"{root}: a data set must hold at least one case, but the {fmt} reader found none.")
     return cases

@@ -86,6 +86,7 @@ def write_split(
     test_fraction: float = 0.2,
     out: str | Path | None = None,
     classes: Sequence[str] | None = None,
+    phantom_cases: Callable[[], list] | None = None,
     **reader_options,
 ) -> tuple[Split, Path]:
     """Make the patient-grouped split for a data set and write it where trials will find it.
@@ -97,18 +98,16 @@ def write_split(
 
     A folder is scanned, not decoded (bench.data.stream.scan_cases): only ids, patients, labels and
     official parts are read. ``classes`` (explicit list) refuses labels outside it; None takes the data's.
+    ``phantom_cases`` (the task's ``TaskSpec.phantom_cases``) makes the phantom's cases when ``data`` is it.
 
     Returns:
         The split and the path written (the split's sha256 is in the file and in ``split.sha256``).
     """
-    from bench.tasks import TASKS
-
-    spec = TASKS.get(task)
     if data == PHANTOM:
-        if spec.phantom_cases is None:
+        if phantom_cases is None:
             raise DataError(f"task {task} must provide phantom_cases to split its phantom, but has none. "
                             f"Its standard split is committed as datasets/splits/{task}-phantom.json.")
-        cases = spec.phantom_cases()
+        cases = phantom_cases()
         source = PHANTOM
     else:
         descriptor = source_descriptor(data, data_format, "")
