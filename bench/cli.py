@@ -100,6 +100,7 @@ def cmd_inspect(args) -> int:
 
 def cmd_split(args) -> int:
     from bench.data.sources import write_split
+    from bench.tasks import TASKS
 
     split, out = write_split(args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out,
                              phantom_cases=TASKS.get(args.task).phantom_cases)
