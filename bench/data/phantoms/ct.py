@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from bench.data.case import Case
 
@@ -62,6 +61,8 @@ def _grid(spec: CtPhantomSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    from scipy import ndimage  # imported on use: `bench tasks` reads only CLASSES
+
     field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
     return field / (field.std() + 1e-6)
 
@@ -87,6 +88,8 @@ def _anatomy(rng: np.random.Generator) -> dict:
 
 
 def _render(spec: CtPhantomSpec, anat: dict, label: str, site: str, rng: np.random.Generator):
+    from scipy import ndimage  # imported on use: `bench tasks` reads only CLASSES
+
     z, y, x = _grid(spec)
     pts = (z, y, x)
     vox = min(spec.spacing)
@@ -165,6 +168,8 @@ def _render(spec: CtPhantomSpec, anat: dict, label: str, site: str, rng: np.rand
 
 
 def _add_lesion(hu, lesion, lung, pts, rng, vox: float, kind: str) -> None:
+    from scipy import ndimage  # imported on use: `bench tasks` reads only CLASSES
+
     z, y, x = pts
     if kind == "solid":
         diameter = float(np.exp(rng.uniform(np.log(3.0), np.log(30.0))))

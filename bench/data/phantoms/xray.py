@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from bench.data.case import Case
 
@@ -166,6 +165,8 @@ def _heart_borders(shape: dict[str, float], rows: np.ndarray, cx: float, half_th
 
 def _render(shape: dict[str, float], size: int, rng: np.random.Generator, style: SiteStyle, follow_up: bool):
     """One radiograph with its heart and lung masks and the true CTR measured on the masks."""
+    from scipy import ndimage  # imported on use: `bench tasks` reads only CLASSES
+
     # Pose and exposure of this visit: small shift/rotation/scale on follow-ups only.
     dx, dy = (rng.uniform(-0.02, 0.02, 2) if follow_up else (0.0, 0.0))
     angle = np.deg2rad(rng.uniform(-3, 3)) if follow_up else 0.0
