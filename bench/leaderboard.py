@@ -301,6 +301,9 @@ def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | Non
     figures = {"anytime": report.anytime_png(table, spec.objective, higher)}
     notes = [(f"Objective {spec.objective} ({'higher' if higher else 'lower'} is better); "
               f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials.")]
+    if groups is not None and groups["n"].eq(1).any():
+        single = ", ".join(groups.loc[groups["n"].eq(1), by].astype(str))
+        notes.append(f"No CI for {by} {single}: a single complete trial (n = 1) has no spread to bootstrap.")
     if by in table:
         figures[f"{spec.objective} per {by}"] = report.strategy_png(table, spec.objective, by)
         figures.update(_best_per_strategy_figures(Tracker(task), table, spec.objective, higher, by, notes))

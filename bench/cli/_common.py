@@ -14,7 +14,16 @@ from pathlib import Path
 
 from bench.errors import BenchError
 
-RAW = argparse.RawDescriptionHelpFormatter
+RAW = (
+    argparse.RawDescriptionHelpFormatter
+)  # keeps the examples' line breaks; wrap descriptions with describe()
+
+
+def describe(text: str) -> str:
+    """A description wrapped as argparse would, for parsers whose RAW formatter keeps epilog line breaks."""
+    import textwrap
+
+    return textwrap.fill(text, 78)
 
 
 class LazyChoices:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.cli._common import RAW, add_format, add_task
+from bench.cli._common import RAW, add_format, add_task, describe
 from bench.errors import BenchError
 
 EXAMPLES = (
@@ -20,8 +20,10 @@ def add_parser(sub) -> None:
         help="make, inspect and split data sets",
         epilog=EXAMPLES,
         formatter_class=RAW,
-        description="Write the built-in phantom in a real on-disk format, check a data folder, "
-        "or write a patient-grouped stratified split file.",
+        description=describe(
+            "Write the built-in phantom in a real on-disk format, check a data folder, "
+            "or write a patient-grouped stratified split file."
+        ),
     )
     actions = d.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.cli._common import RAW, add_task, metric_list, require_experiment
+from bench.cli._common import RAW, add_task, describe, metric_list, require_experiment
 
 EXAMPLES = (
     "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --wide\n"
@@ -22,9 +22,11 @@ def add_parser(sub) -> None:
         help="trials ranked by the objective, read from MLflow",
         epilog=EXAMPLES,
         formatter_class=RAW,
-        description="Trials of a task ranked by its objective. The terminal table fits 120 "
-        "columns (rank, run, state, objective, searched dimensions, headline "
-        "metrics); --wide or --format csv|md|json give every column.",
+        description=describe(
+            "Trials of a task ranked by its objective. The terminal table fits 120 "
+            "columns (rank, run, state, objective, searched dimensions, headline "
+            "metrics); --wide or --format csv|md|json give every column."
+        ),
     )
     add_task(s)
     s.add_argument("--study", help="only this study's trials (default: every study of the task)")

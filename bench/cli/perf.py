@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.cli._common import RAW, LazyChoices
+from bench.cli._common import RAW, LazyChoices, describe
 from bench.errors import BenchError
 
 EXAMPLES = (
@@ -26,8 +26,10 @@ def add_parser(sub) -> None:
         help="benchmarks of the toolkit itself; writes results/perf/<suite>.json",
         formatter_class=RAW,
         epilog=EXAMPLES,
-        description="Time the toolkit against a bare baseline (training loop, data, search, "
-        "tracking, leaderboard) and write the figures as JSON.",
+        description=describe(
+            "Time the toolkit against a bare baseline (training loop, data, search, "
+            "tracking, leaderboard) and write the figures as JSON."
+        ),
     )
     s.add_argument(
         "--suite",

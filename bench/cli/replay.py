@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.cli._common import RAW, add_task, require_experiment
+from bench.cli._common import RAW, add_task, describe, require_experiment
 
 EXAMPLES = (
     "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>\n"
@@ -17,8 +17,10 @@ def add_parser(sub) -> None:
         help="retrain a logged trial and say whether it reproduces",
         epilog=EXAMPLES,
         formatter_class=RAW,
-        description="Retrain the best COMPLETE trial (or --run-id) from its logged config and "
-        "compare the objective; exit 0 only when it reproduces.",
+        description=describe(
+            "Retrain the best COMPLETE trial (or --run-id) from its logged config and "
+            "compare the objective; exit 0 only when it reproduces."
+        ),
     )
     add_task(s)
     s.add_argument("--run-id", help="MLflow run id of the trial (default: the best COMPLETE trial)")

@@ -6,7 +6,16 @@ The search itself (settings, trials, repeats) lives in ``bench.search``; this mo
 
 from __future__ import annotations
 
-from bench.cli._common import PRESET_CHOICES, RAW, add_format, add_task, choice_type, console, metric_list
+from bench.cli._common import (
+    PRESET_CHOICES,
+    RAW,
+    add_format,
+    add_task,
+    choice_type,
+    console,
+    describe,
+    metric_list,
+)
 from bench.errors import BenchError
 
 EXAMPLES = (
@@ -33,8 +42,10 @@ def add_parser(sub) -> None:
         help="run a search; every trial is logged to MLflow",
         epilog=EXAMPLES,
         formatter_class=RAW,
-        description="Search a task's space (architecture, loss, guidance, learning rates) under a "
-        "budget preset; every trial is an MLflow run, the study an Optuna study.",
+        description=describe(
+            "Search a task's space (architecture, loss, guidance, learning rates) under a "
+            "budget preset; every trial is an MLflow run, the study an Optuna study."
+        ),
     )
     add_task(s)
     s.add_argument("--data", help="data folder (default: the built-in phantom)")

@@ -20,7 +20,9 @@ def preset_lines(spec) -> list[str]:
     width = max(len(name) for name in spec.presets)
     lines = []
     for name, preset in spec.presets.items():
-        about = re.sub(rf"^{preset.trials} trials,?\s*", "", preset.description)
+        about = re.sub(rf",?\s*\b{preset.trials} trials\b,?", "", preset.description).strip(
+            " ,"
+        )  # said already
         default = " [default]" if name == spec.default_preset else ""
         lines.append(
             f"    {name:<{width}}  {preset.trials:>3} trials{default}" + (f": {about}" if about else "")
