@@ -152,30 +152,36 @@ def _split_header(name: str, lines: int) -> list[str]:
     return min(splits, key=lambda split: (_longest(split), len(split)))
 
 
+def _fit(columns: list[_Column], width: int, gap: int) -> bool:
+    """Wrap the header that saves most, then cut the widest text column, until the line fits ``width``."""
+    while sum(c.width for c in columns) + gap * (len(columns) - 1) > width:
+        wrap = max(columns, key=lambda c: c.wrap_gain())
+        text = [c for c in columns[1:] if not c.numeric and c.width > MIN_TEXT_WIDTH]
+        if wrap.wrap_gain() > 0:
+            wrap.wrap()
+        elif text:
+            max(text, key=lambda c: c.width).shrink()
+        else:
+            return False
+    return True
+
+
 def text_table(table: pd.DataFrame, width: int | None = TERMINAL_WIDTH) -> str:
     """Aligned plain text; with ``width``, shortened until every line fits it (see the module docstring)."""
     frame = _with_index(table)
-    columns = [_Column(str(c), frame[c], shorten=width is not None) for c in frame.columns]
-    gap, dropped = 2, 0
-    if width is not None:
 
-        def total() -> int:
-            return sum(c.width for c in columns) + gap * (len(columns) - 1)
+    def columns_of(n: int) -> list[_Column]:
+        return [_Column(str(c), frame[c], shorten=width is not None) for c in frame.columns[:n]]
 
-        if total() > width:
-            gap = 1
-        while total() > width:  # wrap the header that saves most, then cut the widest text, then drop
-            wrap = max(columns, key=lambda c: c.wrap_gain())
-            text = [c for c in columns[1:] if not c.numeric and c.width > MIN_TEXT_WIDTH]
-            if wrap.wrap_gain() > 0:
-                wrap.wrap()
-            elif text:
-                max(text, key=lambda c: c.width).shrink()
-            elif len(columns) > 1:
-                columns.pop()
-                dropped += 1
-            else:
-                break
+    n, gap = len(frame.columns), 2
+    columns = columns_of(n)
+    if width is not None and sum(c.width for c in columns) + gap * (n - 1) > width:
+        gap = 1
+        # fewer columns only when wrapping and cutting cannot make all of them fit; the kept ones start afresh
+        while not _fit(columns, width, gap) and n > 1:
+            n -= 1
+            columns = columns_of(n)
+    dropped = len(frame.columns) - n
     rows = max(len(c.header) for c in columns)
     lines = []
     for k in range(rows):  # a one-line header sits on the last header line, over its values
@@ -184,5 +190,6 @@ def text_table(table: pd.DataFrame, width: int | None = TERMINAL_WIDTH) -> str:
         lines.append((" " * gap).join(c.line(c.cells[i]) for c in columns))
     lines = [line.rstrip() for line in lines]
     if dropped:
-        lines.append(f"({dropped} more column{'s' if dropped > 1 else ''}: --wide or --format csv|md|json)")
+        note = f"({dropped} more column{'s' if dropped > 1 else ''}: --wide or --format csv|md|json)"
+        lines.append(note if width is None or len(note) <= width else f"(+{dropped} columns: --wide)")
     return "\n".join(lines)
