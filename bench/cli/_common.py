@@ -132,8 +132,10 @@ def store_location() -> tuple[str, Path | None]:
         return uri, Path(uri[len("sqlite:///") :])
     if uri.startswith("sqlite://"):  # sqlite:// alone is an in-memory database
         return uri, None
-    if uri.startswith("file://"):
-        return uri, Path(uri[len("file://") :])
+    if uri.startswith("file:"):
+        from urllib.parse import urlparse
+
+        return uri, Path(urlparse(uri).path)
     if "://" not in uri:  # a plain path is MLflow's file store
         return uri, Path(uri)
     return uri, None
