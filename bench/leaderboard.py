@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,12 +11,13 @@ import pandas as pd
 from bench.config import atomic_write_text
 from bench.errors import BenchError
 from bench.metrics import higher_is_better
+from bench.tables import render, write  # noqa: F401  (bench.leaderboard.render/write are public)
 from bench.tasks import TASKS
 from bench.tracking import KIND_TAG, REPEAT_KIND, REPEAT_TAG, STATE_TAG, Tracker, experiment_name
 
 ALWAYS_SHOWN = ("seg_arch", "seg_loss", "guidance")
 COST_METRICS = ("n_weights", "trial_seconds", "epochs_trained")  # logged by the search backends per trial
-FORMATS = ("table", "csv", "md", "json")
+FORMATS = ("table", "csv", "md", "json")  # --format of `bench leaderboard` (render also takes "wide")
 
 
 def leaderboard(task: str, study: str | None = None, top: int | None = None, kind: str = "trial",
@@ -193,7 +192,7 @@ def group_summary(table: pd.DataFrame, by: str, objective: str, higher: bool | N
         higher: direction of the objective (default: from the metric registry).
 
     Returns:
-        One row per group, best mean first.
+        One row per group, best mean first; ``ci95_low``/``ci95_high`` are NaN where n = 1.
     """
     if by not in table:
         raise BenchError(f"--group-by must be a leaderboard column, but got '{by}'. "
@@ -203,7 +202,8 @@ def group_summary(table: pd.DataFrame, by: str, objective: str, higher: bool | N
     rows = []
     for key, group in done.groupby(done[by].astype(str), sort=True):
         values = group[objective].to_numpy(float)
-        lo, hi = bootstrap_ci(values)
+        # one trial has no spread: NaN, not a "CI" equal to the value
+        lo, hi = bootstrap_ci(values) if len(values) > 1 else (float("nan"), float("nan"))
         rows.append({by: key, "n": len(values), "mean": values.mean(), "ci95_low": lo, "ci95_high": hi,
                      "best": values.max() if higher else values.min()})
     frame = pd.DataFrame(rows, columns=[by, "n", "mean", "ci95_low", "ci95_high", "best"])
@@ -301,6 +301,9 @@ def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | Non
     figures = {"anytime": report.anytime_png(table, spec.objective, higher)}
     notes = [(f"Objective {spec.objective} ({'higher' if higher else 'lower'} is better); "
               f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials.")]
+    if groups is not None and groups["n"].eq(1).any():
+        single = ", ".join(groups.loc[groups["n"].eq(1), by].astype(str))
+        notes.append(f"No CI for {by} {single}: a single complete trial (n = 1) has no spread to bootstrap.")
     if by in table:
         figures[f"{spec.objective} per {by}"] = report.strategy_png(table, spec.objective, by)
         figures.update(_best_per_strategy_figures(Tracker(task), table, spec.objective, higher, by, notes))
@@ -355,40 +358,17 @@ METRIC_PREFIXES = ("val_", "test_", "shift_gap_")
 
 
 def compact(table: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Only the task's headline metrics (plus the objective and searched dimensions), for a terminal."""
+    """The terminal's columns: rank, run, state, the objective, the searched dimensions and the task's
+    headline metrics. The run shows as its trial name (``t003``): its dimensions are columns beside it."""
     spec = TASKS.get(task)
     keep = set(spec.headline) | {spec.objective}
-    # nested parameters (seg_loss_params.alpha, ...) stay in csv/md/json; the terminal shows the dimensions
-    return table[[c for c in table.columns
-                  if (not c.startswith(METRIC_PREFIXES) or c in keep) and "_params." not in c
-                  and c not in COST_METRICS and c != "run_seconds"]]
-
-
-def render(table: pd.DataFrame, fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise BenchError(f"format must be one of {list(FORMATS)}, but got '{fmt}'.")
-    if fmt == "csv":
-        return table.to_csv()
-    if fmt == "json":
-        return json.dumps(json.loads(table.reset_index().to_json(orient="records")), indent=1)
-    if fmt == "md":
-        return _markdown(table)
-    return table.drop(columns=["run_id"], errors="ignore").to_string(float_format=lambda v: f"{v:.4f}")
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    frame = table.reset_index()
-    cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    return "\n".join([header, rule] + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
-
-
-def write(table: pd.DataFrame, fmt: str, out: str | Path) -> Path:
-    return atomic_write_text(out, render(table, fmt))
+    # nested parameters (seg_loss_params.alpha, ...) stay in --wide/csv/md/json; the terminal shows dimensions
+    columns = [c for c in table.columns
+               if (not c.startswith(METRIC_PREFIXES) or c in keep) and "_params." not in c
+               and c not in COST_METRICS and c not in ("run_seconds", "trial")]
+    headline = [c for c in spec.headline if c in columns]
+    ordered = [c for c in columns if c not in headline] + headline  # metrics after the dimensions
+    frame = table[ordered].copy()
+    if "run" in frame:
+        frame["run"] = frame["run"].astype(str).str.split(" ", n=1).str[0]
+    return frame

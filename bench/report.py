@@ -204,7 +204,8 @@ def html_report(title: str, table: pd.DataFrame, groups: pd.DataFrame | None, fi
     ]
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     if groups is not None and not groups.empty:
-        parts += ["<h2>Strategies</h2>", groups.to_html(float_format=_fmt, na_rep="")]
+        # a group of one trial has no CI: "-" there, and a note above says why
+        parts += ["<h2>Strategies</h2>", groups.to_html(float_format=_fmt, na_rep="-")]
     parts.append("<h2>Figures</h2>")
     parts += [_img(png, name) for name, png in figures.items()]
     parts += ["<h2>Trials</h2>", table.to_html(float_format=_fmt, na_rep=""), "</body></html>"]

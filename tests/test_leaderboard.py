@@ -223,3 +223,21 @@ def test_export_report_has_per_case_dice_overlays_and_anytime_over_resources(wor
     narrow = Image.open(io.BytesIO(anytime_png(table.drop(columns=["epochs_trained", "run_seconds"]), "val_auroc",
                                                True)))
     assert wide.size[0] > 2 * narrow.size[0]  # panels over trials, epochs spent and run time spent
+
+
+def test_text_table_fits_any_width_and_says_what_it_left_out():
+    from bench.tables import number, render, text_table
+
+    frame = pd.DataFrame({"run": ["t000 deeplabv3plus/log_cosh_dice/attention_loss", "t001 unet/dice/none"],
+                          "state": ["COMPLETE", "PRUNED"], "val_auroc": [0.95578, float("nan")],
+                          "test_shifted_attention_in_heart": [0.13330024390104994, 0.2],
+                          "n_weights": [17958821.0, 9.0]}, index=pd.Index([1, 2], name="rank"))
+    for width in (120, 60, 40):
+        lines = text_table(frame, width).splitlines()
+        assert max(map(len, lines)) <= width and lines[-1].startswith(("   2", "(")), lines
+    narrow = text_table(frame, 40)
+    assert "--wide" in narrow and "COMPLETE" in narrow  # columns left out are named; state is never cut
+    wide = render(frame.assign(run_id="abc"), "wide")
+    assert "test_shifted_attention_in_heart" in wide and "abc" not in wide and "0.1333" in wide
+    assert [number(v) for v in (0.95578, 17958821.0, 9.0, 2.6937e-4, float("nan"))] == [
+        "0.9558", "1.8e7", "9", "2.69e-4", "-"]

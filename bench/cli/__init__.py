@@ -1,0 +1,44 @@
+"""Command line: one module per command, each with ``add_parser(sub)`` and the function it runs.
+
+Commands parse, call and print; heavy libraries are imported inside the function a command runs, so the
+parser (``bench --help``) and the light commands stay quick. Errors are one line naming the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.cli import datasets, leaderboard, perf, replay, search, tasks, ui
+from bench.cli import list as list_command
+from bench.errors import BenchError
+from bench.logs import quiet_libraries
+
+COMMANDS = (tasks, list_command, datasets, search, leaderboard, replay, ui, perf)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench",
+        description="AutoML benchmarking for medical imaging: search, "
+        "rank and replay architectures, losses and mask guidance on standard tasks.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        # "bench datasets split: error: ..." like argparse's own messages, so the failing command is named
+        prog = getattr(args, "prog", None) or f"bench {args.command}"
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,177 @@
+"""What the command modules share: lazy choice lists, the store check of read-only commands, parsing helpers.
+
+Nothing here imports torch, MONAI, MLflow or pandas: ``bench --help`` and the parser itself stay light.
+Registry-backed choice lists are read only when argparse shows or checks them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from bench.errors import BenchError
+
+RAW = (
+    argparse.RawDescriptionHelpFormatter
+)  # keeps the examples' line breaks; wrap descriptions with describe()
+
+
+def describe(text: str) -> str:
+    """A description wrapped as argparse would, for parsers whose RAW formatter keeps epilog line breaks."""
+    import textwrap
+
+    return textwrap.fill(text, 78)
+
+
+class LazyChoices:
+    """A choice list argparse reads only when it prints help or checks a value, so building the parser
+    imports no registry. ``loader`` returns the names."""
+
+    def __init__(self, loader: Callable[[], Iterable[str]], extra: Iterable[str] = ()):
+        self._loader = loader
+        self._extra = tuple(extra)
+        self._names: list[str] | None = None
+
+    def names(self) -> list[str]:
+        if self._names is None:
+            self._names = list(dict.fromkeys([*self._extra, *self._loader()]))
+        return self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+
+def _task_names() -> list[str]:
+    from bench.tasks import TASKS
+
+    return TASKS.names()
+
+
+def _format_names() -> list[str]:
+    from bench.data.formats import FORMATS
+
+    return FORMATS.names()
+
+
+def _preset_names() -> list[str]:
+    from bench.tasks import TASKS
+
+    return sorted({name for entry in TASKS.entries() for name in entry.obj.presets})
+
+
+TASK_CHOICES = LazyChoices(_task_names)
+FORMAT_CHOICES = LazyChoices(_format_names, extra=("phantom",))
+PRESET_CHOICES = LazyChoices(_preset_names)
+
+
+def close_match(value: str, names: Iterable[str]) -> str:
+    """`` Did you mean X?`` when one name is close to ``value`` (a typo, not a shared word); else ``""``."""
+    close = difflib.get_close_matches(value, list(names), n=1, cutoff=0.75)
+    return f" Did you mean {close[0]}?" if close else ""
+
+
+def choice_type(choices: LazyChoices, what: str) -> Callable[[str], str]:
+    """An argparse ``type`` that checks ``value`` against ``choices`` and suggests only a close name."""
+
+    def check(value: str) -> str:
+        if value in choices:
+            return value
+        raise argparse.ArgumentTypeError(
+            f"{what} must be one of {', '.join(choices)}, but got '{value}'.{close_match(value, choices)}"
+        )
+
+    check.__name__ = what  # argparse names the type in some messages
+    return check
+
+
+def add_task(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--task",
+        required=required,
+        metavar="TASK",
+        choices=TASK_CHOICES,
+        type=choice_type(TASK_CHOICES, "task"),
+        help="benchmark task, one of: %(choices)s (details: `bench tasks`)",
+    )
+
+
+def add_format(parser: argparse.ArgumentParser, help_: str) -> None:
+    parser.add_argument(
+        "--format",
+        metavar="FORMAT",
+        choices=FORMAT_CHOICES,
+        type=choice_type(FORMAT_CHOICES, "format"),
+        help=help_ + ", one of: %(choices)s",
+    )
+
+
+def metric_list(text: str | None) -> tuple[str, ...]:
+    """``"a, b,"`` -> ``("a", "b")``."""
+    return tuple(m.strip() for m in (text or "").split(",") if m.strip())
+
+
+def console():
+    from rich.console import Console
+
+    return Console()
+
+
+def store_location() -> tuple[str, Path | None]:
+    """The MLflow tracking URI bench uses and the local file or folder it lives in (None for a server)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        return uri, Path(uri[len("sqlite:///") :])
+    if uri.startswith("sqlite://"):  # sqlite:// alone is an in-memory database
+        return uri, None
+    if uri.startswith("file:"):
+        from urllib.parse import urlparse
+
+        return uri, Path(urlparse(uri).path)
+    if "://" not in uri:  # a plain path is MLflow's file store
+        return uri, Path(uri)
+    return uri, None
+
+
+def require_store(command: str, task: str | None = None) -> str:
+    """Stop a read-only command before MLflow opens (and so creates) a store that is not there.
+
+    MLflow creates a missing sqlite file or store folder the moment a client touches it; a leaderboard or
+    replay lookup in the wrong folder must say so instead of leaving an empty ``mlflow.db`` behind.
+
+    Returns:
+        The tracking URI, when the store exists (or is a server, which this cannot check without a request).
+
+    Raises:
+        BenchError: naming the store looked for and how to get one.
+    """
+    uri, path = store_location()
+    if path is not None and not path.exists():
+        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "this folder"
+        raise BenchError(
+            f"`{command}` reads an existing MLflow store, but there is none at {path} ({where}). Run "
+            f"`bench search --task {task or 'TASK'}` here first, or cd to the folder of an earlier search, "
+            "or set "
+            "MLFLOW_TRACKING_URI to its store."
+        )
+    return uri
+
+
+def require_experiment(task: str, command: str) -> None:
+    """:func:`require_store`, and the store must hold the task's experiment (a Tracker would add it)."""
+    uri = require_store(command, task)
+    from mlflow.tracking import MlflowClient
+
+    if MlflowClient(tracking_uri=uri).get_experiment_by_name(f"bench/{task}") is None:
+        raise BenchError(
+            f"`{command}` needs runs of task {task} (experiment 'bench/{task}'), but the store at "
+            f"{uri} has none. Run `bench search --task {task}` first."
+        )

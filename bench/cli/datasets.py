@@ -1,0 +1,102 @@
+"""`bench datasets make-phantom | inspect | split`: write, check and split data folders."""
+
+from __future__ import annotations
+
+import json
+
+from bench.cli._common import RAW, add_format, add_task, describe
+from bench.errors import BenchError
+
+EXAMPLES = (
+    "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
+    "  bench datasets inspect phantom --task xray-heart --format png\n"
+    "  bench datasets split phantom --task xray-heart --format png"
+)
+
+
+def add_parser(sub) -> None:
+    d = sub.add_parser(
+        "datasets",
+        help="make, inspect and split data sets",
+        epilog=EXAMPLES,
+        formatter_class=RAW,
+        description=describe(
+            "Write the built-in phantom in a real on-disk format, check a data folder, "
+            "or write a patient-grouped stratified split file."
+        ),
+    )
+    actions = d.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    s = actions.add_parser("make-phantom", help="write the built-in phantom in a real on-disk format")
+    add_task(s)
+    s.add_argument("--out", required=True, help="folder to write")
+    s.add_argument(
+        "--format", default="png", help="xray-heart: png|dicom; ct-lung: dicom|nifti|mhd (default png)"
+    )
+    s.add_argument("--cases", type=int, help="number of patients (default: the task's standard phantom)")
+    s.add_argument("--seed", type=int, default=0, help="phantom generator seed (default 0)")
+    s.set_defaults(func=make_phantom, prog=s.prog)
+
+    s = actions.add_parser(
+        "inspect", help="counts and problems of a data folder (exit 1 when it has problems)"
+    )
+    s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
+    add_task(s)
+    add_format(s, "data format of PATH (omit for 'phantom')")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=inspect, prog=s.prog)
+
+    s = actions.add_parser("split", help="patient-grouped stratified split file (held-out test + folds)")
+    s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
+    add_task(s)
+    add_format(s, "data format of PATH (omit for 'phantom')")
+    s.add_argument(
+        "--folds", type=int, default=5, help="cross-validation folds of the non-test part (default 5)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the split's shuffling (default 0)")
+    s.add_argument(
+        "--out",
+        help="split file to write (default: the kept-splits folder under the cache, "
+        "where searches look it up)",
+    )
+    s.set_defaults(func=split, prog=s.prog)
+
+
+def _task_hook(task: str, hook: str):
+    from bench.tasks import TASKS
+
+    func = getattr(TASKS.get(task), hook)
+    if func is None:
+        raise BenchError(f"this command needs task '{task}' to provide {hook}, but it has none.")
+    return func
+
+
+def make_phantom(args) -> int:
+    out = _task_hook(args.task, "make_phantom")(args.out, args.format, args.cases, args.seed)
+    print(f"wrote the {args.task} phantom as {args.format} to {out}")
+    return 0
+
+
+def inspect(args) -> int:
+    report = _task_hook(args.task, "inspect")(args.path, args.format)
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return 1 if report.get("problems") else 0
+
+
+def split(args) -> int:
+    from bench.data.sources import write_split
+    from bench.tasks import TASKS
+
+    split_, out = write_split(
+        args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out,
+        phantom_cases=TASKS.get(args.task).phantom_cases,
+    )
+    print(
+        f"wrote {out} (sha256 {split_.sha256[:16]}…, {len(split_.test)} test cases, "
+        f"{len(split_.folds)} folds)"
+    )
+    return 0

@@ -1,0 +1,281 @@
+"""`bench search`: parse the request, hand it to the search backend, show progress and the leaderboard.
+
+The search itself (settings, trials, repeats) lives in ``bench.search``; this module only turns flags into
+``SearchSettings`` and prints what comes back.
+"""
+
+from __future__ import annotations
+
+from bench.cli._common import (
+    PRESET_CHOICES,
+    RAW,
+    add_format,
+    add_task,
+    choice_type,
+    console,
+    describe,
+    metric_list,
+)
+from bench.errors import BenchError
+from bench.search.backends import BACKENDS as _BACKENDS
+from bench.search.samplers import PRUNERS as _PRUNERS
+from bench.search.samplers import SAMPLERS as _SAMPLERS
+from bench.search.samplers import SCHEDULERS as _SCHEDULERS
+
+EXAMPLES = (
+    "examples:\n  bench search --task xray-heart\n"
+    "  bench search --task xray-heart --preset smoke --trials 2\n"
+    "  bench search --task xray-heart --study mine --resume\n"
+    "  bench search --task xray-heart --workers 4\n"
+    "  bench search --task xray-heart --preset gpu --precision bf16 --compile\n"
+    "  bench search --task xray-heart --seeds 3 --seeds-top 3\n"
+    "  bench search --task xray-heart --sampler nsga2 --objectives val_auroc,n_weights\n"
+    "  bench search --task xray-heart --backend ray --scheduler asha --cpus-per-trial 2"
+)
+# Names from the registries of bench.search (light: Optuna and Ray load only when a search starts).
+SAMPLERS = tuple(_SAMPLERS.names())
+PRUNERS = tuple(_PRUNERS.names())
+SCHEDULERS = tuple(_SCHEDULERS.names())
+BACKENDS = tuple(_BACKENDS.names())
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser(
+        "search",
+        help="run a search; every trial is logged to MLflow",
+        epilog=EXAMPLES,
+        formatter_class=RAW,
+        description=describe(
+            "Search a task's space (architecture, loss, guidance, learning rates) under a "
+            "budget preset; every trial is an MLflow run, the study an Optuna study."
+        ),
+    )
+    add_task(s)
+    s.add_argument("--data", help="data folder (default: the built-in phantom)")
+    add_format(s, "data format of --data (default png with --data, else phantom; see `bench list formats`)")
+    s.add_argument(
+        "--preset",
+        metavar="PRESET",
+        choices=PRESET_CHOICES,
+        type=choice_type(PRESET_CHOICES, "preset"),
+        help="budget preset, one of: %(choices)s (default cpu; trial counts: `bench tasks`)",
+    )
+    s.add_argument("--trials", type=int, help="number of trials (default: the preset's count)")
+    s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial (default 0)")
+    s.add_argument(
+        "--fold", type=int, default=0, help="cross-validation fold used for validation (default 0)"
+    )
+    s.add_argument(
+        "--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler: %(choices)s (default tpe)"
+    )
+    s.add_argument(
+        "--pruner", default="median", choices=PRUNERS, help="Optuna pruner: %(choices)s (default median)"
+    )
+    s.add_argument(
+        "--storage",
+        help="Optuna storage: journal file path or RDB URL (default optuna.journal beside the MLflow store)",
+    )
+    s.add_argument("--study", help="study name (default: <task>-<preset>-<time>)")
+    s.add_argument("--resume", action="store_true", help="continue the study named by --study")
+    s.add_argument("--space", help="search space YAML (default: the preset's file in search_spaces/)")
+    s.add_argument(
+        "--backend", default="optuna", choices=BACKENDS, help="search backend: %(choices)s (default optuna)"
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        help="optuna: worker processes on one shared study (default 1, or GPUs x --trials-per-gpu)",
+    )
+    s.add_argument(
+        "--trials-per-gpu", type=int, help="optuna: concurrent trials per GPU (workers pinned round robin)"
+    )
+    s.add_argument(
+        "--scheduler",
+        default="asha",
+        choices=SCHEDULERS,
+        help="ray: trial scheduler (early stopping): %(choices)s (default asha)",
+    )
+    s.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="ray: CPUs reserved per trial (default 1)"
+    )
+    s.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="ray: GPUs per trial, fractions share a GPU (default 0)",
+    )
+    s.add_argument("--address", help="ray: HOST:PORT of a running Ray cluster (default: start Ray locally)")
+    s.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="%(choices)s; auto: fp32 on CPU, bf16 autocast on GPUs that support it, else fp16 with "
+        "GradScaler",
+    )
+    s.add_argument(
+        "--compile",
+        action="store_true",
+        help="run training steps through torch.compile (falls back to eager with a warning)",
+    )
+    s.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="fp32, deterministic kernels, no cudnn benchmark (the default on CPU)",
+    )
+    s.add_argument(
+        "--objectives",
+        metavar="M1,M2",
+        help="multi-objective search over these metrics (e.g. val_auroc,n_weights or "
+        "val_auroc,trial_seconds), each in its declared direction; pruning is switched off",
+    )
+    s.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="after the search, repeat the top configs so each has K seeds: the search seed S (the "
+        "original trial) and S+1..S+K-1; see `bench leaderboard --seeds`",
+    )
+    s.add_argument(
+        "--seeds-top", type=int, default=3, metavar="N", help="configs to repeat with --seeds (default 3)"
+    )
+    s.set_defaults(func=run)
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (kill, a scheduler's stop) into KeyboardInterrupt so open MLflow runs get closed."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def settings_from(args):
+    from bench.search.driver import SearchSettings
+
+    return SearchSettings(
+        task=args.task,
+        preset=args.preset,
+        data=args.data or "phantom",
+        data_format=args.format or ("phantom" if not args.data else "png"),
+        trials=args.trials,
+        timeout=args.timeout,
+        seed=args.seed,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        storage=args.storage,
+        study=args.study,
+        resume=args.resume,
+        space=args.space,
+        fold=args.fold,
+        workers=args.workers,
+        trials_per_gpu=args.trials_per_gpu,
+        backend=args.backend,
+        scheduler=args.scheduler,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        address=args.address,
+        precision=args.precision,
+        compile=args.compile,
+        deterministic=True if args.deterministic else None,
+        objectives=metric_list(args.objectives),
+    )
+
+
+def run(args) -> int:
+    import optuna
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.search.backends import check_supported, run_search
+    from bench.tasks import TASKS
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _interrupt_on_sigterm()
+    spec = TASKS.get(args.task)
+    settings = settings_from(args)
+    check_supported(settings)  # an option this backend would ignore stops here, before any data or run
+    if args.seeds < 1 or args.seeds_top < 1:
+        raise BenchError(
+            f"--seeds and --seeds-top must be at least 1, but got {args.seeds} and {args.seeds_top}."
+        )
+    n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
+    out = console()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=out,
+    ) as progress:
+        bar = progress.add_task(f"search {args.task}", total=n_trials, status="preparing data…")
+
+        def on_trial(study, trial):
+            try:
+                best = f"best {spec.objective}={study.best_value:.4f}"
+            except (ValueError, AttributeError, RuntimeError):  # none finished yet; Ray; multi-objective
+                best = "no finished trial yet" if study is not None else ""
+            progress.update(bar, advance=1, status=f"t{trial.number:03d} {trial.state.name.lower()} · {best}")
+
+        summary = run_search(settings, on_trial)
+    out.print(
+        f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
+        f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})"
+    )
+    for reason in summary.fail_reasons[:3]:
+        out.print(f"  failed: {reason}", markup=False)
+    if summary.n_complete:
+        _print_leaderboard(args.task, summary.study, settings.objectives)
+    if summary.n_complete and args.seeds > 1:
+        _repeat_seeds(args, settings, summary, out)
+    out.print(
+        f"\nLeaderboard in the MLflow UI: run `mlflow ui` in this folder (or `bench ui`), "
+        f"experiment {summary.experiment}.\nReplay the best trial: bench replay --task {args.task}"
+    )
+    return 0 if summary.n_complete else 1
+
+
+def _print_leaderboard(task: str, study: str, objectives: tuple[str, ...]) -> None:
+    from bench.leaderboard import compact, leaderboard, render
+
+    table = leaderboard(task, study=study)
+    print(render(compact(table.head(10), task), "table"))
+    if objectives:
+        from bench.pareto import pareto_table
+
+        print(
+            f"\nPareto front of {', '.join(objectives)} (pruning was off: Optuna cannot prune "
+            "multi-objective trials):"
+        )
+        print(render(pareto_table(table, objectives), "table"))
+
+
+def _repeat_seeds(args, settings, summary, out) -> None:
+    """Retrain the top configs on more seeds, under the runtime policy the search asked for, and print their
+    seed-pooled case-bootstrap summary."""
+    from bench import runtime
+    from bench.leaderboard import render, seed_summary
+    from bench.search.seeds import repeat_top
+
+    top = args.seeds_top
+    out.print(
+        f"\nrepeating the top {top} configs on seeds {args.seed + 1}..{args.seed + args.seeds - 1} "
+        f"({args.seeds} seeds with the original)"
+    )
+    with runtime.using(settings.runtime_policy()):
+        repeats = repeat_top(
+            args.task,
+            summary.study,
+            summary.parent_run_id,
+            args.seeds,
+            top,
+            on_repeat=lambda r: out.print(
+                f"  seed {r.seed} of {r.original_run_id[:8]}: {r.state} {r.objective:.4f}", markup=False
+            ),
+        )
+    if any(r.state == "COMPLETE" for r in repeats):
+        print(render(seed_summary(args.task, study=summary.study).drop(columns=["run_id"]), "table"))
