@@ -1,0 +1,57 @@
+"""Read-only commands never import torch, MONAI or smp (checked in a fresh process by sys.modules, not by time)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "monai", "segmentation_models_pytorch")
+
+PROBE = """
+import contextlib, io, json, sys
+from bench.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        code = main({argv!r})
+    except SystemExit as exc:
+        code = exc.code
+print(json.dumps({{"code": code, "heavy": [m for m in {heavy!r} if m in sys.modules]}}), file=sys.stderr)
+"""
+
+
+def _probe(argv, cwd):
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    last = [line for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert last, proc.stderr[-2000:]
+    return json.loads(last[-1])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A folder whose MLflow store holds 30 finished trial runs of xray-heart (written like real runs)."""
+    folder = tmp_path_factory.mktemp("store")
+    code = ("import os; os.chdir(%r); os.environ['MLFLOW_TRACKING_URI'] = 'sqlite:///mlflow.db'; "
+            "from bench.perf.synthetic import fill_store; fill_store(30)") % str(folder)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
+    return folder
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["tasks"], ["list", "losses"], ["list", "losses", "--json"], ["list", "guidance"],
+    ["list", "models", "--json"], ["list", "formats"], ["search", "--help"], ["compare", "--help"],
+])
+def test_describing_commands_import_no_torch(argv, tmp_path):
+    result = _probe(argv, tmp_path)
+    assert result["heavy"] == [], f"bench {' '.join(argv)} imported {result['heavy']}"
+    assert result["code"] in (0, None) or argv[0] == "compare"  # compare may not be wired in every build
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "md", "json"])
+def test_leaderboard_imports_no_torch(store, fmt, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = _probe(["leaderboard", "--task", "xray-heart", "--format", fmt], store)
+    assert result["code"] == 0 and result["heavy"] == []
