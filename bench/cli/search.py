@@ -183,7 +183,7 @@ class SearchStatus:
             self._show()
 
     def _show(self) -> None:
-        self.show(" · ".join(t for t in (self.last, self.running) if t))
+        self.show(" · ".join(t for t in (self.running, self.last) if t))  # what runs now first: lines get cut
 
     @contextlib.contextmanager
     def watching(self, task: str):

@@ -187,8 +187,8 @@ def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | N
     began = time.time()
     prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
     built = _cache_entries() - cached_before
-    say(f"data ready in {time.time() - began:.0f} s ({'built and cached' if built else 'read from the cache'}), "
-        f"split {prepared.split_hash[:8]}; starting trials")
+    say(f"data {'built and cached' if built else 'read from the cache'} in {time.time() - began:.0f} s, "
+        f"split {prepared.split_hash[:8]}")
     base = base.replace(split_hash=prepared.split_hash)
     n_trials = settings.trials if settings.trials is not None else preset.trials
     return PreparedSearch(settings, spec, preset_name, preset, space_path, space, base, n_trials, objectives,
@@ -200,11 +200,11 @@ def _data_stage(settings: SearchSettings) -> str:
     from pathlib import Path
 
     if settings.data == "phantom":
-        return f"preparing data: the {settings.task} phantom (generated on first use, then read from the cache)"
+        return f"preparing data: {settings.task} phantom (generated once, then cached)"
     folder = Path(settings.data)
     count = sum(1 for p in itertools.islice(folder.rglob("*"), 100_001) if p.is_file()) if folder.is_dir() else 1
     files = f"{count:,} files" if count <= 100_000 else "over 100,000 files"
-    return f"preparing data: reading {files} from {folder} ({settings.data_format}; cached after the first run)"
+    return f"preparing data: reading {files} from {folder} ({settings.data_format}, cached after the first run)"
 
 
 def _cache_entries() -> set[str]:
