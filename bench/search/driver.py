@@ -238,9 +238,11 @@ def close_search(tracker: Tracker, parent: str, summary: SearchSummary) -> None:
         tracker.log_metrics(parent, {f"best_{summary.objective}": summary.best_value})
         tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
     if summary.n_complete:
-        from bench.leaderboard import search_description
+        from bench.report import search_description
 
-        # the run page renders it as Markdown: the search's top 10 where its run is opened
-        tracker.set_description(parent, search_description(tracker.task, summary.study, tracker.experiment_id,
-                                                           summary.seconds))
+        try:  # the run page renders it as Markdown: the search's top 10 where its run is opened
+            tracker.set_description(parent, search_description(tracker.task, summary.study, tracker.experiment_id,
+                                                               summary.seconds))
+        except Exception as exc:  # noqa: BLE001  a description is a view; the parent run must still be closed
+            logging.getLogger(__name__).warning("the search run's leaderboard description was not written: %s", exc)
     tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
