@@ -204,7 +204,8 @@ REPORT_CSS = (
     "dl.headline dt{font-weight:bold;color:#555}dl.headline dd{margin:0}"
     "table{border-collapse:collapse;font-size:12px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 6px}"
     "th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}"
-    "figure{display:inline-block;vertical-align:top;width:48%;margin:0 1% 1.5em 0}figure img{max-width:100%}"
+    "figure{display:inline-block;vertical-align:top;width:48%;margin:0 1% 1.5em 0}figure.wide{width:98%}"
+    "figure img{max-width:100%}"
     "figcaption{font-size:13px;color:#333}figcaption b{display:block;margin-bottom:2px}"
     ".notes{color:#555;font-size:13px}.scroll{overflow-x:auto}"
 )
@@ -232,6 +233,13 @@ def html_table(frame: pd.DataFrame) -> str:
                 cells.append(f"<td>{html.escape(NO_VALUE if pd.isna(value) else str(value))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _wide(png: bytes) -> str:
+    """`` class='wide'`` for a PNG over twice as wide as high (panels side by side, overlay rows): it gets
+    the page's width instead of half of it."""
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # PNG IHDR
+    return " class='wide'" if height and width > 2 * height else ""
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -267,7 +275,7 @@ def html_report(title: str, headline: Mapping[str, str], top: pd.DataFrame, grou
     if figures:
         parts.append("<h2>Figures</h2>")
         for fig in figures:
-            parts.append(f"<figure>{_img(fig.png, fig.title)}<figcaption><b>{html.escape(fig.title)}</b>"
+            parts.append(f"<figure{_wide(fig.png)}>{_img(fig.png, fig.title)}<figcaption><b>{html.escape(fig.title)}</b>"
                          f"{html.escape(fig.caption)}</figcaption></figure>")
     notes = list(notes)
     if notes:
@@ -311,7 +319,7 @@ def headline(tracker: Any, table: pd.DataFrame, objective: str, direction: str,
         "objective": f"{objective} ({direction} is better); best {number(best[objective])} by {best['run']}",
         "data": f"{source}, fold {params.get('fold', '?')}",
         "split hash": ", ".join(splits) or "not recorded",
-        "trials": f"{len(table)}: {counts}",
+        "trials": f"{len(table)} ({counts})",
         "wall time": wall,
     }
 

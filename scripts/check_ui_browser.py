@@ -42,7 +42,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # No network beyond 127.0.0.1: no QUIC, no background/component/sync traffic, no first-run pages.
 CLOSED_NETWORK_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--disable-dev-shm-usage", "--window-size=1600,1000")
+                        "--disable-dev-shm-usage", "--window-size=1920,1080")
 RUN_NAMES = ("t000 unet/dice/soft_mask", "t001 fpn/tversky/crop", "t002 unet/dice_ce/none")
 STUDY = "ui-check"
 OBJECTIVE = "val_auroc"
@@ -94,6 +94,7 @@ def expected_leaderboard(folder: Path) -> dict:
     table = leaderboard("xray-heart", study=study)
     objective = TASKS.get("xray-heart").objective
     return {"study": study, "objective": objective, "names": list(table["run"]),
+            "experiment_id": tracker.experiment_id, "search_run_id": search[0].info.run_id if search else None,
             "best": table["run"].iloc[0], "best_value": float(table[objective].iloc[0])}
 
 
@@ -156,9 +157,12 @@ ROW_NAMES = ("return Array.from(document.querySelectorAll('a[href*=\"/runs/\"]')
              ".map(a => a.innerText.trim()).filter(t => t.length > 0);")
 
 
-def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout: float = 120.0) -> dict:
+def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout: float = 120.0,
+             run_screenshot: Path | None = None) -> dict:
     """Run the check; returns ``ok``, ``found``/``missing`` page texts, ``order`` (run rows top to bottom),
-    ``url``, ``seconds`` and ``screenshot``."""
+    ``url``, ``seconds`` and ``screenshot``. With ``run_screenshot`` it also opens the search run's page and
+    checks that its description (the search's top-10 table) shows the best trial and its value
+    (``run_page_ok``, and a screenshot there)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-ui-check-") as tmp:
         tmp_path = Path(tmp)
@@ -206,6 +210,9 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 Path(screenshot).write_bytes(png)
                 result["screenshot"] = str(screenshot)
+            if run_screenshot and want["search_run_id"]:
+                result["run_page_ok"] = _check_run_page(wd, session, base, want, values, timeout, run_screenshot)
+                result["ok"] = result["ok"] and result["run_page_ok"]
         finally:
             if session:
                 try:
@@ -218,6 +225,23 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
     return result
 
 
+def _check_run_page(wd: str, session: str, base: str, want: dict, values: list[str], timeout: float,
+                    screenshot: Path) -> bool:
+    """Open the search run's page; True once its description shows the best trial's name and value."""
+    url = f"{base}/#/experiments/{want['experiment_id']}/runs/{want['search_run_id']}"
+    _http("POST", f"{wd}/session/{session}/url", {"url": url})
+    deadline, ok = time.monotonic() + timeout, False
+    while time.monotonic() < deadline and not ok:
+        text = _script(wd, session, PAGE_TEXT)
+        ok = want["best"] in text and any(v in text for v in values) and "Leaderboard of study" in text
+        if not ok:
+            time.sleep(1)
+    png = base64.b64decode(_http("GET", f"{wd}/session/{session}/screenshot")["value"])
+    Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+    Path(screenshot).write_bytes(png)
+    return ok
+
+
 def _script(wd: str, session: str, script: str):
     return _http("POST", f"{wd}/session/{session}/execute/sync", {"script": script, "args": []})["value"]
 
@@ -226,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, help="folder with mlflow.db (default: a throwaway one with a search of 3 trials)")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the rendered page here")
+    parser.add_argument("--run-screenshot", type=Path,
+                        help="also check the search run's page (its top-10 description) and save a PNG of it here")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the leaderboard to render")
     args = parser.parse_args(argv)
     problem = browser_available()
@@ -233,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"browser check skipped: {problem}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT))
-    result = check_ui(args.store, args.screenshot, args.timeout)
+    result = check_ui(args.store, args.screenshot, args.timeout, args.run_screenshot)
     print(json.dumps({k: v for k, v in result.items() if k != "ui_output_tail"}, indent=1))
     return 0 if result["ok"] else 1
 

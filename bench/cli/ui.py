@@ -73,6 +73,9 @@ def view_state(task: str, study: str | None, searched: list[str]) -> dict:
         "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
         "selectedColumns": columns,
+        "columnOrder": columns,  # the objective first: MLflow would sort metric columns by name
+        # narrow: MLflow prints every digit and cuts with "…"; 4 decimals and the sort arrow still show
+        "columnWidths": {c: 105 for c in columns},
         "runListHidden": False,
         "viewMaximized": False,
     }
