@@ -10,8 +10,8 @@ table is drawn by MLflow's React app from API calls the browser makes. Steps:
 3. start ``chromedriver`` and drive ``/usr/bin/chromium`` headless with the closed-network flags below and
    a new empty profile, through the W3C WebDriver protocol over plain HTTP (no selenium/playwright needed);
 4. open that URL and wait until the page text holds every trial name of the latest search (nested runs,
-   not only top-level ones), the objective's column header and the best trial's objective value as MLflow
-   prints it, and until the best trial's row is the first trial row on the page;
+   not only top-level ones) and the objective's column header, the best trial's row holds its objective
+   value as MLflow prints it, and that row is the first trial row on the page;
 5. save a screenshot (``--screenshot``), stop everything.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` packages (``apt-get install -y chromium
@@ -74,7 +74,7 @@ def make_store(folder: Path) -> None:
         arch, loss, guidance = name.split()[1].split("/")
         run_id = tracker.start_run(name, {KIND_TAG: "trial", "trial_number": k, "study": STUDY}, parent)
         tracker.log_params(run_id, {"seg_arch": arch, "seg_loss": loss, "guidance": guidance})
-        tracker.log_metrics(run_id, {OBJECTIVE: 0.7 + 0.05 * k, "val_heart_dice": 0.5 + 0.1 * k})
+        tracker.log_metrics(run_id, {OBJECTIVE: (0.7, 0.75, 0.8)[k], "val_heart_dice": (0.5, 0.6, 0.7)[k]})
         tracker.end(run_id, "COMPLETE")
     tracker.end(parent, "COMPLETE")
 
@@ -157,6 +157,16 @@ ROW_NAMES = ("return Array.from(document.querySelectorAll('a[href*=\"/runs/\"]')
              ".map(a => a.innerText.trim()).filter(t => t.length > 0);")
 
 
+# The text of the table row that shows run ``arguments[0]``: MLflow's grid draws a row in several parts
+# (pinned name column, scrolled value columns) that share the row's ``row-index``.
+ROW_TEXT = ("const link = Array.from(document.querySelectorAll('a[href*=\"/runs/\"]'))"
+            ".find(a => a.innerText.trim() === arguments[0]);"
+            "const row = link && link.closest('[row-index]'); if (!row) return '';"
+            "const index = row.getAttribute('row-index');"
+            "return Array.from(document.querySelectorAll(`[row-index=\"${index}\"]`))"
+            ".map(r => r.innerText).join(' ');")
+
+
 def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout: float = 120.0,
              run_screenshot: Path | None = None) -> dict:
     """Run the check; returns ``ok``, ``found``/``missing`` page texts, ``order`` (run rows top to bottom),
@@ -196,7 +206,8 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
             while time.monotonic() < deadline:
                 text = _script(wd, session, PAGE_TEXT)
                 order = [n for n in _script(wd, session, ROW_NAMES) if n in want["names"]]
-                value = next((v for v in values if v in text), None)
+                best_row = result["best_row_text"] = _script(wd, session, ROW_TEXT, want["best"])
+                value = next((v for v in values if v in best_row), None)  # on the best trial's own row
                 result["found"] = [n for n in expect if n in text] + ([value] if value else [])
                 result["missing"] = [n for n in expect if n not in text] + ([] if value else [values[0]])
                 result["order"] = order
@@ -242,8 +253,8 @@ def _check_run_page(wd: str, session: str, base: str, want: dict, values: list[s
     return ok
 
 
-def _script(wd: str, session: str, script: str):
-    return _http("POST", f"{wd}/session/{session}/execute/sync", {"script": script, "args": []})["value"]
+def _script(wd: str, session: str, script: str, *args):
+    return _http("POST", f"{wd}/session/{session}/execute/sync", {"script": script, "args": list(args)})["value"]
 
 
 def main(argv: list[str] | None = None) -> int:

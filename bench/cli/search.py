@@ -356,7 +356,8 @@ def _print_ui_hint(task: str, out) -> None:
     view = publish_view(task)
     port = f" --port {DEFAULT_PORT}"
     if view:
-        out.print(f"\nLeaderboard in the MLflow UI: `bench ui --task {task}{port}` in this folder, then open\n"
+        out.print(f"\nLeaderboard in the MLflow UI: run `bench ui --task {task}{port}` (or `mlflow ui`) in this "
+                  "folder, then open\n"
                   f"  {view.url(f'http://127.0.0.1:{DEFAULT_PORT}')}", markup=False, soft_wrap=True)
     out.print(f"Replay the best trial: bench replay --task {task}", markup=False)
 
