@@ -86,6 +86,9 @@ def test_publish_view_writes_the_leaderboard_view_of_the_latest_search(workdir):
     assert "params.`seg_arch`" in state["selectedColumns"] and "params.`lr`" not in state["selectedColumns"]
     assert tags[EXPERIMENT_KIND] == "custom_model_development"
     assert "study **new**" in tags[NOTE_TAG] and f"runs/{parent}" in tags[NOTE_TAG]
+    tracker.client.set_experiment_tag(tracker.experiment_id, NOTE_TAG, "my own notes")
+    publish_views()
+    assert tracker.client.get_experiment(tracker.experiment_id).tags[NOTE_TAG] == "my own notes"
 
 
 def test_search_status_reads_running_trials_stage_and_epoch_from_the_store(workdir):

@@ -22,6 +22,7 @@ VIEW_KEY = "bench-leaderboard"  # viewStateShareKey of the view `bench ui` opens
 VIEW_TAG = "mlflow.sharedViewState."  # MLflow UI's experiment tag prefix for shared views
 NOTE_TAG = "mlflow.note.content"  # MLflow's description tag (experiments and runs), rendered as Markdown
 KIND_TAG = "mlflow.experimentKind"  # without it MLflow 3 may infer a GenAI experiment and open "traces"
+NOTE_START = "**Leaderboard of "  # how bench's experiment description starts (a person's own is kept)
 DEFAULT_PORT = 5000  # `mlflow ui`'s port: what the URL `bench search` prints assumes
 
 
@@ -89,7 +90,7 @@ def description(task: str, view: View) -> str:
     spec = TASKS.get(task)
     direction = "higher" if higher_is_better(spec.objective) else "lower"
     scope = f"of the latest search, study **{view.study}**" if view.study else "of this experiment"
-    first = (f"**Leaderboard of {task}**: trials {scope}, best first by **{spec.objective}** ({direction} is "
+    first = (f"{NOTE_START}{task}**: trials {scope}, best first by **{spec.objective}** ({direction} is "
              "better), with the headline metrics and the searched dimensions as columns.")
     lines = [first]
     if view.parent_run_id:
@@ -126,9 +127,12 @@ def publish_view(task: str) -> View | None:
         searched = list(ALWAYS_SHOWN)
     view = View(task, experiment.experiment_id, study, latest.info.run_id if latest else None,
                 latest.info.start_time if latest else 0)
-    state = json.dumps(view_state(task, study, searched))
-    for key, value in ((VIEW_TAG + VIEW_KEY, state), (KIND_TAG, "custom_model_development"),
-                       (NOTE_TAG, description(task, view))):
+    tags = {VIEW_TAG + VIEW_KEY: json.dumps(view_state(task, study, searched))}
+    if KIND_TAG not in experiment.tags:
+        tags[KIND_TAG] = "custom_model_development"
+    if experiment.tags.get(NOTE_TAG, NOTE_START).startswith(NOTE_START):  # never overwrite a person's own text
+        tags[NOTE_TAG] = description(task, view)
+    for key, value in tags.items():
         client.set_experiment_tag(experiment.experiment_id, key, value)
     return view
 
