@@ -272,82 +272,115 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
     return frame
 
 
-def _search_runs(task: str, study: str | None) -> list[tuple[str, str]]:
-    """(storage, study) of the task's search parent runs, from their ``search.*`` tags."""
+def _search_runs(task: str, study: str | None) -> list[dict[str, object]]:
+    """The task's search parent runs (optionally one study), oldest first: ``storage``, ``study`` (from their
+    ``search.*`` tags, empty when absent), ``seconds`` (the search's logged wall time, NaN while open) and
+    ``split_hash``."""
     tracker = Tracker(task)
     flt = f"tags.`{KIND_TAG}` = 'search'" + (f" AND tags.study = '{study}'" if study else "")
     found = []
-    for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=1000):
+    for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=1000,
+                                          order_by=["attributes.start_time ASC"]):
         tags = run.data.tags
-        if tags.get("search.storage") and tags.get("search.study"):
-            found.append((tags["search.storage"], tags["search.study"]))
-    return list(dict.fromkeys(found))
+        found.append({"storage": tags.get("search.storage", ""), "study": tags.get("search.study", ""),
+                      "seconds": run.data.metrics.get("seconds", float("nan")),
+                      "split_hash": tags.get("split_hash", "")})
+    return found
 
 
 def export(table: pd.DataFrame, task: str, out_dir: str | Path, study: str | None = None,
            by: str = "guidance") -> list[Path]:
     """Write ``leaderboard.csv``, ``leaderboard.md`` and a self-contained ``report.html`` to ``out_dir``.
 
-    The report holds the strategy summary (``by``), the anytime curve, the objective per strategy and,
-    when the Optuna study storage named on the search run is readable, parameter importances; what
-    cannot be computed is stated as a note instead of failing the export.
+    The report reads top-down: headline (task, objective, data, split hash, trials, wall time), the top 10
+    trials in the terminal's columns, the strategy summary (``by``), captioned figures (anytime curve,
+    objective per strategy, per-case Dice and overlays of each strategy's best trial, parameter importances
+    when the Optuna storage named on the search run is readable), notes, and every trial with every column
+    last. What cannot be computed is stated as a note instead of failing the export.
     """
     from bench import report
 
     spec = TASKS.get(task)
     higher = higher_is_better(spec.objective)
+    direction = "higher" if higher else "lower"
     out = Path(out_dir)
+    tracker = Tracker(task)
     groups = group_summary(table, by, spec.objective, higher) if by in table else None
-    figures = {"anytime": report.anytime_png(table, spec.objective, higher)}
-    notes = [(f"Objective {spec.objective} ({'higher' if higher else 'lower'} is better); "
-              f"{int(table['state'].eq('COMPLETE').sum())} complete of {len(table)} trials.")]
+    searches = _search_runs(task, study)
+    notes = []
+    figures = [report.Figure(
+        "anytime", report.anytime_png(table, spec.objective, higher),
+        f"Best {spec.objective} so far ({direction} is better) against the trial number and, where logged, the "
+        "epochs and run time spent by all trials, pruned and failed ones included. Dots: complete trials; "
+        "step line: the best so far.")]
     if groups is not None and groups["n"].eq(1).any():
         single = ", ".join(groups.loc[groups["n"].eq(1), by].astype(str))
         notes.append(f"No CI for {by} {single}: a single complete trial (n = 1) has no spread to bootstrap.")
     if by in table:
-        figures[f"{spec.objective} per {by}"] = report.strategy_png(table, spec.objective, by)
-        figures.update(_best_per_strategy_figures(Tracker(task), table, spec.objective, higher, by, notes))
-    studies = _search_runs(task, study)
+        figures.append(report.Figure(
+            f"{spec.objective} per {by}", report.strategy_png(table, spec.objective, by),
+            f"{spec.objective} of every complete trial, one box per {by} strategy (box: median and quartiles over "
+            "trials; dots: the trials; n: complete trials, a box of n = 1 is a single line)."))
+        figures += _best_per_strategy_figures(tracker, table, spec.objective, higher, by, notes)
+    studies = [(str(s["storage"]), str(s["study"])) for s in searches if s["storage"] and s["study"]]
     if not studies:
         notes.append("Parameter importances skipped: no search run with search.storage/search.study tags.")
-    for storage, name in studies:
+    for storage, name in dict.fromkeys(studies):
         try:
-            figures[f"importances {name}"] = report.importances_png(report.study_importances(storage, name))
+            importances = report.study_importances(storage, name)
+            figures.append(report.Figure(
+                f"importances {name}", report.importances_png(importances),
+                f"How much each searched parameter explains the variation of {spec.objective} across the complete "
+                f"trials of study {name} (Optuna's fANOVA importance; the bars sum to 1)."))
         except BenchError as exc:
             notes.append(f"Parameter importances of study {name} skipped: {exc}")
     title = f"bench leaderboard: {task}" + (f", study {study}" if study else "")
+    headline = report.headline(tracker, table, spec.objective, direction, searches, study)
     paths = [write(table, "csv", out / "leaderboard.csv"), write(table, "md", out / "leaderboard.md")]
     if groups is not None:
         paths.append(atomic_write_text(out / f"groups-{by}.csv", groups.to_csv(index=False)))
-    paths.append(atomic_write_text(out / "report.html", report.html_report(title, table, groups, figures, notes)))
+    top = compact(table.head(10), task).drop(columns=["run_id"], errors="ignore")
+    top["run"] = table["run"].head(10)  # the full name: the report has the width the terminal lacks
+    html_text = report.html_report(title, headline, top, groups, figures, notes,
+                                   table.drop(columns=["run_id"]).assign(run_id=table["run_id"]), by)
+    paths.append(atomic_write_text(out / "report.html", html_text))
     return paths
 
 
 def _best_per_strategy_figures(tracker: Tracker, table: pd.DataFrame, objective: str, higher: bool, by: str,
-                               notes: list[str]) -> dict[str, bytes]:
+                               notes: list[str]) -> list:
     """The per-case Dice box plot and the prediction overlays of each strategy's best COMPLETE trial,
-    read from the runs' ``val_cases.json`` and ``overlay.png``; what a run lacks becomes a note."""
+    read from the runs' ``val_cases.json`` and ``overlay.png``, captioned; what a run lacks becomes a note."""
     from bench import report
     from bench.cases import CASE_FILE, load_cases
+    from bench.tables import number
 
     done = table[table["state"].eq("COMPLETE") & pd.to_numeric(table[objective], errors="coerce").notna()]
     best = done.sort_values(objective, ascending=not higher).groupby(done[by].astype(str), sort=True).head(1)
-    per_case, overlays, missing = {}, {}, []
-    for row in best.itertuples(index=False):
-        strategy, run_id = str(getattr(row, by)), row.run_id
+    per_case, overlays, missing, trials = {}, [], [], []
+    for row in best.to_dict("records"):
+        strategy, run_id, run = str(row[by]), row["run_id"], row["run"]
         try:
             dice = load_cases(tracker.download(run_id, CASE_FILE).read_bytes()).per_case_dice()
             if dice is not None:
                 per_case[strategy] = dice
-            overlays[f"overlay, best {by}={strategy}: {row.run}"] = tracker.download(run_id, "overlay.png").read_bytes()
+                trials.append(f"{strategy}: {run}")
+            overlays.append(report.Figure(
+                f"overlay, best {by}={strategy}: {run}", tracker.download(run_id, "overlay.png").read_bytes(),
+                f"Validation cases predicted by {run} (run {run_id[:8]}), the best complete trial with "
+                f"{by}={strategy} ({objective} {number(row[objective])}). Grey: the image; green contour: the "
+                "true mask; red contour: the predicted mask; a second row, where present, is the saliency map."))
         except Exception as exc:  # noqa: BLE001  MLflow raises several kinds for a missing artifact
             missing.append(f"{strategy} ({type(exc).__name__})")
-    figures: dict[str, bytes] = {}
+    figures: list = []
     if per_case:
         name = next(iter(per_case.values()))[0]
-        figures[f"{name} per case per {by}"] = report.case_dice_png({k: v for k, (_, v) in per_case.items()},
-                                                                    name, by)
-    figures.update(overlays)
+        figures.append(report.Figure(
+            f"{name} per case per {by}",
+            report.case_dice_png({k: v for k, (_, v) in per_case.items()}, name, by),
+            f"{name} of each validation case (dots) for the best complete trial of each {by} strategy "
+            f"({'; '.join(trials)}); box: median and quartiles over the cases."))
+    figures += overlays
     if missing:
         notes.append(f"Per-case Dice / overlays incomplete: the best run of {', '.join(missing)} lacks "
                      f"{CASE_FILE} or overlay.png (runs from older versions, or a trial that logged none).")

@@ -113,7 +113,7 @@ def best_run_id(task: str, study: str | None = None) -> str:
 
 def replay(task: str, run_id: str | None = None, study: str | None = None, tolerance: float = 1e-6,
            checkpoint: bool = False, seeds: int = 0, register: str | None = None,
-           deterministic: bool = False) -> ReplayVerdict:
+           deterministic: bool = False, on_progress: Callable[[str], None] | None = None) -> ReplayVerdict:
     """Rerun a logged trial and compare its objective with the original.
 
     Args:
@@ -132,6 +132,8 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         deterministic: run fp32 with deterministic kernels whatever the original used. By default the
             replay applies the runtime policy recorded on the original run (``bench.runtime.*`` tags; runs
             older than those tags ran deterministic fp32), minus what this machine cannot do.
+        on_progress: called with a line per step of the replay (data, each epoch with the original run's
+            value at the same step, other seeds, the final metrics recorded vs replayed).
 
     Returns:
         The verdict, with the environment differences; the replay is logged as a run tagged ``replay_of``.
@@ -152,6 +154,8 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     original = original_run.data.metrics.get(spec.objective)
     if original is None:
         raise BenchError(f"run {run_id} must have a final '{spec.objective}', but it has none (pruned or failed?).")
+    say = on_progress or (lambda text: None)
+    say(f"replaying {original_run.info.run_name} (run {run_id[:8]}): {spec.objective} recorded {original:.6g}")
     config = tracker.load_config(run_id)
     threads = original_run.data.tags.get("torch_threads")
     if threads and threads.isdigit():
@@ -160,21 +164,23 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     policy = runtime.Runtime.deterministic_for() if deterministic else recorded.for_machine()
     with runtime.using(policy):
         verdict = _replay(spec, tracker, original_run, float(original), config, policy, recorded, tolerance,
-                          checkpoint, seeds, register)
+                          checkpoint, seeds, register, say)
     return verdict
 
 
 def _replay(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,
             recorded: runtime.Runtime, tolerance: float, checkpoint: bool, seeds: int,
-            register: str | None) -> ReplayVerdict:
+            register: str | None, say: Callable[[str], None]) -> ReplayVerdict:
     run_id = original_run.info.run_id
     name, mode = f"replay of {original_run.info.run_name}", "checkpoint" if checkpoint else "retrain"
     conclude = functools.partial(_conclude, spec, tracker, original_run, original, config, policy, recorded,
-                                 tolerance, seeds, register)
+                                 tolerance, seeds, register, say)
     if not checkpoint:  # a retrain is a trial like any other: the one tracked-trial lifecycle
         verdicts: list[ReplayVerdict] = []
+        say(f"retraining with seed {config.seed} on split {config.split_hash[:8]} (data first, then each epoch)")
         outcome = tracked_trial(tracker, config, name=name, parent_run_id=None, kind="replay",
                                 tags={"replay_of": run_id, "replay_mode": mode},
+                                reporters=[ReplayProgress(say, config, tracker, run_id)],
                                 finish=lambda replay_id, result: verdicts.append(
                                     conclude(replay_id, mode, dict(result.metrics), result.config.split_hash)))
         if outcome.state != "COMPLETE":
@@ -183,12 +189,14 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
         return verdicts[0]
     replay_id = tracker.start_trial(None, name, config, {"replay_of": run_id, "replay_mode": mode}, kind="replay")
     try:
+        say("loading checkpoint.pt of the original run")
         state_dicts = load_checkpoint(tracker, run_id)
         evaluate: Callable[..., Mapping[str, float]] | None = spec.extra.get("evaluate")
         if evaluate is None:
             check_loads(config, state_dicts)
             mode, metrics = "checkpoint-load", {}
         else:
+            say("scoring the checkpoint on the validation data")
             metrics = dict(evaluate(config, state_dicts))
         split_now = spec.prepare(config).split_hash  # raises SplitError when the data or split changed
         verdict = conclude(replay_id, mode, metrics, split_now)
@@ -200,14 +208,21 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
 
 
 def _conclude(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,
-              recorded: runtime.Runtime, tolerance: float, seeds: int, register: str | None, replay_id: str,
-              mode: str, metrics: dict[str, float], split_now: str) -> ReplayVerdict:
+              recorded: runtime.Runtime, tolerance: float, seeds: int, register: str | None,
+              say: Callable[[str], None], replay_id: str, mode: str, metrics: dict[str, float],
+              split_now: str) -> ReplayVerdict:
     """Other seeds, the verdict, the environment diff and the registration, logged on the replay run."""
     run_id = original_run.info.run_id
+    for key in [spec.objective, *spec.headline]:
+        if key in metrics:
+            was = original_run.data.metrics.get(key)
+            say(f"{key}: recorded {_num(was)}, replayed {_num(metrics[key])}")
     seed_values = {}
     for seed in range(config.seed + 1, config.seed + seeds + 1):
-        other = run_trial(config.replace(seed=seed), None)
+        say(f"seed {seed} ({seed - config.seed} of {seeds} other seeds)")
+        other = run_trial(config.replace(seed=seed), ReplayProgress(say, config.replace(seed=seed)))
         seed_values[seed] = float(other.objective)
+        say(f"seed {seed}: {spec.objective} {_num(other.objective)}")
         tracker.log_metrics(replay_id, {f"seed_{spec.objective}": other.objective}, step=seed)
     # A run older than the runtime tags is compared as what it ran with (Runtime.recorded), not as "(absent)".
     differences = environment_diff({**recorded.tags(), **original_run.data.tags},
@@ -230,6 +245,47 @@ def _conclude(spec, tracker: Tracker, original_run, original: float, config: Tri
     tracker.log_bytes(replay_id, "environment_diff.json",
                       json.dumps([asdict(d) for d in differences], indent=1).encode())
     return verdict
+
+
+def _num(value: float | None) -> str:
+    """6 significant digits: enough to see a replay differ where the leaderboard's 4 would hide it."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.6g}"
+
+
+class ReplayProgress:
+    """A trial reporter that says each epoch as it ends: stage, epoch of the stage's total and its values,
+    each beside the original run's value at the same step when one was recorded. It never stops a trial."""
+
+    def __init__(self, say: Callable[[str], None], config: TrialConfig, tracker: Tracker | None = None,
+                 original_run_id: str | None = None):
+        self.say, self.config = say, config
+        self.tracker, self.original_run_id = tracker, original_run_id
+        self.epochs: dict[str, int] = {}
+        self._recorded: dict[str, dict[int, float]] = {}
+
+    def recorded(self, key: str) -> dict[int, float]:
+        """The original run's curve of ``key``: step -> value (empty without an original run)."""
+        if key not in self._recorded:
+            history = (self.tracker.client.get_metric_history(self.original_run_id, key)
+                       if self.tracker and self.original_run_id else [])
+            curve: dict[int, float] = {}
+            for m in sorted(history, key=lambda m: m.timestamp):
+                curve.setdefault(m.step, m.value)  # the epoch's value, not a final value logged later at step 0
+            self._recorded[key] = curve
+        return self._recorded[key]
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        stage = next(iter(metrics), "train").split("_")[0]
+        self.epochs[stage] = self.epochs.get(stage, 0) + 1
+        total = getattr(self.config, f"{stage}_epochs", None)
+        values = []
+        for key, value in metrics.items():
+            was = self.recorded(key).get(step)
+            values.append(f"{key} {_num(value)}" + (f" (recorded {_num(was)})" if was is not None else ""))
+        self.say(f"{stage} epoch {self.epochs[stage]}" + (f"/{total}" if total else "") + ": " + ", ".join(values))
+
+    def report(self, objective: float, step: int) -> bool:
+        return False
 
 
 def register_checkpoint(tracker: Tracker, run_id: str, name: str) -> str:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +115,10 @@ def anytime_png(table: pd.DataFrame, objective: str, higher: bool) -> bytes:
 
 
 def strategy_png(table: pd.DataFrame, objective: str, by: str = "guidance") -> bytes:
-    """Box plot with the individual trials overlaid (strip) of the objective per value of ``by``."""
+    """Box plot with the individual trials overlaid (strip) of the objective per value of ``by``; each tick
+    says its number of complete trials (a box of n = 1 is a single line)."""
     done = _complete(table, objective)
-    groups = ({str(k): g[objective].to_numpy(float) for k, g in done.groupby(done[by].astype(str))}
+    groups = ({f"{k} (n={len(g)})": g[objective].to_numpy(float) for k, g in done.groupby(done[by].astype(str))}
               if not done.empty and by in done else {})
     return _box_strip_png(groups, by, objective)
 
@@ -188,32 +189,159 @@ def _complete(table: pd.DataFrame, objective: str) -> pd.DataFrame:
     return done[pd.to_numeric(done[objective], errors="coerce").notna()]
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A report figure: its heading, the PNG and a caption saying what it shows (strategy, trial, axes)."""
+
+    title: str
+    png: bytes
+    caption: str
+
+
+REPORT_CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}h1{margin-bottom:.2em}"
+    "dl.headline{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:0 0 1em}"
+    "dl.headline dt{font-weight:bold;color:#555}dl.headline dd{margin:0}"
+    "table{border-collapse:collapse;font-size:12px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 6px}"
+    "th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "figure{display:inline-block;vertical-align:top;width:48%;margin:0 1% 1.5em 0}figure.wide{width:98%}"
+    "figure img{max-width:100%}"
+    "figcaption{font-size:13px;color:#333}figcaption b{display:block;margin-bottom:2px}"
+    ".notes{color:#555;font-size:13px}.scroll{overflow-x:auto}"
+)
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """``frame`` as an HTML table with the terminal's number format (4 significant digits, ``-`` for none);
+    a named index (``rank``) is the first column, a plain row counter is left out."""
+    from bench.tables import NO_VALUE, number
+
+    if frame.index.name is None and isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index(drop=True)
+    else:
+        frame = frame.reset_index()
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+               for c in frame.columns]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for value, is_num in zip(row, numeric):
+            if is_num:
+                cells.append(f'<td class="num">{html.escape(number(value))}</td>')
+            else:
+                cells.append(f"<td>{html.escape(NO_VALUE if pd.isna(value) else str(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _wide(png: bytes) -> str:
+    """`` class='wide'`` for a PNG over twice as wide as high (panels side by side, overlay rows): it gets
+    the page's width instead of half of it."""
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # PNG IHDR
+    return " class='wide'" if height and width > 2 * height else ""
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def html_report(title: str, table: pd.DataFrame, groups: pd.DataFrame | None, figures: Mapping[str, bytes],
-                notes: Iterable[str] = ()) -> str:
-    """A single HTML file: notes, the group summary, figures (embedded PNGs) and the full table."""
+def html_report(title: str, headline: Mapping[str, str], top: pd.DataFrame, groups: pd.DataFrame | None,
+                figures: Sequence[Figure], notes: Iterable[str], table: pd.DataFrame, by: str = "") -> str:
+    """A single HTML file a reviewer reads top-down: the headline (task, objective, data, split, trials, wall
+    time), the top trials, the strategy summary, the captioned figures, notes, and the full table last.
+
+    Args:
+        title: page title.
+        headline: label -> value, shown first.
+        top: the ranked top trials (a few columns: the terminal's).
+        groups: the strategy summary (:func:`bench.leaderboard.group_summary`) or None.
+        figures: captioned figures, in reading order.
+        notes: sentences on what could not be computed or how to read the numbers.
+        table: every trial with every column.
+        by: the strategy column of ``groups``.
+    """
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>"),
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        "<dl class='headline'>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
+                                          for k, v in headline.items()) + "</dl>",
+        f"<h2>Top {len(top)} trials</h2>", "<div class='scroll'>", html_table(top), "</div>",
     ]
-    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     if groups is not None and not groups.empty:
-        # a group of one trial has no CI: "-" there, and a note above says why
-        parts += ["<h2>Strategies</h2>", groups.to_html(float_format=_fmt, na_rep="-")]
-    parts.append("<h2>Figures</h2>")
-    parts += [_img(png, name) for name, png in figures.items()]
-    parts += ["<h2>Trials</h2>", table.to_html(float_format=_fmt, na_rep=""), "</body></html>"]
+        # a group of one trial has no CI: "-" there, and a note says why
+        parts += [f"<h2>Strategies ({html.escape(by)})</h2>", html_table(groups)]
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        for fig in figures:
+            parts.append(f"<figure{_wide(fig.png)}>{_img(fig.png, fig.title)}<figcaption><b>{html.escape(fig.title)}</b>"
+                         f"{html.escape(fig.caption)}</figcaption></figure>")
+    notes = list(notes)
+    if notes:
+        parts += ["<h2>Notes</h2>", "<ul class='notes'>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
+    parts += [f"<h2>All {len(table)} trials, every column</h2>", "<div class='scroll'>", html_table(table),
+              "</div></body></html>"]
     return "\n".join(parts)
 
 
-def _fmt(value: float) -> str:
-    return "" if isinstance(value, float) and math.isnan(value) else f"{value:.4f}"
+def headline(tracker: Any, table: pd.DataFrame, objective: str, direction: str,
+              searches: list[dict[str, object]], study: str | None) -> dict[str, str]:
+    """The report's first lines: task, objective and the best trial, data, split hash, trial counts and wall
+    time (the finished searches' logged seconds, else the trials' run times summed).
+
+    Args:
+        tracker: the task's tracker (the best trial's params are read from it).
+        table: a :func:`bench.leaderboard.leaderboard` table, best first.
+        objective: its objective column; ``direction``: "higher" or "lower".
+        searches: :func:`bench.leaderboard._search_runs` rows (seconds, split_hash).
+        study: the study the table is limited to, if any.
+    """
+    from bench.tables import number
+
+    states = table["state"].value_counts()
+    counts = ", ".join(f"{int(states[s])} {w}" for s, w in (("COMPLETE", "complete"), ("PRUNED", "pruned"),
+                                                             ("FAIL", "failed"), ("RUNNING", "running"))
+                       if s in states)
+    best = table.iloc[0]
+    params = tracker.client.get_run(str(best["run_id"])).data.params
+    data = params.get("data", "?")
+    source = "built-in phantom" if data == "phantom" else f"folder {data} ({params.get('data_format', '?')})"
+    splits = sorted({str(s["split_hash"]) for s in searches if s["split_hash"]} | {params.get("split_hash", "")}
+                    - {""})
+    seconds = [float(s["seconds"]) for s in searches if not np.isnan(float(s["seconds"]))]
+    if seconds:
+        wall = f"{sum(seconds):,.0f} s ({len(seconds)} search{'es' if len(seconds) > 1 else ''})"
+    else:
+        wall = f"{table['run_seconds'].sum():,.0f} s (trial run times summed; no finished search run)"
+    return {
+        "task": tracker.task + (f", study {study}" if study else ""),
+        "objective": f"{objective} ({direction} is better); best {number(best[objective])} by {best['run']}",
+        "data": f"{source}, fold {params.get('fold', '?')}",
+        "split hash": ", ".join(splits) or "not recorded",
+        "trials": f"{len(table)} ({counts})",
+        "wall time": wall,
+    }
+
+
+def search_description(task: str, study: str, experiment_id: str, seconds: float, top: int = 10) -> str:
+    """Markdown of a search's top ``top`` trials for its parent run's description (the MLflow run page renders
+    it): one line on what is ranked, then the terminal's columns, each run name linked to its run page."""
+    from bench.leaderboard import compact, leaderboard
+    from bench.metrics import higher_is_better
+    from bench.tables import markdown
+    from bench.tasks import TASKS
+
+    spec = TASKS.get(task)
+    table = leaderboard(task, study=study)
+    direction = "higher" if higher_is_better(spec.objective) else "lower"
+    done = int(table["state"].eq("COMPLETE").sum())
+    frame = compact(table.head(top), task)
+    frame["run"] = [f"[{name}](#/experiments/{experiment_id}/runs/{run_id})"
+                    for name, run_id in zip(table["run"].head(top), table["run_id"].head(top))]
+    head = (f"**Leaderboard of study {study}** ({task}): top {min(top, len(table))} of {len(table)} trials, best "
+            f"first by **{spec.objective}** ({direction} is better); {done} complete, {seconds:.0f} s.")
+    return head + "\n\n" + markdown(frame.drop(columns=["run_id"], errors="ignore"))
 
 
 def overlay_png(images, true_masks, pred_masks, saliency=None, titles=None) -> bytes:

@@ -205,6 +205,10 @@ class Tracker:
         check_no_phi(tags, "tags")
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def set_description(self, run_id: str, markdown: str) -> None:
+        """The run's description (MLflow tag ``mlflow.note.content``), rendered as Markdown on its page."""
+        self.client.set_tag(run_id, "mlflow.note.content", markdown[:60000])
+
     def log_trial_artifacts(self, run_id: str, config: TrialConfig, state_dicts: Mapping[str, Any] | None,
                             history: list | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
-"""Headless-Chromium check of `bench ui`: does the MLflow UI really render our runs in a browser?
+"""Headless-Chromium check of `bench ui`: does the page it opens show the leaderboard a person needs?
 
-The HTTP test (tests/test_ui.py) shows the server answers; this drives a real browser through the page,
-because the run list is drawn by MLflow's React app from API calls the browser makes. Steps:
+The HTTP test (tests/test_ui.py) shows the server answers; this drives a real browser, because the runs
+table is drawn by MLflow's React app from API calls the browser makes. Steps:
 
-1. make a throwaway store with experiment ``bench/xray-heart`` and a few trial runs (no training), unless
-   ``--store`` names a folder that already has ``mlflow.db``;
-2. start ``bench ui`` on 127.0.0.1 on a free port;
+1. make a throwaway store with experiment ``bench/xray-heart``: a search run with three nested trial runs
+   (no training), unless ``--store`` names a folder that already has ``mlflow.db``;
+2. start ``bench ui`` on 127.0.0.1 on a free port and read the leaderboard URL it prints;
 3. start ``chromedriver`` and drive ``/usr/bin/chromium`` headless with the closed-network flags below and
    a new empty profile, through the W3C WebDriver protocol over plain HTTP (no selenium/playwright needed);
-4. open the experiment's page, wait until every expected run name is in the rendered page text;
+4. open that URL and wait until the page text holds every trial name of the latest search (nested runs,
+   not only top-level ones) and the objective's column header, the best trial's row holds its objective
+   value as MLflow prints it, and that row is the first trial row on the page;
 5. save a screenshot (``--screenshot``), stop everything.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` packages (``apt-get install -y chromium
-chromium-driver``). Exit code 0 when every run name rendered, 1 when not, 2 when the browser is missing.
+chromium-driver``). Exit code 0 when all of it rendered, 1 when not, 2 when the browser is missing.
 
-    python scripts/check_ui_browser.py --screenshot ui.png
+    python scripts/check_ui_browser.py --store . --screenshot results/ui/leaderboard.png
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # No network beyond 127.0.0.1: no QUIC, no background/component/sync traffic, no first-run pages.
 CLOSED_NETWORK_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--disable-dev-shm-usage", "--window-size=1400,900")
+                        "--disable-dev-shm-usage", "--window-size=1920,1080")
 RUN_NAMES = ("t000 unet/dice/soft_mask", "t001 fpn/tversky/crop", "t002 unet/dice_ce/none")
+STUDY = "ui-check"
+OBJECTIVE = "val_auroc"
+VIEW_KEY = "bench-leaderboard"  # bench.cli.ui.VIEW_KEY (this script runs without the package installed)
 
 
 def browser_available() -> str | None:
@@ -56,22 +61,63 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_store(folder: Path) -> str:
-    """Experiment bench/xray-heart with the RUN_NAMES as finished top-level trial runs; returns its id.
-
-    Top-level, not nested under a search run: the MLflow UI folds child runs under their parent, and the
-    check is about runs being rendered, not about expanding rows.
-    """
+def make_store(folder: Path) -> None:
+    """Experiment bench/xray-heart with a finished search run of study STUDY and the RUN_NAMES nested
+    under it as COMPLETE trials (objective 0.70, 0.75, 0.80: the last is best), as a search logs them."""
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     from bench.tracking import KIND_TAG, Tracker
 
     tracker = Tracker("xray-heart")
+    parent = tracker.start_run(f"search {STUDY}", {KIND_TAG: "search", "study": STUDY,
+                                                   "search.searched": "seg_arch,seg_loss,guidance"})
     for k, name in enumerate(RUN_NAMES):
-        run_id = tracker.start_run(name, {KIND_TAG: "trial", "trial_number": k})
-        tracker.log_params(run_id, {"seg_arch": name.split()[1].split("/")[0], "guidance": name.split("/")[-1]})
-        tracker.log_metrics(run_id, {"val_auroc": 0.7 + 0.05 * k})
+        arch, loss, guidance = name.split()[1].split("/")
+        run_id = tracker.start_run(name, {KIND_TAG: "trial", "trial_number": k, "study": STUDY}, parent)
+        tracker.log_params(run_id, {"seg_arch": arch, "seg_loss": loss, "guidance": guidance})
+        tracker.log_metrics(run_id, {OBJECTIVE: (0.7, 0.75, 0.8)[k], "val_heart_dice": (0.5, 0.6, 0.7)[k]})
         tracker.end(run_id, "COMPLETE")
-    return tracker.experiment_id
+    tracker.end(parent, "COMPLETE")
+
+
+def expected_leaderboard(folder: Path) -> dict:
+    """What the page must show, read from the store: the latest search's trial names, best first, and the
+    best trial's objective value."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    from bench.leaderboard import leaderboard
+    from bench.tasks import TASKS
+    from bench.tracking import KIND_TAG, Tracker
+
+    tracker = Tracker("xray-heart")
+    search = tracker.client.search_runs([tracker.experiment_id], f"tags.`{KIND_TAG}` = 'search'", max_results=1,
+                                        order_by=["attributes.start_time DESC"])
+    study = search[0].data.tags.get("study") if search else None
+    table = leaderboard("xray-heart", study=study)
+    objective = TASKS.get("xray-heart").objective
+    return {"study": study, "objective": objective, "names": list(table["run"]),
+            "experiment_id": tracker.experiment_id, "search_run_id": search[0].info.run_id if search else None,
+            "best": table["run"].iloc[0], "best_value": float(table[objective].iloc[0])}
+
+
+def value_texts(value: float) -> list[str]:
+    """How the MLflow UI may print a metric value: rounded to 3..6 decimals, trailing zeros dropped."""
+    texts = [f"{round(value, d):.{d}f}".rstrip("0").rstrip(".") for d in (3, 4, 5, 6)]
+    return list(dict.fromkeys(texts + [repr(value)]))
+
+
+def read_ui_url(proc: subprocess.Popen, seconds: float) -> str:
+    """The leaderboard URL `bench ui` prints before starting the server (its line 'Leaderboard of ...: URL')."""
+    deadline = time.monotonic() + seconds
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if line.startswith("Leaderboard of "):
+            return line.rsplit(": ", 1)[1].strip()
+    raise RuntimeError(f"`bench ui` printed no leaderboard URL: {''.join(seen)[-600:]}")
 
 
 def _http(method: str, url: str, body: dict | None = None, timeout: float = 60) -> dict:
@@ -105,38 +151,50 @@ def stop_process_group(proc: subprocess.Popen) -> str:
     return out or ""
 
 
+PAGE_TEXT = "return document.body ? document.body.innerText : '';"
+# The names of the run rows, top to bottom (MLflow's table links each run name to its run page).
+ROW_NAMES = ("return Array.from(document.querySelectorAll('a[href*=\"/runs/\"]'))"
+             ".map(a => a.innerText.trim()).filter(t => t.length > 0);")
+
+
+# The text of the table row that shows run ``arguments[0]``: MLflow's grid draws a row in several parts
+# (pinned name column, scrolled value columns) that share the row's ``row-index``.
+ROW_TEXT = ("const link = Array.from(document.querySelectorAll('a[href*=\"/runs/\"]'))"
+            ".find(a => a.innerText.trim() === arguments[0]);"
+            "const row = link && link.closest('[row-index]'); if (!row) return '';"
+            "const index = row.getAttribute('row-index');"
+            "return Array.from(document.querySelectorAll(`[row-index=\"${index}\"]`))"
+            ".map(r => r.innerText).join(' ');")
+
+
 def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout: float = 120.0,
-             expect: tuple[str, ...] = RUN_NAMES, page: str = "runs") -> dict:
-    """Run the check on the experiment's ``page`` ("" = its landing page); returns ``ok``, ``found``/``missing`` run names, ``url``, ``seconds`` and ``screenshot``."""
+             run_screenshot: Path | None = None) -> dict:
+    """Run the check; returns ``ok``, ``found``/``missing`` page texts, ``order`` (run rows top to bottom),
+    ``url``, ``seconds`` and ``screenshot``. With ``run_screenshot`` it also opens the search run's page and
+    checks that its description (the search's top-10 table) shows the best trial and its value
+    (``run_page_ok``, and a screenshot there)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-ui-check-") as tmp:
         tmp_path = Path(tmp)
-        folder = Path(store) if store else tmp_path / "store"
+        folder = Path(store).resolve() if store else tmp_path / "store"
         folder.mkdir(parents=True, exist_ok=True)
-        if store and (folder / "mlflow.db").exists():
-            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-            from bench.tracking import Tracker
-
-            tracker = Tracker("xray-heart")
-            experiment_id = tracker.experiment_id
-            # the UI lists top-level runs (searches, and trials of no search) newest first: expect those
-            top = [r.info.run_name for r in tracker.client.search_runs([experiment_id], max_results=50,
-                                                                       order_by=["attributes.start_time DESC"])
-                   if "mlflow.parentRunId" not in r.data.tags]
-            expect = tuple(top[:5])
-        else:
-            experiment_id = make_store(folder)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if not (store and (folder / "mlflow.db").exists()):
+            make_store(folder)
+        want = expected_leaderboard(folder)
+        values = value_texts(want["best_value"])
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
         ui_port, driver_port = free_port(), free_port()
-        ui = subprocess.Popen([sys.executable, "-m", "bench.cli", "ui", "--port", str(ui_port)], cwd=folder, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        ui = subprocess.Popen([sys.executable, "-m", "bench.cli", "ui", "--task", "xray-heart", "--port", str(ui_port)],
+                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
         driver = subprocess.Popen([CHROMEDRIVER, f"--port={driver_port}", "--allowed-ips=127.0.0.1"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         base, wd = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{driver_port}"
-        url = f"{base}/#/experiments/{experiment_id}" + (f"/{page}" if page else "")
-        result = {"ok": False, "url": url, "found": [], "missing": list(expect), "screenshot": None}
+        expect = [*want["names"], want["objective"]]
+        result = {"ok": False, "url": None, "expected": want, "found": [], "missing": expect, "screenshot": None}
         session = None
         try:
+            url = result["url"] = read_ui_url(ui, 120)
             wait_http(f"{base}/health", 120)
             wait_http(f"{wd}/status", 30)
             caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
@@ -144,22 +202,28 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
             session = _http("POST", f"{wd}/session", caps)["value"]["sessionId"]
             _http("POST", f"{wd}/session/{session}/url", {"url": url})
             deadline = time.monotonic() + timeout
-            text = ""
+            text, order = "", []
             while time.monotonic() < deadline:
-                text = _http("POST", f"{wd}/session/{session}/execute/sync",
-                             {"script": "return document.body ? document.body.innerText : '';", "args": []})["value"]
-                result["found"] = [n for n in expect if n in text]
-                result["missing"] = [n for n in expect if n not in text]
-                if not result["missing"]:
+                text = _script(wd, session, PAGE_TEXT)
+                order = [n for n in _script(wd, session, ROW_NAMES) if n in want["names"]]
+                best_row = result["best_row_text"] = _script(wd, session, ROW_TEXT, want["best"])
+                value = next((v for v in values if v in best_row), None)  # on the best trial's own row
+                result["found"] = [n for n in expect if n in text] + ([value] if value else [])
+                result["missing"] = [n for n in expect if n not in text] + ([] if value else [values[0]])
+                result["order"] = order
+                if not result["missing"] and order[:1] == [want["best"]]:
                     break
                 time.sleep(1)
-            result["ok"] = not result["missing"]
-            result["page_text_head"] = text[:400]
+            result["ok"] = not result["missing"] and order[:1] == [want["best"]]
+            result["page_text_head"] = text[:600]
             if screenshot:
                 png = base64.b64decode(_http("GET", f"{wd}/session/{session}/screenshot")["value"])
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 Path(screenshot).write_bytes(png)
                 result["screenshot"] = str(screenshot)
+            if run_screenshot and want["search_run_id"]:
+                result["run_page_ok"] = _check_run_page(wd, session, base, want, values, timeout, run_screenshot)
+                result["ok"] = result["ok"] and result["run_page_ok"]
         finally:
             if session:
                 try:
@@ -172,19 +236,41 @@ def check_ui(store: Path | None = None, screenshot: Path | None = None, timeout:
     return result
 
 
+def _check_run_page(wd: str, session: str, base: str, want: dict, values: list[str], timeout: float,
+                    screenshot: Path) -> bool:
+    """Open the search run's page; True once its description shows the best trial's name and value."""
+    url = f"{base}/#/experiments/{want['experiment_id']}/runs/{want['search_run_id']}"
+    _http("POST", f"{wd}/session/{session}/url", {"url": url})
+    deadline, ok = time.monotonic() + timeout, False
+    while time.monotonic() < deadline and not ok:
+        text = _script(wd, session, PAGE_TEXT)
+        ok = want["best"] in text and any(v in text for v in values) and "Leaderboard of study" in text
+        if not ok:
+            time.sleep(1)
+    png = base64.b64decode(_http("GET", f"{wd}/session/{session}/screenshot")["value"])
+    Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+    Path(screenshot).write_bytes(png)
+    return ok
+
+
+def _script(wd: str, session: str, script: str, *args):
+    return _http("POST", f"{wd}/session/{session}/execute/sync", {"script": script, "args": list(args)})["value"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--store", type=Path, help="folder with mlflow.db (default: a throwaway one with 3 runs)")
+    parser.add_argument("--store", type=Path, help="folder with mlflow.db (default: a throwaway one with a search of 3 trials)")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the rendered page here")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the run names")
-    parser.add_argument("--page", default="runs", help="experiment page to open (default runs; '' = landing page)")
+    parser.add_argument("--run-screenshot", type=Path,
+                        help="also check the search run's page (its top-10 description) and save a PNG of it here")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the leaderboard to render")
     args = parser.parse_args(argv)
     problem = browser_available()
     if problem:
         print(f"browser check skipped: {problem}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT))
-    result = check_ui(args.store, args.screenshot, args.timeout, page=args.page)
+    result = check_ui(args.store, args.screenshot, args.timeout, args.run_screenshot)
     print(json.dumps({k: v for k, v in result.items() if k != "ui_output_tail"}, indent=1))
     return 0 if result["ok"] else 1
 

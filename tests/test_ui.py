@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,3 +59,67 @@ def test_bench_ui_serves_the_store_on_loopback(workdir):
     finally:
         out = UI_CHECK.stop_process_group(proc)
     assert f"http://127.0.0.1:{port}" in out
+
+
+def test_publish_view_writes_the_leaderboard_view_of_the_latest_search(workdir):
+    import json
+
+    from bench.cli.ui import KIND_TAG as EXPERIMENT_KIND
+    from bench.cli.ui import NOTE_TAG, VIEW_KEY, VIEW_TAG, publish_view, publish_views
+
+    tracker = Tracker("xray-heart")
+    assert publish_view("ct-lung") is None  # no experiment for that task: none is created
+    assert tracker.client.get_experiment_by_name("bench/ct-lung") is None
+    tracker.start_run("search old", {KIND_TAG: "search", "study": "old", "search.searched": "lr"})
+    time.sleep(0.01)
+    parent = tracker.start_run("search new", {KIND_TAG: "search", "study": "new",
+                                              "search.searched": "seg_arch,guidance"})
+    view = publish_views()
+    assert (view.task, view.study, view.parent_run_id) == ("xray-heart", "new", parent)
+    assert view.url("http://127.0.0.1:5000") == (f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}"
+                                                 f"/runs?viewStateShareKey={VIEW_KEY}")
+    tags = tracker.client.get_experiment(tracker.experiment_id).tags
+    state = json.loads(tags[VIEW_TAG + VIEW_KEY])
+    assert state["searchFilter"] == "tags.`bench.kind` = 'trial' AND tags.study = 'new'"
+    assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`val_auroc`", False)  # higher is better
+    assert state["selectedColumns"][:2] == ["metrics.`val_auroc`", "metrics.`val_heart_dice`"]
+    assert "params.`seg_arch`" in state["selectedColumns"] and "params.`lr`" not in state["selectedColumns"]
+    assert tags[EXPERIMENT_KIND] == "custom_model_development"
+    assert "study **new**" in tags[NOTE_TAG] and f"runs/{parent}" in tags[NOTE_TAG]
+    tracker.client.set_experiment_tag(tracker.experiment_id, NOTE_TAG, "my own notes")
+    publish_views()
+    assert tracker.client.get_experiment(tracker.experiment_id).tags[NOTE_TAG] == "my own notes"
+
+
+def test_search_status_reads_running_trials_stage_and_epoch_from_the_store(workdir):
+    from mlflow.entities import Metric
+
+    from bench.cli.search import running_trials_text
+
+    since = int(time.time() * 1000) - 1
+    assert running_trials_text("xray-heart", since) == ""  # no experiment yet
+    tracker = Tracker("xray-heart")
+    first = tracker.start_run("t004 unet/dice/none", {KIND_TAG: "trial"})
+    tracker.log_params(first, {"seg_epochs": 3})
+    now = int(time.time() * 1000)
+    tracker.client.log_batch(first, metrics=[Metric("seg_train_loss", 0.9, now, 0),
+                                             Metric("seg_train_loss", 0.7, now + 1, 1)])
+    second = tracker.start_run("t005 fpn/dice/crop", {KIND_TAG: "trial"})
+    done = tracker.start_run("t003 fpn/dice/crop", {KIND_TAG: "trial"})
+    tracker.end(done, "COMPLETE")
+    assert running_trials_text("xray-heart", since) == "running: t004 seg epoch 2/3, t005 starting"
+    tracker.end(first, "COMPLETE")
+    tracker.end(second, "PRUNED")
+    assert running_trials_text("xray-heart", since) == ""
+
+
+def test_prepare_search_says_what_the_data_step_does(workdir):
+    from bench.search.driver import SearchSettings, prepare_search
+
+    said: list[str] = []
+    prepare_search(SearchSettings(task="xray-heart", preset="smoke"), on_stage=said.append)
+    assert said[0] == "preparing data: xray-heart phantom (generated once, then cached)"
+    assert said[1].startswith("data built and cached in ")
+    said.clear()
+    search = prepare_search(SearchSettings(task="xray-heart", preset="smoke"), on_stage=said.append)
+    assert said[1].startswith("data read from the cache in ") and search.base.split_hash[:8] in said[1]

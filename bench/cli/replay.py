@@ -55,8 +55,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import time
+
     require_experiment(args.task, "bench replay")
     from bench.replay import diff_table, replay
+
+    started = time.monotonic()
+
+    def progress(text: str) -> None:
+        print(f"[{time.monotonic() - started:5.0f} s] {text}", flush=True)
 
     v = replay(
         args.task,
@@ -67,6 +74,7 @@ def run(args) -> int:
         seeds=args.seeds,
         register=args.register,
         deterministic=args.deterministic,
+        on_progress=progress,
     )
     print(
         f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "

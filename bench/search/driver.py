@@ -7,7 +7,10 @@ summary happen here, so the Optuna and Ray searches log the same layout.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -151,8 +154,14 @@ class PreparedSearch:
         return self.objectives[0]
 
 
-def prepare_search(settings: SearchSettings) -> PreparedSearch:
+def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | None = None) -> PreparedSearch:
     """Check the settings against the backend, build the data cache and pin the split once, before any trial.
+
+    Args:
+        settings: the search's settings.
+        on_stage: called with a line saying what the data step does (generating, reading N files, from
+            cache); default: INFO on the logger ``bench.search.prepare`` (what `bench search` shows, whichever
+            backend called this).
 
     Raises:
         ConfigError: an option the backend does not support, a missing --study with --resume, bad objectives.
@@ -172,11 +181,38 @@ def prepare_search(settings: SearchSettings) -> PreparedSearch:
     space_path = str(settings.space or spec.space_path(preset_name))
     space = load_space(space_path)
     base = base_config(settings)
+    say = on_stage or logging.getLogger("bench.search.prepare").info
+    say(_data_stage(settings))
+    cached_before = _cache_entries()
+    began = time.time()
     prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
+    built = _cache_entries() - cached_before
+    say(f"data {'built and cached' if built else 'read from the cache'} in {time.time() - began:.0f} s, "
+        f"split {prepared.split_hash[:8]}")
     base = base.replace(split_hash=prepared.split_hash)
     n_trials = settings.trials if settings.trials is not None else preset.trials
     return PreparedSearch(settings, spec, preset_name, preset, space_path, space, base, n_trials, objectives,
                           settings.study or default_study_name(settings, preset_name), started)
+
+
+def _data_stage(settings: SearchSettings) -> str:
+    """What the data step is about to do, said before it starts (it may take minutes on real data)."""
+    from pathlib import Path
+
+    if settings.data == "phantom":
+        return f"preparing data: {settings.task} phantom (generated once, then cached)"
+    folder = Path(settings.data)
+    count = sum(1 for p in itertools.islice(folder.rglob("*"), 100_001) if p.is_file()) if folder.is_dir() else 1
+    files = f"{count:,} files" if count <= 100_000 else "over 100,000 files"
+    return f"preparing data: reading {files} from {folder} ({settings.data_format}, cached after the first run)"
+
+
+def _cache_entries() -> set[str]:
+    """Names in the preprocessed-data cache: a new one after the data step means it was built, not reused."""
+    from bench.data.cache import cache_root
+
+    root = cache_root()
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
 def open_search(tracker: Tracker, search: PreparedSearch, backend_settings: dict[str, Any]) -> str:
@@ -201,4 +237,12 @@ def close_search(tracker: Tracker, parent: str, summary: SearchSummary) -> None:
     if summary.best_value is not None:
         tracker.log_metrics(parent, {f"best_{summary.objective}": summary.best_value})
         tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
+    if summary.n_complete:
+        from bench.report import search_description
+
+        try:  # the run page renders it as Markdown: the search's top 10 where its run is opened
+            tracker.set_description(parent, search_description(tracker.task, summary.study, tracker.experiment_id,
+                                                               summary.seconds))
+        except Exception as exc:  # noqa: BLE001  a description is a view; the parent run must still be closed
+            logging.getLogger(__name__).warning("the search run's leaderboard description was not written: %s", exc)
     tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
