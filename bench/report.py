@@ -324,26 +324,6 @@ def headline(tracker: Any, table: pd.DataFrame, objective: str, direction: str,
     }
 
 
-def search_description(task: str, study: str, experiment_id: str, seconds: float, top: int = 10) -> str:
-    """Markdown of a search's top ``top`` trials for its parent run's description (the MLflow run page renders
-    it): one line on what is ranked, then the terminal's columns, each run name linked to its run page."""
-    from bench.leaderboard import compact, leaderboard
-    from bench.metrics import higher_is_better
-    from bench.tables import markdown
-    from bench.tasks import TASKS
-
-    spec = TASKS.get(task)
-    table = leaderboard(task, study=study)
-    direction = "higher" if higher_is_better(spec.objective) else "lower"
-    done = int(table["state"].eq("COMPLETE").sum())
-    frame = compact(table.head(top), task)
-    frame["run"] = [f"[{name}](#/experiments/{experiment_id}/runs/{run_id})"
-                    for name, run_id in zip(table["run"].head(top), table["run_id"].head(top))]
-    head = (f"**Leaderboard of study {study}** ({task}): top {min(top, len(table))} of {len(table)} trials, best "
-            f"first by **{spec.objective}** ({direction} is better); {done} complete, {seconds:.0f} s.")
-    return head + "\n\n" + markdown(frame.drop(columns=["run_id"], errors="ignore"))
-
-
 def overlay_png(images, true_masks, pred_masks, saliency=None, titles=None) -> bytes:
     """Predictions overlaid on a few cases: image in grey, true mask contour green, predicted contour red.
 

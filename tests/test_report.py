@@ -13,7 +13,8 @@ from mlflow.entities import Metric
 from bench.cases import CASE_FILE, case_file
 from bench.leaderboard import export, leaderboard
 from bench.replay import ReplayProgress
-from bench.report import Figure, html_report, html_table, overlay_png, search_description
+from bench.report import Figure, html_report, html_table, overlay_png
+from bench.search.driver import search_description
 from bench.tracking import KIND_TAG, Tracker
 
 STUDY = "report-study"

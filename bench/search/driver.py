@@ -238,7 +238,6 @@ def close_search(tracker: Tracker, parent: str, summary: SearchSummary) -> None:
         tracker.log_metrics(parent, {f"best_{summary.objective}": summary.best_value})
         tracker.set_tags(parent, {"best_run_id": summary.best_run_id})
     if summary.n_complete:
-        from bench.report import search_description
 
         try:  # the run page renders it as Markdown: the search's top 10 where its run is opened
             tracker.set_description(parent, search_description(tracker.task, summary.study, tracker.experiment_id,
@@ -246,3 +245,23 @@ def close_search(tracker: Tracker, parent: str, summary: SearchSummary) -> None:
         except Exception as exc:  # noqa: BLE001  a description is a view; the parent run must still be closed
             logging.getLogger(__name__).warning("the search run's leaderboard description was not written: %s", exc)
     tracker.end(parent, "COMPLETE" if summary.n_complete else "FAIL")
+
+
+def search_description(task: str, study: str, experiment_id: str, seconds: float, top: int = 10) -> str:
+    """Markdown of a search's top ``top`` trials for its parent run's description (the MLflow run page renders
+    it): one line on what is ranked, then the terminal's columns, each run name linked to its run page."""
+    from bench.leaderboard import compact, leaderboard
+    from bench.metrics import higher_is_better
+    from bench.tables import markdown
+    from bench.tasks import TASKS
+
+    spec = TASKS.get(task)
+    table = leaderboard(task, study=study)
+    direction = "higher" if higher_is_better(spec.objective) else "lower"
+    done = int(table["state"].eq("COMPLETE").sum())
+    frame = compact(table.head(top), task)
+    frame["run"] = [f"[{name}](#/experiments/{experiment_id}/runs/{run_id})"
+                    for name, run_id in zip(table["run"].head(top), table["run_id"].head(top))]
+    head = (f"**Leaderboard of study {study}** ({task}): top {min(top, len(table))} of {len(table)} trials, best "
+            f"first by **{spec.objective}** ({direction} is better); {done} complete, {seconds:.0f} s.")
+    return head + "\n\n" + markdown(frame.drop(columns=["run_id"], errors="ignore"))
