@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,24 +29,27 @@ def _as_postgres(*cmd: str) -> list[str]:
 
 
 @pytest.fixture
-def postgres(tmp_path_factory):
+def postgres():
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     pytest.importorskip("psycopg", reason='the postgres extra is not installed: pip install -e ".[postgres]"')
-    data = Path(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's tmp folder: that is private to root, and the server runs as the postgres user.
+    home = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
+        shutil.chown(home, "postgres", "postgres")
+    data = home / "db"
     port = _free_port()
     subprocess.run(_as_postgres(initdb, "-D", str(data), "-U", "postgres", "--auth=trust"), check=True,
                    capture_output=True)
-    subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-w", "-l", str(data / "log"), "-o",
-                                f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"),
+    subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-w", "-l", str(home / "log"), "-o",
+                                f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start"),
                    check=True, capture_output=True)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-m", "fast", "stop"), capture_output=True, check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
