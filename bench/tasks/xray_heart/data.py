@@ -67,11 +67,12 @@ def prepare(config: TrialConfig) -> XrayData:
     """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
     fmt = data_format(config)
     descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name())
+    if config.reader_options:  # they choose which cases are read (min_dice, uncertain, views), so a split of
+        descriptor = {**descriptor, "reader": config.reader_options}  # the data read without them is not theirs
     source = source_name(config.data, descriptor)
     known = _known_classes(config, fmt)
     key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size,
-                       "classes": list(known or config.classes) or "from the data",
-                       "reader": config.reader_options})
+                       "classes": list(known or config.classes) or "from the data"})
     scanned: list[CaseRef] = []
 
     def scan() -> tuple[list[CaseRef], tuple[str, ...]]:
@@ -88,6 +89,10 @@ def prepare(config: TrialConfig) -> XrayData:
 
     arrays = cached_arrays(key, build)
     classes = tuple(str(c) for c in arrays["classes"].tolist())
+    own = _known_classes(config.replace(classes=()), fmt) or order_classes(
+        classes[k] for k in np.unique(arrays["label"]))
+    if classes != own:  # another order (or more classes) than the data's own: a split of its own, kept beside
+        source = f"{source}-classes-{fingerprint({'classes': list(classes)})[:8]}"
     ids = [str(i) for i in arrays["case_id"]]
     split = _split(source, dict(zip(ids, map(str, arrays["patient_id"]))), classes, lambda: scan()[0])
     if config.split_hash and config.split_hash != split.sha256:
