@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from bench.config import TrialConfig
+from bench.data.cache import cache_root
 from bench.data.formats.chexmask import encode_rle
-from bench.data.labels import CARDIOMEGALY_CLASSES, CHD_CLASSES
-from bench.data.phantoms.xray import CLASSES as PHANTOM_CLASSES
+from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.sources import kept_split_path
 from bench.errors import ConfigError, DataError, RegistryError, SplitError
 from tests.data.conftest import CHEXMASK_COLUMNS, CHEXPERT_COLUMNS, LANDMARKS, heart_and_lungs, write_cxr14
@@ -145,6 +145,7 @@ def test_split_records_the_classes_and_each_order_has_its_own(tmp_path):
     (other,) = set(folder.glob("xray-heart-dicom-*.json")) - {own}
     assert json.loads(other.read_text())["classes"] == ["cardiomegaly", "no_finding"]
     assert reordered.split_hash != first.split_hash  # the hash pins the label order a trial trained on
+    assert len([p for p in cache_root().iterdir() if not p.name.startswith(".")]) == 1  # one cache, both orders
     assert _prepare(root, "dicom").split_hash == first.split_hash
     data = json.loads(own.read_text())
     own.write_text(json.dumps({**data, "classes": ["cardiomegaly", "no_finding"], "sha256": ""}))
@@ -183,17 +184,6 @@ def test_image_sets_without_masks_are_refused_with_the_way_out(tmp_path, fmt, ta
     assert TASKS.get("xray-heart").formats == tuple(formats_for("xray-heart"))
     with pytest.raises(RegistryError, match=rf"no heart masks.*{table}.*--format chexmask"):
         _prepare(tmp_path, fmt)
-
-
-def test_phantom_keeps_its_four_classes_and_committed_split():
-    from bench.data.splits import load_split, standard_split_path
-    from bench.tasks.xray_heart import prepare
-
-    data = prepare(TrialConfig(task="xray-heart", image_size=32))
-    assert data.classes == CHD_CLASSES == PHANTOM_CLASSES
-    assert data.split_hash == load_split(standard_split_path("xray-heart", "phantom")).sha256
-    assert "test_shifted" in data.parts
-    assert prepare(TrialConfig(task="xray-heart", image_size=32, classes=list(CHD_CLASSES))).split_hash == data.split_hash
 
 
 def test_config_keeps_old_hashes_and_round_trips_classes():

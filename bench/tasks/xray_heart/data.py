@@ -3,9 +3,14 @@ cut by the patient-grouped split.
 
 Class lists come from the data (bench.data.labels): the phantom -> its four CHD classes; ChestX-ray14,
 CheXpert and CheXmask -> cardiomegaly (binary, positive class last); a DICOM/PNG folder -> the labels in
-its labels.csv, or ``config.classes`` to fix their order (labels outside it are refused). The list is
-part of the cache key, is stored in the cache (``classes.npy``) and in the split file the data makes, and
-comes back in ``XrayData.classes`` for the trial's logged config.
+its labels.csv in a stable order, or ``config.classes`` to fix the order (labels outside it are refused).
+
+The cache holds the data, not an interpretation of it: label indices in the data's own class order, which
+it stores beside them (``classes.npy``); a trial's class list maps them to its own indices when it loads.
+So the arrays are exact for every class list (no index can be read with another list's meaning) and a
+different ``--classes`` order reuses the cache instead of decoding every image again. The trial's list is
+recorded in the split file (so the split hash pins the label order; another order gets a split file of its
+own) and comes back in ``XrayData.classes`` for the trial's logged config.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 from bench.config import TrialConfig
 from bench.data.cache import cached_arrays, fingerprint
 from bench.data.case import CaseRef
-from bench.data.labels import CHD_CLASSES, FORMAT_SCHEMES, order_classes, resolve_classes
+from bench.data.labels import CHD_CLASSES, FORMAT_SCHEMES, check_explicit, order_classes, resolve_classes
 from bench.data.radiograph import radiograph_rows
 from bench.data.sources import kept_split_path, source_descriptor, source_name
 from bench.data.splits import Split, load_split, make_split, save_split, standard_split_path
@@ -27,7 +32,7 @@ from bench.data.stream import PHANTOM, scan_cases
 from bench.errors import ConfigError, DataError, SplitError
 from bench.tasks.xray_heart.spec import PHANTOM_SPEC, TASK, phantom_cases
 
-PREPROCESSING_VERSION = "xray-prep-v3"  # v3: streamed rows (same arrays as v2) + the class list in the cache
+PREPROCESSING_VERSION = "xray-prep-v3"  # v3: streamed rows (same arrays as v2) + the data's class order
 
 
 @dataclass
@@ -67,39 +72,38 @@ def prepare(config: TrialConfig) -> XrayData:
     """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
     fmt = data_format(config)
     descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name())
-    if config.reader_options:  # they choose which cases are read (min_dice, uncertain, views), so a split of
-        descriptor = {**descriptor, "reader": config.reader_options}  # the data read without them is not theirs
+    if config.reader_options:  # they choose which cases are read (min_dice, uncertain), so a split or a cache
+        descriptor = {**descriptor, "reader": config.reader_options}  # of the data read without them is not theirs
     source = source_name(config.data, descriptor)
-    known = _known_classes(config, fmt)
-    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size,
-                       "classes": list(known or config.classes) or "from the data"})
+    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size})
     scanned: list[CaseRef] = []
 
-    def scan() -> tuple[list[CaseRef], tuple[str, ...]]:
+    def scan() -> list[CaseRef]:
         if not scanned:
-            scanned.extend(scan_cases(config.data, fmt, known or config.classes or None, phantom_cases,
-                                      **config.reader_options))
-        return scanned, known or config.classes or _data_classes(scanned, config.data)
+            scanned.extend(scan_cases(config.data, fmt, None, phantom_cases, **config.reader_options))
+        return scanned
 
     def build():
-        refs, classes = scan()
-        stream = radiograph_rows(refs, config.image_size, classes)
-        stream.whole = {**stream.whole, "classes": np.array(classes)}
+        refs = scan()
+        own = _own_classes(config, fmt, refs)
+        trial_classes(config, fmt, own, {str(r.labels.get("class", "")) for r in refs})  # refuse before decoding
+        stream = radiograph_rows(refs, config.image_size, own)
+        stream.whole = {**stream.whole, "classes": np.array(own)}
         return stream
 
     arrays = cached_arrays(key, build)
-    classes = tuple(str(c) for c in arrays["classes"].tolist())
-    own = _known_classes(config.replace(classes=()), fmt) or order_classes(
-        classes[k] for k in np.unique(arrays["label"]))
+    own = tuple(str(c) for c in arrays["classes"].tolist())
+    classes = trial_classes(config, fmt, own, {own[k] for k in np.unique(arrays["label"])})
     if classes != own:  # another order (or more classes) than the data's own: a split of its own, kept beside
         source = f"{source}-classes-{fingerprint({'classes': list(classes)})[:8]}"
     ids = [str(i) for i in arrays["case_id"]]
-    split = _split(source, dict(zip(ids, map(str, arrays["patient_id"]))), classes, lambda: scan()[0])
+    split = _split(source, dict(zip(ids, map(str, arrays["patient_id"]))), classes, scan)
     if config.split_hash and config.split_hash != split.sha256:
         raise SplitError(
             f"the trial's split_hash must match the data's split, but got {config.split_hash[:12]}… vs "
             f"{split.sha256[:12]}…. The split file or data changed since this trial was configured."
         )
+    to_trial = np.array([classes.index(name) for name in own], np.int64)  # the data's index -> the trial's
     row = {case_id: i for i, case_id in enumerate(ids)}
     parts = {}
     for part in split.part_names:
@@ -110,27 +114,38 @@ def prepare(config: TrialConfig) -> XrayData:
         parts[part] = {
             "image": torch.from_numpy(np.ascontiguousarray(arrays["image"][chosen])),
             "heart": torch.from_numpy(np.ascontiguousarray(arrays["heart"][chosen])).float(),
-            "label": torch.from_numpy(np.ascontiguousarray(arrays["label"][chosen])),
+            "label": torch.from_numpy(to_trial[np.asarray(arrays["label"][chosen], np.int64)]),
             "thorax_width": torch.from_numpy(np.ascontiguousarray(arrays["thorax_width"][chosen])),
         }
     return XrayData(split.sha256, parts, classes)
 
 
-def _known_classes(config: TrialConfig, fmt: str) -> tuple[str, ...]:
-    """The class list when it is known without reading the data (phantom, a format with a fixed scheme),
-    else () and the list comes from the labels the scan finds."""
+def _own_classes(config: TrialConfig, fmt: str, refs: Sequence[CaseRef]) -> tuple[str, ...]:
+    """The data's own class list: the phantom's or the format's scheme, else its labels in a stable order."""
     if config.data == PHANTOM or fmt in FORMAT_SCHEMES:
-        return resolve_classes(config.data, fmt, config.classes or None, CHD_CLASSES, **config.reader_options)
-    return ()
+        return resolve_classes(config.data, fmt, None, CHD_CLASSES, **config.reader_options)
+    return order_classes(str(r.labels.get("class", "")) for r in refs)
 
 
-def _data_classes(refs: Sequence[CaseRef], data: str) -> tuple[str, ...]:
-    classes = order_classes(str(r.labels.get("class", "")) for r in refs)
-    if len(classes) < 2:
-        raise DataError(f"{data}: xray-heart classifies, so the data needs labels of at least two classes, but it "
-                        f"has only {list(classes)}. Label the images in labels.csv (column label), or give the "
-                        "task's classes with --classes a,b (JSRT has no cardiac grading).")
-    return classes
+def trial_classes(config: TrialConfig, fmt: str, own: tuple[str, ...], present: set[str]) -> tuple[str, ...]:
+    """The trial's class list: ``config.classes`` if given (every label present must be in it), else ``own``.
+
+    Raises:
+        DataError: a label outside the given classes (the data layer's error, naming the labels file and every
+            such label), or a data set with one class only and no class list given.
+    """
+    if config.classes:
+        classes = check_explicit(config.classes)
+        if not present <= set(classes):
+            resolve_classes(config.data, fmt, classes, CHD_CLASSES, **config.reader_options)  # raises, naming them
+            raise DataError(f"{config.data}: every label must be one of the given classes {list(classes)}, but the "
+                            f"data also has {sorted(present - set(classes))}. Add them to --classes.")
+        return classes
+    if len(own) < 2:
+        raise DataError(f"{config.data}: xray-heart classifies, so the data needs labels of at least two classes, but "
+                        f"it has only {list(own)}. Label the images in labels.csv (column label), or give the task's "
+                        "classes with --classes a,b (JSRT has no cardiac grading).")
+    return own
 
 
 def _split(source: str, patient_of: dict[str, str], classes: tuple[str, ...], refs) -> Split:
