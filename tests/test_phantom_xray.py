@@ -95,4 +95,5 @@ def test_phantom_keeps_its_four_classes_and_committed_split():
     assert data.classes == CLASSES == ("normal", "VSD", "ASD", "TOF")
     assert data.split_hash == load_split(standard_split_path("xray-heart", "phantom")).sha256
     assert "test_shifted" in data.parts
-    assert prepare(TrialConfig(task="xray-heart", image_size=32, classes=list(CLASSES))).split_hash == data.split_hash
+    same = prepare(TrialConfig(task="xray-heart", image_size=32, classes=list(CLASSES)))
+    assert same.split_hash == data.split_hash and same.classes == data.classes

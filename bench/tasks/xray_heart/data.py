@@ -54,8 +54,8 @@ def data_format(config: TrialConfig) -> str:
     """
     if config.data == PHANTOM:
         if config.reader_options:
-            raise ConfigError(f"reader options apply to a data folder's reader, but the built-in phantom has none "
-                              f"and got {config.reader_options}. Drop them or pass --data.")
+            raise ConfigError(f"reader options apply to a data folder's reader, but the built-in phantom has "
+                              f"none and got {config.reader_options}. Drop them or pass --data.")
         return PHANTOM
     from bench.data.formats import resolve_format
 
@@ -72,8 +72,8 @@ def prepare(config: TrialConfig) -> XrayData:
     """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
     fmt = data_format(config)
     descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name())
-    if config.reader_options:  # they choose which cases are read (min_dice, uncertain), so a split or a cache
-        descriptor = {**descriptor, "reader": config.reader_options}  # of the data read without them is not theirs
+    if config.reader_options:  # they choose which cases are read (min_dice, uncertain), so a split or
+        descriptor = {**descriptor, "reader": config.reader_options}  # cache made without them is not theirs
     source = source_name(config.data, descriptor)
     key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size})
     scanned: list[CaseRef] = []
@@ -86,7 +86,8 @@ def prepare(config: TrialConfig) -> XrayData:
     def build():
         refs = scan()
         own = _own_classes(config, fmt, refs)
-        trial_classes(config, fmt, own, {str(r.labels.get("class", "")) for r in refs})  # refuse before decoding
+        labels = {str(r.labels.get("class", "")) for r in refs}
+        trial_classes(config, fmt, own, labels)  # a class list the data does not fit: refused before decoding
         stream = radiograph_rows(refs, config.image_size, own)
         stream.whole = {**stream.whole, "classes": np.array(own)}
         return stream
@@ -137,14 +138,15 @@ def trial_classes(config: TrialConfig, fmt: str, own: tuple[str, ...], present: 
     if config.classes:
         classes = check_explicit(config.classes)
         if not present <= set(classes):
-            resolve_classes(config.data, fmt, classes, CHD_CLASSES, **config.reader_options)  # raises, naming them
-            raise DataError(f"{config.data}: every label must be one of the given classes {list(classes)}, but the "
-                            f"data also has {sorted(present - set(classes))}. Add them to --classes.")
+            # the data layer's error names the labels file and every label outside the list
+            resolve_classes(config.data, fmt, classes, CHD_CLASSES, **config.reader_options)
+            raise DataError(f"{config.data}: every label must be one of the given classes {list(classes)}, "
+                            f"but the data also has {sorted(present - set(classes))}. Add them to --classes.")
         return classes
     if len(own) < 2:
-        raise DataError(f"{config.data}: xray-heart classifies, so the data needs labels of at least two classes, but "
-                        f"it has only {list(own)}. Label the images in labels.csv (column label), or give the task's "
-                        "classes with --classes a,b (JSRT has no cardiac grading).")
+        raise DataError(f"{config.data}: xray-heart classifies, so the data needs labels of at least two "
+                        f"classes, but it has only {list(own)}. Label the images in labels.csv (column "
+                        "label), or give its classes with --classes a,b (JSRT has no cardiac grading).")
     return own
 
 

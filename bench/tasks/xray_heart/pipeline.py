@@ -44,7 +44,8 @@ from bench.tasks.xray_heart.spec import SPEC
 from bench.train import Reporter, TrialResult, device, fit, predict, stop_if_asked
 
 
-def build_models(config: TrialConfig, n_classes: int | None = None) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+def build_models(config: TrialConfig,
+                 n_classes: int | None = None) -> tuple[torch.nn.Module, torch.nn.Module, object]:
     """Fresh segmenter, (guidance-wrapped) classifier and guidance strategy for ``config``.
 
     ``n_classes``: the classifier's outputs; default the config's class list (resolved from the data when
@@ -140,13 +141,14 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         metrics=metrics,
         history=history,
         state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
-        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance, data.classes), CASE_FILE: val_cases},
+        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance, data.classes),
+                  CASE_FILE: val_cases},
         tags=class_tags(data.classes),
     )
 
 
 def class_tags(classes: tuple[str, ...]) -> dict[str, str]:
-    """Run tags that say what the AUROC is of: the class list in label order and, if binary, the positive class."""
+    """Run tags naming what the AUROC is of: the classes in label order and, if binary, the positive one."""
     positive = positive_class(classes)
     return {"classes": ",".join(classes), **({"positive_class": positive} if positive else {})}
 
@@ -172,7 +174,7 @@ def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidan
 
 
 def metric_names(classes: tuple[str, ...]) -> list[str]:
-    """Class names as they appear in metric keys (``recall_<name>``): MLflow allows letters, digits and _-. /."""
+    """Class names as metric keys use them (``recall_<name>``): MLflow allows letters, digits and _-. /."""
     safe = [re.sub(r"[^\w\-. /]", "_", c) for c in classes]
     return [name if safe.count(name) == 1 else f"{name}_{k}" for k, name in enumerate(safe)]
 
@@ -193,7 +195,8 @@ def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance,
         metrics[f"{part}_auroc"] = macro_auroc(probs, labels)  # two classes: AUROC of the positive one
         metrics[f"{part}_accuracy"] = accuracy(probs, labels)
         metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
-        metrics.update({f"{part}_{k}": v for k, v in per_class_recall(probs, labels, metric_names(data.classes)).items()})
+        recalls = per_class_recall(probs, labels, metric_names(data.classes))
+        metrics.update({f"{part}_{k}": v for k, v in recalls.items()})
         metrics[f"{part}_heart_dice"] = mean_dice(masks[part], truth["heart"])
         metrics[f"{part}_heart_hd95"] = heart_hd95(masks[part], truth["heart"])
         metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].cpu().numpy())
