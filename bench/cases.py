@@ -73,7 +73,9 @@ def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarra
     One-vs-rest AUROC of class k is the Mann-Whitney statistic (R_k - n_k(n_k+1)/2) / (n_k (n - n_k)) with
     R_k the sum of the (tie-averaged) ranks of class-k cases among all scores for class k; the macro value
     averages it over the classes present in the resample, and is NaN when fewer than two classes are
-    present, exactly as ``macro_auroc`` (for two classes OvR of either class equals sklearn's binary AUROC).
+    present, exactly as ``macro_auroc``. With two classes it is, as there, the AUROC of class 1 (the positive
+    class) alone: the class-0 AUROC from the float32 column ``probs[:, 0]`` is the same number only where its
+    ties are the same as column 1's, which softmax rounding does not guarantee.
     Vectorised over resamples because thousands of sklearn calls per config would take minutes.
     """
     from scipy.stats import rankdata  # scipy.stats takes ~1 s to import; the leaderboard table needs none
@@ -81,16 +83,19 @@ def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarra
     probs, labels = np.asarray(fields["probs"], float), np.asarray(fields["labels"], int)
     y = labels[idx]  # B×N
     n = idx.shape[1]
-    per_class = []
-    for k in range(probs.shape[1]):
+
+    def class_auroc(k: int) -> np.ndarray:
         ranks = rankdata(probs[idx, k], axis=1)
         pos = y == k
         n_pos = pos.sum(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             auc = ((ranks * pos).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
         auc[(n_pos == 0) | (n_pos == n)] = np.nan  # class absent (or alone): not part of the macro mean
-        per_class.append(auc)
-    stacked = np.stack(per_class, axis=1)
+        return auc
+
+    if probs.shape[1] == 2:
+        return class_auroc(1)
+    stacked = np.stack([class_auroc(k) for k in range(probs.shape[1])], axis=1)
     present = np.isfinite(stacked).sum(1)
     out = np.full(len(idx), np.nan)
     ok = present >= 2

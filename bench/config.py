@@ -2,6 +2,9 @@
 
 Everything a trial does is decided here, so the logged config is all replay needs. It flattens to
 ``{"seg_loss_params.alpha": 0.5, ...}`` for MLflow params and search spaces, and back.
+
+Fields added after configs were first logged (``ADDED_FIELDS``) leave the canonical JSON while they hold
+their default, so every config written before them keeps its ``config_hash``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import yaml
 
 from bench.errors import ConfigError
 
-PARAM_DICTS = ("seg_loss_params", "guidance_params", "task_params")
+PARAM_DICTS = ("seg_loss_params", "guidance_params", "task_params", "reader_options")
+# Field -> default of fields added later; at the default they are left out of the hash (see the docstring).
+ADDED_FIELDS: dict[str, Any] = {"classes": (), "reader_options": {}}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,12 @@ class TrialConfig:
     task: str
     data: str = "phantom"
     data_format: str = "phantom"
+    # The class list in label-index order; () = the data's own (bench.data.labels.resolve_classes: the phantom's
+    # four CHD classes, cardiomegaly for ChestX-ray14/CheXpert/CheXmask, a folder's labels). A trial's logged
+    # config holds the resolved list, so replays and comparisons train and score the same outputs.
+    classes: tuple[str, ...] = ()
+    # The data format reader's options, e.g. {"min_dice": 0.8} (chexmask), {"uncertain": "ones"} (chexpert).
+    reader_options: dict[str, Any] = field(default_factory=dict)
     split_hash: str = ""
     fold: int = 0
     seed: int = 0
@@ -59,8 +70,11 @@ class TrialConfig:
     task_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", _class_list(self.classes))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "classes":
+                continue
             if f.name in PARAM_DICTS:
                 if not isinstance(value, Mapping):
                     raise ConfigError(f"'{f.name}' must be a mapping, but got {value!r}.")
@@ -131,7 +145,11 @@ class TrialConfig:
         return dataclasses.replace(self, **changes)
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        data = self.to_dict()
+        for name, default in ADDED_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
@@ -148,6 +166,18 @@ class TrialConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: a trial config must be a mapping, but got {type(data).__name__}.")
         return cls.from_dict(data)
+
+
+def _class_list(value: Any) -> tuple[str, ...]:
+    """``classes`` as a tuple: empty, or two or more distinct non-empty names (a list from YAML/JSON, or "a,b")."""
+    if isinstance(value, str):
+        value = value.split(",") if value.strip() else ()
+    if isinstance(value, (list, tuple)) and all(isinstance(n, str) for n in value):
+        names = tuple(n.strip() for n in value)
+        if not names or (len(names) >= 2 and "" not in names and len(set(names)) == len(names)):
+            return names
+    raise ConfigError(f"'classes' must be empty (the data's own) or two or more distinct non-empty names, but got "
+                      f"{value!r}. Give them as --classes a,b,c.")
 
 
 _FIELD_TYPES: dict[str, type] = {

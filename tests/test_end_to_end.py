@@ -31,8 +31,11 @@ def test_search_leaderboard_replay(workdir):
         assert t.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert t.info.status == "FINISHED" and t.data.tags["bench.state"] == "COMPLETE"
         assert {"seed", "split_hash", "git_commit", "trial_number"} <= set(t.data.tags)
+        # the phantom's classes, in their order; four classes: val_auroc is the macro AUROC, no positive class
+        assert t.data.tags["classes"] == "normal,VSD,ASD,TOF" and "positive_class" not in t.data.tags
         assert {"seg_arch", "seg_loss", "guidance", "lr"} <= set(t.data.params)
         assert {"val_auroc", "val_accuracy", "val_heart_dice", "test_auroc", "test_heart_dice"} <= set(t.data.metrics)
+        assert {"val_recall_TOF", "test_shifted_auroc", "shift_gap_auroc"} <= set(t.data.metrics)
         steps = {m.step for m in client.get_metric_history(t.info.run_id, "val_auroc")}
         assert steps == {0, 1}  # a point per classifier epoch (the final value is logged at step 0 too)
         assert {a.path for a in client.list_artifacts(t.info.run_id)} >= {"config.yaml", "checkpoint.pt"}

@@ -83,3 +83,17 @@ def test_export_round_trip(tmp_path, tiny_cases, fmt):
 def test_export_refuses_read_only_format(tmp_path, tiny_cases):
     with pytest.raises(DataError, match="export format"):
         export(tiny_cases, tmp_path / "x", "jsrt")
+
+
+def test_phantom_keeps_its_four_classes_and_committed_split():
+    """The phantom's class list is the four CHD classes in their order, and its split the committed one."""
+    from bench.config import TrialConfig
+    from bench.data.splits import load_split, standard_split_path
+    from bench.tasks.xray_heart import prepare
+
+    data = prepare(TrialConfig(task="xray-heart", image_size=32))
+    assert data.classes == CLASSES == ("normal", "VSD", "ASD", "TOF")
+    assert data.split_hash == load_split(standard_split_path("xray-heart", "phantom")).sha256
+    assert "test_shifted" in data.parts
+    same = prepare(TrialConfig(task="xray-heart", image_size=32, classes=list(CLASSES)))
+    assert same.split_hash == data.split_hash and same.classes == data.classes

@@ -7,6 +7,10 @@ Besides ``test`` a split may hold extra held-out parts (``EXTRA_PARTS``, e.g. ``
 whose site/class association differs from training, so a classifier that learned the site is caught).
 They are stored as top-level keys and enter the hash only when present, so older split files keep theirs.
 
+A split may also record its data's class list (``classes``, in label-index order: bench.data.labels), so a
+trial's split hash pins the order its classifier outputs use. It too enters the hash only when present:
+split files made before it (the committed phantom split) keep their sha256.
+
 Readers that know a source's *official* split say so per case, and ``make_split`` honours it:
 ``case.meta["split_part"]`` in {"test", "test_shifted", "trainval"} pins a case to that part, and
 ``case.meta["split_fold"] = k`` makes the case part of fold k's validation set (JSRT's odd/even folds).
@@ -53,10 +57,12 @@ class Split:
     version: int = SPLIT_VERSION
     grouping: str = "patient_id"
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # label-index order of the data's classes; () in files made before it
 
     def content(self) -> dict:
         return {
             **{name: list(ids) for name, ids in sorted(self.extra.items())},
+            **({"classes": list(self.classes)} if self.classes else {}),
             "task": self.task,
             "source": self.source,
             "version": self.version,
@@ -97,11 +103,13 @@ def make_split(
     test_fraction: float = 0.2,
     seed: int = 0,
     stratify: str = "class",
+    classes: Sequence[str] = (),
 ) -> Split:
     """Hold out ~test_fraction of patients, then K folds over the rest; patients never straddle parts.
 
     Official parts named by the reader (``meta["split_part"]`` / ``meta["split_fold"]``, see the module
-    docstring) replace the random choice for the cases that carry them.
+    docstring) replace the random choice for the cases that carry them. ``classes`` (the resolved class
+    list, bench.data.labels.resolve_classes) is recorded in the split; every case's label must be in it.
 
     Example:
         >>> from bench.data.phantoms.xray import XrayPhantomSpec, generate
@@ -111,6 +119,10 @@ def make_split(
     """
     if n_folds < 2:
         raise SplitError(f"a split needs at least 2 folds, but got n_folds={n_folds}.")
+    outside = sorted({str(c.labels.get(stratify, "")) for c in cases} - set(classes)) if classes else []
+    if outside:
+        raise SplitError(f"every case's {stratify} must be one of the split's classes {list(classes)}, but the "
+                         f"data also has {outside}. Resolve the classes from the data (bench.data.labels).")
     extra: dict[str, list[str]] = {}
     official_test: list[int] = []
     pool: list[int] = []
@@ -158,7 +170,7 @@ def make_split(
                            inner.split(ids[rest_idx], strata[rest_idx], groups[rest_idx])]
     folds = tuple({"train": _ids(ids[a]), "val": _ids(ids[b])} for a, b in index_pairs)
     split = Split(task, source, seed, stratify, _ids(ids[test_idx]), folds,
-                  extra={k: tuple(sorted(v)) for k, v in extra.items()})
+                  extra={k: tuple(sorted(v)) for k, v in extra.items()}, classes=tuple(classes))
     check_split(split, {c.id: c.patient_id for c in cases})
     return split
 
@@ -266,6 +278,7 @@ def load_split(path: str | Path, patient_of: Mapping[str, str] | None = None) ->
             version=int(data.get("version", SPLIT_VERSION)),
             grouping=data.get("grouping", "patient_id"),
             extra={k: tuple(data[k]) for k in EXTRA_PARTS if k in data},
+            classes=tuple(str(c) for c in data.get("classes", ())),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SplitError(f"{path}: a split file must be JSON with task/source/seed/test/folds, but {exc!r}.") from exc

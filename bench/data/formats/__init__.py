@@ -1,7 +1,10 @@
 """Registry of on-disk data formats. Each reader turns a folder into Case records; writers export them.
 
 A format declares the tasks it serves in its registry tags (``@FORMATS.register("jsrt", tasks=("xray-heart",))``);
-:func:`formats_for` reads them, so a new format is one decorated class plus its import line below.
+:func:`formats_for` reads them, so a new format is one decorated class plus its import line below. A format
+that looks usable for a task but is not can say why in ``not_for={task: reason}`` (ChestX-ray14 and
+CheXpert alone have no heart masks for xray-heart: their CheXmask-joined form, ``chexmask``, has), and
+:func:`resolve_format` gives that reason when it refuses the name.
 ``FORMAT_ALIASES`` is the one table of the short names users type on the command line (``--format dicom``
 on ct-lung means the CT series reader ``ct_dicom``); :func:`resolve_format` applies it and is the one
 place an unknown name is refused.
@@ -51,7 +54,10 @@ def resolve_format(task: str, name: str) -> str:
         return fmt
     names = [n for n in valid if n not in aliases] + list(aliases)
     shown = [f"{n} (= {aliases[n]})" if n in aliases else n for n in names]
-    if fmt in FORMATS:
+    reason = FORMATS.entry(fmt).tags.get("not_for", {}).get(task) if fmt in FORMATS else None
+    if reason:
+        why = f": {reason}"
+    elif fmt in FORMATS:
         why = f" ('{fmt}' reads data for {', '.join(FORMATS.entry(fmt).tags.get('tasks', ())) or 'no task yet'})"
     else:
         close = difflib.get_close_matches(name, names, n=2, cutoff=CLOSE_MATCH_CUTOFF)

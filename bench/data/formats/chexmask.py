@@ -66,7 +66,7 @@ def encode_rle(mask: np.ndarray) -> str:
     return " ".join(map(str, runs))
 
 
-@FORMATS.register("chexmask", tasks=())
+@FORMATS.register("chexmask", tasks=("xray-heart",))
 class Chexmask:
     """CheXmask RLE heart/lung masks (quality-filtered) on ChestX-ray14 or CheXpert images and labels."""
 

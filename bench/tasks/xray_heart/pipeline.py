@@ -1,12 +1,20 @@
-"""xray-heart: segment the heart on a chest radiograph, then classify congenital heart disease with the
-classifier guided by the predicted heart mask (seed project 1).
+"""xray-heart: segment the heart on a chest radiograph, then classify it with the classifier guided by the
+predicted heart mask (seed project 1: congenital heart disease on the phantom; cardiomegaly on the public
+sets).
 
 Pipeline of one trial: train the segmenter → predict heart masks for every image → train the classifier
 on guided inputs built from *predicted* masks → evaluate on validation (the objective) and test (logged
 only, never seen by the search).
+
+The classes come from the data (``XrayData.classes``). ``<part>_auroc`` is the AUROC of the positive class
+(the last one) when there are two classes and the macro one-vs-rest AUROC otherwise; the objective is
+``val_auroc`` either way. Per-class recall and balanced accuracy are reported for every class list; the
+shift gap only where the split has a site-shifted part (the phantom).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -15,7 +23,7 @@ import torch.nn.functional as F
 from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
-from bench.data.phantoms.xray import CLASSES
+from bench.data.labels import positive_class
 from bench.guidance import GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics import (
@@ -31,20 +39,26 @@ from bench.metrics import (
     shift_gap,
 )
 from bench.models import CLASSIFIERS, SEG_MODELS
-from bench.tasks.xray_heart.data import XrayData, prepare
+from bench.tasks.xray_heart.data import XrayData, config_classes, prepare
 from bench.tasks.xray_heart.spec import SPEC
 from bench.train import Reporter, TrialResult, device, fit, predict, stop_if_asked
 
 
-def build_models(config: TrialConfig) -> tuple[torch.nn.Module, torch.nn.Module, object]:
-    """Fresh segmenter, (guidance-wrapped) classifier and guidance strategy for ``config``."""
+def build_models(config: TrialConfig,
+                 n_classes: int | None = None) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """Fresh segmenter, (guidance-wrapped) classifier and guidance strategy for ``config``.
+
+    ``n_classes``: the classifier's outputs; default the config's class list (resolved from the data when
+    the config has none, as configs logged before class lists did: the phantom's four).
+    """
     seg_kwargs = {"encoder": config.seg_encoder}
     if "img_size" in SEG_MODELS.entry(config.seg_arch).parameters():
         seg_kwargs["img_size"] = config.image_size  # transformers need the input size up front
     seg = SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, **seg_kwargs)
     guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
     cls = guidance.wrap_model(CLASSIFIERS.create(
-        config.classifier, in_channels=1 + guidance.extra_channels, num_classes=len(CLASSES)))
+        config.classifier, in_channels=1 + guidance.extra_channels,
+        num_classes=n_classes or len(config.classes or config_classes(config))))
     return seg, cls, guidance
 
 
@@ -67,14 +81,15 @@ def _resident(data: XrayData) -> XrayData:
 
     Predictions then stay on the device and metrics that need the host copy what they need once.
     """
-    return XrayData(data.split_hash, {name: runtime.resident(part) for name, part in data.parts.items()})
+    return XrayData(data.split_hash, {name: runtime.resident(part) for name, part in data.parts.items()},
+                    data.classes)
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     data = _resident(prepare(config))
     train, val = data.parts["train"], data.parts["val"]
     history: list[dict] = []
-    seg, cls, guidance = build_models(config)
+    seg, cls, guidance = build_models(config, len(data.classes))
 
     # --- stage 1: heart segmentation ------------------------------------------------------------
     seg_loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)
@@ -120,17 +135,26 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].cpu().numpy(), probs=probs["val"],
                           val_heart_dice=per_case_dice(masks["val"], val["heart"]))
     return TrialResult(
-        config=config.replace(split_hash=data.split_hash),
+        config=config.replace(split_hash=data.split_hash, classes=data.classes),
         objective_name=SPEC.objective,
         objective=metrics[SPEC.objective],
         metrics=metrics,
         history=history,
         state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
-        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance), CASE_FILE: val_cases},
+        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance, data.classes),
+                  CASE_FILE: val_cases},
+        tags=class_tags(data.classes),
     )
 
 
-def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidance, n: int = 4) -> bytes:
+def class_tags(classes: tuple[str, ...]) -> dict[str, str]:
+    """Run tags naming what the AUROC is of: the classes in label order and, if binary, the positive one."""
+    positive = positive_class(classes)
+    return {"classes": ",".join(classes), **({"positive_class": positive} if positive else {})}
+
+
+def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidance, classes: tuple[str, ...],
+             n: int = 4) -> bytes:
     """Overlay PNG of the first ``n`` cases of a part: true/predicted heart and the classifier's saliency.
 
     Saliency is |d top logit / d image| through the guidance with the predicted mask, as in
@@ -145,8 +169,14 @@ def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidan
     top = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
     (grad,) = torch.autograd.grad(top, x)
     saliency = grad.abs().sum(1, keepdim=True).cpu()
-    titles = [f"val {i}: {CLASSES[int(label)]}" for i, label in enumerate(part["label"][rows])]
+    titles = [f"val {i}: {classes[int(label)]}" for i, label in enumerate(part["label"][rows])]
     return overlay_png(part["image"][rows].cpu(), part["heart"][rows].cpu(), predicted[rows].cpu(), saliency, titles)
+
+
+def metric_names(classes: tuple[str, ...]) -> list[str]:
+    """Class names as metric keys use them (``recall_<name>``): MLflow allows letters, digits and _-. /."""
+    safe = [re.sub(r"[^\w\-. /]", "_", c) for c in classes]
+    return [name if safe.count(name) == 1 else f"{name}_{k}" for k, name in enumerate(safe)]
 
 
 def _part_probs(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, np.ndarray]:
@@ -162,10 +192,11 @@ def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance,
     for part, probs in part_probs.items():
         truth = data.parts[part]
         labels = truth["label"].cpu().numpy()
-        metrics[f"{part}_auroc"] = macro_auroc(probs, labels)
+        metrics[f"{part}_auroc"] = macro_auroc(probs, labels)  # two classes: AUROC of the positive one
         metrics[f"{part}_accuracy"] = accuracy(probs, labels)
         metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
-        metrics.update({f"{part}_{k}": v for k, v in per_class_recall(probs, labels, CLASSES).items()})
+        recalls = per_class_recall(probs, labels, metric_names(data.classes))
+        metrics.update({f"{part}_{k}": v for k, v in recalls.items()})
         metrics[f"{part}_heart_dice"] = mean_dice(masks[part], truth["heart"])
         metrics[f"{part}_heart_hd95"] = heart_hd95(masks[part], truth["heart"])
         metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].cpu().numpy())
@@ -182,7 +213,7 @@ def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance,
 def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, float]:
     """Score logged weights without training (``bench replay --checkpoint``)."""
     data = _resident(prepare(config))
-    seg, cls, guidance = build_models(config)
+    seg, cls, guidance = build_models(config, len(data.classes))
     seg.load_state_dict(state_dicts["segmenter"])
     cls.load_state_dict(state_dicts["classifier"])
     masks = _predicted_masks(seg, data)
