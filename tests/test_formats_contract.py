@@ -75,7 +75,7 @@ def test_every_format_serves_a_task_or_says_none():
     for entry in FORMATS.entries():
         assert entry.description, entry.name
         assert isinstance(entry.tags.get("tasks"), tuple), f"{entry.name} must declare tasks=(...) in its tags"
-    assert formats_for("xray-heart") == ["dicom", "jsrt", "png"]
+    assert formats_for("xray-heart") == ["chexmask", "dicom", "jsrt", "png"]
     assert formats_for("ct-lung") == ["ct_dicom", "luna16", "msd", "nifti"]
 
 

@@ -58,6 +58,16 @@ def add_parser(sub) -> None:
     )
     add_task(s)
     s.add_argument("--data", help="data folder (default: the built-in phantom)")
+    s.add_argument("--classes", metavar="A,B,...",
+                   help="xray-heart: fix the class list and its order (labels outside it are refused); "
+                        "default: the data's own (phantom: 4 CHD classes; ChestX-ray14/CheXpert/CheXmask: cardiomegaly)")
+    s.add_argument("--min-dice", type=float, metavar="X",
+                   help="chexmask: keep masks with Dice RCA (Mean) >= X (default 0.7)")
+    s.add_argument("--uncertain", choices=("ignore", "ones", "zeros"),
+                   help="chexpert/chexmask: uncertain (-1) Cardiomegaly labels: %(choices)s (default ignore)")
+    s.add_argument("--missing", choices=("error", "skip"),
+                   help="chestxray14/chexpert/chexmask: table rows whose image file is missing: stop with one "
+                        "error listing them (default) or skip them with one warning")
     add_format(s, "data format of --data (default png with --data, else phantom; see `bench list formats`)")
     s.add_argument(
         "--preset",
@@ -263,6 +273,22 @@ def running_trials_text(task: str, since_ms: int) -> str:
     return ("running: " + ", ".join(parts)) if parts else ""
 
 
+def data_overrides(args) -> dict:
+    """Config overrides for the data's class list and reader options; only what the user gave, so runs
+    without these flags keep their config hashes, caches and split names."""
+    overrides: dict = {}
+    if getattr(args, "classes", None):
+        overrides["classes"] = args.classes
+    options = {k: getattr(args, k, None) for k in ("min_dice", "uncertain", "missing")}
+    options = {k: v for k, v in options.items() if v is not None}
+    if options:
+        overrides["reader_options"] = options
+    if overrides and args.task != "xray-heart":
+        raise BenchError(f"--classes, --min-dice, --uncertain and --missing apply to xray-heart's data, but got "
+                         f"--task {args.task}. Leave them out.")
+    return overrides
+
+
 def settings_from(args):
     from bench.search.driver import SearchSettings
 
@@ -292,6 +318,7 @@ def settings_from(args):
         compile=args.compile,
         deterministic=True if args.deterministic else None,
         objectives=metric_list(args.objectives),
+        overrides=data_overrides(args),
     )
 
 

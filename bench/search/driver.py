@@ -189,7 +189,8 @@ def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | N
     built = _cache_entries() - cached_before
     say(f"data {'built and cached' if built else 'read from the cache'} in {time.time() - began:.0f} s, "
         f"split {prepared.split_hash[:8]}")
-    base = base.replace(split_hash=prepared.split_hash)
+    # The class list the data resolved to (xray-heart: from the data) goes into every trial's params.
+    base = base.replace(split_hash=prepared.split_hash, classes=tuple(getattr(prepared, "classes", base.classes)))
     n_trials = settings.trials if settings.trials is not None else preset.trials
     return PreparedSearch(settings, spec, preset_name, preset, space_path, space, base, n_trials, objectives,
                           settings.study or default_study_name(settings, preset_name), started)
