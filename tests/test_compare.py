@@ -51,11 +51,11 @@ def test_registry_arms_beyond_the_space_and_registry_dimensions_outside_it():
     assert dim.arms == ("dice", "dice_ce", "spread_dice") and dim.baseline == "dice"
     lung = plan.resolve_dimension(CT, _space("ct-lung", "smoke"), "guidance", ["none", "lung_crop"])
     assert lung.arms == ("none", "lung_crop")  # ct-lung guidance names lung-guidance strategies
-    classifier = plan.resolve_dimension(XRAY, _space(), "classifier", ["resnet10", XRAY_CLASSIFIER()])
+    classifier = plan.resolve_dimension(XRAY, _space(), "classifier", ["resnet10", other_classifier()])
     assert classifier.baseline == "resnet10"
 
 
-def XRAY_CLASSIFIER() -> str:  # noqa: N802  another registered classifier, whatever its name
+def other_classifier() -> str:  # another registered classifier, whatever its name
     from bench.models import CLASSIFIERS
 
     return next(n for n in CLASSIFIERS.names() if n != "resnet10")

@@ -41,12 +41,14 @@ def figures(result: ComparisonResult) -> dict[str, bytes]:
 
 def header_lines(result: ComparisonResult) -> list[str]:
     s = result.settings
-    lines = [f"comparison {result.name}: task {result.task}, dimension {s['dimension']}, arms {s['arms']}, "
-             f"baseline {s['baseline']}",
-             f"{s['folds']} folds x seeds {s['seeds']} ({s['mode']} mode, {s['config_source']}), preset "
-             f"{s['preset']}, split sha256 {s.get('split_sha256', '')[:16]}…, commit {s.get('commit', '?')}",
-             f"primary metric {result.metric}; runs: {result.n_ran} ran now, {result.n_skipped} finished earlier, "
-             f"{result.n_failed} failed; {result.trial_hours_total:.3f} trial-hours in all"]
+    lines = [
+        (f"comparison {result.name}: task {result.task}, dimension {s['dimension']}, arms {s['arms']}, "
+         f"baseline {s['baseline']}"),
+        (f"{s['folds']} folds x seeds {s['seeds']} ({s['mode']} mode, {s['config_source']}), preset "
+         f"{s['preset']}, split sha256 {s.get('split_sha256', '')[:16]}…, commit {s.get('commit', '?')}"),
+        (f"primary metric {result.metric}; runs: {result.n_ran} ran now, {result.n_skipped} finished earlier, "
+         f"{result.n_failed} failed; {result.trial_hours_total:.3f} trial-hours in all"),
+    ]
     if result.dropped_cells:
         lines.append(f"(fold, seed) cells left out because some arm did not finish there: {result.dropped_cells}")
     return lines
@@ -105,8 +107,8 @@ def report_html(result: ComparisonResult, pngs: Mapping[str, bytes]) -> str:
     shown = result.analysis.table.drop(columns=["baseline", "alpha", "level"], errors="ignore")
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              f"<title>bench compare {html.escape(result.name)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>",
+             ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+              "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>"),
              f"<h1>bench compare {html.escape(result.name)}</h1>"]
     parts += [f"<p>{html.escape(line)}</p>" for line in header_lines(result)]
     parts += ["<h2>Verdicts</h2><ul>"] + [f"<li>{html.escape(v)}</li>" for v in result.analysis.verdicts] + ["</ul>"]
