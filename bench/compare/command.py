@@ -96,8 +96,16 @@ def run(args) -> int:
 
     _interrupt_on_sigterm()
 
+    if args.tune:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
     def progress(p) -> None:
         job = p.job
+        if p.stage == "tune":
+            print(f"tuning arm {job.arm} ({p.done}/{p.total}): a {args.tune}-trial study on fold 0", flush=True)
+            return
         if p.outcome is None:
             status = "finished earlier"
         else:

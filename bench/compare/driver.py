@@ -191,7 +191,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     try:
         killed = store.close_killed(tracker, name) if existing is not None else 0
         configs = _arm_configs(tracker, parent, existing, dim, template, base, tune, task, preset_name, space_path,
-                               name, seed)
+                               name, seed, on_progress)
         done = store.finished_keys(store.run_table(store.comparison_runs(tracker, name)))
         jobs = planning.plan_jobs(dim.labels, n_folds, seed_list)
         ran = failed = 0
@@ -237,18 +237,22 @@ def _check_same(stored: dict[str, str], given: dict[str, Any]) -> None:
 
 def _arm_configs(tracker: Tracker, parent: str, existing: Any, dim: planning.Dimension, template: TrialConfig,
                  base: planning.BaseConfig, tune: int, task: str, preset: str, space_path: str, name: str,
-                 seed: int) -> dict[str, TrialConfig]:
+                 seed: int, on_progress: Callable[[Progress], None] | None = None) -> dict[str, TrialConfig]:
     """Each arm's configuration: as logged when resuming, else fixed from the template or tuned."""
     configs = store.load_arm_configs(tracker, parent) if existing is not None else {}
     studies = []
-    for arm in dim.arms:
+    for i, arm in enumerate(dim.arms):
         label = dim.label(arm)
         if label in configs:
             continue
         if tune:
             from bench.compare.tune import tune_arm
 
-            configs[label], study = tune_arm(task, preset, space_path, dim, arm, template, tune, name, seed)
+            if on_progress:
+                on_progress(Progress(planning.Job(label, 0, seed), i + 1, len(dim.arms), None, stage="tune"))
+            configs[label], study, search_run = tune_arm(task, preset, space_path, dim, arm, template, tune, name,
+                                                         seed)
+            tracker.set_tags(search_run, {"comparison": name, "arm": label, "dimension": dim.name})
             studies.append(study)
         else:
             configs[label] = planning.arm_config(template, dim, arm, base)

@@ -33,8 +33,9 @@ def arm_space(space_path: str | Path, dimension: str, arm: Any, out: Path) -> Pa
 
 
 def tune_arm(task: str, preset: str, space_path: str, dimension: Dimension, arm: Any, template: TrialConfig,
-             trials: int, comparison: str, seed: int = 0) -> tuple[TrialConfig, str]:
-    """Run (or resume) the arm's study and return its best configuration and the study name.
+             trials: int, comparison: str, seed: int = 0) -> tuple[TrialConfig, str, str]:
+    """Run (or resume) the arm's study; returns its best configuration, the study name and the search's
+    parent run id (tagged with the comparison by the driver).
 
     Raises:
         BenchError: no trial of the study completed.
@@ -59,4 +60,4 @@ def tune_arm(task: str, preset: str, space_path: str, dimension: Dimension, arm:
     if not summary.best_run_id:
         raise BenchError(f"--tune needs a completed trial per arm, but the study {study} of arm {label} has none "
                          f"({'; '.join(summary.fail_reasons[:2]) or 'all pruned'}). Raise --tune or check the arm.")
-    return Tracker(task).load_config(summary.best_run_id), study
+    return Tracker(task).load_config(summary.best_run_id), study, summary.parent_run_id
