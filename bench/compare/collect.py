@@ -48,7 +48,9 @@ def usable_runs(table: pd.DataFrame, arms: Sequence[str]) -> tuple[pd.DataFrame,
     whole = {cell for cell, n in counts.items() if n == len(arms)}
     dropped = sorted((int(f), int(s)) for f, s in zip(cells["fold"], cells["seed"]) if (f, s) not in whole)
     keep = [(f, s) in whole for f, s in zip(done["fold"], done["seed"])]
-    return done[keep].sort_values(["arm", "fold", "seed"]).reset_index(drop=True), dropped
+    order = {arm: i for i, arm in enumerate(arms)}  # the arms' own order: tables list them as given
+    kept = done[keep].assign(_order=lambda t: t["arm"].map(order)).sort_values(["_order", "fold", "seed"])
+    return kept.drop(columns="_order").reset_index(drop=True), dropped
 
 
 def case_data(tracker: Tracker, runs: pd.DataFrame,
