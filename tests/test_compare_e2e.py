@@ -70,6 +70,8 @@ def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, c
         run(_args("--task", "xray-heart", "--name", "e2e", "--resume", "--dimension", "seg_loss"))
     with pytest.raises(ConfigError, match="unused name, but 'e2e' exists"):
         run(_args(*SMOKE, "--name", "e2e"))
+    with pytest.raises(ConfigError, match="--folds must not exceed the folds of the data's split"):
+        run(_args(*SMOKE[:-4], "--folds", "9", "--preset", "smoke", "--name", "too-many"))
     # resuming a finished comparison trains nothing: every job finished earlier
     assert run(_args("--task", "xray-heart", "--name", "e2e", "--resume", "--resamples", "100")) == 0
     assert len(_runs(workdir, "compare")) == 4 and "4 finished earlier" in capsys.readouterr().out

@@ -23,7 +23,7 @@ from bench.compare import runs as store
 from bench.compare.analysis import Analysis, analyse, trial_hours
 from bench.compare.collect import CaseData, case_data, usable_runs
 from bench.config import TrialConfig
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError, ConfigError, SplitError
 from bench.tracking import Tracker
 from bench.trial import FAIL, TrialOutcome, tracked_trial
 
@@ -177,7 +177,11 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     data_format = stored.get("data_format", data_format)
     template = planning.template_config(task, spec.preset(preset_name).config, base, data, data_format)
     # Preparing the last fold builds the data cache, pins the split and refuses K beyond the split's folds.
-    prepared = spec.prepare(template.replace(fold=n_folds - 1))
+    try:
+        prepared = spec.prepare(template.replace(fold=n_folds - 1))
+    except SplitError as exc:
+        raise ConfigError(f"--folds must not exceed the folds of the data's split, but got {n_folds} ({exc}). "
+                          "Lower --folds, or make a split with more folds (`bench datasets split --folds K`).") from None
     template = template.replace(split_hash=prepared.split_hash)
     name = name or default_name(task, dimension, preset_name)
     settings = {"dimension": dimension, "arms": ",".join(dim.labels), "baseline": dim.label(dim.baseline),

@@ -26,12 +26,15 @@ RESULTS_CSV = "results.csv"
 
 
 def figures(result: ComparisonResult) -> dict[str, bytes]:
-    """forest.png (differences of every metric) and cases-<metric>.png per per-case metric."""
+    """forest.png (differences in the primary metric), forest-more-<k>.png (the other metrics, three per
+    figure) and cases-<metric>.png per per-case metric."""
     table = result.analysis.table
     out = {}
-    compared = table[table["verdict"] != "baseline"]
-    if not compared.empty:
-        out["forest.png"] = forest_png(table)
+    if (table["verdict"] != "baseline").any():
+        out["forest.png"] = forest_png(table[table["metric"] == result.metric])
+        others = [m for m in dict.fromkeys(table["metric"]) if m != result.metric]
+        for k in range(0, len(others), 3):
+            out[f"forest-more-{k // 3 + 1}.png"] = forest_png(table[table["metric"].isin(others[k : k + 3])])
     for metric in result.cases.per_case:
         if metric in set(table["metric"]):
             frame = result.cases.frame[["arm", "fold", "seed", "case", metric]]
