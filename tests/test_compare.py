@@ -179,6 +179,18 @@ def test_finished_runs_are_kept_killed_and_interrupted_ones_rerun():
     assert dropped == [(1, 0)]  # b failed in (1, 0): that cell is left out for every arm
 
 
+def test_left_out_cells_keep_the_fold_seed_grid_balanced():
+    rows = [(arm, fold, seed, "COMPLETE", None) for seed in (0, 1) for fold in (0, 1, 2) for arm in ("a", "b")]
+    failed = [r if r[:3] != ("b", 2, 1) else ("b", 2, 1, "FAIL", "ValueError: x") for r in rows]
+    usable, dropped = usable_runs(run_table(_mlflow_frame(failed)), ["a", "b"])
+    assert dropped == [(2, 0), (2, 1)]  # fold 2 goes (4 cells kept) rather than seed 1 (3 cells kept)
+    assert sorted(set(zip(usable["fold"], usable["seed"]))) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    one_fold = [r if r[1:3] != (0, 1) else (*r[:3], "FAIL", "ValueError: x") for r in rows]
+    one_fold = [r for r in one_fold if r[1] in (0, 1)]
+    _, dropped = usable_runs(run_table(_mlflow_frame(one_fold)), ["a", "b"])
+    assert dropped in ([(0, 0), (0, 1)], [(0, 1), (1, 1)])  # a tie: either keeps 2 cells
+
+
 # --- statistics -----------------------------------------------------------------------------------------
 def _cases(delta: float, n: int = 30) -> CaseData:
     rng = np.random.default_rng(0)

@@ -36,18 +36,26 @@ class CaseData:
 
 
 def usable_runs(table: pd.DataFrame, arms: Sequence[str]) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
-    """The latest COMPLETE run per arm x fold x seed, kept only in (fold, seed) cells complete for all arms.
+    """The latest COMPLETE run per arm x fold x seed, in a balanced grid of (fold, seed) cells that every
+    arm finished.
+
+    Statistics pool folds and average seeds, so every kept fold needs every kept seed: when some arm did
+    not finish a cell, either its fold or its seed is left out for all arms, whichever keeps more cells.
 
     Returns:
-        (the kept runs, the (fold, seed) cells left out because some arm has no COMPLETE run there).
+        (the kept runs, the (fold, seed) cells left out).
     """
     done = table[table["state"].eq("COMPLETE") & table["arm"].isin(list(arms))]
     done = done.sort_values("start_time").drop_duplicates(["arm", "fold", "seed"], keep="last")
-    cells = table[["fold", "seed"]].drop_duplicates()
+    folds = sorted({int(f) for f in table["fold"].dropna()})
+    seeds = sorted({int(s) for s in table["seed"].dropna()})
     counts = done.groupby(["fold", "seed"])["arm"].nunique()
-    whole = {cell for cell, n in counts.items() if n == len(arms)}
-    dropped = sorted((int(f), int(s)) for f, s in zip(cells["fold"], cells["seed"]) if (f, s) not in whole)
-    keep = [(f, s) in whole for f, s in zip(done["fold"], done["seed"])]
+    whole = {(int(f), int(s)) for (f, s), n in counts.items() if n == len(arms)}
+    by_fold = [(f, s) for f in folds if all((f, t) in whole for t in seeds) for s in seeds]
+    by_seed = [(f, s) for s in seeds if all((g, s) in whole for g in folds) for f in folds]
+    kept_cells = set(max(by_fold, by_seed, key=len))
+    dropped = sorted((f, s) for f in folds for s in seeds if (f, s) not in kept_cells)
+    keep = [(int(f), int(s)) in kept_cells for f, s in zip(done["fold"], done["seed"])]
     order = {arm: i for i, arm in enumerate(arms)}  # the arms' own order: tables list them as given
     kept = done[keep].assign(_order=lambda t: t["arm"].map(order)).sort_values(["_order", "fold", "seed"])
     return kept.drop(columns="_order").reset_index(drop=True), dropped

@@ -189,8 +189,10 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
                 "space": space_path, "metric": plan_metrics.primary, "mode": "tuned" if tune else "fixed",
                 "config_source": base.source, "tune_trials": tune, "data": data, "data_format": data_format,
                 "split_sha256": prepared.split_hash, "split_hash": prepared.split_hash}
-    _check_same(stored, {k: settings[k] for k in ("arms", "folds", "seeds", "split_sha256") if k in stored})
+    _check_resume(stored, settings)
     parent = store.open_parent(tracker, name, settings, existing)
+    if existing is not None:  # arms or seeds may have been added
+        tracker.set_tags(parent, {k: settings[k] for k in ("arms", "seeds", "metric")})
     settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
     try:
         killed = store.close_killed(tracker, name) if existing is not None else 0
@@ -237,6 +239,15 @@ def _check_same(stored: dict[str, str], given: dict[str, Any]) -> None:
         if key in stored and str(stored[key]) != str(value):
             raise ConfigError(f"--resume must keep the comparison's {key}, but it was '{stored[key]}' and now is "
                               f"'{value}'. Leave the option out (it is taken from the comparison) or start a new one.")
+
+
+def _check_resume(stored: dict[str, str], settings: dict[str, Any]) -> None:
+    """On resume the folds, split and baseline stay; arms and seeds may be added, never dropped."""
+    _check_same(stored, {k: settings[k] for k in ("folds", "split_sha256", "baseline") if k in stored})
+    for key in ("arms", "seeds"):
+        if key in stored and not set(_split(stored[key])) <= set(_split(str(settings[key]))):
+            raise ConfigError(f"--resume may add {key} but not drop any, but the comparison has '{stored[key]}' "
+                              f"and now '{settings[key]}'. Leave --{key} out or start a new comparison.")
 
 
 def _arm_configs(tracker: Tracker, parent: str, existing: Any, dim: planning.Dimension, template: TrialConfig,
