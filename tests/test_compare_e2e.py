@@ -72,9 +72,17 @@ def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, c
         run(_args(*SMOKE, "--name", "e2e"))
     with pytest.raises(ConfigError, match="--folds must not exceed the folds of the data's split"):
         run(_args(*SMOKE[:-4], "--folds", "9", "--preset", "smoke", "--name", "too-many"))
-    # resuming a finished comparison trains nothing: every job finished earlier
-    assert run(_args("--task", "xray-heart", "--name", "e2e", "--resume", "--resamples", "100")) == 0
-    assert len(_runs(workdir, "compare")) == 4 and "4 finished earlier" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="may add arms but not drop any"):
+        run(_args("--task", "xray-heart", "--name", "e2e", "--resume", "--arms", "none,crop"))
+    # resuming a finished comparison repeats nothing; a second seed adds one run per arm x fold
+    capsys.readouterr()
+    assert run(_args("--task", "xray-heart", "--name", "e2e", "--resume", "--seeds", "2", "--resamples", "100",
+                     "--export", str(workdir / "out2"))) == 0
+    assert len(_runs(workdir, "compare")) == 8 and "4 runs now, 4 finished earlier" in capsys.readouterr().out
+    (parent,) = _runs(workdir, "comparison")
+    assert parent.data.tags["seeds"] == "0,1" and parent.data.tags["resumed"] == "true"
+    again = pd.read_csv(workdir / "out2" / "results.csv").set_index(["metric", "arm"])
+    assert again.loc[("val_auroc", "none"), "n"] == primary.loc["none", "n"]  # the same cases, two seeds each
 
 
 def test_kill_9_mid_comparison_then_resume_repeats_no_finished_run(workdir):
