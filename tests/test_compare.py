@@ -273,3 +273,13 @@ def test_summarize_ranks_arms_over_comparisons(workdir):
     assert run(_args("--summarize", ",".join(ids))) == 0
     with pytest.raises(BenchError, match="parent run ids of finished comparisons"):
         summarize([ids[0], "0" * 32])
+
+
+def test_the_command_module_imports_no_mlflow_pandas_or_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, bench.compare.command; "
+            "print([m for m in ('torch', 'mlflow', 'pandas', 'optuna') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # the CLI builds its parser in a blink
