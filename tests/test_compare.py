@@ -242,9 +242,13 @@ def test_set_level_auroc_from_pooled_case_probabilities():
     fields = {"probs": [f"prob_{k}" for k in range(4)], "labels": "label"}
     cases = CaseData(pd.DataFrame(rows), [], {"val_auroc": ("macro_auroc", fields),
                                               "val_balanced_accuracy": (balanced_accuracy, fields)})
-    runs = pd.DataFrame({"arm": ["none", "crop"] * 2, "fold": [0, 0, 1, 1], "seed": 0})
-    result = analyse(cases, runs, plan.MetricPlan("val_auroc", ("val_balanced_accuracy",)), "none", {},
-                     resamples=300)
+    runs = pd.DataFrame({"arm": ["none", "crop"] * 2, "fold": [0, 0, 1, 1], "seed": 0,
+                         "val_auroc": [0.6, 0.9, 0.7, 0.8]})
+    result = analyse(cases, runs, plan.MetricPlan("val_auroc", ("val_balanced_accuracy", "val_auroc@run")),
+                     "none", {}, resamples=300)
+    per_run = result.table[result.table["metric"] == "val_auroc@run"].set_index("arm")
+    assert per_run.loc["crop", "mean"] == pytest.approx(0.85) and per_run.loc["crop", "unit"] == "run"
+    assert bool(per_run.loc["crop", "higher_is_better"]) and per_run.loc["none", "n"] == 2
     auroc = result.table[result.table["metric"] == "val_auroc"].set_index("arm")
     assert auroc.loc["crop", "mean"] > auroc.loc["none", "mean"] and auroc.loc["crop", "test"] == "bootstrap"
     assert auroc.loc["crop", "n"] == 40 and result.verdicts[0].startswith("crop: better than none")

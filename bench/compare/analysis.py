@@ -7,7 +7,9 @@ Where each metric's values come from decides its test (see :mod:`bench.compare_s
 * set-level metrics recomputed from the cases (AUROC, balanced accuracy from the logged probabilities):
   unit = case; the arm's value is the metric of the pooled out-of-fold predictions (averaged over seeds),
   compared by a paired case bootstrap (DeLong for a two-class AUROC);
-* everything else a run logs (HD95, shift gap, attention in heart, test-part scores): unit = run; the
+* everything else a run logs (HD95, shift gap, attention in heart, test-part scores), and
+  ``<metric>@run`` for the runs' own values of a pooled metric (``val_auroc@run``: the folds' AUROCs,
+  which unlike the pooled AUROC do not mix the calibrations of K models): unit = run; the
   arms are paired on the same fold x seed and compared by Wilcoxon over the K x S runs (with 5 runs or
   fewer no difference can reach alpha = 0.05: the table says so by its p-values).
 
@@ -37,8 +39,18 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
+PER_RUN = "@run"  # "val_auroc@run": the runs' own val_auroc values, paired per fold x seed
+
+
 def metric_source(metric: str, cases: CaseData, runs: pd.DataFrame) -> str | None:
-    """"case", "set" or "run": where the metric's values come from; None when no run has it."""
+    """"case", "set" or "run": where the metric's values come from; None when no run has it.
+
+    ``<metric>@run`` asks for the per-run values of a metric that is otherwise computed from the pooled
+    cases (e.g. the mean of the folds' own AUROCs beside the AUROC of the pooled predictions).
+    """
+    if metric.endswith(PER_RUN):
+        logged = metric[: -len(PER_RUN)]
+        return "run" if logged in runs and pd.to_numeric(runs[logged], errors="coerce").notna().any() else None
     if metric in cases.per_case:
         return "case"
     if metric in cases.set_level:
@@ -97,6 +109,12 @@ def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, b
     if source == "set":
         statistic, fields = cases.set_level[metric]
         return compare_arms(cases.frame, metric, baseline, statistic=statistic, fields=fields, **common)
+    if metric.endswith(PER_RUN):
+        from bench.compare_stats import metric_direction
+
+        logged = metric[: -len(PER_RUN)]
+        frame = run_frame(runs, logged).rename(columns={logged: metric})
+        return compare_arms(frame, metric, baseline, higher_is_better=metric_direction(logged), **common)
     return compare_arms(run_frame(runs, metric), metric, baseline, **common)
 
 
