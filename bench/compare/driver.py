@@ -192,7 +192,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     _check_resume(stored, settings)
     parent = store.open_parent(tracker, name, settings, existing)
     if existing is not None:  # arms or seeds may have been added
-        tracker.set_tags(parent, {k: settings[k] for k in ("arms", "seeds", "metric")})
+        tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
     settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
     try:
         killed = store.close_killed(tracker, name) if existing is not None else 0
@@ -242,8 +242,11 @@ def _check_same(stored: dict[str, str], given: dict[str, Any]) -> None:
 
 
 def _check_resume(stored: dict[str, str], settings: dict[str, Any]) -> None:
-    """On resume the folds, split and baseline stay; arms and seeds may be added, never dropped."""
-    _check_same(stored, {k: settings[k] for k in ("folds", "split_sha256", "baseline") if k in stored})
+    """On resume the split and baseline stay; arms, folds and seeds may be added, never dropped."""
+    _check_same(stored, {k: settings[k] for k in ("split_sha256", "baseline") if k in stored})
+    if "folds" in stored and int(settings["folds"]) < int(stored["folds"]):
+        raise ConfigError(f"--resume may add folds but not drop any, but the comparison has {stored['folds']} and "
+                          f"now {settings['folds']}. Leave --folds out or start a new comparison.")
     for key in ("arms", "seeds"):
         if key in stored and not set(_split(stored[key])) <= set(_split(str(settings[key]))):
             raise ConfigError(f"--resume may add {key} but not drop any, but the comparison has '{stored[key]}' "
