@@ -1,0 +1,173 @@
+"""``bench compare`` on the command line: parse, call :func:`bench.compare.compare`, print.
+
+Wired into the ``bench`` CLI with ``add_parser(subparsers)``; ``run(args)`` returns the exit status and lets
+a :class:`bench.errors.BenchError` propagate (the CLI prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.errors import ConfigError
+
+EXAMPLES = """examples:
+  bench compare --task xray-heart --dimension guidance --preset smoke --arms none,soft_mask --folds 2
+  bench compare --task xray-heart --dimension guidance --seeds 2 --export results/compare/xray-heart-guidance
+  bench compare --task ct-lung --dimension seg_loss --arms dice,dice_ce,spread_dice --baseline dice
+  bench compare --task xray-heart --dimension seg_loss --from-run <RUN_ID>
+  bench compare --task xray-heart --dimension guidance --tune 8
+  bench compare --task xray-heart --name my-comparison --resume
+  bench compare --summarize <PARENT_RUN_1>,<PARENT_RUN_2> --export results/compare/summary"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``compare`` command to ``subparsers`` (of ``argparse``) and return its parser."""
+    s = subparsers.add_parser(
+        "compare", help="controlled cross-validated paired comparison of the arms of one dimension",
+        description="Train every arm of one dimension (guidance, seg_loss, seg_arch, classifier, ...) at one fixed "
+                    "or equally tuned configuration on K folds x S seeds, and compare each arm with the "
+                    "baseline on the same validation cases.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--task", help="registered task (see `bench tasks`)")
+    s.add_argument("--dimension", metavar="D", help="categorical dimension compared: guidance, seg_loss, seg_arch, "
+                                                    "classifier, or any categorical parameter of the space")
+    s.add_argument("--arms", metavar="A,B,...", help="values of D to compare (default: every choice of D in the space)")
+    s.add_argument("--baseline", help="arm the others are compared with (default: none or dice when an arm, "
+                                      "else the first arm)")
+    s.add_argument("--folds", type=int, metavar="K", help="folds of the standard split (default 5)")
+    s.add_argument("--seeds", type=int, metavar="S", help="seeds per fold: --seed .. --seed+S-1 (default 1)")
+    s.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    s.add_argument("--preset", help="budget preset: smoke, cpu (default), gpu")
+    s.add_argument("--space", help="search space YAML whose categorical D gives the arms (default: the preset's)")
+    s.add_argument("--data", help="data folder (default: the built-in phantom)")
+    s.add_argument("--format", help="data format of --data (see `bench list formats`)")
+    source = s.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="fixed configuration: YAML of TrialConfig fields "
+                                                          "(default: search_spaces/reference/<task>-<preset>.yaml)")
+    source.add_argument("--from-run", metavar="RUN_ID", help="fixed configuration of a logged trial")
+    source.add_argument("--study", metavar="NAME", help="fixed configuration of the best trial of a study")
+    source.add_argument("--tune", type=int, metavar="N", default=0,
+                        help="tune each arm with its own N-trial study over the rest of the space (fold 0), "
+                             "then evaluate its best configuration on every fold x seed")
+    s.add_argument("--metric", help="primary metric (default: declared per task and dimension)")
+    s.add_argument("--name", help="comparison name (default: <task>-<dimension>-<preset>-<time>)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue comparison --name: finished runs are kept, killed ones re-run")
+    s.add_argument("--export", metavar="DIR", help="write results.csv, results.md, plots and report.html here")
+    s.add_argument("--summarize", metavar="RUN1,RUN2",
+                   help="combine finished comparisons (parent run ids) of several tasks or data sets: mean ranks, "
+                        "Friedman test and critical-difference diagram")
+    s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.add_argument("--workers", type=int, help="not implemented: comparisons run their jobs one at a time")
+    s.add_argument("--backend", default="optuna", help="not implemented beyond the default (optuna)")
+    s.set_defaults(func=run)
+    return s
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (kill, a scheduler's stop) becomes KeyboardInterrupt, so the open runs are closed."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _config_source(args) -> str | None:
+    if args.config:
+        return f"file:{args.config}"
+    if args.from_run:
+        return f"run:{args.from_run}"
+    if args.study:
+        return f"study:{args.study}"
+    return None
+
+
+def run(args) -> int:
+    """Run ``bench compare`` with parsed ``args``; 0 when the comparison finished (or the summary was written)."""
+    if args.summarize:
+        return _summarize(args)
+    if not args.task:
+        raise ConfigError("bench compare needs --task (or --summarize RUN1,RUN2), but got neither.")
+    from bench.compare import compare
+    from bench.compare_stats import results_markdown
+
+    _interrupt_on_sigterm()
+
+    if args.tune:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def progress(p) -> None:
+        job = p.job
+        if p.stage == "tune":
+            print(f"tuning arm {job.arm} ({p.done}/{p.total}): a {args.tune}-trial study on fold 0", flush=True)
+            return
+        if p.outcome is None:
+            status = "finished earlier"
+        else:
+            value = f" {p.outcome.objective:.4f}" if p.outcome.state == "COMPLETE" else f" ({p.outcome.reason})"
+            status = f"{p.outcome.state}{value} in {p.outcome.seconds:.0f} s"
+        print(f"[{p.done}/{p.total}] {job.arm} fold {job.fold} seed {job.seed}: {status}", flush=True)
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    result = compare(args.task, args.dimension, arms=arms, baseline=args.baseline, folds=args.folds,
+                     seeds=args.seeds, preset=args.preset, space=args.space, config_from=_config_source(args),
+                     tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
+                     on_progress=progress, data=args.data or "phantom",
+                     data_format=args.format or ("phantom" if not args.data else "png"), seed=args.seed,
+                     export=args.export, workers=args.workers, backend=args.backend, resamples=args.resamples)
+    print(f"\ncomparison {result.name} (parent run {result.parent_run_id}): {result.n_ran} runs now, "
+          f"{result.n_skipped} finished earlier, {result.n_failed} failed, {result.killed_closed} killed runs "
+          f"closed; {result.seconds:.0f} s, {result.trial_hours_total:.3f} trial-hours")
+    if result.dropped_cells:
+        print(f"left out (fold, seed) cells where some arm did not finish: {result.dropped_cells}")
+    print()
+    print(results_markdown(result.table[result.table["metric"] == result.metric]))
+    print(f"Verdicts ({result.metric}):")
+    for line in result.verdicts:
+        print(f"  {line}")
+    for note in result.analysis.notes:
+        print(f"note: {note}")
+    if result.exported:
+        print(f"exported {', '.join(str(p) for p in result.exported)}")
+    print(f"all metrics: results.md on the parent run, or --export DIR; resume with --name {result.name} --resume")
+    return 0
+
+
+def _summarize(args) -> int:
+    from bench.compare import summarize
+
+    run_ids = [r.strip() for r in args.summarize.split(",") if r.strip()]
+    scores, friedman, paths = summarize(run_ids, args.export)
+    print(scores.to_string(float_format=lambda x: f"{x:.4f}"))
+    print("\nmean ranks (1 = best):")
+    print(friedman.mean_ranks.to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"Friedman chi2 = {friedman.statistic:.3f}, p = {friedman.p:.3g}; Nemenyi CD = {friedman.cd:.3f} over "
+          f"{friedman.n_tasks} comparisons. {friedman.note}")
+    if paths:
+        print(f"exported {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.compare.command ...`` until the command is wired into ``bench``."""
+    from bench.errors import BenchError
+    from bench.logs import quiet_libraries
+
+    quiet_libraries()
+    parser = argparse.ArgumentParser(prog="bench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""``bench compare``: train every arm of one dimension on every fold x seed, then compare them paired.
+
+The driver resolves the plan (:mod:`bench.compare.plan`), opens or resumes the comparison's parent run
+(:mod:`bench.compare.runs`), runs each missing arm x fold x seed job through the one tracked-trial
+lifecycle (:func:`bench.trial.tracked_trial`, ``bench.kind = compare``), then collects the per-case values
+(:mod:`bench.compare.collect`), computes the statistics (:mod:`bench.compare.analysis`) and logs the results
+table, plots and report on the parent run (:mod:`bench.compare.export`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.compare import plan as planning
+from bench.compare import runs as store
+from bench.compare.analysis import Analysis, analyse, trial_hours
+from bench.compare.collect import CaseData, case_data, usable_runs
+from bench.config import TrialConfig
+from bench.errors import BenchError, ConfigError, SplitError
+from bench.tracking import Tracker
+from bench.trial import FAIL, TrialOutcome, tracked_trial
+
+DEFAULT_FOLDS = 5
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class Progress:
+    """What ``on_progress`` is told after each job: ``outcome`` is None for a job finished earlier."""
+
+    job: planning.Job
+    done: int
+    total: int
+    outcome: TrialOutcome | None
+    stage: str = "run"  # run | tune | collect
+
+
+@dataclass
+class ComparisonResult:
+    name: str
+    task: str
+    parent_run_id: str
+    metric: str
+    baseline: str
+    arms: list[str]
+    settings: dict[str, Any]
+    analysis: Analysis
+    runs: pd.DataFrame  # every nested run (state, seconds, metrics)
+    cases: CaseData
+    n_ran: int
+    n_skipped: int
+    n_failed: int
+    killed_closed: int
+    dropped_cells: list[tuple[int, int]]
+    seconds: float
+    hours: dict[str, float] = field(default_factory=dict)
+    exported: list[Path] = field(default_factory=list)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.analysis.table
+
+    @property
+    def verdicts(self) -> list[str]:
+        return self.analysis.verdicts
+
+    @property
+    def trial_hours_total(self) -> float:
+        return float(sum(self.hours.values()))
+
+
+def resolve_base(task: str, preset: str, config_from: str | None, tracker: Tracker) -> planning.BaseConfig:
+    """The fixed configuration the arms share.
+
+    ``config_from``: None (the task's reference for the preset), ``file:PATH``, ``run:RUN_ID`` or
+    ``study:NAME`` (its best COMPLETE trial); without a prefix an existing file, a 32-hex run id, or else
+    a study name.
+    """
+    if config_from is None:
+        return planning.load_reference(task, preset)
+    kind, sep, value = config_from.partition(":")
+    if not sep or kind not in ("file", "run", "study"):
+        kind, value = ("file" if Path(config_from).is_file() else "run" if RUN_ID.match(config_from)
+                       else "study"), config_from
+    if kind == "file":
+        return planning.config_file(value)
+    if kind == "run":
+        try:
+            return planning.from_config(tracker.load_config(value), f"run {value}")
+        except BenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001  MLflow: unknown run or no config.yaml
+            raise ConfigError(f"--from-run must name a logged trial of {task} with a config.yaml, but {value} "
+                              f"gave {type(exc).__name__}: {exc}") from None
+    from bench.leaderboard import leaderboard
+
+    best = leaderboard(task, study=value, where=["state=COMPLETE"]).head(1)
+    if best.empty:
+        raise ConfigError(f"--study must name a study with a COMPLETE trial, but '{value}' has none.")
+    run_id = str(best["run_id"].iloc[0])
+    return planning.from_config(tracker.load_config(run_id), f"best trial of study {value} (run {run_id})")
+
+
+def default_name(task: str, dimension: str, preset: str) -> str:
+    return f"{task}-{dimension}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None = None, baseline: str | None = None,
+            folds: int | None = None, seeds: int | None = None, preset: str | None = None, space: str | None = None,
+            config_from: str | None = None, tune: int = 0, metric: str | None = None, resume: bool = False,
+            name: str | None = None, on_progress: Callable[[Progress], None] | None = None, *,
+            data: str = "phantom", data_format: str = "phantom", seed: int = 0, export: str | Path | None = None,
+            workers: int | None = None, backend: str = "optuna", resamples: int = 2000) -> ComparisonResult:
+    """Run (or resume) a controlled comparison of the arms of ``dimension`` and return its statistics.
+
+    Args:
+        task: registered task.
+        dimension: the categorical dimension D compared (guidance, seg_loss, seg_arch, classifier, ...);
+            on ``resume`` taken from the comparison when not given.
+        arms: values of D (default: every choice of D in the space).
+        baseline: the arm the others are compared with (default ``none``/``dice`` when an arm, else the first).
+        folds: K, folds of the standard split (default 5); seeds: S, seeds ``seed .. seed+S-1`` (default 1).
+        preset: budget preset (default: the task's); space: search space file (default: the preset's).
+        config_from: where the fixed configuration comes from (see :func:`resolve_base`).
+        tune: N > 0 tunes each arm with its own N-trial study first (:mod:`bench.compare.tune`).
+        metric: primary metric (default: declared per task and dimension in ``plan.METRIC_TABLE``).
+        resume: continue comparison ``name``: finished runs are not repeated, killed ones are re-run.
+        name: the comparison's name (default ``<task>-<dimension>-<preset>-<time>``).
+        on_progress: called after each job with a :class:`Progress`.
+        export: also write the results to this folder.
+        workers, backend: parallel execution is not implemented; anything but 1 / optuna is refused.
+
+    Raises:
+        ConfigError: bad dimension, arm, baseline, fold count, config source, an existing name without
+            ``resume``, or a parallel option.
+    """
+    if workers not in (None, 1) or backend != "optuna":
+        raise ConfigError(f"bench compare runs its jobs one after another, but got --workers {workers} / --backend "
+                          f"{backend}. Leave them out (parallel comparisons are not implemented yet).")
+    if tune < 0 or (folds is not None and folds < 2) or (seeds is not None and seeds < 1):
+        raise ConfigError(f"--folds must be >= 2, --seeds >= 1 and --tune >= 0, but got {folds}, {seeds}, {tune}.")
+    from bench.search.space import load_space
+    from bench.tasks import TASKS
+
+    started = time.time()
+    spec = TASKS.get(task)
+    tracker = Tracker(task)
+    if resume and not name:
+        raise ConfigError("--resume must name the comparison to continue, but got no --name. Add --name NAME.")
+    existing = store.find_parent(tracker, name) if name else None
+    if existing is not None and not resume:
+        raise ConfigError(f"a new comparison needs an unused name, but '{name}' exists in {tracker.uri}. Add "
+                          "--resume to continue it, or pick another --name.")
+    if resume and existing is None:
+        raise ConfigError(f"--resume needs an existing comparison, but '{name}' is not in {tracker.uri}.")
+    stored = store.stored_settings(existing) if existing is not None else {}
+    preset_name = preset or stored.get("preset") or spec.default_preset
+    space_path = str(space or stored.get("space") or spec.space_path(preset_name))
+    dimension = dimension or stored.get("dimension")
+    if not dimension:
+        raise ConfigError(f"bench compare needs --dimension (a categorical parameter of {space_path}), but got none.")
+    _check_same(stored, {"dimension": dimension, "preset": preset_name})
+    dim = planning.resolve_dimension(spec, load_space(space_path), dimension,
+                                     arms or _split(stored.get("arms")), baseline or stored.get("baseline"))
+    n_folds = folds or int(stored.get("folds", DEFAULT_FOLDS))
+    seed_list = list(range(seed, seed + seeds)) if seeds else [int(s) for s in _split(stored.get("seeds"))] or [seed]
+    plan_metrics = planning.metric_plan(spec, dimension, metric or stored.get("metric"))
+    base = resolve_base(task, preset_name, config_from, tracker)
+    data = stored.get("data", data)
+    data_format = stored.get("data_format", data_format)
+    template = planning.template_config(task, spec.preset(preset_name).config, base, data, data_format)
+    # Preparing the last fold builds the data cache, pins the split and refuses K beyond the split's folds.
+    try:
+        prepared = spec.prepare(template.replace(fold=n_folds - 1))
+    except SplitError as exc:
+        raise ConfigError(f"--folds must not exceed the folds of the data's split, but got {n_folds} ({exc}). "
+                          "Lower --folds, or make a split with more folds (`bench datasets split --folds K`).") from None
+    template = template.replace(split_hash=prepared.split_hash)
+    name = name or default_name(task, dimension, preset_name)
+    settings = {"dimension": dimension, "arms": ",".join(dim.labels), "baseline": dim.label(dim.baseline),
+                "folds": n_folds, "seeds": ",".join(map(str, seed_list)), "preset": preset_name,
+                "space": space_path, "metric": plan_metrics.primary, "mode": "tuned" if tune else "fixed",
+                "config_source": base.source, "tune_trials": tune, "data": data, "data_format": data_format,
+                "split_sha256": prepared.split_hash, "split_hash": prepared.split_hash}
+    _check_resume(stored, settings)
+    parent = store.open_parent(tracker, name, settings, existing)
+    if existing is not None:  # arms or seeds may have been added
+        tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
+    settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
+    try:
+        killed = store.close_killed(tracker, name) if existing is not None else 0
+        configs = _arm_configs(tracker, parent, existing, dim, template, base, tune, task, preset_name, space_path,
+                               name, seed, on_progress)
+        done = store.finished_keys(store.run_table(store.comparison_runs(tracker, name)))
+        jobs = planning.plan_jobs(dim.labels, n_folds, seed_list)
+        ran = failed = 0
+        for i, job in enumerate(jobs):
+            outcome = None
+            if job.key not in done:
+                config = configs[job.arm].replace(fold=job.fold, seed=job.seed, split_hash=prepared.split_hash)
+                outcome = tracked_trial(tracker, config, name=job.name(name), parent_run_id=parent, kind=store.RUN_KIND,
+                                        tags={"comparison": name, "arm": job.arm, "dimension": dimension,
+                                              "fold": job.fold, "seed": job.seed})
+                ran += 1
+                failed += outcome.state == FAIL
+            if on_progress:
+                on_progress(Progress(job, i + 1, len(jobs), outcome))
+        result = _conclude(tracker, name, task, parent, dim, plan_metrics, settings, ran, len(jobs) - ran, failed,
+                           killed, started, resamples)
+        from bench.compare.export import log_outputs, write_outputs
+
+        log_outputs(tracker, parent, result)
+        if export is not None:
+            result.exported = write_outputs(result, export)
+        tracker.log_metrics(parent, {"n_ran": ran, "n_skipped": result.n_skipped, "n_failed": failed,
+                                     "killed_closed": killed, "seconds": result.seconds,
+                                     "trial_hours": result.trial_hours_total})
+        tracker.set_tags(parent, {"verdicts": " | ".join(result.verdicts)[:5000]})
+    except BaseException as exc:  # the parent never stays RUNNING; --resume reopens it
+        tracker.end(parent, FAIL, "interrupted" if not isinstance(exc, Exception) else f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.end(parent, "COMPLETE")
+    return result
+
+
+def _split(text: str | None) -> list[str]:
+    return [t for t in (text or "").split(",") if t]
+
+
+def _check_same(stored: dict[str, str], given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if key in stored and str(stored[key]) != str(value):
+            raise ConfigError(f"--resume must keep the comparison's {key}, but it was '{stored[key]}' and now is "
+                              f"'{value}'. Leave the option out (it is taken from the comparison) or start a new one.")
+
+
+def _check_resume(stored: dict[str, str], settings: dict[str, Any]) -> None:
+    """On resume the split and baseline stay; arms, folds and seeds may be added, never dropped."""
+    _check_same(stored, {k: settings[k] for k in ("split_sha256", "baseline") if k in stored})
+    if "folds" in stored and int(settings["folds"]) < int(stored["folds"]):
+        raise ConfigError(f"--resume may add folds but not drop any, but the comparison has {stored['folds']} and "
+                          f"now {settings['folds']}. Leave --folds out or start a new comparison.")
+    for key in ("arms", "seeds"):
+        if key in stored and not set(_split(stored[key])) <= set(_split(str(settings[key]))):
+            raise ConfigError(f"--resume may add {key} but not drop any, but the comparison has '{stored[key]}' "
+                              f"and now '{settings[key]}'. Leave --{key} out or start a new comparison.")
+
+
+def _arm_configs(tracker: Tracker, parent: str, existing: Any, dim: planning.Dimension, template: TrialConfig,
+                 base: planning.BaseConfig, tune: int, task: str, preset: str, space_path: str, name: str,
+                 seed: int, on_progress: Callable[[Progress], None] | None = None) -> dict[str, TrialConfig]:
+    """Each arm's configuration: as logged when resuming, else fixed from the template or tuned."""
+    configs = store.load_arm_configs(tracker, parent) if existing is not None else {}
+    studies = []
+    for i, arm in enumerate(dim.arms):
+        label = dim.label(arm)
+        if label in configs:
+            continue
+        if tune:
+            from bench.compare.tune import tune_arm
+
+            if on_progress:
+                on_progress(Progress(planning.Job(label, 0, seed), i + 1, len(dim.arms), None, stage="tune"))
+            configs[label], study, search_run = tune_arm(task, preset, space_path, dim, arm, template, tune, name,
+                                                         seed)
+            tracker.set_tags(search_run, {"comparison": name, "arm": label, "dimension": dim.name})
+            studies.append(study)
+        else:
+            configs[label] = planning.arm_config(template, dim, arm, base)
+        store.log_arm_configs(tracker, parent, configs)  # after each arm: a resumed tuning keeps what is done
+    if studies:
+        tracker.set_tags(parent, {"tune_studies": ",".join(studies)})
+    return configs
+
+
+def _conclude(tracker: Tracker, name: str, task: str, parent: str, dim: planning.Dimension,
+              metrics: planning.MetricPlan, settings: dict[str, Any], ran: int, skipped: int, failed: int,
+              killed: int, started: float, resamples: int) -> ComparisonResult:
+    table = store.run_table(store.comparison_runs(tracker, name))
+    usable, dropped = usable_runs(table, dim.labels)
+    if usable.empty:
+        reasons = sorted(set(table.loc[table["state"].eq(FAIL), "reason"]))[:3]
+        raise BenchError(f"a comparison needs every arm to finish on at least one fold x seed, but none did "
+                         f"(failures: {reasons}). See the runs of comparison {name} in MLflow.")
+    cases = case_data(tracker, usable)
+    hours = trial_hours(table, dim.labels)
+    analysis = analyse(cases, usable, metrics, dim.label(dim.baseline), hours, resamples=resamples)
+    return ComparisonResult(name, task, parent, metrics.primary, dim.label(dim.baseline), dim.labels, settings,
+                            analysis, table, cases, ran, skipped, failed, killed, dropped,
+                            round(time.time() - started, 2), hours)

@@ -1,0 +1,276 @@
+"""What a comparison runs: the dimension and its arms, each arm's configuration, the metrics, the jobs.
+
+A comparison varies one categorical dimension D of a task (``guidance``, ``seg_loss``, ``seg_arch``,
+``classifier``, ...) and keeps everything else fixed: the preset's budget, then a base configuration (the
+task's reference for the preset, a config file, an MLflow run or the best trial of a study), then the arm.
+Every arm is trained on every fold x seed of the standard split (:class:`Job`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from bench.config import PARAM_DICTS, TrialConfig
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench.search.space import SearchSpace
+    from bench.tasks import TaskSpec
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "search_spaces" / "reference"
+# The params mapping that belongs to a dimension's value: dropped when the arm replaces the value.
+PARAMS_OF = {"seg_loss": "seg_loss_params", "guidance": "guidance_params"}
+# Baselines chosen by default when they are arms: the "do nothing special" value of the dimension.
+NATURAL_BASELINES = ("none", "dice")
+# Fields a base configuration never fixes: they come from the comparison (data, fold, seed, split).
+RUN_FIELDS = ("task", "data", "data_format", "split_hash", "fold", "seed")
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """The metrics of a comparison: the primary one (verdicts, ranks) and the others reported beside it."""
+
+    primary: str
+    others: tuple[str, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.primary, *[m for m in self.others if m != self.primary])
+
+
+# Per task and dimension ("*": any other): primary metric first. Per-case and set-level metrics come from
+# the runs' val_cases.json (pooled over folds, paired on the same validation cases); the rest are
+# per-run values (paired on the same fold x seed); "<metric>@run" asks for the runs' own values of a pooled
+# metric (see bench.compare.analysis).
+METRIC_TABLE: dict[str, dict[str, tuple[str, ...]]] = {
+    "xray-heart": {
+        "guidance": ("val_auroc", "val_auroc@run", "val_balanced_accuracy", "shift_gap_auroc", "val_attention_in_heart",
+                     "test_auroc", "test_shifted_auroc", "test_attention_in_heart", "val_heart_dice"),
+        "classifier": ("val_auroc", "val_auroc@run", "val_balanced_accuracy", "shift_gap_auroc", "val_attention_in_heart",
+                       "test_auroc", "test_shifted_auroc"),
+        "seg_loss": ("val_heart_dice", "val_heart_hd95", "val_ctr_error", "test_heart_dice", "val_auroc"),
+        "seg_arch": ("val_heart_dice", "val_heart_hd95", "val_ctr_error", "test_heart_dice", "val_auroc"),
+        "*": ("val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),
+    },
+    "ct-lung": {
+        "*": ("val_lesion_dice", "val_lesion_nsd", "val_fp_outside_lung_ml", "val_lesion_hd95",
+              "val_lesion_sensitivity", "test_lesion_dice", "test_fp_outside_lung_ml"),
+    },
+}
+
+
+def metric_plan(spec: TaskSpec, dimension: str, metric: str | None = None) -> MetricPlan:
+    """The declared metrics of ``dimension`` on the task (the task's objective alone when undeclared);
+    ``metric`` (``--metric``) becomes the primary one."""
+    declared = METRIC_TABLE.get(spec.name, {})
+    names = declared.get(dimension) or declared.get("*") or (spec.objective,)
+    primary = metric or names[0]
+    return MetricPlan(primary, tuple(n for n in names if n != primary))
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """The compared dimension, its arms (values) and baseline."""
+
+    name: str
+    arms: tuple[Any, ...]
+    baseline: Any
+
+    def label(self, arm: Any) -> str:
+        """The arm as it appears in tags and tables (YAML spelling for booleans and numbers)."""
+        return arm if isinstance(arm, str) else yaml.safe_dump(arm).strip().removesuffix("...").strip()
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.label(a) for a in self.arms]
+
+
+def _registry_of(spec: TaskSpec, name: str):
+    from bench.search.space import REGISTRY_FIELDS
+
+    location = {**REGISTRY_FIELDS, **{k: tuple(v) for k, v in spec.extra.get("space_registries", {}).items()}}
+    if name not in location:
+        return None
+    module, attr = location[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def resolve_dimension(spec: TaskSpec, space: SearchSpace, dimension: str, arms: Sequence[str] | None = None,
+                      baseline: str | None = None) -> Dimension:
+    """Check D, the arms and the baseline against the task's space and registries.
+
+    D must be a categorical parameter of the space, or a registry-backed field (``seg_arch``, ``seg_loss``,
+    ``guidance``, ``classifier``; ct-lung's ``guidance`` names lung-guidance strategies). Arms default to
+    every choice of D in the space; given ones must be registered names (registry fields) or choices of
+    the space. The baseline defaults to ``none`` or ``dice`` when that is an arm, else the first arm.
+
+    Raises:
+        ConfigError: naming the unknown dimension, arm or baseline and what is allowed.
+    """
+    categorical = {p.name: p for p in space.params if p.type == "categorical"}
+    registry = _registry_of(spec, dimension)
+    if dimension not in categorical and registry is None:
+        close = difflib.get_close_matches(dimension, sorted(categorical), n=2)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"--dimension must be a categorical parameter of {space.source} ({sorted(categorical)}) "
+                          f"or a registry field (seg_arch, seg_loss, guidance, classifier), but got "
+                          f"'{dimension}'.{hint}")
+    choices = categorical[dimension].choices if dimension in categorical else ()
+    if not arms:
+        if not choices:
+            raise ConfigError(f"--dimension {dimension} is not searched in {space.source}, so its arms must be "
+                              f"given, but got no --arms. Pass e.g. --arms {','.join(registry.names()[:2])}.")
+        values: tuple[Any, ...] = tuple(choices)
+    else:
+        values = tuple(_parse_arm(a, choices, registry, dimension, space.source) for a in arms)
+    if len(set(map(str, values))) != len(values):
+        raise ConfigError(f"--arms must name each arm once, but got {list(arms or values)}. Drop the repeats.")
+    if len(values) < 2:
+        raise ConfigError(f"a comparison needs at least 2 arms, but got {list(values)}. Add arms with --arms.")
+    dim = Dimension(dimension, values, values[0])
+    if baseline is None:
+        natural = [a for a in values if a in NATURAL_BASELINES]
+        return Dimension(dimension, values, natural[0] if natural else values[0])
+    chosen = [a for a in values if dim.label(a) == baseline]
+    if not chosen:
+        raise ConfigError(f"--baseline must be one of the arms {dim.labels}, but got '{baseline}'. "
+                          "Add it to --arms or pick another.")
+    return Dimension(dimension, values, chosen[0])
+
+
+def _parse_arm(text: str, choices: tuple, registry, dimension: str, source: str) -> Any:
+    for choice in choices:  # the space's own spelling (booleans, numbers) wins
+        if str(choice) == text or (not isinstance(choice, str) and yaml.safe_load(text) == choice):
+            return choice
+    if registry is not None and text in registry:
+        return text
+    known = registry.names() if registry is not None else list(choices)
+    close = difflib.get_close_matches(text, [str(k) for k in known], n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    what = f"registered {registry.kind}s" if registry is not None else f"choices of {dimension} in {source}"
+    raise ConfigError(f"--arms must be {what} ({known}), but got '{text}'.{hint}")
+
+
+# --- base configurations ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BaseConfig:
+    """Fixed TrialConfig values shared by the arms, where they came from, and per-arm extra params."""
+
+    values: dict[str, Any]
+    source: str
+    arm_params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+def reference_path(task: str, preset: str) -> Path:
+    return REFERENCE_DIR / f"{task}-{preset}.yaml"
+
+
+def load_reference(task: str, preset: str, path: str | Path | None = None) -> BaseConfig:
+    """The reference configuration ``search_spaces/reference/<task>-<preset>.yaml`` (or ``path``).
+
+    Raises:
+        ConfigError: a missing or malformed file, or keys that are not TrialConfig fields.
+    """
+    path = Path(path) if path else reference_path(task, preset)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: the reference configuration of {task} at preset {preset} must be readable, "
+                          f"but {exc.strerror}. Add it to search_spaces/reference/ or pass --config.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: a reference configuration must be valid YAML, but parsing failed: {exc}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("config"), Mapping):
+        raise ConfigError(f"{path}: a reference configuration must have a 'config' mapping of TrialConfig "
+                          f"fields, but it has none. See search_spaces/reference/README.md.")
+    values = _checked_values(data["config"], str(path))
+    arm_params = data.get("arm_params") or {}
+    if not isinstance(arm_params, Mapping) or not all(isinstance(v, Mapping) for v in arm_params.values()):
+        raise ConfigError(f"{path}: 'arm_params' must map dimension -> arm -> params, but got {arm_params!r}.")
+    return BaseConfig(values, f"reference {path.name}", {k: dict(v) for k, v in arm_params.items()})
+
+
+def config_file(path: str | Path) -> BaseConfig:
+    """A base configuration from a YAML file of TrialConfig fields (a run's config.yaml works as it is)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: --config must be a readable YAML file, but {exc.strerror}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: --config must be valid YAML, but parsing failed: {exc}") from None
+    if isinstance(data, Mapping) and isinstance(data.get("config"), Mapping):  # a reference-format file
+        return load_reference("", "", path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: --config must be a mapping of TrialConfig fields, but got {type(data).__name__}.")
+    return BaseConfig(_checked_values(data, str(path)), f"config {path.name}")
+
+
+def from_config(config: TrialConfig, source: str) -> BaseConfig:
+    """A base configuration from a logged trial's config (``--from-run`` / ``--study``)."""
+    return BaseConfig({k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}, source)
+
+
+def _checked_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out = {k: v for k, v in values.items() if k not in RUN_FIELDS}
+    try:
+        TrialConfig.from_dict({"task": "check", **out})
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return out
+
+
+def arm_config(template: TrialConfig, dimension: Dimension, arm: Any, base: BaseConfig) -> TrialConfig:
+    """``template`` with D set to ``arm``; D's own params mapping is dropped unless the arm is the value it
+    belongs to, and the arm's ``arm_params`` (reference files) are applied."""
+    name = dimension.name
+    flat = template.flat()
+    own = flat.get(name)
+    params_key = PARAMS_OF.get(name)
+    if params_key and own != arm:
+        flat = {k: v for k, v in flat.items() if not k.startswith(params_key + ".")}
+    flat[name] = arm
+    extra = base.arm_params.get(name, {}).get(dimension.label(arm), {})
+    if extra and not params_key:
+        raise ConfigError(f"arm_params apply to {sorted(PARAMS_OF)}, but got them for dimension '{name}'.")
+    flat.update({f"{params_key}.{k}": v for k, v in extra.items()})
+    return TrialConfig.from_flat(flat)
+
+
+def template_config(task: str, preset_config: Mapping[str, Any], base: BaseConfig, data: str,
+                    data_format: str) -> TrialConfig:
+    """Preset budget, then the base configuration (nested mappings merged key by key)."""
+    merged = dict(preset_config)
+    for key, value in base.values.items():
+        if key in PARAM_DICTS and key == "task_params" and isinstance(value, Mapping):
+            merged[key] = {**merged.get(key, {}), **value}  # budget keys (patch, epochs) stay unless overridden
+        else:
+            merged[key] = value
+    return TrialConfig(task=task, data=data, data_format=data_format, **merged)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One arm x fold x seed training run of a comparison."""
+
+    arm: str
+    fold: int
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.arm, self.fold, self.seed
+
+    def name(self, comparison: str) -> str:
+        return f"{comparison} {self.arm} f{self.fold} s{self.seed}"
+
+
+def plan_jobs(arms: Sequence[str], folds: int, seeds: Sequence[int]) -> list[Job]:
+    """Seed, then fold, then arm: an interrupted comparison leaves whole (fold, seed) cells for every arm."""
+    return [Job(arm, fold, seed) for seed in seeds for fold in range(folds) for arm in arms]
