@@ -11,6 +11,7 @@ import sys
 
 from bench.cli import datasets, leaderboard, perf, replay, search, tasks, ui
 from bench.cli import list as list_command
+from bench.compare import command as compare
 from bench.errors import BenchError
 from bench.logs import quiet_libraries
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    compare.add_parser(sub)
     return p
 
 
