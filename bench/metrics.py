@@ -46,7 +46,7 @@ def metric(name: str, higher_is_better: bool, description: str) -> MetricSpec:
     return spec
 
 
-metric("auroc", True, "macro one-vs-rest area under the ROC curve of the classifier")
+metric("auroc", True, "area under the ROC curve: the positive class's when binary, else macro one-vs-rest")
 metric("accuracy", True, "share of cases whose arg-max class is right")
 metric("heart_dice", True, "Dice of the thresholded predicted heart mask, mean over cases")
 metric("loss", False, "training loss")
