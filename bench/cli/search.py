@@ -6,11 +6,6 @@ The search itself (settings, trials, repeats) lives in ``bench.search``; this mo
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-import time
-
 from bench.cli._common import (
     PRESET_CHOICES,
     RAW,
@@ -21,6 +16,7 @@ from bench.cli._common import (
     describe,
     metric_list,
 )
+from bench.cli._progress import SearchStatus, running_trials_text  # noqa: F401  (re-exported)
 from bench.errors import BenchError
 from bench.search.backends import BACKENDS as _BACKENDS
 from bench.search.samplers import PRUNERS as _PRUNERS
@@ -167,110 +163,6 @@ def _interrupt_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
-
-
-class SearchStatus:
-    """The progress line's text: the data step, the last finished trial and the running trials' stage and
-    epoch. Running trials are read from the MLflow store every few seconds (their ``*_train_loss`` curve's
-    latest step), so trials in worker processes or on Ray show as well as local ones."""
-
-    POLL_SECONDS = 5.0
-
-    def __init__(self, show):
-        self.show = show
-        self.last = ""  # the last finished trial and the best so far
-        self.running = ""
-        self._lock = threading.Lock()
-
-    def stage(self, text: str) -> None:
-        with self._lock:
-            self.last = text
-            self._show()
-
-    def finished(self, text: str) -> None:
-        with self._lock:
-            self.last = text
-            self._show()
-
-    def _show(self) -> None:
-        self.show(" · ".join(t for t in (self.running, self.last) if t))  # what runs now first: lines get cut
-
-    @contextlib.contextmanager
-    def watching(self, task: str):
-        """Show the data step (logger ``bench.search.prepare``) and poll the store for running trials."""
-        handler = _CallbackHandler(self.stage)
-        logger = logging.getLogger("bench.search.prepare")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False  # the progress line shows it; no second copy on the terminal
-        stop = threading.Event()
-        since = int(time.time() * 1000)
-        poller = threading.Thread(target=self._poll, args=(task, since, stop), daemon=True)
-        poller.start()
-        try:
-            yield self
-        finally:
-            stop.set()
-            logger.removeHandler(handler)
-            poller.join(timeout=10)
-
-    def _poll(self, task: str, since: int, stop: threading.Event) -> None:
-        while not stop.wait(self.POLL_SECONDS):
-            try:
-                text = running_trials_text(task, since)
-            except Exception:  # noqa: BLE001,S112  a busy or locked store: keep the last text, try again later
-                continue
-            with self._lock:
-                self.running = text
-                self._show()
-
-
-class _CallbackHandler(logging.Handler):
-    """Hands each log message to a callable (the progress line)."""
-
-    def __init__(self, callback):
-        super().__init__(logging.INFO)
-        self.callback = callback
-
-    def emit(self, record) -> None:
-        self.callback(record.getMessage())
-
-
-def running_trials_text(task: str, since_ms: int) -> str:
-    """``running: t004 seg epoch 3/10, t005 cls epoch 1/5`` for the task's trial runs that are RUNNING and
-    started after ``since_ms``; "" when none. Stage and epoch come from the run's latest ``<stage>_train_loss``
-    step and its ``<stage>_epochs`` param."""
-    from mlflow.tracking import MlflowClient
-
-    from bench.tracking import KIND_TAG, experiment_name, tracking_uri
-
-    client = MlflowClient(tracking_uri=tracking_uri())
-    experiment = client.get_experiment_by_name(experiment_name(task))
-    if experiment is None:
-        return ""
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`{KIND_TAG}` = 'trial' AND attributes.status = 'RUNNING' "
-                              f"AND attributes.start_time >= {since_ms}", max_results=50,
-                              order_by=["attributes.start_time ASC"])
-    parts = []
-    for run in runs:
-        name = (run.info.run_name or run.info.run_id[:8]).split(" ")[0]
-        latest = None  # (timestamp, stage, step)
-        for key in (k for k in run.data.metrics if k.endswith("_train_loss")):
-            history = client.get_metric_history(run.info.run_id, key)
-            if history:
-                last = max(history, key=lambda m: (m.timestamp, m.step))
-                candidate = (last.timestamp, key[: -len("_train_loss")], last.step)
-                latest = max(latest, candidate) if latest else candidate
-        if latest is None:
-            parts.append(f"{name} starting")
-            continue
-        _, stage, step = latest
-        total = run.data.params.get(f"{stage}_epochs")
-        parts.append(f"{name} {stage} epoch {step + 1}" + (f"/{total}" if total else ""))
-    if len(parts) > 3:
-        parts = parts[:3] + [f"+{len(parts) - 3} more"]
-    return ("running: " + ", ".join(parts)) if parts else ""
 
 
 def data_overrides(args) -> dict:
