@@ -158,6 +158,7 @@ def connect(address: str | None, env: dict[str, str]) -> None:
         ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
                  log_to_driver=False)
         return
+    _check_reachable(address)
     try:
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001  ConnectionError, AuthenticationError, ...: all mean "not joined"
@@ -171,6 +172,23 @@ def connect(address: str | None, env: dict[str, str]) -> None:
                     "`ray start --head` is running there and the port is reachable")
         raise ConfigError(f"--address must name a running Ray cluster this driver can join, but connecting to "
                           f"{address} failed ({type(exc).__name__}: {first}). {hint}. See docs/SCALE_OUT.md.") from None
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """One TCP connect to the head's port first: ``ray.init`` retries an address where nothing listens
+    for many minutes before it gives up."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if host.startswith("ray://") or not port.isdigit():
+        return  # a Ray Client URL or a name Ray resolves itself: let ray.init judge it
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"--address must name a running Ray cluster this driver can join, but nothing answers at "
+                          f"{address} ({exc.strerror or exc}). Start the head there with `ray start --head --port "
+                          f"{port}`, or fix the address; a head with token authentication also needs its "
+                          "~/.ray/auth_token (or RAY_AUTH_TOKEN) on this machine. See docs/SCALE_OUT.md.") from None
 
 
 def _run_search(settings: SearchSettings) -> SearchSummary:
