@@ -200,26 +200,26 @@ def _cases(delta: float, n: int = 30) -> CaseData:
         for fold in range(2):
             for case in range(n):
                 rows.append({"arm": arm, "fold": fold, "seed": 0, "case": case,
-                             "val_dice": base[fold, case] + shift + rng.normal(0, 0.01) * (arm == "better")})
-    return CaseData(pd.DataFrame(rows), per_case=["val_dice"])
+                             "val_lesion_dice": base[fold, case] + shift + rng.normal(0, 0.01) * (arm == "better")})
+    return CaseData(pd.DataFrame(rows), per_case=["val_lesion_dice"])
 
 
 def _runs_for(cases: CaseData) -> pd.DataFrame:
     cells = cases.frame[["arm", "fold", "seed"]].drop_duplicates()
-    return cells.assign(val_run_metric=np.where(cells["arm"] == "better", 2.0, 1.0) + cells["fold"] * 0.1)
+    return cells.assign(val_accuracy=np.where(cells["arm"] == "better", 2.0, 1.0) + cells["fold"] * 0.1)
 
 
 def test_a_known_difference_is_better_and_an_identical_arm_is_no_detectable_difference():
     cases = _cases(0.05)
-    metrics = plan.MetricPlan("val_dice", ("val_run_metric", "val_missing"))
+    metrics = plan.MetricPlan("val_lesion_dice", ("val_accuracy", "val_missing"))
     result = analyse(cases, _runs_for(cases), metrics, "dice", {"dice": 1.0, "better": 1.0, "same": 1.0},
                      resamples=500)
     assert result.verdicts == ["better: better than dice (alpha = 0.05)",
                                "same: no detectable difference from dice (alpha = 0.05)"]
-    primary = result.table[result.table["metric"] == "val_dice"].set_index("arm")
+    primary = result.table[result.table["metric"] == "val_lesion_dice"].set_index("arm")
     assert primary.loc["better", "delta"] == pytest.approx(0.05, abs=0.01)
     assert primary.loc["better", "test"] == "wilcoxon" and primary.loc["dice", "unit"] == "case"
-    per_run = result.table[result.table["metric"] == "val_run_metric"]
+    per_run = result.table[result.table["metric"] == "val_accuracy"]
     assert set(per_run["unit"]) == {"run"} and set(per_run["n"]) == {2}
     assert result.notes == ["val_missing: not logged by these runs, left out."]
     with pytest.raises(ConfigError, match="--metric must be a metric these runs logged"):
