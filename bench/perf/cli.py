@@ -27,7 +27,7 @@ REFERENCE = "import mlflow"
 
 # What a probe run executes: the command through bench.cli.main, then one JSON line on stderr.
 _PROBE = """
-import contextlib, io, json, resource, sys
+import contextlib, io, json, sys
 from bench.cli import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
@@ -36,8 +36,9 @@ with contextlib.redirect_stdout(out):
     except SystemExit as exc:
         code = exc.code
 loaded = [m for m in {heavy!r} if m in sys.modules]
-print(json.dumps({{"code": code, "loaded": loaded,
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}), file=sys.stderr)
+# VmHWM, not ru_maxrss: the latter survives exec, so a child would report its parent's peak.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({{"code": code, "loaded": loaded, "peak_rss_mb": hwm / 1024}}), file=sys.stderr)
 """
 
 
@@ -82,8 +83,7 @@ def cli(repeats: int = 5, runs: int = 1000) -> dict[str, Any]:
 
     with isolated_store() as store:
         fill_store(runs)
-        out = str(store / "board.csv")
-        todo = commands(out)
+        todo = commands(str(store / "board.csv"))
         times: dict[str, list[float]] = {name: [] for name in [REFERENCE, *todo]}
         loadavg_before = os.getloadavg()
         for _ in range(repeats):  # interleaved: every command sees the same load as the reference
