@@ -34,8 +34,8 @@ def _probe(argv, cwd):
 def store(tmp_path_factory):
     """A folder whose MLflow store holds 30 finished trial runs of xray-heart (written like real runs)."""
     folder = tmp_path_factory.mktemp("store")
-    code = ("import os; os.chdir(%r); os.environ['MLFLOW_TRACKING_URI'] = 'sqlite:///mlflow.db'; "
-            "from bench.perf.synthetic import fill_store; fill_store(30)") % str(folder)
+    code = (f"import os; os.chdir({str(folder)!r}); os.environ['MLFLOW_TRACKING_URI'] = 'sqlite:///mlflow.db'; "
+            "from bench.perf.synthetic import fill_store; fill_store(30)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
     return folder
 
