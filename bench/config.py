@@ -202,3 +202,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document at ``path``; one ConfigError naming the file and ``what`` it must be otherwise."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {what} must be a readable YAML file, but {exc.strerror}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {what} must be valid YAML, but parsing failed: {exc}") from None

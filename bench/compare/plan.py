@@ -198,13 +198,10 @@ def load_reference(task: str, preset: str, path: str | Path | None = None) -> Ba
 
 def config_file(path: str | Path) -> BaseConfig:
     """A base configuration from a YAML file of TrialConfig fields (a run's config.yaml works as it is)."""
+    from bench.config import read_yaml
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: --config must be a readable YAML file, but {exc.strerror}.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: --config must be valid YAML, but parsing failed: {exc}") from None
+    data = read_yaml(path, "--config")
     if isinstance(data, Mapping) and isinstance(data.get("config"), Mapping):  # a reference-format file
         return load_reference("", "", path)
     if not isinstance(data, Mapping):

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.config import PARAM_DICTS, TrialConfig
 from bench.errors import ConfigError
 
@@ -81,14 +79,9 @@ class SearchSpace:
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: a search space file must be readable, but {exc.strerror}.") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: a search space must be valid YAML, but parsing failed: {exc}") from exc
-    return parse_space(data, source=str(path))
+    from bench.config import read_yaml
+
+    return parse_space(read_yaml(path, "a search space"), source=str(path))
 
 
 def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
