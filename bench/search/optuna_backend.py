@@ -8,6 +8,7 @@ are running (:func:`study_is_full`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -226,7 +227,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
     search = prepare_search(settings)
     plan = worker_pool.plan_workers(settings.workers, settings.trials_per_gpu)
     if len(search.objectives) > 1:
-        settings = search.settings = _replace(settings, pruner="none")  # Optuna cannot prune multi-objective
+        settings = search.settings = dataclasses.replace(settings, pruner="none")  # Optuna cannot prune multi-objective
     storage_url = settings.storage or default_storage()
     study_name = search.study_name
     storage = make_storage(storage_url, heartbeat=True)
@@ -260,12 +261,6 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
         summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
         close_search(tracker, parent, summary)
     return summary
-
-
-def _replace(settings: SearchSettings, **changes: Any) -> SearchSettings:
-    import dataclasses
-
-    return dataclasses.replace(settings, **changes)
 
 
 KILLED_ATTR = "bench_killed"  # user attr on Optuna trials failed because their process died

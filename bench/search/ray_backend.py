@@ -11,6 +11,7 @@ Ray is imported only inside these functions: ``import bench.search.ray_backend``
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,8 +244,6 @@ def _run_search(settings: SearchSettings) -> SearchSummary:
 def _summarise(tracker: Tracker, parent: str, study: str, objective: str, mode: str, started: float) -> SearchSummary:
     runs = tracker.client.search_runs([tracker.experiment_id], max_results=50000,
                                       filter_string=f"tags.study = '{study}' AND tags.`bench.kind` = 'trial'")
-    import time
-
     states = [r.data.tags.get("bench.state") for r in runs]
     complete = [r for r in runs if r.data.tags.get("bench.state") == "COMPLETE" and objective in r.data.metrics]
     best = None
