@@ -253,7 +253,7 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
         case_sets = []
         for run_id, _, _ in runs:
             try:
-                case_sets.append(load_cases(tracker.download(run_id, CASE_FILE).read_bytes()))
+                case_sets.append(load_cases(tracker.read_artifact(run_id, CASE_FILE)))
             except Exception:  # noqa: BLE001  (MLflow raises several types for a missing artifact)
                 break
         if len(case_sets) == len(runs):
@@ -361,12 +361,12 @@ def _best_per_strategy_figures(tracker: Tracker, table: pd.DataFrame, objective:
     for row in best.to_dict("records"):
         strategy, run_id, run = str(row[by]), row["run_id"], row["run"]
         try:
-            dice = load_cases(tracker.download(run_id, CASE_FILE).read_bytes()).per_case_dice()
+            dice = load_cases(tracker.read_artifact(run_id, CASE_FILE)).per_case_dice()
             if dice is not None:
                 per_case[strategy] = dice
                 trials.append(f"{strategy}: {run}")
             overlays.append(report.Figure(
-                f"overlay, best {by}={strategy}: {run}", tracker.download(run_id, "overlay.png").read_bytes(),
+                f"overlay, best {by}={strategy}: {run}", tracker.read_artifact(run_id, "overlay.png"),
                 f"Validation cases predicted by {run} (run {run_id[:8]}), the best complete trial with "
                 f"{by}={strategy} ({objective} {number(row[objective])}). Grey: the image; green contour: the "
                 "true mask; red contour: the predicted mask; a second row, where present, is the saliency map."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -322,11 +323,11 @@ def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.
     ``weights_only`` refuses pickled code, so a checkpoint from a shared store cannot run anything here.
     """
     try:
-        path = tracker.download(run_id, "checkpoint.pt")
+        data = tracker.read_artifact(run_id, "checkpoint.pt")
     except Exception as exc:  # MLflow raises OSError or MlflowException for a missing artifact
         raise BenchError(f"--checkpoint needs artifact checkpoint.pt on run {run_id}, but it has none "
                          "(only COMPLETE trials log one). Replay without --checkpoint to retrain.") from exc
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
         raise BenchError(f"checkpoint.pt must map model names to state dicts, but got {type(loaded).__name__} "
                          f"in run {run_id}. Re-run the trial with this version of bench.")

@@ -268,6 +268,12 @@ class Tracker:
             (Path(tmp) / name).write_bytes(data)
             self.client.log_artifact(run_id, str(Path(tmp) / name))
 
+    def read_artifact(self, run_id: str, artifact: str) -> bytes:
+        """One artifact of a run as bytes; the downloaded copy is removed (a checkpoint is tens of MB, and a
+        leaderboard or comparison reads one file per run)."""
+        with tempfile.TemporaryDirectory(prefix="bench-artifact-") as tmp:
+            return Path(self.client.download_artifacts(run_id, artifact, tmp)).read_bytes()
+
     def download(self, run_id: str, artifact: str) -> Path:
         """Download one artifact of a run to a fresh temp folder and return its local path."""
         return Path(self.client.download_artifacts(run_id, artifact, tempfile.mkdtemp(prefix="bench-artifact-")))
@@ -291,8 +297,8 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def load_config(self, run_id: str) -> TrialConfig:
-        path = self.client.download_artifacts(run_id, "config.yaml", tempfile.mkdtemp(prefix="bench-replay-"))
-        return TrialConfig.from_yaml(Path(path).read_text(), source=f"run {run_id} config.yaml")
+        text = self.read_artifact(run_id, "config.yaml").decode()
+        return TrialConfig.from_yaml(text, source=f"run {run_id} config.yaml")
 
 
 class MlflowReporter:

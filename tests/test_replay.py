@@ -68,7 +68,7 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     tracker = Tracker("xray-heart")
     run = tracker.client.get_run(verdict.replay_run_id)
     assert run.data.tags["replay_of"] == summary.best_run_id and run.data.tags["replay_mode"] == "retrain"
-    logged = json.loads(tracker.download(verdict.replay_run_id, "environment_diff.json").read_text())
+    logged = json.loads(tracker.read_artifact(verdict.replay_run_id, "environment_diff.json"))
     assert logged == [d.__dict__ for d in verdict.differences]
     (version,) = tracker.client.search_model_versions("name='heart-best'")
     assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")

@@ -90,7 +90,12 @@ def test_kill_9_then_resume(workdir):
                 except KeyError:
                     trials = []
                 states = [t.state for t in trials]
-                if optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states:
+                running = [str(t.number) for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+                # kill only once the running trial's MLflow run exists: Optuna creates the trial a moment
+                # before the lifecycle opens its run, and a kill in between leaves a trial with no run
+                if optuna.trial.TrialState.COMPLETE in states and running and any(
+                        r.info.status == "RUNNING" and r.data.tags.get("trial_number") in running
+                        for r in _runs(workdir)):
                     break
             time.sleep(0.5)
         else:

@@ -45,7 +45,7 @@ def test_multi_objective_search_then_seed_repeats(workdir, capsys):
     summary_table = seed_summary("xray-heart", study="mo", resamples=300)
     (row,) = summary_table.itertuples()
     assert row.run_id == best["run_id"] and row.n_seeds == 3 and row.seeds == "0,1,2"
-    sets = [load_cases(tracker.download(rid, CASE_FILE).read_bytes()) for rid in [best["run_id"]] +
+    sets = [load_cases(tracker.read_artifact(rid, CASE_FILE)) for rid in [best["run_id"]] +
             [r.run_id for r in repeats]]
     logged = [best["val_auroc"]] + [r.objective for r in repeats]
     for cases, value in zip(sets, logged):  # val_cases.json recomputes the logged objective exactly

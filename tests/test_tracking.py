@@ -40,9 +40,24 @@ def test_finished_trial_logs_overlay_png(smoke_search):
     tracker = Tracker("xray-heart")
     run_id = smoke_search.best_run_id
     assert "overlay.png" in [a.path for a in tracker.client.list_artifacts(run_id)]
-    png = Image.open(tracker.download(run_id, "overlay.png"))
+    png = Image.open(io.BytesIO(tracker.read_artifact(run_id, "overlay.png")))
     png.verify()
     assert png.format == "PNG" and png.size[0] > 0 and png.size[1] > 0
+
+
+def test_reading_artifacts_leaves_no_downloaded_copy(smoke_search, tmp_path, monkeypatch):
+    """A leaderboard or comparison reads one artifact per run and replay a checkpoint of tens of MB: none of
+    the downloaded copies may stay behind in the temp folder."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    tracker = Tracker("xray-heart")
+    run_id = smoke_search.best_run_id
+    assert tracker.read_artifact(run_id, "checkpoint.pt")[:2] == b"PK"  # torch.save writes a zip
+    tracker.load_config(run_id)
+    assert list(scratch.iterdir()) == []
 
 
 def test_trial_run_carries_its_dataset_input(smoke_search):
