@@ -165,8 +165,11 @@ def test_kill_9_of_the_driver_stops_its_workers_and_resume_repeats_no_finished_r
     before = _runs(workdir)
     finished = {r.info.run_id for r in before if r.info.status == "FINISHED"}
     assert before_stop and before_stop <= finished
+    # The workers stopped instead of training the rest of the queue: a job is left unfinished. A worker closes
+    # its open run "interrupted" itself; one killed while it was still opening the run leaves it RUNNING.
     stopped = [r for r in before if r.info.status != "FINISHED"]
-    assert stopped and all(r.data.tags.get("bench.reason") in ("interrupted", None) for r in stopped)
+    assert stopped and all(r.data.tags.get("bench.reason") == "interrupted" or r.info.status == "RUNNING"
+                           for r in stopped)
 
     result, _ = _comparison_resume(workdir, "k", workers=2)
     after = _runs(workdir)
@@ -176,7 +179,7 @@ def test_kill_9_of_the_driver_stops_its_workers_and_resume_repeats_no_finished_r
     assert sorted(complete) == JOBS and set(complete.values()) == {1}  # no job finished twice
     assert finished <= {r.info.run_id for r in after if r.data.tags.get("bench.state") == "COMPLETE"}
     assert result.n_skipped == len(finished) and result.n_ran == 4 - len(finished)
-    # a run a worker could not close itself is closed "killed" by --resume, as one after another
+    # RUNNING leftovers are closed "killed" by --resume, as one after another, and their jobs re-run
     assert result.killed_closed == sum(r.info.status == "RUNNING" for r in stopped)
 
 
