@@ -78,10 +78,10 @@ def test_bad_dimension_arm_or_baseline_is_one_clear_config_error(dimension, arms
 def test_cli_refuses_a_bad_arm_and_parallel_options_before_any_training(workdir):
     with pytest.raises(ConfigError, match="--arms must be registered guidance"):
         run(_args("--task", "xray-heart", "--dimension", "guidance", "--arms", "none,bogus", "--preset", "smoke"))
-    with pytest.raises(ConfigError, match="one after another"):
-        run(_args("--task", "xray-heart", "--dimension", "guidance", "--workers", "2"))
-    with pytest.raises(ConfigError, match="one after another"):
-        run(_args("--task", "xray-heart", "--dimension", "guidance", "--backend", "ray"))
+    with pytest.raises(ConfigError, match="--workers must be at least 1, but got 0"):
+        run(_args("--task", "xray-heart", "--dimension", "guidance", "--workers", "0"))
+    with pytest.raises(ConfigError, match="--workers N runs local processes, but got --workers 2 with --backend ray"):
+        run(_args("--task", "xray-heart", "--dimension", "guidance", "--workers", "2", "--backend", "ray"))
     with pytest.raises(ConfigError, match="--resume must name"):
         run(_args("--task", "xray-heart", "--dimension", "guidance", "--resume"))
     with pytest.raises(ConfigError, match="needs --task"):

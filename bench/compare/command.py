@@ -18,6 +18,8 @@ EXAMPLES = """examples:
   bench compare --task xray-heart --dimension seg_loss --from-run <RUN_ID>
   bench compare --task xray-heart --dimension guidance --tune 8
   bench compare --task xray-heart --name my-comparison --resume
+  bench compare --task xray-heart --dimension guidance --workers 4
+  bench compare --task ct-lung --dimension seg_loss --backend ray --address HEAD:6379 --gpus-per-trial 0.5
   bench compare --summarize <PARENT_RUN_1>,<PARENT_RUN_2> --export results/compare/summary"""
 
 
@@ -59,8 +61,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="combine finished comparisons (parent run ids) of several tasks or data sets: mean ranks, "
                         "Friedman test and critical-difference diagram")
     s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    s.add_argument("--workers", type=int, help="not implemented: comparisons run their jobs one at a time")
-    s.add_argument("--backend", default="optuna", help="not implemented beyond the default (optuna)")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="run the arm x fold x seed jobs in N local processes sharing one job queue, torch threads "
+                        "= cores // N each (default 1: one after another)")
+    s.add_argument("--backend", default="optuna", choices=("optuna", "ray"),
+                   help="optuna (default): this machine, --workers N processes; ray: one Ray task per job")
+    s.add_argument("--address", help="ray: HOST:PORT of a running Ray cluster (default: start Ray locally)")
+    s.add_argument("--cpus-per-trial", type=float, help="ray: CPUs reserved per job (default 1)")
+    s.add_argument("--gpus-per-trial", type=float, help="ray: GPUs per job, fractions share a GPU (default 0)")
     s.set_defaults(func=run)
     return s
 
@@ -119,7 +127,9 @@ def run(args) -> int:
                      tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
                      on_progress=progress, data=args.data or "phantom",
                      data_format=args.format or ("phantom" if not args.data else "png"), seed=args.seed,
-                     export=args.export, workers=args.workers, backend=args.backend, resamples=args.resamples)
+                     export=args.export, workers=args.workers, backend=args.backend, address=args.address,
+                     cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                     resamples=args.resamples)
     print(f"\ncomparison {result.name} (parent run {result.parent_run_id}): {result.n_ran} runs now, "
           f"{result.n_skipped} finished earlier, {result.n_failed} failed, {result.killed_closed} killed runs "
           f"closed; {result.seconds:.0f} s, {result.trial_hours_total:.3f} trial-hours")

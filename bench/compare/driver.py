@@ -2,7 +2,8 @@
 
 The driver resolves the plan (:mod:`bench.compare.plan`), opens or resumes the comparison's parent run
 (:mod:`bench.compare.runs`), runs each missing arm x fold x seed job through the one tracked-trial
-lifecycle (:func:`bench.trial.tracked_trial`, ``bench.kind = compare``), then collects the per-case values
+lifecycle (:func:`bench.trial.tracked_trial`, ``bench.kind = compare``) here, in ``--workers N`` processes
+or as Ray tasks (:mod:`bench.compare.parallel`), then collects the per-case values
 (:mod:`bench.compare.collect`), computes the statistics (:mod:`bench.compare.analysis`) and logs the results
 table, plots and report on the parent run (:mod:`bench.compare.export`).
 """
@@ -22,10 +23,11 @@ from bench.compare import plan as planning
 from bench.compare import runs as store
 from bench.compare.analysis import Analysis, analyse, trial_hours
 from bench.compare.collect import CaseData, case_data, usable_runs
+from bench.compare.parallel import Execution, JobContext, plan_execution, run_job
 from bench.config import TrialConfig
 from bench.errors import BenchError, ConfigError, SplitError
 from bench.tracking import Tracker
-from bench.trial import FAIL, TrialOutcome, tracked_trial
+from bench.trial import FAIL, TrialOutcome
 
 DEFAULT_FOLDS = 5
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -117,7 +119,9 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             config_from: str | None = None, tune: int = 0, metric: str | None = None, resume: bool = False,
             name: str | None = None, on_progress: Callable[[Progress], None] | None = None, *,
             data: str = "phantom", data_format: str = "phantom", seed: int = 0, export: str | Path | None = None,
-            workers: int | None = None, backend: str = "optuna", resamples: int = 2000) -> ComparisonResult:
+            workers: int | None = None, backend: str = "optuna", address: str | None = None,
+            cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
+            resamples: int = 2000) -> ComparisonResult:
     """Run (or resume) a controlled comparison of the arms of ``dimension`` and return its statistics.
 
     Args:
@@ -135,15 +139,15 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
         name: the comparison's name (default ``<task>-<dimension>-<preset>-<time>``).
         on_progress: called after each job with a :class:`Progress`.
         export: also write the results to this folder.
-        workers, backend: parallel execution is not implemented; anything but 1 / optuna is refused.
+        workers: run the missing jobs in N local processes (None or 1: one after another in this process).
+        backend: ``optuna`` (this machine) or ``ray`` (one Ray task per job, on a local Ray or the cluster
+            at ``address``, ``cpus_per_trial`` / ``gpus_per_trial`` each); see :mod:`bench.compare.parallel`.
 
     Raises:
         ConfigError: bad dimension, arm, baseline, fold count, config source, an existing name without
-            ``resume``, or a parallel option.
+            ``resume``, or a bad combination of the parallel options (:func:`~bench.compare.parallel.plan_execution`).
     """
-    if workers not in (None, 1) or backend != "optuna":
-        raise ConfigError(f"bench compare runs its jobs one after another, but got --workers {workers} / --backend "
-                          f"{backend}. Leave them out (parallel comparisons are not implemented yet).")
+    execution = plan_execution(workers, backend, address, cpus_per_trial, gpus_per_trial)
     if tune < 0 or (folds is not None and folds < 2) or (seeds is not None and seeds < 1):
         raise ConfigError(f"--folds must be >= 2, --seeds >= 1 and --tune >= 0, but got {folds}, {seeds}, {tune}.")
     from bench.search.space import load_space
@@ -190,28 +194,23 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
                 "config_source": base.source, "tune_trials": tune, "data": data, "data_format": data_format,
                 "split_sha256": prepared.split_hash, "split_hash": prepared.split_hash}
     _check_resume(stored, settings)
-    parent = store.open_parent(tracker, name, settings, existing)
-    if existing is not None:  # arms or seeds may have been added
-        tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
-    settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
+    execution.start(tracker.uri)  # a Ray cluster it cannot join stops it here, before any run is logged
     try:
+        parent = store.open_parent(tracker, name, settings, existing)
+    except BaseException:
+        execution.stop()
+        raise
+    try:
+        if existing is not None:  # arms or seeds may have been added
+            tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
+        settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
         killed = store.close_killed(tracker, name) if existing is not None else 0
         configs = _arm_configs(tracker, parent, existing, dim, template, base, tune, task, preset_name, space_path,
                                name, seed, on_progress)
         done = store.finished_keys(store.run_table(store.comparison_runs(tracker, name)))
         jobs = planning.plan_jobs(dim.labels, n_folds, seed_list)
-        ran = failed = 0
-        for i, job in enumerate(jobs):
-            outcome = None
-            if job.key not in done:
-                config = configs[job.arm].replace(fold=job.fold, seed=job.seed, split_hash=prepared.split_hash)
-                outcome = tracked_trial(tracker, config, name=job.name(name), parent_run_id=parent, kind=store.RUN_KIND,
-                                        tags={"comparison": name, "arm": job.arm, "dimension": dimension,
-                                              "fold": job.fold, "seed": job.seed})
-                ran += 1
-                failed += outcome.state == FAIL
-            if on_progress:
-                on_progress(Progress(job, i + 1, len(jobs), outcome))
+        context = JobContext(task, tracker.uri, name, parent, dimension)
+        ran, failed = _run_jobs(tracker, context, jobs, done, configs, prepared.split_hash, execution, on_progress)
         result = _conclude(tracker, name, task, parent, dim, plan_metrics, settings, ran, len(jobs) - ran, failed,
                            killed, started, resamples)
         from bench.compare.export import log_outputs, write_outputs
@@ -226,8 +225,42 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     except BaseException as exc:  # the parent never stays RUNNING; --resume reopens it
         tracker.end(parent, FAIL, "interrupted" if not isinstance(exc, Exception) else f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        execution.stop()
     tracker.end(parent, "COMPLETE")
     return result
+
+
+def _run_jobs(tracker: Tracker, context: JobContext, jobs: list[planning.Job], done: set[tuple[str, int, int]],
+              configs: dict[str, TrialConfig], split_hash: str, execution: Execution,
+              on_progress: Callable[[Progress], None] | None) -> tuple[int, int]:
+    """Run the jobs not in ``done`` (one after another, or as ``execution`` says); returns (ran, failed).
+
+    One after another, progress follows the plan's order; in parallel the jobs finished earlier are
+    reported first, then each job as it finishes.
+    """
+    counts = {"reported": 0, "ran": 0, "failed": 0}
+
+    def report(job: planning.Job, outcome: TrialOutcome | None) -> None:
+        counts["reported"] += 1
+        if outcome is not None:
+            counts["ran"] += 1
+            counts["failed"] += outcome.state == FAIL
+        if on_progress:
+            on_progress(Progress(job, counts["reported"], len(jobs), outcome))
+
+    def config_of(job: planning.Job) -> TrialConfig:
+        return configs[job.arm].replace(fold=job.fold, seed=job.seed, split_hash=split_hash)
+
+    if not execution.parallel:
+        for job in jobs:
+            report(job, run_job(tracker, context, job, config_of(job)) if job.key not in done else None)
+        return counts["ran"], counts["failed"]
+    for job in jobs:
+        if job.key in done:
+            report(job, None)
+    execution.run([(job, config_of(job)) for job in jobs if job.key not in done], context, report)
+    return counts["ran"], counts["failed"]
 
 
 def _split(text: str | None) -> list[str]:

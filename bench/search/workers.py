@@ -91,38 +91,55 @@ def run_pool(jobs: list[WorkerJob], study: optuna.Study, worker_main: Callable[[
     Raises:
         BenchError: a worker process died (its trials are closed on the next ``--resume``).
     """
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+
+    def relay() -> None:
+        if on_trial:
+            for t in study.get_trials(deepcopy=False):
+                if t.state.is_finished() and t.number not in seen:
+                    seen.add(t.number)
+                    on_trial(study, t)
+
+    run_processes([job for job in jobs if job.n_trials > 0], worker_main, relay, poll_s,
+                  resume_hint="continue with --study NAME --resume")
+
+
+def run_processes(jobs: list, worker_main: Callable, poll: Callable[[], None] | None = None, poll_s: float = 1.0,
+                  resume_hint: str = "continue with --resume") -> None:
+    """Start one spawned process per job running ``worker_main(job)``, call ``poll()`` while they run (and
+    once after the last one ends), wait for all. Each job names its ``worker`` number, ``gpu``
+    (CUDA_VISIBLE_DEVICES or None) and ``torch_threads`` (OMP/MKL threads or None), as a
+    :class:`WorkerPlan` gives them. Shared by search workers and ``bench compare --workers``.
+
+    Raises:
+        BenchError: a worker process died; ``resume_hint`` says how to continue.
+    """
     from bench.errors import BenchError
 
     ctx = mp.get_context("spawn")
     procs = []
-    for job in jobs:
-        if job.n_trials <= 0:
-            continue
-        saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        # The child reads its environment when it starts: pin its GPU and cap native thread pools there.
-        if job.gpu is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = job.gpu
-        if job.torch_threads:
-            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(job.torch_threads)
-        try:
-            proc = ctx.Process(target=worker_main, args=(job,), name=f"bench-worker-{job.worker}")
-            proc.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        procs.append(proc)
-    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     try:
+        for job in jobs:
+            saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            # The child reads its environment when it starts: pin its GPU and cap native thread pools there.
+            if job.gpu is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = job.gpu
+            if job.torch_threads:
+                os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(job.torch_threads)
+            try:
+                proc = ctx.Process(target=worker_main, args=(job,), name=f"bench-worker-{job.worker}")
+                proc.start()
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            procs.append(proc)
         while True:
             alive = any(p.is_alive() for p in procs)
-            if on_trial:
-                for t in study.get_trials(deepcopy=False):
-                    if t.state.is_finished() and t.number not in seen:
-                        seen.add(t.number)
-                        on_trial(study, t)
+            if poll:
+                poll()
             if not alive:
                 break
             time.sleep(poll_s)
@@ -137,4 +154,4 @@ def run_pool(jobs: list[WorkerJob], study: optuna.Study, worker_main: Callable[[
     bad = [p for p in procs if p.exitcode != 0]
     if bad:
         raise BenchError(f"every worker must exit cleanly, but {', '.join(f'{p.name} exited {p.exitcode}' for p in bad)}. "
-                         "Read its output above, then continue with --study NAME --resume.")
+                         f"Read its output above, then {resume_hint}.")
