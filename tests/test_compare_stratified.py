@@ -58,8 +58,8 @@ def _sklearn_fold_mean(frame, arm):
 
 def test_stratified_auroc_is_the_case_weighted_mean_of_sklearn_per_fold_aurocs():
     frame = _frame({"none": (1.5, 0.0), "crop": (0.8, 0.7)}, sizes=(12, 20), seeds=(0, 1))
-    table = compare_arms(frame, "val_auroc@fold", "none", statistic="macro_auroc", fields=FIELDS, strata="fold",
-                         higher_is_better=True, resamples=200).set_index("arm")
+    table = compare_arms(frame, "val_auroc@fold", "none", statistic="macro_auroc", fields=FIELDS,
+                         strata="fold", higher_is_better=True, resamples=200).set_index("arm")
     for arm in ("none", "crop"):
         assert table.loc[arm, "mean"] == pytest.approx(_sklearn_fold_mean(frame, arm), abs=1e-12)
         assert table.loc[arm, "n"] == 32
@@ -109,8 +109,8 @@ def test_a_known_difference_is_better_and_an_identical_arm_no_detectable_differe
     frame = _frame({"none": (2.0, 0.0), "good": (0.3, 0.0)}, sizes=(40, 40, 40))
     same = frame[frame["arm"] == "none"].assign(arm="same")
     frame = pd.concat([frame, same], ignore_index=True)
-    table = compare_arms(frame, "val_auroc@fold", "none", statistic="macro_auroc", fields=FIELDS, strata="fold",
-                         higher_is_better=True, resamples=500).set_index("arm")
+    table = compare_arms(frame, "val_auroc@fold", "none", statistic="macro_auroc", fields=FIELDS,
+                         strata="fold", higher_is_better=True, resamples=500).set_index("arm")
     assert table.loc["good", "verdict"] == "better than none" and table.loc["good", "delta"] > 0.15
     assert table.loc["good", "delta_low"] > 0 and table.loc["good", "test"] == "bootstrap"
     assert table.loc["same", "verdict"] == "no detectable difference from none"
@@ -129,7 +129,8 @@ def test_two_classes_use_the_stratified_delong_test_combined_by_hand():
     assert result.delta == pytest.approx(sum(w * p.delta for w, p in zip(weights, parts)))
     assert result.se == pytest.approx(np.sqrt(sum(w**2 * p.se**2 for w, p in zip(weights, parts))))
     by_hand = sum(w * (roc_auc_score(labels[strata == s], score_a[strata == s])
-                       - roc_auc_score(labels[strata == s], score_b[strata == s])) for w, s in zip(weights, (0, 1)))
+                       - roc_auc_score(labels[strata == s], score_b[strata == s]))
+                  for w, s in zip(weights, (0, 1)))
     assert result.delta == pytest.approx(by_hand)
 
     def arm(score):

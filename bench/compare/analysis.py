@@ -88,9 +88,9 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
         source = metric_source(metric, cases, runs)
         if source is None:
             if metric == metrics.primary:
+                logged = [c for c in runs.columns if c.startswith(("val_", "test_", "shift_gap_"))]
                 available = sorted({*cases.per_case, *cases.set_level,
-                                    *[f"{m}{WITHIN_FOLD}" for m in cases.set_level],
-                                    *[c for c in runs.columns if c.startswith(("val_", "test_", "shift_gap_"))]})
+                                    *[f"{m}{WITHIN_FOLD}" for m in cases.set_level], *logged})
                 raise ConfigError(f"--metric must be a metric these runs logged, but got '{metric}'. "
                                   f"Available: {available}.")
             notes.append(f"{metric}: not logged by these runs, left out.")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bench.compare.read import RESULTS_CSV
 from bench.compare_plots import case_strip_png, cd_diagram_png, forest_png
 from bench.compare_stats import friedman_nemenyi, per_case_means, results_csv, results_markdown
 from bench.config import atomic_write_text
@@ -21,8 +22,6 @@ from bench.errors import BenchError
 if TYPE_CHECKING:
     from bench.compare.driver import ComparisonResult
     from bench.tracking import Tracker
-
-RESULTS_CSV = "results.csv"
 
 
 def figures(result: ComparisonResult) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ comparison's results can be recomputed from a tidy table anywhere. The driver ha
 * ranks: :func:`bootstrap_ranks` within a task, :func:`friedman_nemenyi` across tasks
   (:func:`critical_difference`, Demšar 2006);
 * everything for one metric from a tidy table: :func:`compare_arms`, written by :func:`results_csv` and
-  :func:`results_markdown`.
+  :func:`results_markdown` (text cells: :func:`results_display`).
 
 Example:
     >>> import pandas as pd
@@ -56,13 +56,20 @@ from bench.compare_stats._resample import (
     resolve_statistic,
 )
 from bench.compare_stats._stratified import Stratified, stratified_case_draws
-from bench.compare_stats._table import arm_cases, compare_arms, per_case_means, results_csv, results_markdown
+from bench.compare_stats._table import (
+    arm_cases,
+    compare_arms,
+    per_case_means,
+    results_csv,
+    results_display,
+    results_markdown,
+)
 
 __all__ = [
     "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Stratified", "Summary", "arm_cases",
     "arm_summary", "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
     "critical_difference", "delong_covariance", "delong_test", "draws_for", "friedman_nemenyi", "holm",
     "metric_direction", "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci",
-    "rank_table", "resolve_statistic", "results_csv", "results_markdown", "set_level_from_draws",
-    "stratified_case_draws", "stratified_delong_test", "verdict", "wilcoxon_p",
+    "rank_table", "resolve_statistic", "results_csv", "results_display", "results_markdown",
+    "set_level_from_draws", "stratified_case_draws", "stratified_delong_test", "verdict", "wilcoxon_p",
 ]

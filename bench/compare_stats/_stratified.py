@@ -34,8 +34,8 @@ def stratified_case_draws(strata: ArrayLike, resamples: int, seed: int) -> np.nd
     """
     labels = np.asarray(strata)
     if labels.ndim != 1 or labels.size < 1 or resamples < 1:
-        raise BenchError(f"a stratified bootstrap needs one stratum label per case and at least one resample, "
-                         f"but got strata of shape {labels.shape} and resamples={resamples}.")
+        raise BenchError(f"a stratified bootstrap needs one stratum label per case and at least one "
+                         f"resample, but got strata of shape {labels.shape} and resamples={resamples}.")
     rng = np.random.default_rng(seed)
     idx = np.empty((resamples, labels.size), dtype=np.int64)
     for stratum in dict.fromkeys(labels.tolist()):  # first-appearance order: reproducible for a given input
@@ -59,7 +59,8 @@ class Stratified:
     package that resamples an arm uses them (:func:`bench.compare_stats.draws_for`).
 
     Example:
-        >>> fields = {"probs": np.array([[.8, .2], [.3, .7], [.2, .8], [.9, .1]]), "labels": np.array([0, 1, 1, 0])}
+        >>> probs = np.array([[.8, .2], [.3, .7], [.2, .8], [.9, .1]])
+        >>> fields = {"probs": probs, "labels": np.array([0, 1, 1, 0])}
         >>> float(Stratified("macro_auroc", np.array([0, 0, 1, 1]))(fields, np.arange(4)[None])[0])
         1.0
     """

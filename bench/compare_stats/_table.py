@@ -192,6 +192,28 @@ def _p(x: float) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+DISPLAY_COLUMNS = ["metric", "unit", "arm", "n", "mean [CI]", "Δ vs baseline [CI]", "p", "test", "adjusted p",
+                   "verdict", "trial-hours"]
+
+
+def results_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table as text cells, as :func:`results_markdown` shows them: metric, unit (when the
+    table has one), arm, n, mean [CI], Δ vs baseline [CI], p, test, adjusted p, verdict, trial-hours."""
+    rows = []
+    for _, r in table.iterrows():
+        is_base = r["verdict"] == "baseline"
+        hours = r.get("trial_hours", float("nan"))
+        delta = "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+")
+        rows.append({"metric": r["metric"], "unit": r.get("unit", ""), "arm": str(r["arm"]), "n": int(r["n"]),
+                     "mean [CI]": _interval(r["mean"], r["ci_low"], r["ci_high"]),
+                     "Δ vs baseline [CI]": delta,
+                     "p": "–" if is_base else _p(r["p"]), "test": "" if is_base else str(r["test"]),
+                     "adjusted p": "–" if is_base else _p(r["p_adjusted"]), "verdict": str(r["verdict"]),
+                     "trial-hours": _num(hours, 3)})
+    shown = pd.DataFrame(rows, columns=DISPLAY_COLUMNS)
+    return shown if "unit" in table else shown.drop(columns="unit")
+
+
 def results_markdown(table: pd.DataFrame, path: str | Path | None = None) -> str:
     """Markdown tables, one per metric: arm, n, mean [CI], Δ vs baseline [CI], p, adjusted p, verdict and
     compute (trial-hours) when the table has ``trial_hours``. Written to ``path`` too when given."""
