@@ -45,7 +45,7 @@ def store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["tasks"], ["list", "losses"], ["list", "losses", "--json"], ["list", "guidance"],
+    ["--help"], ["tasks"], ["tasks", "--json"], ["tasks", "--reference"], ["list", "losses"], ["list", "losses", "--json"], ["list", "guidance"],
     ["list", "models", "--json"], ["list", "formats"], ["search", "--help"], ["compare", "--help"],
 ])
 def test_describing_commands_import_no_torch(argv, tmp_path):

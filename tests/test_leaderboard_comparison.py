@@ -1,4 +1,4 @@
-"""`bench leaderboard --comparison`: a finished comparison's results table read back from a real MLflow store."""
+"""`bench leaderboard --comparison`: a finished comparison's results table read back from a real store."""
 
 import io
 import json
@@ -19,14 +19,15 @@ def make_comparison(uri: str, name: str = "guidance-demo", finished: bool = True
 
     rng = np.random.default_rng(0)
     arms = (("none", 0.0), ("gate", 0.05), ("crop", 0.0))
-    rows = [{"arm": arm, "fold": fold, "seed": 0, "case": case, "val_heart_dice": 0.8 + shift + rng.normal(0, 0.02)}
+    rows = [{"arm": arm, "fold": fold, "seed": 0, "case": case,
+             "val_heart_dice": 0.8 + shift + rng.normal(0, 0.02)}
             for arm, shift in arms for fold in range(2) for case in range(15)]
     table = compare_arms(pd.DataFrame(rows), "val_heart_dice", "none", higher_is_better=True, resamples=200,
                          trial_hours={"none": 0.1, "gate": 0.12, "crop": 0.11})
     table["unit"] = "case"
     tracker = Tracker("xray-heart", uri=uri)
-    settings = {"dimension": "guidance", "arms": "none,gate,crop", "baseline": "none", "folds": 2, "seeds": "0",
-                "preset": "smoke", "metric": "val_heart_dice", "mode": "fixed"}
+    settings = {"dimension": "guidance", "arms": "none,gate,crop", "baseline": "none", "folds": 2,
+                "seeds": "0", "preset": "smoke", "metric": "val_heart_dice", "mode": "fixed"}
     parent = open_parent(tracker, name, settings, None)
     if finished:
         tracker.log_bytes(parent, "results.csv", results_csv(table).encode())
