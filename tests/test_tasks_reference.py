@@ -31,7 +31,8 @@ def test_tasks_reference_and_json_give_every_field_of_the_files(capsys):
             data = yaml.safe_load(reference_path(name, preset).read_text())
             assert ref["config"] == data["config"]
             assert ref["file"].endswith(f"{name}-{preset}.yaml")
-    assert tasks["xray-heart"]["presets"]["cpu"]["trials"] == 8 and tasks["ct-lung"]["default_preset"] == "cpu"
+    assert tasks["xray-heart"]["presets"]["cpu"]["trials"] == 8
+    assert tasks["ct-lung"]["default_preset"] == "cpu"
 
 
 def test_reference_summary_orders_the_known_fields_and_keeps_the_rest():
