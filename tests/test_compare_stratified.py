@@ -112,7 +112,7 @@ def test_a_known_difference_is_better_and_an_identical_arm_no_detectable_differe
     table = compare_arms(frame, "val_auroc@fold", "none", statistic="macro_auroc", fields=FIELDS,
                          strata="fold", higher_is_better=True, resamples=500).set_index("arm")
     assert table.loc["good", "verdict"] == "better than none" and table.loc["good", "delta"] > 0.15
-    assert table.loc["good", "delta_low"] > 0 and table.loc["good", "test"] == "bootstrap"
+    assert table.loc["good", "delta_low"] > 0 and table.loc["good", "test"] == "stratified bootstrap"
     assert table.loc["same", "verdict"] == "no detectable difference from none"
     assert table.loc["same", "delta"] == 0 and table.loc["same", "p"] == 1.0
 

@@ -18,7 +18,8 @@ BETTER, WORSE, SAME = "better than", "worse than", "no detectable difference fro
 
 
 class PairedResult(NamedTuple):
-    """Arm minus baseline: ``p`` is from ``test`` (wilcoxon, delong or bootstrap); ``p_bootstrap`` always."""
+    """Arm minus baseline: ``p`` is from ``test`` (wilcoxon, delong, stratified delong, bootstrap or stratified
+    bootstrap); ``p_bootstrap`` always."""
 
     n: int
     delta: float
@@ -166,7 +167,8 @@ def set_level_from_draws(arm: ArmCases, baseline: ArmCases, arm_draws: np.ndarra
     delong = _delong_p(arm, baseline)
     if delong is not None:
         return PairedResult(arm.n, delta, lo, hi, delong[0], delong[1], p_boot)
-    return PairedResult(arm.n, delta, lo, hi, p_boot, "bootstrap", p_boot)
+    test = "stratified bootstrap" if isinstance(arm.statistic, Stratified) else "bootstrap"
+    return PairedResult(arm.n, delta, lo, hi, p_boot, test, p_boot)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

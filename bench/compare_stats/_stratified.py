@@ -44,7 +44,7 @@ def stratified_case_draws(strata: ArrayLike, resamples: int, seed: int) -> np.nd
     return idx
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: its strata array has no truth value to compare or hash
 class Stratified:
     """A statistic computed within each stratum and averaged with weights proportional to stratum size.
 
