@@ -91,8 +91,7 @@ def references(spec) -> dict[str, dict[str, Any]]:
 def reference_lines(spec, detail: bool = False) -> list[str]:
     refs = references(spec)
     if not refs:
-        return ["  reference configurations: none (bench compare needs --config, --from-run, --study or "
-                "--tune)"]
+        return ["  reference configurations: none (bench compare needs --config, --from-run or --tune)"]
     width = max(len(name) for name in refs)
     lines = ["  reference configurations (bench compare; search_spaces/reference/<task>-<preset>.yaml):"]
     for preset, ref in refs.items():
