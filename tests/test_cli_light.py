@@ -32,16 +32,20 @@ def _probe(argv, cwd):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A folder whose MLflow store holds 30 finished trial runs of xray-heart (written like real runs)."""
+    """A folder whose MLflow store holds 30 finished trial runs of xray-heart (written like real runs) and
+    one finished comparison, guidance-demo."""
+    from tests.test_leaderboard_comparison import make_comparison
+
     folder = tmp_path_factory.mktemp("store")
     code = (f"import os; os.chdir({str(folder)!r}); os.environ['MLFLOW_TRACKING_URI'] = 'sqlite:///mlflow.db'; "
             "from bench.perf.synthetic import fill_store; fill_store(30)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
+    make_comparison(f"sqlite:///{folder / 'mlflow.db'}")
     return folder
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["tasks"], ["list", "losses"], ["list", "losses", "--json"], ["list", "guidance"],
+    ["--help"], ["tasks"], ["tasks", "--json"], ["tasks", "--reference"], ["list", "losses"], ["list", "losses", "--json"], ["list", "guidance"],
     ["list", "models", "--json"], ["list", "formats"], ["search", "--help"], ["compare", "--help"],
 ])
 def test_describing_commands_import_no_torch(argv, tmp_path):
@@ -54,4 +58,11 @@ def test_describing_commands_import_no_torch(argv, tmp_path):
 def test_leaderboard_imports_no_torch(store, fmt, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = _probe(["leaderboard", "--task", "xray-heart", "--format", fmt], store)
+    assert result["code"] == 0 and result["heavy"] == []
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "md", "json"])
+def test_leaderboard_of_a_comparison_imports_no_torch(store, fmt, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = _probe(["leaderboard", "--comparison", "guidance-demo", "--format", fmt], store)
     assert result["code"] == 0 and result["heavy"] == []

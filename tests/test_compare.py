@@ -141,7 +141,8 @@ def test_tuning_space_fixes_the_dimension_and_keeps_the_rest(tmp_path):
 
 
 def test_metric_table_primary_per_dimension_and_override():
-    assert plan.metric_plan(XRAY, "guidance").primary == "val_auroc"
+    guidance = plan.metric_plan(XRAY, "guidance")
+    assert guidance.primary == "val_auroc@fold" and guidance.others[:2] == ("val_auroc", "val_auroc@run")
     assert plan.metric_plan(XRAY, "seg_loss").primary == "val_heart_dice"
     assert plan.metric_plan(CT, "seg_loss").primary == "val_lesion_dice"
     assert plan.metric_plan(CT, "guidance").primary == "val_lesion_dice"

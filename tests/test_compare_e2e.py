@@ -46,7 +46,7 @@ def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, c
     assert {k: tags[k] for k in ("comparison", "dimension", "arms", "baseline", "folds", "seeds", "mode")} == {
         "comparison": "e2e", "dimension": "guidance", "arms": "none,soft_mask", "baseline": "none", "folds": "2",
         "seeds": "0", "mode": "fixed"}
-    assert len(tags["split_sha256"]) == 64 and tags["commit"] and tags["metric"] == "val_auroc"
+    assert len(tags["split_sha256"]) == 64 and tags["commit"] and tags["metric"] == "val_auroc@fold"
     nested = _runs(workdir, "compare")
     assert len(nested) == 4 and all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in nested)
     assert sorted((r.data.tags["arm"], r.data.tags["fold"], r.data.tags["seed"]) for r in nested) == [
@@ -59,11 +59,11 @@ def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, c
     artifacts = {f.path for f in client.list_artifacts(parent.info.run_id)}
     assert {"results.csv", "results.md", "report.html", "forest.png", "arm_configs.yaml"} <= artifacts
     table = pd.read_csv(workdir / "out" / "results.csv")
-    primary = table[table["metric"] == "val_auroc"].set_index("arm")
+    primary = table[table["metric"] == "val_auroc@fold"].set_index("arm")
     assert list(primary.index) == ["none", "soft_mask"] and primary.loc["none", "verdict"] == "baseline"
     assert primary.loc["soft_mask", "n"] == primary.loc["none", "n"] > 2  # validation cases of both folds
     assert (primary["trial_hours"] > 0).all()
-    assert {"val_heart_dice", "shift_gap_auroc", "test_auroc"} <= set(table["metric"])
+    assert {"val_auroc", "val_heart_dice", "shift_gap_auroc", "test_auroc"} <= set(table["metric"])
     assert "from none (alpha = 0.05)" in (workdir / "out" / "report.html").read_text()
 
     with pytest.raises(ConfigError, match="must keep the comparison's dimension"):
@@ -82,7 +82,7 @@ def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, c
     (parent,) = _runs(workdir, "comparison")
     assert parent.data.tags["seeds"] == "0,1" and parent.data.tags["resumed"] == "true"
     again = pd.read_csv(workdir / "out2" / "results.csv").set_index(["metric", "arm"])
-    assert again.loc[("val_auroc", "none"), "n"] == primary.loc["none", "n"]  # the same cases, two seeds each
+    assert again.loc[("val_auroc@fold", "none"), "n"] == primary.loc["none", "n"]  # the same cases, two seeds each
 
 
 def test_kill_9_mid_comparison_then_resume_repeats_no_finished_run(workdir):

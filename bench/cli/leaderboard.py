@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.cli._common import RAW, add_task, describe, metric_list, require_experiment
+from bench.cli._common import RAW, add_task, describe, metric_list, require_experiment, require_store
+from bench.errors import BenchError
 
 EXAMPLES = (
     "examples:\n  bench leaderboard --task xray-heart\n  bench leaderboard --task xray-heart --wide\n"
@@ -11,7 +12,9 @@ EXAMPLES = (
     "  bench leaderboard --task xray-heart --group-by guidance\n"
     "  bench leaderboard --task xray-heart --seeds\n"
     "  bench leaderboard --task xray-heart --pareto val_auroc,n_weights\n"
-    "  bench leaderboard --task xray-heart --export results/xray-heart"
+    "  bench leaderboard --task xray-heart --export results/xray-heart\n"
+    "  bench leaderboard --comparison xray-heart-guidance-cpu\n"
+    "  bench leaderboard --comparison 3f2a...e9 --format md --export results/compare/xray-heart-guidance"
 )
 FORMATS = ("table", "csv", "md", "json")
 
@@ -25,10 +28,18 @@ def add_parser(sub) -> None:
         description=describe(
             "Trials of a task ranked by its objective. The terminal table fits 120 "
             "columns (rank, run, state, objective, searched dimensions, headline "
-            "metrics); --wide or --format csv|md|json give every column."
+            "metrics); --wide or --format csv|md|json give every column. With --comparison: "
+            "the results table of a finished `bench compare` (--task optional)."
         ),
     )
-    add_task(s)
+    add_task(s, required=False)
+    s.add_argument(
+        "--comparison",
+        metavar="RUN_ID|NAME",
+        help="a finished comparison's results table (arm, n, mean [CI], Δ vs baseline [CI], p, adjusted p, "
+        "verdict, trial-hours): its parent run id or --name; the table shows the primary metric, --wide "
+        "and csv/md/json every metric, --export DIR its files",
+    )
     s.add_argument("--study", help="only this study's trials (default: every study of the task)")
     s.add_argument("--top", type=int, metavar="N", help="only the N best trials")
     s.add_argument(
@@ -70,7 +81,15 @@ def add_parser(sub) -> None:
     s.set_defaults(func=run)
 
 
+SEARCH_ONLY = ("study", "top", "where", "group_by", "seeds", "pareto")
+
+
 def run(args) -> int:
+    if args.comparison:
+        return run_comparison(args)
+    if not args.task:
+        raise BenchError("bench leaderboard needs --task TASK (trials of a task) or --comparison RUN_ID|NAME "
+                         "(a comparison's results), but got neither.")
     require_experiment(args.task, "bench leaderboard")
     from bench.leaderboard import compact, export, group_summary, leaderboard, render, write
     from bench.tasks import TASKS
@@ -97,5 +116,56 @@ def run(args) -> int:
         print(render(compact(table, args.task) if fmt == "table" else table, fmt))
     if args.export:
         paths = export(table, args.task, args.export, study=args.study, by=args.group_by or "guidance")
+        print("exported " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def run_comparison(args) -> int:
+    """``--comparison``: the stored results table of one comparison, as text, CSV, Markdown or JSON."""
+    given = [f"--{name.replace('_', '-')}" for name in SEARCH_ONLY if getattr(args, name)]
+    if given:
+        raise BenchError(f"--comparison shows one comparison's results table, so it takes --format, --wide, "
+                         f"--out, --export and --task, but got {', '.join(given)}.")
+    require_store("bench leaderboard --comparison", args.task)
+    import json
+
+    from bench.compare.read import export_comparison, find_comparison
+    from bench.compare_stats import results_csv, results_display, results_markdown
+    from bench.tables import render
+
+    stored = find_comparison(args.comparison, args.task)
+    table = stored.table
+    if args.format == "csv":
+        text = results_csv(table)
+    elif args.format == "md":
+        text = f"# Comparison {stored.name}\n\n{stored.header()}\n\n{results_markdown(table)}"
+    elif args.format == "json":
+        records = json.loads(table.to_json(orient="records"))
+        about = {"comparison": stored.name, "run_id": stored.run_id, "task": stored.task,
+                 "metric": stored.metric, "settings": stored.settings}
+        text = json.dumps({**about, "results": records}, indent=1)
+    else:
+        if args.wide:
+            shown = results_display(table)
+        else:  # the primary metric only, named in the header line; its test in the footnote: 120 columns
+            primary = results_display(table[table["metric"] == stored.metric])
+            tests = sorted(set(primary["test"]) - {""})
+            shown = (primary.drop(columns=["metric", "unit", "test"], errors="ignore")
+                     .rename(columns={"adjusted p": "adj. p", "trial-hours": "hours"}).set_index("arm"))
+        text = stored.header() + "\n" + render(shown, "wide" if args.wide else "table")
+        others = sorted(set(table["metric"]) - {stored.metric})
+        if not args.wide:
+            text += (f"\np: {', '.join(tests)} (Holm-adjusted over the arms: adj. p); hours: trial-hours of "
+                     f"all runs of the arm")
+        if others and not args.wide:
+            text += f"\n{len(others)} more metrics ({', '.join(others)}): --wide or --format csv|md|json"
+    if args.out:
+        from bench.config import atomic_write_text
+
+        print(f"wrote {atomic_write_text(args.out, text)}")
+    else:
+        print(text.rstrip("\n"))
+    if args.export:
+        paths = export_comparison(stored, args.export)
         print("exported " + ", ".join(str(p) for p in paths))
     return 0

@@ -1,16 +1,27 @@
-"""`bench tasks`: each task's objective, metrics, formats and budget presets with their trial counts."""
+"""`bench tasks`: each task's objective, metrics, formats, budget presets with their trial counts, and the
+reference configuration `bench compare` uses per preset."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 def add_parser(sub) -> None:
     s = sub.add_parser(
         "tasks",
-        help="list tasks with their objective, metrics, formats and presets (trial counts)",
+        help="list tasks: objective, metrics, formats, presets (trial counts), reference configurations",
         description="Every registered task: objective, metrics, data formats, budget presets "
-        "(trials each, what they cost) and the default split file.",
+        "(trials each, what they cost), the reference configuration per preset (what `bench compare` "
+        "fixes when given no --config/--from-run/--study/--tune) and the default split file.",
+    )
+    s.add_argument(
+        "--reference",
+        action="store_true",
+        help="every field of each reference configuration, its description and file",
+    )
+    s.add_argument(
+        "--json", action="store_true", help="print the tasks as JSON, reference configurations included"
     )
     s.set_defaults(func=run)
 
@@ -30,10 +41,93 @@ def preset_lines(spec) -> list[str]:
     return lines
 
 
+def _number(value: Any) -> str:
+    """Learning rates as people write them: 0.003 -> 3e-3, 0.0005 -> 5e-4; other values as they are."""
+    if isinstance(value, float) and 0 < abs(value) < 0.01:
+        mantissa, exponent = f"{value:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return str(value)
+
+
+def reference_summary(values: dict[str, Any]) -> str:
+    """A reference configuration in one line: network, loss, guidance, classifier, optimiser and lr first,
+    then any other field as key value (e.g. ``fpn/resnet18, dice, guidance none, resnet10, adam lr 3e-3``)."""
+    rest = dict(values)
+    parts = []
+    arch, encoder = rest.pop("seg_arch", None), rest.pop("seg_encoder", None)
+    if arch:
+        parts.append(f"{arch}/{encoder}" if encoder else str(arch))
+    if "seg_loss" in rest:
+        parts.append(str(rest.pop("seg_loss")))
+    if "guidance" in rest:
+        parts.append(f"guidance {rest.pop('guidance')}")
+    if "classifier" in rest:
+        parts.append(str(rest.pop("classifier")))
+    optimiser, lr = rest.pop("optimiser", None), rest.pop("lr", None)
+    if optimiser or lr is not None:
+        parts.append(" ".join(p for p in (optimiser, f"lr {_number(lr)}" if lr is not None else None) if p))
+    parts += [f"{key} {_number(value)}" for key, value in rest.items()]
+    return ", ".join(parts)
+
+
+def references(spec) -> dict[str, dict[str, Any]]:
+    """Preset -> {file, description, config, arm_params} for the presets that have a reference file."""
+    import yaml
+
+    from bench.compare.plan import load_reference, reference_path
+
+    out = {}
+    for preset in spec.presets:
+        path = reference_path(spec.name, preset)
+        if not path.exists():
+            continue
+        base = load_reference(spec.name, preset)  # checked: a broken file is one clear ConfigError
+        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        out[preset] = {"file": f"search_spaces/reference/{path.name}", "description": description,
+                       "config": base.values, "arm_params": base.arm_params}
+    return out
+
+
+def reference_lines(spec, detail: bool = False) -> list[str]:
+    refs = references(spec)
+    if not refs:
+        return ["  reference configurations: none (bench compare needs --config, --from-run or --tune)"]
+    width = max(len(name) for name in refs)
+    lines = ["  reference configurations (bench compare; search_spaces/reference/<task>-<preset>.yaml):"]
+    for preset, ref in refs.items():
+        if not detail:
+            lines.append(f"    {preset:<{width}}  {reference_summary(ref['config'])}")
+            continue
+        about = f" ({ref['description']})" if ref["description"] else ""
+        lines.append(f"    {preset}: {ref['file']}{about}")
+        lines += [f"      {key}: {_number(value)}" for key, value in ref["config"].items()]
+        for dimension, arms in ref["arm_params"].items():
+            lines += [f"      arm_params {dimension} {arm}: {params}" for arm, params in arms.items()]
+    return lines
+
+
 def run(args) -> int:
     from bench.data.formats import FORMATS
     from bench.tasks import TASKS
 
+    if getattr(args, "json", False):
+        import json
+
+        tasks = []
+        for entry in TASKS.entries():
+            spec = entry.obj
+            tasks.append({
+                "name": spec.name, "description": spec.description, "objective": spec.objective,
+                "metrics": list(spec.metrics),
+                "formats": ["phantom", *[f for f in spec.formats if f in FORMATS]],
+                "default_preset": spec.default_preset,
+                "presets": {name: {"trials": p.trials, "description": p.description}
+                            for name, p in spec.presets.items()},
+                "reference": references(spec),
+                "default_split": f"datasets/splits/{spec.name}-phantom.json",
+            })
+        print(json.dumps(tasks, indent=1, default=str))
+        return 0
     for entry in TASKS.entries():
         spec = entry.obj
         print(f"{spec.name}: {spec.description}")
@@ -41,5 +135,6 @@ def run(args) -> int:
         print(f"  formats: phantom (built in), {', '.join(f for f in spec.formats if f in FORMATS)}")
         print("  presets (--preset):")
         print("\n".join(preset_lines(spec)))
+        print("\n".join(reference_lines(spec, detail=getattr(args, "reference", False))))
         print(f"  default split: datasets/splits/{spec.name}-phantom.json")
     return 0

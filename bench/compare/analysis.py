@@ -7,6 +7,11 @@ Where each metric's values come from decides its test (see :mod:`bench.compare_s
 * set-level metrics recomputed from the cases (AUROC, balanced accuracy from the logged probabilities):
   unit = case; the arm's value is the metric of the pooled out-of-fold predictions (averaged over seeds),
   compared by a paired case bootstrap (DeLong for a two-class AUROC);
+* ``<metric>@fold`` for such a metric computed within each fold x seed on that fold's own validation
+  cases and averaged, weighted by the folds' case counts (``val_auroc@fold``: the primary guidance metric
+  of xray-heart; unlike the pooled AUROC it does not score whether K fold models are calibrated alike):
+  unit = fold; the paired case bootstrap resamples cases within each fold (stratified bootstrap: CI, and
+  the p-value as twice the smaller tail beyond zero), stratified DeLong for a two-class AUROC;
 * everything else a run logs (HD95, shift gap, attention in heart, test-part scores), and
   ``<metric>@run`` for the runs' own values of a pooled metric (``val_auroc@run``: the folds' AUROCs,
   which unlike the pooled AUROC do not mix the calibrations of K models): unit = run; the
@@ -40,14 +45,18 @@ class Analysis:
 
 
 PER_RUN = "@run"  # "val_auroc@run": the runs' own val_auroc values, paired per fold x seed
+WITHIN_FOLD = "@fold"  # "val_auroc@fold": AUROC within each fold x seed on its cases, averaged by cases
 
 
 def metric_source(metric: str, cases: CaseData, runs: pd.DataFrame) -> str | None:
     """"case", "set" or "run": where the metric's values come from; None when no run has it.
 
     ``<metric>@run`` asks for the per-run values of a metric that is otherwise computed from the pooled
-    cases (e.g. the mean of the folds' own AUROCs beside the AUROC of the pooled predictions).
+    cases (e.g. the mean of the folds' own AUROCs beside the AUROC of the pooled predictions);
+    ``<metric>@fold`` (source "fold") the set-level metric within each fold, averaged by cases.
     """
+    if metric.endswith(WITHIN_FOLD):
+        return "fold" if metric[: -len(WITHIN_FOLD)] in cases.set_level else None
     if metric.endswith(PER_RUN):
         logged = metric[: -len(PER_RUN)]
         return "run" if logged in runs and pd.to_numeric(runs[logged], errors="coerce").notna().any() else None
@@ -79,8 +88,9 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
         source = metric_source(metric, cases, runs)
         if source is None:
             if metric == metrics.primary:
+                logged = [c for c in runs.columns if c.startswith(("val_", "test_", "shift_gap_"))]
                 available = sorted({*cases.per_case, *cases.set_level,
-                                    *[c for c in runs.columns if c.startswith(("val_", "test_", "shift_gap_"))]})
+                                    *[f"{m}{WITHIN_FOLD}" for m in cases.set_level], *logged})
                 raise ConfigError(f"--metric must be a metric these runs logged, but got '{metric}'. "
                                   f"Available: {available}.")
             notes.append(f"{metric}: not logged by these runs, left out.")
@@ -92,7 +102,7 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
                 raise
             notes.append(f"{metric}: left out ({exc})")
             continue
-        table["unit"] = "run" if source == "run" else "case"
+        table["unit"] = {"run": "run", "fold": "fold"}.get(source, "case")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     primary = table[table["metric"] == metrics.primary]
@@ -109,9 +119,14 @@ def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, b
     if source == "set":
         statistic, fields = cases.set_level[metric]
         return compare_arms(cases.frame, metric, baseline, statistic=statistic, fields=fields, **common)
-    if metric.endswith(PER_RUN):
-        from bench.compare_stats import metric_direction
+    from bench.compare_stats import metric_direction
 
+    if source == "fold":
+        pooled = metric[: -len(WITHIN_FOLD)]
+        statistic, fields = cases.set_level[pooled]
+        return compare_arms(cases.frame, metric, baseline, statistic=statistic, fields=fields, strata="fold",
+                            higher_is_better=metric_direction(pooled), **common)
+    if metric.endswith(PER_RUN):
         logged = metric[: -len(PER_RUN)]
         frame = run_frame(runs, logged).rename(columns={logged: metric})
         return compare_arms(frame, metric, baseline, higher_is_better=metric_direction(logged), **common)

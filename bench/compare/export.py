@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bench.compare.read import RESULTS_CSV
 from bench.compare_plots import case_strip_png, cd_diagram_png, forest_png
 from bench.compare_stats import friedman_nemenyi, per_case_means, results_csv, results_markdown
 from bench.config import atomic_write_text
@@ -21,8 +22,6 @@ from bench.errors import BenchError
 if TYPE_CHECKING:
     from bench.compare.driver import ComparisonResult
     from bench.tracking import Tracker
-
-RESULTS_CSV = "results.csv"
 
 
 def figures(result: ComparisonResult) -> dict[str, bytes]:
@@ -68,8 +67,9 @@ def write_outputs(result: ComparisonResult, out_dir: str | Path) -> list[Path]:
     verdicts = "\n".join(f"- {v}" for v in result.analysis.verdicts)
     notes = "\n".join(f"- {n}" for n in result.analysis.notes)
     markdown = (f"# Comparison {result.name}\n\n{head}\n\n## Verdicts ({result.metric})\n\n{verdicts}\n\n"
-                f"## Results\n\nUnit: `case` = validation cases pooled over folds (seed-averaged), `run` = one "
-                f"value per fold x seed run.\n\n{_markdown_by_unit(table)}"
+                f"## Results\n\nUnit: `case` = validation cases pooled over folds (seed-averaged), `fold` = the "
+                f"metric within each fold x seed on its own cases, averaged weighted by cases (bootstrap "
+                f"resamples cases within folds), `run` = one value per fold x seed run.\n\n{_markdown_by_unit(table)}"
                 + (f"\n## Notes\n\n{notes}\n" if notes else ""))
     atomic_write_text(paths[1], markdown)
     atomic_write_text(paths[2], result.runs.to_csv(index=False, float_format="%.6g"))

@@ -48,13 +48,16 @@ class MetricPlan:
 # Per task and dimension ("*": any other): primary metric first. Per-case and set-level metrics come from
 # the runs' val_cases.json (pooled over folds, paired on the same validation cases); the rest are
 # per-run values (paired on the same fold x seed); "<metric>@run" asks for the runs' own values of a pooled
-# metric (see bench.compare.analysis).
+# metric, "<metric>@fold" for a set-level metric computed within each fold x seed on its own cases and
+# averaged by cases (stratified bootstrap; see bench.compare.analysis). The guidance verdicts use
+# val_auroc@fold: the pooled val_auroc also scores whether the K fold models are calibrated alike.
 METRIC_TABLE: dict[str, dict[str, tuple[str, ...]]] = {
     "xray-heart": {
-        "guidance": ("val_auroc", "val_auroc@run", "val_balanced_accuracy", "shift_gap_auroc", "val_attention_in_heart",
-                     "test_auroc", "test_shifted_auroc", "test_attention_in_heart", "val_heart_dice"),
-        "classifier": ("val_auroc", "val_auroc@run", "val_balanced_accuracy", "shift_gap_auroc", "val_attention_in_heart",
-                       "test_auroc", "test_shifted_auroc"),
+        "guidance": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
+                     "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc",
+                     "test_attention_in_heart", "val_heart_dice"),
+        "classifier": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
+                       "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc"),
         "seg_loss": ("val_heart_dice", "val_heart_hd95", "val_ctr_error", "test_heart_dice", "val_auroc"),
         "seg_arch": ("val_heart_dice", "val_heart_hd95", "val_ctr_error", "test_heart_dice", "val_auroc"),
         "*": ("val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),

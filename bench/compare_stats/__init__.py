@@ -9,10 +9,13 @@ comparison's results can be recomputed from a tidy table anywhere. The driver ha
 * versus the baseline: :func:`paired_per_case` (Dice, HD95, FP volume: mean per-case difference, bootstrap
   CI, Wilcoxon), :func:`paired_set_level` (AUROC, balanced accuracy: paired case bootstrap, DeLong for a
   two-class AUROC via :func:`delong_test`), :func:`holm` over the arms, :func:`verdict`;
+* within folds: :class:`Stratified` (a set-level statistic computed per fold and averaged by cases, e.g.
+  the AUROC of each fold model on its own cases) with the stratified bootstrap
+  (:func:`stratified_case_draws`) and, for two classes, :func:`stratified_delong_test`;
 * ranks: :func:`bootstrap_ranks` within a task, :func:`friedman_nemenyi` across tasks
   (:func:`critical_difference`, Demšar 2006);
 * everything for one metric from a tidy table: :func:`compare_arms`, written by :func:`results_csv` and
-  :func:`results_markdown`.
+  :func:`results_markdown` (text cells: :func:`results_display`).
 
 Example:
     >>> import pandas as pd
@@ -22,7 +25,7 @@ Example:
     ['baseline', 'better than a']
 """
 
-from bench.compare_stats._delong import DeLongResult, delong_covariance, delong_test
+from bench.compare_stats._delong import DeLongResult, delong_covariance, delong_test, stratified_delong_test
 from bench.compare_stats._paired import (
     PairedResult,
     bootstrap_p_value,
@@ -48,15 +51,25 @@ from bench.compare_stats._resample import (
     arm_summary,
     balanced_accuracy,
     case_draws,
+    draws_for,
     percentile_ci,
     resolve_statistic,
 )
-from bench.compare_stats._table import arm_cases, compare_arms, per_case_means, results_csv, results_markdown
+from bench.compare_stats._stratified import Stratified, stratified_case_draws
+from bench.compare_stats._table import (
+    arm_cases,
+    compare_arms,
+    per_case_means,
+    results_csv,
+    results_display,
+    results_markdown,
+)
 
 __all__ = [
-    "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Summary", "arm_cases", "arm_summary",
-    "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
-    "critical_difference", "delong_covariance", "delong_test", "friedman_nemenyi", "holm", "metric_direction",
-    "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci", "rank_table",
-    "resolve_statistic", "results_csv", "results_markdown", "set_level_from_draws", "verdict", "wilcoxon_p",
+    "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Stratified", "Summary", "arm_cases",
+    "arm_summary", "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
+    "critical_difference", "delong_covariance", "delong_test", "draws_for", "friedman_nemenyi", "holm",
+    "metric_direction", "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci",
+    "rank_table", "resolve_statistic", "results_csv", "results_display", "results_markdown",
+    "set_level_from_draws", "stratified_case_draws", "stratified_delong_test", "verdict", "wilcoxon_p",
 ]

@@ -96,3 +96,36 @@ def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> 
     se = variance**0.5
     z = delta / se
     return DeLongResult(auc_a, auc_b, delta, se, z, float(2 * norm.sf(abs(z))))
+
+
+def stratified_delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike,
+                           strata: ArrayLike) -> DeLongResult:
+    """DeLong's test of the case-weighted mean of per-stratum AUROCs (AUROC within each fold, averaged).
+
+    Strata hold disjoint cases, so their AUROC differences are independent: with w_s = n_s / N,
+    delta = sum_s w_s delta_s and Var(delta) = sum_s w_s^2 Var(delta_s), each stratum's delta_s and
+    Var(delta_s) = L S_s L' from :func:`delong_covariance` on its own cases (the contrast L of
+    :func:`delong_test`, seeds as replicates); z = delta / sqrt(Var) and p = 2 (1 - Phi(|z|)), the
+    stratified form of DeLong et al. (1988) as for a stratified Mann-Whitney statistic (van Elteren 1960).
+
+    Raises:
+        BenchError: when a stratum has fewer than two positive or two negative cases.
+    """
+    y = np.asarray(labels)
+    a, b = np.atleast_2d(np.asarray(scores_a, float)), np.atleast_2d(np.asarray(scores_b, float))
+    groups = np.asarray(strata)
+    contrast = np.concatenate([np.full(len(a), 1 / len(a)), np.full(len(b), -1 / len(b))])
+    delta = variance = auc_a = auc_b = 0.0
+    for stratum in dict.fromkeys(groups.tolist()):
+        cols = groups == stratum
+        weight = cols.sum() / groups.size
+        aucs, cov = delong_covariance(y[cols], np.concatenate([a[:, cols], b[:, cols]]))
+        delta += weight * float(contrast @ aucs)
+        variance += weight**2 * float(contrast @ cov @ contrast)
+        auc_a += weight * float(aucs[: len(a)].mean())
+        auc_b += weight * float(aucs[len(a) :].mean())
+    if variance <= 1e-15:
+        return DeLongResult(auc_a, auc_b, delta, 0.0, 0.0 if delta == 0 else np.copysign(np.inf, delta),
+                            1.0 if abs(delta) < 1e-12 else 0.0)
+    se = variance**0.5
+    return DeLongResult(auc_a, auc_b, delta, se, delta / se, float(2 * norm.sf(abs(delta / se))))

@@ -9,15 +9,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import wilcoxon
 
-from bench.compare_stats._delong import delong_test
-from bench.compare_stats._resample import ArmCases, case_draws, percentile_ci
+from bench.compare_stats._delong import delong_test, stratified_delong_test
+from bench.compare_stats._resample import ArmCases, case_draws, draws_for, percentile_ci
+from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
 BETTER, WORSE, SAME = "better than", "worse than", "no detectable difference from"
 
 
 class PairedResult(NamedTuple):
-    """Arm minus baseline: ``p`` is from ``test`` (wilcoxon, delong or bootstrap); ``p_bootstrap`` always."""
+    """Arm minus baseline: ``p`` is from ``test`` (wilcoxon, delong, stratified delong, bootstrap or stratified
+    bootstrap); ``p_bootstrap`` always."""
 
     n: int
     delta: float
@@ -99,17 +101,38 @@ def paired_per_case(arm: ArmCases | ArrayLike, baseline: ArmCases | ArrayLike, l
     return PairedResult(int(d.size), float(d.mean()), lo, hi, wilcoxon_p(d), "wilcoxon", bootstrap_p_value(draws))
 
 
-def _binary_auroc_inputs(arm: ArmCases) -> tuple[np.ndarray, np.ndarray] | None:
-    """(labels, R×N scores of class 1) when the arm's statistic is an AUROC of two classes whose
-    probabilities sum to one (then macro one-vs-rest AUROC equals the binary AUROC DeLong tests)."""
-    if arm.statistic != "macro_auroc" or {"probs", "labels"} - set(arm.fields):
+def _binary_auroc_inputs(arm: ArmCases) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(labels, R×N scores of class 1, strata or None) when the arm's statistic is an AUROC of two classes
+    whose probabilities sum to one (then macro one-vs-rest AUROC equals the binary AUROC DeLong tests),
+    plain or :class:`Stratified` (then with its strata, for :func:`stratified_delong_test`)."""
+    statistic, strata = arm.statistic, None
+    if isinstance(statistic, Stratified):
+        statistic, strata = statistic.statistic, statistic.strata
+    if statistic != "macro_auroc" or {"probs", "labels"} - set(arm.fields):
         return None
     probs, labels = np.asarray(arm.fields["probs"], float), np.asarray(arm.fields["labels"])
     if probs.ndim != 3 or probs.shape[2] != 2 or not np.allclose(probs.sum(axis=2), 1.0):
         return None
     if not np.isin(labels, (0, 1)).all() or not (labels == labels[0]).all():
         return None
-    return labels[0].astype(int), probs[:, :, 1]
+    return labels[0].astype(int), probs[:, :, 1], strata
+
+
+def _delong_p(arm: ArmCases, baseline: ArmCases) -> tuple[float, str] | None:
+    """DeLong's p (stratified for a stratified AUROC) when both arms hold a two-class AUROC that DeLong's
+    test can take (two cases of each class in every stratum); None otherwise (the bootstrap p is used)."""
+    binary_a, binary_b = _binary_auroc_inputs(arm), _binary_auroc_inputs(baseline)
+    if binary_a is None or binary_b is None:
+        return None
+    labels, strata = binary_a[0], binary_a[2]
+    if strata is None:
+        return delong_test(labels, binary_a[1], binary_b[1]).p, "delong"
+    if binary_b[2] is None or not np.array_equal(strata, binary_b[2]):
+        return None
+    counts = [np.bincount(labels[strata == s], minlength=2) for s in np.unique(strata)]
+    if min(c.min() for c in counts) < 2:
+        return None
+    return stratified_delong_test(labels, binary_a[1], binary_b[1], strata).p, "stratified delong"
 
 
 def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, resamples: int = 2000,
@@ -120,12 +143,13 @@ def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, res
     replicates, d*_b = theta*_arm(I_b) - theta*_baseline(I_b) (see :meth:`ArmCases.thetas`); delta is the
     difference of the point estimates, the CI the percentile interval of d*_b and ``p_bootstrap`` from
     :func:`bootstrap_p_value`. For a two-class AUROC ``p`` is DeLong's test (:func:`delong_test`), else the
-    bootstrap p.
+    bootstrap p. A :class:`Stratified` statistic (AUROC within each fold, averaged) draws cases within its
+    strata (the stratified bootstrap) and uses :func:`stratified_delong_test` for two classes.
     """
     if arm.n != baseline.n:
         raise BenchError(f"a paired comparison needs the same cases in both arms, but got {arm.n} and "
                          f"{baseline.n} cases. Score every arm on every fold and seed.")
-    idx = case_draws(arm.n, resamples, seed)
+    idx = draws_for(arm.statistic, arm.n, resamples, seed)
     return set_level_from_draws(arm, baseline, arm.thetas(idx), baseline.thetas(idx), level)
 
 
@@ -140,11 +164,11 @@ def set_level_from_draws(arm: ArmCases, baseline: ArmCases, arm_draws: np.ndarra
     draws = np.asarray(arm_draws) - np.asarray(baseline_draws)
     lo, hi = percentile_ci(draws, level)
     delta, p_boot = arm.value() - baseline.value(), bootstrap_p_value(draws)
-    binary_a, binary_b = _binary_auroc_inputs(arm), _binary_auroc_inputs(baseline)
-    if binary_a is not None and binary_b is not None:
-        p = delong_test(binary_a[0], binary_a[1], binary_b[1]).p
-        return PairedResult(arm.n, delta, lo, hi, p, "delong", p_boot)
-    return PairedResult(arm.n, delta, lo, hi, p_boot, "bootstrap", p_boot)
+    delong = _delong_p(arm, baseline)
+    if delong is not None:
+        return PairedResult(arm.n, delta, lo, hi, delong[0], delong[1], p_boot)
+    test = "stratified bootstrap" if isinstance(arm.statistic, Stratified) else "bootstrap"
+    return PairedResult(arm.n, delta, lo, hi, p_boot, test, p_boot)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

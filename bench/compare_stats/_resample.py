@@ -119,6 +119,13 @@ def case_draws(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def draws_for(statistic: StatisticSpec, n: int, resamples: int, seed: int) -> np.ndarray:
+    """B×N case indices for ``statistic``: its own ``case_draws`` when it has them (a
+    :class:`bench.compare_stats.Stratified` statistic draws within its strata), else :func:`case_draws`."""
+    own = getattr(statistic, "case_draws", None)
+    return own(n, resamples, seed) if callable(own) else case_draws(n, resamples, seed)
+
+
 def percentile_ci(draws: np.ndarray, level: float) -> tuple[float, float]:
     """(1-level)/2 and (1+level)/2 quantiles of the finite draws (Efron & Tibshirani 1993, ch. 13)."""
     finite = draws[np.isfinite(draws)]
@@ -134,7 +141,7 @@ def arm_summary(arm: ArmCases, level: float = 0.95, resamples: int = 2000, seed:
     For b = 1..B draw N case indices I_b with replacement, shared by all replicates, and take
     theta*_b = (1/R) * sum_r T(D_r[I_b]); the CI is the percentile interval of theta*_b. A registered
     statistic goes through :func:`bench.cases.pooled_case_bootstrap` itself; a callable one through the
-    same formula here.
+    same formula here, on the statistic's own draws (:func:`draws_for`: within strata for a stratified one).
 
     Example:
         >>> arm_summary(ArmCases.per_case([0.2, 0.4, 0.6, 0.8]), resamples=200).mean
@@ -144,5 +151,5 @@ def arm_summary(arm: ArmCases, level: float = 0.95, resamples: int = 2000, seed:
         sets = [CaseSet("", arm.statistic, arm.replicate(r)) for r in range(arm.replicates)]
         mean, lo, hi = pooled_case_bootstrap(sets, level=level, resamples=resamples, seed=seed)
         return Summary(arm.n, mean, lo, hi)
-    lo, hi = percentile_ci(arm.thetas(case_draws(arm.n, resamples, seed)), level)
+    lo, hi = percentile_ci(arm.thetas(draws_for(arm.statistic, arm.n, resamples, seed)), level)
     return Summary(arm.n, arm.value(), lo, hi)

@@ -11,7 +11,8 @@ import pandas as pd
 
 from bench.compare_stats._paired import holm, metric_direction, paired_per_case, set_level_from_draws, verdict
 from bench.compare_stats._ranks import rank_table
-from bench.compare_stats._resample import ArmCases, StatisticSpec, case_draws, percentile_ci
+from bench.compare_stats._resample import ArmCases, StatisticSpec, draws_for, percentile_ci
+from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
 KEY_COLUMNS = ("arm", "fold", "seed", "case")
@@ -23,7 +24,7 @@ FieldColumns = Mapping[str, "str | Sequence[str]"]
 
 def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "mean",
               fields: FieldColumns | None = None,
-              case_key: Sequence[str] = ("fold", "case")) -> dict[str, ArmCases]:
+              case_key: Sequence[str] = ("fold", "case"), strata: str | None = None) -> dict[str, ArmCases]:
     """Per-arm :class:`ArmCases` from a tidy table with one row per arm × fold × seed × case.
 
     A case is identified by ``case_key``: (fold, case) for validation parts (each case is validated by one
@@ -38,9 +39,12 @@ def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "m
         fields: for a set-level statistic, field name -> column (or list of columns, stacked as the last
             axis), e.g. ``{"probs": ["prob_0", "prob_1"], "labels": "label"}``.
         case_key: the columns that identify one case.
+        strata: a column of ``case_key`` (``fold``) within whose values a set-level statistic is computed
+            and then averaged (:class:`Stratified`; its bootstrap resamples within strata).
 
     Raises:
-        BenchError: on a missing column, a duplicate row, or an arm that lacks some case × replicate.
+        BenchError: on a missing column, a duplicate row, an arm that lacks some case × replicate, or
+            strata that are not a set-level statistic's case key column.
     """
     if fields is None and statistic != "mean":
         raise BenchError(f"a set-level statistic needs the columns it is computed from, but got statistic "
@@ -58,7 +62,13 @@ def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "m
         first = frame.loc[duplicated, ["arm", *key, *replicate_key]].iloc[0].to_dict()
         raise BenchError(f"a comparison table needs one row per arm, fold, seed and case, but got "
                          f"{int(duplicated.sum())} duplicates, e.g. {first}. Drop repeated runs.")
-    cases = pd.MultiIndex.from_frame(frame[key].drop_duplicates().sort_values(key))
+    case_rows = frame[key].drop_duplicates().sort_values(key)
+    cases = pd.MultiIndex.from_frame(case_rows)
+    if strata is not None:
+        if statistic == "mean" or strata not in key:
+            raise BenchError(f"strata must be a case key column {key} of a set-level statistic, but got "
+                             f"strata={strata!r} with statistic {statistic!r}. Per-case means need no strata.")
+        statistic = Stratified(statistic, case_rows[strata].to_numpy())
     out = {}
     for arm, rows in frame.groupby("arm", sort=False):
         indexed = rows.set_index([*key, *replicate_key]).sort_index()
@@ -87,8 +97,8 @@ def per_case_means(frame: pd.DataFrame, metric: str,
 
 def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_better: bool | None = None,
                  statistic: StatisticSpec = "mean", fields: FieldColumns | None = None,
-                 case_key: Sequence[str] = ("fold", "case"), alpha: float = 0.05, level: float = 0.95,
-                 resamples: int = 2000, seed: int = 0,
+                 case_key: Sequence[str] = ("fold", "case"), strata: str | None = None, alpha: float = 0.05,
+                 level: float = 0.95, resamples: int = 2000, seed: int = 0,
                  trial_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Results table of one metric: every arm's mean and CI and its paired comparison with the baseline.
 
@@ -97,8 +107,9 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     set-level one (as :func:`paired_set_level`, bootstrap or DeLong); p-values Holm-adjusted over the
     non-baseline arms (:func:`holm`); the verdict at ``alpha`` in the metric's direction (given, or
     declared in ``bench.metrics``); ranks with bootstrap CIs (as :func:`bootstrap_ranks`). All of it
-    from one case draw (``seed``), each arm's resampled statistic computed once. Arguments as
-    :func:`arm_cases`.
+    from one case draw (``seed``), each arm's resampled statistic computed once. With ``strata``
+    (``fold``) a set-level statistic is computed within each stratum and averaged by cases, and the draw
+    is stratified (:class:`Stratified`). Arguments as :func:`arm_cases`.
 
     Returns:
         One row per arm, baseline first: metric, arm, n (cases), mean, ci_low, ci_high, delta, delta_low,
@@ -106,14 +117,14 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
         rank_low, rank_high, baseline, higher_is_better, alpha, level (and trial_hours when given). The
         baseline's delta and p are NaN, its verdict "baseline".
     """
-    arms = arm_cases(frame, metric, statistic=statistic, fields=fields, case_key=case_key)
+    arms = arm_cases(frame, metric, statistic=statistic, fields=fields, case_key=case_key, strata=strata)
     if baseline not in arms:
         raise BenchError(f"the baseline must be one of the arms {list(arms)}, but got '{baseline}'. "
                          "Pass --baseline with an arm of the comparison.")
     higher = metric_direction(metric, higher_is_better)
     order = [baseline, *[a for a in arms if a != baseline]]
     # One case draw for every arm; each arm's draws serve its CI, its difference and the ranks.
-    idx = case_draws(arms[baseline].n, resamples, seed)
+    idx = draws_for(arms[baseline].statistic, arms[baseline].n, resamples, seed)
     draws = {name: arms[name].thetas(idx) for name in order}
     values = {name: arms[name].value() for name in order}
     rows = []
@@ -121,7 +132,7 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
         row = {"metric": metric, "arm": name, "n": arms[name].n, "mean": values[name]}
         row["ci_low"], row["ci_high"] = percentile_ci(draws[name], level)
         if name != baseline:
-            if statistic == "mean":
+            if arms[name].statistic == "mean":
                 paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed)
             else:
                 paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level)
@@ -179,6 +190,28 @@ def _p(x: float) -> str:
     if not math.isfinite(float(x)):
         return "–"
     return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+DISPLAY_COLUMNS = ["metric", "unit", "arm", "n", "mean [CI]", "Δ vs baseline [CI]", "p", "test", "adjusted p",
+                   "verdict", "trial-hours"]
+
+
+def results_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table as text cells, as :func:`results_markdown` shows them: metric, unit (when the
+    table has one), arm, n, mean [CI], Δ vs baseline [CI], p, test, adjusted p, verdict, trial-hours."""
+    rows = []
+    for _, r in table.iterrows():
+        is_base = r["verdict"] == "baseline"
+        hours = r.get("trial_hours", float("nan"))
+        delta = "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+")
+        rows.append({"metric": r["metric"], "unit": r.get("unit", ""), "arm": str(r["arm"]), "n": int(r["n"]),
+                     "mean [CI]": _interval(r["mean"], r["ci_low"], r["ci_high"]),
+                     "Δ vs baseline [CI]": delta,
+                     "p": "–" if is_base else _p(r["p"]), "test": "" if is_base else str(r["test"]),
+                     "adjusted p": "–" if is_base else _p(r["p_adjusted"]), "verdict": str(r["verdict"]),
+                     "trial-hours": _num(hours, 3)})
+    shown = pd.DataFrame(rows, columns=DISPLAY_COLUMNS)
+    return shown if "unit" in table else shown.drop(columns="unit")
 
 
 def results_markdown(table: pd.DataFrame, path: str | Path | None = None) -> str:
