@@ -269,14 +269,8 @@ class Tracker:
             self.client.log_artifact(run_id, str(Path(tmp) / name))
 
     def read_artifact(self, run_id: str, artifact: str) -> bytes:
-        """One artifact of a run as bytes; the downloaded copy is removed (a checkpoint is tens of MB, and a
-        leaderboard or comparison reads one file per run)."""
-        with tempfile.TemporaryDirectory(prefix="bench-artifact-") as tmp:
-            return Path(self.client.download_artifacts(run_id, artifact, tmp)).read_bytes()
-
-    def download(self, run_id: str, artifact: str) -> Path:
-        """Download one artifact of a run to a fresh temp folder and return its local path."""
-        return Path(self.client.download_artifacts(run_id, artifact, tempfile.mkdtemp(prefix="bench-artifact-")))
+        """One artifact of a run as bytes (:func:`read_run_artifact`)."""
+        return read_run_artifact(self.client, run_id, artifact)
 
     def end(self, run_id: str, state: str, reason: str | None = None) -> None:
         """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
@@ -299,6 +293,13 @@ class Tracker:
     def load_config(self, run_id: str) -> TrialConfig:
         text = self.read_artifact(run_id, "config.yaml").decode()
         return TrialConfig.from_yaml(text, source=f"run {run_id} config.yaml")
+
+
+def read_run_artifact(client: MlflowClient, run_id: str, artifact: str) -> bytes:
+    """One artifact of a run as bytes; the downloaded copy is removed at once (a checkpoint is tens of MB,
+    and a leaderboard or comparison reads one file per run: kept copies filled the temp folder)."""
+    with tempfile.TemporaryDirectory(prefix="bench-artifact-") as tmp:
+        return Path(client.download_artifacts(run_id, artifact, tmp)).read_bytes()
 
 
 class MlflowReporter:

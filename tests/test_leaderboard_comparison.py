@@ -58,7 +58,7 @@ def test_the_table_shows_the_primary_metric_by_name_and_by_run_id(comparison, ca
 def test_csv_md_json_and_export_hold_the_stored_results(comparison, workdir, capsys):
     from bench.tracking import Tracker
 
-    stored = Tracker("xray-heart").download(comparison, "results.csv").read_text()
+    stored = Tracker("xray-heart").read_artifact(comparison, "results.csv").decode()
     assert main(["leaderboard", "--comparison", "guidance-demo", "--format", "csv"]) == 0
     text = capsys.readouterr().out
     assert text.strip() == stored.strip()  # the logged table itself

@@ -141,11 +141,12 @@ def store_location() -> tuple[str, Path | None]:
     return uri, None
 
 
-def require_store(command: str, task: str | None = None) -> str:
+def require_store(command: str, task: str | None = None, maker: str = "bench search") -> str:
     """Stop a read-only command before MLflow opens (and so creates) a store that is not there.
 
     MLflow creates a missing sqlite file or store folder the moment a client touches it; a leaderboard or
     replay lookup in the wrong folder must say so instead of leaving an empty ``mlflow.db`` behind.
+    ``maker`` is the command that makes what ``command`` reads (named in the error).
 
     Returns:
         The tracking URI, when the store exists (or is a server, which this cannot check without a request).
@@ -158,9 +159,8 @@ def require_store(command: str, task: str | None = None) -> str:
         where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "this folder"
         raise BenchError(
             f"`{command}` reads an existing MLflow store, but there is none at {path} ({where}). Run "
-            f"`bench search --task {task or 'TASK'}` here first, or cd to the folder of an earlier search, "
-            "or set "
-            "MLFLOW_TRACKING_URI to its store."
+            f"`{maker} --task {task or 'TASK'}` here first, or cd to the folder of an earlier "
+            f"{maker.split()[1]}, or set MLFLOW_TRACKING_URI to its store."
         )
     return uri
 

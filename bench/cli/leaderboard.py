@@ -126,7 +126,7 @@ def run_comparison(args) -> int:
     if given:
         raise BenchError(f"--comparison shows one comparison's results table, so it takes --format, --wide, "
                          f"--out, --export and --task, but got {', '.join(given)}.")
-    require_store("bench leaderboard --comparison", args.task)
+    require_store("bench leaderboard --comparison", args.task, maker="bench compare")
     import json
 
     from bench.compare.read import export_comparison, find_comparison

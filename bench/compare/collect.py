@@ -75,7 +75,7 @@ def case_data(tracker: Tracker, runs: pd.DataFrame,
     frames, per_case, set_level = [], [], {}
     for i, row in enumerate(runs.itertuples()):
         try:
-            cases = load_cases(tracker.download(row.run_id, CASE_FILE).read_bytes())
+            cases = load_cases(tracker.read_artifact(row.run_id, CASE_FILE))
         except Exception as exc:  # noqa: BLE001  MLflow raises several types for a missing artifact
             raise BenchError(f"run {row.run_id} ({row.arm}, fold {row.fold}, seed {row.seed}) must have logged "
                              f"{CASE_FILE} for per-case statistics, but it could not be read ({exc}). Did the "

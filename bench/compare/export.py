@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -151,18 +152,18 @@ def summarize(run_ids: Sequence[str], out_dir: str | Path | None = None, alpha: 
     """
     from mlflow.tracking import MlflowClient
 
-    from bench.tracking import tracking_uri
+    from bench.tracking import read_run_artifact, tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri())
     rows, directions = {}, set()
     for run_id in run_ids:
         try:
             run = client.get_run(run_id)
-            path = client.download_artifacts(run_id, RESULTS_CSV, tempfile.mkdtemp(prefix="bench-summary-"))
+            stored = read_run_artifact(client, run_id, RESULTS_CSV)
         except Exception as exc:  # noqa: BLE001  unknown run id or no results artifact
             raise BenchError(f"--summarize needs parent run ids of finished comparisons, but {run_id} has no "
                              f"{RESULTS_CSV} ({type(exc).__name__}). Use the id `bench compare` printed.") from None
-        table = pd.read_csv(path)
+        table = pd.read_csv(io.BytesIO(stored))
         metric = run.data.tags.get("metric") or table["metric"].iloc[0]
         part = table[table["metric"] == metric]
         directions.add(bool(part["higher_is_better"].iloc[0]))

@@ -7,8 +7,8 @@ pandas only, no torch, no training code.
 
 from __future__ import annotations
 
+import io
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.compare.runs import COMPARISON_KIND, SETTING_TAGS
 from bench.errors import BenchError
-from bench.tracking import KIND_TAG, tracking_uri
+from bench.tracking import KIND_TAG, read_run_artifact, tracking_uri
 
 RESULTS_CSV = "results.csv"  # the parent run's results table (written by bench.compare.export)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -109,14 +109,13 @@ def find_comparison(ref: str, task: str | None = None) -> StoredComparison:
                          f"the id).")
     name = run.data.tags.get("comparison", run.info.run_id)
     try:
-        folder = tempfile.mkdtemp(prefix="bench-comparison-")
-        path = client.download_artifacts(run.info.run_id, RESULTS_CSV, folder)
+        stored = read_run_artifact(client, run.info.run_id, RESULTS_CSV)
     except Exception:  # noqa: BLE001  no such artifact (a comparison still running or killed)
         raise BenchError(f"comparison {name} must have finished to show its results, but its parent run "
                          f"{run.info.run_id} has no {RESULTS_CSV} yet. Finish it with `bench compare --name "
                          f"{name} --resume`.") from None
     task_name = run.data.tags.get("task") or _experiments(client, None).get(run.info.experiment_id, "?")
-    return StoredComparison(run.info.run_id, name, task_name, dict(run.data.tags), pd.read_csv(path))
+    return StoredComparison(run.info.run_id, name, task_name, dict(run.data.tags), pd.read_csv(io.BytesIO(stored)))
 
 
 def export_comparison(stored: StoredComparison, out_dir: str | Path) -> list[Path]:

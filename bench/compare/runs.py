@@ -13,7 +13,6 @@ no other process is working on the same comparison.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,6 +128,5 @@ def load_arm_configs(tracker: Tracker, parent: str) -> dict[str, TrialConfig]:
     names = {Path(f.path).name for f in tracker.client.list_artifacts(parent)}
     if ARM_CONFIGS not in names:
         return {}
-    path = tracker.client.download_artifacts(parent, ARM_CONFIGS, tempfile.mkdtemp(prefix="bench-compare-"))
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = yaml.safe_load(tracker.read_artifact(parent, ARM_CONFIGS)) or {}
     return {str(arm): TrialConfig.from_dict(values) for arm, values in data.items()}
