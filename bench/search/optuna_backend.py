@@ -146,7 +146,7 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
                   **extra_tags},
             reporters=[] if multi or folds > 1 else [OptunaReporter(trial)], objectives=objectives,
             on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
-            folds=folds, on_fold=None if multi else OptunaReporter(trial).report)
+            folds=folds, on_fold=None if multi else lambda fold, value: OptunaReporter(trial).report(value, fold))
         if outcome.state == PRUNED:
             raise optuna.TrialPruned(outcome.reason)
         if outcome.state == FAIL:
