@@ -162,12 +162,14 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         raise BenchError(f"run {run_id} must have a final '{spec.objective}', but it has none (pruned or failed?).")
     folds = int(original_run.data.tags.get(FOLDS_TAG, 1))
     if checkpoint and folds > 1:
-        raise BenchError(f"--checkpoint needs a run with one checkpoint.pt, but run {run_id} is cross-validated over "
-                         f"{folds} folds and its weights are on its fold runs ({', '.join(fold_runs(tracker, run_id))})."
-                         " Pass one of them as --run-id, or leave --checkpoint out to retrain every fold.")
+        raise BenchError(f"--checkpoint needs a run with one checkpoint.pt, but run {run_id} is cross-validated "
+                         f"over {folds} folds and its weights are on its fold runs "
+                         f"({', '.join(fold_runs(tracker, run_id))}). Pass one of them as --run-id, or leave "
+                         "--checkpoint out to retrain every fold.")
     say = on_progress or (lambda text: None)
     mean = f" (mean over {folds} folds)" if folds > 1 else ""
-    say(f"replaying {original_run.info.run_name} (run {run_id[:8]}): {spec.objective} recorded {original:.6g}{mean}")
+    say(f"replaying {original_run.info.run_name} (run {run_id[:8]}): {spec.objective} recorded "
+        f"{original:.6g}{mean}")
     config = tracker.load_config(run_id)
     threads = original_run.data.tags.get("torch_threads")
     if threads and threads.isdigit():

@@ -118,5 +118,6 @@ def test_bad_fold_combinations_are_refused_before_any_trial(workdir, options, me
 def test_more_folds_than_the_split_has_is_one_clear_error(workdir, capsys):
     with pytest.raises(ConfigError, match="--folds must not exceed the folds of the data's split, but got 6"):
         prepare_search(SearchSettings(task="xray-heart", preset="smoke", folds=6))
-    assert main(["search", "--task", "xray-heart", "--preset", "smoke", "--pruner", "wilcoxon", "--folds", "2"]) == 2
+    argv = ["search", "--task", "xray-heart", "--preset", "smoke", "--pruner", "wilcoxon", "--folds", "2"]
+    assert main(argv) == 2
     assert "needs --folds 5 or more" in capsys.readouterr().err

@@ -109,8 +109,8 @@ def check_folds(settings: SearchSettings, backend: Backend) -> None:
                           f"but got {folds}.")
     if folds > 1 and not backend.folds:
         supports = [b.name for b in BACKENDS.entries() if b.obj.folds]
-        raise ConfigError(f"--folds {folds} needs a backend that runs cross-validated trials ({', '.join(supports)}), "
-                          f"but got --backend {backend.name}. Use --backend optuna.")
+        raise ConfigError(f"--folds {folds} needs a backend that runs cross-validated trials "
+                          f"({', '.join(supports)}), but got --backend {backend.name}. Use --backend optuna.")
     if folds > 1 and settings.fold != 0:
         raise ConfigError(f"--fold picks the one validation fold of a single-fold search, but got --fold "
                           f"{settings.fold} with --folds {folds}, which validates on every fold 0..{folds - 1}. "
@@ -118,8 +118,8 @@ def check_folds(settings: SearchSettings, backend: Backend) -> None:
     if pruner.tags.get("steps") == "folds":
         least = int(pruner.tags.get("min_folds", 2))
         if folds < least:
-            raise ConfigError(f"--pruner {pruner.name} compares a trial's per-fold scores with the best trial's, so "
-                              f"it needs --folds {least} or more, but got --folds {folds}: the exact one-sided "
+            raise ConfigError(f"--pruner {pruner.name} compares a trial's per-fold scores with the best "
+                              f"trial's, so it needs --folds {least} or more, but got --folds {folds}: the exact one-sided "
                               "Wilcoxon p-value of n folds is at least 2**-n, under 0.1 from 4 folds on, and a "
                               "trial is never judged after its last fold. Use --folds 5 (or --pruner median).")
         if settings.objectives:

@@ -238,7 +238,8 @@ def open_search(tracker: Tracker, search: PreparedSearch, backend_settings: dict
     settings = search.settings
     shared = {"backend": settings.backend, "study": search.study_name, "preset": search.preset_name,
               "trials": search.n_trials, "objective": search.spec.objective, "objectives": ",".join(search.objectives),
-              "space": search.space.source, "searched": ",".join(search.space.names), "seed": settings.seed, "folds": settings.folds,
+              "space": search.space.source, "searched": ",".join(search.space.names), "seed": settings.seed,
+              "folds": settings.folds,
               "data": settings.data if settings.data == "phantom" else "folder", **runtime_request(settings)}
     parent = tracker.start_search(f"search {search.study_name}",
                                   {**shared, **backend_settings, "split_hash": search.base.split_hash})

@@ -8,9 +8,10 @@ each fold (but the last) its objective is reported at step = fold index and the 
 then stay in the fold runs' MLflow curves and never reach the Optuna trial: Optuna keeps one value per step,
 so the K folds' epochs would collide on the same steps, and WilcoxonPruner pairs steps across trials as the
 same instance (fold k of this trial with fold k of the best), which an epoch of a different fold is not.
-Median and HyperBand then compare fold scores too (a trial's fold k against earlier trials' fold k). ``--trials`` is the
-study's total however many processes join it: each process asks before every trial how many have ended or
-are running (:func:`study_is_full`).
+Median and HyperBand then compare fold scores too (a trial's fold k against earlier trials' fold k).
+
+``--trials`` is the study's total however many processes join it: each process asks before every trial how
+many have ended or are running (:func:`study_is_full`).
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
         study = optuna.create_study(
             study_name=study_name, storage=storage, directions=directions(search.objectives),
             sampler=make_sampler(settings.sampler, settings.seed, search.space),
-            pruner=make_pruner(settings.pruner, pruner_steps(settings, search.base)), load_if_exists=settings.resume,
+            pruner=make_pruner(settings.pruner, pruner_steps(settings, search.base)),
+            load_if_exists=settings.resume,
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"a new search needs an unused study name, but '{study_name}' exists in {storage_url}. "
