@@ -1,4 +1,9 @@
-"""Replay: rebuild a logged trial's config, retrain it with the same seed and split, and compare."""
+"""Replay: rebuild a logged trial's config, retrain it with the same seed and split, and compare.
+
+A cross-validated trial (``bench search --folds K``; tag ``folds``) is retrained on all K folds, as nested
+fold runs of the replay run, and its mean objective is compared with the original's mean: that mean is
+what the search optimised. Its weights are on its fold runs, so ``--checkpoint`` takes a fold run.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import functools
 import io
 import json
 import math
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +24,7 @@ from bench.errors import BenchError
 from bench.leaderboard import leaderboard
 from bench.tasks import TASKS
 from bench.tracking import Tracker, environment_tags
-from bench.trial import run_trial, tracked_trial
+from bench.trial import FOLD_OF_TAG, FOLDS_TAG, run_trial, tracked_trial
 
 #: Tags that can make a rerun differ from the original: code, library versions, hardware, threads, data split.
 ENVIRONMENT_KEYS = ("git_commit", "python", "device", "torch_threads", "split_hash")
@@ -155,8 +161,16 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     original = original_run.data.metrics.get(spec.objective)
     if original is None:
         raise BenchError(f"run {run_id} must have a final '{spec.objective}', but it has none (pruned or failed?).")
+    folds = int(original_run.data.tags.get(FOLDS_TAG, 1))
+    if checkpoint and folds > 1:
+        raise BenchError(f"--checkpoint needs a run with one checkpoint.pt, but run {run_id} is cross-validated "
+                         f"over {folds} folds and its weights are on its fold runs "
+                         f"({', '.join(fold_runs(tracker, run_id))}). Pass one of them as --run-id, or leave "
+                         "--checkpoint out to retrain every fold.")
     say = on_progress or (lambda text: None)
-    say(f"replaying {original_run.info.run_name} (run {run_id[:8]}): {spec.objective} recorded {original:.6g}")
+    mean = f" (mean over {folds} folds)" if folds > 1 else ""
+    say(f"replaying {original_run.info.run_name} (run {run_id[:8]}): {spec.objective} recorded "
+        f"{original:.6g}{mean}")
     config = tracker.load_config(run_id)
     threads = original_run.data.tags.get("torch_threads")
     if threads and threads.isdigit():
@@ -165,23 +179,26 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     policy = runtime.Runtime.deterministic_for() if deterministic else recorded.for_machine()
     with runtime.using(policy):
         verdict = _replay(spec, tracker, original_run, float(original), config, policy, recorded, tolerance,
-                          checkpoint, seeds, register, say)
+                          checkpoint, seeds, register, say, folds)
     return verdict
 
 
 def _replay(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,
             recorded: runtime.Runtime, tolerance: float, checkpoint: bool, seeds: int,
-            register: str | None, say: Callable[[str], None]) -> ReplayVerdict:
+            register: str | None, say: Callable[[str], None], folds: int = 1) -> ReplayVerdict:
     run_id = original_run.info.run_id
     name, mode = f"replay of {original_run.info.run_name}", "checkpoint" if checkpoint else "retrain"
     conclude = functools.partial(_conclude, spec, tracker, original_run, original, config, policy, recorded,
-                                 tolerance, seeds, register, say)
+                                 tolerance, seeds, register, say, folds)
     if not checkpoint:  # a retrain is a trial like any other: the one tracked-trial lifecycle
         verdicts: list[ReplayVerdict] = []
-        say(f"retraining with seed {config.seed} on split {config.split_hash[:8]} (data first, then each epoch)")
+        where = f"folds 0..{folds - 1}" if folds > 1 else "its fold"
+        say(f"retraining with seed {config.seed} on split {config.split_hash[:8]}, {where} (data first, then each "
+            "epoch)")
+        # A cross-validated trial's run has no epoch curves of its own (they are on its fold runs).
+        progress = ReplayProgress(say, config, tracker, run_id) if folds == 1 else ReplayProgress(say, config)
         outcome = tracked_trial(tracker, config, name=name, parent_run_id=None, kind="replay",
-                                tags={"replay_of": run_id, "replay_mode": mode},
-                                reporters=[ReplayProgress(say, config, tracker, run_id)],
+                                tags={"replay_of": run_id, "replay_mode": mode}, reporters=[progress], folds=folds,
                                 finish=lambda replay_id, result: verdicts.append(
                                     conclude(replay_id, mode, dict(result.metrics), result.config.split_hash)))
         if outcome.state != "COMPLETE":
@@ -210,7 +227,7 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
 
 def _conclude(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,
               recorded: runtime.Runtime, tolerance: float, seeds: int, register: str | None,
-              say: Callable[[str], None], replay_id: str, mode: str, metrics: dict[str, float],
+              say: Callable[[str], None], folds: int, replay_id: str, mode: str, metrics: dict[str, float],
               split_now: str) -> ReplayVerdict:
     """Other seeds, the verdict, the environment diff and the registration, logged on the replay run."""
     run_id = original_run.info.run_id
@@ -221,10 +238,10 @@ def _conclude(spec, tracker: Tracker, original_run, original: float, config: Tri
     seed_values = {}
     for seed in range(config.seed + 1, config.seed + seeds + 1):
         say(f"seed {seed} ({seed - config.seed} of {seeds} other seeds)")
-        other = run_trial(config.replace(seed=seed), ReplayProgress(say, config.replace(seed=seed)))
-        seed_values[seed] = float(other.objective)
-        say(f"seed {seed}: {spec.objective} {_num(other.objective)}")
-        tracker.log_metrics(replay_id, {f"seed_{spec.objective}": other.objective}, step=seed)
+        other = _objective(config.replace(seed=seed), folds, say)
+        seed_values[seed] = other
+        say(f"seed {seed}: {spec.objective} {_num(other)}")
+        tracker.log_metrics(replay_id, {f"seed_{spec.objective}": other}, step=seed)
     # A run older than the runtime tags is compared as what it ran with (Runtime.recorded), not as "(absent)".
     differences = environment_diff({**recorded.tags(), **original_run.data.tags},
                                    {**environment_tags(), "split_hash": split_now})
@@ -246,6 +263,21 @@ def _conclude(spec, tracker: Tracker, original_run, original: float, config: Tri
     tracker.log_bytes(replay_id, "environment_diff.json",
                       json.dumps([asdict(d) for d in differences], indent=1).encode())
     return verdict
+
+
+def _objective(config: TrialConfig, folds: int, say: Callable[[str], None]) -> float:
+    """The objective of an untracked retrain: of ``config``'s fold, or the mean over folds 0..K-1."""
+    if folds <= 1:
+        return float(run_trial(config, ReplayProgress(say, config)).objective)
+    return statistics.fmean(float(run_trial(config.replace(fold=fold), ReplayProgress(say, config)).objective)
+                            for fold in range(folds))
+
+
+def fold_runs(tracker: Tracker, run_id: str) -> list[str]:
+    """The ids of a cross-validated trial's fold runs, fold 0 first."""
+    found = tracker.client.search_runs([tracker.experiment_id], f"tags.`{FOLD_OF_TAG}` = '{run_id}'",
+                                       max_results=1000)
+    return [r.info.run_id for r in sorted(found, key=lambda r: int(r.data.tags.get("fold", 0)))]
 
 
 def _num(value: float | None) -> str:

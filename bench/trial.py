@@ -9,12 +9,19 @@ artifacts and ends in the same state whoever started it:
 * ``FAIL``: it raised (NaN/inf loss, bad config, ...) or an objective is not finite, with the reason;
   an interrupt (KeyboardInterrupt, a scheduler unwinding the thread) closes the run and re-raises.
 
+A cross-validated trial (``folds=K``, ``bench search --folds K``) is still one run of its kind: its K folds
+are trained as K nested runs (``bench.kind = fold``), each through this same lifecycle, and the trial's
+run logs each fold's objective as ``fold/<objective>`` (step = fold) and, as its own metrics, the mean over
+the folds of every metric they logged. Its state follows the folds: a fold that fails fails the trial, a
+fold hook (a pruner) may stop it PRUNED between folds, with the folds it ran logged.
+
 ``run_trial`` sits here, above :mod:`bench.tasks`, because it dispatches to the task registry.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +36,22 @@ if TYPE_CHECKING:
     from bench.train import Reporter, TrialResult
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+FOLD_KIND = "fold"  # bench.kind of a cross-validated trial's per-fold runs (the leaderboard lists "trial" runs)
+FOLDS_TAG = "folds"  # tag on a cross-validated trial's run: K, the folds 0..K-1 its metrics are the mean of
+FOLD_OF_TAG = "bench.fold_of"  # tag on a fold run: the run id of the cross-validated trial it belongs to
+
+
+def fold_metric(name: str) -> str:
+    """The per-fold metric a cross-validated trial's run logs for objective ``name`` (step = fold).
+
+    ``fold/val_auroc``: MLflow allows no ``@`` in metric names; the ``fold/`` prefix groups the per-fold
+    charts in the MLflow UI and keeps them out of the leaderboard's ``val_*`` columns.
+    """
+    return f"fold/{name}"
+
+
+class FoldFailed(Exception):
+    """A fold of a cross-validated trial did not COMPLETE; the trial fails with the fold's reason."""
 
 
 def run_trial(config: TrialConfig, reporter: Reporter | None = None) -> TrialResult:
@@ -76,7 +99,8 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
                   tags: Mapping[str, Any], kind: str = "trial", reporters: Sequence[Reporter] = (),
                   objectives: Sequence[str] | None = None, on_start: Callable[[str], None] | None = None,
                   finish: Callable[[str, TrialResult], None] | None = None,
-                  interrupted: tuple[str, str] = (FAIL, "interrupted")) -> TrialOutcome:
+                  interrupted: tuple[str, str] = (FAIL, "interrupted"), folds: int = 1,
+                  on_fold: Callable[[int, float], bool] | None = None) -> TrialOutcome:
     """Train ``config`` as one MLflow run nested under ``parent_run_id`` and close it with its state.
 
     Args:
@@ -93,6 +117,11 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
         finish: called with the run id and result after the result is logged and checked, before the run
             ends COMPLETE (replay logs its verdict there); an exception in it fails the run.
         interrupted: state and reason for a run unwound by a BaseException that is not an Exception.
+        folds: K > 1 cross-validates: folds 0..K-1 of the split (``config.fold`` is ignored), each a nested
+            run of kind ``fold`` made by this function; the run's metrics are the folds' means (see the
+            module docstring). ``reporters`` then go to every fold run (per-epoch progress).
+        on_fold: with ``folds`` > 1, called after each fold but the last with (fold, its first objective's
+            value); True stops the trial PRUNED (a pruner judging fold scores, e.g. Optuna's WilcoxonPruner).
 
     Returns:
         The outcome; an ordinary exception is caught, logged as FAIL and kept in ``outcome.error``.
@@ -100,13 +129,19 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
     from bench.tracking import MlflowReporter
     from bench.train import MultiReporter
 
+    if folds > 1:
+        tags = {**tags, FOLDS_TAG: folds}
     run_id = tracker.start_trial(parent_run_id, name, config, tags, kind=kind)
     if on_start:
         on_start(run_id)
     reporter = MultiReporter(MlflowReporter(tracker, run_id), *reporters)
     started = time.perf_counter()
     try:
-        result = run_trial(config, reporter)
+        if folds > 1:
+            result = _cross_validate(tracker, run_id, config, folds, name=name, tags=tags,
+                                     reporters=reporters, objectives=objectives, on_fold=on_fold)
+        else:
+            result = run_trial(config, reporter)
     except TrialPruned as exc:
         tracker.end(run_id, PRUNED, str(exc))
         return TrialOutcome(run_id, PRUNED, str(exc), error=exc, seconds=time.perf_counter() - started)
@@ -141,3 +176,44 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
         raise
     tracker.end(run_id, COMPLETE)
     return TrialOutcome(run_id, COMPLETE, None, values, scored, result, None, seconds)
+
+
+def _cross_validate(tracker: Tracker, run_id: str, config: TrialConfig, folds: int, *, name: str,
+                    tags: Mapping[str, Any], reporters: Sequence[Reporter], objectives: Sequence[str] | None,
+                    on_fold: Callable[[int, float], bool] | None) -> TrialResult:
+    """Train folds 0..K-1 as nested tracked runs of ``run_id`` and return their mean as one result.
+
+    Each fold's objective values go on the trial's run as ``fold/<objective>`` at step = fold as soon as the
+    fold ends, so a trial stopped after fold j still shows the folds it ran. The mean result carries no
+    weights, curve or previews: those stay on the fold runs, where a single-fold replay can use them.
+
+    Raises:
+        FoldFailed: a fold ended FAIL (its reason, prefixed with the fold).
+        TrialPruned: a fold was pruned, or ``on_fold`` asked to stop after a fold.
+    """
+    from bench.train import TrialResult
+
+    fold_tags = {k: v for k, v in tags.items() if k != FOLDS_TAG}
+    outcomes: list[TrialOutcome] = []
+    for fold in range(folds):
+        outcome = tracked_trial(tracker, config.replace(fold=fold), name=f"{name} fold {fold}",
+                                parent_run_id=run_id, tags={**fold_tags, "fold": fold, FOLD_OF_TAG: run_id},
+                                kind=FOLD_KIND, reporters=reporters, objectives=objectives)
+        if outcome.state == PRUNED:
+            raise TrialPruned(f"fold {fold} of {folds} was pruned: {outcome.reason}")
+        if outcome.state != COMPLETE:
+            raise FoldFailed(f"fold {fold} of {folds} failed: {outcome.reason}") from outcome.error
+        names = list(objectives or [outcome.result.objective_name])
+        tracker.log_metrics(run_id, {fold_metric(n): v for n, v in zip(names, outcome.values)}, step=fold)
+        outcomes.append(outcome)
+        if on_fold is not None and fold < folds - 1 and on_fold(fold, outcome.values[0]):
+            # Never asked after the last fold: the trial is paid for by then, and its mean is worth keeping.
+            raise TrialPruned(f"pruned after fold {fold} of {folds} ({names[0]} per fold "
+                              + ", ".join(f"{o.values[0]:.4g}" for o in outcomes) + ")")
+    first = outcomes[0].result
+    shared = set.intersection(*(set(o.metrics) for o in outcomes))
+    # trial_seconds is re-logged by log_result as the whole trial's time; the rest is the folds' mean.
+    means = {k: statistics.fmean(o.metrics[k] for o in outcomes) for k in sorted(shared)}
+    notes = {k: v for o in outcomes for k, v in o.result.tags.items()}
+    return TrialResult(config=config, objective_name=first.objective_name,
+                       objective=means[first.objective_name], metrics=means, tags=notes)

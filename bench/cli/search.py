@@ -30,6 +30,7 @@ EXAMPLES = (
     "  bench search --task xray-heart --workers 4\n"
     "  bench search --task xray-heart --preset gpu --precision bf16 --compile\n"
     "  bench search --task xray-heart --seeds 3 --seeds-top 3\n"
+    "  bench search --task xray-heart --folds 5 --pruner wilcoxon\n"
     "  bench search --task xray-heart --sampler nsga2 --objectives val_auroc,n_weights\n"
     "  bench search --task xray-heart --backend ray --scheduler asha --cpus-per-trial 2"
 )
@@ -79,10 +80,21 @@ def add_parser(sub) -> None:
         "--fold", type=int, default=0, help="cross-validation fold used for validation (default 0)"
     )
     s.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="cross-validate every trial: its objective is the mean over folds 0..K-1 of the split, "
+        "logged fold by fold; the pruner then judges fold scores (default 1: validate on --fold only)",
+    )
+    s.add_argument(
         "--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler: %(choices)s (default tpe)"
     )
     s.add_argument(
-        "--pruner", default="median", choices=PRUNERS, help="Optuna pruner: %(choices)s (default median)"
+        "--pruner",
+        default="median",
+        choices=PRUNERS,
+        help="Optuna pruner: %(choices)s (default median; wilcoxon needs --folds 5 or more)",
     )
     s.add_argument(
         "--storage",
@@ -199,6 +211,7 @@ def settings_from(args):
         resume=args.resume,
         space=args.space,
         fold=args.fold,
+        folds=args.folds,
         workers=args.workers,
         trials_per_gpu=args.trials_per_gpu,
         backend=args.backend,

@@ -29,6 +29,7 @@ class Backend:
     multi_objective: bool
     resume: bool
     workers: bool  # --workers N processes on one study
+    folds: bool = False  # --folds K > 1: cross-validated trials (objective = mean over K folds)
     pruners: tuple[str, ...] = ()  # --pruner values it honours (empty: none)
     schedulers: tuple[str, ...] = ()  # --scheduler values it honours
     samplers: tuple[str, ...] = field(default_factory=tuple)  # --sampler values (empty: its own only)
@@ -42,6 +43,7 @@ class Backend:
 
     def capabilities(self) -> dict[str, Any]:
         return {"multi_objective": self.multi_objective, "resume": self.resume, "workers": self.workers,
+                "folds": self.folds,
                 "pruners": list(self.pruners), "schedulers": list(self.schedulers), "samplers": list(self.samplers)}
 
 
@@ -52,8 +54,8 @@ def register_backend(backend: Backend) -> Backend:
 
 register_backend(Backend(
     "optuna", "Optuna study in a journal file or RDB; worker processes share it; resumable",
-    "bench.search.optuna_backend:run_search", multi_objective=True, resume=True, workers=True,
-    pruners=("median", "hyperband", "none"), samplers=("tpe", "random", "cmaes", "nsga2", "grid")))
+    "bench.search.optuna_backend:run_search", multi_objective=True, resume=True, workers=True, folds=True,
+    pruners=("median", "hyperband", "wilcoxon", "none"), samplers=("tpe", "random", "cmaes", "nsga2", "grid")))
 register_backend(Backend(
     "ray", "Ray Tune over the same space (OptunaSearch, TPE), ASHA/HyperBand; local Ray or a running cluster",
     "bench.search.ray_backend:run_search", multi_objective=False, resume=False, workers=False,
@@ -64,8 +66,8 @@ def check_supported(settings: SearchSettings) -> Backend:
     """The backend the settings name, after refusing any option it does not support.
 
     Raises:
-        ConfigError: unknown backend, or an option (several objectives, resume, workers, a sampler, pruner
-            or scheduler) this backend would otherwise ignore.
+        ConfigError: unknown backend, or an option (several objectives, resume, workers, folds, a sampler,
+            pruner or scheduler) this backend would otherwise ignore, or a pruner that cannot act on the folds.
     """
     from bench.search.samplers import PRUNERS, SAMPLERS, SCHEDULERS
 
@@ -90,10 +92,40 @@ def check_supported(settings: SearchSettings) -> Backend:
     if backend.schedulers and settings.scheduler not in backend.schedulers:
         raise ConfigError(f"--scheduler must be one of {list(backend.schedulers)} with --backend {backend.name}, "
                           f"but got '{settings.scheduler}'.")
+    check_folds(settings, backend)
     if settings.objectives and settings.sampler == "cmaes":
         raise ConfigError("a multi-objective search needs a sampler that supports several objectives (nsga2, "
                           "tpe, random, grid), but got cmaes. Use --sampler nsga2.")
     return backend
+
+
+def check_folds(settings: SearchSettings, backend: Backend) -> None:
+    """Refuse a --folds / --fold / --pruner combination that cannot do what it says (see ``check_supported``)."""
+    from bench.search.samplers import PRUNERS
+
+    folds, pruner = settings.folds, PRUNERS.entry(settings.pruner)
+    if folds < 1:
+        raise ConfigError(f"--folds must be 1 (validate on --fold only) or K >= 2 (the mean over folds 0..K-1), "
+                          f"but got {folds}.")
+    if folds > 1 and not backend.folds:
+        supports = [b.name for b in BACKENDS.entries() if b.obj.folds]
+        raise ConfigError(f"--folds {folds} needs a backend that runs cross-validated trials "
+                          f"({', '.join(supports)}), but got --backend {backend.name}. Use --backend optuna.")
+    if folds > 1 and settings.fold != 0:
+        raise ConfigError(f"--fold picks the one validation fold of a single-fold search, but got --fold "
+                          f"{settings.fold} with --folds {folds}, which validates on every fold 0..{folds - 1}. "
+                          "Leave --fold out.")
+    if pruner.tags.get("steps") == "folds":
+        least = int(pruner.tags.get("min_folds", 2))
+        if folds < least:
+            raise ConfigError(f"--pruner {pruner.name} compares a trial's per-fold scores with the best "
+                              f"trial's, so it needs --folds {least} or more, but got --folds {folds}: the exact one-sided "
+                              "Wilcoxon p-value of n folds is at least 2**-n, under 0.1 from 4 folds on, and a "
+                              "trial is never judged after its last fold. Use --folds 5 (or --pruner median).")
+        if settings.objectives:
+            raise ConfigError(f"--pruner {pruner.name} judges one objective, but got --objectives "
+                              f"{','.join(settings.objectives)}: Optuna cannot prune multi-objective trials. "
+                              "Leave --pruner out.")
 
 
 def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> SearchSummary:

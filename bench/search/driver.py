@@ -40,6 +40,7 @@ class SearchSettings:
     resume: bool = False
     space: str | None = None
     fold: int = 0
+    folds: int = 1  # K > 1: a trial's objective is the mean over folds 0..K-1 (bench.trial cross-validation)
     overrides: dict[str, Any] = field(default_factory=dict)
     workers: int | None = None  # None: 1, or GPUs x trials_per_gpu
     trials_per_gpu: int | None = None
@@ -185,7 +186,7 @@ def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | N
     say(_data_stage(settings))
     cached_before = _cache_entries()
     began = time.time()
-    prepared = spec.prepare(base)  # builds the cache once and pins the split before any trial starts
+    prepared = _prepare_folds(spec, base, settings.folds)  # builds the cache, pins the split before any trial
     built = _cache_entries() - cached_before
     say(f"data {'built and cached' if built else 'read from the cache'} in {time.time() - began:.0f} s, "
         f"split {prepared.split_hash[:8]}")
@@ -194,6 +195,22 @@ def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | N
     n_trials = settings.trials if settings.trials is not None else preset.trials
     return PreparedSearch(settings, spec, preset_name, preset, space_path, space, base, n_trials, objectives,
                           settings.study or default_study_name(settings, preset_name), started)
+
+
+def _prepare_folds(spec: TaskSpec, base: TrialConfig, folds: int) -> Any:
+    """The task's prepared data (fold ``base.fold``); with ``folds`` > 1 its last fold is cut too, which
+    refuses K beyond the split's folds before any trial runs (the data and split are cached by then)."""
+    from bench.errors import SplitError
+
+    prepared = spec.prepare(base)
+    if folds > 1:
+        try:
+            spec.prepare(base.replace(fold=folds - 1))
+        except SplitError as exc:
+            raise ConfigError(f"--folds must not exceed the folds of the data's split, but got {folds} ({exc}). "
+                              "Lower --folds, or make a split with more folds (`bench datasets split --folds K`)."
+                              ) from None
+    return prepared
 
 
 def _data_stage(settings: SearchSettings) -> str:
@@ -222,6 +239,7 @@ def open_search(tracker: Tracker, search: PreparedSearch, backend_settings: dict
     shared = {"backend": settings.backend, "study": search.study_name, "preset": search.preset_name,
               "trials": search.n_trials, "objective": search.spec.objective, "objectives": ",".join(search.objectives),
               "space": search.space.source, "searched": ",".join(search.space.names), "seed": settings.seed,
+              "folds": settings.folds,
               "data": settings.data if settings.data == "phantom" else "folder", **runtime_request(settings)}
     parent = tracker.start_search(f"search {search.study_name}",
                                   {**shared, **backend_settings, "split_hash": search.base.split_hash})

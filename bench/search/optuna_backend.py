@@ -1,9 +1,17 @@
 """Optuna backend: one study (journal file or RDB storage), each trial a nested MLflow run.
 
 The objective is the shared tracked-trial lifecycle (:func:`bench.trial.tracked_trial`) plus an Optuna
-reporter that turns per-epoch objective values into ``trial.report`` / ``should_prune``. ``--trials`` is the
-study's total however many processes join it: each process asks before every trial how many have ended or
-are running (:func:`study_is_full`).
+reporter that turns per-epoch objective values into ``trial.report`` / ``should_prune``.
+
+With ``--folds K`` the trial is cross-validated and its Optuna steps are the folds, not the epochs: after
+each fold (but the last) its objective is reported at step = fold index and the pruner asked. Epoch values
+then stay in the fold runs' MLflow curves and never reach the Optuna trial: Optuna keeps one value per step,
+so the K folds' epochs would collide on the same steps, and WilcoxonPruner pairs steps across trials as the
+same instance (fold k of this trial with fold k of the best), which an epoch of a different fold is not.
+Median and HyperBand then compare fold scores too (a trial's fold k against earlier trials' fold k).
+
+``--trials`` is the study's total however many processes join it: each process asks before every trial how
+many have ended or are running (:func:`study_is_full`).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from bench.search.driver import (  # noqa: F401  (re-exported: the public names 
 from bench.search.samplers import make_pruner, make_sampler
 from bench.search.space import SearchSpace, load_space
 from bench.tracking import Tracker, store_dir
-from bench.trial import FAIL, PRUNED, exception_reason, tracked_trial
+from bench.trial import FAIL, FOLD_KIND, PRUNED, exception_reason, tracked_trial
 
 
 class TrialFailed(Exception):
@@ -122,6 +130,7 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
         extra_tags["cuda_visible_devices"] = job.gpu
     objectives = search_objectives(job.settings)
     multi = len(objectives) > 1
+    folds = job.settings.folds
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
@@ -130,12 +139,15 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
             # A recorded reason tells a failed trial from a killed one (no reason) on resume.
             trial.set_user_attr("fail_reason", exception_reason(exc)[:1000])
             raise
+        # A cross-validated trial's run has no single fold: its folds are tagged on its fold runs.
+        fold_tag = {"fold": config.fold} if folds == 1 else {}
         outcome = tracked_trial(
             tracker, config, name=trial_name(trial.number, config), parent_run_id=job.parent_run_id,
-            tags={"trial_number": trial.number, "study": job.study_name, "fold": config.fold, "backend": "optuna",
+            tags={"trial_number": trial.number, "study": job.study_name, **fold_tag, "backend": "optuna",
                   **extra_tags},
-            reporters=[] if multi else [OptunaReporter(trial)], objectives=objectives,
-            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
+            reporters=[] if multi or folds > 1 else [OptunaReporter(trial)], objectives=objectives,
+            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+            folds=folds, on_fold=None if multi else lambda fold, value: OptunaReporter(trial).report(value, fold))
         if outcome.state == PRUNED:
             raise optuna.TrialPruned(outcome.reason)
         if outcome.state == FAIL:
@@ -144,6 +156,11 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
         return outcome.values if multi else outcome.values[0]
 
     return objective
+
+
+def pruner_steps(settings: SearchSettings, base: TrialConfig) -> int:
+    """The steps a trial reports to its pruner: its epochs, or with ``--folds K`` its K folds."""
+    return settings.folds if settings.folds > 1 else base.reported_epochs
 
 
 def study_is_full(study: optuna.Study, total: int) -> bool:
@@ -178,7 +195,7 @@ def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
     study = optuna.load_study(
         study_name=job.study_name, storage=make_storage(job.storage_url),
         sampler=make_sampler(job.settings.sampler, job.settings.seed + job.worker, space),
-        pruner=make_pruner(job.settings.pruner, TrialConfig.from_flat(job.base_flat).reported_epochs),
+        pruner=make_pruner(job.settings.pruner, pruner_steps(job.settings, TrialConfig.from_flat(job.base_flat))),
     )
     tracker = Tracker(job.settings.task)
     callbacks = [lambda s, t: on_trial(s, t)] if on_trial else []
@@ -235,7 +252,8 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
         study = optuna.create_study(
             study_name=study_name, storage=storage, directions=directions(search.objectives),
             sampler=make_sampler(settings.sampler, settings.seed, search.space),
-            pruner=make_pruner(settings.pruner, search.base.reported_epochs), load_if_exists=settings.resume,
+            pruner=make_pruner(settings.pruner, pruner_steps(settings, search.base)),
+            load_if_exists=settings.resume,
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"a new search needs an unused study name, but '{study_name}' exists in {storage_url}. "
@@ -263,6 +281,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
     return summary
 
 
+TRIAL_KINDS = ("trial", FOLD_KIND)  # runs of one Optuna trial: its own and, cross-validated, its folds'
 KILLED_ATTR = "bench_killed"  # user attr on Optuna trials failed because their process died
 
 
@@ -311,9 +330,9 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
         kind = run.data.tags.get("bench.kind")
         number = run.data.tags.get("trial_number")
         trial = by_number.get(int(number)) if number is not None and number.isdigit() else None
-        if kind == "trial" and trial is not None and trial.state == states.RUNNING:
+        if kind in TRIAL_KINDS and trial is not None and trial.state == states.RUNNING:
             continue  # still alive in another worker (RDB heartbeat says so)
-        if kind == "trial" or (kind == "search" and study_idle):
+        if kind in TRIAL_KINDS or (kind == "search" and study_idle):
             tracker.end(run.info.run_id, "FAIL", "killed")
             closed += 1
     return closed

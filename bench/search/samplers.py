@@ -57,7 +57,11 @@ def grid(seed: int = 0, space: SearchSpace | None = None):
     return optuna.samplers.GridSampler(choices, seed=seed)
 
 
-@PRUNERS.register("median", "stop a trial below the median of earlier trials at the same epoch")
+# A pruner judges a trial at each step it reports: the epochs of a single-fold trial, or with --folds K the
+# folds (step = fold index, value = the fold's final objective; see bench.search.optuna_backend).
+
+
+@PRUNERS.register("median", "stop a trial below the median of earlier trials at the same epoch (or fold)")
 def median(max_epochs: int = 1):
     import optuna
 
@@ -71,6 +75,21 @@ def hyperband(max_epochs: int = 1):
     import optuna
 
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
+
+
+# The exact one-sided Wilcoxon signed-rank p-value of n pairs is at least 2**-n: below Optuna's p_threshold
+# 0.1 from n = 4 on. The pruner is never asked after the last fold, so it can act only with 5 or more folds.
+WILCOXON_MIN_FOLDS = 5
+
+
+@PRUNERS.register("wilcoxon", "with --folds K >= 5: stop a trial whose fold scores are worse than the best "
+                  "trial's on the same folds (Wilcoxon signed-rank, p < 0.1)", steps="folds",
+                  min_folds=WILCOXON_MIN_FOLDS)
+def wilcoxon(max_epochs: int = 1):
+    import optuna
+
+    # Optuna's defaults; it pairs the steps (folds) of this trial with the best trial's.
+    return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
 
 
 @PRUNERS.register("none", "never stop a trial early")
@@ -113,6 +132,7 @@ def make_sampler(name: str, seed: int, space: SearchSpace | None = None) -> Any:
 
 
 def make_pruner(name: str, max_epochs: int) -> Any:
+    """The pruner ``name`` for trials reporting ``max_epochs`` steps (epochs, or K with --folds K)."""
     return PRUNERS.create(name, max_epochs=max_epochs)
 
 

@@ -5,7 +5,8 @@ with the original trial that makes K seeds per config: the search seed S (the or
 S+1 … S+K-1 (the repeats). Each repeat is logged as a run nested under the search's parent run, with
 ``bench.kind = repeat``, ``bench.repeat_of = <original run id>`` and its ``seed`` param/tag, so the normal
 leaderboard ignores it and ``bench leaderboard --seeds`` groups it with its original. Repeats are never
-pruned: a seed repeat must finish to be comparable.
+pruned: a seed repeat must finish to be comparable. A repeat of a cross-validated trial (tag ``folds``)
+is cross-validated on the same K folds, so its objective is the same kind of mean.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from bench.errors import ConfigError
 from bench.tracking import REPEAT_KIND, REPEAT_TAG, Tracker
-from bench.trial import tracked_trial
+from bench.trial import FOLDS_TAG, tracked_trial
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,12 @@ def repeat_top(task: str, study: str, parent_run_id: str, seeds: int, top: int =
     done: list[Repeat] = []
     for row in table.itertuples():
         original = tracker.load_config(row.run_id)
+        folds = int(tracker.client.get_run(row.run_id).data.tags.get(FOLDS_TAG, 1))
         for offset in range(1, seeds):
             config = original.replace(seed=original.seed + offset)
             tags = {REPEAT_TAG: row.run_id, "study": study, "trial_number": row.trial, "backend": "repeat"}
             outcome = tracked_trial(tracker, config, name=f"{row.run} seed {config.seed}",
-                                    parent_run_id=parent_run_id, tags=tags, kind=REPEAT_KIND)
+                                    parent_run_id=parent_run_id, tags=tags, kind=REPEAT_KIND, folds=folds)
             done.append(Repeat(row.run_id, outcome.run_id, config.seed, outcome.state, outcome.objective))
             if on_repeat:
                 on_repeat(done[-1])
