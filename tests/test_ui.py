@@ -110,6 +110,14 @@ def test_search_status_reads_running_trials_stage_and_epoch_from_the_store(workd
     assert running_trials_text("xray-heart", since) == "running: t004 seg epoch 2/3, t005 starting"
     tracker.end(first, "COMPLETE")
     tracker.end(second, "PRUNED")
+    # a cross-validated trial trains in its fold runs: the running fold is shown, not the trial's own run
+    crossed = tracker.start_run("t006 fpn/dice/gate", {KIND_TAG: "trial", "folds": "3"})
+    fold = tracker.start_run("t006 fpn/dice/gate fold 1", {KIND_TAG: "fold", "fold": "1"}, parent_id=crossed)
+    tracker.log_params(fold, {"cls_epochs": 5})
+    tracker.client.log_batch(fold, metrics=[Metric("cls_train_loss", 0.5, int(time.time() * 1000), 3)])
+    assert running_trials_text("xray-heart", since) == "running: t006 fold 1 cls epoch 4/5"
+    tracker.end(fold, "COMPLETE")
+    tracker.end(crossed, "COMPLETE")
     assert running_trials_text("xray-heart", since) == ""
 
 

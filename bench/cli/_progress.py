@@ -82,18 +82,24 @@ def running_trials_text(task: str, since_ms: int) -> str:
     from mlflow.tracking import MlflowClient
 
     from bench.tracking import KIND_TAG, experiment_name, tracking_uri
+    from bench.trial import FOLD_KIND, FOLDS_TAG
 
     client = MlflowClient(tracking_uri=tracking_uri())
     experiment = client.get_experiment_by_name(experiment_name(task))
     if experiment is None:
         return ""
     runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`{KIND_TAG}` = 'trial' AND attributes.status = 'RUNNING' "
-                              f"AND attributes.start_time >= {since_ms}", max_results=50,
-                              order_by=["attributes.start_time ASC"])
+                              f"attributes.status = 'RUNNING' AND attributes.start_time >= {since_ms}",
+                              max_results=100, order_by=["attributes.start_time ASC"])
     parts = []
     for run in runs:
+        kind, tags = run.data.tags.get(KIND_TAG), run.data.tags
+        # a cross-validated trial trains in its fold runs: show the running fold, not the idle trial run
+        if not (kind == "trial" and FOLDS_TAG not in tags) and kind != FOLD_KIND:
+            continue
         name = (run.info.run_name or run.info.run_id[:8]).split(" ")[0]
+        if kind == FOLD_KIND:
+            name += f" fold {tags.get('fold', '?')}"
         latest = None  # (timestamp, stage, step)
         for key in (k for k in run.data.metrics if k.endswith("_train_loss")):
             history = client.get_metric_history(run.info.run_id, key)
