@@ -102,6 +102,21 @@ def test_every_task_and_preset_has_a_valid_reference(task, preset):
         assert getattr(template, key) == value or key == "task_params"
 
 
+def test_a_recorded_space_is_found_again_from_another_checkout_or_gives_one_error(tmp_path):
+    """A comparison records a built-in space by name (resuming from another checkout or folder finds it);
+    a user's space by absolute path, and a stored one that is gone is one error asking for --space."""
+    from bench.compare.driver import _space_file, _space_setting
+
+    builtin = TASKS.get("xray-heart").space_path("cpu")
+    assert _space_setting(builtin) == "search_spaces/xray-heart.yaml"
+    assert _space_file("search_spaces/xray-heart.yaml", given=False) == str(builtin)
+    own = tmp_path / "space.yaml"
+    own.write_text("x: 1\n")
+    assert _space_setting(own) == str(own.resolve())
+    with pytest.raises(ConfigError, match="gone. Give the same space again with --space"):
+        _space_file("/elsewhere/old-checkout/search_spaces/xray-heart.yaml", given=False)
+
+
 def test_arm_config_changes_only_the_dimension_and_drops_its_own_params(tmp_path):
     reference = tmp_path / "ref.yaml"
     reference.write_text(yaml.safe_dump({"config": {"guidance": "soft_mask", "guidance_params": {"floor": 0.3},

@@ -26,6 +26,7 @@ from bench.compare.collect import CaseData, case_data, usable_runs
 from bench.compare.parallel import Execution, JobContext, plan_execution, run_job
 from bench.config import TrialConfig
 from bench.errors import BenchError, ConfigError, SplitError
+from bench.tasks.base import SEARCH_SPACES_DIR
 from bench.tracking import Tracker
 from bench.trial import FAIL, TrialOutcome
 
@@ -166,7 +167,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
         raise ConfigError(f"--resume needs an existing comparison, but '{name}' is not in {tracker.uri}.")
     stored = store.stored_settings(existing) if existing is not None else {}
     preset_name = preset or stored.get("preset") or spec.default_preset
-    space_path = str(space or stored.get("space") or spec.space_path(preset_name))
+    space_path = _space_file(space or stored.get("space") or spec.space_path(preset_name), given=bool(space))
     dimension = dimension or stored.get("dimension")
     if not dimension:
         raise ConfigError(f"bench compare needs --dimension (a categorical parameter of {space_path}), but got none.")
@@ -190,7 +191,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     name = name or default_name(task, dimension, preset_name)
     settings = {"dimension": dimension, "arms": ",".join(dim.labels), "baseline": dim.label(dim.baseline),
                 "folds": n_folds, "seeds": ",".join(map(str, seed_list)), "preset": preset_name,
-                "space": space_path, "metric": plan_metrics.primary, "mode": "tuned" if tune else "fixed",
+                "space": _space_setting(space_path), "metric": plan_metrics.primary, "mode": "tuned" if tune else "fixed",
                 "config_source": base.source, "tune_trials": tune, "data": data, "data_format": data_format,
                 "split_sha256": prepared.split_hash, "split_hash": prepared.split_hash}
     _check_resume(stored, settings)
@@ -272,6 +273,27 @@ def _check_same(stored: dict[str, str], given: dict[str, Any]) -> None:
         if key in stored and str(stored[key]) != str(value):
             raise ConfigError(f"--resume must keep the comparison's {key}, but it was '{stored[key]}' and now is "
                               f"'{value}'. Leave the option out (it is taken from the comparison) or start a new one.")
+
+
+def _space_setting(path: str | Path) -> str:
+    """How a comparison records its space: a built-in one as ``search_spaces/NAME`` (found again from any
+    checkout or working folder on resume), any other as an absolute path."""
+    resolved = Path(path).resolve()
+    if resolved.parent == SEARCH_SPACES_DIR.resolve():
+        return f"{SEARCH_SPACES_DIR.name}/{resolved.name}"
+    return str(resolved)
+
+
+def _space_file(value: str | Path, given: bool) -> str:
+    """The space file of a ``--space`` value or a stored setting (:func:`_space_setting`); a stored file that
+    is gone gets one error saying how to name it again."""
+    path = Path(value)
+    if not path.is_absolute() and path.parts[:1] == (SEARCH_SPACES_DIR.name,) and not path.exists():
+        path = SEARCH_SPACES_DIR.joinpath(*path.parts[1:])
+    if not given and not path.exists():
+        raise ConfigError(f"--resume needs the comparison's search space {value}, but that file is gone. Give "
+                          "the same space again with --space FILE.")
+    return str(path)
 
 
 def _check_resume(stored: dict[str, str], settings: dict[str, Any]) -> None:
