@@ -55,10 +55,17 @@ def build_models(config: TrialConfig,
     if "img_size" in SEG_MODELS.entry(config.seg_arch).parameters():
         seg_kwargs["img_size"] = config.image_size  # transformers need the input size up front
     seg = SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, **seg_kwargs)
-    guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
-    cls = guidance.wrap_model(CLASSIFIERS.create(
-        config.classifier, in_channels=1 + guidance.extra_channels,
-        num_classes=n_classes or len(config.classes or config_classes(config))))
+    n_classes = n_classes or len(config.classes or config_classes(config))
+    # Guidance acts on the classifier only, so the segmenter stage must not depend on it: segmentation
+    # training draws from torch's global stream (decoder dropout), which a classifier with extra input
+    # channels or an extra head would shift. The guided classifier is built on a forked stream, and the
+    # global stream then advances as the plain classifier's build does, so unguided trials (and their
+    # logged runs) keep the very same random numbers.
+    with torch.random.fork_rng(devices=[]):
+        guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
+        cls = guidance.wrap_model(CLASSIFIERS.create(
+            config.classifier, in_channels=1 + guidance.extra_channels, num_classes=n_classes))
+    CLASSIFIERS.create(config.classifier, in_channels=1, num_classes=n_classes)
     return seg, cls, guidance
 
 
