@@ -288,8 +288,8 @@ def _space_file(value: str | Path, given: bool) -> str:
     """The space file of a ``--space`` value or a stored setting (:func:`_space_setting`); a stored file that
     is gone gets one error saying how to name it again."""
     path = Path(value)
-    if not path.is_absolute() and path.parts[:1] == (SEARCH_SPACES_DIR.name,) and not path.exists():
-        path = SEARCH_SPACES_DIR.joinpath(*path.parts[1:])
+    if not given and not path.is_absolute() and path.parts[:1] == (SEARCH_SPACES_DIR.name,):
+        path = SEARCH_SPACES_DIR.joinpath(*path.parts[1:])  # recorded as built-in: this install's copy
     if not given and not path.exists():
         raise ConfigError(f"--resume needs the comparison's search space {value}, but that file is gone. Give "
                           "the same space again with --space FILE.")
