@@ -218,3 +218,25 @@ def test_binary_case_statistic_is_the_positive_class_auroc():
     statistic = CASE_STATISTICS.get("macro_auroc")({"probs": probs, "labels": labels}, np.arange(60)[None])[0]
     assert statistic == pytest.approx(roc_auc_score(labels, probs[:, 1]), abs=1e-12)
     assert macro_auroc(probs, labels) == pytest.approx(statistic, abs=1e-12)
+
+
+def test_datasets_split_and_inspect_take_the_reader_options_searches_use(workdir, capsys):
+    """`bench datasets split --min-dice X` writes the split a search with `--min-dice X` then uses, and
+    `inspect` reads the same cases; the options belong to xray-heart's data only."""
+    from bench.cli import main
+
+    written = write_cxr14(workdir / "cxr14", n_patients=40, quality=lambda k: 0.5 if k % 4 == 0 else 0.9)
+    root = str(written.root)
+    assert main(["datasets", "split", root, "--task", "xray-heart", "--format", "chexmask", "--min-dice", "0.4"]) == 0
+    (kept,) = kept_split_path("xray-heart", "x").parent.glob("xray-heart-*.json")
+    loose = _prepare(written.root, "chexmask", reader_options={"min_dice": 0.4})
+    assert loose.split_hash == json.loads(kept.read_text())["sha256"]  # the search found the written split
+    capsys.readouterr()
+    assert main(["datasets", "inspect", root, "--task", "xray-heart", "--format", "chexmask", "--min-dice", "0.4",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cases"] == len(written.label) and report["split"]["file"] == str(kept)
+    assert main(["datasets", "inspect", root, "--task", "xray-heart", "--format", "chexmask", "--min-dice", "0.4",
+                 "--classes", "no_finding,effusion"]) == 1  # a label outside the list is reported as a problem
+    assert main(["datasets", "split", "phantom", "--task", "ct-lung", "--min-dice", "0.4"]) == 2
+    assert "apply to xray-heart's data" in capsys.readouterr().err

@@ -114,6 +114,35 @@ def add_format(parser: argparse.ArgumentParser, help_: str) -> None:
     )
 
 
+def add_data_options(parser: argparse.ArgumentParser, where: str, classes: bool = True) -> None:
+    """xray-heart's class list and reader options, for the commands that read data (``where`` names the
+    data argument in the help; ``classes=False`` leaves --classes out)."""
+    if classes:
+        parser.add_argument("--classes", metavar="A,B,...",
+                            help=f"xray-heart: fix the class list of {where} and its order (labels outside it "
+                                 "are refused); default: the data's own (phantom: 4 CHD classes; ChestX-ray14/"
+                                 "CheXpert/CheXmask: cardiomegaly)")
+    parser.add_argument("--min-dice", type=float, metavar="X",
+                        help="chexmask: keep masks with Dice RCA (Mean) >= X (default 0.7)")
+    parser.add_argument("--uncertain", choices=("ignore", "ones", "zeros"),
+                        help="chexpert/chexmask: uncertain (-1) Cardiomegaly labels: %(choices)s (default ignore)")
+    parser.add_argument("--missing", choices=("error", "skip"),
+                        help="chestxray14/chexpert/chexmask: table rows whose image file is missing: stop with "
+                             "one error listing them (default) or skip them with one warning")
+
+
+def data_options(args) -> tuple[tuple[str, ...], dict]:
+    """(class list, reader options) of :func:`add_data_options`: only what the user gave, so runs without
+    these flags keep their config hashes, caches and split names."""
+    classes = metric_list(getattr(args, "classes", None))
+    options = {k: getattr(args, k, None) for k in ("min_dice", "uncertain", "missing")}
+    options = {k: v for k, v in options.items() if v is not None}
+    if (classes or options) and args.task != "xray-heart":
+        raise BenchError(f"--classes, --min-dice, --uncertain and --missing apply to xray-heart's data, but got "
+                         f"--task {args.task}. Leave them out.")
+    return classes, options
+
+
 def metric_list(text: str | None) -> tuple[str, ...]:
     """``"a, b,"`` -> ``("a", "b")``."""
     return tuple(m.strip() for m in (text or "").split(",") if m.strip())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.cli._common import RAW, add_format, add_task, describe
+from bench.cli._common import RAW, add_data_options, add_format, add_task, data_options, describe
 from bench.errors import BenchError
 
 EXAMPLES = (
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
     add_task(s)
     add_format(s, "data format of PATH (omit for 'phantom')")
+    add_data_options(s, "PATH")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=inspect, prog=s.prog)
 
@@ -50,6 +51,9 @@ def add_parser(sub) -> None:
     s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
     add_task(s)
     add_format(s, "data format of PATH (omit for 'phantom')")
+    # no --classes here: a class order other than the data's own gets its own split, made by the first
+    # search that asks for it (bench.tasks.xray_heart.data)
+    add_data_options(s, "PATH", classes=False)
     s.add_argument(
         "--folds", type=int, default=5, help="cross-validation folds of the non-test part (default 5)"
     )
@@ -78,7 +82,9 @@ def make_phantom(args) -> int:
 
 
 def inspect(args) -> int:
-    report = _task_hook(args.task, "inspect")(args.path, args.format)
+    classes, options = data_options(args)
+    given = {"classes": classes, **options} if classes or options else {}  # only xray-heart's hook takes them
+    report = _task_hook(args.task, "inspect")(args.path, args.format, **given)
     if args.json:
         print(json.dumps(report, indent=1, default=str))
     else:
@@ -91,9 +97,10 @@ def split(args) -> int:
     from bench.data.sources import write_split
     from bench.tasks import TASKS
 
+    _, options = data_options(args)
     split_, out = write_split(
         args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out,
-        phantom_cases=TASKS.get(args.task).phantom_cases,
+        phantom_cases=TASKS.get(args.task).phantom_cases, **options,
     )
     print(
         f"wrote {out} (sha256 {split_.sha256[:16]}…, {len(split_.test)} test cases, "

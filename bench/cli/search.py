@@ -9,10 +9,12 @@ from __future__ import annotations
 from bench.cli._common import (
     PRESET_CHOICES,
     RAW,
+    add_data_options,
     add_format,
     add_task,
     choice_type,
     console,
+    data_options,
     describe,
     metric_list,
 )
@@ -55,16 +57,7 @@ def add_parser(sub) -> None:
     )
     add_task(s)
     s.add_argument("--data", help="data folder (default: the built-in phantom)")
-    s.add_argument("--classes", metavar="A,B,...",
-                   help="xray-heart: fix the class list and its order (labels outside it are refused); "
-                        "default: the data's own (phantom: 4 CHD classes; ChestX-ray14/CheXpert/CheXmask: cardiomegaly)")
-    s.add_argument("--min-dice", type=float, metavar="X",
-                   help="chexmask: keep masks with Dice RCA (Mean) >= X (default 0.7)")
-    s.add_argument("--uncertain", choices=("ignore", "ones", "zeros"),
-                   help="chexpert/chexmask: uncertain (-1) Cardiomegaly labels: %(choices)s (default ignore)")
-    s.add_argument("--missing", choices=("error", "skip"),
-                   help="chestxray14/chexpert/chexmask: table rows whose image file is missing: stop with one "
-                        "error listing them (default) or skip them with one warning")
+    add_data_options(s, "--data")
     add_format(s, "data format of --data (default png with --data, else phantom; see `bench list formats`)")
     s.add_argument(
         "--preset",
@@ -178,18 +171,13 @@ def _interrupt_on_sigterm() -> None:
 
 
 def data_overrides(args) -> dict:
-    """Config overrides for the data's class list and reader options; only what the user gave, so runs
-    without these flags keep their config hashes, caches and split names."""
+    """Config overrides for the data's class list and reader options (:func:`data_options`)."""
+    classes, options = data_options(args)
     overrides: dict = {}
-    if getattr(args, "classes", None):
-        overrides["classes"] = args.classes
-    options = {k: getattr(args, k, None) for k in ("min_dice", "uncertain", "missing")}
-    options = {k: v for k, v in options.items() if v is not None}
+    if classes:
+        overrides["classes"] = classes
     if options:
         overrides["reader_options"] = options
-    if overrides and args.task != "xray-heart":
-        raise BenchError(f"--classes, --min-dice, --uncertain and --missing apply to xray-heart's data, but got "
-                         f"--task {args.task}. Leave them out.")
     return overrides
 
 

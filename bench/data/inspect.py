@@ -19,8 +19,8 @@ from bench.data.splits import check_split, load_split
 from bench.errors import BenchError, DataError
 
 
-def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequence[str] | None = None
-            ) -> dict[str, Any]:
+def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequence[str] | None = None,
+            **reader_options: Any) -> dict[str, Any]:
     """Summarise the data at ``path`` as the task would read it; ``path="phantom"`` for the built-in one.
 
     Args:
@@ -29,6 +29,7 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
         fmt: data format name (FORMATS registry); required unless ``path`` is "phantom".
         classes: an explicit class list labels are checked against; None takes the data's own labels
             (bench.data.labels: the phantom's four classes, cardiomegaly for the public sets).
+        reader_options: the format's reader parameters (chexmask ``min_dice``, chexpert ``uncertain``, ...).
 
     Returns:
         JSON-able dict: format, cases, patients, classes, sites, image sizes, spacing, masks, labels,
@@ -42,7 +43,7 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     """
     report: dict[str, Any] = {"path": str(path), "task": task, "format": fmt or PHANTOM, "problems": []}
     try:
-        cases = _read(path, classes, fmt)
+        cases = _read(path, classes, fmt, reader_options)
     except BenchError as exc:
         report.update(cases=0, patients=0, problems=[str(exc)])
         return report
@@ -51,11 +52,11 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
 
         classes = order_classes(c.labels.get("class") for c in cases if c.labels.get("class") is not None)
     report.update(summarise(cases, classes))
-    report["split"] = _split_report(task, path, fmt, cases, report["problems"])
+    report["split"] = _split_report(task, path, fmt, cases, report["problems"], reader_options)
     return report
 
 
-def _read(path, classes, fmt) -> list[Case]:
+def _read(path, classes, fmt, reader_options) -> list[Case]:
     if str(path) == PHANTOM:
         from bench.data.phantoms.xray import generate
 
@@ -71,7 +72,7 @@ def _read(path, classes, fmt) -> list[Case]:
         raise DataError(f"{root}: the data folder must contain files, but it is empty.")
     from bench.data.formats import FORMATS
 
-    cases = FORMATS.create(fmt).read(root, classes)
+    cases = FORMATS.create(fmt, **reader_options).read(root, classes)
     if not cases:
         raise DataError(f"{root}: a data set must hold at least one case, but the {fmt} reader found none.")
     return cases
@@ -118,12 +119,13 @@ def summarise(cases: Sequence[Case], classes: Sequence[str] = ()) -> dict[str, A
     }
 
 
-def _split_report(task: str, path, fmt, cases: Sequence[Case], problems: list[str]) -> dict | None:
+def _split_report(task: str, path, fmt, cases: Sequence[Case], problems: list[str],
+                  reader_options: dict) -> dict | None:
     """Parts of the standard split (if one exists for this source) with counts; leakage becomes a problem."""
     if str(path) == PHANTOM:
         candidates = [standard_split_path(task, PHANTOM)]
     else:
-        source = source_name(str(path), source_descriptor(str(path), fmt or "", ""))
+        source = source_name(str(path), source_descriptor(str(path), fmt or "", "", reader_options))
         candidates = [standard_split_path(task, source), kept_split_path(task, source)]
     candidates = [c for c in candidates if c.is_file()]
     if not candidates:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.data.cache import cache_root, fingerprint
 from bench.data.case import Case
@@ -20,8 +21,13 @@ from bench.errors import DataError
 PHANTOM = "phantom"
 
 
-def source_descriptor(data: str, data_format: str, phantom_name: str) -> dict:
-    """What identifies the input bytes: the phantom's spec, or every file's name, size and mtime."""
+def source_descriptor(data: str, data_format: str, phantom_name: str,
+                      reader_options: Mapping[str, Any] | None = None) -> dict:
+    """What identifies the input bytes: the phantom's spec, or every file's name, size and mtime, plus the
+    reader options (they choose which cases are read, e.g. chexmask ``min_dice``, so a split or cache made
+    without them is not theirs)."""
+    if reader_options:
+        return {**source_descriptor(data, data_format, phantom_name), "reader": reader_options}
     if data == PHANTOM:
         return {"source": phantom_name}
     root = Path(data)
@@ -110,7 +116,7 @@ def write_split(
         cases = phantom_cases()
         source = PHANTOM
     else:
-        descriptor = source_descriptor(data, data_format, "")
+        descriptor = source_descriptor(data, data_format, "", reader_options)
         source = source_name(data, descriptor)
         from bench.data.stream import scan_cases
 

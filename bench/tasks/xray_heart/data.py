@@ -71,9 +71,7 @@ def config_classes(config: TrialConfig) -> tuple[str, ...]:
 def prepare(config: TrialConfig) -> XrayData:
     """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
     fmt = data_format(config)
-    descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name())
-    if config.reader_options:  # they choose which cases are read (min_dice, uncertain), so a split or
-        descriptor = {**descriptor, "reader": config.reader_options}  # cache made without them is not theirs
+    descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name(), config.reader_options)
     source = source_name(config.data, descriptor)
     key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size})
     scanned: list[CaseRef] = []
