@@ -258,6 +258,9 @@ def run(args) -> int:
         f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
         f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})"
     )
+    if settings.folds > 1:
+        out.print(f"each trial's objective is the mean of folds 0..{settings.folds - 1} (per fold: metric "
+                  "fold/<objective> on the trial run, one nested run per fold)")
     for reason in summary.fail_reasons[:3]:
         out.print(f"  failed: {reason}", markup=False)
     if summary.n_complete:
