@@ -132,11 +132,11 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
     if folds > 1:
         tags = {**tags, FOLDS_TAG: folds}
     run_id = tracker.start_trial(parent_run_id, name, config, tags, kind=kind)
-    if on_start:
-        on_start(run_id)
     reporter = MultiReporter(MlflowReporter(tracker, run_id), *reporters)
     started = time.perf_counter()
     try:
+        if on_start:  # inside: an interrupt while it records the run still closes the run
+            on_start(run_id)
         if folds > 1:
             result = _cross_validate(tracker, run_id, config, folds, name=name, tags=tags,
                                      reporters=reporters, objectives=objectives, on_fold=on_fold)
