@@ -9,8 +9,8 @@ import pytest
 
 from bench.config import TrialConfig
 from bench.tasks import TASKS
-from bench.trial import run_trial
 from bench.train import NullReporter
+from bench.trial import run_trial
 
 
 class SegmentationLog(NullReporter):

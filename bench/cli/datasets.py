@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     add_task(s)
     add_format(s, "data format of PATH (omit for 'phantom')")
     add_data_options(s, "PATH")
+    s.add_argument("--sample", type=int, metavar="N",
+                   help="xray-heart: decode only N images, evenly spread, for sizes, spacing and masks (default: "
+                        "every image, one at a time); counts, labels and the split always cover every case")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=inspect, prog=s.prog)
 
@@ -83,7 +86,11 @@ def make_phantom(args) -> int:
 
 def inspect(args) -> int:
     classes, options = data_options(args)
+    if args.sample is not None and args.task != "xray-heart":
+        raise BenchError(f"--sample applies to xray-heart's data, but got --task {args.task}. Leave it out.")
     given = {"classes": classes, **options} if classes or options else {}  # only xray-heart's hook takes them
+    if args.sample is not None:
+        given["sample"] = args.sample
     report = _task_hook(args.task, "inspect")(args.path, args.format, **given)
     if args.json:
         print(json.dumps(report, indent=1, default=str))

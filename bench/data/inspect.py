@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.data.case import Case
+from bench.data.case import Case, CaseRef
 from bench.data.sources import PHANTOM, kept_split_path, source_descriptor, source_name, standard_split_path
 from bench.data.splits import check_split, load_split
 from bench.errors import BenchError, DataError
 
 
 def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequence[str] | None = None,
-            **reader_options: Any) -> dict[str, Any]:
+            sample: int | None = None, **reader_options: Any) -> dict[str, Any]:
     """Summarise the data at ``path`` as the task would read it; ``path="phantom"`` for the built-in one.
 
     Args:
@@ -29,6 +29,10 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
         fmt: data format name (FORMATS registry); required unless ``path`` is "phantom".
         classes: an explicit class list labels are checked against; None takes the data's own labels
             (bench.data.labels: the phantom's four classes, cardiomegaly for the public sets).
+        sample: decode only this many images, evenly spread over the cases, for sizes, spacing and masks
+            (None: every image). Ids, patients, labels, sites and the split come from the reader's scan,
+            which decodes nothing, and images are decoded one at a time, so an archive never has to fit in
+            memory.
         reader_options: the format's reader parameters (chexmask ``min_dice``, chexpert ``uncertain``, ...).
 
     Returns:
@@ -43,24 +47,26 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     """
     report: dict[str, Any] = {"path": str(path), "task": task, "format": fmt or PHANTOM, "problems": []}
     try:
-        cases = _read(path, classes, fmt, reader_options)
+        cases = _scan(path, classes, fmt, reader_options)
+        if classes is None:
+            from bench.data.labels import order_classes
+
+            classes = order_classes(c.labels.get("class") for c in cases if c.labels.get("class") is not None)
+        report.update(summarise(cases, classes, sample))
     except BenchError as exc:
         report.update(cases=0, patients=0, problems=[str(exc)])
         return report
-    if classes is None:
-        from bench.data.labels import order_classes
-
-        classes = order_classes(c.labels.get("class") for c in cases if c.labels.get("class") is not None)
-    report.update(summarise(cases, classes))
     report["split"] = _split_report(task, path, fmt, cases, report["problems"], reader_options)
     return report
 
 
-def _read(path, classes, fmt, reader_options) -> list[Case]:
+def _scan(path, classes, fmt, reader_options) -> list[CaseRef]:
+    from bench.data.stream import scan_cases
+
     if str(path) == PHANTOM:
         from bench.data.phantoms.xray import generate
 
-        return generate()
+        return scan_cases(PHANTOM, PHANTOM, make_phantom=generate)
     if not fmt:
         from bench.data.formats import FORMATS
 
@@ -70,56 +76,74 @@ def _read(path, classes, fmt, reader_options) -> list[Case]:
         raise DataError(f"{root}: the data path must exist, but it does not.")
     if root.is_dir() and not any(root.iterdir()):
         raise DataError(f"{root}: the data folder must contain files, but it is empty.")
-    from bench.data.formats import FORMATS
-
-    cases = FORMATS.create(fmt, **reader_options).read(root, classes)
-    if not cases:
-        raise DataError(f"{root}: a data set must hold at least one case, but the {fmt} reader found none.")
-    return cases
+    return scan_cases(str(root), fmt, classes, **reader_options)
 
 
-def summarise(cases: Sequence[Case], classes: Sequence[str] = ()) -> dict[str, Any]:
-    """Counts and ranges over cases, plus problems that do not stop a read (duplicates, shape mismatches)."""
+def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), sample: int | None = None
+              ) -> dict[str, Any]:
+    """Counts and ranges over cases, plus problems that do not stop a read (duplicates, shape mismatches).
+
+    ``cases`` may be refs (:class:`CaseRef`): ids, patients, sites and labels come from them; images are
+    decoded one at a time (``sample``: only that many, evenly spread) for sizes, spacing and masks.
+    """
+    refs = [c if isinstance(c, CaseRef) else CaseRef.of(c) for c in cases]
     problems = []
-    ids = Counter(c.id for c in cases)
+    ids = Counter(c.id for c in refs)
     dup = [i for i, n in ids.items() if n > 1]
     if dup:
         problems.append(f"case ids must be unique, but {len(dup)} repeat (e.g. '{dup[0]}').")
     patients_per_site: dict[str, set] = {}
-    for c in cases:
+    for c in refs:
         patients_per_site.setdefault(c.site, set()).add(c.patient_id)
-    shared = sum(1 for p in {c.patient_id for c in cases} if sum(p in s for s in patients_per_site.values()) > 1)
+    shared = sum(1 for p in {c.patient_id for c in refs} if sum(p in s for s in patients_per_site.values()) > 1)
     if shared:
         problems.append(f"a patient should come from one site, but {shared} patient(s) appear at several sites.")
-    for c in cases:
-        for name, m in c.masks.items():
-            if np.shape(m) != np.shape(c.image):
-                problems.append(f"case {c.id}: mask '{name}' must match the image shape {np.shape(c.image)}, "
-                                f"but got {np.shape(m)}.")
-    unknown = sorted({str(c.labels.get("class")) for c in cases} - set(classes)) if classes else []
+    unknown = sorted({str(c.labels.get("class")) for c in refs} - set(classes)) if classes else []
     if unknown:
         problems.append(f"labels must be among the task's classes {list(classes)}, but got {unknown}.")
-    sizes = Counter("x".join(map(str, np.shape(c.image))) for c in cases)
-    spacing = np.array([c.spacing[:2] for c in cases], float)
-    images_per_patient = Counter(Counter(c.patient_id for c in cases).values())
+    sizes, masks, spacing = Counter(), Counter(), []
+    picked = _spread(refs, sample)
+    for ref in picked:  # one decoded case alive at a time
+        case = ref.load()
+        for name, m in case.masks.items():
+            masks[name] += 1
+            if np.shape(m) != np.shape(case.image):
+                problems.append(f"case {case.id}: mask '{name}' must match the image shape "
+                                f"{np.shape(case.image)}, but got {np.shape(m)}.")
+        sizes["x".join(map(str, np.shape(case.image)))] += 1
+        spacing.append(case.spacing[:2])
+        del case  # gone before the next one is decoded
+    spacing_mm = np.array(spacing, float).reshape(-1, 2)
+    images_per_patient = Counter(Counter(c.patient_id for c in refs).values())
     return {
-        "cases": len(cases),
-        "patients": len({c.patient_id for c in cases}),
+        "cases": len(refs),
+        "patients": len({c.patient_id for c in refs}),
         "images_per_patient": {str(k): v for k, v in sorted(images_per_patient.items())},
-        "classes": dict(sorted(Counter(str(c.labels.get("class")) for c in cases).items())),
-        "sites": {s or "(none)": {"cases": sum(c.site == s for c in cases), "patients": len(p),
-                                   "classes": dict(sorted(Counter(str(c.labels.get("class")) for c in cases
+        "classes": dict(sorted(Counter(str(c.labels.get("class")) for c in refs).items())),
+        "sites": {s or "(none)": {"cases": sum(c.site == s for c in refs), "patients": len(p),
+                                   "classes": dict(sorted(Counter(str(c.labels.get("class")) for c in refs
                                                                   if c.site == s).items()))}
                   for s, p in sorted(patients_per_site.items())},
+        "images_decoded": len(picked),
         "image_sizes": dict(sizes.most_common()),
-        "spacing_mm": {"min": spacing.min(0).round(4).tolist(), "max": spacing.max(0).round(4).tolist()},
-        "masks": dict(sorted(Counter(m for c in cases for m in c.masks).items())),
-        "labels": sorted({k for c in cases for k in c.labels}),
+        "spacing_mm": ({"min": spacing_mm.min(0).round(4).tolist(), "max": spacing_mm.max(0).round(4).tolist()}
+                       if len(spacing_mm) else None),
+        "masks": dict(sorted(masks.items())),
+        "labels": sorted({k for c in refs for k in c.labels}),
         "problems": problems,
     }
 
 
-def _split_report(task: str, path, fmt, cases: Sequence[Case], problems: list[str],
+def _spread(refs: Sequence[CaseRef], sample: int | None) -> Sequence[CaseRef]:
+    """``sample`` refs evenly spread over ``refs`` (all of them when None or at least their number)."""
+    if sample is None or sample >= len(refs):
+        return refs
+    if sample < 1:
+        raise DataError(f"--sample must be at least 1 image, but got {sample}.")
+    return [refs[i] for i in np.linspace(0, len(refs) - 1, sample).round().astype(int)]
+
+
+def _split_report(task: str, path, fmt, cases: Sequence[CaseRef], problems: list[str],
                   reader_options: dict) -> dict | None:
     """Parts of the standard split (if one exists for this source) with counts; leakage becomes a problem."""
     if str(path) == PHANTOM:

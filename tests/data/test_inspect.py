@@ -44,3 +44,38 @@ def test_problems_reported_not_raised(dicom_folder, damage, problem):
 def test_empty_folder(tmp_path):
     (tmp_path / "d").mkdir()
     assert "is empty" in inspect(tmp_path / "d", "xray-heart", "png")["problems"][0]
+
+
+def test_inspect_scans_the_cases_and_decodes_one_image_at_a_time(cxr14_chexmask, monkeypatch):
+    """Counts, labels and patients come from the reader's scan; images are decoded one by one (an archive
+    never has to fit in memory), all of them or an even sample."""
+    import gc
+    import weakref
+
+    from bench.data import inspect as inspect_module
+    from bench.data.stream import CaseRef, scan_cases
+
+    alive, seen = [], []
+
+    def counting_scan(path, classes, fmt, reader_options):
+        def counted(ref):
+            def load():
+                gc.collect()
+                seen.append(sum(r() is not None for r in alive))
+                case = ref.load()
+                alive.append(weakref.ref(case))
+                return case
+            return CaseRef(ref.id, ref.patient_id, load, ref.site, ref.labels, ref.meta)
+        return [counted(r) for r in scan_cases(str(path), fmt, classes, **reader_options)]
+
+    root = cxr14_chexmask.root
+    full = inspect(root, "xray-heart", "chexmask")
+    n = full["cases"]
+    assert full["problems"] == [] and full["images_decoded"] == n and sum(full["image_sizes"].values()) == n
+    sampled = inspect(root, "xray-heart", "chexmask", sample=3)
+    assert sampled["images_decoded"] == 3 and sum(sampled["image_sizes"].values()) == 3
+    assert {k: sampled[k] for k in ("cases", "patients", "classes", "sites")} == \
+        {k: full[k] for k in ("cases", "patients", "classes", "sites")}
+    monkeypatch.setattr(inspect_module, "_scan", counting_scan)  # the real scan, its loads counted
+    inspect(root, "xray-heart", "chexmask")
+    assert len(seen) == n and max(seen) == 0  # the previous case is gone before the next is read

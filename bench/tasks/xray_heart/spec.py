@@ -22,10 +22,10 @@ def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0
     return make_phantom(out, fmt=fmt, seed=seed, **({"n_patients": cases} if cases else {}))
 
 
-def inspect_data(path, fmt: str | None = None, classes=None, **reader_options) -> dict:
+def inspect_data(path, fmt: str | None = None, classes=None, sample: int | None = None, **reader_options) -> dict:
     from bench.data.inspect import inspect
 
-    return inspect(path, TASK, fmt, classes, **reader_options)
+    return inspect(path, TASK, fmt, classes, sample, **reader_options)
 
 
 SPEC = register_task(
