@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -136,8 +137,12 @@ class Tracker:
         all_tags = {KIND_TAG: kind, "seed": config.seed, "split_hash": config.split_hash,
                     "config_hash": config.config_hash(), **environment_tags(), **tags}
         run_id = self.start_run(name, {k: str(v) for k, v in all_tags.items()}, parent_id)
-        self.log_params(run_id, config.flat())
-        self.log_dataset(run_id, config)
+        try:
+            self.log_params(run_id, config.flat())
+            self.log_dataset(run_id, config)
+        except BaseException as exc:  # the run exists: never leave it RUNNING behind a failed start
+            self.end(run_id, "FAIL", f"could not record the run: {type(exc).__name__}: {exc}")
+            raise
         return run_id
 
     def log_dataset(self, run_id: str, config: TrialConfig, context: str = "train") -> bool:
@@ -170,7 +175,18 @@ class Tracker:
         )
         tags = [InputTag("mlflow.data.context", context), InputTag("bench.split_sha256", config.split_hash),
                 InputTag("bench.fold", str(config.fold))]
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+                return True
+            except MlflowException as exc:
+                # Two workers logging the same new dataset at once: MLflow looks it up, finds none, and both
+                # insert it; the loser hits the store's unique key. Once the row exists a retry links to it.
+                if attempt == 2 or "unique constraint" not in str(exc).lower():
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         return True
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -182,8 +198,6 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0, wait: bool = True) -> None:
         """Log metrics at ``step``; ``wait=False`` hands them to MLflow's background logging queue (per-epoch
         curves: the trial does not wait for the store's write), and ``end`` waits for them before closing."""
-        import time
-
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if not math.isnan(float(v))]  # NaN is not logged
@@ -276,7 +290,6 @@ class Tracker:
         """Close a run with the MLflow status matching the trial's state; never leaves it RUNNING."""
         for operation in self._pending.pop(run_id, []):
             operation.wait()
-        import time
 
         epochs = self._epochs.pop(run_id, 0)
         tags = {STATE_TAG: state}
