@@ -47,8 +47,11 @@ def store_dir() -> Path:
     return Path.cwd()
 
 
+EXPERIMENT_PREFIX = "bench/"  # every task's experiment: bench/<task>
+
+
 def experiment_name(task: str) -> str:
-    return f"bench/{task}"
+    return f"{EXPERIMENT_PREFIX}{task}"
 
 
 def git_commit() -> str:
@@ -187,7 +190,6 @@ class Tracker:
                 if attempt == 2 or "unique constraint" not in str(exc).lower():
                     raise
                 time.sleep(0.2 * (attempt + 1))
-        return True
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         check_no_phi(params, "params")

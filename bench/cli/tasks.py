@@ -72,8 +72,6 @@ def reference_summary(values: dict[str, Any]) -> str:
 
 def references(spec) -> dict[str, dict[str, Any]]:
     """Preset -> {file, description, config, arm_params} for the presets that have a reference file."""
-    import yaml
-
     from bench.compare.plan import load_reference, reference_path
 
     out = {}
@@ -82,8 +80,7 @@ def references(spec) -> dict[str, dict[str, Any]]:
         if not path.exists():
             continue
         base = load_reference(spec.name, preset)  # checked: a broken file is one clear ConfigError
-        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
-        out[preset] = {"file": f"search_spaces/reference/{path.name}", "description": description,
+        out[preset] = {"file": f"search_spaces/reference/{path.name}", "description": base.description,
                        "config": base.values, "arm_params": base.arm_params}
     return out
 

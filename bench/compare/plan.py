@@ -169,6 +169,7 @@ class BaseConfig:
     values: dict[str, Any]
     source: str
     arm_params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    description: str = ""  # a reference file's own words (shown by `bench tasks`)
 
 
 def reference_path(task: str, preset: str) -> Path:
@@ -196,7 +197,8 @@ def load_reference(task: str, preset: str, path: str | Path | None = None) -> Ba
     arm_params = data.get("arm_params") or {}
     if not isinstance(arm_params, Mapping) or not all(isinstance(v, Mapping) for v in arm_params.values()):
         raise ConfigError(f"{path}: 'arm_params' must map dimension -> arm -> params, but got {arm_params!r}.")
-    return BaseConfig(values, f"reference {path.name}", {k: dict(v) for k, v in arm_params.items()})
+    return BaseConfig(values, f"reference {path.name}", {k: dict(v) for k, v in arm_params.items()},
+                      str(data.get("description") or ""))
 
 
 def config_file(path: str | Path) -> BaseConfig:

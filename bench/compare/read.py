@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare.runs import COMPARISON_KIND, SETTING_TAGS
+from bench.compare.runs import COMPARISON_KIND, parents_filter, settings_of
 from bench.errors import BenchError
-from bench.tracking import KIND_TAG, read_run_artifact, tracking_uri
+from bench.tracking import EXPERIMENT_PREFIX, KIND_TAG, read_run_artifact, tracking_uri
 
 RESULTS_CSV = "results.csv"  # the parent run's results table (written by bench.compare.export)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-EXPERIMENT_PREFIX = "bench/"
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class StoredComparison:
     @property
     def settings(self) -> dict[str, str]:
         """The settings the comparison was started with (its parent run's setting tags)."""
-        return {k: self.tags[k] for k in SETTING_TAGS if k in self.tags}
+        return settings_of(self.tags)
 
     @property
     def metric(self) -> str:
@@ -72,10 +71,7 @@ def _experiments(client, task: str | None) -> dict[str, str]:
 def _parents(client, experiments: dict[str, str], name: str | None = None) -> list:
     if not experiments:
         return []
-    flt = f"tags.`{KIND_TAG}` = '{COMPARISON_KIND}'"
-    if name is not None:
-        flt += f" AND tags.comparison = '{name}'"
-    return client.search_runs(list(experiments), filter_string=flt, max_results=200,
+    return client.search_runs(list(experiments), filter_string=parents_filter(name), max_results=200,
                               order_by=["attributes.start_time ASC"])
 
 

@@ -38,17 +38,27 @@ def _quote(value: str) -> str:
     return value
 
 
+def parents_filter(name: str | None = None) -> str:
+    """MLflow filter of comparison parent runs: every one, or comparison ``name``'s."""
+    flt = f"tags.`{KIND_TAG}` = '{COMPARISON_KIND}'"
+    return flt if name is None else f"{flt} AND tags.comparison = '{_quote(name)}'"
+
+
 def find_parent(tracker: Tracker, name: str) -> Any | None:
     """The parent run of comparison ``name`` (an MLflow Run), or None."""
-    flt = f"tags.`{KIND_TAG}` = '{COMPARISON_KIND}' AND tags.comparison = '{_quote(name)}'"
-    runs = tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=10,
+    runs = tracker.client.search_runs([tracker.experiment_id], filter_string=parents_filter(name), max_results=10,
                                       order_by=["attributes.start_time ASC"])
     return runs[0] if runs else None
 
 
 def stored_settings(parent: Any) -> dict[str, str]:
     """The settings a comparison was started with (its parent run's tags)."""
-    return {k: parent.data.tags[k] for k in SETTING_TAGS if k in parent.data.tags}
+    return settings_of(parent.data.tags)
+
+
+def settings_of(tags: Mapping[str, str]) -> dict[str, str]:
+    """The comparison settings among a parent run's ``tags``."""
+    return {k: tags[k] for k in SETTING_TAGS if k in tags}
 
 
 def open_parent(tracker: Tracker, name: str, tags: Mapping[str, Any], existing: Any | None) -> str:

@@ -4,6 +4,8 @@ cardiomegaly labels), with the ground truth each was written from, so tests comp
 from __future__ import annotations
 
 import csv
+import gc
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.data.formats.chexmask import encode_rle
+from bench.data.stream import CaseRef
 
 CXR14_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
                  "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]"]
@@ -144,3 +147,21 @@ def cardiomegaly_dicom(tmp_path, tiny_cases) -> Written:
              for c in tiny_cases]
     root = export(cases, tmp_path / "hospital", "dicom")
     return Written(root, {c.id: c.patient_id for c in cases}, {c.id: c.labels["class"] for c in cases})
+
+
+class LiveCases:
+    """Wraps case refs so each ``load()`` first records how many earlier loaded cases are still alive
+    (``seen``): all zeros means one decoded case at a time."""
+
+    def __init__(self):
+        self.loaded: list[weakref.ref] = []
+        self.seen: list[int] = []
+
+    def wrap(self, ref: CaseRef) -> CaseRef:
+        def load():
+            gc.collect()
+            self.seen.append(sum(r() is not None for r in self.loaded))
+            case = ref.load()
+            self.loaded.append(weakref.ref(case))
+            return case
+        return CaseRef(ref.id, ref.patient_id, load, ref.site, ref.labels, ref.meta)

@@ -1,8 +1,6 @@
 """Streaming cache build: rows written one at a time, same arrays as the in-memory preprocessing, at most one
 full-size case alive, and nothing left behind when a build fails."""
 
-import gc
-import weakref
 
 import numpy as np
 import pytest
@@ -10,8 +8,9 @@ import pytest
 from bench.data.cache import RowStream, cache_root, cached_arrays
 from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.radiograph import radiograph_rows
-from bench.data.stream import CaseRef, scan_cases
+from bench.data.stream import scan_cases
 from bench.errors import DataError
+from tests.data.conftest import LiveCases
 
 
 def test_row_stream_round_trip():
@@ -47,20 +46,10 @@ def test_rows_hold_the_resized_written_data(cxr14_chexmask):
 
 
 def test_one_full_size_case_alive_at_a_time(cxr14_chexmask):
-    loaded: list[weakref.ref] = []
-    seen: list[int] = []
-
-    def counting(ref):
-        def load():
-            gc.collect()
-            seen.append(sum(r() is not None for r in loaded))
-            case = ref.load()
-            loaded.append(weakref.ref(case))
-            return case
-        return CaseRef(ref.id, ref.patient_id, load, ref.site, ref.labels, ref.meta)
-
-    refs = [counting(r) for r in scan_cases(str(cxr14_chexmask.root), "chexmask", CARDIOMEGALY_CLASSES)]
+    live = LiveCases()
+    refs = [live.wrap(r) for r in scan_cases(str(cxr14_chexmask.root), "chexmask", CARDIOMEGALY_CLASSES)]
     cached_arrays("one", lambda: radiograph_rows(refs, 8, CARDIOMEGALY_CLASSES))
+    seen = live.seen
     assert len(seen) == len(refs) and max(seen) == 0  # the previous case is gone before the next is read
 
 

@@ -49,24 +49,15 @@ def test_empty_folder(tmp_path):
 def test_inspect_scans_the_cases_and_decodes_one_image_at_a_time(cxr14_chexmask, monkeypatch):
     """Counts, labels and patients come from the reader's scan; images are decoded one by one (an archive
     never has to fit in memory), all of them or an even sample."""
-    import gc
-    import weakref
-
     from bench.data import inspect as inspect_module
-    from bench.data.stream import CaseRef, scan_cases
+    from bench.data.stream import scan_cases
+    from tests.data.conftest import LiveCases
 
-    alive, seen = [], []
+    live = LiveCases()
+    seen = live.seen
 
     def counting_scan(path, classes, fmt, reader_options):
-        def counted(ref):
-            def load():
-                gc.collect()
-                seen.append(sum(r() is not None for r in alive))
-                case = ref.load()
-                alive.append(weakref.ref(case))
-                return case
-            return CaseRef(ref.id, ref.patient_id, load, ref.site, ref.labels, ref.meta)
-        return [counted(r) for r in scan_cases(str(path), fmt, classes, **reader_options)]
+        return [live.wrap(r) for r in scan_cases(str(path), fmt, classes, **reader_options)]
 
     root = cxr14_chexmask.root
     full = inspect(root, "xray-heart", "chexmask")
