@@ -44,6 +44,11 @@ class SearchStatus:
         logger.propagate = False  # the progress line shows it; no second copy on the terminal
         stop = threading.Event()
         since = int(time.time() * 1000)
+        # The first poll runs here, in the caller's thread, before the poller exists: it imports MLflow and
+        # bench.tracking and opens the store, so the poller never imports a module while this thread is
+        # still importing it (two threads inside MLflow's circular imports hand one of them a partially
+        # initialised module: "cannot import name '_get_store'").
+        self._poll_once(task, since)
         poller = threading.Thread(target=self._poll, args=(task, since, stop), daemon=True)
         poller.start()
         try:
@@ -55,13 +60,16 @@ class SearchStatus:
 
     def _poll(self, task: str, since: int, stop: threading.Event) -> None:
         while not stop.wait(self.POLL_SECONDS):
-            try:
-                text = running_trials_text(task, since)
-            except Exception:  # noqa: BLE001,S112  a busy or locked store: keep the last text, try again later
-                continue
-            with self._lock:
-                self.running = text
-                self._show()
+            self._poll_once(task, since)
+
+    def _poll_once(self, task: str, since: int) -> None:
+        try:
+            text = running_trials_text(task, since)
+        except Exception:  # noqa: BLE001  a busy or locked store: keep the last text, try again later
+            return
+        with self._lock:
+            self.running = text
+            self._show()
 
 
 class _CallbackHandler(logging.Handler):
