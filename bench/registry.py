@@ -66,8 +66,9 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plural: str | None = None):
         self.kind = kind
+        self.plural = plural or f"{kind}s"  # "guidance strategies", not a generated "strategys"
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, description: str | None = None, **tags: Any) -> Callable[[T], T]:

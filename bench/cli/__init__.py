@@ -24,11 +24,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="AutoML benchmarking for medical imaging: search, "
         "rank and replay architectures, losses and mask guidance on standard tasks.",
     )
+    p.add_argument("--version", action="version", version=f"bench {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
     compare.add_parser(sub)
     return p
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("bench")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        from bench import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:

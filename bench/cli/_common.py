@@ -10,9 +10,9 @@ import argparse
 import difflib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 from bench.errors import BenchError
+from bench.store_location import check_store_reachable, store_location
 
 RAW = (
     argparse.RawDescriptionHelpFormatter
@@ -154,22 +154,6 @@ def console():
     return Console()
 
 
-def store_location() -> tuple[str, Path | None]:
-    """The MLflow tracking URI bench uses and the local file or folder it lives in (None for a server)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///"):
-        return uri, Path(uri[len("sqlite:///") :])
-    if uri.startswith("sqlite://"):  # sqlite:// alone is an in-memory database
-        return uri, None
-    if uri.startswith("file:"):
-        from urllib.parse import urlparse
-
-        return uri, Path(urlparse(uri).path)
-    if "://" not in uri:  # a plain path is MLflow's file store
-        return uri, Path(uri)
-    return uri, None
-
-
 def require_store(command: str, task: str | None = None, maker: str = "bench search") -> str:
     """Stop a read-only command before MLflow opens (and so creates) a store that is not there.
 
@@ -184,6 +168,8 @@ def require_store(command: str, task: str | None = None, maker: str = "bench sea
         BenchError: naming the store looked for and how to get one.
     """
     uri, path = store_location()
+    if path is None:
+        check_store_reachable(command)
     if path is not None and not path.exists():
         where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "this folder"
         raise BenchError(
@@ -204,3 +190,4 @@ def require_experiment(task: str, command: str) -> None:
             f"`{command}` needs runs of task {task} (experiment 'bench/{task}'), but the store at "
             f"{uri} has none. Run `bench search --task {task}` first."
         )
+

@@ -12,6 +12,7 @@ from bench.cli._common import (
     add_data_options,
     add_format,
     add_task,
+    check_store_reachable,
     choice_type,
     console,
     data_options,
@@ -215,7 +216,21 @@ def settings_from(args):
     )
 
 
+def check_arguments(args) -> None:
+    """Counts and times that cannot make a search, refused before a study, store or run exists."""
+    if args.trials is not None and args.trials < 1:
+        raise BenchError(f"--trials must be at least 1, but got {args.trials}. Leave it out for the preset's count.")
+    if args.timeout is not None and not args.timeout > 0:
+        raise BenchError(f"--timeout must be a positive number of seconds, but got {args.timeout:g}.")
+    if args.seeds < 1 or args.seeds_top < 1:
+        raise BenchError(
+            f"--seeds and --seeds-top must be at least 1, but got {args.seeds} and {args.seeds_top}."
+        )
+
+
 def run(args) -> int:
+    check_arguments(args)
+    check_store_reachable("bench search")
     import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -227,10 +242,6 @@ def run(args) -> int:
     spec = TASKS.get(args.task)
     settings = settings_from(args)
     check_supported(settings)  # an option this backend would ignore stops here, before any data or run
-    if args.seeds < 1 or args.seeds_top < 1:
-        raise BenchError(
-            f"--seeds and --seeds-top must be at least 1, but got {args.seeds} and {args.seeds_top}."
-        )
     n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
     out = console()
     with Progress(

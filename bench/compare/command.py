@@ -99,6 +99,9 @@ def run(args) -> int:
         return _summarize(args)
     if not args.task:
         raise ConfigError("bench compare needs --task (or --summarize RUN1,RUN2), but got neither.")
+    from bench.store_location import check_store_reachable
+
+    check_store_reachable("bench compare")
     from bench.compare import compare
     from bench.compare_stats import results_markdown
 

@@ -157,7 +157,7 @@ def _parse_arm(text: str, choices: tuple, registry, dimension: str, source: str)
     known = registry.names() if registry is not None else list(choices)
     close = difflib.get_close_matches(text, [str(k) for k in known], n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    what = f"registered {registry.kind}s" if registry is not None else f"choices of {dimension} in {source}"
+    what = f"registered {registry.plural}" if registry is not None else f"choices of {dimension} in {source}"
     raise ConfigError(f"--arms must be {what} ({known}), but got '{text}'.{hint}")
 
 

@@ -15,8 +15,8 @@ from bench.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-GUIDANCE: Registry = Registry("guidance strategy")
-LESION_GUIDANCE: Registry = Registry("lesion guidance strategy")
+GUIDANCE: Registry = Registry("guidance strategy", "guidance strategies")
+LESION_GUIDANCE: Registry = Registry("lesion guidance strategy", "lesion guidance strategies")
 
 MASK_SOURCES = ("predicted", "ground_truth")
 

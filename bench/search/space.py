@@ -142,4 +142,4 @@ def _check_registered(location: tuple[str, str] | None, choices: tuple, where: s
         if choice not in registry:
             close = difflib.get_close_matches(str(choice), registry.names(), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else f" Known: {registry.names()}."
-            raise ConfigError(f"{where} choices must be registered {registry.kind}s, but got '{choice}'.{hint}")
+            raise ConfigError(f"{where} choices must be registered {registry.plural}, but got '{choice}'.{hint}")

@@ -1,0 +1,71 @@
+"""What a person meets first (issue 20, parts 4 and 5): bad counts and dead stores refused in one line before
+anything is created, `bench --version`, plurals written as a person writes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+
+@pytest.mark.parametrize("flags", [["--trials", "0"], ["--trials", "-1"], ["--timeout", "-5"], ["--timeout", "0"]])
+def test_impossible_budgets_are_refused_before_anything_is_created(workdir, capsys, flags):
+    code = main(["search", "--task", "xray-heart", "--preset", "smoke", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("bench search: error: --t"), err
+    assert sorted(p.name for p in workdir.iterdir()) == []  # no mlflow.db, no journal, no cache
+
+
+def test_a_tracking_server_that_is_not_there_is_one_line_at_once(tmp_path):
+    """Before: 254 s of MLflow retries, then its traceback. The subprocess limit makes the old behaviour a
+    failure, not a hang; the assertion is on what is printed, not on how fast."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    for command in (["search", "--task", "xray-heart", "--preset", "smoke"],
+                    ["compare", "--task", "xray-heart", "--dimension", "guidance"]):
+        proc = subprocess.run([sys.executable, "-m", "bench.cli", *command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert len(lines) == 1 and "http://127.0.0.1:9" in lines[0] and "could not be reached" in lines[0], lines
+        assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_refused(workdir, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'nowhere' / 'mlflow.db'}")
+    assert main(["search", "--task", "xray-heart", "--preset", "smoke"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (workdir / "nowhere").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    from importlib import metadata
+
+    assert capsys.readouterr().out.strip() == f"bench {metadata.version('bench')}"
+
+
+def test_registry_plurals_read_as_written():
+    from bench.guidance.base import GUIDANCE, LESION_GUIDANCE
+    from bench.models import SEG_MODELS
+
+    assert GUIDANCE.plural == "guidance strategies"
+    assert LESION_GUIDANCE.plural == "lesion guidance strategies"
+    assert SEG_MODELS.plural == "segmentation models"
+
+
+def test_a_space_naming_an_unknown_strategy_says_strategies():
+    from bench.errors import ConfigError
+    from bench.search.space import parse_space
+
+    with pytest.raises(ConfigError) as exc:
+        parse_space({"params": {"guidance": {"type": "categorical", "choices": ["soft_mask", "not_a_strategy"]}}})
+    assert "registered guidance strategies" in str(exc.value)
+    assert "strategys" not in str(exc.value)
