@@ -26,8 +26,10 @@ def test_ray_search_nests_trials_and_closes_every_run(workdir):
     from bench.leaderboard import leaderboard
     from bench.search.ray_backend import run_search
 
+    finished = []
     summary = run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, study="ray", backend="ray",
-                                        scheduler="asha", cpus_per_trial=1))
+                                        scheduler="asha", cpus_per_trial=1),
+                         on_trial=lambda study, trial: finished.append((trial.number, trial.state.name)))
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench/xray-heart")
     runs = client.search_runs([exp.experiment_id])
@@ -40,6 +42,12 @@ def test_ray_search_nests_trials_and_closes_every_run(workdir):
     for r in trials:
         assert r.info.status == expected[r.data.tags["bench.state"]]  # none left RUNNING
     assert summary.n_complete + summary.n_pruned + summary.n_failed == 2
+    # unique names numbered as the Optuna backend numbers them (Tune's ids are random hex, once all "t000")
+    assert sorted(r.info.run_name.split(" ")[0] for r in trials) == ["t000", "t001"]
+    assert sorted(r.data.tags["trial_number"] for r in trials) == ["0", "1"]
+    # the progress line is told of every finished trial, with the state its run ended in
+    by_number = {int(r.data.tags["trial_number"]): r.data.tags["bench.state"] for r in trials}
+    assert sorted(finished) == sorted(by_number.items())
     assert summary.n_complete >= 1  # ASHA never stops the first trial of a rung, nor one at its last epoch
     if summary.n_complete:
         board = leaderboard("xray-heart", study="ray")

@@ -32,6 +32,7 @@ from bench.tracking import Tracker, tracking_uri
 from bench.trial import COMPLETE, FAIL, PRUNED, tracked_trial
 
 RAY_TRIAL_TAG = "ray_trial_id"
+TRIAL_NUMBER_KEY = "bench_trial_number"  # put into each sampled config by numbered_searcher, taken out by the trial
 STOPPED = (PRUNED, "stopped by the Ray Tune scheduler")
 
 
@@ -67,7 +68,8 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
         from ray import tune
 
         context = tune.get_context()
-        number = _trial_number(context.get_trial_id())
+        sampled = dict(sampled)
+        number = int(sampled.pop(TRIAL_NUMBER_KEY))
         config = TrialConfig.from_flat({**base_flat, **sampled})
         outcome = tracked_trial(
             Tracker(task, uri), config, name=trial_name(number, config), parent_run_id=parent_id,
@@ -83,23 +85,52 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
     return trainable
 
 
-def _trial_number(trial_id: str) -> int:
-    # Tune ids look like "<experiment>_00003": the counter is the trial number shown in run names.
-    tail = trial_id.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
+def numbered_searcher(space: dict, metric: str, mode: str, seed: int):
+    """Ray's OptunaSearch that hands each trial its Optuna trial number (``TRIAL_NUMBER_KEY`` in the sampled
+    config), so Ray trials are named t000, t001, ... exactly as the Optuna backend names them. Tune's own
+    trial ids are random hex today, so they cannot carry a number."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class NumberedOptunaSearch(OptunaSearch):
+        def suggest(self, trial_id: str):
+            config = super().suggest(trial_id)
+            if isinstance(config, dict) and trial_id in self._ot_trials:
+                config = {**config, TRIAL_NUMBER_KEY: self._ot_trials[trial_id].number}
+            return config
+
+    return NumberedOptunaSearch(space=space, metric=metric, mode=mode, seed=seed)
 
 
-def _closing_callback(tracker: Tracker):
-    """Driver-side safety net: close a trial's MLflow run that its stopped or crashed actor left RUNNING."""
+class FinishedTrial:
+    """What the progress callback of every backend is given: the trial's number and end state (the shape of
+    an Optuna ``FrozenTrial`` that ``on_trial`` reads)."""
+
+    class _State:
+        def __init__(self, name: str):
+            self.name = name
+
+    def __init__(self, number: int, state: str):
+        self.number = number
+        self.state = self._State(state)
+
+
+def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
+    """Driver-side safety net: close a trial's MLflow run that its stopped or crashed actor left RUNNING; then
+    tell ``on_trial`` (the progress line) that the trial finished, with the state its run was closed in."""
     from ray.tune import Callback
 
     class CloseRuns(Callback):
         def _close(self, trial, state: str, reason: str) -> None:
             runs = tracker.client.search_runs(
                 [tracker.experiment_id], max_results=5,
-                filter_string=f"tags.{RAY_TRIAL_TAG} = '{trial.trial_id}' AND attributes.status = 'RUNNING'")
+                filter_string=f"tags.{RAY_TRIAL_TAG} = '{trial.trial_id}'")
             for run in runs:
-                tracker.end(run.info.run_id, state, reason)
+                if run.info.status == "RUNNING":
+                    tracker.end(run.info.run_id, state, reason)
+            if on_trial is not None:
+                ended = runs[0].data.tags.get("bench.state") if runs and runs[0].info.status != "RUNNING" else state
+                number = (trial.config or {}).get(TRIAL_NUMBER_KEY, -1)
+                on_trial(None, FinishedTrial(int(number), ended or state))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._close(trial, "PRUNED", "stopped by the Ray Tune scheduler")
@@ -122,7 +153,7 @@ def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> Se
     """
     # A conflicting request (e.g. --deterministic --precision bf16) fails here, not in every trial.
     with runtime.using(settings.runtime_policy()):
-        return _run_search(settings)
+        return _run_search(settings, on_trial)
 
 
 def token_available() -> bool:
@@ -192,10 +223,9 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
                           "~/.ray/auth_token (or RAY_AUTH_TOKEN) on this machine. See docs/SCALE_OUT.md.") from None
 
 
-def _run_search(settings: SearchSettings) -> SearchSummary:
+def _run_search(settings: SearchSettings, on_trial: Callable | None = None) -> SearchSummary:
     import ray
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     from bench.metrics import higher_is_better
 
@@ -222,13 +252,13 @@ def _run_search(settings: SearchSettings) -> SearchSummary:
         make_trainable(settings.task, uri, parent, search.study_name, search.base.flat(), objective, settings),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    searcher = OptunaSearch(space=search.space, metric=objective, mode=mode, seed=settings.seed)
+    searcher = numbered_searcher(search.space, objective, mode, settings.seed)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.n_trials, time_budget_s=settings.timeout,
                                     scheduler=make_scheduler(settings.scheduler, objective, mode,
                                                              search.base.reported_epochs)),
-        run_config=tune.RunConfig(name=search.study_name, callbacks=[_closing_callback(tracker)], verbose=0,
+        run_config=tune.RunConfig(name=search.study_name, callbacks=[_closing_callback(tracker, on_trial)], verbose=0,
                                   storage_path=os.path.abspath(".bench/ray")),
     )
     try:
