@@ -26,3 +26,8 @@ class SplitError(DataError):
 
 class TrialPruned(Exception):
     """Raised inside a trial when its reporter asks it to stop early; backends map it to their own."""
+
+
+class BenchWarning(UserWarning):
+    """Something about bench's own state a person should act on; the CLI prints it as one line,
+    ``bench: warning: ...``, wherever the stack level points."""

@@ -69,3 +69,25 @@ def test_a_space_naming_an_unknown_strategy_says_strategies():
         parse_space({"params": {"guidance": {"type": "categorical", "choices": ["soft_mask", "not_a_strategy"]}}})
     assert "registered guidance strategies" in str(exc.value)
     assert "strategys" not in str(exc.value)
+
+
+def test_bench_warnings_are_one_line_and_library_warnings_stay_quiet(tmp_path):
+    """A class with one patient (a split warning) reads `bench: warning: ...`, without Python's category,
+    file name and source line; a library's warning is not shown unless -v."""
+    probe = (
+        "import warnings\n"
+        "from bench.cli import main\n"
+        "from bench.logs import quiet_libraries\n"
+        "import numpy as np\n"
+        "from bench.data.splits import _need_class_patients\n"
+        "quiet_libraries()\n"
+        "groups = np.array([f'p{i}' for i in range(13)]); strata = np.array(['a'] * 12 + ['b'])\n"
+        "_need_class_patients(groups, strata, 3, 'class', 'the train part', warn=True)\n"
+        "warnings.warn('from a library', FutureWarning)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False, env={k: v for k, v in os.environ.items() if k != "BENCH_VERBOSE"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert lines and all(line.startswith("bench: warning: ") for line in lines), lines
+    assert "UserWarning" not in proc.stderr and "from a library" not in proc.stderr

@@ -7,13 +7,14 @@ parser (``bench --help``) and the light commands stay quick. Errors are one line
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench.cli import datasets, leaderboard, perf, replay, search, tasks, ui
 from bench.cli import list as list_command
 from bench.compare import command as compare
 from bench.errors import BenchError
-from bench.logs import quiet_libraries
+from bench.logs import VERBOSE_ENV, quiet_libraries
 
 COMMANDS = (tasks, list_command, datasets, search, leaderboard, replay, ui, perf)
 
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rank and replay architectures, losses and mask guidance on standard tasks.",
     )
     p.add_argument("--version", action="version", version=f"bench {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library logs and warnings (MLflow, Ray, Optuna, torch) as they come")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -45,6 +48,8 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # worker processes inherit it
     quiet_libraries()
     try:
         return args.func(args)

@@ -40,7 +40,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from bench.config import atomic_write_text
 from bench.data.case import Case
-from bench.errors import SplitError
+from bench.errors import BenchWarning, SplitError
 
 SPLIT_VERSION = 1
 EXTRA_PARTS = ("test_shifted",)
@@ -218,7 +218,7 @@ def _need_class_patients(groups: np.ndarray, strata: np.ndarray, n_folds: int, s
         )
     if short and warn:
         warnings.warn(f"{where}: {listed}, fewer than the {n_folds} folds, so some validation folds will lack "
-                      f"it (patients per {stratify}: {counts}).", stacklevel=3)
+                      f"it (patients per {stratify}: {counts}).", category=BenchWarning, stacklevel=3)
 
 
 def check_split(split: Split, patient_of: Mapping[str, str], origin: str = "split") -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.errors import DataError
+from bench.errors import BenchWarning, DataError
 
 
 def read_table(path: Path, required: Sequence[Sequence[str]]) -> list[dict[str, str]]:
@@ -96,7 +96,7 @@ def report_missing(table: Path, missing: Sequence[str], total: int, policy: str)
     if policy == "error" or len(missing) == total:
         raise DataError(f"{message}; every listed image must exist. Download the missing parts, or read "
                         "with missing='skip' to leave those rows out.")
-    warnings.warn(f"{message}; those rows are left out (missing='skip').", stacklevel=3)
+    warnings.warn(f"{message}; those rows are left out (missing='skip').", category=BenchWarning, stacklevel=3)
 
 
 def read_image(path: Path, what: str = "image") -> np.ndarray:
