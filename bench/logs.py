@@ -28,10 +28,11 @@ def quiet_libraries() -> None:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV loggers, no hints
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    for name in ("mlflow", "alembic", "ray", "ray.tune", "ray.train", "optuna"):
+    for name in ("mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("ray", "ray.tune", "ray.train"):  # Ray warns about its own bookkeeping (result files, banners)
+        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     warnings.filterwarnings("ignore", message=".*experimental feature.*")
     warnings.showwarning = show_warning

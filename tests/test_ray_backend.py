@@ -23,13 +23,19 @@ def test_bad_scheduler_and_resume_are_config_errors():
 
 
 def test_ray_search_nests_trials_and_closes_every_run(workdir):
+    import threading
+
     from bench.leaderboard import leaderboard
     from bench.search.ray_backend import run_search
 
-    finished = []
+    finished, lock = [], threading.RLock()  # the CLI's progress callback holds a lock: Tune must not pickle it
+
+    def on_trial(study, trial):
+        with lock:
+            finished.append((trial.number, trial.state.name))
+
     summary = run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, study="ray", backend="ray",
-                                        scheduler="asha", cpus_per_trial=1),
-                         on_trial=lambda study, trial: finished.append((trial.number, trial.state.name)))
+                                        scheduler="asha", cpus_per_trial=1), on_trial=on_trial)
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench/xray-heart")
     runs = client.search_runs([exp.experiment_id])

@@ -131,3 +131,51 @@ def test_a_missing_database_driver_names_the_extra(monkeypatch):
         make_storage("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(ConfigError, match="mysql"):
         make_storage("mysql+nodriver://nobody@127.0.0.1:1/none")
+
+
+def _restart(url: str) -> None:
+    """``pg_ctl restart`` of the server the ``postgres`` fixture started (its data folder from the URL's port)."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if f"-p {port}" in x and " -D " in x)
+    data = line.split(" -D ", 1)[1].split()[0]
+    subprocess.run(_as_postgres(shutil.which("pg_ctl"), "-D", data, "-w", "-m", "fast", "restart"), check=True,
+                   capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_postgres_restart_mid_search_is_ridden_out_or_resumed_to_exactly_the_trials(tmp_path, postgres):
+    """The database restarts while the second trial trains. The search either finishes (stale connections are
+    replaced on their next use) or stops with one line; `--resume` then ends with exactly --trials trials."""
+    import optuna
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    search = [sys.executable, "-m", "bench.cli", "search", "--task", "xray-heart", "--preset", "smoke",
+              "--trials", "3", "--storage", postgres, "--study", "restarted", "--pruner", "none"]
+    proc = subprocess.Popen(search, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:  # restart once the first trial has ended
+        try:
+            trials = optuna.load_study(study_name="restarted", storage=postgres).get_trials(deepcopy=False)
+            if any(t.state.is_finished() for t in trials):
+                break
+        except KeyError:  # the study is not created yet
+            pass
+        time.sleep(1)
+    _restart(postgres)
+    _, err = proc.communicate(timeout=1800)
+    if proc.returncode != 0:
+        lines = [x for x in err.splitlines() if x.strip() and not x.startswith("bench: warning")]
+        assert proc.returncode == 2 and len(lines) == 1 and "--resume" in lines[0], err[-3000:]
+        assert "Traceback" not in err
+        again = subprocess.run([*search, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=1800, check=False)
+        assert again.returncode == 0, again.stderr[-3000:]
+    else:
+        assert "Traceback" not in err, err[-3000:]
+    trials = optuna.load_study(study_name="restarted", storage=postgres).get_trials(deepcopy=False)
+    from bench.search.optuna_backend import count_finished
+
+    assert count_finished(optuna.load_study(study_name="restarted", storage=postgres)) == 3, [t.state for t in trials]
+    print(f"restart mid-search: exit {proc.returncode}, trials {[t.state.name for t in trials]}")

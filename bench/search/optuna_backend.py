@@ -29,7 +29,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported b
 
 from bench import runtime
 from bench.config import TrialConfig
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.search.driver import (  # noqa: F401  (re-exported: the public names of a search)
     SearchSettings,
     SearchSummary,
@@ -86,7 +86,9 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
         from sqlalchemy.exc import NoSuchModuleError
 
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            # pool_pre_ping: a connection the database dropped (a restart, a failover) is replaced on its next
+            # use instead of failing that query, so a search rides out a restart between its queries.
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
         except (ImportError, NoSuchModuleError) as exc:  # SQLAlchemy loads the driver when it connects
             scheme = url.split("://", 1)[0]
             extra = "postgres" if scheme in ("postgresql", "postgres", "postgresql+psycopg") else None
@@ -270,15 +272,40 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
                       space_path=search.space_path, n_trials=share, study_total=search.n_trials, worker=i,
                       workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i))
             for i, share in enumerate(worker_pool.split_trials(max(search.n_trials - done, 0), plan.workers))]
+    lost: Exception | None = None
     try:
         if plan.workers == 1:
             run_worker(jobs[0], on_trial)
         else:
             worker_pool.run_pool(jobs, study, spawned_worker, on_trial)
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        lost = exc
     finally:
-        summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
-        close_search(tracker, parent, summary)
+        try:
+            summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
+            close_search(tracker, parent, summary)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            tracker.end(parent, "FAIL", "the Optuna storage stopped answering")
+            lost = lost or exc
+    if lost is not None:
+        first = (str(lost).strip().splitlines() or [type(lost).__name__])[0][:200]
+        raise BenchError(f"the Optuna storage {storage_url} stopped answering mid-search ({first}). Trials that "
+                         f"finished are kept: once it runs again, add --resume to the same command (--study "
+                         f"{study_name}) to finish the study's {search.n_trials} trials.") from None
     return summary
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """A database error of an RDB Optuna storage (lost connection, server restarting), not a bug of ours."""
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # no SQLAlchemy, so no RDB storage
+        return False
+    return isinstance(exc, (DBAPIError, OperationalError))
 
 
 TRIAL_KINDS = ("trial", FOLD_KIND)  # runs of one Optuna trial: its own and, cross-validated, its folds'

@@ -85,6 +85,15 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
     return trainable
 
 
+def _ray_log_level() -> int:
+    """Ray's start-up banners (token authentication, "Started a local Ray instance") only with bench -v."""
+    import logging
+
+    from bench.logs import verbose
+
+    return logging.INFO if verbose() else logging.ERROR
+
+
 def numbered_searcher(space: dict, metric: str, mode: str, seed: int):
     """Ray's OptunaSearch that hands each trial its Optuna trial number (``TRIAL_NUMBER_KEY`` in the sampled
     config), so Ray trials are named t000, t001, ... exactly as the Optuna backend names them. Tune's own
@@ -120,6 +129,12 @@ def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
     from ray.tune import Callback
 
     class CloseRuns(Callback):
+        def __getstate__(self):  # Tune pickles its callbacks for a later restore: the progress line stays here
+            return {k: v for k, v in self.__dict__.items() if k != "on_trial"}
+
+        def __init__(self, progress: Callable | None):
+            self.on_trial = progress  # an attribute, not a closure: the class itself is pickled by value
+
         def _close(self, trial, state: str, reason: str) -> None:
             runs = tracker.client.search_runs(
                 [tracker.experiment_id], max_results=5,
@@ -127,10 +142,10 @@ def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
             for run in runs:
                 if run.info.status == "RUNNING":
                     tracker.end(run.info.run_id, state, reason)
-            if on_trial is not None:
+            if getattr(self, "on_trial", None) is not None:
                 ended = runs[0].data.tags.get("bench.state") if runs and runs[0].info.status != "RUNNING" else state
                 number = (trial.config or {}).get(TRIAL_NUMBER_KEY, -1)
-                on_trial(None, FinishedTrial(int(number), ended or state))
+                self.on_trial(None, FinishedTrial(int(number), ended or state))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._close(trial, "PRUNED", "stopped by the Ray Tune scheduler")
@@ -138,7 +153,7 @@ def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
         def on_trial_error(self, iteration, trials, trial, **info):
             self._close(trial, "FAIL", "killed")
 
-    return CloseRuns()
+    return CloseRuns(on_trial)
 
 
 def run_search(settings: SearchSettings, on_trial: Callable | None = None) -> SearchSummary:
@@ -188,11 +203,12 @@ def connect(address: str | None, env: dict[str, str]) -> None:
     if not address:
         # address="local": always a fresh instance, never a cluster some other user left on this host.
         ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, runtime_env={"env_vars": env},
-                 log_to_driver=False)
+                 log_to_driver=False, logging_level=_ray_log_level())
         return
     _check_reachable(address)
     try:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
+                 logging_level=_ray_log_level())
     except Exception as exc:  # noqa: BLE001  ConnectionError, AuthenticationError, ...: all mean "not joined"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if token:
