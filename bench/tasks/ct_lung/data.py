@@ -125,8 +125,8 @@ def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None 
     return FORMATS.create(fmt).write(volumes, out)
 
 
-def inspect(path: str | Path, data_format: str) -> dict:
-    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
+def inspect(path: str | Path, data_format: str | None = None) -> dict:
+    """`bench datasets inspect PATH --task ct-lung [--format F]`: see ``bench.data.ct_inspect.inspect_ct``."""
     from bench.data.ct_inspect import inspect_ct
 
     return inspect_ct(path, data_format)
