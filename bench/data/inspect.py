@@ -26,7 +26,9 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     Args:
         path: data folder, or "phantom".
         task: task name (which split applies).
-        fmt: data format name (FORMATS registry); required unless ``path`` is "phantom".
+        fmt: data format name (FORMATS registry); None for "phantom", or to take the one format of the task
+            that recognises the folder (``bench.data.formats.detect_format``; none or several: a problem
+            naming the formats to choose from).
         classes: an explicit class list labels are checked against; None takes the data's own labels
             (bench.data.labels: the phantom's four classes, cardiomegaly for the public sets).
         sample: decode only this many images, evenly spread over the cases, for sizes, spacing and masks
@@ -45,9 +47,11 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
         >>> report["problems"], report["classes"]["normal"] > 0
         ([], True)
     """
-    report: dict[str, Any] = {"path": str(path), "task": task, "format": fmt or PHANTOM, "problems": []}
+    report: dict[str, Any] = {"path": str(path), "task": task,
+                              "format": fmt or (PHANTOM if str(path) == PHANTOM else None), "problems": []}
     try:
-        cases = _scan(path, classes, fmt, reader_options)
+        fmt, cases = _scan(path, task, classes, fmt, reader_options)
+        report["format"] = fmt or PHANTOM
         if classes is None:
             from bench.data.labels import order_classes
 
@@ -60,23 +64,24 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     return report
 
 
-def _scan(path, classes, fmt, reader_options) -> list[CaseRef]:
+def _scan(path, task, classes, fmt, reader_options) -> tuple[str | None, list[CaseRef]]:
+    """(the format read, the refs); a folder without ``fmt`` is read as the format that recognises it."""
     from bench.data.stream import scan_cases
 
     if str(path) == PHANTOM:
         from bench.data.phantoms.xray import generate
 
-        return scan_cases(PHANTOM, PHANTOM, make_phantom=generate)
-    if not fmt:
-        from bench.data.formats import FORMATS
-
-        raise DataError(f"{path}: a data format must be given for a folder, but got none. Use one of {FORMATS.names()}.")
+        return None, scan_cases(PHANTOM, PHANTOM, make_phantom=generate)
     root = Path(path)
     if not root.exists():
         raise DataError(f"{root}: the data path must exist, but it does not.")
     if root.is_dir() and not any(root.iterdir()):
         raise DataError(f"{root}: the data folder must contain files, but it is empty.")
-    return scan_cases(str(root), fmt, classes, **reader_options)
+    if not fmt:
+        from bench.data.formats import detect_format
+
+        fmt = detect_format(task, root)
+    return fmt, scan_cases(str(root), fmt, classes, **reader_options)
 
 
 def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), sample: int | None = None

@@ -71,8 +71,18 @@ def encode_rle(mask: np.ndarray) -> str:
 class Chexmask:
     """CheXmask RLE heart/lung masks (quality-filtered) on ChestX-ray14 or CheXpert images and labels."""
 
+    LOOKS_LIKE = "chexmask: a CheXmask CSV beside the ChestX-ray14 or CheXpert table"
+
     def __init__(self, min_dice: float = 0.7, uncertain: str = "ignore", missing: str = "error"):
         self.min_dice, self.uncertain, self.missing = float(min_dice), uncertain, missing
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        has_images = entry_table(root) is not None or (root / "train.csv").is_file() or (root / "valid.csv").is_file()
+        try:
+            return has_images and _find_table(root) is not None
+        except DataError:
+            return False
 
     def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
         root = Path(path)

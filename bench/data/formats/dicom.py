@@ -54,6 +54,14 @@ PLUGIN_HINT = (
 class DicomFolder:
     """DICOM radiographs with a labels.csv (file or SOPInstanceUID, label, optional patient/mask columns)."""
 
+    LOOKS_LIKE = "dicom: DICOM files with labels.csv"
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        from bench.data.formats._common import holds_dicom
+
+        return (root / "labels.csv").is_file() and holds_dicom(root)
+
     def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
         """One ref per labels.csv row; only DICOM headers are read (for PatientID/InstitutionName if needed)."""
         root = Path(path)

@@ -33,6 +33,12 @@ REQUIRED_COLUMNS = ("case_id", "class", "image")
 class PngFolder:
     """PNG images (+ optional masks) with a labels.csv; patient_id column optional (else one per image)."""
 
+    LOOKS_LIKE = "png: images/*.png with labels.csv"
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        return (root / "labels.csv").is_file() and any((root / "images").glob("*.png"))
+
     def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
         """One ref per labels.csv row (no PNG decoded); labels checked against ``classes`` if given."""
         root = Path(path)
