@@ -38,7 +38,9 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
         reader_options: the format's reader parameters (chexmask ``min_dice``, chexpert ``uncertain``, ...).
 
     Returns:
-        JSON-able dict: format, cases, patients, classes, sites, image sizes, spacing, masks, labels,
+        JSON-able dict: format, cases, patients, classes, sites, image sizes, spacing (``spacing_mm``: min/max
+        in mm over the images that have one, ``unknown``: how many have none; "unknown" when none has one,
+        e.g. CheXpert, never 1 mm), masks, labels,
         split (parts with case/patient counts, or null), and ``problems`` (list of messages; empty = clean).
         A reader error stops the read and becomes the only problem, with zero counts.
 
@@ -106,7 +108,7 @@ def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), samp
     unknown = sorted({str(c.labels.get("class")) for c in refs} - set(classes)) if classes else []
     if unknown:
         problems.append(f"labels must be among the task's classes {list(classes)}, but got {unknown}.")
-    sizes, masks, spacing = Counter(), Counter(), []
+    sizes, masks, spacing, unknown_spacing = Counter(), Counter(), [], 0
     picked = _spread(refs, sample)
     for ref in picked:  # one decoded case alive at a time
         case = ref.load()
@@ -116,7 +118,10 @@ def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), samp
                 problems.append(f"case {case.id}: mask '{name}' must match the image shape "
                                 f"{np.shape(case.image)}, but got {np.shape(m)}.")
         sizes["x".join(map(str, np.shape(case.image)))] += 1
-        spacing.append(case.spacing[:2])
+        if case.spacing:
+            spacing.append(case.spacing[:2])
+        else:
+            unknown_spacing += 1
         del case  # gone before the next one is decoded
     spacing_mm = np.array(spacing, float).reshape(-1, 2)
     images_per_patient = Counter(Counter(c.patient_id for c in refs).values())
@@ -131,12 +136,19 @@ def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), samp
                   for s, p in sorted(patients_per_site.items())},
         "images_decoded": len(picked),
         "image_sizes": dict(sizes.most_common()),
-        "spacing_mm": ({"min": spacing_mm.min(0).round(4).tolist(), "max": spacing_mm.max(0).round(4).tolist()}
-                       if len(spacing_mm) else None),
+        "spacing_mm": _spacing_report(spacing_mm, unknown_spacing),
         "masks": dict(sorted(masks.items())),
         "labels": sorted({k for c in refs for k in c.labels}),
         "problems": problems,
     }
+
+
+def _spacing_report(spacing_mm: np.ndarray, unknown: int) -> dict | str | None:
+    """Range of the known spacings, how many images have none, or "unknown" when no decoded image has one."""
+    if not len(spacing_mm):
+        return "unknown" if unknown else None
+    report = {"min": spacing_mm.min(0).round(4).tolist(), "max": spacing_mm.max(0).round(4).tolist()}
+    return {**report, "unknown": unknown} if unknown else report
 
 
 def _spread(refs: Sequence[CaseRef], sample: int | None) -> Sequence[CaseRef]:

@@ -122,16 +122,16 @@ def entry_ref(name: str, file: Path, entry: dict, parts: dict[str, str]) -> Case
 def make_case(name: str, file: Path, entry: dict, parts: dict[str, str]) -> Case:
     image = read_image(file).astype(np.float32)
     image /= 65535.0 if image.max() > 255 else 255.0
-    spacing = 1.0
+    spacing = None  # a row without the original size and pitch says nothing about mm
     if entry["orig_width"] and entry["orig_spacing"]:
         # the PNGs were resized from the original detector image, so the pixel pitch grows with it
-        spacing = entry["orig_spacing"] * entry["orig_width"] / image.shape[1]
+        spacing = (entry["orig_spacing"] * entry["orig_width"] / image.shape[1],) * 2
     return Case(
         id=Path(name).stem,
         patient_id=entry["patient_id"],
         site="NIHCC",
         image=image,
-        spacing=(spacing, spacing),
+        spacing=spacing,
         labels={"class": entry["label"]},
         meta={"split_part": parts[name]} if name in parts else {},
     )
