@@ -95,6 +95,6 @@ def hu_summary_from_counts(counts: np.ndarray) -> dict[str, float]:
     def percentile(q: float) -> float:
         pos = q / 100 * (total - 1)
         lo, frac = int(np.floor(pos)), pos - np.floor(pos)
-        return value_at(lo) + frac * (value_at(min(lo + 1, total - 1)) - value_at(lo))
+        return float(value_at(lo) + frac * (value_at(min(lo + 1, total - 1)) - value_at(lo)))
 
     return {"min": value_at(0), "p1": percentile(1), "p99": percentile(99), "max": value_at(total - 1)}

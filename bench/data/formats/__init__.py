@@ -24,7 +24,7 @@ Example:
 
 import difflib
 
-from bench.errors import RegistryError
+from bench.errors import DataError, RegistryError
 from bench.registry import CLOSE_MATCH_CUTOFF, Registry
 
 FORMATS: Registry = Registry("data format")
@@ -54,12 +54,15 @@ def detect_format(task: str, path) -> str:
     """The one registered format of ``task`` that recognises the folder ``path`` (no alias applied).
 
     Raises:
+        DataError: ``path`` does not exist.
         RegistryError: no format of the task, or more than one, recognises the folder; the message names
             the formats to choose from with ``--format``.
     """
     from pathlib import Path
 
     root = Path(path)
+    if not root.exists():
+        raise DataError(f"{root}: the data path must exist, but it does not.")
     if not root.is_dir():
         raise RegistryError(f"--format can be left out only for a data folder bench recognises, but {root} is not "
                             f"a folder. Give --format, one of {_choices(task)}.")
