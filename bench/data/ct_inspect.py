@@ -7,10 +7,12 @@ an HU histogram, so peak memory is one volume whatever the number of cases.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from bench.data.case import Case
 from bench.data.formats import FORMAT_ALIASES, FORMATS, resolve_format
 from bench.errors import DataError
 
@@ -20,9 +22,10 @@ HU_RANGE = (-32768, 32767)  # the readers hand out int16 HU; the histogram has o
 AXES = ("z", "y", "x")
 
 
-def inspect_ct(path: str | Path, data_format: str | None = None) -> dict:
+def inspect_ct(path: str | Path, data_format: str | None = None, cases: Iterable[Case] | None = None) -> dict:
     """Summarise a CT data folder read by ``data_format`` (a ct-lung format or alias, see ``resolve_format``;
-    None: the format the folder is recognised as, see ``detect_format``).
+    None: the format the folder is recognised as, see ``detect_format``), or the given ``cases`` (the
+    built-in phantom: ``data_format`` is then only the report's name for them).
 
     Returns counts (cases, patients, classes), per-axis spacing and shape ranges, the HU range (exact
     percentiles over every voxel), slice counts, which masks exist and every problem the reader noted, keyed
@@ -33,9 +36,12 @@ def inspect_ct(path: str | Path, data_format: str | None = None) -> dict:
         >>> report = inspect_ct("phantom_ct_dicom", "ct_dicom")  # doctest: +SKIP
         >>> report["cases"], report["spacing_mm"]["z"]           # doctest: +SKIP
     """
-    fmt = resolve_format("ct-lung", data_format, path)
-    reader = FORMATS.create(fmt)
-    cases = reader.iter_cases(path, ()) if hasattr(reader, "iter_cases") else iter(reader.read(path, ()))
+    if cases is None:
+        fmt = resolve_format("ct-lung", data_format, path)
+        reader = FORMATS.create(fmt)
+        cases = reader.iter_cases(path, ()) if hasattr(reader, "iter_cases") else iter(reader.read(path, ()))
+    else:
+        fmt = data_format
     n, patients, classes, sites, masks, lesions = 0, set(), Counter(), Counter(), Counter(), 0
     spacing_lo = spacing_hi = shape_lo = shape_hi = None
     slices_total = 0

@@ -112,3 +112,11 @@ def test_inspect_holds_one_volume_at_a_time(fmt, ct_folders, tiny_ct, monkeypatc
     assert report["format"] == fmt
     assert report["cases"] == len(seen) == len(tiny_ct) > 2
     assert seen == [0] * len(tiny_ct)
+
+
+def test_inspect_the_built_in_phantom(capsys):
+    """`bench datasets inspect phantom --task ct-lung` (the help offers 'phantom') reports the task's phantom."""
+    assert main(["datasets", "inspect", "phantom", "--task", "ct-lung", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "phantom" and report["patients"] == 24 and report["problems"] == []
+    assert report["masks"]["lesion"] == report["cases"] and report["cases_with_lesions"] > 0
