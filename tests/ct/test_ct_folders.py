@@ -61,7 +61,7 @@ def _relabel(src, dst, labels: dict, value_map=None):
 def test_msd_labels_that_are_not_lung_lesions_are_one_error_naming_them(ct_folders, tmp_path, capsys):
     kidney = _relabel(ct_folders["msd"], tmp_path / "Task03_Kidney", {"0": "background", "1": "kidney", "2": "tumour"})
     with pytest.raises(DataError, match=r"dataset.json: ct-lung reads lung lesions.*\"1\": \"kidney\", \"2\": \"tumour\""
-                                        r".*'kidney' is not lung"):
+                                        r".*1: 'kidney' is neither a lung lesion nor the lung"):
         FORMATS.create("msd").read(kidney)
     assert main(["datasets", "inspect", str(kidney), "--task", "ct-lung", "--format", "msd"]) == 2
     err = capsys.readouterr().err

@@ -48,7 +48,6 @@ def find_dataset_json(root: Path) -> Path:
 LESION_WORDS = {"cancer", "nodule", "nodules", "lesion", "lesions", "tumour", "tumours", "tumor", "tumors", "mass",
                 "masses", "neoplasm", "carcinoma", "malignancy"}
 LUNG_WORDS = {"lung", "lungs", "left", "right", "pulmonary"}  # "left lung", "lungs"; with no lesion word: lung
-BACKGROUND_WORDS = {"background", "bg", "none", "other"}
 
 
 def label_roles(table: Path, labels) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -69,22 +68,22 @@ def label_roles(table: Path, labels) -> tuple[tuple[int, ...], tuple[int, ...]]:
         except (TypeError, ValueError):
             raise DataError(f"{table}: the keys of 'labels' must be label values (0, 1, ...), but got {key!r}.") from None
         words = set(str(name).lower().replace("_", " ").replace("-", " ").split())
+        if value == 0:  # background in every Decathlon task, whatever it is called
+            continue
         if words & LESION_WORDS and words <= LESION_WORDS | LUNG_WORDS | {"primary", "malignant", "in", "of"}:
             lesion.append(value)
-        elif words and words <= LUNG_WORDS and words & {"lung", "lungs"}:
+        elif words & {"lung", "lungs"} and words <= LUNG_WORDS:
             lung.append(value)
-        elif value == 0 or words <= BACKGROUND_WORDS:
-            if value != 0 and not words:
-                unknown.append(f"{key}: {name!r}")
         else:
             unknown.append(f"{key}: {name!r}")
     if unknown or not lesion:
         shown = ", ".join(f'"{k}": "{v}"' for k, v in labels.items())
-        why = f"{'; '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not lung" if unknown else "none is a lesion"
+        why = (f"{'; '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} neither a lung lesion nor the lung"
+               if unknown else "none is a lesion")
         raise DataError(
             f"{table}: ct-lung reads lung lesions, so dataset.json's labels must be background, lesions (cancer, "
-            f"nodule, lesion, tumour, mass) and optionally the lung, but got {{{shown}}} ({why}). This is not "
-            "lung-lesion data: use a task for it, or relabel it as in Task06_Lung (" + example + ")."
+            f"nodule, lesion, tumour, mass) and optionally the lung, but got {{{shown}}} ({why}). No bench task reads "
+            "such data yet; if it is lung-lesion data, name the labels as Task06_Lung does (" + example + ")."
         )
     return tuple(lesion), tuple(lung)
 
