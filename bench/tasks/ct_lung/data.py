@@ -125,8 +125,12 @@ def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None 
     return FORMATS.create(fmt).write(volumes, out)
 
 
-def inspect(path: str | Path, data_format: str) -> dict:
-    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
+def inspect(path: str | Path, data_format: str | None = None) -> dict:
+    """`bench datasets inspect PATH --task ct-lung [--format F]`: see ``bench.data.ct_inspect.inspect_ct``;
+    PATH "phantom" is the task's default phantom."""
     from bench.data.ct_inspect import inspect_ct
 
+    if str(path) == "phantom":
+        spec = phantom_spec(TrialConfig(task=TASK))
+        return inspect_ct(path, "phantom", (case for case in generate(spec)))
     return inspect_ct(path, data_format)

@@ -205,7 +205,7 @@ def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance,
         recalls = per_class_recall(probs, labels, metric_names(data.classes))
         metrics.update({f"{part}_{k}": v for k, v in recalls.items()})
         metrics[f"{part}_heart_dice"] = mean_dice(masks[part], truth["heart"])
-        metrics[f"{part}_heart_hd95"] = heart_hd95(masks[part], truth["heart"])
+        metrics[f"{part}_heart_hd95_px"] = heart_hd95(masks[part], truth["heart"])  # pixels, never mm
         metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].cpu().numpy())
         # saliency w.r.t. the raw image, through the guidance, measured against the *true* heart
         metrics[f"{part}_attention_in_heart"] = attention_in_mask(
