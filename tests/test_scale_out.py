@@ -139,8 +139,9 @@ def _restart(url: str) -> None:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if f"-p {port}" in x and " -D " in x)
     data = line.split(" -D ", 1)[1].split()[0]
-    subprocess.run(_as_postgres(shutil.which("pg_ctl"), "-D", data, "-w", "-m", "fast", "restart"), check=True,
-                   capture_output=True)
+    log = str(Path(data).parent / "log")  # -l: the restarted server must not hold on to our pipes
+    subprocess.run(_as_postgres(shutil.which("pg_ctl"), "-D", data, "-l", log, "-w", "-m", "fast", "restart"),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
