@@ -180,3 +180,14 @@ def test_a_postgres_restart_mid_search_is_ridden_out_or_resumed_to_exactly_the_t
 
     assert count_finished(optuna.load_study(study_name="restarted", storage=postgres)) == 3, [t.state for t in trials]
     print(f"restart mid-search: exit {proc.returncode}, trials {[t.state.name for t in trials]}")
+
+
+def test_storage_errors_are_told_from_bugs():
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from bench.search.optuna_backend import is_storage_error
+
+    assert is_storage_error(optuna.exceptions.StorageInternalError("An exception is raised during the commit."))
+    assert is_storage_error(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+    assert not is_storage_error(ValueError("a bug of ours"))
