@@ -125,8 +125,42 @@ def load_cases(data: bytes | str) -> CaseSet:
                    {k: np.asarray(v) for k, v in payload["fields"].items()})
 
 
+def stratified_draws(strata: Sequence[Any] | np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """B×N case indices where column j is drawn with replacement from the cases of j's stratum (a fold, a
+    class, or a fold x class cell), strata in first-appearance order, so a given input draws the same.
+
+    Example:
+        >>> idx = stratified_draws([0, 0, 1, 1, 1], resamples=4, seed=0)
+        >>> bool((idx[:, :2] < 2).all() and (idx[:, 2:] >= 2).all())
+        True
+    """
+    labels = np.asarray(strata)
+    if labels.ndim != 1 or labels.size < 1 or resamples < 1:
+        raise BenchError(f"a stratified bootstrap needs one stratum label per case and at least one "
+                         f"resample, but got strata of shape {labels.shape} and resamples={resamples}.")
+    rng = np.random.default_rng(seed)
+    idx = np.empty((resamples, labels.size), dtype=np.int64)
+    for stratum in dict.fromkeys(labels.tolist()):
+        members = np.flatnonzero(labels == stratum)
+        idx[:, members] = members[rng.integers(0, members.size, size=(resamples, members.size))]
+    return idx
+
+
+def case_strata(fields: Mapping[str, np.ndarray], folds: Sequence[Any] | np.ndarray | None = None) -> np.ndarray | None:
+    """The strata a case bootstrap draws within: fold x class when both are known, the class for a set-level
+    statistic (``labels``), the fold alone, or None (plain draws)."""
+    parts = [np.asarray(x).astype(str) for x in (folds, fields.get("labels")) if x is not None]
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out = np.char.add(np.char.add(out, "|"), part)
+    return out
+
+
 def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, resamples: int = 2000,
-                          seed: int = 0) -> tuple[float, float, float]:
+                          seed: int = 0, folds: Sequence[Any] | np.ndarray | None = None
+                          ) -> tuple[float, float, float]:
     """Mean over seeds of the objective and its percentile bootstrap CI over validation cases.
 
     The K seeds of one config are scored on the same N validation cases (same split, same order), so
@@ -139,8 +173,14 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
     the seed's per-case data. The point estimate is theta = (1/K) * sum_s T(D_s), the mean of the logged
     objectives; the CI is the (1-level)/2 and (1+level)/2 quantiles of theta*_b (resamples whose statistic is
     undefined, e.g. one class only for AUROC, are left out). The interval therefore shows how much the
-    seed-averaged score depends on which cases were validated on; seed-to-seed spread is averaged, not
-    added (report ``n_seeds`` and the per-seed values beside it).
+    seed-averaged score depends on which cases were validated on, given these models; seed-to-seed spread
+    is averaged, not added (report ``n_seeds`` and the per-seed values beside it).
+
+    Cases with class labels (a set-level statistic) are drawn within their class, so every resample keeps
+    each class's count; with ``folds`` (the fold of each case, for the out-of-fold cases of a
+    cross-validated trial) within fold x class, the stratified bootstrap ``bench compare`` uses
+    (:func:`stratified_draws`). With ``folds`` a set-level statistic is computed within each fold and
+    averaged weighted by the folds' case counts (each fold's cases were scored by that fold's model).
 
     Args:
         case_sets: one :class:`CaseSet` per seed, all with the same statistic and number of cases.
@@ -158,12 +198,34 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
         raise BenchError(f"seeds of one config must share the validation cases, but got statistics "
                          f"{sorted(statistics)} over {sorted(sizes)} cases. Were they run on different splits?")
     fn, n = CASE_STATISTICS.get(statistics.pop()), sizes.pop()
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    strata = case_strata(case_sets[0].fields, folds)
+    if strata is None:
+        idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    else:
+        idx = stratified_draws(strata, resamples, seed)
+    if folds is not None:
+        fn = _within(fn, np.asarray(folds))
     per_seed = np.stack([fn(c.fields, idx) for c in case_sets])  # K×B
     theta_b = per_seed.mean(axis=0)
     theta_b = theta_b[np.isfinite(theta_b)]
-    point = float(np.mean([c.value() for c in case_sets]))
+    point = float(np.mean([float(fn(c.fields, np.arange(n)[None])[0]) for c in case_sets]))
     if not theta_b.size:
         return point, float("nan"), float("nan")
     lo, hi = np.quantile(theta_b, [(1 - level) / 2, (1 + level) / 2])
     return point, float(lo), float(hi)
+
+
+def _within(fn, folds: np.ndarray):
+    """``fn`` computed on each fold's columns of idx and averaged with weights n_f / N (NaN folds dropped,
+    the others renormalised): a set-level statistic of out-of-fold cases, each fold scored by its model."""
+    groups = [np.flatnonzero(folds == f) for f in dict.fromkeys(folds.tolist())]
+    weights = np.array([g.size for g in groups], float)
+
+    def statistic(fields, idx):
+        values = np.stack([fn(fields, idx[:, g]) for g in groups], axis=1)
+        defined = np.isfinite(values)
+        total = (defined * weights).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, np.where(defined, values, 0.0) @ weights / total, np.nan)
+
+    return statistic

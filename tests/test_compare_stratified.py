@@ -106,15 +106,23 @@ def test_a_single_class_stratum_drops_out_instead_of_giving_nan():
 
 
 def test_a_known_difference_is_better_and_an_identical_arm_no_detectable_difference():
-    frame = _frame({"none": (2.0, 0.0), "good": (0.3, 0.0)}, sizes=(40, 40, 40))
+    frame = _frame({"none": (2.0, 0.0), "good": (0.3, 0.0)}, sizes=(40, 40, 40), seeds=range(5))
     same = frame[frame["arm"] == "none"].assign(arm="same")
     frame = pd.concat([frame, same], ignore_index=True)
     table = compare_arms(frame, "val_auroc@fold", "none", statistic="macro_auroc", fields=FIELDS,
                          strata="fold", higher_is_better=True, resamples=500).set_index("arm")
     assert table.loc["good", "verdict"] == "better than none" and table.loc["good", "delta"] > 0.15
-    assert table.loc["good", "delta_low"] > 0 and table.loc["good", "test"] == "stratified bootstrap"
+    assert table.loc["good", "delta_low"] > 0 and table.loc["good", "test_case"] == "stratified bootstrap"
+    # the verdict's p: t over the 3 folds' seed means of the per-run within-fold AUROC differences
+    runs = {arm: np.array([[roc_auc_score(g["label"], g[PROBS].to_numpy(), multi_class="ovr")
+                            for _, g in part.groupby("seed")] for _, part in frame[frame["arm"] == arm].groupby("fold")])
+            for arm in ("none", "good")}
+    from scipy.stats import ttest_1samp
+
+    assert table.loc["good", "p"] == pytest.approx(ttest_1samp((runs["good"] - runs["none"]).mean(axis=1), 0).pvalue)
+    assert table.loc["good", "test"] == "paired t over 3 folds (seed means)"
     assert table.loc["same", "verdict"] == "no detectable difference from none"
-    assert table.loc["same", "delta"] == 0 and table.loc["same", "p"] == 1.0
+    assert table.loc["same", "delta"] == 0 and table.loc["same", "p_case"] == 1.0
 
 
 def test_two_classes_use_the_stratified_delong_test_combined_by_hand():

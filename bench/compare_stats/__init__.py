@@ -33,6 +33,7 @@ from bench.compare_stats._paired import (
     metric_direction,
     paired_per_case,
     paired_set_level,
+    run_verdict,
     set_level_from_draws,
     verdict,
     wilcoxon_p,
@@ -55,6 +56,15 @@ from bench.compare_stats._resample import (
     percentile_ci,
     resolve_statistic,
 )
+from bench.compare_stats._runs import (
+    MIN_SEEDS,
+    RunTest,
+    detectable_difference,
+    run_level_p,
+    run_level_test,
+    seeds_needed,
+    variance_components,
+)
 from bench.compare_stats._stratified import Stratified, stratified_case_draws
 from bench.compare_stats._table import (
     arm_cases,
@@ -63,9 +73,12 @@ from bench.compare_stats._table import (
     results_csv,
     results_display,
     results_markdown,
+    run_values,
 )
 
 __all__ = [
+    "MIN_SEEDS", "RunTest", "detectable_difference", "run_level_p", "run_level_test", "run_values", "run_verdict",
+    "seeds_needed", "variance_components",
     "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Stratified", "Summary", "arm_cases",
     "arm_summary", "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
     "critical_difference", "delong_covariance", "delong_test", "draws_for", "friedman_nemenyi", "holm",

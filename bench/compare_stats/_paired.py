@@ -11,6 +11,7 @@ from scipy.stats import wilcoxon
 
 from bench.compare_stats._delong import delong_test, stratified_delong_test
 from bench.compare_stats._resample import ArmCases, case_draws, draws_for, percentile_ci
+from bench.compare_stats._runs import MIN_SEEDS
 from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
@@ -50,11 +51,15 @@ def bootstrap_p_value(draws: ArrayLike) -> float:
 
 
 def wilcoxon_p(differences: ArrayLike) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (``scipy.stats.wilcoxon``, zero
-    differences dropped as its default ``zero_method='wilcox'``); all-zero differences give p = 1.0."""
+    """Two-sided Wilcoxon signed-rank p-value of paired differences; all-zero differences give p = 1.0.
+
+    Zero differences are dropped first (Wilcoxon's own zero method) and ``scipy.stats.wilcoxon`` runs on
+    the non-zero ones, so it takes the exact null distribution when they are few (n <= 50) and untied;
+    handed the zeros, scipy would switch to the normal approximation (e.g. p 0.270 instead of 0.344).
+    """
     d = np.asarray(differences, float)
-    d = d[np.isfinite(d)]
-    if not np.any(d != 0):
+    d = d[np.isfinite(d) & (d != 0)]
+    if not d.size:
         return 1.0
     return float(wilcoxon(d).pvalue)
 
@@ -149,7 +154,8 @@ def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, res
     if arm.n != baseline.n:
         raise BenchError(f"a paired comparison needs the same cases in both arms, but got {arm.n} and "
                          f"{baseline.n} cases. Score every arm on every fold and seed.")
-    idx = draws_for(arm.statistic, arm.n, resamples, seed)
+    labels = arm.fields.get("labels")
+    idx = draws_for(arm.statistic, arm.n, resamples, seed, None if labels is None else np.asarray(labels)[0])
     return set_level_from_draws(arm, baseline, arm.thetas(idx), baseline.thetas(idx), level)
 
 
@@ -204,3 +210,28 @@ def verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: s
     if not (np.isfinite(p_adjusted) and p_adjusted < alpha and np.isfinite(delta) and delta != 0):
         return f"{SAME} {baseline}"
     return f"{BETTER if (delta > 0) == higher_is_better else WORSE} {baseline}"
+
+
+DESCRIPTIVE = "descriptive only"
+
+
+def run_verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: str, alpha: float = 0.05, *,
+                n_seeds: int, n_runs: int, min_seeds: int = MIN_SEEDS, pooled: bool = False) -> str:
+    """The verdict of a run-level test (:func:`bench.compare_stats.run_level_test`), or why there is none.
+
+    * ``pooled``: a statistic of the predictions pooled over fold models has no per-run value to test;
+    * fewer than ``min_seeds`` seeds per fold: "too few runs (n): descriptive only", never better/worse;
+    * a NaN p with a non-zero difference (the fold means do not vary: zero variance): no verdict;
+    * else :func:`verdict`.
+
+    Example:
+        >>> run_verdict(0.03, 0.01, True, "none", n_seeds=2, n_runs=10)
+        'too few runs (10): descriptive only'
+    """
+    if pooled:
+        return f"{DESCRIPTIVE} (pooled over fold models: no per-run value)"
+    if n_seeds < min_seeds:
+        return f"too few runs ({n_runs}): {DESCRIPTIVE}"
+    if not np.isfinite(p_adjusted) and np.isfinite(delta) and delta != 0:
+        return "no verdict: the runs' differences do not vary (zero variance)"
+    return verdict(delta, p_adjusted, higher_is_better, baseline, alpha)
