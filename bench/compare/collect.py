@@ -89,6 +89,12 @@ def case_data(tracker: Tracker, runs: pd.DataFrame,
             elif name == "labels":
                 columns["label"] = values.astype(int)
             elif name == "probs":
+                if not np.isfinite(values.astype(float)).all():
+                    bad = int((~np.isfinite(values.astype(float))).any(axis=1).sum())
+                    raise BenchError(f"every validation probability must be a number, but run {row.run_id} (arm "
+                                     f"{row.arm}, fold {row.fold}, seed {row.seed}) has NaN or infinite "
+                                     f"probabilities for {bad} of {cases.n} cases. Re-run it (bench compare "
+                                     f"--resume after deleting the run) or find why its model diverged.")
                 columns.update({f"{PROB_PREFIX}{k}": values[:, k].astype(float) for k in range(values.shape[1])})
             elif values.ndim == 1:
                 columns[name] = values.astype(float)

@@ -84,6 +84,12 @@ def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "m
         stacked = {}
         for name, cols in fields.items():
             block = indexed.loc[grid, [cols] if isinstance(cols, str) else list(cols)].to_numpy()
+            if statistic != "mean" and block.dtype.kind == "f" and not np.isfinite(block).all():
+                where = dict(zip(grid.names, grid[int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])]))
+                raise BenchError(f"a set-level metric needs every {name} value to be a number, but arm '{arm}' has "
+                                 f"NaN or infinite {name} at fold {where.get('fold')}, seed {where.get('seed')} "
+                                 f"(case {where.get('case')}). Re-run that run; a NaN would silently drop its fold "
+                                 f"for this arm only.")
             block = block.reshape(len(replicates), len(cases), -1)
             stacked[name] = block[..., 0] if isinstance(cols, str) else block
         out[str(arm)] = ArmCases(stacked, statistic)
