@@ -281,13 +281,11 @@ def test_set_level_auroc_from_pooled_case_probabilities():
 
 
 # --- across comparisons ---------------------------------------------------------------------------------
-def test_summarize_ranks_arms_over_comparisons(workdir):
-    from bench.compare import summarize
+def _summary_parents(rows):
     from bench.tracking import Tracker
 
     ids = []
-    for k, (task, means) in enumerate([("xray-heart", [0.70, 0.80, 0.75]), ("ct-lung", [0.30, 0.45, 0.40]),
-                                       ("xray-heart", [0.60, 0.62, 0.65])]):
+    for k, (task, means) in enumerate(rows):
         tracker = Tracker(task)
         parent = tracker.start_run(f"compare s{k}", {"bench.kind": "comparison", "comparison": f"s{k}",
                                                      "metric": "val_m"})
@@ -295,14 +293,32 @@ def test_summarize_ranks_arms_over_comparisons(workdir):
                               "higher_is_better": True})
         tracker.log_bytes(parent, "results.csv", table.to_csv(index=False).encode())
         ids.append(parent)
+    return ids
+
+
+def test_summarize_ranks_arms_over_comparisons(workdir):
+    from bench.compare import summarize
+
+    ids = _summary_parents([("xray-heart", [0.70, 0.80, 0.75]), ("ct-lung", [0.30, 0.45, 0.40]),
+                            ("xray-heart", [0.60, 0.62, 0.65])])
     scores, friedman, paths = summarize(ids, workdir / "summary")
     assert list(scores.columns) == ["dice", "dice_ce", "spread_dice"] and len(scores) == 3
     assert friedman.mean_ranks.to_dict() == pytest.approx({"dice_ce": 4 / 3, "spread_dice": 5 / 3, "dice": 3.0})
-    assert {p.name for p in paths} >= {"cd_diagram.png", "summary.md", "report.html"}
-    assert (workdir / "summary" / "cd_diagram.png").read_bytes()[:4] == b"\x89PNG"
+    # chi2 = 12 / (N k (k + 1)) sum R_j^2 - 3 N (k + 1) = 4.667 (p 0.097): Friedman does not reject, so no CD
+    # diagram (old code drew it regardless); Iman-Davenport F = (N - 1) chi2 / (N (k - 1) - chi2) beside it
+    assert friedman.statistic == pytest.approx(14 / 3) and not friedman.rejects
+    assert friedman.iman_davenport == pytest.approx(2 * (14 / 3) / (6 - 14 / 3))
+    assert {p.name for p in paths} == {"summary-scores.csv", "summary-ranks.csv", "summary.md", "report.html"}
+    assert not (workdir / "summary" / "cd_diagram.png").exists()
+    assert "does not reject" in (workdir / "summary" / "summary.md").read_text()
     assert run(_args("--summarize", ",".join(ids))) == 0
     with pytest.raises(BenchError, match="parent run ids of finished comparisons"):
         summarize([ids[0], "0" * 32])
+    more = _summary_parents([("xray-heart", [0.5, 0.7, 0.6 + k / 100]) for k in range(5)]
+                            + [("ct-lung", [0.5, 0.7, 0.75])])
+    _, friedman, paths = summarize(more, workdir / "summary")
+    assert friedman.rejects and friedman.p_iman_davenport < friedman.p  # Iman-Davenport is less conservative
+    assert (workdir / "summary" / "cd_diagram.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_command_module_imports_no_mlflow_pandas_or_torch():

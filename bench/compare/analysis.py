@@ -142,3 +142,39 @@ def trial_hours(table: pd.DataFrame, arms: Sequence[str]) -> dict[str, float]:
     """Hours of every run of each arm (finished, failed and killed ones too: compute spent is spent)."""
     seconds = table.groupby("arm")["seconds"].sum(min_count=1) if not table.empty else pd.Series(dtype=float)
     return {arm: float(seconds.get(arm, 0.0)) / 3600.0 for arm in arms}
+
+
+def seeds_for(table: pd.DataFrame, metric: str, target: float, folds: int | None = None,
+              alpha: float = ALPHA) -> pd.DataFrame:
+    """Seeds per fold each arm would need to detect a difference of ``target`` (80 % power, two-sided, at
+    alpha / m: Holm's first step over the m arms), from a finished comparison's variance components.
+
+    ``table`` is the pilot's results table (``results.csv``: ``sd_fold``, ``sd_seed``, ``n_folds``, ``n_seeds``
+    per arm); ``folds`` the K planned (default the pilot's). A one-seed pilot cannot separate the seed term
+    from the fold term and reports all its variance as the fold term (then more seeds cannot help and the
+    answer is None: more folds or cases, or a pilot with 2 seeds or more).
+
+    Raises:
+        BenchError: the table has no variance components (made by an older bench: recompute it with
+            ``bench compare --name NAME --resume``) or no such metric.
+    """
+    from bench.compare_stats import detectable_difference, seeds_needed
+
+    part = table[table["metric"] == metric]
+    if part.empty:
+        raise BenchError(f"--plan-for needs the pilot's metric {metric}, but its results table holds "
+                         f"{sorted(set(table['metric']))}. Pass --metric.")
+    if "sd_fold" not in part or part["sd_fold"].isna().all():
+        raise BenchError(f"--plan-for needs the pilot's run-level variance components (sd_fold, sd_seed) of "
+                         f"{metric}, but its results table has none (made by an older bench, or the metric has no "
+                         f"per-run value). Recompute it with `bench compare --name NAME --resume`.")
+    others = part[part["verdict"] != "baseline"]
+    m = max(1, len(others))
+    rows = []
+    for r in others.itertuples():
+        k = int(folds or r.n_folds)
+        rows.append({"arm": r.arm, "delta_now": r.run_delta, "sd_fold": r.sd_fold, "sd_seed": r.sd_seed,
+                     "pilot": f"{int(r.n_folds)} x {int(r.n_seeds)}", "folds": k,
+                     "detectable_now": detectable_difference(r.sd_fold, r.sd_seed, k, int(r.n_seeds), alpha / m),
+                     "seeds_needed": seeds_needed(target, r.sd_fold, r.sd_seed, k, alpha / m)})
+    return pd.DataFrame(rows)
