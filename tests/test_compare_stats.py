@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import friedmanchisquare, norm, ttest_1samp, wilcoxon
+from scipy.stats import friedmanchisquare, norm, rankdata, ttest_1samp, wilcoxon
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
@@ -41,6 +42,7 @@ from bench.compare_stats import (
     detectable_difference,
     stratified_case_draws,
     verdict,
+    wilcoxon_p,
 )
 from bench.errors import BenchError
 
@@ -120,6 +122,20 @@ def test_wilcoxon_p_by_hand_and_against_scipy():
     result = paired_per_case(a, b)
     assert result.p == pytest.approx(wilcoxon(a - b).pvalue)
     assert result.test == "wilcoxon" and result.n == 40 and result.delta == pytest.approx(np.mean(a - b))
+
+
+def test_wilcoxon_is_exact_on_the_non_zero_differences_with_ties():
+    # zeros and tied magnitudes: scipy's default falls back to the normal approximation (old code: 0.929)
+    d = np.array([0.0, 0.0, -0.2, 0.6, 0.0, -0.6, -0.9, 3.1, -0.1, -2.0, -0.6, 0.7, -0.5, 1.4])
+    nz = d[d != 0]
+    ranks = rankdata(np.abs(nz))
+    observed = ranks[nz > 0].sum()
+    signs = np.array(list(itertools.product([0, 1], repeat=nz.size)), bool)  # every sign pattern
+    null = (signs * ranks).sum(axis=1)
+    centre = ranks.sum() / 2
+    exact = np.mean(np.abs(null - centre) >= abs(observed - centre) - 1e-9)
+    assert wilcoxon_p(d) == pytest.approx(exact)
+    assert abs(wilcoxon(d).pvalue - exact) > 0.02
 
 
 def test_all_zero_differences_give_p_one_without_an_exception():

@@ -50,17 +50,26 @@ def bootstrap_p_value(draws: ArrayLike) -> float:
     return float(min(1.0, 2 * (1 + tail) / (d.size + 1)))
 
 
+EXACT_UP_TO = 16  # non-zero differences enumerated exactly (2^16 sign patterns)
+
+
 def wilcoxon_p(differences: ArrayLike) -> float:
     """Two-sided Wilcoxon signed-rank p-value of paired differences; all-zero differences give p = 1.0.
 
-    Zero differences are dropped first (Wilcoxon's own zero method) and ``scipy.stats.wilcoxon`` runs on
-    the non-zero ones, so it takes the exact null distribution when they are few (n <= 50) and untied;
-    handed the zeros, scipy would switch to the normal approximation (e.g. p 0.270 instead of 0.344).
+    Zero differences are dropped first (Wilcoxon's own zero method: they carry no sign). Up to 16 non-zero
+    differences the p-value is exact, from every one of the 2^n sign patterns of their midranks
+    (``scipy.stats.wilcoxon`` with ``PermutationMethod``: exact with tied magnitudes too); above, scipy's
+    default (exact null distribution up to 50 untied differences, else the normal approximation). Handed
+    zeros or ties, scipy's default switches to the normal approximation even for a handful of cases.
     """
     d = np.asarray(differences, float)
     d = d[np.isfinite(d) & (d != 0)]
     if not d.size:
         return 1.0
+    if d.size <= EXACT_UP_TO:
+        from scipy.stats import PermutationMethod
+
+        return float(wilcoxon(d, method=PermutationMethod(n_resamples=np.inf)).pvalue)
     return float(wilcoxon(d).pvalue)
 
 
