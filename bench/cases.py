@@ -9,7 +9,10 @@ validation-part order, and never a case or patient identifier:
 * statistic ``macro_auroc``: ``fields.probs`` (N×C class probabilities) and ``fields.labels`` (N ints);
   AUROC has no per-case value, so a resample recomputes it from the resampled cases;
 * any statistic: a field named ``*_dice`` holds a per-case Dice for the report's box plot (xray-heart:
-  ``val_heart_dice``); a ``mean`` of a Dice objective is its own per-case Dice.
+  ``val_heart_dice``); a ``mean`` of a Dice objective is its own per-case Dice;
+* any statistic: ``fields.groups`` = each case's patient as an anonymous number within the validation
+  part (0, 1, 2, ... in order of first appearance; :func:`patient_numbers`), never an id, so that
+  statistics can treat a patient's images as one unit.
 
 How statistics turn a case resample into a number is the ``CASE_STATISTICS`` registry.
 """
@@ -101,6 +104,21 @@ def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarra
     ok = present >= 2
     out[ok] = np.nansum(stacked[ok], axis=1) / present[ok]
     return out
+
+
+GROUPS = "groups"  # the field of anonymous patient numbers
+
+
+def patient_numbers(patient_ids: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Each case's patient as an anonymous number within these cases: 0 for the first patient seen, 1 for
+    the next new one, ... The ids themselves go no further than the data layer that calls this.
+
+    Example:
+        >>> patient_numbers(["p7", "p3", "p7", "p9"]).tolist()
+        [0, 1, 0, 2]
+    """
+    first: dict[Any, int] = {}
+    return np.array([first.setdefault(str(p), len(first)) for p in patient_ids], np.int64)
 
 
 def case_file(metric: str, statistic: str, **fields: Sequence[Any]) -> bytes:

@@ -493,3 +493,35 @@ def test_the_module_imports_no_torch_mlflow_or_optuna():
             "print([m for m in ('torch', 'mlflow', 'optuna', 'matplotlib') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- patients
+
+
+def test_patient_numbers_are_anonymous_and_in_order():
+    from bench.cases import patient_numbers
+
+    assert patient_numbers(["JSRT-0042", "JSRT-0007", "JSRT-0042"]).tolist() == [0, 1, 0]
+
+
+def test_per_case_wilcoxon_runs_on_patient_means_and_the_bootstrap_draws_patients():
+    rng = np.random.default_rng(15)
+    groups = np.repeat(np.arange(12), [1, 2, 3] * 4)  # 24 images of 12 patients in one fold
+    d_patient = rng.normal(0.01, 0.05, 12)
+    arm = 0.5 + d_patient[groups] + rng.normal(0, 0.001, groups.size)
+    base = np.full(groups.size, 0.5)
+    result = paired_per_case(arm, base, clusters=groups, strata=np.zeros(groups.size), resamples=300, seed=2)
+    means = np.array([(arm - base)[groups == g].mean() for g in range(12)])
+    assert result.n == 12 and result.test == "wilcoxon on patient means"
+    assert result.p == pytest.approx(wilcoxon_p(means))
+    sums, counts = np.bincount(groups, arm - base), np.bincount(groups).astype(float)
+    from bench.cases import stratified_draws
+
+    idx = stratified_draws(np.zeros(12).astype(str), 300, 2)
+    draws = sums[idx].sum(1) / counts[idx].sum(1)
+    assert (result.delta_low, result.delta_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    # through the tidy table: a `group` column makes compare_arms use the patients
+    frame = pd.DataFrame({"arm": ["a"] * 24 + ["b"] * 24, "fold": 0, "seed": 0, "case": list(range(24)) * 2,
+                          "group": list(groups) * 2, "dice": np.concatenate([base, arm])})
+    row = compare_arms(frame, "dice", "a", higher_is_better=True, resamples=100).set_index("arm").loc["b"]
+    assert row["test_case"] == "wilcoxon on patient means" and row["n_paired"] == 12

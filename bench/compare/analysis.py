@@ -119,7 +119,8 @@ def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, b
                 trial_hours: Mapping[str, float], alpha: float, resamples: int) -> pd.DataFrame:
     common = {"alpha": alpha, "resamples": resamples, "trial_hours": trial_hours}
     if source == "case":
-        frame = cases.frame[["arm", "fold", "seed", "case", metric]]
+        patient = ["group"] if "group" in cases.frame else []  # per-case tests on patient means
+        frame = cases.frame[["arm", "fold", "seed", "case", *patient, metric]]
         return compare_arms(frame, metric, baseline, **common)
     if source == "set":
         statistic, fields = cases.set_level[metric]

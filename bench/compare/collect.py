@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.cases import CASE_FILE, load_cases
+from bench.cases import CASE_FILE, GROUPS, load_cases
 from bench.errors import BenchError
 from bench.tracking import Tracker
 
@@ -88,6 +88,8 @@ def case_data(tracker: Tracker, runs: pd.DataFrame,
                 _add(per_case, cases.metric)
             elif name == "labels":
                 columns["label"] = values.astype(int)
+            elif name == GROUPS:  # anonymous patient number within the fold (issue 21)
+                columns["group"] = values.astype(int)
             elif name == "probs":
                 if not np.isfinite(values.astype(float)).all():
                     bad = int((~np.isfinite(values.astype(float))).any(axis=1).sum())

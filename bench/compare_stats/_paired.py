@@ -88,15 +88,23 @@ def _case_means(values: ArmCases | ArrayLike) -> np.ndarray:
 
 
 def paired_per_case(arm: ArmCases | ArrayLike, baseline: ArmCases | ArrayLike, level: float = 0.95,
-                    resamples: int = 2000, seed: int = 0) -> PairedResult:
+                    resamples: int = 2000, seed: int = 0, clusters: ArrayLike | None = None,
+                    strata: ArrayLike | None = None) -> PairedResult:
     """Per-case difference of arm and baseline: mean with case-bootstrap CI and Wilcoxon signed-rank p.
 
     With a_c, b_c the per-case values averaged over replicates (seeds), d_c = a_c - b_c over the n cases
     where both are defined; delta = (1/n) sum_c d_c, its CI the percentile interval of the mean of d over
     B case resamples, and p the two-sided Wilcoxon signed-rank test of the d_c (Wilcoxon 1945).
 
+    With ``clusters`` (one patient number per case; images of one patient are not independent) the unit is
+    the patient: p is the Wilcoxon test of the patients' mean differences, and each resample draws
+    patients with replacement (within ``strata``, e.g. folds, when given) and takes the mean over all
+    their cases (the cluster bootstrap, Davison & Hinkley 1997, sec. 3.8); ``n`` counts patients.
+
     Args:
         arm, baseline: per-case values, N or R×N (same cases, same order), or :class:`ArmCases` of them.
+        clusters: per case, its patient (any labels; unique within the comparison, e.g. fold and number).
+        strata: per case, the stratum its patient is drawn within.
 
     Example:
         >>> paired_per_case([0.9, 0.8, 0.7, 0.6, 0.5], [0.8, 0.6, 0.4, 0.2, 0.0]).p
@@ -106,13 +114,31 @@ def paired_per_case(arm: ArmCases | ArrayLike, baseline: ArmCases | ArrayLike, l
     if a.shape != b.shape:
         raise BenchError(f"a paired comparison needs the same cases in both arms, but got {a.size} and "
                          f"{b.size} cases. Score every arm on every fold and seed.")
-    d = (a - b)[np.isfinite(a - b)]
+    defined = np.isfinite(a - b)
+    d = (a - b)[defined]
     if not d.size:
         raise BenchError("a paired comparison needs at least one case defined in both arms, but got none. "
                          "Check the metric column for NaNs.")
-    draws = d[case_draws(d.size, resamples, seed)].mean(axis=1)
+    if clusters is None:
+        draws = d[case_draws(d.size, resamples, seed)].mean(axis=1)
+        lo, hi = percentile_ci(draws, level)
+        return PairedResult(int(d.size), float(d.mean()), lo, hi, wilcoxon_p(d), "wilcoxon",
+                            bootstrap_p_value(draws))
+    from bench.cases import patient_numbers, stratified_draws
+
+    per_case = patient_numbers(np.asarray(clusters).astype(str)[defined])  # clusters in first-appearance order
+    size = int(per_case.max()) + 1
+    sums, counts = np.bincount(per_case, d, size), np.bincount(per_case, minlength=size).astype(float)
+    if strata is None:
+        idx = case_draws(size, resamples, seed)
+    else:
+        stratum_of = np.empty(size, dtype=object)
+        stratum_of[per_case] = np.asarray(strata).astype(str)[defined]
+        idx = stratified_draws(stratum_of.astype(str), resamples, seed)
+    draws = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     lo, hi = percentile_ci(draws, level)
-    return PairedResult(int(d.size), float(d.mean()), lo, hi, wilcoxon_p(d), "wilcoxon", bootstrap_p_value(draws))
+    return PairedResult(size, float(d.mean()), lo, hi, wilcoxon_p(sums / counts),
+                        "wilcoxon on patient means", bootstrap_p_value(draws))
 
 
 def _binary_auroc_inputs(arm: ArmCases) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:

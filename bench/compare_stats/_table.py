@@ -17,6 +17,7 @@ from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
 KEY_COLUMNS = ("arm", "fold", "seed", "case")
+GROUP = "group"  # optional column: each case's patient as an anonymous number within its fold
 RESULT_COLUMNS = ["metric", "arm", "n", "mean", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p",
                   "p_adjusted", "test", "verdict", "n_paired", "n_folds", "n_seeds", "run_delta", "run_delta_low",
                   "run_delta_high", "sd_fold", "sd_seed", "detectable", "p_case", "test_case", "rank", "mean_rank",
@@ -179,13 +180,15 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     draws = {name: arms[name].thetas(idx) for name in order}
     values = {name: arms[name].value() for name in order}
     tests = max(1, len(order) - 1)
+    patients = _patients(frame, case_key)
     rows = []
     for name in order:
         row = {"metric": metric, "arm": name, "n": arms[name].n, "mean": values[name]}
         row["ci_low"], row["ci_high"] = percentile_ci(draws[name], level)
         if name != baseline:
             if arms[name].statistic == "mean":
-                paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed)
+                paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed,
+                                         **patients)
             else:
                 paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level)
             row.update(delta=paired.delta, delta_low=paired.delta_low, delta_high=paired.delta_high,
@@ -221,6 +224,20 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     if trial_hours is not None:
         table["trial_hours"] = [trial_hours.get(a, float("nan")) for a in table["arm"]]
     return table
+
+
+def _patients(frame: pd.DataFrame, case_key: Sequence[str]) -> dict[str, np.ndarray]:
+    """``clusters`` (fold and patient number) and ``strata`` (fold) per case, in case order, when the table
+    has a ``group`` column (each case's anonymous patient number within its fold); else nothing."""
+    key = list(case_key)
+    if GROUP not in frame or "fold" not in key:
+        return {}
+    cases = frame[[*key, GROUP]].drop_duplicates(key).sort_values(key)
+    if cases[GROUP].isna().any():
+        return {}
+    folds = cases["fold"].astype(str).to_numpy()
+    return {"clusters": np.char.add(np.char.add(folds, ":"), cases[GROUP].astype(int).astype(str).to_numpy()),
+            "strata": folds}
 
 
 def _labels(arm: ArmCases) -> np.ndarray | None:

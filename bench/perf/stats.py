@@ -1,0 +1,73 @@
+"""Validity of ``bench compare``'s verdict by simulation with known truth: ``bench perf --suite stats``.
+
+The full grid of :func:`bench.compare_stats._validity.validity_grid` (cases per fold 33 / 100 / 300 x
+run-to-run SD of a run's AUROC 0 / 0.015 / 0.032 x intra-patient correlation 0 / 0.5; 5 folds x 5 seeds):
+the false-positive rate of the verdict with equal arms, its power for a true +0.017 AUROC, and the rate of
+the rejected alternative (Wilcoxon over the K x S runs as if independent) beside it; then the power of
+the run-level test against the number of seeds. Writes the table to results/compare/validity.md.
+
+Goal (issue 21): a false-positive rate <= 0.06 in every cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GOAL = 0.06
+
+
+def stats(reps: int = 2000, folds: int = 5, seeds: int = 5, cases: Sequence[int] = (33, 100, 300),
+          run_sds: Sequence[float] = (0.0, 0.015, 0.032), rhos: Sequence[float] = (0.0, 0.5),
+          power_delta: float = 0.017, power_seeds: Sequence[int] = (2, 3, 5, 10), seed: int = 0,
+          markdown: str | None = "results/compare/validity.md") -> dict[str, Any]:
+    """Run the grid (``reps`` replicates per cell) and the power-by-seeds curve; write ``markdown``."""
+    from bench.compare_stats._runs import run_level_p
+    from bench.compare_stats._validity import binomial_bounds, simulate_run_aurocs, validity_grid
+
+    rows = validity_grid(reps, folds, seeds, cases, run_sds, rhos, power_delta=power_delta, seed=seed)
+    curve = []
+    for s in power_seeds:
+        rng = np.random.default_rng([seed, 99, s])
+        aurocs = simulate_run_aurocs(reps, folds, s, 100, 0.015, 0.0, power_delta, rng)
+        p = run_level_p(aurocs[:, 1] - aurocs[:, 0])
+        curve.append({"seeds": s, "power": float(np.mean(np.nan_to_num(p, nan=1.0) < 0.05))})
+    worst = max(r["false_positive_rate"] for r in rows)
+    lo, hi = binomial_bounds(reps)
+    result = {"rows": rows, "power_by_seeds": curve, "max_false_positive_rate": worst,
+              "binomial_range": [lo, hi], "goal": f"false-positive rate <= {GOAL} in every cell",
+              "met": bool(worst <= GOAL)}
+    if markdown:
+        from bench.config import atomic_write_text
+
+        atomic_write_text(Path(markdown), _markdown(result, reps, folds, seeds, power_delta))
+    return result
+
+
+def _markdown(result: dict[str, Any], reps: int, folds: int, seeds: int, delta: float) -> str:
+    lo, hi = result["binomial_range"]
+    lines = [
+        "# Validity of the verdict (`bench perf --suite stats`)", "",
+        f"Simulated two-arm comparisons with known truth, {folds} folds x {seeds} seeds, {reps} replicates per "
+        "cell, alpha = 0.05 (bench/compare_stats/_validity.py: per-case two-class scores with a shared case "
+        "difficulty, patients of 1-3 images, run-to-run variation of training; every run's AUROC is the "
+        "project's `macro_auroc`, the verdict the project's run-level test: t over the fold means of the "
+        "paired run differences, no verdict below 5 seeds).", "",
+        f"With an exact alpha the false-positive rate of {reps} replicates lies in [{lo:.3f}, {hi:.3f}] "
+        "(99.9 % binomial range). Power: arm 1 better by "
+        f"+{delta:g} AUROC (`true Δ` is the mean difference the simulation produced). The last column is the "
+        "rejected alternative, Wilcoxon over the K x S runs as if they were independent.", "",
+        "| cases per fold | run SD | intra-patient corr | false-positive rate | power | true Δ | Wilcoxon over runs FPR |",
+        "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['cases_per_fold']} | {r['run_sd']:g} | {r['rho']:g} | {r['false_positive_rate']:.3f} | "
+                     f"{r['power']:.3f} | {r['true_delta']:+.4f} | {r['wilcoxon_over_runs_fpr']:.3f} |")
+    lines += ["", f"Largest false-positive rate: {result['max_false_positive_rate']:.3f} (goal <= {GOAL}: "
+                  f"{'met' if result['met'] else 'NOT met'}).", "",
+              f"Power of the run-level test for +{delta:g} AUROC, 100 cases per fold, run SD 0.015, by seeds per "
+              "fold (a verdict needs 5):", "", "| seeds | power |", "|---|---|"]
+    lines += [f"| {c['seeds']} | {c['power']:.3f} |" for c in result["power_by_seeds"]]
+    return "\n".join(lines) + "\n"
