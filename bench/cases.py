@@ -56,9 +56,18 @@ class CaseSet:
             return self.metric, np.asarray(self.fields["values"], float)
         return None
 
+    @property
+    def folds(self) -> np.ndarray | None:
+        """Each case's fold for the out-of-fold cases of a cross-validated trial (:func:`combine_folds`)."""
+        return np.asarray(self.fields[FOLDS]) if FOLDS in self.fields else None
+
     def value(self) -> float:
-        """The statistic over all cases (equals the logged objective)."""
-        return float(CASE_STATISTICS.get(self.statistic)(self.fields, np.arange(self.n)[None])[0])
+        """The statistic over all cases, or the mean of its values within folds for a cross-validated
+        trial's cases (either way it equals the logged objective)."""
+        fn = CASE_STATISTICS.get(self.statistic)
+        if self.folds is not None:
+            fn = _within(fn, self.folds)
+        return float(fn(self.fields, np.arange(self.n)[None])[0])
 
 
 @CASE_STATISTICS.register("mean", "mean of one value per case (e.g. lesion Dice)")
@@ -107,6 +116,7 @@ def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarra
 
 
 GROUPS = "groups"  # the field of anonymous patient numbers
+FOLDS = "folds"  # the field of fold ids of a cross-validated trial's out-of-fold cases
 
 
 def patient_numbers(patient_ids: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -135,6 +145,24 @@ def case_file(metric: str, statistic: str, **fields: Sequence[Any]) -> bytes:
     payload = {"metric": metric, "statistic": statistic,
                "fields": {k: np.asarray(v).tolist() for k, v in fields.items()}}
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def combine_folds(files: Sequence[bytes | str]) -> bytes:
+    """One ``val_cases.json`` for a cross-validated trial from its K fold runs' files: every fold's cases in
+    fold order, each with its fold id in the field ``folds`` (statistics are then computed within folds and
+    averaged, as the trial's objective is, and the bootstrap draws within folds: :func:`pooled_case_bootstrap`).
+
+    Raises:
+        BenchError: the folds' files disagree on the metric, statistic or fields.
+    """
+    sets = [load_cases(f) for f in files]
+    kinds = {(c.metric, c.statistic, tuple(sorted(c.fields))) for c in sets}
+    if len(kinds) != 1:
+        raise BenchError(f"the folds of a cross-validated trial must store the same per-case fields, but got "
+                         f"{sorted(kinds)}. Were they run by different task versions?")
+    fields = {k: np.concatenate([np.asarray(c.fields[k]) for c in sets]) for k in sets[0].fields}
+    fields[FOLDS] = np.concatenate([np.full(c.n, k, np.int64) for k, c in enumerate(sets)])
+    return case_file(sets[0].metric, sets[0].statistic, **fields)
 
 
 def load_cases(data: bytes | str) -> CaseSet:
@@ -196,9 +224,10 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
 
     Cases with class labels (a set-level statistic) are drawn within their class, so every resample keeps
     each class's count; with ``folds`` (the fold of each case, for the out-of-fold cases of a
-    cross-validated trial) within fold x class, the stratified bootstrap ``bench compare`` uses
-    (:func:`stratified_draws`). With ``folds`` a set-level statistic is computed within each fold and
-    averaged weighted by the folds' case counts (each fold's cases were scored by that fold's model).
+    cross-validated trial; by default the cases' own ``folds`` field, :func:`combine_folds`) within fold x
+    class, the stratified bootstrap ``bench compare`` uses (:func:`stratified_draws`). With folds the
+    statistic is computed within each fold and the folds' values averaged, as the trial's objective is
+    (each fold's cases were scored by that fold's model).
 
     Args:
         case_sets: one :class:`CaseSet` per seed, all with the same statistic and number of cases.
@@ -216,6 +245,8 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
         raise BenchError(f"seeds of one config must share the validation cases, but got statistics "
                          f"{sorted(statistics)} over {sorted(sizes)} cases. Were they run on different splits?")
     fn, n = CASE_STATISTICS.get(statistics.pop()), sizes.pop()
+    if folds is None:
+        folds = case_sets[0].folds
     strata = case_strata(case_sets[0].fields, folds)
     if strata is None:
         idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
@@ -234,10 +265,11 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
 
 
 def _within(fn, folds: np.ndarray):
-    """``fn`` computed on each fold's columns of idx and averaged with weights n_f / N (NaN folds dropped,
-    the others renormalised): a set-level statistic of out-of-fold cases, each fold scored by its model."""
+    """``fn`` computed on each fold's columns of idx and the folds' values averaged (NaN folds dropped): the
+    statistic of out-of-fold cases, each fold scored by its own model, as a cross-validated trial's
+    objective (the plain mean of its folds' values)."""
     groups = [np.flatnonzero(folds == f) for f in dict.fromkeys(folds.tolist())]
-    weights = np.array([g.size for g in groups], float)
+    weights = np.ones(len(groups))
 
     def statistic(fields, idx):
         values = np.stack([fn(fields, idx[:, g]) for g in groups], axis=1)

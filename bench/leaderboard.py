@@ -228,8 +228,10 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
 
     Each original trial is grouped with its COMPLETE repeat runs (tag ``bench.repeat_of``). When every
     run of a group has ``val_cases.json``, the CI comes from :func:`bench.cases.pooled_case_bootstrap`
-    (cases resampled once per draw and shared by the seeds; formula there); otherwise ``mean`` is the mean
-    of the logged objectives and the CI columns are NaN, with the reason in ``ci_over``.
+    (cases resampled once per draw and shared by the seeds, within class, and within fold for a
+    cross-validated trial, whose file holds every fold's cases with the fold id; formula there): a CI given
+    these models; otherwise ``mean`` is the mean of the logged objectives and the CI columns are NaN, with
+    the reason in ``ci_over``.
 
     Args:
         task: registered task name.
@@ -271,7 +273,8 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
                 break
         if len(case_sets) == len(runs):
             mean, lo, hi = pooled_case_bootstrap(case_sets, resamples=resamples)
-            over, n_cases = "cases (pooled over seeds)", case_sets[0].n
+            within = " within folds" if case_sets[0].folds is not None else ""  # cross-validated trials
+            over, n_cases = f"cases{within} (pooled over seeds, given these models)", case_sets[0].n
         else:
             mean, lo, hi = float(np.nanmean(values)), float("nan"), float("nan")
             over, n_cases = f"none: a run lacks {CASE_FILE}", 0
