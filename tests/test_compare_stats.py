@@ -136,6 +136,7 @@ def test_wilcoxon_is_exact_on_the_non_zero_differences_with_ties():
     exact = np.mean(np.abs(null - centre) >= abs(observed - centre) - 1e-9)
     assert wilcoxon_p(d) == pytest.approx(exact)
     assert abs(wilcoxon(d).pvalue - exact) > 0.02
+    assert wilcoxon_p([0.0, 0.3]) == 1.0  # one non-zero difference: either sign is as likely
 
 
 def test_all_zero_differences_give_p_one_without_an_exception():

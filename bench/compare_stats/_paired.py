@@ -64,7 +64,7 @@ def wilcoxon_p(differences: ArrayLike) -> float:
     """
     d = np.asarray(differences, float)
     d = d[np.isfinite(d) & (d != 0)]
-    if not d.size:
+    if d.size < 2:  # no difference, or one: each sign is as likely (exact two-sided p = 1)
         return 1.0
     if d.size <= EXACT_UP_TO:
         from scipy.stats import PermutationMethod

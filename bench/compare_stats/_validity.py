@@ -10,9 +10,11 @@ images):
 
     score = beta_afs * y_i + g z_i + sqrt(1 - g^2) eps_afsi,    beta_afs = beta_0 + shift_a + tau_afs,
 
-with z (case difficulty, shared by every arm and run) and eps (the run's own errors) each
-sqrt(rho) * patient part + sqrt(1 - rho) * image part, so rho is the intra-patient correlation of the
-images. tau ~ N(0, sd_beta^2) is the run-to-run variation of training, scaled so that a run's AUROC has
+with z (case difficulty, shared by every arm and run) and eps = sqrt(h) a_ai + sqrt(1 - h) r_afsi, where
+a_ai is the arm's own systematic error on the case (shared by the arm's seeds: models of one arm trained on
+one fold err on the same cases; under the null it has mean zero over cases, so it is a fold-level term of
+the paired differences) and r the run's own errors; z, a and r are each sqrt(rho) * patient part +
+sqrt(1 - rho) * image part, so rho is the intra-patient correlation of the images. tau ~ N(0, sd_beta^2) is the run-to-run variation of training, scaled so that a run's AUROC has
 standard deviation ``run_sd`` (AUROC = Phi(beta / sqrt 2), so dAUROC/dbeta = phi(beta_0 / sqrt 2) / sqrt 2).
 Under the null both arms share beta_0; ``delta`` shifts arm 1 by delta AUROC (to first order).
 A patient holds 1-3 images (as the standard xray-heart split: 163 images of 80 patients).
@@ -31,6 +33,7 @@ from bench.compare_stats._runs import MIN_SEEDS, run_level_p
 
 BETA_0 = 1.5  # AUROC Phi(1.5 / sqrt 2) = 0.855
 SHARED = 0.7  # g: share of a case's score noise that every arm and run sees (its difficulty)
+ARM_CASE = 0.5  # h: share of the rest that is the arm's own systematic error on the case (shared by its seeds)
 CASES = (33, 100, 300)
 RUN_SDS = (0.0, 0.015, 0.032)
 RHOS = (0.0, 0.5)
@@ -67,7 +70,8 @@ def simulate_run_aurocs(reps: int, folds: int, seeds: int, cases: int, run_sd: f
         return np.sqrt(rho) * np.take_along_axis(per_patient, idx, axis=-1) + np.sqrt(1 - rho) * rng.standard_normal(full)
 
     z = clustered(())[:, None, :, None, :]  # shared by arms and seeds
-    eps = clustered((2, seeds)).transpose(0, 1, 3, 2, 4)  # (reps, arm, folds, seeds, cases)
+    own = clustered((2,))[:, :, :, None, :]  # (reps, arm, folds, 1, cases): the arm's errors, shared by seeds
+    eps = np.sqrt(ARM_CASE) * own + np.sqrt(1 - ARM_CASE) * clustered((2, seeds)).transpose(0, 1, 3, 2, 4)
     sd_beta = run_sd / _slope()
     beta = BETA_0 + sd_beta * rng.standard_normal((reps, 2, folds, seeds, 1))
     beta[:, 1] += delta / _slope()
