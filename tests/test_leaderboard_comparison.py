@@ -19,15 +19,15 @@ def make_comparison(uri: str, name: str = "guidance-demo", finished: bool = True
 
     rng = np.random.default_rng(0)
     arms = (("none", 0.0), ("gate", 0.05), ("crop", 0.0))
-    rows = [{"arm": arm, "fold": fold, "seed": 0, "case": case,
+    rows = [{"arm": arm, "fold": fold, "seed": seed, "case": case,
              "val_heart_dice": 0.8 + shift + rng.normal(0, 0.02)}
-            for arm, shift in arms for fold in range(2) for case in range(15)]
+            for arm, shift in arms for fold in range(2) for seed in range(5) for case in range(15)]
     table = compare_arms(pd.DataFrame(rows), "val_heart_dice", "none", higher_is_better=True, resamples=200,
                          trial_hours={"none": 0.1, "gate": 0.12, "crop": 0.11})
     table["unit"] = "case"
     tracker = Tracker("xray-heart", uri=uri)
     settings = {"dimension": "guidance", "arms": "none,gate,crop", "baseline": "none", "folds": 2,
-                "seeds": "0", "preset": "smoke", "metric": "val_heart_dice", "mode": "fixed"}
+                "seeds": "0,1,2,3,4", "preset": "smoke", "metric": "val_heart_dice", "mode": "fixed"}
     parent = open_parent(tracker, name, settings, None)
     if finished:
         tracker.log_bytes(parent, "results.csv", results_csv(table).encode())
@@ -46,7 +46,7 @@ def test_the_table_shows_the_primary_metric_by_name_and_by_run_id(comparison, ca
     assert main(["leaderboard", "--comparison", "guidance-demo"]) == 0
     out = capsys.readouterr().out
     assert f"comparison guidance-demo (run {comparison}), task xray-heart" in out
-    assert "primary metric val_heart_dice" in out and "p: wilcoxon" in out
+    assert "primary metric val_heart_dice" in out and "adj. p: paired t over 2 folds (seed means)" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
     assert "better than none" in lines["gate"] and "baseline" in lines["none"]
     assert "no detectable difference from none" in lines["crop"]
