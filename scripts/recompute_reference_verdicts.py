@@ -42,9 +42,9 @@ def main(target: float = 0.02) -> str:
     for folder, metric, baseline, higher in REFERENCES:
         table = recompute(folder, metric, baseline, higher)
         plan = seeds_for(table, metric, target).set_index("arm")
-        lines = [f"### {folder} ({metric} per run)", "",
-                 "| arm | mean | Δ over runs [95% t CI] | p (t over folds) | Holm p | verdict | sd_fold | sd_seed | "
-                 f"detectable Δ now | seeds for Δ = {target:g} |", "|---|---|---|---|---|---|---|---|---|---|"]
+        header = ("| arm | mean | Δ over runs [95% t CI] | p (t over folds) | Holm p | verdict | sd_fold | sd_seed | "
+                  f"detectable Δ now | seeds for Δ = {target:g} |")
+        lines = [f"### {folder} ({metric} per run)", "", header, "|---|---|---|---|---|---|---|---|---|---|"]
         for r in table.itertuples():
             if r.arm == baseline:
                 lines.append(f"| {r.arm} | {r.mean:.3f} | – | – | – | baseline | | | | |")

@@ -25,6 +25,7 @@ from bench.compare_stats import (
     critical_difference,
     delong_covariance,
     delong_test,
+    detectable_difference,
     friedman_nemenyi,
     holm,
     metric_direction,
@@ -38,9 +39,8 @@ from bench.compare_stats import (
     run_level_test,
     run_verdict,
     seeds_needed,
-    variance_components,
-    detectable_difference,
     stratified_case_draws,
+    variance_components,
     verdict,
     wilcoxon_p,
 )

@@ -132,7 +132,7 @@ def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, b
         statistic, fields = cases.set_level[pooled]
         return compare_arms(cases.frame, metric, baseline, statistic=statistic, fields=fields, strata="fold",
                             higher_is_better=metric_direction(pooled), **common)
-    logged = metric[: -len(PER_RUN)] if metric.endswith(PER_RUN) else metric
+    logged = metric.removesuffix(PER_RUN)
     per_run = pd.DataFrame({"arm": runs["arm"].astype(str), "fold": runs["fold"].astype(int),
                             "seed": runs["seed"].astype(int), metric: pd.to_numeric(runs[logged], errors="coerce")})
     frame = run_frame(runs, logged).rename(columns={logged: metric})

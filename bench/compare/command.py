@@ -165,8 +165,8 @@ def run(args) -> int:
 def _plan_for(args) -> int:
     """``--plan-for DELTA``: seeds needed per arm from a finished pilot comparison; trains nothing."""
     if not args.name:
-        raise ConfigError(f"--plan-for needs the pilot comparison's --name (a finished comparison), but got none. "
-                          f"Add --name NAME (`bench leaderboard --comparison NAME` shows it).")
+        raise ConfigError("--plan-for needs the pilot comparison's --name (a finished comparison), but got none. "
+                          "Add --name NAME (`bench leaderboard --comparison NAME` shows it).")
     if not args.plan_for > 0:
         raise ConfigError(f"--plan-for must be a difference > 0 of the primary metric, but got {args.plan_for}.")
     from bench.compare.analysis import seeds_for

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bench.cases import CASE_STATISTICS, CaseSet, pooled_case_bootstrap
+from bench.cases import CASE_STATISTICS, CaseSet, pooled_case_bootstrap, stratified_draws
 from bench.errors import BenchError
 
 # (fields with one entry per case, B×N case indices) -> B values; the contract of bench.cases.CASE_STATISTICS.
@@ -131,13 +131,11 @@ def draws_for(statistic: StatisticSpec, n: int, resamples: int, seed: int,
     own = getattr(statistic, "case_draws", None)
     if labels is None:
         return own(n, resamples, seed) if callable(own) else case_draws(n, resamples, seed)
-    from bench.compare_stats._stratified import stratified_case_draws
-
     strata = np.asarray(labels).astype(str)
     outer = getattr(statistic, "strata", None)
     if outer is not None:
         strata = np.char.add(np.char.add(np.asarray(outer).astype(str), "|"), strata)
-    return stratified_case_draws(strata, resamples, seed)
+    return stratified_draws(strata, resamples, seed)
 
 
 def percentile_ci(draws: np.ndarray, level: float) -> tuple[float, float]:

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.compare_stats._paired import holm, metric_direction, paired_per_case, run_verdict, set_level_from_draws
+from bench.compare_stats._paired import (
+    holm,
+    metric_direction,
+    paired_per_case,
+    run_verdict,
+    set_level_from_draws,
+)
 from bench.compare_stats._ranks import rank_table
 from bench.compare_stats._resample import ArmCases, StatisticSpec, draws_for, percentile_ci, resolve_statistic
 from bench.compare_stats._runs import detectable_difference, run_level_test

@@ -49,25 +49,27 @@ def stats(reps: int = 2000, folds: int = 5, seeds: int = 5, cases: Sequence[int]
 
 def _markdown(result: dict[str, Any], reps: int, folds: int, seeds: int, delta: float) -> str:
     lo, hi = result["binomial_range"]
-    lines = [
-        "# Validity of the verdict (`bench perf --suite stats`)", "",
-        f"Simulated two-arm comparisons with known truth, {folds} folds x {seeds} seeds, {reps} replicates per "
-        "cell, alpha = 0.05 (bench/compare_stats/_validity.py: per-case two-class scores with a shared case "
-        "difficulty, patients of 1-3 images, run-to-run variation of training; every run's AUROC is the "
-        "project's `macro_auroc`, the verdict the project's run-level test: t over the fold means of the "
-        "paired run differences, no verdict below 5 seeds).", "",
-        f"With an exact alpha the false-positive rate of {reps} replicates lies in [{lo:.3f}, {hi:.3f}] "
-        "(99.9 % binomial range). Power: arm 1 better by "
-        f"+{delta:g} AUROC (`true Δ` is the mean difference the simulation produced). The last column is the "
-        "rejected alternative, Wilcoxon over the K x S runs as if they were independent.", "",
-        "| cases per fold | run SD | intra-patient corr | false-positive rate | power | true Δ | Wilcoxon over runs FPR |",
-        "|---|---|---|---|---|---|---|"]
+    intro = (f"Simulated two-arm comparisons with known truth, {folds} folds x {seeds} seeds, {reps} replicates "
+             "per cell, alpha = 0.05 (bench/compare_stats/_validity.py: per-case two-class scores with a shared "
+             "case difficulty, each arm's own systematic errors on a case shared by its seeds, patients of 1-3 "
+             "images, run-to-run variation of training; every run's AUROC is the project's `macro_auroc`, the "
+             "verdict the project's run-level test: t over the fold means of the paired run differences, no "
+             "verdict below 5 seeds).")
+    bounds = (f"With an exact alpha the false-positive rate of {reps} replicates lies in [{lo:.3f}, {hi:.3f}] "
+              f"(99.9 % binomial range). Power: arm 1 better by +{delta:g} AUROC (`true Δ` is the mean "
+              "difference the simulation produced). The last column is the rejected alternative, Wilcoxon over "
+              "the K x S runs as if they were independent.")
+    header = ("| cases per fold | run SD | intra-patient corr | false-positive rate | power | true Δ | "
+              "Wilcoxon over runs FPR |")
+    lines = ["# Validity of the verdict (`bench perf --suite stats`)", "", intro, "", bounds, "", header,
+             "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['cases_per_fold']} | {r['run_sd']:g} | {r['rho']:g} | {r['false_positive_rate']:.3f} | "
                      f"{r['power']:.3f} | {r['true_delta']:+.4f} | {r['wilcoxon_over_runs_fpr']:.3f} |")
-    lines += ["", f"Largest false-positive rate: {result['max_false_positive_rate']:.3f} (goal <= {GOAL}: "
-                  f"{'met' if result['met'] else 'NOT met'}).", "",
-              f"Power of the run-level test for +{delta:g} AUROC, 100 cases per fold, run SD 0.015, by seeds per "
-              "fold (a verdict needs 5):", "", "| seeds | power |", "|---|---|"]
+    largest = (f"Largest false-positive rate: {result['max_false_positive_rate']:.3f} (goal <= {GOAL}: "
+               f"{'met' if result['met'] else 'NOT met'}).")
+    curve = (f"Power of the run-level test for +{delta:g} AUROC, 100 cases per fold, run SD 0.015, by seeds per "
+             "fold (a verdict needs 5):")
+    lines += ["", largest, "", curve, "", "| seeds | power |", "|---|---|"]
     lines += [f"| {c['seeds']} | {c['power']:.3f} |" for c in result["power_by_seeds"]]
     return "\n".join(lines) + "\n"

@@ -69,7 +69,9 @@ def prepare(config: TrialConfig) -> CtData:
         parts[part] = [
             {name: np.ascontiguousarray(arrays[name][i]) for name in ("image", "lung", "lesion")} for i in chosen
         ]
-    from bench.cases import patient_numbers  # issue 21: anonymous patient numbers (no id leaves the data layer)
+    from bench.cases import (
+        patient_numbers,  # issue 21: anonymous patient numbers (no id leaves the data layer)
+    )
 
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
     return CtData(split.sha256, spacing, parts, key, groups)
