@@ -9,6 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.compare_stats import compare_arms, results_csv, results_markdown
+from bench.errors import BenchError
 
 
 def make_comparison(uri: str, name: str = "guidance-demo", finished: bool = True) -> str:
@@ -95,3 +96,22 @@ def test_unknown_or_unfinished_comparison_is_one_clear_error(workdir, capsys):
     assert "but got --top" in capsys.readouterr().err
     assert main(["leaderboard"]) == 2
     assert "needs --task TASK" in capsys.readouterr().err
+
+
+def test_plan_for_prints_seeds_needed_from_a_finished_pilot_without_training(comparison, capsys):
+    from bench.compare.analysis import seeds_for
+    from bench.compare.read import find_comparison
+    from bench.compare_stats import seeds_needed
+
+    assert main(["compare", "--name", "guidance-demo", "--plan-for", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds per fold to detect a difference of 0.01 in val_heart_dice" in out
+    table = find_comparison("guidance-demo").table
+    plan = seeds_for(table, "val_heart_dice", 0.01).set_index("arm")
+    row = table.set_index(["metric", "arm"]).loc[("val_heart_dice", "gate")]
+    assert plan.loc["gate", "seeds_needed"] == seeds_needed(0.01, row["sd_fold"], row["sd_seed"], 2, 0.05 / 2)
+    assert "  gate: " in out and "  crop: " in out
+    old = table.drop(columns=["sd_fold", "sd_seed"])
+    with pytest.raises(BenchError, match="has none .*Recompute it with"):
+        seeds_for(old, "val_heart_dice", 0.01)
+    assert main(["compare", "--plan-for", "0.01"]) == 2  # no pilot named: one line, exit 2
