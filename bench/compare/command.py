@@ -179,8 +179,9 @@ def _plan_for(args) -> int:
     print(f"\nseeds per fold to detect a difference of {args.plan_for:g} in {metric} (80% power, two-sided, "
           f"Holm alpha 0.05 / {max(1, len(plan))}), from the pilot's variance components:")
     for r in plan.itertuples():
-        need = (f"{r.seeds_needed} seeds x {r.folds} folds = {r.seeds_needed * r.folds} runs"
-                if r.seeds_needed else f"not reachable with {r.folds} folds by seeds alone (the fold term, sd "
+        seeds = r.seeds_needed if r.seeds_needed == r.seeds_needed else None  # NaN: not reachable
+        need = (f"{int(seeds)} seeds x {r.folds} folds = {int(seeds) * r.folds} runs"
+                if seeds else f"not reachable with {r.folds} folds by seeds alone (the fold term, sd "
                                         f"{r.sd_fold:.4f}, is too large: more folds or cases)")
         print(f"  {r.arm}: {need}; pilot {r.pilot} (sd_fold {r.sd_fold:.4f}, sd_seed {r.sd_seed:.4f}) detects "
               f"{r.detectable_now:.4f} now")
