@@ -13,7 +13,8 @@ from bench.errors import ConfigError
 
 EXAMPLES = """examples:
   bench compare --task xray-heart --dimension guidance --preset smoke --arms none,soft_mask --folds 2
-  bench compare --task xray-heart --dimension guidance --seeds 2 --export results/compare/xray-heart-guidance
+  bench compare --task xray-heart --dimension guidance --export results/compare/xray-heart-guidance
+  bench compare --task xray-heart --dimension guidance --arms none,gate --seeds 2   (descriptive only)
   bench compare --task ct-lung --dimension seg_loss --arms dice,dice_ce,spread_dice --baseline dice
   bench compare --task xray-heart --dimension seg_loss --from-run <RUN_ID>
   bench compare --task xray-heart --dimension guidance --tune 8

@@ -68,9 +68,13 @@ def write_outputs(result: ComparisonResult, out_dir: str | Path) -> list[Path]:
     verdicts = "\n".join(f"- {v}" for v in result.analysis.verdicts)
     notes = "\n".join(f"- {n}" for n in result.analysis.notes)
     markdown = (f"# Comparison {result.name}\n\n{head}\n\n## Verdicts ({result.metric})\n\n{verdicts}\n\n"
-                f"## Results\n\nUnit: `case` = validation cases pooled over folds (seed-averaged), `fold` = the "
-                f"metric within each fold x seed on its own cases, averaged weighted by cases (bootstrap "
-                f"resamples cases within folds), `run` = one value per fold x seed run.\n\n{_markdown_by_unit(table)}"
+                f"## Results\n\nThe verdicts are decided over training runs: every arm's value per fold x seed "
+                f"run, paired with the baseline's, seeds averaged within a fold, a t test over the folds (Δ over "
+                f"runs, p, adjusted p; none below 5 seeds). Mean and Δ vs baseline with their CIs are given these "
+                f"models (a bootstrap of the validation cases). Unit of those: `case` = validation cases pooled "
+                f"over folds (seed-averaged), `fold` = the metric within each fold x seed on its own cases, "
+                f"averaged weighted by cases (cases resampled within folds), `run` = one value per fold x seed "
+                f"run.\n\n{_markdown_by_unit(table)}"
                 + (f"\n## Notes\n\n{notes}\n" if notes else ""))
     atomic_write_text(paths[1], markdown)
     atomic_write_text(paths[2], result.runs.to_csv(index=False, float_format="%.6g"))
