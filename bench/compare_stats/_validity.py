@@ -50,7 +50,8 @@ def _patients(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def simulate_run_aurocs(reps: int, folds: int, seeds: int, cases: int, run_sd: float, rho: float,
-                        delta: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+                        delta: float = 0.0, rng: np.random.Generator | None = None,
+                        arm_case: float = ARM_CASE) -> np.ndarray:
     """AUROC of every run of ``reps`` simulated two-arm comparisons: shape (reps, 2, folds, seeds).
 
     The per-case table is simulated as the module docstring says; each run's AUROC is computed by the
@@ -71,7 +72,7 @@ def simulate_run_aurocs(reps: int, folds: int, seeds: int, cases: int, run_sd: f
 
     z = clustered(())[:, None, :, None, :]  # shared by arms and seeds
     own = clustered((2,))[:, :, :, None, :]  # (reps, arm, folds, 1, cases): the arm's errors, shared by seeds
-    eps = np.sqrt(ARM_CASE) * own + np.sqrt(1 - ARM_CASE) * clustered((2, seeds)).transpose(0, 1, 3, 2, 4)
+    eps = np.sqrt(arm_case) * own + np.sqrt(1 - arm_case) * clustered((2, seeds)).transpose(0, 1, 3, 2, 4)
     sd_beta = run_sd / _slope()
     beta = BETA_0 + sd_beta * rng.standard_normal((reps, 2, folds, seeds, 1))
     beta[:, 1] += delta / _slope()
