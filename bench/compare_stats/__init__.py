@@ -1,5 +1,13 @@
 """Statistics of ``bench compare``: paired comparisons of arms (strategies) over K folds × S seeds.
 
+The verdict's unit is the training run (:mod:`bench.compare_stats._runs`): one value per arm x fold x seed,
+paired with the baseline's, seeds averaged within a fold, a t test of the K fold means
+(:func:`run_level_test`, :func:`run_level_p`), Holm over the arms, no verdict below :data:`MIN_SEEDS`
+seeds (:func:`run_verdict`); :func:`variance_components`, :func:`detectable_difference` and
+:func:`seeds_needed` say what a comparison could see. Everything below is "given these models" (the cases
+resampled, the trained models fixed) and describes; :mod:`bench.compare_stats._validity` checks the
+verdict by simulation with known truth.
+
 Pure numpy/scipy/pandas (statsmodels for Holm, imported when used); no torch, MLflow or Optuna, so a
 comparison's results can be recomputed from a tidy table anywhere. The driver hands per-case values in:
 
@@ -22,7 +30,7 @@ Example:
     >>> frame = pd.DataFrame({"arm": ["a"] * 6 + ["b"] * 6, "fold": 0, "seed": 0, "case": list(range(6)) * 2,
     ...                       "dice": [.5, .6, .7, .6, .5, .7] + [.7, .8, .9, .8, .7, .9]})
     >>> compare_arms(frame, "dice", "a", higher_is_better=True)["verdict"].tolist()
-    ['baseline', 'better than a']
+    ['baseline', 'too few runs (1): descriptive only']
 """
 
 from bench.compare_stats._delong import DeLongResult, delong_covariance, delong_test, stratified_delong_test

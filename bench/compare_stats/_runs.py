@@ -104,8 +104,8 @@ def run_level_test(differences: ArrayLike, level: float = 0.95) -> RunTest:
     Example:
         >>> d = [[0.02, 0.03], [0.01, 0.02], [0.03, 0.04], [0.02, 0.02]]
         >>> r = run_level_test(d)
-        >>> (r.n_folds, r.n_seeds, round(r.delta, 4), r.p < 0.01)
-        (4, 2, 0.0237, True)
+        >>> (r.n_folds, r.n_seeds, round(r.delta, 5), round(r.p, 3))
+        (4, 2, 0.02375, 0.011)
     """
     from scipy.stats import t as student_t
 
