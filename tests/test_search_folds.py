@@ -53,7 +53,6 @@ def test_two_fold_search_logs_each_fold_and_their_mean_and_replays_all_folds(wor
         assert {"checkpoint.pt", "val_cases.json"} <= {a.path for a in client.list_artifacts(mine[0].info.run_id)}
         # the trial keeps every fold's cases with the fold id: `leaderboard --seeds` can bootstrap it (issue 20 §7)
         from bench.cases import load_cases
-        from bench.tracking import Tracker
 
         trial_cases = load_cases(Tracker("xray-heart").read_artifact(run_id, "val_cases.json"))
         assert sorted(set(trial_cases.folds.tolist())) == [0, 1]
