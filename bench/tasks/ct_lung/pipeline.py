@@ -88,6 +88,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # Per-case lesion Dice of the cases the objective averages (lesion-bearing ones), for the case bootstrap
     # of `bench leaderboard --seeds`; their plain mean is the objective.
     val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
+    groups = {"groups": [g for g, r in zip(data.groups["val"], rows["val"]) if r["_lesions"] > 0]} \
+        if "val" in data.groups else {}  # issue 21: the cases' anonymous patient numbers
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
@@ -96,7 +98,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         history=history,
         state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
         previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"]),
-                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases)},
+                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
 
 

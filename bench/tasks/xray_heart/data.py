@@ -43,6 +43,8 @@ class XrayData:
     parts: dict[str, dict[str, torch.Tensor]]
     # label index -> class name; a binary list has its positive class last (bench.data.labels.positive_class)
     classes: tuple[str, ...] = field(default=CHD_CLASSES)
+    # part -> each case's patient as an anonymous number within the part (bench.cases.patient_numbers; issue 21)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def data_format(config: TrialConfig) -> str:
@@ -116,7 +118,12 @@ def prepare(config: TrialConfig) -> XrayData:
             "label": torch.from_numpy(to_trial[np.asarray(arrays["label"][chosen], np.int64)]),
             "thorax_width": torch.from_numpy(np.ascontiguousarray(arrays["thorax_width"][chosen])),
         }
-    return XrayData(split.sha256, parts, classes)
+    # issue 21: anonymous patient numbers per part (no id leaves the data layer)
+    from bench.cases import patient_numbers
+
+    groups = {part: patient_numbers(arrays["patient_id"][[row[i] for i in split.part(part, config.fold)]])
+              for part in ("val",)}
+    return XrayData(split.sha256, parts, classes, groups)
 
 
 def _own_classes(config: TrialConfig, fmt: str, refs: Sequence[CaseRef]) -> tuple[str, ...]:

@@ -89,7 +89,7 @@ def _resident(data: XrayData) -> XrayData:
     Predictions then stay on the device and metrics that need the host copy what they need once.
     """
     return XrayData(data.split_hash, {name: runtime.resident(part) for name, part in data.parts.items()},
-                    data.classes)
+                    data.classes, data.groups)
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
@@ -140,7 +140,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # bootstrap val_auroc over cases across seeds (bench.cases); AUROC itself has no per-case value.
     # Per-case heart Dice rides along for the report's per-case box plot.
     val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].cpu().numpy(), probs=probs["val"],
-                          val_heart_dice=per_case_dice(masks["val"], val["heart"]))
+                          val_heart_dice=per_case_dice(masks["val"], val["heart"]),
+                          **({"groups": data.groups["val"]} if "val" in data.groups else {}))  # issue 21: patients
     return TrialResult(
         config=config.replace(split_hash=data.split_hash, classes=data.classes),
         objective_name=SPEC.objective,
