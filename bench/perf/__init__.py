@@ -142,8 +142,8 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         goals = iter(result["met"].items())
         return rows + [(goal, "", "", "yes" if ok else "no") for goal, ok in goals]
     if name == "scale-data":
-        rows = [(f"peak memory, one trial, {r['patients']:,} patients ({r['images']:,} images, "
-                 f"{result['settings']['image_size']} px)",
+        size = result["settings"]["image_size"]
+        rows = [(f"peak memory, one trial, {r['patients']:,} patients ({r['images']:,} images, {size} px)",
                  f"{r['peak_rss_mb'] / 1024:.2f} GB" + (f" (in memory: {r['baseline_in_memory_gb']} GB)"
                                                         if r.get("baseline_in_memory_gb") else ""), "-", "-")
                 for r in result["runs"].values()]

@@ -27,6 +27,7 @@ from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.data.cache import RowStream, scratch, write_rows
 from bench.data.labels import positive_class
+from bench.data.rows import NpyColumn, Rows
 from bench.guidance import GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics import (
@@ -40,7 +41,6 @@ from bench.metrics import (
     per_class_recall,
     shift_gap,
 )
-from bench.data.rows import NpyColumn, Rows
 from bench.models import CLASSIFIERS, SEG_MODELS
 from bench.tasks.xray_heart.data import XrayData, config_classes, prepare
 from bench.tasks.xray_heart.spec import SPEC
