@@ -21,6 +21,12 @@ from bench.data.rows import NpyColumn, Rows
 from bench.errors import DataError, TrialPruned
 from bench.trial import run_trial
 
+def _ct_smoke() -> dict:
+    from bench.tasks import TASKS
+
+    return dict(TASKS.get("ct-lung").preset("smoke").config)
+
+
 SMOKE = {"task": "xray-heart", "image_size": 32, "max_train_cases": 16, "seg_epochs": 1, "cls_epochs": 1,
          "batch_size": 8}
 
@@ -146,3 +152,15 @@ def test_a_data_set_larger_than_the_memory_cap_trains(tmp_path):
     assert streamed["ok"] and np.isfinite(streamed["loss"]), streamed
     resident = train("memory")
     assert not resident["ok"], resident  # the same set gathered into memory does not fit under the cap
+
+
+def test_ct_lung_volumes_mapped_from_the_cache_give_the_metrics_of_volumes_in_memory():
+    config = TrialConfig(task="ct-lung", **_ct_smoke())
+    results = {}
+    for placement in ("resident", "stream"):
+        with runtime.using(_policy(placement)):
+            results[placement] = run_trial(config)
+    assert results["resident"].tags["bench.runtime.data"] == "host"
+    assert results["stream"].tags["bench.runtime.data"] == "stream"
+    assert json.dumps(results["resident"].metrics, sort_keys=True) == json.dumps(results["stream"].metrics,
+                                                                                 sort_keys=True)  # NaN-safe
