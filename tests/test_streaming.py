@@ -164,3 +164,58 @@ def test_ct_lung_volumes_mapped_from_the_cache_give_the_metrics_of_volumes_in_me
     assert results["stream"].tags["bench.runtime.data"] == "stream"
     assert json.dumps(results["resident"].metrics, sort_keys=True) == json.dumps(results["stream"].metrics,
                                                                                  sort_keys=True)  # NaN-safe
+
+
+_KILLED = textwrap.dedent("""
+    import dataclasses, multiprocessing, sys, threading
+    from bench import runtime
+    from bench.config import TrialConfig
+    from bench.trial import run_trial
+    pids_file = sys.argv[1]
+
+    def step_then_hang(self, compute):  # the first step: workers are reading ahead; say who they are, then wait
+        with open(pids_file + ".tmp", "w") as fh:
+            fh.write(" ".join(str(p.pid) for p in multiprocessing.active_children()))
+        import os
+        os.replace(pids_file + ".tmp", pids_file)
+        threading.Event().wait()
+
+    runtime.TrainStep.__call__ = step_then_hang
+    runtime.activate(dataclasses.replace(runtime.Runtime.choose(), data_placement="stream", loader_workers=2))
+    run_trial(TrialConfig(**dict(task="xray-heart", image_size=32, max_train_cases=16, seg_epochs=1, cls_epochs=1,
+                                 batch_size=8)))
+""")
+
+
+@pytest.mark.slow  # a fresh process imports torch and builds the phantom cache; the workers notice within ~5 s
+def test_loader_workers_end_after_kill_9_of_the_trial_process(tmp_path):
+    import os
+    import signal
+    import time
+
+    pids_file = tmp_path / "pids"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(pids_file)], env={**os.environ,
+                            "BENCH_CACHE": str(tmp_path / "cache")}, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while not pids_file.exists():  # the trial's own signal, not a guessed delay
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+        workers = [int(p) for p in pids_file.read_text().split()]
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+        def alive(pid: int) -> bool:
+            try:
+                return "Z" not in open(f"/proc/{pid}/stat").read().split(")")[1].split()[0]  # zombies are gone
+            except FileNotFoundError:
+                return False
+
+        deadline = time.monotonic() + 60  # torch's workers check for their parent every 5 s
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(p) for p in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
