@@ -128,6 +128,8 @@ def scale_data(patients: list[int] | tuple[int, ...] = (1000, 4000, 16000), imag
                             "baseline_in_memory_gb": BASELINE_GB.get(n)}
             if n == patients[0]:
                 ab = _python(config, "ab", run_env)
+            # each N as it is done, so a long run that is stopped still leaves its figures
+            (base / "partial.json").write_text(json.dumps({"runs": rows, "training_ab": ab}, indent=1) + "\n")
             if not keep:
                 shutil.rmtree(cache, ignore_errors=True)
     finally:
