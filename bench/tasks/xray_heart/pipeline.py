@@ -10,6 +10,11 @@ The classes come from the data (``XrayData.classes``). ``<part>_auroc`` is the A
 (the last one) when there are two classes and the macro one-vs-rest AUROC otherwise; the objective is
 ``val_auroc`` either way. Per-class recall and balanced accuracy are reported for every class list; the
 shift gap only where the split has a site-shifted part (the phantom).
+
+Data comes in batches (``bench.data.rows``, ``bench.train.loading``): the parts stay in the cache's files
+and are streamed, or are gathered into memory (on the GPU when resident) where the runtime policy says they
+fit (``bench.runtime.place_data``, recorded as ``bench.runtime.data``); both give the same numbers.
+Predicted masks of streamed parts go to the trial's scratch folder as ``.npy`` files.
 """
 
 from __future__ import annotations
