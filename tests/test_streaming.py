@@ -21,6 +21,7 @@ from bench.data.rows import NpyColumn, Rows
 from bench.errors import DataError, TrialPruned
 from bench.trial import run_trial
 
+
 def _ct_smoke() -> dict:
     from bench.tasks import TASKS
 
