@@ -45,7 +45,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
                                patch=patch)
     threshold = float(task_param(config, "threshold"))
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
-    data = prepare(config)
+    data = placed(prepare(config))
     history: list[dict] = []
 
     # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
@@ -100,6 +100,16 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"]),
                   CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
+
+
+def placed(data: CtData) -> CtData:
+    """The volumes where the runtime policy puts them by their measured size (``bench.runtime.place_data``):
+    copied into memory, or left as the cache's memory-mapped volumes (read as patches and windows need them)."""
+    nbytes = sum(a.nbytes for cases in data.parts.values() for case in cases for a in case.values())
+    if runtime.place_data(nbytes) == "stream":
+        return data
+    parts = {p: [{k: np.array(a) for k, a in case.items()} for case in cases] for p, cases in data.parts.items()}
+    return CtData(data.split_hash, data.spacing, parts, data.key)
 
 
 def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n: int = 4) -> bytes:
@@ -159,7 +169,7 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
         arrays = {f"weight.{name}": t.detach().cpu().numpy() for name, t in lung_net.state_dict().items()}
         arrays["losses"] = np.array(losses, np.float64)
         for part, v in vols.items():
-            arrays[f"pred.{part}"] = np.stack(infer(lung_net, v, roi3d)) if v.inputs else np.zeros((0,), np.uint8)
+            arrays[f"pred.{part}"] = np.stack(infer(lung_net, v, roi3d)) if len(v) else np.zeros((0,), np.uint8)
         return arrays
 
     stored = cached_arrays(key, train)
@@ -169,5 +179,5 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
     # only count epochs this trial trained.
     history.extend({"stage": "lung", "epoch": epoch, "lung_train_loss": value}
                    for epoch, value in enumerate(stored["losses"].tolist()))
-    preds = {part: [np.array(p) for p in stored[f"pred.{part}"]] for part in data.parts}
+    preds = {part: list(stored[f"pred.{part}"]) for part in data.parts}  # memory-mapped volumes, read-only
     return lung_net, preds
