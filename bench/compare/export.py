@@ -16,7 +16,13 @@ import pandas as pd
 
 from bench.compare.read import RESULTS_CSV
 from bench.compare_plots import case_strip_png, cd_diagram_png, forest_png
-from bench.compare_stats import friedman_nemenyi, per_case_means, results_csv, results_display, results_markdown
+from bench.compare_stats import (
+    friedman_nemenyi,
+    per_case_means,
+    results_csv,
+    results_display,
+    results_markdown,
+)
 from bench.config import atomic_write_text
 from bench.errors import BenchError
 
