@@ -131,7 +131,8 @@ def case_dice_png(per_strategy: Mapping[str, np.ndarray], name: str, by: str) ->
 def _box_strip_png(groups: Mapping[str, np.ndarray], xlabel: str, ylabel: str) -> bytes:
     """One box per group with its values overlaid as jittered points; an empty mapping gives empty axes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    # wide enough that every box keeps ~0.8 inch: a comparison's seven arms were squeezed into 5 inches
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(groups) + 2.0), 3.6))
     if groups:
         labels = list(groups)
         ax.boxplot([groups[k] for k in labels], showfliers=False)

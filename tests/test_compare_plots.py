@@ -69,3 +69,42 @@ def test_cd_diagram_is_a_png_taller_with_more_arms():
     assert six.height > three.height
     with pytest.raises(BenchError, match="positive CD"):
         cd_diagram_png(result.mean_ranks, float("nan"))
+
+
+def test_intervals_are_rounded_to_what_their_ci_supports():
+    from bench.compare_stats._table import _interval, ci_decimals
+
+    assert ci_decimals(0.80, 0.864) == 3  # half-width 0.032: two significant digits
+    assert ci_decimals(0.5, 1.0) == 2 and ci_decimals(10.0, 34.0) == 0
+    assert ci_decimals(float("nan"), 1.0) is None and ci_decimals(0.3, 0.3) is None
+    assert _interval(0.912345678, 0.80, 0.864) == "0.912 [0.800, 0.864]"
+    assert _interval(21.4567, 10.0, 34.0) == "21 [10, 34]"
+
+
+def test_case_plots_widen_with_the_arms():
+    from bench.compare_plots import case_strip_png
+
+    three = _image(case_strip_png({f"arm{i}": np.linspace(0, 1, 20) for i in range(3)}, "dice"))
+    seven = _image(case_strip_png({f"arm{i}": np.linspace(0, 1, 20) for i in range(7)}, "dice"))
+    assert seven.width > 1.4 * three.width  # each box keeps its width instead of all sharing 5 inches
+
+
+def test_comparison_report_puts_the_verdict_table_first_and_shows_no_raw_floats(frame):
+    import re
+    from types import SimpleNamespace
+
+    from bench.compare.export import report_html
+
+    table = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=100).assign(unit="case")
+    result = SimpleNamespace(
+        name="demo", metric="dice", task="xray-heart",
+        analysis=SimpleNamespace(table=table, verdicts=["spread_dice: too few runs (2): descriptive only"], notes=[]),
+        settings={"dimension": "seg_loss", "arms": "dice,spread_dice,roi_dice", "baseline": "dice", "folds": 2,
+                  "seeds": [0, 1], "mode": "fixed", "config_source": "preset", "preset": "smoke"},
+        n_ran=12, n_skipped=0, n_failed=0, trial_hours_total=0.1, dropped_cells=[],
+        runs=pd.DataFrame({"arm": ["dice"], "fold": [0], "seed": [0], "state": ["COMPLETE"], "dice": [0.7012345]}))
+    page = report_html(result, {"forest.png": b"\x89PNG"})
+    assert page.index("Verdicts: dice") < page.index("<h2>Figures") < page.index("<h2>All metrics")
+    body = page.split("<h2>All metrics")[1].split("<h2>Runs")[0]
+    assert not re.search(r"\d\.\d{5,}", body), "a results cell shows more digits than its CI supports"
+    assert "max-width:48%" not in page  # figures at their own size, one per row

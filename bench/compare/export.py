@@ -16,7 +16,13 @@ import pandas as pd
 
 from bench.compare.read import RESULTS_CSV
 from bench.compare_plots import case_strip_png, cd_diagram_png, forest_png
-from bench.compare_stats import friedman_nemenyi, per_case_means, results_csv, results_markdown
+from bench.compare_stats import (
+    friedman_nemenyi,
+    per_case_means,
+    results_csv,
+    results_display,
+    results_markdown,
+)
 from bench.config import atomic_write_text
 from bench.errors import BenchError
 
@@ -110,18 +116,27 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+VERDICT_COLUMNS = ["arm", "n", "Δ over runs [CI]", "adjusted p", "verdict", "detectable Δ", "mean [CI]"]
+
+
 def report_html(result: ComparisonResult, pngs: Mapping[str, bytes]) -> str:
-    """One self-contained page: settings, verdicts, results table, forest and per-case plots, runs."""
-    shown = result.analysis.table.drop(columns=["baseline", "alpha", "level"], errors="ignore")
+    """One self-contained page, the answer first: the primary metric's verdict table, then settings, figures
+    (one per row, at their own size: readable at 100 % zoom), every metric's results with numbers rounded to
+    what their CIs support, notes and runs."""
+    table = result.analysis.table
+    primary = results_display(table[table["metric"] == result.metric])
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              f"<title>bench compare {html.escape(result.name)}</title>",
-             ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-              "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%;margin:4px}</style></head><body>"),
-             f"<h1>bench compare {html.escape(result.name)}</h1>"]
-    parts += [f"<p>{html.escape(line)}</p>" for line in header_lines(result)]
-    parts += ["<h2>Verdicts</h2><ul>"] + [f"<li>{html.escape(v)}</li>" for v in result.analysis.verdicts] + ["</ul>"]
+             ("<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+              "font-size:14px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+              "img{display:block;max-width:100%;margin:8px 0}</style></head><body>"),
+             f"<h1>bench compare {html.escape(result.name)}</h1>",
+             f"<h2>Verdicts: {html.escape(result.metric)}</h2>",
+             primary[[c for c in VERDICT_COLUMNS if c in primary]].to_html(index=False, escape=True),
+             "<ul>"] + [f"<li>{html.escape(v)}</li>" for v in result.analysis.verdicts] + ["</ul>"]
+    parts += ["<h2>Settings</h2>"] + [f"<p>{html.escape(line)}</p>" for line in header_lines(result)]
     parts += ["<h2>Figures</h2>"] + [_img(png, name) for name, png in pngs.items()]
-    parts += ["<h2>Results</h2>", shown.to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="")]
+    parts += ["<h2>All metrics</h2>", results_display(table).to_html(index=False, escape=True)]
     if result.analysis.notes:
         parts += ["<h2>Notes</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in result.analysis.notes] + ["</ul>"]
     runs = result.runs[[c for c in ("arm", "fold", "seed", "state", "reason", "seconds", result.metric, "run_id")

@@ -278,9 +278,21 @@ def _num(x: float, decimals: int, sign: str = "") -> str:
     return "–" if x is None or not math.isfinite(float(x)) else format(float(x), f"{sign}.{decimals}f")
 
 
+def ci_decimals(low: float, high: float) -> int | None:
+    """Decimals a CI supports: two significant digits of its half-width (0.032 -> 3, 0.25 -> 2, 12 -> 0);
+    None when the interval is not finite or has no width."""
+    if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        return None
+    half = abs(float(high) - float(low)) / 2
+    if half == 0:
+        return None
+    return int(min(6, max(0, 1 - math.floor(math.log10(half)))))
+
+
 def _interval(x: float, low: float, high: float, sign: str = "") -> str:
-    """``x [low, high]`` with one number of decimals for all three."""
-    d = _decimals(x, low, high)
+    """``x [low, high]`` with one number of decimals for all three: as many as the interval supports."""
+    d = ci_decimals(low, high)
+    d = _decimals(x, low, high) if d is None else d
     return f"{_num(x, d, sign)} [{_num(low, d)}, {_num(high, d)}]"
 
 
