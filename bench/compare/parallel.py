@@ -261,7 +261,8 @@ def _ray_env(uri: str) -> dict[str, str]:
     """What Ray workers (other processes, maybe other machines) need: the store, the cache, our import path
     (as ``bench search --backend ray`` passes them)."""
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-           "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache"))}
+           "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache")),
+           "BENCH_STAGE_CACHE": os.environ.get("BENCH_STAGE_CACHE", "on")}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
