@@ -67,6 +67,10 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None) -> TrialRes
 
     task = TASKS.get(config.task)
     policy = runtime.current()
+    # Import the task's code before seeding: importing MONAI draws from Python's random stream, so the first
+    # trial of a process would otherwise start its stages in another random state than every later one
+    # (and never share a cached stage with them).
+    getattr(task.run, "resolve", lambda: None)()
     seed_everything(config.seed, policy)
     runtime.take_notes()  # notes belong to one trial
     stages.take_outcomes()  # so do the bench.stage.* outcomes (a pruned trial's are taken by tracked_trial)
