@@ -60,8 +60,8 @@ def _table(result) -> pd.DataFrame:
 @pytest.mark.slow  # 16 ct-lung smoke trials: about 4 min on a loaded 2-core box
 def test_ct_lung_seg_loss_comparison_is_the_same_with_the_stage_cache_on_and_off(workdir):
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    common = dict(task="ct-lung", dimension="seg_loss", arms=["dice_ce", "dice_focal"], baseline="dice_ce",
-                  folds=2, seeds=2, preset="smoke", resamples=200)
+    common = {"task": "ct-lung", "dimension": "seg_loss", "arms": ["dice_ce", "dice_focal"], "baseline": "dice_ce",
+              "folds": 2, "seeds": 2, "preset": "smoke", "resamples": 200}
     on = compare(**common, name="cache-on")
     off = compare(**common, name="cache-off", stage_cache=False)
     assert (on.stages_trained, on.stages_loaded) == (4, 4)  # one lung stage per fold x seed, loaded by the other arm

@@ -148,7 +148,7 @@ def test_a_killed_writer_leaves_nothing_that_loads(workdir):
     assert stages.entries() == []
     assert not [p for p in stages.root().rglob("*") if p.is_dir() and ".tmp-" in p.name]
     # A temporary folder a killed writer left mid-write is never read as an entry.
-    first, *_ = run()
+    _first, *_ = run()
     (entry,) = stages.entries()
     partial = entry.path.parent / f".{entry.key}.tmp-killed"
     partial.mkdir()
@@ -250,3 +250,24 @@ def test_switch_values():
     assert stages.parse_switch("on") and not stages.parse_switch("OFF")
     with pytest.raises(ConfigError, match="'on' or 'off'"):
         stages.parse_switch("maybe")
+
+
+def test_cache_commands_list_and_prune(workdir, capsys):
+    from bench.cli import main
+
+    run(data_key="a")
+    stages.run_stage(stages.Stage("ct-lung", "lung", "1"), config(), data_key="a", split_hash="s",
+                     reporter=Recorder(), train=toy_train())
+    assert main(["cache", "ls"]) == 0
+    listed = capsys.readouterr().out
+    assert "2 entries" in listed and "toy" in listed and "lung" in listed and "ago" in listed
+    assert main(["cache", "ls", "--json"]) == 0
+    assert {e["stage"] for e in json.loads(capsys.readouterr().out)} == {"toy", "lung"}
+    assert main(["cache", "prune", "--older-than", "1"]) == 0  # both used just now
+    assert "removed 0 entries" in capsys.readouterr().out and len(stages.entries()) == 2
+    assert main(["cache", "prune", "--stage", "lung"]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+    assert [e.stage for e in stages.entries()] == ["toy"]
+    assert main(["cache", "prune"]) == 0 and stages.entries() == []
+    assert main(["cache", "prune", "--older-than", "-2"]) == 2
+    assert "bench cache prune: error: --older-than must be" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _load(name: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(f"bench.perf.{name}"), name)
 
 
-SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli")
+SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli", "stages")
 
 # Tiny settings: seconds per suite, used by the tests and `bench perf --quick` to check the plumbing.
 QUICK: dict[str, dict[str, Any]] = {
@@ -45,6 +45,7 @@ QUICK: dict[str, dict[str, Any]] = {
                  "leaderboard_repeats": 1},
     "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
     "cli": {"repeats": 1, "runs": 20},
+    "stages": {"arms": ["none", "restrict_output"], "folds": 2, "resamples": 100},
 }
 
 
@@ -139,6 +140,14 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 for command, f in result["commands"].items() if command != result["reference"]]
         goals = iter(result["met"].items())
         return rows + [(goal, "", "", "yes" if ok else "no") for goal, ok in goals]
+    if name == "stages":
+        s = result["settings"]
+        what = f"{s['task']} {s['dimension']} comparison, {result['runs']} runs ({s['preset']} preset)"
+        return [(f"{what}: wall time cache on / off", (f"{result['ratio']:.3f} ({result['on_s']:.0f} s / "
+                 f"{result['off_s']:.0f} s; {result['on_loaded']} stage trainings saved)"), result["goal"],
+                 "yes" if result["met"] else "no"),
+                (f"{what}: results table identical on vs off", str(result["identical"]), "True",
+                 "yes" if result["identical"] else "no")]
     return []
 
 
