@@ -41,7 +41,7 @@ def stages(task: str = "ct-lung", dimension: str = "guidance",
     common = {"task": task, "dimension": dimension, "arms": list(arms), "folds": folds, "seeds": seeds,
               "preset": preset, "resamples": resamples, "workers": workers}
     load_before = os.getloadavg()
-    out: dict[str, Any] = {}
+    timings: dict[str, Any] = {}
     with isolated_store():
         from bench.config import TrialConfig
 
@@ -52,9 +52,9 @@ def stages(task: str = "ct-lung", dimension: str = "guidance",
         for label, on in (("off", False), ("on", True)):
             started = time.perf_counter()
             results[label] = compare(**common, name=f"perf-stages-{label}", stage_cache=on)
-            out[f"{label}_s"] = round(time.perf_counter() - started, 2)
-            out[f"{label}_trained"] = results[label].stages_trained
-            out[f"{label}_loaded"] = results[label].stages_loaded
+            timings[f"{label}_s"] = round(time.perf_counter() - started, 2)
+            timings[f"{label}_trained"] = results[label].stages_trained
+            timings[f"{label}_loaded"] = results[label].stages_loaded
 
     def table(result) -> pd.DataFrame:
         return result.table.drop(columns=[c for c in result.table.columns if "hour" in c or "second" in c])
@@ -64,7 +64,7 @@ def stages(task: str = "ct-lung", dimension: str = "guidance",
         identical = results["on"].verdicts == results["off"].verdicts
     except AssertionError:
         identical = False
-    ratio = out["on_s"] / out["off_s"]
-    return {"settings": {**common, "arms": list(arms)}, **out, "ratio": round(ratio, 3), "goal": "<= 0.6",
+    ratio = timings["on_s"] / timings["off_s"]
+    return {"settings": {**common, "arms": list(arms)}, **timings, "ratio": round(ratio, 3), "goal": "<= 0.6",
             "met": bool(ratio <= 0.6), "identical": identical, "runs": len(arms) * folds * seeds,
             "cores": cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
