@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.compare import compare
-from bench.compare.plan import Job, plan_jobs, stage_order
+from bench.compare.plan import Job, plan_jobs, stage_order, stage_trainers
 from bench.config import TrialConfig
 from bench.tasks import TASKS
 
@@ -33,6 +33,9 @@ def test_stage_order_puts_one_trainer_per_shared_stage_first():
     assert {j.arm for j in first} == {"dice_ce", "small"} and saved == 4  # every dice_focal job loads
     assert [j.arm for j in ordered[8:]] == ["dice_focal"] * 4
     assert stage_order(jobs, config_of, ()) == (jobs, 0)  # a task without stages keeps the plan's order
+    after = stage_trainers(ordered, config_of, spec.stages)  # what Ray holds back until its trainer finished
+    assert set(after) == set(ordered[8:])
+    assert all(after[j] == Job("dice_ce", j.fold, j.seed) for j in after)
 
 
 def _runs(uri: str, name: str) -> dict[tuple[str, str, str], object]:
@@ -106,3 +109,18 @@ def test_replay_trains_every_stage_unless_told(workdir):
     assert client.get_run(default.replay_run_id).data.tags["bench.stage.lung"] == "trained"
     assert client.get_run(reused.replay_run_id).data.tags["bench.stage.lung"] == "loaded"
     assert default.reproduced and reused.reproduced and default.difference == reused.difference == 0.0
+
+
+@pytest.mark.slow  # a local Ray (~20 s) and 4 ct-lung smoke trials
+def test_ray_holds_the_reusers_until_their_stage_is_trained(workdir):
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    result = compare(task="ct-lung", dimension="seg_loss", arms=["dice_ce", "dice_focal"], baseline="dice_ce", folds=2,
+                     seeds=1, preset="smoke", resamples=100, backend="ray", cpus_per_trial=1.0, name="on-ray")
+    assert (result.stages_trained, result.stages_loaded) == (2, 2)
+    runs = _runs(uri, "on-ray")
+    assert {k: r.data.tags["bench.stage.lung"] for k, r in runs.items()} == {
+        ("dice_ce", "0", "0"): "trained", ("dice_ce", "1", "0"): "trained",
+        ("dice_focal", "0", "0"): "loaded", ("dice_focal", "1", "0"): "loaded"}
+    for fold in "01":  # each reuser started after its trainer ended: it never held a Ray slot on the lock
+        trainer, reuser = runs[("dice_ce", fold, "0")], runs[("dice_focal", fold, "0")]
+        assert reuser.info.start_time >= trainer.info.end_time

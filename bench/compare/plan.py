@@ -304,3 +304,22 @@ def stage_order(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> t
         seen |= keys
         (first if new else rest).append(job)
     return first + rest, saved
+
+
+def stage_trainers(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> dict[Job, Job]:
+    """Each job that reuses a stage -> the job before it (in ``jobs``' order) that trains that stage.
+
+    Ray holds a reuser back until its trainer finished, so no Ray slot waits on a stage lock while another
+    job could run (worker processes take jobs from one queue in :func:`stage_order`'s order instead).
+    """
+    trainer_of: dict[tuple[str, str], Job] = {}
+    after: dict[Job, Job] = {}
+    for job in jobs:
+        config = config_of(job)
+        for stage in stages:
+            key = (stage.name, stage.share_key(config))
+            if key in trainer_of:
+                after.setdefault(job, trainer_of[key])
+            else:
+                trainer_of[key] = job
+    return after
