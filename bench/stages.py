@@ -9,8 +9,9 @@ name, version, the config fields and task parameters it depends on) and runs it 
 What an entry holds (``.bench/cache/stages/<task>/<stage>/<key>/``):
 
 * ``weights.pt``: the stage's state dicts ({model name: state dict}), loaded with ``weights_only=True``;
-* ``arrays.npz``: its per-part outputs (predicted masks, ...) and the torch/NumPy random state after the
-  stage, loaded with ``allow_pickle=False``;
+* ``arrays/<name>.npy``: its per-part outputs (predicted masks, ...) and the torch/NumPy random state after
+  the stage, loaded with ``allow_pickle=False`` (outputs memory-mapped, so a large data set's predictions
+  are read as they are used, not held in memory);
 * ``meta.json``: the key's descriptor, the per-epoch metrics the stage reported (replayed into the run on
   load, so the MLflow run is the same either way), Python's random state, the checksum of each file;
 * ``used``: its modification time is the entry's last use (least recently used entries are evicted first).
@@ -63,9 +64,8 @@ SIZE_ENV = "BENCH_STAGE_CACHE_GB"
 DEFAULT_GB = 20.0
 TAG_PREFIX = "bench.stage."
 TRAINED, LOADED = "trained", "loaded"
-FORMAT = 1
-_FILES = ("weights.pt", "arrays.npz")
-_RNG = "__rng__."  # prefix of the random-state arrays inside arrays.npz
+FORMAT = 2  # 2: arrays as memory-mapped .npy files
+_RNG = "__rng__."  # prefix of the random-state arrays among arrays/*.npy
 _LIBRARIES = ("torch", "monai", "segmentation-models-pytorch")
 
 
@@ -368,17 +368,20 @@ def _write(entry: Path, descriptor: Mapping[str, Any], weights: Mapping[str, Map
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
     try:
         torch.save({name: dict(sd) for name, sd in weights.items()}, tmp / "weights.pt")
-        bad = [k for k, v in arrays.items() if np.asarray(v).dtype.hasobject or k.startswith(_RNG)]
+        bad = [k for k, v in arrays.items() if np.asarray(v).dtype.hasobject or k.startswith((_RNG, "."))
+               or "/" in k]
         if bad:
-            raise ValueError(f"stage arrays must be plain NumPy arrays with names not starting {_RNG}, "
-                             f"but got {bad}")
-        with (tmp / "arrays.npz").open("wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}, **rng)
+            raise ValueError(f"stage arrays must be plain NumPy arrays named without '/', a leading '.' or "
+                             f"{_RNG}, but got {bad}")
+        (tmp / "arrays").mkdir()
+        for name, value in {**arrays, **rng}.items():
+            np.save(tmp / "arrays" / f"{name}.npy", np.asarray(value), allow_pickle=False)
+        files = ["weights.pt", *(f"arrays/{name}.npy" for name in sorted({**arrays, **rng}))]
         meta = {"format": FORMAT, "task": descriptor["task"], "stage": descriptor["stage"],
                 "key": entry.name, "created": time.time(), "descriptor": descriptor,
                 "epochs": [[step, dict(m)] for step, m in epochs], "rng": rng_meta,
                 "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-                          for name in _FILES}}
+                          for name in files}}
         (tmp / "meta.json").write_text(json.dumps(meta))
         (tmp / "used").touch()
         os.replace(tmp, entry)
@@ -410,14 +413,21 @@ def _load(entry: Path):
         meta = json.loads((entry / "meta.json").read_text())
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise _Corrupt(f"format {meta.get('format') if isinstance(meta, dict) else '?'}, expected {FORMAT}")
-        for name in _FILES:
-            expected = meta["files"][name]
+        files = meta["files"]
+        if "weights.pt" not in files or not all(n.startswith("arrays/") for n in files if n != "weights.pt"):
+            raise _Corrupt("its file list is not an entry's")
+        for name, expected in files.items():
             path = entry / name
             if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
                 raise _Corrupt(f"{name} does not match its checksum")
         weights = torch.load(entry / "weights.pt", map_location="cpu", weights_only=True)
-        with np.load(entry / "arrays.npz", allow_pickle=False) as npz:
-            stored = {k: npz[k] for k in npz.files}
+        stored = {}
+        for name in files:
+            if name != "weights.pt":
+                key = name[len("arrays/"):-len(".npy")]
+                # outputs memory-mapped (read as used); the random state is small and read whole
+                stored[key] = np.load(entry / name, mmap_mode=None if key.startswith(_RNG) else "r",
+                                      allow_pickle=False)
         epochs = [(int(step), {str(k): float(v) for k, v in m.items()}) for step, m in meta["epochs"]]
         rng_meta = meta["rng"]
     except _Corrupt:
@@ -487,7 +497,7 @@ def entries() -> list[Entry]:
     if not base.is_dir():
         return out
     for entry in sorted(p for p in base.glob("*/*/*") if p.is_dir() and not p.name.startswith(".")):
-        size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
         try:
             created = float(json.loads((entry / "meta.json").read_text())["created"])
         except Exception:  # noqa: BLE001

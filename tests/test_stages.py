@@ -118,7 +118,7 @@ def test_corrupt_entry_is_one_warning_and_trained_again(workdir, damage):
         path = entry.path / "weights.pt"
         path.write_bytes(path.read_bytes()[:100])
     elif damage == "flip":
-        path = entry.path / "arrays.npz"
+        path = entry.path / "arrays" / "pred.val.npy"
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
