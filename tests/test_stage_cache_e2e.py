@@ -124,3 +124,20 @@ def test_ray_holds_the_reusers_until_their_stage_is_trained(workdir):
     for fold in "01":  # each reuser started after its trainer ended: it never held a Ray slot on the lock
         trainer, reuser = runs[("dice_ce", fold, "0")], runs[("dice_focal", fold, "0")]
         assert reuser.info.start_time >= trainer.info.end_time
+
+
+@pytest.mark.slow  # two 2-trial ct-lung smoke searches
+def test_search_loads_the_shared_stage_unless_told_not_to(workdir):
+    from bench.cli import main
+
+    assert main(["search", "--task", "ct-lung", "--preset", "smoke", "--trials", "2", "--study", "on"]) == 0
+    assert main(["search", "--task", "ct-lung", "--preset", "smoke", "--trials", "2", "--study", "off",
+                 "--stage-cache", "off"]) == 0
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bench/ct-lung")
+    tags = {}
+    for study in ("on", "off"):
+        runs = client.search_runs([exp.experiment_id], f"tags.`bench.kind` = 'trial' AND tags.study = '{study}'")
+        tags[study] = sorted(r.data.tags.get("bench.stage.lung") for r in runs)
+    # The second study's trials train the stage although the first study stored it.
+    assert tags == {"on": ["loaded", "trained"], "off": ["trained", "trained"]}
