@@ -9,7 +9,10 @@ validation-part order, and never a case or patient identifier:
 * statistic ``macro_auroc``: ``fields.probs`` (N×C class probabilities) and ``fields.labels`` (N ints);
   AUROC has no per-case value, so a resample recomputes it from the resampled cases;
 * any statistic: a field named ``*_dice`` holds a per-case Dice for the report's box plot (xray-heart:
-  ``val_heart_dice``); a ``mean`` of a Dice objective is its own per-case Dice.
+  ``val_heart_dice``); a ``mean`` of a Dice objective is its own per-case Dice;
+* any statistic: ``fields.groups`` = each case's patient as an anonymous number within the validation
+  part (0, 1, 2, ... in order of first appearance; :func:`patient_numbers`), never an id, so that
+  statistics can treat a patient's images as one unit.
 
 How statistics turn a case resample into a number is the ``CASE_STATISTICS`` registry.
 """
@@ -53,9 +56,18 @@ class CaseSet:
             return self.metric, np.asarray(self.fields["values"], float)
         return None
 
+    @property
+    def folds(self) -> np.ndarray | None:
+        """Each case's fold for the out-of-fold cases of a cross-validated trial (:func:`combine_folds`)."""
+        return np.asarray(self.fields[FOLDS]) if FOLDS in self.fields else None
+
     def value(self) -> float:
-        """The statistic over all cases (equals the logged objective)."""
-        return float(CASE_STATISTICS.get(self.statistic)(self.fields, np.arange(self.n)[None])[0])
+        """The statistic over all cases, or the mean of its values within folds for a cross-validated
+        trial's cases (either way it equals the logged objective)."""
+        fn = CASE_STATISTICS.get(self.statistic)
+        if self.folds is not None:
+            fn = _within(fn, self.folds)
+        return float(fn(self.fields, np.arange(self.n)[None])[0])
 
 
 @CASE_STATISTICS.register("mean", "mean of one value per case (e.g. lesion Dice)")
@@ -103,6 +115,22 @@ def _macro_auroc(fields: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarra
     return out
 
 
+GROUPS = "groups"  # the field of anonymous patient numbers
+FOLDS = "folds"  # the field of fold ids of a cross-validated trial's out-of-fold cases
+
+
+def patient_numbers(patient_ids: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Each case's patient as an anonymous number within these cases: 0 for the first patient seen, 1 for
+    the next new one, ... The ids themselves go no further than the data layer that calls this.
+
+    Example:
+        >>> patient_numbers(["p7", "p3", "p7", "p9"]).tolist()
+        [0, 1, 0, 2]
+    """
+    first: dict[Any, int] = {}
+    return np.array([first.setdefault(str(p), len(first)) for p in patient_ids], np.int64)
+
+
 def case_file(metric: str, statistic: str, **fields: Sequence[Any]) -> bytes:
     """``val_cases.json`` bytes for ``TrialResult.previews``; fields are per-case arrays in case order.
 
@@ -119,14 +147,66 @@ def case_file(metric: str, statistic: str, **fields: Sequence[Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+def combine_folds(files: Sequence[bytes | str]) -> bytes:
+    """One ``val_cases.json`` for a cross-validated trial from its K fold runs' files: every fold's cases in
+    fold order, each with its fold id in the field ``folds`` (statistics are then computed within folds and
+    averaged, as the trial's objective is, and the bootstrap draws within folds: :func:`pooled_case_bootstrap`).
+
+    Raises:
+        BenchError: the folds' files disagree on the metric, statistic or fields.
+    """
+    sets = [load_cases(f) for f in files]
+    kinds = {(c.metric, c.statistic, tuple(sorted(c.fields))) for c in sets}
+    if len(kinds) != 1:
+        raise BenchError(f"the folds of a cross-validated trial must store the same per-case fields, but got "
+                         f"{sorted(kinds)}. Were they run by different task versions?")
+    fields = {k: np.concatenate([np.asarray(c.fields[k]) for c in sets]) for k in sets[0].fields}
+    fields[FOLDS] = np.concatenate([np.full(c.n, k, np.int64) for k, c in enumerate(sets)])
+    return case_file(sets[0].metric, sets[0].statistic, **fields)
+
+
 def load_cases(data: bytes | str) -> CaseSet:
     payload = json.loads(data)
     return CaseSet(payload["metric"], payload["statistic"],
                    {k: np.asarray(v) for k, v in payload["fields"].items()})
 
 
+def stratified_draws(strata: Sequence[Any] | np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """B×N case indices where column j is drawn with replacement from the cases of j's stratum (a fold, a
+    class, or a fold x class cell), strata in first-appearance order, so a given input draws the same.
+
+    Example:
+        >>> idx = stratified_draws([0, 0, 1, 1, 1], resamples=4, seed=0)
+        >>> bool((idx[:, :2] < 2).all() and (idx[:, 2:] >= 2).all())
+        True
+    """
+    labels = np.asarray(strata)
+    if labels.ndim != 1 or labels.size < 1 or resamples < 1:
+        raise BenchError(f"a stratified bootstrap needs one stratum label per case and at least one "
+                         f"resample, but got strata of shape {labels.shape} and resamples={resamples}.")
+    rng = np.random.default_rng(seed)
+    idx = np.empty((resamples, labels.size), dtype=np.int64)
+    for stratum in dict.fromkeys(labels.tolist()):
+        members = np.flatnonzero(labels == stratum)
+        idx[:, members] = members[rng.integers(0, members.size, size=(resamples, members.size))]
+    return idx
+
+
+def case_strata(fields: Mapping[str, np.ndarray], folds: Sequence[Any] | np.ndarray | None = None) -> np.ndarray | None:
+    """The strata a case bootstrap draws within: fold x class when both are known, the class for a set-level
+    statistic (``labels``), the fold alone, or None (plain draws)."""
+    parts = [np.asarray(x).astype(str) for x in (folds, fields.get("labels")) if x is not None]
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out = np.char.add(np.char.add(out, "|"), part)
+    return out
+
+
 def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, resamples: int = 2000,
-                          seed: int = 0) -> tuple[float, float, float]:
+                          seed: int = 0, folds: Sequence[Any] | np.ndarray | None = None
+                          ) -> tuple[float, float, float]:
     """Mean over seeds of the objective and its percentile bootstrap CI over validation cases.
 
     The K seeds of one config are scored on the same N validation cases (same split, same order), so
@@ -139,8 +219,15 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
     the seed's per-case data. The point estimate is theta = (1/K) * sum_s T(D_s), the mean of the logged
     objectives; the CI is the (1-level)/2 and (1+level)/2 quantiles of theta*_b (resamples whose statistic is
     undefined, e.g. one class only for AUROC, are left out). The interval therefore shows how much the
-    seed-averaged score depends on which cases were validated on; seed-to-seed spread is averaged, not
-    added (report ``n_seeds`` and the per-seed values beside it).
+    seed-averaged score depends on which cases were validated on, given these models; seed-to-seed spread
+    is averaged, not added (report ``n_seeds`` and the per-seed values beside it).
+
+    Cases with class labels (a set-level statistic) are drawn within their class, so every resample keeps
+    each class's count; with ``folds`` (the fold of each case, for the out-of-fold cases of a
+    cross-validated trial; by default the cases' own ``folds`` field, :func:`combine_folds`) within fold x
+    class, the stratified bootstrap ``bench compare`` uses (:func:`stratified_draws`). With folds the
+    statistic is computed within each fold and the folds' values averaged, as the trial's objective is
+    (each fold's cases were scored by that fold's model).
 
     Args:
         case_sets: one :class:`CaseSet` per seed, all with the same statistic and number of cases.
@@ -158,12 +245,37 @@ def pooled_case_bootstrap(case_sets: Sequence[CaseSet], level: float = 0.95, res
         raise BenchError(f"seeds of one config must share the validation cases, but got statistics "
                          f"{sorted(statistics)} over {sorted(sizes)} cases. Were they run on different splits?")
     fn, n = CASE_STATISTICS.get(statistics.pop()), sizes.pop()
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    if folds is None:
+        folds = case_sets[0].folds
+    strata = case_strata(case_sets[0].fields, folds)
+    if strata is None:
+        idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    else:
+        idx = stratified_draws(strata, resamples, seed)
+    if folds is not None:
+        fn = _within(fn, np.asarray(folds))
     per_seed = np.stack([fn(c.fields, idx) for c in case_sets])  # K×B
     theta_b = per_seed.mean(axis=0)
     theta_b = theta_b[np.isfinite(theta_b)]
-    point = float(np.mean([c.value() for c in case_sets]))
+    point = float(np.mean([float(fn(c.fields, np.arange(n)[None])[0]) for c in case_sets]))
     if not theta_b.size:
         return point, float("nan"), float("nan")
     lo, hi = np.quantile(theta_b, [(1 - level) / 2, (1 + level) / 2])
     return point, float(lo), float(hi)
+
+
+def _within(fn, folds: np.ndarray):
+    """``fn`` computed on each fold's columns of idx and the folds' values averaged (NaN folds dropped): the
+    statistic of out-of-fold cases, each fold scored by its own model, as a cross-validated trial's
+    objective (the plain mean of its folds' values)."""
+    groups = [np.flatnonzero(folds == f) for f in dict.fromkeys(folds.tolist())]
+    weights = np.ones(len(groups))
+
+    def statistic(fields, idx):
+        values = np.stack([fn(fields, idx[:, g]) for g in groups], axis=1)
+        defined = np.isfinite(values)
+        total = (defined * weights).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, np.where(defined, values, 0.0) @ weights / total, np.nan)
+
+    return statistic

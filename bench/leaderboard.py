@@ -166,17 +166,31 @@ def _where_mask(table: pd.DataFrame, runs: pd.DataFrame, where: Sequence[str]) -
     return mask
 
 
+T_INTERVAL_BELOW = 20  # below this many values the percentile bootstrap of the mean under-covers
+
+
 def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean; a fixed seed makes exported reports reproducible.
+    """CI of the mean: Student's t interval below 20 values, else the percentile bootstrap (fixed seed, so
+    exported reports are reproducible).
+
+    The percentile bootstrap of a mean ignores that the spread itself is estimated: a nominal 95 % interval
+    covers about 51 % at n = 2, 74 % at n = 3 and 91 % at n = 10 (Efron & Tibshirani 1993, sec. 13.7); the t
+    interval mean ± t_{n-1} s / sqrt(n) (``scipy.stats.t``) covers 95 % for normal values at every n. A
+    single value has no spread: (NaN, NaN).
 
     Example:
         >>> bootstrap_ci([1.0, 1.0, 1.0])
         (1.0, 1.0)
     """
     x = np.asarray(values, float)
-    if x.size == 0:
+    if x.size < 2:
         return float("nan"), float("nan")
+    if x.size < T_INTERVAL_BELOW:
+        from scipy.stats import t as student_t
+
+        half = float(student_t.ppf((1 + level) / 2, x.size - 1)) * float(x.std(ddof=1)) / np.sqrt(x.size)
+        return float(x.mean() - half), float(x.mean() + half)
     means = np.random.default_rng(seed).choice(x, size=(resamples, x.size), replace=True).mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
@@ -202,8 +216,7 @@ def group_summary(table: pd.DataFrame, by: str, objective: str, higher: bool | N
     rows = []
     for key, group in done.groupby(done[by].astype(str), sort=True):
         values = group[objective].to_numpy(float)
-        # one trial has no spread: NaN, not a "CI" equal to the value
-        lo, hi = bootstrap_ci(values) if len(values) > 1 else (float("nan"), float("nan"))
+        lo, hi = bootstrap_ci(values)  # one trial has no spread: NaN, not a "CI" equal to the value
         rows.append({by: key, "n": len(values), "mean": values.mean(), "ci95_low": lo, "ci95_high": hi,
                      "best": values.max() if higher else values.min()})
     frame = pd.DataFrame(rows, columns=[by, "n", "mean", "ci95_low", "ci95_high", "best"])
@@ -215,8 +228,10 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
 
     Each original trial is grouped with its COMPLETE repeat runs (tag ``bench.repeat_of``). When every
     run of a group has ``val_cases.json``, the CI comes from :func:`bench.cases.pooled_case_bootstrap`
-    (cases resampled once per draw and shared by the seeds; formula there); otherwise ``mean`` is the mean
-    of the logged objectives and the CI columns are NaN, with the reason in ``ci_over``.
+    (cases resampled once per draw and shared by the seeds, within class, and within fold for a
+    cross-validated trial, whose file holds every fold's cases with the fold id; formula there): a CI given
+    these models; otherwise ``mean`` is the mean of the logged objectives and the CI columns are NaN, with
+    the reason in ``ci_over``.
 
     Args:
         task: registered task name.
@@ -258,7 +273,8 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
                 break
         if len(case_sets) == len(runs):
             mean, lo, hi = pooled_case_bootstrap(case_sets, resamples=resamples)
-            over, n_cases = "cases (pooled over seeds)", case_sets[0].n
+            within = " within folds" if case_sets[0].folds is not None else ""  # cross-validated trials
+            over, n_cases = f"cases{within} (pooled over seeds, given these models)", case_sets[0].n
         else:
             mean, lo, hi = float(np.nanmean(values)), float("nan"), float("nan")
             over, n_cases = f"none: a run lacks {CASE_FILE}", 0

@@ -50,7 +50,11 @@ metric("auroc", True, "area under the ROC curve: the positive class's when binar
 metric("accuracy", True, "share of cases whose arg-max class is right")
 metric("heart_dice", True, "Dice of the thresholded predicted heart mask, mean over cases")
 metric("loss", False, "training loss")
-metric("heart_hd95", False, "95th-percentile Hausdorff distance of the predicted heart mask, pixels, mean over cases")
+# Radiographs often carry no pixel spacing (CheXpert, PNG folders), so the heart's HD95 is measured in pixels of
+# the model's input grid and named so: a distance without a unit in its name would read as millimetres.
+metric("heart_hd95_px", False, "95th-percentile Hausdorff distance of the predicted heart mask in pixels of the "
+       "model's input grid (not mm), mean over cases")
+metric("heart_hd95", False, "older runs' name of heart_hd95_px: pixels of the model's input grid, not mm")
 metric("ctr_error", False, "mean absolute error of the cardiothoracic ratio measured on the predicted heart mask")
 metric("balanced_accuracy", True, "mean per-class recall (balanced accuracy) of the classifier")
 metric("recall", True, "recall of one class (recall_<class>)")
@@ -150,7 +154,8 @@ def per_class_recall(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
 
 
 def heart_hd95(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean 95th-percentile Hausdorff distance (pixels) of binary masks (N,1,H,W), via MONAI.
+    """Mean 95th-percentile Hausdorff distance in pixels of binary masks (N,1,H,W), via MONAI (logged as
+    ``heart_hd95_px``: no spacing is applied, so it is never a distance in mm).
 
     A case whose prediction is empty while the truth is not gets the image diagonal (the worst distance
     possible), so a segmenter cannot improve its score by predicting nothing; both empty counts as 0.

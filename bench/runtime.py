@@ -13,7 +13,17 @@ compile                 off unless ``--compile``     off unless ``--compile`` (f
 deterministic           yes                          no (``--deterministic``: yes, fp32, no benchmark)
 cudnn_benchmark         no                           yes unless deterministic
 resident_data           no                           yes: small 2D sets stay on the device
+data_placement          auto: a part set (by its measured size) of at most
+                        :data:`HOST_RESIDENT_MAX_BYTES` is held in memory (on the device when
+                        resident_data and at most :data:`RESIDENT_MAX_BYTES`), a larger one is
+                        streamed from the cache in batches; ``resident``/``stream`` force one
+loader_workers          0 (the batch read is a few     4 (at most cores - 1): worker processes,
+                        preads; workers would take     pinned memory and prefetch
+                        cores from the model)
 ======================  ===========================  =============================================
+
+What was chosen for a trial's data is noted as ``bench.runtime.data`` (``device``, ``host`` or
+``stream``) with ``bench.runtime.data_bytes``, the measured size it was chosen by.
 
 One policy is active per process (:func:`activate`, :func:`using`); the generic loops in
 :mod:`bench.train` and the tasks read it with :func:`current`. Search workers and Ray trials choose it
@@ -45,6 +55,11 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 TAG_PREFIX = "bench.runtime."
 #: Data sets up to this size (all tensors of one ``fit`` call) are kept on the GPU instead of copied per batch.
 RESIDENT_MAX_BYTES = 2 * 1024**3
+#: A trial's data up to this size (all parts' images and masks) is held in host memory on a machine without a
+#: GPU (or when it is larger than RESIDENT_MAX_BYTES); anything larger is streamed from the cache in batches,
+#: so the memory a trial needs is bounded by this, not by the data set.
+HOST_RESIDENT_MAX_BYTES = 256 * 1024**2
+PLACEMENTS = ("auto", "resident", "stream")
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class Runtime:
         deterministic: ``torch.use_deterministic_algorithms(True)``; replays match bit for bit.
         cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (autotuned, non-deterministic kernels).
         resident_data: training tensors up to :data:`RESIDENT_MAX_BYTES` are moved to the device once.
+        data_placement: ``auto`` (by measured size, see :func:`place_data`), ``resident`` or ``stream``.
+        loader_workers: DataLoader worker processes for streamed data (0: batches are read in the trial).
     """
 
     device: str = "cpu"
@@ -92,8 +109,14 @@ class Runtime:
     deterministic: bool = True
     cudnn_benchmark: bool = False
     resident_data: bool = False
+    data_placement: str = "auto"
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
+        if self.data_placement not in PLACEMENTS:
+            raise ConfigError(f"data placement must be one of {list(PLACEMENTS)}, but got '{self.data_placement}'.")
+        if int(self.loader_workers) < 0:
+            raise ConfigError(f"loader workers must be >= 0, but got {self.loader_workers}.")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, but got '{self.precision}'.")
         if self.device not in ("cpu", "cuda"):
@@ -101,7 +124,8 @@ class Runtime:
 
     @classmethod
     def choose(cls, caps: Capabilities | None = None, *, precision: str = "auto", compile: bool = False,
-               deterministic: bool | None = None, channels_last: bool | None = None) -> Runtime:
+               deterministic: bool | None = None, channels_last: bool | None = None,
+               data_placement: str = "auto", loader_workers: int | None = None) -> Runtime:
         """The policy for a machine with ``caps`` (detected when None) and what the user asked for.
 
         Args:
@@ -111,6 +135,8 @@ class Runtime:
             deterministic: True forces fp32, deterministic kernels and no cudnn benchmark; None (auto) is
                 True on CPU unless a non-fp32 precision or compile is asked for, False on a GPU.
             channels_last: None (auto: on for CUDA, off on CPU) or a forced value.
+            data_placement: ``auto``, ``resident`` or ``stream`` (see :func:`place_data`).
+            loader_workers: None (auto: 0 on CPU, up to 4 on a GPU machine) or a forced count.
 
         Raises:
             ConfigError: an unknown precision, fp16 on CPU, bf16 on a GPU without it, or
@@ -138,7 +164,9 @@ class Runtime:
         return cls(device=caps.device, device_name=caps.name, precision=precision,
                    channels_last=gpu if channels_last is None else bool(channels_last),
                    compile=bool(compile), deterministic=bool(deterministic),
-                   cudnn_benchmark=gpu and not deterministic, resident_data=gpu)
+                   cudnn_benchmark=gpu and not deterministic, resident_data=gpu, data_placement=data_placement,
+                   loader_workers=(min(4, max(_cores() - 1, 0)) if gpu else 0) if loader_workers is None
+                   else int(loader_workers))
 
     @classmethod
     def deterministic_for(cls, caps: Capabilities | None = None) -> Runtime:
@@ -173,7 +201,8 @@ class Runtime:
             raw = tags.get(TAG_PREFIX + f.name)
             if raw is None:
                 continue
-            values[f.name] = raw == "True" if f.type in ("bool", bool) else raw
+            values[f.name] = (raw == "True" if f.type in ("bool", bool) else
+                              int(raw) if f.type in ("int", int) else raw)
         return cls(**values) if "precision" in values else None
 
     @classmethod
@@ -280,6 +309,40 @@ def prepare_batch(x: torch.Tensor, policy: Runtime | None = None) -> torch.Tenso
     if policy.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def place_data(nbytes: int, policy: Runtime | None = None) -> str:
+    """Where a trial's data of ``nbytes`` (measured: all its parts' images and masks) lives while it trains.
+
+    ``device``: gathered once and moved to the GPU (resident_data and at most :data:`RESIDENT_MAX_BYTES`);
+    ``host``: gathered into memory (at most :data:`HOST_RESIDENT_MAX_BYTES`, or ``data_placement`` is
+    ``resident``); ``stream``: read from the cache a batch at a time. The choice is noted in the run's tags.
+
+    Example:
+        >>> place_data(10**6, Runtime()), place_data(10**10, Runtime())
+        ('host', 'stream')
+    """
+    policy = policy or current()
+    if policy.data_placement == "stream":
+        where = "stream"
+    elif policy.resident_data and nbytes <= RESIDENT_MAX_BYTES:
+        where = "device"
+    elif policy.data_placement == "resident" or nbytes <= HOST_RESIDENT_MAX_BYTES:
+        where = "host"
+    else:
+        where = "stream"
+    note("data", where)
+    note("data_bytes", str(int(nbytes)))
+    return where
 
 
 def resident(tensors: Mapping[str, torch.Tensor], policy: Runtime | None = None) -> dict[str, torch.Tensor]:

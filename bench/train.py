@@ -6,9 +6,10 @@ tracked lifecycle around it) is :mod:`bench.trial`, one layer up, because it dis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import torch
 
 from bench import runtime
 from bench.config import TrialConfig
+from bench.data.rows import Rows
 from bench.errors import TrialPruned
 
 
@@ -86,6 +88,52 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Itera
         yield order[start : start + batch_size]
 
 
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader workers: NumPy and ``random`` seeded from the worker's torch seed (itself drawn from the
+    loader's seeded generator), so anything random in a worker is reproducible."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@contextlib.contextmanager
+def loading(rows: Rows, order: Iterable[Sequence[int]], *, seed: int = 0,
+            policy: runtime.Runtime | None = None) -> Iterator[Iterator[dict[str, torch.Tensor]]]:
+    """Batches ``rows[idx]`` for each ``idx`` of ``order``, in that order, as an iterator inside a ``with``.
+
+    Rows in memory are indexed in the trial's process. Rows read from disk go through a torch ``DataLoader``
+    whose sampler yields whole batches (``batch_size=None``): the policy's ``loader_workers`` processes read
+    them ahead (prefetch), into pinned memory on a GPU machine. The batch order is drawn by the caller, so
+    the batches are the same with or without workers, streamed or resident. Leaving the ``with`` block —
+    finished, pruned or failed — shuts the workers down at once (not when the garbage collector gets to an
+    iterator a traceback still references).
+    """
+    policy = policy or runtime.current()
+    order = list(order)
+    if not rows.streamed:
+        yield (rows[idx] for idx in order)
+        return
+    workers = int(policy.loader_workers)
+    gpu = policy.device == "cuda"
+    loader = torch.utils.data.DataLoader(
+        rows, sampler=order, batch_size=None, num_workers=workers, pin_memory=gpu and torch.cuda.is_available(),
+        prefetch_factor=2 if workers else None, worker_init_fn=_seed_worker if workers else None,
+        generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()
+        del it
+
+
+def in_order(n: int, batch_size: int) -> list[torch.Tensor]:
+    """Batches of ``n`` rows in their order (prediction, scoring)."""
+    return list(batches(n, batch_size, None))
+
+
 def make_optimiser(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
@@ -101,7 +149,7 @@ def make_optimiser(name: str, params, lr: float) -> torch.optim.Optimizer:
 def fit(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
-    tensors: dict[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor] | Rows,
     *,
     epochs: int,
     batch_size: int,
@@ -111,9 +159,12 @@ def fit(
     on_epoch: Callable[[int, float], None],
     spatial_dims: int = 2,
 ) -> None:
-    """Plain mini-batch training over aligned tensors; ``loss_fn(model, batch)`` returns the loss.
+    """Plain mini-batch training over aligned tensors or :class:`~bench.data.rows.Rows`; ``loss_fn(model, batch)``
+    returns the loss.
 
-    Runs under the active :mod:`bench.runtime` policy: autocast and GradScaler, channels_last for 2D
+    Rows read from disk are streamed through :func:`loading` (a DataLoader); tensors and in-memory rows are
+    indexed where they lie. The batch order comes from one generator seeded with ``seed`` either way, so
+    streamed and resident data train on the same batches. Runs under the active :mod:`bench.runtime` policy: autocast and GradScaler, channels_last for 2D
     models and 4-D image tensors, optional ``torch.compile``, data kept on the GPU when small. The epoch
     loss is accumulated on the device and read once per epoch (no per-step host sync); a non-finite epoch
     loss raises FloatingPointError. ``on_epoch(epoch, mean_loss)`` may raise TrialPruned to stop early.
@@ -122,23 +173,31 @@ def fit(
     dev = runtime.device(policy)
     runtime.prepare_model(model, policy, spatial_dims).train()
     step = runtime.TrainStep(model, make_optimiser(optimiser, model.parameters(), lr), policy)
-    tensors = runtime.resident(tensors, policy)
+    rows = tensors if isinstance(tensors, Rows) else Rows(runtime.resident(tensors, policy))
     gen = torch.Generator().manual_seed(seed)
-    first = next(iter(tensors.values()))
-    n, data_device = len(first), first.device  # the device when resident: index there, copy nothing
+    n = len(rows)
     for epoch in range(epochs):
         model.train()
         total = torch.zeros((), device=dev)
-        for idx in batches(n, batch_size, gen):
-            if len(idx) == 1 and n > 1:
-                continue  # BatchNorm cannot train on a single sample; it is seen again next epoch
-            rows = idx.to(data_device, non_blocking=True)
-            batch = {k: runtime.prepare_batch(v[rows], policy) for k, v in tensors.items()}
-            total += step(lambda net, batch=batch: loss_fn(net, batch)) * len(idx)
+        # BatchNorm cannot train on a single sample; a lone last row is seen again next epoch
+        order = [idx for idx in batches(n, batch_size, gen) if not (len(idx) == 1 and n > 1)]
+        with loading(rows, order, seed=seed + epoch, policy=policy) as drawn:
+            for drawn_batch in drawn:
+                batch = {k: runtime.prepare_batch(v, policy) for k, v in drawn_batch.items()}
+                size = len(next(iter(batch.values())))
+                total += step(lambda net, batch=batch: loss_fn(net, batch)) * size
         epoch_loss = float(total) / max(n, 1)  # the one host sync of the epoch
         if not np.isfinite(epoch_loss):
             raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
         on_epoch(epoch, epoch_loss)
+
+
+@torch.no_grad()
+def predict_batch(model: torch.nn.Module, x: torch.Tensor, policy: runtime.Runtime | None = None) -> torch.Tensor:
+    """Float32 outputs of ``model`` (in eval mode, on the policy's device) for one batch; stays on the device."""
+    policy = policy or runtime.current()
+    with runtime.autocast(policy):
+        return model(runtime.prepare_batch(x, policy)).float()
 
 
 @torch.no_grad()

@@ -204,7 +204,8 @@ def _cross_validate(tracker: Tracker, run_id: str, config: TrialConfig, folds: i
 
     Each fold's objective values go on the trial's run as ``fold/<objective>`` at step = fold as soon as the
     fold ends, so a trial stopped after fold j still shows the folds it ran. The mean result carries no
-    weights, curve or previews: those stay on the fold runs, where a single-fold replay can use them.
+    weights, curve or previews (those stay on the fold runs, where a single-fold replay can use them) but
+    one: the folds' per-case values with their fold ids (``val_cases.json``).
 
     Raises:
         FoldFailed: a fold ended FAIL (its reason, prefixed with the fold).
@@ -235,4 +236,15 @@ def _cross_validate(tracker: Tracker, run_id: str, config: TrialConfig, folds: i
     means = {k: statistics.fmean(o.metrics[k] for o in outcomes) for k in sorted(shared)}
     notes = {k: v for o in outcomes for k, v in o.result.tags.items()}
     return TrialResult(config=config, objective_name=first.objective_name,
-                       objective=means[first.objective_name], metrics=means, tags=notes)
+                       objective=means[first.objective_name], metrics=means, tags=notes,
+                       previews=_fold_cases(outcomes))
+
+
+def _fold_cases(outcomes: Sequence[TrialOutcome]) -> dict[str, bytes]:
+    """The folds' ``val_cases.json`` combined with each case's fold id (:func:`bench.cases.combine_folds`),
+    so a cross-validated trial has the per-case values its seed repeats' case-bootstrap CI needs; none
+    when some fold has no such file."""
+    from bench.cases import CASE_FILE, combine_folds
+
+    files = [o.result.previews.get(CASE_FILE) if o.result is not None else None for o in outcomes]
+    return {CASE_FILE: combine_folds(files)} if files and all(f is not None for f in files) else {}

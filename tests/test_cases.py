@@ -72,6 +72,45 @@ def test_pooled_bootstrap_auroc_and_mismatched_seeds():
     assert all(np.isnan(pooled_case_bootstrap([])))
 
 
+def test_cross_validated_cases_keep_their_fold_and_bootstrap_within_fold_and_class():
+    # issue 20 §7: a --folds K trial had no val_cases.json, so no case-bootstrap CI
+    from bench.cases import combine_folds, stratified_draws
+    from bench.compare_stats import Stratified
+
+    rng = np.random.default_rng(4)
+    labels = [np.arange(n) % 4 for n in (12, 16, 8)]
+    files = [case_file("val_auroc", "macro_auroc", probs=_probs(rng, len(y)), labels=y) for y in labels]
+    cases = load_cases(combine_folds(files))
+    assert cases.n == 36 and cases.folds.tolist() == [0] * 12 + [1] * 16 + [2] * 8
+    per_fold = [load_cases(f).value() for f in files]
+    assert cases.value() == pytest.approx(np.mean(per_fold))  # the trial's objective: the folds' mean
+    mean, lo, hi = pooled_case_bootstrap([cases], resamples=300, seed=5)
+    assert mean == pytest.approx(np.mean(per_fold))
+    strata = np.char.add(np.char.add(cases.folds.astype(str), "|"), cases.fields["labels"].astype(str))
+    idx = stratified_draws(strata, 300, 5)
+    assert (cases.folds[idx] == cases.folds).all()  # every resampled case stays in its fold ...
+    assert (cases.fields["labels"][idx] == cases.fields["labels"]).all()  # ... and its class
+    folds = cases.folds
+    theta = np.mean([CASE_STATISTICS.get("macro_auroc")(cases.fields, idx[:, folds == f]) for f in range(3)], axis=0)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(theta, [0.025, 0.975])))
+    assert isinstance(Stratified("macro_auroc", folds), Stratified)
+    with pytest.raises(BenchError, match="same per-case fields"):
+        combine_folds([files[0], case_file("val_lesion_dice", "mean", values=[0.1])])
+
+
+def test_a_cross_validated_trial_result_carries_its_folds_cases():
+    from types import SimpleNamespace
+
+    from bench.cases import CASE_FILE, combine_folds
+    from bench.trial import _fold_cases
+
+    files = [case_file("val_lesion_dice", "mean", values=[0.1 * k, 0.2]) for k in range(3)]
+    outcomes = [SimpleNamespace(result=SimpleNamespace(previews={CASE_FILE: f})) for f in files]
+    assert _fold_cases(outcomes) == {CASE_FILE: combine_folds(files)}
+    outcomes[1].result.previews = {}
+    assert _fold_cases(outcomes) == {}
+
+
 def test_seed_summary_on_a_store_with_per_case_values_and_without(workdir):
     """The ct-lung path (statistic "mean" over per-case lesion Dice) and a config whose runs lack the file."""
     from bench.cases import CASE_FILE

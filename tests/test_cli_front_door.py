@@ -91,3 +91,17 @@ def test_bench_warnings_are_one_line_and_library_warnings_stay_quiet(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert lines and all(line.startswith("bench: warning: ") for line in lines), lines
     assert "UserWarning" not in proc.stderr and "from a library" not in proc.stderr
+
+
+def test_search_without_format_reads_the_folder_as_the_format_that_recognises_it(workdir):
+    from bench.cli import build_parser
+    from bench.cli.search import settings_from
+    from bench.errors import BenchError
+
+    assert main(["datasets", "make-phantom", "--task", "xray-heart", "--out", "xr", "--format", "dicom",
+                 "--cases", "6"]) == 0
+    args = build_parser().parse_args(["search", "--task", "xray-heart", "--data", "xr"])
+    assert settings_from(args).data_format == "dicom"  # before: png, whatever the folder held
+    (workdir / "empty").mkdir()
+    with pytest.raises(BenchError, match="--format"):
+        settings_from(build_parser().parse_args(["search", "--task", "xray-heart", "--data", "empty"]))

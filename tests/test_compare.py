@@ -208,15 +208,17 @@ def test_left_out_cells_keep_the_fold_seed_grid_balanced():
 
 
 # --- statistics -----------------------------------------------------------------------------------------
-def _cases(delta: float, n: int = 30) -> CaseData:
+def _cases(delta: float, n: int = 30, folds: int = 3, seeds: int = 5) -> CaseData:
     rng = np.random.default_rng(0)
-    base = rng.uniform(0.4, 0.8, size=(2, n))  # 2 folds x n cases
+    base = rng.uniform(0.4, 0.8, size=(folds, n))  # folds x n cases
     rows = []
     for arm, shift in (("dice", 0.0), ("better", delta), ("same", 0.0)):
-        for fold in range(2):
-            for case in range(n):
-                rows.append({"arm": arm, "fold": fold, "seed": 0, "case": case,
-                             "val_lesion_dice": base[fold, case] + shift + rng.normal(0, 0.01) * (arm == "better")})
+        for fold in range(folds):
+            for seed in range(seeds):
+                for case in range(n):
+                    noise = rng.normal(0, 0.01) * (arm == "better")
+                    rows.append({"arm": arm, "fold": fold, "seed": seed, "case": case,
+                                 "val_lesion_dice": base[fold, case] + shift + noise})
     return CaseData(pd.DataFrame(rows), per_case=["val_lesion_dice"])
 
 
@@ -234,10 +236,16 @@ def test_a_known_difference_is_better_and_an_identical_arm_is_no_detectable_diff
                                "same: no detectable difference from dice (alpha = 0.05)"]
     primary = result.table[result.table["metric"] == "val_lesion_dice"].set_index("arm")
     assert primary.loc["better", "delta"] == pytest.approx(0.05, abs=0.01)
-    assert primary.loc["better", "test"] == "wilcoxon" and primary.loc["dice", "unit"] == "case"
-    per_run = result.table[result.table["metric"] == "val_accuracy"]
-    assert set(per_run["unit"]) == {"run"} and set(per_run["n"]) == {2}
+    assert primary.loc["better", "test_case"] == "wilcoxon" and primary.loc["dice", "unit"] == "case"
+    assert primary.loc["better", "test"] == "paired t over 3 folds (seed means)"
+    per_run = result.table[result.table["metric"] == "val_accuracy"].set_index("arm")
+    assert set(per_run["unit"]) == {"run"} and set(per_run["n"]) == {15}
+    assert per_run.loc["better", "verdict"].startswith("no verdict")  # +1.0 in every run: zero variance
     assert result.notes == ["val_missing: not logged by these runs, left out."]
+    few = _cases(0.05, seeds=2)
+    result = analyse(few, _runs_for(few), metrics, "dice", {}, resamples=100)
+    assert result.verdicts[0] == "better: too few runs (6): descriptive only (alpha = 0.05)"
+    assert result.notes[0].startswith("2 seed(s) per fold: a verdict needs at least 5")
     with pytest.raises(ConfigError, match="--metric must be a metric these runs logged"):
         analyse(cases, _runs_for(cases), plan.MetricPlan("val_nope", ()), "dice", {}, resamples=100)
 
@@ -266,18 +274,18 @@ def test_set_level_auroc_from_pooled_case_probabilities():
     assert per_run.loc["crop", "mean"] == pytest.approx(0.85) and per_run.loc["crop", "unit"] == "run"
     assert bool(per_run.loc["crop", "higher_is_better"]) and per_run.loc["none", "n"] == 2
     auroc = result.table[result.table["metric"] == "val_auroc"].set_index("arm")
-    assert auroc.loc["crop", "mean"] > auroc.loc["none", "mean"] and auroc.loc["crop", "test"] == "bootstrap"
-    assert auroc.loc["crop", "n"] == 40 and result.verdicts[0].startswith("crop: better than none")
+    assert auroc.loc["crop", "mean"] > auroc.loc["none", "mean"] and auroc.loc["crop", "test_case"] == "bootstrap"
+    assert auroc.loc["crop", "delta_low"] > 0  # given these models the pooled AUROC is clearly higher ...
+    # ... but pooled over fold models it has no per-run value to test over training runs
+    assert auroc.loc["crop", "n"] == 40 and result.verdicts[0].startswith("crop: descriptive only (pooled")
 
 
 # --- across comparisons ---------------------------------------------------------------------------------
-def test_summarize_ranks_arms_over_comparisons(workdir):
-    from bench.compare import summarize
+def _summary_parents(rows):
     from bench.tracking import Tracker
 
     ids = []
-    for k, (task, means) in enumerate([("xray-heart", [0.70, 0.80, 0.75]), ("ct-lung", [0.30, 0.45, 0.40]),
-                                       ("xray-heart", [0.60, 0.62, 0.65])]):
+    for k, (task, means) in enumerate(rows):
         tracker = Tracker(task)
         parent = tracker.start_run(f"compare s{k}", {"bench.kind": "comparison", "comparison": f"s{k}",
                                                      "metric": "val_m"})
@@ -285,14 +293,32 @@ def test_summarize_ranks_arms_over_comparisons(workdir):
                               "higher_is_better": True})
         tracker.log_bytes(parent, "results.csv", table.to_csv(index=False).encode())
         ids.append(parent)
+    return ids
+
+
+def test_summarize_ranks_arms_over_comparisons(workdir):
+    from bench.compare import summarize
+
+    ids = _summary_parents([("xray-heart", [0.70, 0.80, 0.75]), ("ct-lung", [0.30, 0.45, 0.40]),
+                            ("xray-heart", [0.60, 0.62, 0.65])])
     scores, friedman, paths = summarize(ids, workdir / "summary")
     assert list(scores.columns) == ["dice", "dice_ce", "spread_dice"] and len(scores) == 3
     assert friedman.mean_ranks.to_dict() == pytest.approx({"dice_ce": 4 / 3, "spread_dice": 5 / 3, "dice": 3.0})
-    assert {p.name for p in paths} >= {"cd_diagram.png", "summary.md", "report.html"}
-    assert (workdir / "summary" / "cd_diagram.png").read_bytes()[:4] == b"\x89PNG"
+    # chi2 = 12 / (N k (k + 1)) sum R_j^2 - 3 N (k + 1) = 4.667 (p 0.097): Friedman does not reject, so no CD
+    # diagram (old code drew it regardless); Iman-Davenport F = (N - 1) chi2 / (N (k - 1) - chi2) beside it
+    assert friedman.statistic == pytest.approx(14 / 3) and not friedman.rejects
+    assert friedman.iman_davenport == pytest.approx(2 * (14 / 3) / (6 - 14 / 3))
+    assert {p.name for p in paths} == {"summary-scores.csv", "summary-ranks.csv", "summary.md", "report.html"}
+    assert not (workdir / "summary" / "cd_diagram.png").exists()
+    assert "does not reject" in (workdir / "summary" / "summary.md").read_text()
     assert run(_args("--summarize", ",".join(ids))) == 0
     with pytest.raises(BenchError, match="parent run ids of finished comparisons"):
         summarize([ids[0], "0" * 32])
+    more = _summary_parents([("xray-heart", [0.5, 0.7, 0.6 + k / 100]) for k in range(5)]
+                            + [("ct-lung", [0.5, 0.7, 0.75])])
+    _, friedman, paths = summarize(more, workdir / "summary")
+    assert friedman.rejects and friedman.p_iman_davenport < friedman.p  # Iman-Davenport is less conservative
+    assert (workdir / "summary" / "cd_diagram.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_command_module_imports_no_mlflow_pandas_or_torch():

@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from bench.compare.command import add_parser, run
 from bench.errors import ConfigError
 
-SMOKE = ("--task", "xray-heart", "--dimension", "guidance", "--arms", "none,soft_mask", "--folds", "2",
-         "--preset", "smoke")
+SMOKE = ("--task", "xray-heart", "--dimension", "guidance", "--arms", "none,soft_mask", "--seeds", "1", "--folds",
+         "2", "--preset", "smoke")
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -38,7 +38,8 @@ def _runs(workdir, kind=None):
 def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, capsys):
     assert run(_args(*SMOKE, "--name", "e2e", "--export", str(workdir / "out"), "--resamples", "300")) == 0
     printed = capsys.readouterr().out
-    assert "soft_mask: " in printed and "from none (alpha = 0.05)" in printed
+    assert "note: --seeds 1 is below 5" in printed  # allowed, and said so: no verdict from 2 runs per arm
+    assert "soft_mask: too few runs (2): descriptive only (alpha = 0.05)" in printed
 
     (parent,) = _runs(workdir, "comparison")
     tags = parent.data.tags
@@ -64,7 +65,8 @@ def test_smoke_comparison_logs_parent_nested_runs_results_and_exports(workdir, c
     assert primary.loc["soft_mask", "n"] == primary.loc["none", "n"] > 2  # validation cases of both folds
     assert (primary["trial_hours"] > 0).all()
     assert {"val_auroc", "val_heart_dice", "shift_gap_auroc", "test_auroc"} <= set(table["metric"])
-    assert "from none (alpha = 0.05)" in (workdir / "out" / "report.html").read_text()
+    assert "too few runs (2): descriptive only" in (workdir / "out" / "report.html").read_text()
+    assert {"p_case", "sd_fold", "detectable", "run_delta"} <= set(table.columns)
 
     with pytest.raises(ConfigError, match="must keep the comparison's dimension"):
         run(_args("--task", "xray-heart", "--name", "e2e", "--resume", "--dimension", "seg_loss"))

@@ -140,7 +140,7 @@ def test_kill_9_of_the_driver_stops_its_workers_and_resume_repeats_no_finished_r
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "bench.compare.command", "--task", "xray-heart", "--dimension", "guidance", "--arms",
-           "none,soft_mask", "--folds", "2", "--preset", "smoke", "--name", "k", "--workers", "2"]
+           "none,soft_mask", "--folds", "2", "--seeds", "1", "--preset", "smoke", "--name", "k", "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)  # its own process group: the driver and its workers
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import friedmanchisquare, norm, wilcoxon
+from scipy.stats import friedmanchisquare, norm, rankdata, ttest_1samp, wilcoxon
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
@@ -24,6 +25,7 @@ from bench.compare_stats import (
     critical_difference,
     delong_covariance,
     delong_test,
+    detectable_difference,
     friedman_nemenyi,
     holm,
     metric_direction,
@@ -33,7 +35,14 @@ from bench.compare_stats import (
     per_case_means,
     results_csv,
     results_markdown,
+    run_level_p,
+    run_level_test,
+    run_verdict,
+    seeds_needed,
+    stratified_case_draws,
+    variance_components,
     verdict,
+    wilcoxon_p,
 )
 from bench.errors import BenchError
 
@@ -113,6 +122,21 @@ def test_wilcoxon_p_by_hand_and_against_scipy():
     result = paired_per_case(a, b)
     assert result.p == pytest.approx(wilcoxon(a - b).pvalue)
     assert result.test == "wilcoxon" and result.n == 40 and result.delta == pytest.approx(np.mean(a - b))
+
+
+def test_wilcoxon_is_exact_on_the_non_zero_differences_with_ties():
+    # zeros and tied magnitudes: scipy's default falls back to the normal approximation (old code: 0.929)
+    d = np.array([0.0, 0.0, -0.2, 0.6, 0.0, -0.6, -0.9, 3.1, -0.1, -2.0, -0.6, 0.7, -0.5, 1.4])
+    nz = d[d != 0]
+    ranks = rankdata(np.abs(nz))
+    observed = ranks[nz > 0].sum()
+    signs = np.array(list(itertools.product([0, 1], repeat=nz.size)), bool)  # every sign pattern
+    null = (signs * ranks).sum(axis=1)
+    centre = ranks.sum() / 2
+    exact = np.mean(np.abs(null - centre) >= abs(observed - centre) - 1e-9)
+    assert wilcoxon_p(d) == pytest.approx(exact)
+    assert abs(wilcoxon(d).pvalue - exact) > 0.02
+    assert wilcoxon_p([0.0, 0.3]) == 1.0  # one non-zero difference: either sign is as likely
 
 
 def test_all_zero_differences_give_p_one_without_an_exception():
@@ -205,19 +229,21 @@ def test_verdict_uses_the_metric_direction():
 
 def test_a_clear_difference_is_better_flipped_worse_and_an_identical_pair_no_difference():
     rng = np.random.default_rng(5)
-    base = np.clip(rng.normal(0.7, 0.1, (2, 40)), 0, 1)  # 2 seeds × 40 cases over 2 folds
+    base = np.clip(rng.normal(0.7, 0.1, (5, 60)), 0, 1)  # 5 seeds × 60 cases over 3 folds
     frame = _tidy({"dice": base, "spread_dice": base + 0.08 + rng.normal(0, 0.02, base.shape),
-                   "copy": base.copy()})
+                   "copy": base.copy()}, folds=3)
     table = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=500)
     by_arm = table.set_index("arm")
     assert list(table["arm"]) == ["dice", "spread_dice", "copy"]
     assert by_arm.loc["spread_dice", "verdict"] == "better than dice"
-    assert by_arm.loc["spread_dice", "delta_low"] > 0.05 and by_arm.loc["spread_dice", "p"] < 1e-6
+    assert by_arm.loc["spread_dice", "delta_low"] > 0.05 and by_arm.loc["spread_dice", "p_case"] < 1e-6
+    assert by_arm.loc["spread_dice", "test"] == "paired t over 3 folds (seed means)"
+    assert (by_arm.loc["spread_dice", "n_folds"], by_arm.loc["spread_dice", "n_seeds"]) == (3, 5)
     assert by_arm.loc["copy", "verdict"] == "no detectable difference from dice"
-    assert by_arm.loc["copy", "p"] == 1.0 and by_arm.loc["copy", "delta"] == 0.0
+    assert by_arm.loc["copy", "p_case"] == 1.0 and by_arm.loc["copy", "delta"] == 0.0
     assert by_arm.loc["dice", "verdict"] == "baseline" and np.isnan(by_arm.loc["dice", "p"])
-    assert table["p_adjusted"].iloc[1:].to_numpy() == pytest.approx(multipletests(table["p"].iloc[1:], method="holm")[1])
-    assert (table["n"] == 40).all() and by_arm.loc["spread_dice", "mean"] == pytest.approx(np.mean(base + 0.08), abs=0.01)
+    assert table["p_adjusted"].iloc[1:2].to_numpy() == pytest.approx(table["p"].iloc[1:2].to_numpy())
+    assert (table["n"] == 60).all() and by_arm.loc["spread_dice", "mean"] == pytest.approx(np.mean(base + 0.08), abs=0.01)
     for arm in ("dice", "spread_dice"):  # the table's CI is the arm's pooled case bootstrap, its ranks bootstrap_ranks'
         summary = arm_summary(arm_cases(frame, "dice")[arm], resamples=500)
         assert tuple(by_arm.loc[arm, ["n", "mean", "ci_low", "ci_high"]]) == pytest.approx(tuple(summary))
@@ -227,6 +253,69 @@ def test_a_clear_difference_is_better_flipped_worse_and_an_identical_pair_no_dif
     assert by_arm.loc["spread_dice", "rank"] == 1
     flipped = compare_arms(frame, "dice", "dice", higher_is_better=False, resamples=200).set_index("arm")
     assert flipped.loc["spread_dice", "verdict"] == "worse than dice"
+
+
+def test_the_verdict_is_the_t_test_of_fold_means_with_holm_over_arms():
+    rng = np.random.default_rng(11)
+    base = rng.normal(0.7, 0.1, (5, 40))
+    arms = {"dice": base, "a": base + rng.normal(0.01, 0.03, base.shape), "b": base + rng.normal(0.0, 0.03, base.shape)}
+    frame = _tidy(arms, folds=4)
+    table = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=100).set_index("arm")
+    for arm in ("a", "b"):
+        d = arms[arm] - base  # S × N; case c is in fold c % 4
+        fold_means = np.array([d[:, f::4].mean() for f in range(4)])
+        expected = ttest_1samp(fold_means, 0.0)
+        assert table.loc[arm, "p"] == pytest.approx(expected.pvalue)
+        assert table.loc[arm, "run_delta"] == pytest.approx(fold_means.mean())
+        lo, hi = expected.confidence_interval(0.95)
+        assert (table.loc[arm, "run_delta_low"], table.loc[arm, "run_delta_high"]) == pytest.approx((lo, hi))
+    assert table.loc[["a", "b"], "p_adjusted"].to_numpy() == pytest.approx(
+        multipletests(table.loc[["a", "b"], "p"], method="holm")[1])
+
+
+def test_fewer_than_five_seeds_is_descriptive_only_never_better():
+    rng = np.random.default_rng(12)
+    base = rng.normal(0.7, 0.1, (2, 60))
+    frame = _tidy({"dice": base, "big": base + 0.2}, folds=3)
+    row = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=100).set_index("arm").loc["big"]
+    assert row["verdict"] == "too few runs (6): descriptive only"
+    assert row["p_case"] < 1e-6 and row["delta_low"] > 0.15  # the case-level columns still describe it
+    allowed = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=100, min_seeds=2)
+    assert allowed.set_index("arm").loc["big", "verdict"] == "no verdict: the runs' differences do not vary (zero variance)"
+
+
+def test_zero_variance_with_a_difference_is_no_verdict_and_delong_gives_no_p():
+    # old code: p = 0 from DeLong with zero variance (2 + 2 perfectly separated cases) and a verdict from it
+    labels = np.array([0, 0, 1, 1])
+    result = delong_test(labels, [0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1])  # AUC 1 vs 0, no spread
+    assert result.delta != 0 and np.isnan(result.p)
+    assert delong_test(labels, [0.1, 0.2, 0.8, 0.9], [0.1, 0.2, 0.8, 0.9]).p == 1.0
+    d = np.full((5, 5), 0.01)
+    assert np.isnan(run_level_test(d).p)
+    assert run_verdict(0.01, float("nan"), True, "none", n_seeds=5, n_runs=25).startswith("no verdict")
+
+
+def test_variance_components_recover_known_fold_and_seed_terms():
+    rng = np.random.default_rng(13)
+    k, s, reps = 8, 6, 400
+    d = rng.normal(0, 0.02, (reps, k, 1)) + rng.normal(0, 0.01, (reps, k, s))
+    components = np.array([variance_components(x) for x in d])
+    assert components[:, 0].mean() == pytest.approx(0.02**2, rel=0.1)
+    assert components[:, 1].mean() == pytest.approx(0.01**2, rel=0.05)
+    # one-seed pilot: all variance is the fold term
+    assert np.isnan(variance_components(d[0][:, :1])[1])
+
+
+def test_detectable_difference_has_the_stated_power_by_simulation():
+    sd_fold, sd_seed, k, s = 0.01, 0.02, 5, 5
+    mdd = detectable_difference(sd_fold, sd_seed, k, s, alpha=0.05)
+    rng = np.random.default_rng(14)
+    d = mdd + rng.normal(0, sd_fold, (4000, k, 1)) + rng.normal(0, sd_seed, (4000, k, s))
+    power = np.mean(run_level_p(d) < 0.05)
+    assert power == pytest.approx(0.8, abs=0.03)
+    needed = seeds_needed(mdd, sd_fold, sd_seed, k)
+    assert needed == 5 and 20 < seeds_needed(0.8 * mdd, sd_fold, sd_seed, k) < 40
+    assert seeds_needed(0.001, 0.05, 0.0, k) is None  # the fold term alone is too large: seeds cannot help
 
 
 # ---------------------------------------------------------------- set-level metrics from a tidy table
@@ -249,7 +338,9 @@ def test_auroc_arms_are_compared_by_delong_and_balanced_accuracy_by_the_paired_b
     fields = {"probs": ["prob_0", "prob_1"], "labels": "label"}
     table = compare_arms(frame, "val_auroc", "none", statistic="macro_auroc", fields=fields, resamples=300)
     row = table.set_index("arm").loc["multiply"]
-    assert row["test"] == "delong" and row["verdict"] == "better than none" and row["delta_low"] > 0
+    assert row["test_case"] == "delong" and row["delta_low"] > 0
+    # the AUROC of predictions pooled over fold models has no per-run value: no run-level verdict
+    assert row["verdict"] == "descriptive only (pooled over fold models: no per-run value)" and np.isnan(row["p"])
     alone = paired_set_level(arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)["multiply"],
                              arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)["none"],
                              resamples=300)
@@ -257,11 +348,11 @@ def test_auroc_arms_are_compared_by_delong_and_balanced_accuracy_by_the_paired_b
     arms = arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields)
     labels = arms["none"].fields["labels"][0]
     expected = delong_test(labels, arms["multiply"].fields["probs"][..., 1], arms["none"].fields["probs"][..., 1])
-    assert row["p"] == pytest.approx(expected.p) and row["delta"] == pytest.approx(expected.delta)
+    assert row["p_case"] == pytest.approx(expected.p) and row["delta"] == pytest.approx(expected.delta)
     assert row["mean"] == pytest.approx(np.mean([roc_auc_score(labels, p[:, 1]) for p in arms["multiply"].fields["probs"]]))
     accuracy = compare_arms(frame, "val_balanced_accuracy", "none", statistic=balanced_accuracy, fields=fields,
                             resamples=300).set_index("arm")
-    assert accuracy.loc["multiply", "test"] == "bootstrap" and accuracy.loc["multiply", "verdict"].startswith("better")
+    assert accuracy.loc["multiply", "test_case"] == "bootstrap" and accuracy.loc["multiply", "delta_low"] > 0
 
 
 def test_paired_set_level_bootstrap_shares_one_case_draw_between_the_arms():
@@ -271,7 +362,7 @@ def test_paired_set_level_bootstrap_shares_one_case_draw_between_the_arms():
     arm = ArmCases({"probs": probs_a, "labels": labels[None]}, balanced_accuracy)
     base = ArmCases({"probs": probs_b, "labels": labels[None]}, balanced_accuracy)
     result = paired_set_level(arm, base, resamples=200, seed=1)
-    idx = np.random.default_rng(1).integers(0, 30, size=(200, 30))
+    idx = stratified_case_draws(labels, 200, 1)  # cases drawn within their class
     draws = [balanced_accuracy_score(labels[i], probs_a[0, i].argmax(1))
              - balanced_accuracy_score(labels[i], probs_b[0, i].argmax(1)) for i in idx]
     assert (result.delta_low, result.delta_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
@@ -372,8 +463,9 @@ def test_friedman_with_two_arms_says_it_does_not_apply():
 
 def test_csv_and_markdown_hold_every_column(tmp_path):
     rng = np.random.default_rng(10)
-    base = rng.random((1, 20))
-    frame = _tidy({"dice": base, "spread_dice": base + 0.2}).rename(columns={"dice": "val_lesion_dice"})
+    base = rng.random((5, 20))
+    frame = _tidy({"dice": base, "spread_dice": base + 0.2 + rng.normal(0, 0.01, base.shape)}).rename(
+        columns={"dice": "val_lesion_dice"})
     table = compare_arms(frame, "val_lesion_dice", "dice", higher_is_better=True, resamples=100,
                          trial_hours={"dice": 1.5, "spread_dice": 2.25})
     text = results_csv(table, tmp_path / "out" / "results.csv")
@@ -384,14 +476,17 @@ def test_csv_and_markdown_hold_every_column(tmp_path):
         assert column in back
     assert back["verdict"].tolist() == ["baseline", "better than dice"]
     md = results_markdown(table, tmp_path / "results.md")
-    assert "| arm | n | mean [95% CI] | Δ vs dice [95% CI] | p | adjusted p | verdict (α = 0.05) | compute (trial-hours) |" in md
+    assert ("| arm | n | runs | mean [95% CI, given these models] | Δ vs dice [95% CI, given these models] | "
+            "Δ over runs [95% CI] | p | adjusted p | verdict (α = 0.05) | detectable Δ (80% power) | "
+            "compute (trial-hours) |") in md
     assert "### val_lesion_dice (higher is better)" in md
-    assert "| spread_dice | 20 |" in md and "better than dice | 2.25 |" in md and "(wilcoxon)" in md
+    assert "| spread_dice | 20 | 2 x 5 |" in md and "better than dice |" in md and "| 2.25 |" in md
+    assert "(paired t over 2 folds (seed means))" in md
     row = table.iloc[1]  # one number of decimals per interval, signed difference
     assert f"| {row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | {row['delta']:+.3f} [" in md
     means = per_case_means(frame, "val_lesion_dice")
-    assert means["spread_dice"] == pytest.approx(means["dice"] + 0.2) and sorted(means["dice"]) == pytest.approx(
-        sorted(base[0]))
+    assert means["spread_dice"] == pytest.approx(means["dice"] + 0.2, abs=0.02) and sorted(means["dice"]) == pytest.approx(
+        sorted(base.mean(axis=0)))
 
 
 def test_the_module_imports_no_torch_mlflow_or_optuna():
@@ -399,3 +494,35 @@ def test_the_module_imports_no_torch_mlflow_or_optuna():
             "print([m for m in ('torch', 'mlflow', 'optuna', 'matplotlib') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- patients
+
+
+def test_patient_numbers_are_anonymous_and_in_order():
+    from bench.cases import patient_numbers
+
+    assert patient_numbers(["JSRT-0042", "JSRT-0007", "JSRT-0042"]).tolist() == [0, 1, 0]
+
+
+def test_per_case_wilcoxon_runs_on_patient_means_and_the_bootstrap_draws_patients():
+    rng = np.random.default_rng(15)
+    groups = np.repeat(np.arange(12), [1, 2, 3] * 4)  # 24 images of 12 patients in one fold
+    d_patient = rng.normal(0.01, 0.05, 12)
+    arm = 0.5 + d_patient[groups] + rng.normal(0, 0.001, groups.size)
+    base = np.full(groups.size, 0.5)
+    result = paired_per_case(arm, base, clusters=groups, strata=np.zeros(groups.size), resamples=300, seed=2)
+    means = np.array([(arm - base)[groups == g].mean() for g in range(12)])
+    assert result.n == 12 and result.test == "wilcoxon on patient means"
+    assert result.p == pytest.approx(wilcoxon_p(means))
+    sums, counts = np.bincount(groups, arm - base), np.bincount(groups).astype(float)
+    from bench.cases import stratified_draws
+
+    idx = stratified_draws(np.zeros(12).astype(str), 300, 2)
+    draws = sums[idx].sum(1) / counts[idx].sum(1)
+    assert (result.delta_low, result.delta_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    # through the tidy table: a `group` column makes compare_arms use the patients
+    frame = pd.DataFrame({"arm": ["a"] * 24 + ["b"] * 24, "fold": 0, "seed": 0, "case": list(range(24)) * 2,
+                          "group": list(groups) * 2, "dice": np.concatenate([base, arm])})
+    row = compare_arms(frame, "dice", "a", higher_is_better=True, resamples=100).set_index("arm").loc["b"]
+    assert row["test_case"] == "wilcoxon on patient means" and row["n_paired"] == 12

@@ -146,3 +146,15 @@ def test_truncated_image_files_raise_one_error_naming_a_file(name, request, tmp_
         FORMATS.create(name, **params).read(broken, classes)
     # the file itself, or its header beside it (a LUNA16 .raw is read through its .mhd)
     assert any(v.name.rsplit(".", 1)[0] in str(error.value) for v in victims), str(error.value)
+
+
+@pytest.mark.parametrize("name", sorted({n for task in CLASSES for n in formats_for(task)}))
+def test_every_format_of_a_task_recognises_its_own_folder_and_only_it(name, request, tmp_path):
+    """`--format` may be left out: the folder a format writes (or its fixture) is recognised as that format by
+    exactly it among the task's formats, so detection is never a guess."""
+    from bench.data.formats import detect_format
+
+    folder, *_ = _source(name, request, tmp_path)
+    task = _task(name)
+    assert hasattr(FORMATS.get(name), "recognise"), f"format '{name}' of {task} cannot be recognised"
+    assert detect_format(task, folder) == name

@@ -9,6 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.compare_stats import compare_arms, results_csv, results_markdown
+from bench.errors import BenchError
 
 
 def make_comparison(uri: str, name: str = "guidance-demo", finished: bool = True) -> str:
@@ -19,15 +20,15 @@ def make_comparison(uri: str, name: str = "guidance-demo", finished: bool = True
 
     rng = np.random.default_rng(0)
     arms = (("none", 0.0), ("gate", 0.05), ("crop", 0.0))
-    rows = [{"arm": arm, "fold": fold, "seed": 0, "case": case,
+    rows = [{"arm": arm, "fold": fold, "seed": seed, "case": case,
              "val_heart_dice": 0.8 + shift + rng.normal(0, 0.02)}
-            for arm, shift in arms for fold in range(2) for case in range(15)]
+            for arm, shift in arms for fold in range(2) for seed in range(5) for case in range(15)]
     table = compare_arms(pd.DataFrame(rows), "val_heart_dice", "none", higher_is_better=True, resamples=200,
                          trial_hours={"none": 0.1, "gate": 0.12, "crop": 0.11})
     table["unit"] = "case"
     tracker = Tracker("xray-heart", uri=uri)
     settings = {"dimension": "guidance", "arms": "none,gate,crop", "baseline": "none", "folds": 2,
-                "seeds": "0", "preset": "smoke", "metric": "val_heart_dice", "mode": "fixed"}
+                "seeds": "0,1,2,3,4", "preset": "smoke", "metric": "val_heart_dice", "mode": "fixed"}
     parent = open_parent(tracker, name, settings, None)
     if finished:
         tracker.log_bytes(parent, "results.csv", results_csv(table).encode())
@@ -46,7 +47,7 @@ def test_the_table_shows_the_primary_metric_by_name_and_by_run_id(comparison, ca
     assert main(["leaderboard", "--comparison", "guidance-demo"]) == 0
     out = capsys.readouterr().out
     assert f"comparison guidance-demo (run {comparison}), task xray-heart" in out
-    assert "primary metric val_heart_dice" in out and "p: wilcoxon" in out
+    assert "primary metric val_heart_dice" in out and "adj. p: paired t over 2 folds (seed means)" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
     assert "better than none" in lines["gate"] and "baseline" in lines["none"]
     assert "no detectable difference from none" in lines["crop"]
@@ -95,3 +96,22 @@ def test_unknown_or_unfinished_comparison_is_one_clear_error(workdir, capsys):
     assert "but got --top" in capsys.readouterr().err
     assert main(["leaderboard"]) == 2
     assert "needs --task TASK" in capsys.readouterr().err
+
+
+def test_plan_for_prints_seeds_needed_from_a_finished_pilot_without_training(comparison, capsys):
+    from bench.compare.analysis import seeds_for
+    from bench.compare.read import find_comparison
+    from bench.compare_stats import seeds_needed
+
+    assert main(["compare", "--name", "guidance-demo", "--plan-for", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds per fold to detect a difference of 0.01 in val_heart_dice" in out
+    table = find_comparison("guidance-demo").table
+    plan = seeds_for(table, "val_heart_dice", 0.01).set_index("arm")
+    row = table.set_index(["metric", "arm"]).loc[("val_heart_dice", "gate")]
+    assert plan.loc["gate", "seeds_needed"] == seeds_needed(0.01, row["sd_fold"], row["sd_seed"], 2, 0.05 / 2)
+    assert "  gate: " in out and "  crop: " in out
+    old = table.drop(columns=["sd_fold", "sd_seed"])
+    with pytest.raises(BenchError, match="has none .*Recompute it with"):
+        seeds_for(old, "val_heart_dice", 0.01)
+    assert main(["compare", "--plan-for", "0.01"]) == 2  # no pilot named: one line, exit 2

@@ -56,7 +56,8 @@ def test_tags_round_trip_and_runs_older_than_the_policy():
     tags = p.tags()
     assert tags["bench.runtime.precision"] == "bf16" and tags["bench.runtime.channels_last"] == "True"
     assert set(tags) == {"bench.runtime." + k for k in ("device", "precision", "channels_last", "compile",
-                                                        "deterministic", "cudnn_benchmark", "resident_data")}
+                                                        "deterministic", "cudnn_benchmark", "resident_data",
+                                                        "data_placement", "loader_workers")}
     back = Runtime.from_tags(tags)
     assert back is not None and back.tags() == tags
     assert Runtime.from_tags({"device": "cpu"}) is None

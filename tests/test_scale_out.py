@@ -139,8 +139,9 @@ def _restart(url: str) -> None:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if f"-p {port}" in x and " -D " in x)
     data = line.split(" -D ", 1)[1].split()[0]
-    subprocess.run(_as_postgres(shutil.which("pg_ctl"), "-D", data, "-w", "-m", "fast", "restart"), check=True,
-                   capture_output=True)
+    log = str(Path(data).parent / "log")  # -l: the restarted server must not hold on to our pipes
+    subprocess.run(_as_postgres(shutil.which("pg_ctl"), "-D", data, "-l", log, "-w", "-m", "fast", "restart"),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
@@ -179,3 +180,14 @@ def test_a_postgres_restart_mid_search_is_ridden_out_or_resumed_to_exactly_the_t
 
     assert count_finished(optuna.load_study(study_name="restarted", storage=postgres)) == 3, [t.state for t in trials]
     print(f"restart mid-search: exit {proc.returncode}, trials {[t.state.name for t in trials]}")
+
+
+def test_storage_errors_are_told_from_bugs():
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from bench.search.optuna_backend import is_storage_error
+
+    assert is_storage_error(optuna.exceptions.StorageInternalError("An exception is raised during the commit."))
+    assert is_storage_error(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+    assert not is_storage_error(ValueError("a bug of ours"))

@@ -51,6 +51,12 @@ def test_two_fold_search_logs_each_fold_and_their_mean_and_replays_all_folds(wor
         assert [r.data.tags["fold"] for r in mine] == ["0", "1"]
         assert all(r.data.tags["mlflow.parentRunId"] == run_id and r.info.status == "FINISHED" for r in mine)
         assert {"checkpoint.pt", "val_cases.json"} <= {a.path for a in client.list_artifacts(mine[0].info.run_id)}
+        # the trial keeps every fold's cases with the fold id: `leaderboard --seeds` can bootstrap it (issue 20 §7)
+        from bench.cases import load_cases
+
+        trial_cases = load_cases(Tracker("xray-heart").read_artifact(run_id, "val_cases.json"))
+        assert sorted(set(trial_cases.folds.tolist())) == [0, 1]
+        assert trial_cases.value() == pytest.approx(run.data.metrics["val_auroc"], abs=1e-9)
         # the per-fold series is the fold runs' own objective, and the trial's objective is their mean
         assert per_fold == {int(r.data.tags["fold"]): r.data.metrics["val_auroc"] for r in mine}
         assert run.data.metrics["val_auroc"] == pytest.approx(statistics.fmean(per_fold.values()), rel=1e-12)

@@ -50,13 +50,17 @@ def test_multi_objective_search_then_seed_repeats(workdir, capsys):
     logged = [best["val_auroc"]] + [r.objective for r in repeats]
     for cases, value in zip(sets, logged):  # val_cases.json recomputes the logged objective exactly
         assert cases.value() == pytest.approx(value, abs=1e-12)
-        # scores, labels and per-case heart Dice only, no identifiers
-        assert set(cases.fields) == {"probs", "labels", "val_heart_dice"}
+        # scores, labels, per-case heart Dice and anonymous patient numbers (0, 1, ... in order), no identifiers
+        assert set(cases.fields) == {"probs", "labels", "val_heart_dice", "groups"}
+        groups = cases.fields["groups"]
+        assert groups.dtype.kind == "i" and groups[0] == 0 and (np.diff(np.maximum.accumulate(groups)) <= 1).all()
         assert cases.per_case_dice()[0] == "val_heart_dice" and np.all((cases.per_case_dice()[1] >= 0) &
                                                                         (cases.per_case_dice()[1] <= 1))
     assert row.mean == pytest.approx(np.mean(logged)) and row.n_cases == sets[0].n
     # reference: the pooled formula with sklearn-based macro AUROC, resample by resample
-    idx = np.random.default_rng(0).integers(0, sets[0].n, size=(300, sets[0].n))
+    from bench.cases import stratified_draws
+
+    idx = stratified_draws(sets[0].fields["labels"], 300, 0)  # cases drawn within their class
     theta = np.array([np.mean([macro_auroc(c.fields["probs"][i], c.fields["labels"][i]) for c in sets])
                       for i in idx])
     lo, hi = np.quantile(theta[np.isfinite(theta)], [0.025, 0.975])

@@ -122,7 +122,7 @@ def _prepare(folder, fmt, **config):
 
 
 def _all_labels(data) -> dict[str, int]:
-    labels = np.concatenate([part["label"].numpy() for part in data.parts.values()])
+    labels = np.concatenate([part.per_case("label") for part in data.parts.values()])
     return {name: int((labels == k).sum()) for k, name in enumerate(data.classes)}
 
 

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     )
     s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
     add_task(s)
-    add_format(s, "data format of PATH (omit for 'phantom')")
+    add_format(s, "data format of PATH (omit for 'phantom', or to use the one format that recognises the folder)")
     add_data_options(s, "PATH")
     s.add_argument("--sample", type=int, metavar="N",
                    help="xray-heart: decode only N images, evenly spread, for sizes, spacing and masks (default: "
@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     s = actions.add_parser("split", help="patient-grouped stratified split file (held-out test + folds)")
     s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
     add_task(s)
-    add_format(s, "data format of PATH (omit for 'phantom')")
+    add_format(s, "data format of PATH (omit for 'phantom', or to use the one format that recognises the folder)")
     # no --classes here: a class order other than the data's own gets its own split, made by the first
     # search that asks for it (bench.tasks.xray_heart.data)
     add_data_options(s, "PATH", classes=False)
@@ -105,8 +105,13 @@ def split(args) -> int:
     from bench.tasks import TASKS
 
     _, options = data_options(args)
+    fmt = args.format
+    if not fmt and args.path != "phantom":
+        from bench.data.formats import detect_format
+
+        fmt = detect_format(args.task, args.path)
     split_, out = write_split(
-        args.path, args.task, args.format, n_folds=args.folds, seed=args.seed, out=args.out,
+        args.path, args.task, fmt, n_folds=args.folds, seed=args.seed, out=args.out,
         phantom_cases=TASKS.get(args.task).phantom_cases, **options,
     )
     print(

@@ -150,13 +150,16 @@ def run_comparison(args) -> int:
         else:  # the primary metric only, named in the header line; its test in the footnote: 120 columns
             primary = results_display(table[table["metric"] == stored.metric])
             tests = sorted(set(primary["test"]) - {""})
-            shown = (primary.drop(columns=["metric", "unit", "test"], errors="ignore")
-                     .rename(columns={"adjusted p": "adj. p", "trial-hours": "hours"}).set_index("arm"))
+            # the verdict's columns; the case-level Δ (given these models) is in --wide and the other formats
+            shown = (primary.drop(columns=["metric", "unit", "test", "Δ vs baseline [CI]", "p"], errors="ignore")
+                     .rename(columns={"adjusted p": "adj. p", "trial-hours": "hours", "detectable Δ": "detectable"})
+                     .set_index("arm"))
         text = stored.header() + "\n" + render(shown, "wide" if args.wide else "table")
         others = sorted(set(table["metric"]) - {stored.metric})
         if not args.wide:
-            text += (f"\np: {', '.join(tests)} (Holm-adjusted over the arms: adj. p); hours: trial-hours of "
-                     f"all runs of the arm")
+            text += (f"\nadj. p: {', '.join(tests)}, Holm-adjusted over the arms; detectable: the smallest Δ "
+                     f"detectable with 80% power; hours: trial-hours of all runs of the arm; the case-level Δ "
+                     f"(given these models): --wide")
         if others and not args.wide:
             text += f"\n{len(others)} more metrics ({', '.join(others)}): --wide or --format csv|md|json"
     if args.out:

@@ -60,7 +60,8 @@ def add_parser(sub) -> None:
     add_task(s)
     s.add_argument("--data", help="data folder (default: the built-in phantom)")
     add_data_options(s, "--data")
-    add_format(s, "data format of --data (default png with --data, else phantom; see `bench list formats`)")
+    add_format(s, "data format of --data (default: the one format that recognises the folder, else the phantom; "
+                  "see `bench list formats`)")
     s.add_argument(
         "--preset",
         metavar="PRESET",
@@ -191,7 +192,7 @@ def settings_from(args):
         task=args.task,
         preset=args.preset,
         data=args.data or "phantom",
-        data_format=args.format or ("phantom" if not args.data else "png"),
+        data_format=args.format or _data_format(args),
         trials=args.trials,
         timeout=args.timeout,
         seed=args.seed,
@@ -345,3 +346,14 @@ def _repeat_seeds(args, settings, summary, out) -> None:
         )
     if any(r.state == "COMPLETE" for r in repeats):
         print(render(seed_summary(args.task, study=summary.study).drop(columns=["run_id"]), "table"))
+
+
+def _data_format(args) -> str:
+    """--format left out: the phantom without --data, else the one format of the task that recognises the
+    folder (one error naming the choices when none or several do)."""
+    if not args.data:
+        return "phantom"
+    from bench.data.formats import detect_format
+
+    return detect_format(args.task, args.data)
+

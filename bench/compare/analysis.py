@@ -1,22 +1,22 @@
 """The statistics of a comparison: one :func:`bench.compare_stats.compare_arms` table per metric.
 
-Where each metric's values come from decides its test (see :mod:`bench.compare_stats`):
+**The verdict's unit is the training run.** Whatever the metric, each arm has one value per fold x seed
+run, paired with the baseline's on the same fold and seed; the verdict is the t test of the K fold means
+of those differences (seeds averaged within a fold, because they share its validation cases), Holm over
+the arms (:mod:`bench.compare_stats._runs`). With fewer than 5 seeds per fold the verdict column says
+"too few runs (n): descriptive only". A run's value, by where the metric comes from:
 
-* per-case metrics in ``val_cases.json`` (heart Dice, lesion Dice): unit = case, pooled over folds (a case
-  is validated by its fold's model) and averaged over seeds; Wilcoxon signed-rank on per-case differences;
-* set-level metrics recomputed from the cases (AUROC, balanced accuracy from the logged probabilities):
-  unit = case; the arm's value is the metric of the pooled out-of-fold predictions (averaged over seeds),
-  compared by a paired case bootstrap (DeLong for a two-class AUROC);
-* ``<metric>@fold`` for such a metric computed within each fold x seed on that fold's own validation
-  cases and averaged, weighted by the folds' case counts (``val_auroc@fold``: the primary guidance metric
-  of xray-heart; unlike the pooled AUROC it does not score whether K fold models are calibrated alike):
-  unit = fold; the paired case bootstrap resamples cases within each fold (stratified bootstrap: CI, and
-  the p-value as twice the smaller tail beyond zero), stratified DeLong for a two-class AUROC;
-* everything else a run logs (HD95, shift gap, attention in heart, test-part scores), and
-  ``<metric>@run`` for the runs' own values of a pooled metric (``val_auroc@run``: the folds' AUROCs,
-  which unlike the pooled AUROC do not mix the calibrations of K models): unit = run; the
-  arms are paired on the same fold x seed and compared by Wilcoxon over the K x S runs (with 5 runs or
-  fewer no difference can reach alpha = 0.05: the table says so by its p-values).
+* per-case metrics in ``val_cases.json`` (heart Dice, lesion Dice): the mean over the run's own
+  validation cases; beside it, given these models, the case-bootstrap CI of the pooled cases and the
+  Wilcoxon p of per-case differences (``p_case``);
+* ``<metric>@fold`` for a set-level metric (``val_auroc@fold``, the xray-heart guidance primary): the
+  metric within the run's fold on its own cases; given these models, the stratified case bootstrap
+  (cases resampled within fold x class) and stratified DeLong for two classes;
+* set-level metrics of the out-of-fold predictions pooled over folds (``val_auroc``): no per-run value,
+  so descriptive only (pooling K fold models also scores whether they are calibrated alike); given these
+  models, the paired case bootstrap (DeLong for two classes);
+* everything else a run logs (HD95, shift gap, attention in heart, test-part scores), and ``<metric>@run``
+  for the runs' own values of a pooled metric (``val_auroc@run``): the logged value.
 
 P-values are Holm-adjusted over the arms within each metric; the verdicts of the primary metric are the
 comparison's answer, the other metrics describe it.
@@ -31,7 +31,7 @@ import pandas as pd
 
 from bench.compare.collect import CaseData, run_frame
 from bench.compare.plan import MetricPlan
-from bench.compare_stats import compare_arms
+from bench.compare_stats import MIN_SEEDS, compare_arms
 from bench.errors import BenchError, ConfigError
 
 ALPHA = 0.05
@@ -105,6 +105,11 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
         table["unit"] = {"run": "run", "fold": "fold"}.get(source, "case")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
+    seeds = runs["seed"].nunique() if "seed" in runs else 0
+    if seeds < MIN_SEEDS:
+        notes.insert(0, f"{seeds} seed(s) per fold: a verdict needs at least {MIN_SEEDS} (run-to-run variation "
+                        f"of training is part of the question), so the table is descriptive only. Add seeds "
+                        f"with --resume --seeds {MIN_SEEDS}.")
     primary = table[table["metric"] == metrics.primary]
     verdicts = [f"{r.arm}: {r.verdict} (alpha = {alpha:g})" for r in primary.itertuples() if r.verdict != "baseline"]
     return Analysis(table, verdicts, notes)
@@ -114,7 +119,8 @@ def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, b
                 trial_hours: Mapping[str, float], alpha: float, resamples: int) -> pd.DataFrame:
     common = {"alpha": alpha, "resamples": resamples, "trial_hours": trial_hours}
     if source == "case":
-        frame = cases.frame[["arm", "fold", "seed", "case", metric]]
+        patient = ["group"] if "group" in cases.frame else []  # per-case tests on patient means
+        frame = cases.frame[["arm", "fold", "seed", "case", *patient, metric]]
         return compare_arms(frame, metric, baseline, **common)
     if source == "set":
         statistic, fields = cases.set_level[metric]
@@ -126,14 +132,50 @@ def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, b
         statistic, fields = cases.set_level[pooled]
         return compare_arms(cases.frame, metric, baseline, statistic=statistic, fields=fields, strata="fold",
                             higher_is_better=metric_direction(pooled), **common)
-    if metric.endswith(PER_RUN):
-        logged = metric[: -len(PER_RUN)]
-        frame = run_frame(runs, logged).rename(columns={logged: metric})
-        return compare_arms(frame, metric, baseline, higher_is_better=metric_direction(logged), **common)
-    return compare_arms(run_frame(runs, metric), metric, baseline, **common)
+    logged = metric.removesuffix(PER_RUN)
+    per_run = pd.DataFrame({"arm": runs["arm"].astype(str), "fold": runs["fold"].astype(int),
+                            "seed": runs["seed"].astype(int), metric: pd.to_numeric(runs[logged], errors="coerce")})
+    frame = run_frame(runs, logged).rename(columns={logged: metric})
+    return compare_arms(frame, metric, baseline, higher_is_better=metric_direction(logged), runs=per_run, **common)
 
 
 def trial_hours(table: pd.DataFrame, arms: Sequence[str]) -> dict[str, float]:
     """Hours of every run of each arm (finished, failed and killed ones too: compute spent is spent)."""
     seconds = table.groupby("arm")["seconds"].sum(min_count=1) if not table.empty else pd.Series(dtype=float)
     return {arm: float(seconds.get(arm, 0.0)) / 3600.0 for arm in arms}
+
+
+def seeds_for(table: pd.DataFrame, metric: str, target: float, folds: int | None = None,
+              alpha: float = ALPHA) -> pd.DataFrame:
+    """Seeds per fold each arm would need to detect a difference of ``target`` (80 % power, two-sided, at
+    alpha / m: Holm's first step over the m arms), from a finished comparison's variance components.
+
+    ``table`` is the pilot's results table (``results.csv``: ``sd_fold``, ``sd_seed``, ``n_folds``, ``n_seeds``
+    per arm); ``folds`` the K planned (default the pilot's). A one-seed pilot cannot separate the seed term
+    from the fold term and reports all its variance as the fold term (then more seeds cannot help and the
+    answer is None: more folds or cases, or a pilot with 2 seeds or more).
+
+    Raises:
+        BenchError: the table has no variance components (made by an older bench: recompute it with
+            ``bench compare --name NAME --resume``) or no such metric.
+    """
+    from bench.compare_stats import detectable_difference, seeds_needed
+
+    part = table[table["metric"] == metric]
+    if part.empty:
+        raise BenchError(f"--plan-for needs the pilot's metric {metric}, but its results table holds "
+                         f"{sorted(set(table['metric']))}. Pass --metric.")
+    if "sd_fold" not in part or part["sd_fold"].isna().all():
+        raise BenchError(f"--plan-for needs the pilot's run-level variance components (sd_fold, sd_seed) of "
+                         f"{metric}, but its results table has none (made by an older bench, or the metric has no "
+                         f"per-run value). Recompute it with `bench compare --name NAME --resume`.")
+    others = part[part["verdict"] != "baseline"]
+    m = max(1, len(others))
+    rows = []
+    for r in others.itertuples():
+        k = int(folds or r.n_folds)
+        rows.append({"arm": r.arm, "delta_now": r.run_delta, "sd_fold": r.sd_fold, "sd_seed": r.sd_seed,
+                     "pilot": f"{int(r.n_folds)} x {int(r.n_seeds)}", "folds": k,
+                     "detectable_now": detectable_difference(r.sd_fold, r.sd_seed, k, int(r.n_seeds), alpha / m),
+                     "seeds_needed": seeds_needed(target, r.sd_fold, r.sd_seed, k, alpha / m)})
+    return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.cases import CASE_FILE, load_cases
+from bench.cases import CASE_FILE, GROUPS, load_cases
 from bench.errors import BenchError
 from bench.tracking import Tracker
 
@@ -88,7 +88,15 @@ def case_data(tracker: Tracker, runs: pd.DataFrame,
                 _add(per_case, cases.metric)
             elif name == "labels":
                 columns["label"] = values.astype(int)
+            elif name == GROUPS:  # anonymous patient number within the fold (issue 21)
+                columns["group"] = values.astype(int)
             elif name == "probs":
+                if not np.isfinite(values.astype(float)).all():
+                    bad = int((~np.isfinite(values.astype(float))).any(axis=1).sum())
+                    raise BenchError(f"every validation probability must be a number, but run {row.run_id} (arm "
+                                     f"{row.arm}, fold {row.fold}, seed {row.seed}) has NaN or infinite "
+                                     f"probabilities for {bad} of {cases.n} cases. Re-run it (bench compare "
+                                     f"--resume after deleting the run) or find why its model diverged.")
                 columns.update({f"{PROB_PREFIX}{k}": values[:, k].astype(float) for k in range(values.shape[1])})
             elif values.ndim == 1:
                 columns[name] = values.astype(float)

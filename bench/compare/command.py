@@ -13,14 +13,16 @@ from bench.errors import ConfigError
 
 EXAMPLES = """examples:
   bench compare --task xray-heart --dimension guidance --preset smoke --arms none,soft_mask --folds 2
-  bench compare --task xray-heart --dimension guidance --seeds 2 --export results/compare/xray-heart-guidance
+  bench compare --task xray-heart --dimension guidance --export results/compare/xray-heart-guidance
+  bench compare --task xray-heart --dimension guidance --arms none,gate --seeds 2   (descriptive only)
   bench compare --task ct-lung --dimension seg_loss --arms dice,dice_ce,spread_dice --baseline dice
   bench compare --task xray-heart --dimension seg_loss --from-run <RUN_ID>
   bench compare --task xray-heart --dimension guidance --tune 8
   bench compare --task xray-heart --name my-comparison --resume
   bench compare --task xray-heart --dimension guidance --workers 4
   bench compare --task ct-lung --dimension seg_loss --backend ray --address HEAD:6379 --gpus-per-trial 0.5
-  bench compare --summarize <PARENT_RUN_1>,<PARENT_RUN_2> --export results/compare/summary"""
+  bench compare --summarize <PARENT_RUN_1>,<PARENT_RUN_2> --export results/compare/summary
+  bench compare --name xray-heart-guidance-cpu --plan-for 0.01"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,7 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--baseline", help="arm the others are compared with (default: none or dice when an arm, "
                                       "else the first arm)")
     s.add_argument("--folds", type=int, metavar="K", help="folds of the standard split (default 5)")
-    s.add_argument("--seeds", type=int, metavar="S", help="seeds per fold: --seed .. --seed+S-1 (default 1)")
+    s.add_argument("--seeds", type=int, metavar="S",
+                   help="seeds per fold: --seed .. --seed+S-1 (default 5, the fewest that give verdicts; fewer are "
+                        "allowed and descriptive only)")
     s.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     s.add_argument("--preset", help="budget preset: smoke, cpu (default), gpu")
     s.add_argument("--space", help="search space YAML whose categorical D gives the arms (default: the preset's)")
@@ -61,6 +65,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="combine finished comparisons (parent run ids) of several tasks or data sets: mean ranks, "
                         "Friedman test and critical-difference diagram")
     s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.add_argument("--plan-for", type=float, metavar="DELTA",
+                   help="train nothing: from the finished pilot comparison --name (its run-to-run and fold "
+                        "variances), print how many seeds each arm would need to detect a difference DELTA of the "
+                        "primary metric (80%% power, Holm alpha)")
     s.add_argument("--workers", type=int, metavar="N",
                    help="run the arm x fold x seed jobs in N local processes sharing one job queue, torch threads "
                         "= cores // N each (default 1: one after another)")
@@ -101,6 +109,8 @@ def run(args) -> int:
     """Run ``bench compare`` with parsed ``args``; 0 when the comparison finished (or the summary was written)."""
     if args.summarize:
         return _summarize(args)
+    if args.plan_for is not None:
+        return _plan_for(args)
     if not args.task:
         raise ConfigError("bench compare needs --task (or --summarize RUN1,RUN2), but got neither.")
     from bench.store_location import check_store_reachable
@@ -129,11 +139,16 @@ def run(args) -> int:
         print(f"[{p.done}/{p.total}] {job.arm} fold {job.fold} seed {job.seed}: {status}", flush=True)
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    from bench.compare_stats import MIN_SEEDS
+
+    if args.seeds is not None and args.seeds < MIN_SEEDS:
+        print(f"note: --seeds {args.seeds} is below {MIN_SEEDS}: the table will show estimates and CIs, and its "
+              f"verdict column 'too few runs (n): descriptive only' (never better/worse)", flush=True)
     result = compare(args.task, args.dimension, arms=arms, baseline=args.baseline, folds=args.folds,
                      seeds=args.seeds, preset=args.preset, space=args.space, config_from=_config_source(args),
                      tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
                      on_progress=progress, data=args.data or "phantom",
-                     data_format=args.format or ("phantom" if not args.data else "png"), seed=args.seed,
+                     data_format=args.format or _data_format(args), seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      resamples=args.resamples, stage_cache=args.stage_cache == "on")
@@ -158,6 +173,32 @@ def run(args) -> int:
     return 0
 
 
+def _plan_for(args) -> int:
+    """``--plan-for DELTA``: seeds needed per arm from a finished pilot comparison; trains nothing."""
+    if not args.name:
+        raise ConfigError("--plan-for needs the pilot comparison's --name (a finished comparison), but got none. "
+                          "Add --name NAME (`bench leaderboard --comparison NAME` shows it).")
+    if not args.plan_for > 0:
+        raise ConfigError(f"--plan-for must be a difference > 0 of the primary metric, but got {args.plan_for}.")
+    from bench.compare.analysis import seeds_for
+    from bench.compare.read import find_comparison
+
+    stored = find_comparison(args.name, args.task)
+    metric = args.metric or stored.metric
+    plan = seeds_for(stored.table, metric, args.plan_for, folds=args.folds)
+    print(stored.header())
+    print(f"\nseeds per fold to detect a difference of {args.plan_for:g} in {metric} (80% power, two-sided, "
+          f"Holm alpha 0.05 / {max(1, len(plan))}), from the pilot's variance components:")
+    for r in plan.itertuples():
+        seeds = r.seeds_needed if r.seeds_needed == r.seeds_needed else None  # NaN: not reachable
+        need = (f"{int(seeds)} seeds x {r.folds} folds = {int(seeds) * r.folds} runs"
+                if seeds else f"not reachable with {r.folds} folds by seeds alone (the fold term, sd "
+                                        f"{r.sd_fold:.4f}, is too large: more folds or cases)")
+        print(f"  {r.arm}: {need}; pilot {r.pilot} (sd_fold {r.sd_fold:.4f}, sd_seed {r.sd_seed:.4f}) detects "
+              f"{r.detectable_now:.4f} now")
+    return 0
+
+
 def _summarize(args) -> int:
     from bench.compare import summarize
 
@@ -166,8 +207,12 @@ def _summarize(args) -> int:
     print(scores.to_string(float_format=lambda x: f"{x:.4f}"))
     print("\nmean ranks (1 = best):")
     print(friedman.mean_ranks.to_string(float_format=lambda x: f"{x:.3f}"))
-    print(f"Friedman chi2 = {friedman.statistic:.3f}, p = {friedman.p:.3g}; Nemenyi CD = {friedman.cd:.3f} over "
+    print(f"Friedman chi2 = {friedman.statistic:.3f}, p = {friedman.p:.3g}; Iman-Davenport F = "
+          f"{friedman.iman_davenport:.3f}, p = {friedman.p_iman_davenport:.3g}; Nemenyi CD = {friedman.cd:.3f} over "
           f"{friedman.n_tasks} comparisons. {friedman.note}")
+    if not friedman.rejects:
+        print("Friedman's test does not reject that all arms rank alike: the critical difference is not a verdict "
+              "(no CD diagram drawn).")
     if paths:
         print(f"exported {', '.join(str(p) for p in paths)}")
     return 0
@@ -187,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _data_format(args) -> str:
+    """--format left out: the phantom without --data, else the one format of the task that recognises the
+    folder (one error naming the choices when none or several do)."""
+    if not args.data:
+        return "phantom"
+    from bench.data.formats import detect_format
+
+    return detect_format(args.task, args.data)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from bench.tracking import Tracker
 from bench.trial import FAIL, TrialOutcome
 
 DEFAULT_FOLDS = 5
+DEFAULT_SEEDS = 5  # a verdict needs 5 seeds per fold (bench.compare_stats.MIN_SEEDS); fewer are descriptive only
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -134,7 +135,8 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             on ``resume`` taken from the comparison when not given.
         arms: values of D (default: every choice of D in the space).
         baseline: the arm the others are compared with (default ``none``/``dice`` when an arm, else the first).
-        folds: K, folds of the standard split (default 5); seeds: S, seeds ``seed .. seed+S-1`` (default 1).
+        folds: K, folds of the standard split (default 5); seeds: S, seeds ``seed .. seed+S-1`` (default 5,
+            the fewest with which the table gives verdicts; fewer are allowed and descriptive only).
         preset: budget preset (default: the task's); space: search space file (default: the preset's).
         config_from: where the fixed configuration comes from (see :func:`resolve_base`).
         tune: N > 0 tunes each arm with its own N-trial study first (:mod:`bench.compare.tune`).
@@ -191,7 +193,8 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
     dim = planning.resolve_dimension(spec, load_space(space_path), dimension,
                                      arms or _split(stored.get("arms")), baseline or stored.get("baseline"))
     n_folds = folds or int(stored.get("folds", DEFAULT_FOLDS))
-    seed_list = list(range(seed, seed + seeds)) if seeds else [int(s) for s in _split(stored.get("seeds"))] or [seed]
+    seed_list = (list(range(seed, seed + seeds)) if seeds else [int(s) for s in _split(stored.get("seeds"))]
+                 or list(range(seed, seed + DEFAULT_SEEDS)))
     plan_metrics = planning.metric_plan(spec, dimension, metric or stored.get("metric"))
     base = resolve_base(task, preset_name, config_from, tracker)
     data = stored.get("data", data)

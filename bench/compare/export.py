@@ -68,9 +68,13 @@ def write_outputs(result: ComparisonResult, out_dir: str | Path) -> list[Path]:
     verdicts = "\n".join(f"- {v}" for v in result.analysis.verdicts)
     notes = "\n".join(f"- {n}" for n in result.analysis.notes)
     markdown = (f"# Comparison {result.name}\n\n{head}\n\n## Verdicts ({result.metric})\n\n{verdicts}\n\n"
-                f"## Results\n\nUnit: `case` = validation cases pooled over folds (seed-averaged), `fold` = the "
-                f"metric within each fold x seed on its own cases, averaged weighted by cases (bootstrap "
-                f"resamples cases within folds), `run` = one value per fold x seed run.\n\n{_markdown_by_unit(table)}"
+                f"## Results\n\nThe verdicts are decided over training runs: every arm's value per fold x seed "
+                f"run, paired with the baseline's, seeds averaged within a fold, a t test over the folds (Δ over "
+                f"runs, p, adjusted p; none below 5 seeds). Mean and Δ vs baseline with their CIs are given these "
+                f"models (a bootstrap of the validation cases). Unit of those: `case` = validation cases pooled "
+                f"over folds (seed-averaged), `fold` = the metric within each fold x seed on its own cases, "
+                f"averaged weighted by cases (cases resampled within folds), `run` = one value per fold x seed "
+                f"run.\n\n{_markdown_by_unit(table)}"
                 + (f"\n## Notes\n\n{notes}\n" if notes else ""))
     atomic_write_text(paths[1], markdown)
     atomic_write_text(paths[2], result.runs.to_csv(index=False, float_format="%.6g"))
@@ -186,20 +190,27 @@ def summarize(run_ids: Sequence[str], out_dir: str | Path | None = None, alpha: 
         scores.to_csv(out / "summary-scores.csv", float_format="%.6g")
         ranks = result.mean_ranks.to_frame()
         ranks.to_csv(out / "summary-ranks.csv", float_format="%.6g")
-        png = cd_diagram_png(result.mean_ranks, result.cd,
-                             title=f"Friedman p = {result.p:.3g}, CD = {result.cd:.2f} (alpha = {alpha:g})")
-        (out / "cd_diagram.png").write_bytes(png)
-        text = (f"# Summary of {len(rows)} comparisons\n\n"
-                f"Friedman chi2 = {result.statistic:.3f}, p = {result.p:.3g}; Nemenyi CD = {result.cd:.3f} "
-                f"(alpha = {alpha:g}, {result.n_tasks} comparisons). {result.note}\n\n"
+        verdict = (f"Friedman chi2 = {result.statistic:.3f}, p = {result.p:.3g}; Iman-Davenport F = "
+                   f"{result.iman_davenport:.3f}, p = {result.p_iman_davenport:.3g}; Nemenyi CD = {result.cd:.3f} "
+                   f"(alpha = {alpha:g}, {result.n_tasks} comparisons). {result.note}")
+        png = None
+        if result.rejects:  # the Nemenyi post-hoc test (the CD) only after Friedman's test rejects
+            png = cd_diagram_png(result.mean_ranks, result.cd,
+                                 title=f"Friedman p = {result.p:.3g}, CD = {result.cd:.2f} (alpha = {alpha:g})")
+            (out / "cd_diagram.png").write_bytes(png)
+        else:
+            (out / "cd_diagram.png").unlink(missing_ok=True)  # a diagram of an earlier export would mislead
+            verdict += (" Friedman's test does not reject that all arms rank alike, so no critical-difference "
+                        "diagram is drawn (its pairwise comparisons are post-hoc tests).")
+        text = (f"# Summary of {len(rows)} comparisons\n\n{verdict}\n\n"
                 + _markdown_frame(scores, 4) + "\n\nMean ranks (1 = best):\n\n"
                 + _markdown_frame(ranks, 3) + "\n")
         atomic_write_text(out / "summary.md", text)
         page = (f"<!doctype html><html><head><meta charset='utf-8'><title>bench compare summary</title></head>"
                 f"<body style='font-family:sans-serif'><h1>Summary of {len(rows)} comparisons</h1>"
-                f"<p>{html.escape(text.splitlines()[2])}</p>{_img(png, 'cd_diagram.png')}"
+                f"<p>{html.escape(verdict)}</p>{_img(png, 'cd_diagram.png') if png else ''}"
                 f"{scores.to_html(float_format=lambda x: f'{x:.4f}')}{ranks.to_html()}</body></html>")
         atomic_write_text(out / "report.html", page)
         paths = [out / n for n in ("summary-scores.csv", "summary-ranks.csv", "cd_diagram.png", "summary.md",
-                                   "report.html")]
+                                   "report.html") if (out / n).exists()]
     return scores, result, paths

@@ -58,9 +58,9 @@ METRIC_TABLE: dict[str, dict[str, tuple[str, ...]]] = {
                      "test_attention_in_heart", "val_heart_dice"),
         "classifier": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
                        "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc"),
-        "seg_loss": ("val_heart_dice", "val_heart_hd95", "val_ctr_error", "test_heart_dice", "val_auroc"),
-        "seg_arch": ("val_heart_dice", "val_heart_hd95", "val_ctr_error", "test_heart_dice", "val_auroc"),
-        "*": ("val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),
+        "seg_loss": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
+        "seg_arch": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
+        "*": ("val_auroc@fold", "val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),
     },
     "ct-lung": {
         "*": ("val_lesion_dice", "val_lesion_nsd", "val_fp_outside_lung_ml", "val_lesion_hd95",

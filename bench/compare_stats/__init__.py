@@ -1,5 +1,13 @@
 """Statistics of ``bench compare``: paired comparisons of arms (strategies) over K folds × S seeds.
 
+The verdict's unit is the training run (:mod:`bench.compare_stats._runs`): one value per arm x fold x seed,
+paired with the baseline's, seeds averaged within a fold, a t test of the K fold means
+(:func:`run_level_test`, :func:`run_level_p`), Holm over the arms, no verdict below :data:`MIN_SEEDS`
+seeds (:func:`run_verdict`); :func:`variance_components`, :func:`detectable_difference` and
+:func:`seeds_needed` say what a comparison could see. Everything below is "given these models" (the cases
+resampled, the trained models fixed) and describes; :mod:`bench.compare_stats._validity` checks the
+verdict by simulation with known truth.
+
 Pure numpy/scipy/pandas (statsmodels for Holm, imported when used); no torch, MLflow or Optuna, so a
 comparison's results can be recomputed from a tidy table anywhere. The driver hands per-case values in:
 
@@ -22,7 +30,7 @@ Example:
     >>> frame = pd.DataFrame({"arm": ["a"] * 6 + ["b"] * 6, "fold": 0, "seed": 0, "case": list(range(6)) * 2,
     ...                       "dice": [.5, .6, .7, .6, .5, .7] + [.7, .8, .9, .8, .7, .9]})
     >>> compare_arms(frame, "dice", "a", higher_is_better=True)["verdict"].tolist()
-    ['baseline', 'better than a']
+    ['baseline', 'too few runs (1): descriptive only']
 """
 
 from bench.compare_stats._delong import DeLongResult, delong_covariance, delong_test, stratified_delong_test
@@ -33,6 +41,7 @@ from bench.compare_stats._paired import (
     metric_direction,
     paired_per_case,
     paired_set_level,
+    run_verdict,
     set_level_from_draws,
     verdict,
     wilcoxon_p,
@@ -55,6 +64,15 @@ from bench.compare_stats._resample import (
     percentile_ci,
     resolve_statistic,
 )
+from bench.compare_stats._runs import (
+    MIN_SEEDS,
+    RunTest,
+    detectable_difference,
+    run_level_p,
+    run_level_test,
+    seeds_needed,
+    variance_components,
+)
 from bench.compare_stats._stratified import Stratified, stratified_case_draws
 from bench.compare_stats._table import (
     arm_cases,
@@ -63,13 +81,52 @@ from bench.compare_stats._table import (
     results_csv,
     results_display,
     results_markdown,
+    run_values,
 )
 
 __all__ = [
-    "ArmCases", "DeLongResult", "FriedmanResult", "PairedResult", "Stratified", "Summary", "arm_cases",
-    "arm_summary", "balanced_accuracy", "bootstrap_p_value", "bootstrap_ranks", "case_draws", "compare_arms",
-    "critical_difference", "delong_covariance", "delong_test", "draws_for", "friedman_nemenyi", "holm",
-    "metric_direction", "nemenyi_q", "paired_per_case", "paired_set_level", "per_case_means", "percentile_ci",
-    "rank_table", "resolve_statistic", "results_csv", "results_display", "results_markdown",
-    "set_level_from_draws", "stratified_case_draws", "stratified_delong_test", "verdict", "wilcoxon_p",
+    "MIN_SEEDS",
+    "ArmCases",
+    "DeLongResult",
+    "FriedmanResult",
+    "PairedResult",
+    "RunTest",
+    "Stratified",
+    "Summary",
+    "arm_cases",
+    "arm_summary",
+    "balanced_accuracy",
+    "bootstrap_p_value",
+    "bootstrap_ranks",
+    "case_draws",
+    "compare_arms",
+    "critical_difference",
+    "delong_covariance",
+    "delong_test",
+    "detectable_difference",
+    "draws_for",
+    "friedman_nemenyi",
+    "holm",
+    "metric_direction",
+    "nemenyi_q",
+    "paired_per_case",
+    "paired_set_level",
+    "per_case_means",
+    "percentile_ci",
+    "rank_table",
+    "resolve_statistic",
+    "results_csv",
+    "results_display",
+    "results_markdown",
+    "run_level_p",
+    "run_level_test",
+    "run_values",
+    "run_verdict",
+    "seeds_needed",
+    "set_level_from_draws",
+    "stratified_case_draws",
+    "stratified_delong_test",
+    "variance_components",
+    "verdict",
+    "wilcoxon_p",
 ]

@@ -71,6 +71,12 @@ class DeLongResult(NamedTuple):
     p: float
 
 
+def _no_variance(auc_a: float, auc_b: float, delta: float) -> DeLongResult:
+    if abs(delta) < 1e-12:
+        return DeLongResult(auc_a, auc_b, delta, 0.0, 0.0, 1.0)
+    return DeLongResult(auc_a, auc_b, delta, 0.0, float("nan"), float("nan"))
+
+
 def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> DeLongResult:
     """Two-sided DeLong test of AUC(a) = AUC(b) for two classifiers scored on the same cases.
 
@@ -78,7 +84,8 @@ def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> 
     an arm's AUC is then the mean of its R AUCs. The difference is the contrast L·AUC with
     L = (1/R_a, ..., 1/R_a, -1/R_b, ..., -1/R_b) over all R_a + R_b score vectors, its variance L S L'
     with S from :func:`delong_covariance` (DeLong et al. 1988, section 3), z = L·AUC / sqrt(L S L') and
-    p = 2 (1 - Phi(|z|)). A zero variance (e.g. two identical score sets) gives p = 1 when the AUCs are equal.
+    p = 2 (1 - Phi(|z|)). A zero variance gives p = 1 when the AUCs are equal (e.g. two identical score
+    sets) and NaN when they differ: nothing to test (e.g. 2 + 2 perfectly separated cases), never p = 0.
 
     Example:
         >>> delong_test([0, 0, 1, 1, 0, 1], [.1, .2, .8, .9, .3, .7], [.1, .2, .8, .9, .3, .7]).p
@@ -91,8 +98,7 @@ def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> 
     variance = float(contrast @ cov @ contrast)
     auc_a, auc_b = float(aucs[: len(a)].mean()), float(aucs[len(a) :].mean())
     if variance <= 1e-15:
-        return DeLongResult(auc_a, auc_b, delta, 0.0, 0.0 if delta == 0 else np.copysign(np.inf, delta),
-                            1.0 if abs(delta) < 1e-12 else 0.0)
+        return _no_variance(auc_a, auc_b, delta)
     se = variance**0.5
     z = delta / se
     return DeLongResult(auc_a, auc_b, delta, se, z, float(2 * norm.sf(abs(z))))
@@ -125,7 +131,6 @@ def stratified_delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: Arr
         auc_a += weight * float(aucs[: len(a)].mean())
         auc_b += weight * float(aucs[len(a) :].mean())
     if variance <= 1e-15:
-        return DeLongResult(auc_a, auc_b, delta, 0.0, 0.0 if delta == 0 else np.copysign(np.inf, delta),
-                            1.0 if abs(delta) < 1e-12 else 0.0)
+        return _no_variance(auc_a, auc_b, delta)
     se = variance**0.5
     return DeLongResult(auc_a, auc_b, delta, se, delta / se, float(2 * norm.sf(abs(delta / se))))

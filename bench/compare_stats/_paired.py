@@ -11,6 +11,7 @@ from scipy.stats import wilcoxon
 
 from bench.compare_stats._delong import delong_test, stratified_delong_test
 from bench.compare_stats._resample import ArmCases, case_draws, draws_for, percentile_ci
+from bench.compare_stats._runs import MIN_SEEDS
 from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
@@ -49,13 +50,26 @@ def bootstrap_p_value(draws: ArrayLike) -> float:
     return float(min(1.0, 2 * (1 + tail) / (d.size + 1)))
 
 
+EXACT_UP_TO = 16  # non-zero differences enumerated exactly (2^16 sign patterns)
+
+
 def wilcoxon_p(differences: ArrayLike) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (``scipy.stats.wilcoxon``, zero
-    differences dropped as its default ``zero_method='wilcox'``); all-zero differences give p = 1.0."""
+    """Two-sided Wilcoxon signed-rank p-value of paired differences; all-zero differences give p = 1.0.
+
+    Zero differences are dropped first (Wilcoxon's own zero method: they carry no sign). Up to 16 non-zero
+    differences the p-value is exact, from every one of the 2^n sign patterns of their midranks
+    (``scipy.stats.wilcoxon`` with ``PermutationMethod``: exact with tied magnitudes too); above, scipy's
+    default (exact null distribution up to 50 untied differences, else the normal approximation). Handed
+    zeros or ties, scipy's default switches to the normal approximation even for a handful of cases.
+    """
     d = np.asarray(differences, float)
-    d = d[np.isfinite(d)]
-    if not np.any(d != 0):
+    d = d[np.isfinite(d) & (d != 0)]
+    if d.size < 2:  # no difference, or one: each sign is as likely (exact two-sided p = 1)
         return 1.0
+    if d.size <= EXACT_UP_TO:
+        from scipy.stats import PermutationMethod
+
+        return float(wilcoxon(d, method=PermutationMethod(n_resamples=np.inf)).pvalue)
     return float(wilcoxon(d).pvalue)
 
 
@@ -74,15 +88,23 @@ def _case_means(values: ArmCases | ArrayLike) -> np.ndarray:
 
 
 def paired_per_case(arm: ArmCases | ArrayLike, baseline: ArmCases | ArrayLike, level: float = 0.95,
-                    resamples: int = 2000, seed: int = 0) -> PairedResult:
+                    resamples: int = 2000, seed: int = 0, clusters: ArrayLike | None = None,
+                    strata: ArrayLike | None = None) -> PairedResult:
     """Per-case difference of arm and baseline: mean with case-bootstrap CI and Wilcoxon signed-rank p.
 
     With a_c, b_c the per-case values averaged over replicates (seeds), d_c = a_c - b_c over the n cases
     where both are defined; delta = (1/n) sum_c d_c, its CI the percentile interval of the mean of d over
     B case resamples, and p the two-sided Wilcoxon signed-rank test of the d_c (Wilcoxon 1945).
 
+    With ``clusters`` (one patient number per case; images of one patient are not independent) the unit is
+    the patient: p is the Wilcoxon test of the patients' mean differences, and each resample draws
+    patients with replacement (within ``strata``, e.g. folds, when given) and takes the mean over all
+    their cases (the cluster bootstrap, Davison & Hinkley 1997, sec. 3.8); ``n`` counts patients.
+
     Args:
         arm, baseline: per-case values, N or R×N (same cases, same order), or :class:`ArmCases` of them.
+        clusters: per case, its patient (any labels; unique within the comparison, e.g. fold and number).
+        strata: per case, the stratum its patient is drawn within.
 
     Example:
         >>> paired_per_case([0.9, 0.8, 0.7, 0.6, 0.5], [0.8, 0.6, 0.4, 0.2, 0.0]).p
@@ -92,13 +114,31 @@ def paired_per_case(arm: ArmCases | ArrayLike, baseline: ArmCases | ArrayLike, l
     if a.shape != b.shape:
         raise BenchError(f"a paired comparison needs the same cases in both arms, but got {a.size} and "
                          f"{b.size} cases. Score every arm on every fold and seed.")
-    d = (a - b)[np.isfinite(a - b)]
+    defined = np.isfinite(a - b)
+    d = (a - b)[defined]
     if not d.size:
         raise BenchError("a paired comparison needs at least one case defined in both arms, but got none. "
                          "Check the metric column for NaNs.")
-    draws = d[case_draws(d.size, resamples, seed)].mean(axis=1)
+    if clusters is None:
+        draws = d[case_draws(d.size, resamples, seed)].mean(axis=1)
+        lo, hi = percentile_ci(draws, level)
+        return PairedResult(int(d.size), float(d.mean()), lo, hi, wilcoxon_p(d), "wilcoxon",
+                            bootstrap_p_value(draws))
+    from bench.cases import patient_numbers, stratified_draws
+
+    per_case = patient_numbers(np.asarray(clusters).astype(str)[defined])  # clusters in first-appearance order
+    size = int(per_case.max()) + 1
+    sums, counts = np.bincount(per_case, d, size), np.bincount(per_case, minlength=size).astype(float)
+    if strata is None:
+        idx = case_draws(size, resamples, seed)
+    else:
+        stratum_of = np.empty(size, dtype=object)
+        stratum_of[per_case] = np.asarray(strata).astype(str)[defined]
+        idx = stratified_draws(stratum_of.astype(str), resamples, seed)
+    draws = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     lo, hi = percentile_ci(draws, level)
-    return PairedResult(int(d.size), float(d.mean()), lo, hi, wilcoxon_p(d), "wilcoxon", bootstrap_p_value(draws))
+    return PairedResult(size, float(d.mean()), lo, hi, wilcoxon_p(sums / counts),
+                        "wilcoxon on patient means", bootstrap_p_value(draws))
 
 
 def _binary_auroc_inputs(arm: ArmCases) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
@@ -149,7 +189,8 @@ def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, res
     if arm.n != baseline.n:
         raise BenchError(f"a paired comparison needs the same cases in both arms, but got {arm.n} and "
                          f"{baseline.n} cases. Score every arm on every fold and seed.")
-    idx = draws_for(arm.statistic, arm.n, resamples, seed)
+    labels = arm.fields.get("labels")
+    idx = draws_for(arm.statistic, arm.n, resamples, seed, None if labels is None else np.asarray(labels)[0])
     return set_level_from_draws(arm, baseline, arm.thetas(idx), baseline.thetas(idx), level)
 
 
@@ -204,3 +245,28 @@ def verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: s
     if not (np.isfinite(p_adjusted) and p_adjusted < alpha and np.isfinite(delta) and delta != 0):
         return f"{SAME} {baseline}"
     return f"{BETTER if (delta > 0) == higher_is_better else WORSE} {baseline}"
+
+
+DESCRIPTIVE = "descriptive only"
+
+
+def run_verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: str, alpha: float = 0.05, *,
+                n_seeds: int, n_runs: int, min_seeds: int = MIN_SEEDS, pooled: bool = False) -> str:
+    """The verdict of a run-level test (:func:`bench.compare_stats.run_level_test`), or why there is none.
+
+    * ``pooled``: a statistic of the predictions pooled over fold models has no per-run value to test;
+    * fewer than ``min_seeds`` seeds per fold: "too few runs (n): descriptive only", never better/worse;
+    * a NaN p with a non-zero difference (the fold means do not vary: zero variance): no verdict;
+    * else :func:`verdict`.
+
+    Example:
+        >>> run_verdict(0.03, 0.01, True, "none", n_seeds=2, n_runs=10)
+        'too few runs (10): descriptive only'
+    """
+    if pooled:
+        return f"{DESCRIPTIVE} (pooled over fold models: no per-run value)"
+    if n_seeds < min_seeds:
+        return f"too few runs ({n_runs}): {DESCRIPTIVE}"
+    if not np.isfinite(p_adjusted) and np.isfinite(delta) and delta != 0:
+        return "no verdict: the runs' differences do not vary (zero variance)"
+    return verdict(delta, p_adjusted, higher_is_better, baseline, alpha)

@@ -78,7 +78,10 @@ def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 class FriedmanResult:
     """Mean ranks over tasks (1 = best), Friedman's test and the Nemenyi critical difference.
 
-    ``statistic``/``p`` are NaN when the test does not apply; ``note`` then says why.
+    ``statistic``/``p`` are NaN when the test does not apply; ``note`` then says why. ``iman_davenport`` /
+    ``p_iman_davenport``: Iman & Davenport's (1980) F form of Friedman's statistic, less conservative than
+    the chi-square (Demšar 2006, sec. 3.2.2), reported beside it. The critical difference means something
+    only when Friedman's test rejects (:attr:`rejects`): pairwise Nemenyi comparisons are post-hoc tests.
     """
 
     mean_ranks: pd.Series
@@ -88,6 +91,13 @@ class FriedmanResult:
     alpha: float
     n_tasks: int
     note: str = ""
+    iman_davenport: float = float("nan")
+    p_iman_davenport: float = float("nan")
+
+    @property
+    def rejects(self) -> bool:
+        """Friedman's test rejects "all arms rank alike" at alpha (then the CD diagram may be drawn)."""
+        return bool(np.isfinite(self.p) and self.p < self.alpha)
 
 
 def friedman_nemenyi(scores: pd.DataFrame, higher_is_better: bool, alpha: float = 0.05) -> FriedmanResult:
@@ -124,5 +134,14 @@ def friedman_nemenyi(scores: pd.DataFrame, higher_is_better: bool, alpha: float 
     else:
         result = friedmanchisquare(*values.T)
         statistic, p = float(result.statistic), float(result.pvalue)
+    f_id = p_id = float("nan")
+    if np.isfinite(statistic) and n >= 2:
+        from scipy.stats import f as f_dist
+
+        # Iman & Davenport (1980): F = (N - 1) chi2 / (N (k - 1) - chi2) on (k - 1, (k - 1)(N - 1)) df;
+        # chi2 reaches N (k - 1) when every task ranks the arms alike: F infinite, p 0
+        room = n * (k - 1) - statistic
+        f_id = (n - 1) * statistic / room if room > 1e-12 else float("inf")
+        p_id = float(f_dist.sf(f_id, k - 1, (k - 1) * (n - 1))) if room > 1e-12 else 0.0
     return FriedmanResult(mean_ranks.sort_values(kind="stable"), statistic, p, critical_difference(k, n, alpha),
-                          alpha, n, note)
+                          alpha, n, note, float(f_id), p_id)

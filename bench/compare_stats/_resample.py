@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bench.cases import CASE_STATISTICS, CaseSet, pooled_case_bootstrap
+from bench.cases import CASE_STATISTICS, CaseSet, pooled_case_bootstrap, stratified_draws
 from bench.errors import BenchError
 
 # (fields with one entry per case, B×N case indices) -> B values; the contract of bench.cases.CASE_STATISTICS.
@@ -119,11 +119,23 @@ def case_draws(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def draws_for(statistic: StatisticSpec, n: int, resamples: int, seed: int) -> np.ndarray:
+def draws_for(statistic: StatisticSpec, n: int, resamples: int, seed: int,
+              labels: ArrayLike | None = None) -> np.ndarray:
     """B×N case indices for ``statistic``: its own ``case_draws`` when it has them (a
-    :class:`bench.compare_stats.Stratified` statistic draws within its strata), else :func:`case_draws`."""
+    :class:`bench.compare_stats.Stratified` statistic draws within its strata), else :func:`case_draws`.
+
+    With ``labels`` (the class of each case, for a set-level statistic) the draws are also stratified by
+    class: every resample keeps each class's count (within each stratum), so a rare class is never missing
+    from a resample and a class-averaged statistic (macro AUROC, balanced accuracy) is always defined.
+    """
     own = getattr(statistic, "case_draws", None)
-    return own(n, resamples, seed) if callable(own) else case_draws(n, resamples, seed)
+    if labels is None:
+        return own(n, resamples, seed) if callable(own) else case_draws(n, resamples, seed)
+    strata = np.asarray(labels).astype(str)
+    outer = getattr(statistic, "strata", None)
+    if outer is not None:
+        strata = np.char.add(np.char.add(np.asarray(outer).astype(str), "|"), strata)
+    return stratified_draws(strata, resamples, seed)
 
 
 def percentile_ci(draws: np.ndarray, level: float) -> tuple[float, float]:
@@ -151,5 +163,7 @@ def arm_summary(arm: ArmCases, level: float = 0.95, resamples: int = 2000, seed:
         sets = [CaseSet("", arm.statistic, arm.replicate(r)) for r in range(arm.replicates)]
         mean, lo, hi = pooled_case_bootstrap(sets, level=level, resamples=resamples, seed=seed)
         return Summary(arm.n, mean, lo, hi)
-    lo, hi = percentile_ci(arm.thetas(draws_for(arm.statistic, arm.n, resamples, seed)), level)
+    labels = arm.fields.get("labels")
+    labels = None if labels is None else np.asarray(labels)[0]
+    lo, hi = percentile_ci(arm.thetas(draws_for(arm.statistic, arm.n, resamples, seed, labels)), level)
     return Summary(arm.n, arm.value(), lo, hi)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bench.cases import stratified_draws
 from bench.compare_stats._resample import StatisticSpec, resolve_statistic
 from bench.errors import BenchError
 
@@ -32,16 +33,7 @@ def stratified_case_draws(strata: ArrayLike, resamples: int, seed: int) -> np.nd
         >>> bool((idx[:, :2] < 2).all() and (idx[:, 2:] >= 2).all())
         True
     """
-    labels = np.asarray(strata)
-    if labels.ndim != 1 or labels.size < 1 or resamples < 1:
-        raise BenchError(f"a stratified bootstrap needs one stratum label per case and at least one "
-                         f"resample, but got strata of shape {labels.shape} and resamples={resamples}.")
-    rng = np.random.default_rng(seed)
-    idx = np.empty((resamples, labels.size), dtype=np.int64)
-    for stratum in dict.fromkeys(labels.tolist()):  # first-appearance order: reproducible for a given input
-        members = np.flatnonzero(labels == stratum)
-        idx[:, members] = members[rng.integers(0, members.size, size=(resamples, members.size))]
-    return idx
+    return stratified_draws(strata, resamples, seed)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: its strata array has no truth value to compare or hash

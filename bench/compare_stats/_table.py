@@ -9,16 +9,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.compare_stats._paired import holm, metric_direction, paired_per_case, set_level_from_draws, verdict
+from bench.compare_stats._paired import (
+    holm,
+    metric_direction,
+    paired_per_case,
+    run_verdict,
+    set_level_from_draws,
+)
 from bench.compare_stats._ranks import rank_table
-from bench.compare_stats._resample import ArmCases, StatisticSpec, draws_for, percentile_ci
+from bench.compare_stats._resample import ArmCases, StatisticSpec, draws_for, percentile_ci, resolve_statistic
+from bench.compare_stats._runs import detectable_difference, run_level_test
 from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
 KEY_COLUMNS = ("arm", "fold", "seed", "case")
+GROUP = "group"  # optional column: each case's patient as an anonymous number within its fold
 RESULT_COLUMNS = ["metric", "arm", "n", "mean", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p",
-                  "p_adjusted", "test", "verdict", "n_paired", "rank", "mean_rank", "rank_low", "rank_high", "baseline",
-                  "higher_is_better", "alpha", "level"]
+                  "p_adjusted", "test", "verdict", "n_paired", "n_folds", "n_seeds", "run_delta", "run_delta_low",
+                  "run_delta_high", "sd_fold", "sd_seed", "detectable", "p_case", "test_case", "rank", "mean_rank",
+                  "rank_low", "rank_high", "baseline", "higher_is_better", "alpha", "level"]
 FieldColumns = Mapping[str, "str | Sequence[str]"]
 
 
@@ -82,6 +91,12 @@ def arm_cases(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "m
         stacked = {}
         for name, cols in fields.items():
             block = indexed.loc[grid, [cols] if isinstance(cols, str) else list(cols)].to_numpy()
+            if statistic != "mean" and block.dtype.kind == "f" and not np.isfinite(block).all():
+                where = dict(zip(grid.names, grid[int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])]))
+                raise BenchError(f"a set-level metric needs every {name} value to be a number, but arm '{arm}' has "
+                                 f"NaN or infinite {name} at fold {where.get('fold')}, seed {where.get('seed')} "
+                                 f"(case {where.get('case')}). Re-run that run; a NaN would silently drop its fold "
+                                 f"for this arm only.")
             block = block.reshape(len(replicates), len(cases), -1)
             stacked[name] = block[..., 0] if isinstance(cols, str) else block
         out[str(arm)] = ArmCases(stacked, statistic)
@@ -95,55 +110,118 @@ def per_case_means(frame: pd.DataFrame, metric: str,
             for arm, cases in arm_cases(frame, metric, case_key=case_key).items()}
 
 
+def run_values(frame: pd.DataFrame, metric: str, *, statistic: StatisticSpec = "mean",
+               fields: FieldColumns | None = None, case_key: Sequence[str] = ("fold", "case"),
+               strata: str | None = None) -> pd.DataFrame | None:
+    """One value per arm x fold x seed run from a tidy per-case table: columns arm, fold, seed, ``metric``.
+
+    A run's value is the statistic over that run's own cases: the mean of a per-case metric, or a set-level
+    statistic within the fold x seed (with ``strata``, the ``<metric>@fold`` values; for a test part scored
+    by every fold model, case key (case,), the statistic of each fold model on it). A set-level statistic
+    of the out-of-fold predictions pooled over folds has no per-run value: None.
+    """
+    if statistic != "mean" and strata is None and "fold" in case_key:
+        return None
+    fn = resolve_statistic(statistic)
+    fields = {"values": metric} if fields is None else dict(fields)
+    rows = []
+    for (arm, fold, seed), part in frame.groupby(["arm", "fold", "seed"], sort=False):
+        part = part.sort_values(list(case_key))
+        data = {name: part[cols].to_numpy() if isinstance(cols, str) else part[list(cols)].to_numpy()
+                for name, cols in fields.items()}
+        value = float(fn(data, np.arange(len(part))[None])[0])
+        rows.append({"arm": str(arm), "fold": int(fold), "seed": int(seed), metric: value})
+    return pd.DataFrame(rows, columns=["arm", "fold", "seed", metric])
+
+
+def _run_grid(runs: pd.DataFrame, metric: str, arm: str) -> pd.DataFrame:
+    part = runs[runs["arm"].astype(str) == arm]
+    return part.pivot_table(index="fold", columns="seed", values=metric, aggfunc="mean", dropna=False)
+
+
 def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_better: bool | None = None,
                  statistic: StatisticSpec = "mean", fields: FieldColumns | None = None,
                  case_key: Sequence[str] = ("fold", "case"), strata: str | None = None, alpha: float = 0.05,
                  level: float = 0.95, resamples: int = 2000, seed: int = 0,
-                 trial_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """Results table of one metric: every arm's mean and CI and its paired comparison with the baseline.
+                 trial_hours: Mapping[str, float] | None = None, runs: pd.DataFrame | None = None,
+                 min_seeds: int | None = None) -> pd.DataFrame:
+    """Results table of one metric: every arm's mean and CIs and its paired comparison with the baseline.
 
-    Per arm: mean and case-bootstrap CI (as :func:`arm_summary`); versus the baseline on the same cases
-    the per-case test (:func:`paired_per_case`, Wilcoxon) when ``statistic`` is ``mean``, else the
-    set-level one (as :func:`paired_set_level`, bootstrap or DeLong); p-values Holm-adjusted over the
-    non-baseline arms (:func:`holm`); the verdict at ``alpha`` in the metric's direction (given, or
-    declared in ``bench.metrics``); ranks with bootstrap CIs (as :func:`bootstrap_ranks`). All of it
-    from one case draw (``seed``), each arm's resampled statistic computed once. With ``strata``
-    (``fold``) a set-level statistic is computed within each stratum and averaged by cases, and the draw
-    is stratified (:class:`Stratified`). Arguments as :func:`arm_cases`.
+    **The verdict** comes from the training runs (:func:`bench.compare_stats.run_level_test`): the paired
+    differences of the arm and the baseline on the same fold x seed, seeds averaged within each fold, a
+    one-sample t test of the K fold means (p, its t interval ``run_delta_low``/``run_delta_high``, the
+    variance components ``sd_fold``/``sd_seed`` and the smallest difference it could detect with 80 %
+    power at alpha / m, ``detectable``); p-values Holm-adjusted over the non-baseline arms (:func:`holm`);
+    the verdict at ``alpha`` in the metric's direction (given, or declared in ``bench.metrics``), or "too
+    few runs (n): descriptive only" below ``min_seeds`` seeds (default :data:`MIN_SEEDS`). The runs'
+    values are ``runs`` (arm, fold, seed, ``metric``) or, when not given, computed from the cases
+    (:func:`run_values`); a statistic of the predictions pooled over folds has none and is descriptive.
+
+    **Given these models** (the trained models fixed, the cases resampled): mean and case-bootstrap CI
+    (as :func:`arm_summary`), the difference's CI (``delta_low``/``delta_high``) and the case-level p
+    (``p_case``, ``test_case``: Wilcoxon on per-case differences, DeLong or the paired case bootstrap, as
+    :func:`paired_per_case` / :func:`paired_set_level`); ranks with bootstrap CIs (as
+    :func:`bootstrap_ranks`). All of it from one case draw (``seed``). With ``strata`` (``fold``) a set-level
+    statistic is computed within each stratum and averaged by cases, and the draw is stratified
+    (:class:`Stratified`). Arguments as :func:`arm_cases`.
 
     Returns:
-        One row per arm, baseline first: metric, arm, n (cases), mean, ci_low, ci_high, delta, delta_low,
-        delta_high, p, p_adjusted, test, verdict, n_paired (cases defined in both arms), rank, mean_rank,
-        rank_low, rank_high, baseline, higher_is_better, alpha, level (and trial_hours when given). The
-        baseline's delta and p are NaN, its verdict "baseline".
+        One row per arm, baseline first: the columns of ``RESULT_COLUMNS`` (and trial_hours when given).
+        The baseline's delta and p are NaN, its verdict "baseline".
     """
+    from bench.compare_stats._runs import MIN_SEEDS
+
+    min_seeds = MIN_SEEDS if min_seeds is None else min_seeds
     arms = arm_cases(frame, metric, statistic=statistic, fields=fields, case_key=case_key, strata=strata)
     if baseline not in arms:
         raise BenchError(f"the baseline must be one of the arms {list(arms)}, but got '{baseline}'. "
                          "Pass --baseline with an arm of the comparison.")
     higher = metric_direction(metric, higher_is_better)
     order = [baseline, *[a for a in arms if a != baseline]]
+    if runs is None:
+        runs = run_values(frame, metric, statistic=statistic, fields=fields, case_key=case_key, strata=strata)
+    base_grid = _run_grid(runs, metric, baseline) if runs is not None else None
     # One case draw for every arm; each arm's draws serve its CI, its difference and the ranks.
-    idx = draws_for(arms[baseline].statistic, arms[baseline].n, resamples, seed)
+    idx = draws_for(arms[baseline].statistic, arms[baseline].n, resamples, seed, _labels(arms[baseline]))
     draws = {name: arms[name].thetas(idx) for name in order}
     values = {name: arms[name].value() for name in order}
+    tests = max(1, len(order) - 1)
+    patients = _patients(frame, case_key)
     rows = []
     for name in order:
         row = {"metric": metric, "arm": name, "n": arms[name].n, "mean": values[name]}
         row["ci_low"], row["ci_high"] = percentile_ci(draws[name], level)
         if name != baseline:
             if arms[name].statistic == "mean":
-                paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed)
+                paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed,
+                                         **patients)
             else:
                 paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level)
             row.update(delta=paired.delta, delta_low=paired.delta_low, delta_high=paired.delta_high,
-                       p=paired.p, test=paired.test, n_paired=paired.n)
+                       p_case=paired.p, test_case=paired.test, n_paired=paired.n)
+            if base_grid is not None:
+                grid = _run_grid(runs, metric, name).reindex(index=base_grid.index, columns=base_grid.columns)
+                result = run_level_test((grid - base_grid).to_numpy(float), level)
+                row.update(n_folds=result.n_folds, n_seeds=result.n_seeds, run_delta=result.delta,
+                           run_delta_low=result.low, run_delta_high=result.high, p=result.p,
+                           sd_fold=result.sd_fold, sd_seed=result.sd_seed,
+                           test=f"paired t over {result.n_folds} folds (seed means)",
+                           detectable=detectable_difference(result.sd_fold, result.sd_seed, result.n_folds,
+                                                            result.n_seeds, alpha / tests))
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+    if runs is not None:
+        table["n_folds"] = table["n_folds"].fillna(base_grid.shape[0])
+        table["n_seeds"] = table["n_seeds"].fillna(base_grid.shape[1])
     table["p_adjusted"] = holm(table["p"].to_numpy(float))
-    table["verdict"] = ["baseline" if a == baseline else verdict(d, p, higher, baseline, alpha)
-                        for a, d, p in zip(table["arm"], table["delta"], table["p_adjusted"])]
-    table["test"] = table["test"].fillna("")
+    table["verdict"] = [
+        "baseline" if a == baseline else
+        run_verdict(d, p, higher, baseline, alpha, n_seeds=s, n_runs=f * s, min_seeds=min_seeds,
+                    pooled=runs is None)
+        for a, d, p, f, s in zip(table["arm"], table["run_delta"], table["p_adjusted"],
+                                 table["n_folds"].fillna(0).astype(int), table["n_seeds"].fillna(0).astype(int))]
+    table["test"] = table["test"].astype(object).fillna("")
+    table["test_case"] = table["test_case"].astype(object).fillna("")
     table["baseline"], table["higher_is_better"], table["alpha"], table["level"] = baseline, higher, alpha, level
     ranks = rank_table(order, np.array([values[a] for a in order]), np.stack([draws[a] for a in order], axis=1),
                        higher, level).set_index("arm")
@@ -152,6 +230,26 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     if trial_hours is not None:
         table["trial_hours"] = [trial_hours.get(a, float("nan")) for a in table["arm"]]
     return table
+
+
+def _patients(frame: pd.DataFrame, case_key: Sequence[str]) -> dict[str, np.ndarray]:
+    """``clusters`` (fold and patient number) and ``strata`` (fold) per case, in case order, when the table
+    has a ``group`` column (each case's anonymous patient number within its fold); else nothing."""
+    key = list(case_key)
+    if GROUP not in frame or "fold" not in key:
+        return {}
+    cases = frame[[*key, GROUP]].drop_duplicates(key).sort_values(key)
+    if cases[GROUP].isna().any():
+        return {}
+    folds = cases["fold"].astype(str).to_numpy()
+    return {"clusters": np.char.add(np.char.add(folds, ":"), cases[GROUP].astype(int).astype(str).to_numpy()),
+            "strata": folds}
+
+
+def _labels(arm: ArmCases) -> np.ndarray | None:
+    """The class labels of a set-level arm's cases (the draws are then stratified by class), else None."""
+    labels = arm.fields.get("labels")
+    return None if labels is None else np.asarray(labels)[0]
 
 
 def results_csv(table: pd.DataFrame, path: str | Path | None = None) -> str:
@@ -192,38 +290,56 @@ def _p(x: float) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
-DISPLAY_COLUMNS = ["metric", "unit", "arm", "n", "mean [CI]", "Δ vs baseline [CI]", "p", "test", "adjusted p",
-                   "verdict", "trial-hours"]
+DISPLAY_COLUMNS = ["metric", "unit", "arm", "n", "mean [CI]", "Δ vs baseline [CI]", "Δ over runs [CI]", "p", "test",
+                   "adjusted p", "verdict", "detectable Δ", "trial-hours"]
+
+
+def _get(row: pd.Series, column: str) -> float:
+    """A numeric cell, NaN when the table has no such column (a results.csv written by older code)."""
+    value = row.get(column, float("nan"))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def results_display(table: pd.DataFrame) -> pd.DataFrame:
     """The results table as text cells, as :func:`results_markdown` shows them: metric, unit (when the
-    table has one), arm, n, mean [CI], Δ vs baseline [CI], p, test, adjusted p, verdict, trial-hours."""
+    table has one), arm, n, mean [CI] and Δ vs baseline [CI] (case bootstrap, given these models), Δ over
+    runs [CI] (t interval over the fold means), p and its test (the verdict's), adjusted p, verdict, the
+    smallest detectable Δ (80 % power), trial-hours."""
     rows = []
     for _, r in table.iterrows():
         is_base = r["verdict"] == "baseline"
         hours = r.get("trial_hours", float("nan"))
         delta = "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+")
+        run_delta = ("–" if is_base or not math.isfinite(_get(r, "run_delta")) else
+                     _interval(_get(r, "run_delta"), _get(r, "run_delta_low"), _get(r, "run_delta_high"), "+"))
+        test = "" if is_base or not isinstance(r["test"], str) else r["test"]
         rows.append({"metric": r["metric"], "unit": r.get("unit", ""), "arm": str(r["arm"]), "n": int(r["n"]),
                      "mean [CI]": _interval(r["mean"], r["ci_low"], r["ci_high"]),
-                     "Δ vs baseline [CI]": delta,
-                     "p": "–" if is_base else _p(r["p"]), "test": "" if is_base else str(r["test"]),
+                     "Δ vs baseline [CI]": delta, "Δ over runs [CI]": run_delta,
+                     "p": "–" if is_base else _p(r["p"]), "test": test,
                      "adjusted p": "–" if is_base else _p(r["p_adjusted"]), "verdict": str(r["verdict"]),
+                     "detectable Δ": "–" if is_base else _num(_get(r, "detectable"), _decimals(_get(r, "detectable"))),
                      "trial-hours": _num(hours, 3)})
     shown = pd.DataFrame(rows, columns=DISPLAY_COLUMNS)
     return shown if "unit" in table else shown.drop(columns="unit")
 
 
 def results_markdown(table: pd.DataFrame, path: str | Path | None = None) -> str:
-    """Markdown tables, one per metric: arm, n, mean [CI], Δ vs baseline [CI], p, adjusted p, verdict and
-    compute (trial-hours) when the table has ``trial_hours``. Written to ``path`` too when given."""
+    """Markdown tables, one per metric: arm, n, runs (folds x seeds), mean [CI] and Δ vs baseline [CI]
+    given these models (case bootstrap), Δ over runs [CI] (t interval of the fold means), p (the
+    verdict's test) and adjusted p, verdict, the smallest Δ detectable with 80 % power, and compute
+    (trial-hours) when the table has ``trial_hours``. Written to ``path`` too when given."""
     blocks = []
     for metric, part in table.groupby("metric", sort=False):
         first = part.iloc[0]
         direction = "higher is better" if bool(first["higher_is_better"]) else "lower is better"
         level = f"{100 * float(first['level']):g}%"
-        header = ["arm", "n", f"mean [{level} CI]", f"Δ vs {first['baseline']} [{level} CI]", "p", "adjusted p",
-                  f"verdict (α = {first['alpha']:g})"]
+        header = ["arm", "n", "runs", f"mean [{level} CI, given these models]",
+                  f"Δ vs {first['baseline']} [{level} CI, given these models]", f"Δ over runs [{level} CI]", "p",
+                  "adjusted p", f"verdict (α = {first['alpha']:g})", "detectable Δ (80% power)"]
         compute = "trial_hours" in part and part["trial_hours"].notna().any()
         if compute:
             header.append("compute (trial-hours)")
@@ -231,10 +347,16 @@ def results_markdown(table: pd.DataFrame, path: str | Path | None = None) -> str
                  "|" + "---|" * len(header)]
         for _, r in part.iterrows():
             is_base = r["verdict"] == "baseline"
-            cells = [str(r["arm"]), str(int(r["n"])), _interval(r["mean"], r["ci_low"], r["ci_high"]),
-                     "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+"),
-                     "–" if is_base else f"{_p(r['p'])} ({r['test']})", "–" if is_base else _p(r["p_adjusted"]),
-                     str(r["verdict"])]
+            folds, seeds = _get(r, "n_folds"), _get(r, "n_seeds")
+            runs = f"{int(folds)} x {int(seeds)}" if math.isfinite(folds) and math.isfinite(seeds) else "–"
+            run_delta = ("–" if is_base or not math.isfinite(_get(r, "run_delta")) else
+                         _interval(_get(r, "run_delta"), _get(r, "run_delta_low"), _get(r, "run_delta_high"), "+"))
+            test = r["test"] if isinstance(r["test"], str) and r["test"] else ""
+            cells = [str(r["arm"]), str(int(r["n"])), runs, _interval(r["mean"], r["ci_low"], r["ci_high"]),
+                     "–" if is_base else _interval(r["delta"], r["delta_low"], r["delta_high"], "+"), run_delta,
+                     "–" if is_base or not test else f"{_p(r['p'])} ({test})",
+                     "–" if is_base else _p(r["p_adjusted"]), str(r["verdict"]),
+                     "–" if is_base else _num(_get(r, "detectable"), _decimals(_get(r, "detectable")))]
             if compute:
                 cells.append(_num(r["trial_hours"], 2))
             lines.append("| " + " | ".join(cells) + " |")

@@ -7,12 +7,13 @@ of 1024²) is cached with one full-size image in memory at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +25,22 @@ from bench.errors import DataError
 
 def cache_root() -> Path:
     return Path(os.environ.get("BENCH_CACHE", ".bench/cache"))
+
+
+@contextlib.contextmanager
+def scratch(prefix: str = "trial-") -> Iterator[Path]:
+    """A fresh scratch folder for one trial (predicted masks and the like), removed when the block ends, however.
+
+    It lies under ``<cache root>/.scratch/``: on the cache's disk, which is sized for data, rather than in
+    ``/tmp``, which may be memory (tmpfs).
+    """
+    root = cache_root() / ".scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=root, prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def fingerprint(descriptor: dict[str, Any]) -> str:

@@ -14,14 +14,16 @@ class Case:
     """One image (2D radiograph or 3D volume) with its masks and labels.
 
     ``patient_id`` is a pseudonym used only for grouping splits; it never leaves the data layer.
-    ``meta`` must hold no patient-identifying information.
+    ``meta`` must hold no patient-identifying information. ``spacing`` is mm per pixel/voxel along the image
+    axes, or None when the source does not say (CheXpert JPEGs, PNG folders, DICOM without a valid
+    PixelSpacing/ImagerPixelSpacing): unknown is never written as 1 mm.
     """
 
     id: str
     patient_id: str
     image: np.ndarray
     site: str = ""
-    spacing: tuple[float, ...] = (1.0, 1.0)
+    spacing: tuple[float, ...] | None = (1.0, 1.0)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)

@@ -26,7 +26,9 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     Args:
         path: data folder, or "phantom".
         task: task name (which split applies).
-        fmt: data format name (FORMATS registry); required unless ``path`` is "phantom".
+        fmt: data format name (FORMATS registry); None for "phantom", or to take the one format of the task
+            that recognises the folder (``bench.data.formats.detect_format``; none or several: a problem
+            naming the formats to choose from).
         classes: an explicit class list labels are checked against; None takes the data's own labels
             (bench.data.labels: the phantom's four classes, cardiomegaly for the public sets).
         sample: decode only this many images, evenly spread over the cases, for sizes, spacing and masks
@@ -36,7 +38,9 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
         reader_options: the format's reader parameters (chexmask ``min_dice``, chexpert ``uncertain``, ...).
 
     Returns:
-        JSON-able dict: format, cases, patients, classes, sites, image sizes, spacing, masks, labels,
+        JSON-able dict: format, cases, patients, classes, sites, image sizes, spacing (``spacing_mm``: min/max
+        in mm over the images that have one, ``unknown``: how many have none; "unknown" when none has one,
+        e.g. CheXpert, never 1 mm), masks, labels,
         split (parts with case/patient counts, or null), and ``problems`` (list of messages; empty = clean).
         A reader error stops the read and becomes the only problem, with zero counts.
 
@@ -45,9 +49,11 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
         >>> report["problems"], report["classes"]["normal"] > 0
         ([], True)
     """
-    report: dict[str, Any] = {"path": str(path), "task": task, "format": fmt or PHANTOM, "problems": []}
+    report: dict[str, Any] = {"path": str(path), "task": task,
+                              "format": fmt or (PHANTOM if str(path) == PHANTOM else None), "problems": []}
     try:
-        cases = _scan(path, classes, fmt, reader_options)
+        fmt, cases = _scan(path, task, classes, fmt, reader_options)
+        report["format"] = fmt or PHANTOM
         if classes is None:
             from bench.data.labels import order_classes
 
@@ -60,23 +66,24 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     return report
 
 
-def _scan(path, classes, fmt, reader_options) -> list[CaseRef]:
+def _scan(path, task, classes, fmt, reader_options) -> tuple[str | None, list[CaseRef]]:
+    """(the format read, the refs); a folder without ``fmt`` is read as the format that recognises it."""
     from bench.data.stream import scan_cases
 
     if str(path) == PHANTOM:
         from bench.data.phantoms.xray import generate
 
-        return scan_cases(PHANTOM, PHANTOM, make_phantom=generate)
-    if not fmt:
-        from bench.data.formats import FORMATS
-
-        raise DataError(f"{path}: a data format must be given for a folder, but got none. Use one of {FORMATS.names()}.")
+        return None, scan_cases(PHANTOM, PHANTOM, make_phantom=generate)
     root = Path(path)
     if not root.exists():
         raise DataError(f"{root}: the data path must exist, but it does not.")
     if root.is_dir() and not any(root.iterdir()):
         raise DataError(f"{root}: the data folder must contain files, but it is empty.")
-    return scan_cases(str(root), fmt, classes, **reader_options)
+    if not fmt:
+        from bench.data.formats import detect_format
+
+        fmt = detect_format(task, root)
+    return fmt, scan_cases(str(root), fmt, classes, **reader_options)
 
 
 def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), sample: int | None = None
@@ -101,7 +108,7 @@ def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), samp
     unknown = sorted({str(c.labels.get("class")) for c in refs} - set(classes)) if classes else []
     if unknown:
         problems.append(f"labels must be among the task's classes {list(classes)}, but got {unknown}.")
-    sizes, masks, spacing = Counter(), Counter(), []
+    sizes, masks, spacing, unknown_spacing = Counter(), Counter(), [], 0
     picked = _spread(refs, sample)
     for ref in picked:  # one decoded case alive at a time
         case = ref.load()
@@ -111,7 +118,10 @@ def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), samp
                 problems.append(f"case {case.id}: mask '{name}' must match the image shape "
                                 f"{np.shape(case.image)}, but got {np.shape(m)}.")
         sizes["x".join(map(str, np.shape(case.image)))] += 1
-        spacing.append(case.spacing[:2])
+        if case.spacing:
+            spacing.append(case.spacing[:2])
+        else:
+            unknown_spacing += 1
         del case  # gone before the next one is decoded
     spacing_mm = np.array(spacing, float).reshape(-1, 2)
     images_per_patient = Counter(Counter(c.patient_id for c in refs).values())
@@ -126,12 +136,19 @@ def summarise(cases: Sequence[Case | CaseRef], classes: Sequence[str] = (), samp
                   for s, p in sorted(patients_per_site.items())},
         "images_decoded": len(picked),
         "image_sizes": dict(sizes.most_common()),
-        "spacing_mm": ({"min": spacing_mm.min(0).round(4).tolist(), "max": spacing_mm.max(0).round(4).tolist()}
-                       if len(spacing_mm) else None),
+        "spacing_mm": _spacing_report(spacing_mm, unknown_spacing),
         "masks": dict(sorted(masks.items())),
         "labels": sorted({k for c in refs for k in c.labels}),
         "problems": problems,
     }
+
+
+def _spacing_report(spacing_mm: np.ndarray, unknown: int) -> dict | str | None:
+    """Range of the known spacings, how many images have none, or "unknown" when no decoded image has one."""
+    if not len(spacing_mm):
+        return "unknown" if unknown else None
+    report = {"min": spacing_mm.min(0).round(4).tolist(), "max": spacing_mm.max(0).round(4).tolist()}
+    return {**report, "unknown": unknown} if unknown else report
 
 
 def _spread(refs: Sequence[CaseRef], sample: int | None) -> Sequence[CaseRef]:

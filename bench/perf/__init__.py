@@ -28,10 +28,11 @@ def _load(name: str) -> Callable[..., dict[str, Any]]:
     # Imported on demand: each suite pulls in torch, MLflow or Optuna, which `bench --help` must not pay for.
     import importlib
 
+    name = name.replace("-", "_")  # suite scale-data is bench.perf.scale_data.scale_data
     return getattr(importlib.import_module(f"bench.perf.{name}"), name)
 
 
-SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli", "stages")
+SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli", "stats", "scale-data", "stages")
 
 # Tiny settings: seconds per suite, used by the tests and `bench perf --quick` to check the plumbing.
 QUICK: dict[str, dict[str, Any]] = {
@@ -46,6 +47,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
     "cli": {"repeats": 1, "runs": 20},
     "stages": {"arms": ["none", "restrict_output"], "folds": 2, "resamples": 100},
+    "stats": {"reps": 40, "cases": [33], "run_sds": [0.015], "rhos": [0.0], "power_seeds": [5], "markdown": None},
+    "scale-data": {"patients": [12, 24], "image_size": 32, "seg_epochs": 1, "cls_epochs": 1, "batch_size": 8},
 }
 
 
@@ -148,6 +151,23 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  "yes" if result["met"] else "no"),
                 (f"{what}: results table identical on vs off", str(result["identical"]), "True",
                  "yes" if result["identical"] else "no")]
+    if name == "stats":
+        five = next((c["power"] for c in result["power_by_seeds"] if c["seeds"] == 5), float("nan"))
+        return [("largest false-positive rate of the verdict over the grid",
+                 f"{result['max_false_positive_rate']:.3f}", "<= 0.06", "yes" if result["met"] else "no"),
+                ("power at 5 seeds, +0.017 AUROC, 100 cases per fold, run SD 0.015", f"{five:.3f}", "-", "-")]
+    if name == "scale-data":
+        size = result["settings"]["image_size"]
+        rows = [(f"peak memory, one trial, {r['patients']:,} patients ({r['images']:,} images, {size} px)",
+                 f"{r['peak_rss_mb'] / 1024:.2f} GB" + (f" (in memory: {r['baseline_in_memory_gb']} GB)"
+                                                        if r.get("baseline_in_memory_gb") else ""), "-", "-")
+                for r in result["runs"].values()]
+        ab = result["training_ab"]
+        return rows + [
+            ("peak memory growth, smallest to largest N", f"{result['peak_growth']:+.1%}", "<= +10%",
+             "yes" if result["met"]["flat"] else "no"),
+            ("training images/s streamed / in memory", f"{ab['stream_over_memory']:.2f}", ">= 0.9",
+             "yes" if result["met"]["images_per_s"] else "no")]
     return []
 
 

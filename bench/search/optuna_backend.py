@@ -301,6 +301,8 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
 
 def is_storage_error(exc: BaseException) -> bool:
     """A database error of an RDB Optuna storage (lost connection, server restarting), not a bug of ours."""
+    if isinstance(exc, optuna.exceptions.StorageInternalError):  # Optuna's wrapper of a failed commit
+        return True
     try:
         from sqlalchemy.exc import DBAPIError, OperationalError
     except ImportError:  # no SQLAlchemy, so no RDB storage

@@ -47,16 +47,19 @@ def heart_and_lungs(shape: tuple[int, int], k: int) -> dict[str, np.ndarray]:
     return {"heart": heart, "lung_left": left, "lung_right": right}
 
 
-def write_cxr14(root: Path, n_patients: int = 12, size: int = 32, quality=lambda k: 0.9) -> Written:
+def write_cxr14(root: Path, n_patients: int = 12, size: int = 32, quality=lambda k: 0.9, nih_box: bool = False
+                ) -> Written:
     """ChestX-ray14 layout (two images for every other patient; every third patient with Cardiomegaly) and a
     CheXmask ChestX-Ray8.csv (OriginalResolution, real RLE) beside it; the last quarter of patients is the
-    official test list."""
-    images = root / "images_002" / "images"
+    official test list. ``nih_box``: as the NIH box downloads today (one flat images/ folder, the table
+    named Data_Entry_2017_v2020.csv) instead of the Kaggle copy (images_0NN/images/, Data_Entry_2017.csv)."""
+    images = root / "images" if nih_box else root / "images_002" / "images"
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
     out = Written(root)
     lists = {"trainval": [], "test": []}
-    with (root / "Data_Entry_2017.csv").open("w", newline="") as fe, (root / "ChestX-Ray8.csv").open("w", newline="") as fm:
+    entry_file = "Data_Entry_2017_v2020.csv" if nih_box else "Data_Entry_2017.csv"
+    with (root / entry_file).open("w", newline="") as fe, (root / "ChestX-Ray8.csv").open("w", newline="") as fm:
         entries, masks = csv.writer(fe), csv.writer(fm)
         entries.writerow(CXR14_COLUMNS)
         masks.writerow(CHEXMASK_COLUMNS)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from bench.data.formats import FORMATS
@@ -84,3 +85,35 @@ def test_missing_images_are_listed_once(cxr14_chexmask):
 
 def test_no_classes_given_takes_the_data_scheme(cxr14_folder):
     assert {c.labels["class"] for c in FORMATS.create("chestxray14").read(cxr14_folder)} == set(CARDIOMEGALY_CLASSES)
+
+
+def test_nih_box_layout_flat_images_and_2020_table(tmp_path):
+    """The NIH box today: images_0NN.tar.gz extracted into one flat images/, Data_Entry_2017_v2020.csv."""
+    from tests.data.conftest import write_cxr14
+
+    written = write_cxr14(tmp_path / "nih", quality=lambda k: 0.5 if k == 1 else 0.9, nih_box=True)
+    assert not (written.root / "Data_Entry_2017.csv").exists()
+    cases = FORMATS.create("chestxray14").read(written.root, CARDIOMEGALY_CLASSES)
+    assert sorted(c.id for c in cases) == sorted(written.patient)
+    for c in cases:
+        assert (c.patient_id, c.labels["class"], c.meta["split_part"]) == (
+            written.patient[c.id], written.label[c.id], written.part[c.id])
+    masked = FORMATS.create("chexmask").read(written.root, CARDIOMEGALY_CLASSES)
+    dropped = sorted(written.patient)[1]  # the row written with Dice RCA (Mean) 0.5
+    assert sorted(c.id for c in masked) == sorted(set(written.patient) - {dropped})
+    for c in masked:
+        assert c.masks["heart"].shape == c.image.shape
+        np.testing.assert_array_equal(c.masks["heart"], written.masks[c.id]["heart"])
+    test_part = {c.id for c in masked if c.meta.get("split_part") == "test"}
+    assert test_part == {i for i, part in written.part.items() if part == "test"} - {dropped}
+    split = make_split(masked, "xray-heart", "nih", n_folds=2)
+    assert set(split.test) == test_part
+
+
+def test_folder_without_entry_table_names_both_files(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DataError, match="must contain Data_Entry_2017_v2020.csv or Data_Entry_2017.csv"):
+        FORMATS.create("chestxray14").read(tmp_path)
+    (tmp_path / "ChestX-Ray8.csv").write_text("Image Index,Dice RCA (Mean),Heart,Left Lung,Right Lung,Height,Width\n")
+    with pytest.raises(DataError, match="images' table \\(Data_Entry_2017_v2020.csv or Data_Entry_2017.csv"):
+        FORMATS.create("chexmask").read(tmp_path)

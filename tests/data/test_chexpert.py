@@ -17,7 +17,7 @@ def test_frontal_labels_patients_and_official_test(chexpert_folder):
     for c in cases:
         assert c.patient_id == chexpert_folder.patient[c.id] and c.labels["class"] == chexpert_folder.label[c.id]
         assert c.meta["split_part"] == chexpert_folder.part[c.id]
-        assert c.image.shape == (24, 32) and c.spacing == (1.0, 1.0) and c.masks == {}
+        assert c.image.shape == (24, 32) and c.spacing is None and c.masks == {}
         np.testing.assert_allclose(c.image, chexpert_folder.image[c.id], atol=0.05)  # JPEG at quality 95
     blank = {c.id: c.labels["class"] for c in cases}["train/patient00002/study1/view1_frontal"]
     assert blank == "no_cardiomegaly"  # blank = not mentioned in the report
@@ -66,3 +66,19 @@ def test_labels_outside_given_classes_are_one_error(chexpert_folder):
     with pytest.raises(DataError, match=r"train.csv:2: the label must be one of .*\['normal'.*but got 'cardiomegaly'"
                                         r"\. 6 rows in all .*\['cardiomegaly', 'no_cardiomegaly'\]"):
         FORMATS.create("chexpert").scan(chexpert_folder.root, ("normal", "VSD", "ASD", "TOF"))
+
+
+def test_unknown_spacing_is_reported_unknown_and_the_heart_distance_is_named_in_pixels(chexpert_folder):
+    """CheXpert JPEGs carry no pixel spacing: inspect says "unknown" (not 1 mm), and the task's heart HD95 is
+    registered and reported as pixels (heart_hd95_px), never under a name that reads as millimetres."""
+    from bench.data.inspect import inspect
+    from bench.metrics import METRICS, higher_is_better
+    from bench.tasks import TASKS
+
+    report = inspect(chexpert_folder.root, "xray-heart", "chexmask")
+    assert report["problems"] == [] and report["images_decoded"] > 0
+    assert report["spacing_mm"] == "unknown"
+    metrics = TASKS.get("xray-heart").metrics
+    assert "heart_hd95_px" in metrics and "heart_hd95" not in metrics
+    assert "heart_hd95_px" in METRICS and not higher_is_better("val_heart_hd95_px")
+    assert "not mm" in METRICS.get("heart_hd95_px").description

@@ -8,6 +8,7 @@ from PIL import Image
 
 from bench.data.formats import FORMATS
 from bench.data.formats.dicom import to_unit_range
+from bench.data.inspect import inspect
 from bench.data.phantoms.xray import CLASSES
 from bench.errors import DataError
 
@@ -148,7 +149,7 @@ def test_empty_folder_and_missing_labels(tmp_path):
 
 
 def test_zero_or_negative_pixel_spacing_means_unknown(dicom_folder):
-    """Real archives carry PixelSpacing 0\\0 (or negative): fall back to ImagerPixelSpacing, else pixel units."""
+    """Real archives carry PixelSpacing 0\\0 (or negative): fall back to ImagerPixelSpacing, else unknown (None)."""
     first, second = sorted((dicom_folder / "images").glob("*.dcm"))[:2]
     ds = pydicom.dcmread(first)
     imager = tuple(float(v) for v in ds.ImagerPixelSpacing)
@@ -160,5 +161,7 @@ def test_zero_or_negative_pixel_spacing_means_unknown(dicom_folder):
     ds.save_as(second)
     spacing = {c.id: c.spacing for c in READER.read(dicom_folder)}
     assert spacing[first.stem] == pytest.approx(imager)
-    assert spacing[second.stem] == (1.0, 1.0)
-    assert all(min(s) > 0 for s in spacing.values())
+    assert spacing[second.stem] is None  # unknown, never 1 mm
+    assert all(min(s) > 0 for s in spacing.values() if s is not None)
+    report = inspect(dicom_folder, "xray-heart", "dicom")
+    assert report["spacing_mm"]["unknown"] == 1 and min(report["spacing_mm"]["min"]) > 0

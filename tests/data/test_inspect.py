@@ -56,8 +56,8 @@ def test_inspect_scans_the_cases_and_decodes_one_image_at_a_time(cxr14_chexmask,
     live = LiveCases()
     seen = live.seen
 
-    def counting_scan(path, classes, fmt, reader_options):
-        return [live.wrap(r) for r in scan_cases(str(path), fmt, classes, **reader_options)]
+    def counting_scan(path, task, classes, fmt, reader_options):
+        return fmt, [live.wrap(r) for r in scan_cases(str(path), fmt, classes, **reader_options)]
 
     root = cxr14_chexmask.root
     full = inspect(root, "xray-heart", "chexmask")
@@ -70,3 +70,22 @@ def test_inspect_scans_the_cases_and_decodes_one_image_at_a_time(cxr14_chexmask,
     monkeypatch.setattr(inspect_module, "_scan", counting_scan)  # the real scan, its loads counted
     inspect(root, "xray-heart", "chexmask")
     assert len(seen) == n and max(seen) == 0  # the previous case is gone before the next is read
+
+
+def test_a_folder_without_format_is_read_as_the_format_that_recognises_it(tmp_path, capsys):
+    """The NIH box layout with its CheXmask table is chexmask; a folder no format recognises is one problem
+    naming the formats to choose from; `bench datasets split` leaves --format out the same way."""
+    from bench.cli import main
+    from tests.data.conftest import write_cxr14
+
+    root = write_cxr14(tmp_path / "nih", nih_box=True).root
+    report = inspect(root, "xray-heart")
+    assert report["format"] == "chexmask" and report["problems"] == [] and report["masks"]["heart"] == report["cases"]
+    assert main(["datasets", "split", str(root), "--task", "xray-heart", "--folds", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert inspect(root, "xray-heart")["split"]["valid"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    report = inspect(tmp_path / "other", "xray-heart")
+    assert report["format"] is None and report["cases"] == 0
+    assert "Give --format, one of chexmask, dicom, jsrt, png" in report["problems"][0]

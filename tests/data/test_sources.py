@@ -1,5 +1,6 @@
 """The task's data path end to end on an exported folder: reader -> cache -> split -> parts."""
 
+import numpy as np
 import pytest
 
 from bench.config import TrialConfig
@@ -15,8 +16,9 @@ def _config(folder, fmt="dicom"):
 def test_prepare_reads_dicom_export_with_shifted_part(dicom_folder):
     data = prepare(_config(dicom_folder))
     assert set(data.parts) == {"train", "val", "test", "test_shifted"}
-    assert data.parts["test_shifted"]["image"].shape[1:] == (1, 32, 32)
-    assert data.parts["train"]["thorax_width"].isfinite().all()
+    assert data.parts["test_shifted"].row_shape("image") == (1, 32, 32)
+    assert data.parts["test_shifted"][[0]]["image"].shape == (1, 1, 32, 32)
+    assert np.isfinite(data.parts["train"].per_case("thorax_width")).all()
     assert prepare(_config(dicom_folder)).split_hash == data.split_hash  # split kept and found again
 
 

@@ -7,7 +7,10 @@ CheXpert alone have no heart masks for xray-heart: their CheXmask-joined form, `
 :func:`resolve_format` gives that reason when it refuses the name.
 ``FORMAT_ALIASES`` is the one table of the short names users type on the command line (``--format dicom``
 on ct-lung means the CT series reader ``ct_dicom``); :func:`resolve_format` applies it and is the one
-place an unknown name is refused.
+place an unknown name is refused. A reader class may also say how to recognise its folder
+(``recognise(root) -> bool``, cheap: file names and a few header bytes); :func:`detect_format` picks the
+one format of a task that recognises a folder when ``--format`` is left out, and otherwise names the
+formats to choose from.
 
 Importing this package does not import torch; heavy readers' libraries (pydicom, SimpleITK, scikit-learn
 for the LUNA16 official split) load with the module that needs them.
@@ -21,7 +24,7 @@ Example:
 
 import difflib
 
-from bench.errors import RegistryError
+from bench.errors import DataError, RegistryError
 from bench.registry import CLOSE_MATCH_CUTOFF, Registry
 
 FORMATS: Registry = Registry("data format")
@@ -41,12 +44,50 @@ def formats_for(task: str) -> list[str]:
     return [e.name for e in FORMATS.entries() if task in e.tags.get("tasks", ())]
 
 
-def resolve_format(task: str, name: str) -> str:
-    """The registered format that ``--format name`` means for ``task`` (aliases applied).
+def _choices(task: str) -> str:
+    aliases = FORMAT_ALIASES.get(task, {})
+    names = [n for n in formats_for(task) if n not in aliases] + list(aliases)
+    return ", ".join(f"{n} (= {aliases[n]})" if n in aliases else n for n in names)
+
+
+def detect_format(task: str, path) -> str:
+    """The one registered format of ``task`` that recognises the folder ``path`` (no alias applied).
 
     Raises:
-        RegistryError: ``name`` is neither an alias nor a format of ``task``; the message lists both.
+        DataError: ``path`` does not exist.
+        RegistryError: no format of the task, or more than one, recognises the folder; the message names
+            the formats to choose from with ``--format``.
     """
+    from pathlib import Path
+
+    root = Path(path)
+    if not root.exists():
+        raise DataError(f"{root}: the data path must exist, but it does not.")
+    if not root.is_dir():
+        raise RegistryError(f"--format can be left out only for a data folder bench recognises, but {root} is not "
+                            f"a folder. Give --format, one of {_choices(task)}.")
+    found = [n for n in formats_for(task) if getattr(FORMATS.get(n), "recognise", lambda _: False)(root)]
+    if len(found) == 1:
+        return found[0]
+    what = (f"it fits several ({', '.join(found)})" if found
+            else "none of them recognises it (" + "; ".join(
+                getattr(FORMATS.get(n), "LOOKS_LIKE", n) for n in formats_for(task)) + ")")
+    raise RegistryError(f"{root}: the data format of a folder must be recognisable to leave --format out, but {what}. "
+                        f"Give --format, one of {_choices(task)}.")
+
+
+def resolve_format(task: str, name: str | None, path=None) -> str:
+    """The registered format that ``--format name`` means for ``task`` (aliases applied); with no name, the
+    format :func:`detect_format` recognises in the folder ``path``.
+
+    Raises:
+        RegistryError: ``name`` is neither an alias nor a format of ``task``, or no name and no single format
+            recognises ``path``; the message lists the names to choose from.
+    """
+    if not name:
+        if path is None:
+            raise RegistryError(f"--format for {task} must be given, but got none. Give one of {_choices(task)}.")
+        return detect_format(task, path)
     aliases = FORMAT_ALIASES.get(task, {})
     fmt = aliases.get(name, name)
     valid = formats_for(task)
@@ -79,4 +120,4 @@ from bench.data.formats import (  # noqa: F401  (registration side effects)
     png,
 )
 
-__all__ = ["FORMATS", "FORMAT_ALIASES", "formats_for", "resolve_format"]
+__all__ = ["FORMATS", "FORMAT_ALIASES", "detect_format", "formats_for", "resolve_format"]

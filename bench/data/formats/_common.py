@@ -141,6 +141,26 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int], where: str) -> np.ndar
     return np.ascontiguousarray(mask[np.ix_(rows, cols)])
 
 
+# Suffixes that are never DICOM, so recognising a folder does not open every PNG of an archive.
+NOT_DICOM = {".png", ".jpg", ".jpeg", ".gif", ".csv", ".json", ".nii", ".gz", ".mhd", ".raw", ".txt", ".img", ".md"}
+
+
+def holds_dicom(root: Path) -> bool:
+    """Whether any file under ``root`` is DICOM Part 10 ("DICM" after the 128-byte preamble); stops at the first."""
+    for folder, _, names in os.walk(root):
+        for name in sorted(names):
+            if name.startswith("._") or Path(name).suffix.lower() in NOT_DICOM:
+                continue
+            try:
+                with open(Path(folder) / name, "rb") as fh:
+                    fh.seek(128)
+                    if fh.read(4) == b"DICM":
+                        return True
+            except OSError:
+                continue
+    return False
+
+
 def load_all(refs: Sequence) -> list:
     """Every case of a scan, images decoded (what ``read`` returns; streaming code iterates ``scan``)."""
     return [ref.load() for ref in refs]

@@ -1,11 +1,16 @@
-"""NIH ChestX-ray14: Data_Entry_2017.csv + PNG images; official split = train_val_list.txt / test_list.txt.
+"""NIH ChestX-ray14: the Data_Entry table + PNG images; official split = train_val_list.txt / test_list.txt.
 
-Layout (as downloaded)::
+Layout (as downloaded; either of the two ways the archive is found)::
 
-    Data_Entry_2017.csv      Image Index, Finding Labels (pipe-separated), Follow-up #, Patient ID, ...,
-                             OriginalImage[Width, Height], OriginalImagePixelSpacing[x, y]
-    images*/**/00000001_000.png    8-bit grey (a few RGBA), 1024 x 1024
+    Data_Entry_2017_v2020.csv  Image Index, Finding Labels (pipe-separated), Follow-up #, Patient ID, ...,
+      or Data_Entry_2017.csv   OriginalImage[Width, Height], OriginalImagePixelSpacing[x, y]
+                               (the 2020 revision from the NIH box; the older name from Kaggle and mirrors)
+    images/00000001_000.png    the twelve images_0NN.tar.gz of the NIH box extract into one flat images/,
+      or images_0NN/images/... the Kaggle copy keeps one folder per tarball; any depth is read
+                               8-bit grey (a few RGBA), 1024 x 1024
     train_val_list.txt, test_list.txt   one image name per line (optional; official split if present)
+
+With both tables present the 2020 revision is read.
 
 Labels: the scheme is ``CARDIOMEGALY_CLASSES`` ("no_cardiomegaly", "cardiomegaly"; bench.data.labels):
 an image is "cardiomegaly" when "Cardiomegaly" is among its findings, else "no_cardiomegaly". Classes
@@ -31,7 +36,8 @@ from bench.data.formats import FORMATS
 from bench.data.formats._common import check_labels, load_all, read_image, read_table, report_missing
 from bench.errors import DataError
 
-ENTRY_FILE = "Data_Entry_2017.csv"
+ENTRY_FILES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")  # the 2020 revision first
+ENTRY_FILE = ENTRY_FILES[-1]  # the name older code and docs use
 LABEL_HINT = ("ChestX-ray14 gives cardiomegaly/no_cardiomegaly labels (see datasets/chestxray14/README.md); "
               "use a task whose classes are these.")
 
@@ -40,9 +46,17 @@ def cardiomegaly_label(findings: str) -> str:
     return "cardiomegaly" if "Cardiomegaly" in findings.split("|") else "no_cardiomegaly"
 
 
+def entry_table(root: Path) -> Path | None:
+    """The folder's Data_Entry table (the 2020 revision when both are there), or None."""
+    return next((root / name for name in ENTRY_FILES if (root / name).is_file()), None)
+
+
 def read_entries(root: Path, classes: Sequence[str] | None) -> dict[str, dict]:
-    """Image name -> {patient_id, label, spacing factor...} from Data_Entry_2017.csv, labels checked."""
-    table = root / ENTRY_FILE
+    """Image name -> {patient_id, label, spacing factor...} from the Data_Entry table, labels checked."""
+    table = entry_table(root)
+    if table is None:
+        raise DataError(f"{root}: a ChestX-ray14 folder must contain {' or '.join(ENTRY_FILES)}, but has neither. "
+                        "Download it from the NIH box beside the images.")
     rows = read_table(table, [("Image Index",), ("Finding Labels",), ("Patient ID",)])
     out = {}
     for line, row in enumerate(rows, start=2):
@@ -87,11 +101,12 @@ class ChestXray14:
         """Every listed image as a ref (no PNG decoded); missing files reported once by ``missing``."""
         root = Path(path)
         entries, parts, files = read_entries(root, classes), official_parts(root), index_images(root)
+        table = entry_table(root)
         unlabelled = sorted(set(files) - set(entries))
         if unlabelled:
-            raise DataError(f"{files[unlabelled[0]]}: every image must have a row in {ENTRY_FILE}, but this one "
+            raise DataError(f"{files[unlabelled[0]]}: every image must have a row in {table.name}, but this one "
                             f"(and {len(unlabelled) - 1} more) has none.")
-        report_missing(root / ENTRY_FILE, [n for n in entries if n not in files], len(entries), self.missing)
+        report_missing(table, [n for n in entries if n not in files], len(entries), self.missing)
         return [entry_ref(name, files[name], entry, parts) for name, entry in entries.items() if name in files]
 
     def read(self, path: str | Path, classes: Sequence[str] | None = None) -> list[Case]:
@@ -107,16 +122,16 @@ def entry_ref(name: str, file: Path, entry: dict, parts: dict[str, str]) -> Case
 def make_case(name: str, file: Path, entry: dict, parts: dict[str, str]) -> Case:
     image = read_image(file).astype(np.float32)
     image /= 65535.0 if image.max() > 255 else 255.0
-    spacing = 1.0
+    spacing = None  # a row without the original size and pitch says nothing about mm
     if entry["orig_width"] and entry["orig_spacing"]:
         # the PNGs were resized from the original detector image, so the pixel pitch grows with it
-        spacing = entry["orig_spacing"] * entry["orig_width"] / image.shape[1]
+        spacing = (entry["orig_spacing"] * entry["orig_width"] / image.shape[1],) * 2
     return Case(
         id=Path(name).stem,
         patient_id=entry["patient_id"],
         site="NIHCC",
         image=image,
-        spacing=(spacing, spacing),
+        spacing=spacing,
         labels={"class": entry["label"]},
         meta={"split_part": parts[name]} if name in parts else {},
     )

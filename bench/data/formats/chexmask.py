@@ -7,7 +7,8 @@ Layout (one folder)::
                                ("Image Index" for ChestX-ray14, "Path" for CheXpert, or "Image ID"/"dicom_id"),
                                "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung",
                                "Right Lung", "Heart", "Height", "Width"
-    and either the ChestX-ray14 layout  Data_Entry_2017.csv, images*/..., train_val_list.txt, test_list.txt
+    and either the ChestX-ray14 layout  Data_Entry_2017_v2020.csv (or Data_Entry_2017.csv), images/ (flat, as
+                                        the NIH box extracts) or images_0NN/images/, train_val_list.txt, test_list.txt
     or the CheXpert layout              train.csv, valid.csv, train/patientNNNNN/...jpg
                                (labels, patient ids and the official split come from these; see their readers)
 
@@ -36,7 +37,7 @@ import numpy as np
 from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
 from bench.data.formats._common import load_all, resize_mask
-from bench.data.formats.chestxray14 import ENTRY_FILE, ChestXray14
+from bench.data.formats.chestxray14 import ENTRY_FILES, ChestXray14, entry_table
 from bench.data.formats.chexpert import Chexpert, chexpert_key
 from bench.errors import DataError
 
@@ -70,8 +71,18 @@ def encode_rle(mask: np.ndarray) -> str:
 class Chexmask:
     """CheXmask RLE heart/lung masks (quality-filtered) on ChestX-ray14 or CheXpert images and labels."""
 
+    LOOKS_LIKE = "chexmask: a CheXmask CSV beside the ChestX-ray14 or CheXpert table"
+
     def __init__(self, min_dice: float = 0.7, uncertain: str = "ignore", missing: str = "error"):
         self.min_dice, self.uncertain, self.missing = float(min_dice), uncertain, missing
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        has_images = entry_table(root) is not None or (root / "train.csv").is_file() or (root / "valid.csv").is_file()
+        try:
+            return has_images and _find_table(root) is not None
+        except DataError:
+            return False
 
     def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
         root = Path(path)
@@ -114,11 +125,11 @@ class Chexmask:
         return load_all(self.scan(path, classes))
 
     def _image_set(self, root: Path):
-        if (root / ENTRY_FILE).is_file():
+        if entry_table(root) is not None:
             return ChestXray14(missing=self.missing)
         if (root / "train.csv").is_file() or (root / "valid.csv").is_file():
             return Chexpert(uncertain=self.uncertain, missing=self.missing)
-        raise DataError(f"{root}: a chexmask folder must also hold its images' table ({ENTRY_FILE} for "
+        raise DataError(f"{root}: a chexmask folder must also hold its images' table ({' or '.join(ENTRY_FILES)} for "
                         "ChestX-ray14, or train.csv/valid.csv for CheXpert), but has neither.")
 
 

@@ -10,7 +10,7 @@ Layout (as downloaded, e.g. CheXpert-v1.0-small/)::
 Labels (scheme ``CARDIOMEGALY_CLASSES``): 1 -> "cardiomegaly"; 0 or blank (not mentioned in the report)
 -> "no_cardiomegaly"; -1 (uncertain) by the ``uncertain`` policy: "ignore" (default) leaves the image
 out, "ones" counts it positive, "zeros" negative (Irvin et al. 2019, U-Ignore / U-Ones / U-Zeros).
-Only frontal views by default (``views="all"`` keeps laterals). Patient id: ``patientNNNNN`` in the
+Pixel spacing: unknown (the JPEGs carry none; ``Case.spacing`` is None). Only frontal views by default (``views="all"`` keeps laterals). Patient id: ``patientNNNNN`` in the
 path. Official split: valid.csv is the test part (234 radiologist-labelled images), train.csv the
 train/val pool; without valid.csv bench draws a patient-grouped test part. Rows whose JPEG is missing
 are named once (``missing="error"`` by default, ``"skip"``: one warning, rows left out).
@@ -119,5 +119,5 @@ class Chexpert:
 def _case(file: Path, case_id: str, patient_id: str, label: str, meta: dict) -> Case:
     pixels = read_image(file)
     image = pixels.astype(np.float32) / (65535.0 if pixels.dtype == np.uint16 else 255.0)
-    return Case(id=case_id, patient_id=patient_id, site="Stanford", image=image,
+    return Case(id=case_id, patient_id=patient_id, site="Stanford", image=image, spacing=None,  # JPEGs say none
                 labels={"class": label}, meta=dict(meta))

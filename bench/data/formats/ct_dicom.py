@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,37 +46,26 @@ def pseudonym(prefix: str, value: str) -> str:
 class CtDicom:
     """CT DICOM series (one file per slice), grouped by SeriesInstanceUID; optional labels.csv + NIfTI masks."""
 
+    LOOKS_LIKE = "ct_dicom: DICOM slice files"
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        from bench.data.formats._common import holds_dicom
+
+        return holds_dicom(root)
+
     def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
+        return list(self.iter_cases(path, classes))
+
+    def iter_cases(self, path: str | Path, classes: Sequence[str] = ()) -> Iterator[Case]:
+        """The series one at a time: every header is read first (no pixels), then one volume is assembled."""
         root = Path(path)
         labels = _read_labels(root)
-        cases = []
-        for uid, slices in sorted(_scan(root).items()):
-            image, spacing, problems, first = _assemble(uid, slices)
-            row = labels.get(uid, {})
-            case_id = row.get("case_id") or pseudonym("series", uid)
-            masks = {}
-            for column, rel in row.items():
-                if column.startswith("mask_") and rel:
-                    mask, mspacing = read_nifti(root / rel)
-                    check_label_matches(first, root / rel, image.shape, spacing, mask.shape, mspacing)
-                    masks[column[len("mask_") :]] = mask.astype(np.uint8)
-            label = row.get("class", "")
-            if classes and label and label not in classes:
-                raise DataError(f"{root / 'labels.csv'}: class must be one of {list(classes)}, but got '{label}'.")
-            cases.append(Case(
-                id=case_id,
-                patient_id=row.get("patient_id") or pseudonym("pt", str(slices[0][1].get("PatientID", uid))),
-                site=row.get("site", ""),
-                image=image,
-                spacing=spacing,
-                masks=masks,
-                labels={"class": label} if label else {},
-                meta={"modality": "CT", "units": "HU", "axes": "zyx", "slices": int(image.shape[0]),
-                      "problems": problems},
-            ))
-        if not cases:
+        series = _scan(root)
+        if not series:
             raise DataError(f"{root}: a ct_dicom folder must contain CT image slices, but none were found.")
-        return cases
+        for uid in sorted(series):
+            yield _case(root, uid, series.pop(uid), labels.get(uid, {}), classes)
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
         from pydicom.uid import generate_uid
@@ -109,6 +98,30 @@ class CtDicom:
                 writer.writeheader()
                 writer.writerows(rows)
         return Path(out)
+
+
+def _case(root: Path, uid: str, slices, row: dict[str, str], classes: Sequence[str]) -> Case:
+    image, spacing, problems, first = _assemble(uid, slices)
+    case_id = row.get("case_id") or pseudonym("series", uid)
+    masks = {}
+    for column, rel in row.items():
+        if column.startswith("mask_") and rel:
+            mask, mspacing = read_nifti(root / rel)
+            check_label_matches(first, root / rel, image.shape, spacing, mask.shape, mspacing)
+            masks[column[len("mask_") :]] = mask.astype(np.uint8)
+    label = row.get("class", "")
+    if classes and label and label not in classes:
+        raise DataError(f"{root / 'labels.csv'}: class must be one of {list(classes)}, but got '{label}'.")
+    return Case(
+        id=case_id,
+        patient_id=row.get("patient_id") or pseudonym("pt", str(slices[0][1].get("PatientID", uid))),
+        site=row.get("site", ""),
+        image=image,
+        spacing=spacing,
+        masks=masks,
+        labels={"class": label} if label else {},
+        meta={"modality": "CT", "units": "HU", "axes": "zyx", "slices": int(image.shape[0]), "problems": problems},
+    )
 
 
 def _read_labels(root: Path) -> dict[str, dict[str, str]]:

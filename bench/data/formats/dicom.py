@@ -18,7 +18,7 @@ Pixel pipeline (PS3.3 C.11): stored values -> modality LUT/rescale -> VOI LUT or
 (pydicom.pixels.apply_modality_lut / apply_voi_lut) -> scaled to [0, 1] over the nominal output range ->
 inverted for MONOCHROME1, so bone is bright for every site. Spacing is PixelSpacing, else
 ImagerPixelSpacing (mm); a value that is present but zero or negative (real archives have them) counts
-as unknown, and with neither valid the spacing is (1, 1) pixel units, never 0 mm. Compressed transfer syntaxes decode through pydicom's optional plugins
+as unknown, and with neither valid the spacing is None (unknown), never 0 or 1 mm. Compressed transfer syntaxes decode through pydicom's optional plugins
 (pylibjpeg, python-gdcm); without them the error names the file and what to install.
 
 Patient names, birth dates and every other identifying tag are never read into a Case; the case id is
@@ -53,6 +53,14 @@ PLUGIN_HINT = (
 @FORMATS.register("dicom", tasks=("xray-heart",))
 class DicomFolder:
     """DICOM radiographs with a labels.csv (file or SOPInstanceUID, label, optional patient/mask columns)."""
+
+    LOOKS_LIKE = "dicom: DICOM files with labels.csv"
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        from bench.data.formats._common import holds_dicom
+
+        return (root / "labels.csv").is_file() and holds_dicom(root)
 
     def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
         """One ref per labels.csv row; only DICOM headers are read (for PatientID/InstitutionName if needed)."""
@@ -221,8 +229,8 @@ def _modality_range(ds) -> tuple[float, float]:
     return low * slope + intercept, high * slope + intercept
 
 
-def _spacing(ds) -> tuple[float, float]:
-    """PixelSpacing, else ImagerPixelSpacing (mm); zero, negative or unparsable counts as absent."""
+def _spacing(ds) -> tuple[float, float] | None:
+    """PixelSpacing, else ImagerPixelSpacing (mm); zero, negative or unparsable counts as absent; None: unknown."""
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
         if tag in ds and ds[tag].value:
             try:
@@ -231,7 +239,7 @@ def _spacing(ds) -> tuple[float, float]:
                 continue
             if row > 0 and col > 0:
                 return (row, col)
-    return (1.0, 1.0)
+    return None
 
 
 # --- writing (phantom export) ------------------------------------------------------------------------
@@ -282,7 +290,8 @@ def write_dicom(case: Case, path: Path) -> None:
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "US"
     # LINEAR window covering the whole rescaled range exactly (PS3.3 C.11.2.1.2): identity on display
     ds.WindowCenter, ds.WindowWidth = 1024, 4096
-    ds.ImagerPixelSpacing = [f"{s:.4f}" for s in case.spacing[:2]]
+    if case.spacing:  # unknown spacing stays absent rather than written as 1 mm
+        ds.ImagerPixelSpacing = [f"{s:.4f}" for s in case.spacing[:2]]
     ds.PixelData = stored.astype("<u2").tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)

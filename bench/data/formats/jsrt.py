@@ -35,6 +35,12 @@ JSRT_PIXEL_MM = 0.175
 class JsrtFolder:
     """JSRT .IMG radiographs + SCR GIF masks; splits by the official odd/even SCR folds."""
 
+    LOOKS_LIKE = "jsrt: JPC*.IMG files"
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        return any(p.suffix.upper() == ".IMG" for p in root.rglob("JPC*"))
+
     def __init__(self, size: int = 2048, downsample: int = 2, default_label: str = "normal"):
         self.size, self.downsample, self.default_label = size, downsample, default_label
 

@@ -16,7 +16,7 @@ other subsets is the validation part of one fold.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,9 +70,17 @@ def sphere_mask(image: sitk.Image, nodules: Sequence[tuple[float, float, float, 
 class Luna16:
     """LUNA16: subset0-9/*.mhd scans, annotations.csv nodules (world mm), optional seg-lungs-LUNA16 lung masks."""
 
-    def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
-        import SimpleITK as sitk
+    LOOKS_LIKE = "luna16: subset*/<seriesuid>.mhd with annotations.csv"
 
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        return any(root.glob("subset*/*.mhd"))
+
+    def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
+        return list(self.iter_cases(path, classes))
+
+    def iter_cases(self, path: str | Path, classes: Sequence[str] = ()) -> Iterator[Case]:
+        """The scans one at a time (one volume, its nodule spheres and lung mask in memory)."""
         root = Path(path)
         table = root / "annotations.csv"
         if not table.is_file():
@@ -91,30 +99,8 @@ class Luna16:
         scans = sorted(p for p in root.glob("subset*/*.mhd") if not p.name.startswith("._"))
         if not scans:
             raise DataError(f"{root}: a LUNA16 folder must hold subset*/<seriesuid>.mhd scans, but none were found.")
-        cases = []
         for mhd in scans:
-            uid = mhd.stem
-            image = read_mhd(mhd)
-            hu = sitk.GetArrayFromImage(image)
-            spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
-            masks = {"lesion": sphere_mask(image, nodules.get(uid, []))}
-            lung_path = root / "seg-lungs-LUNA16" / f"{uid}.mhd"
-            if lung_path.is_file():
-                lung_img = read_mhd(lung_path)
-                lung = sitk.GetArrayFromImage(lung_img)
-                if lung.shape != hu.shape or not np.allclose(lung_img.GetSpacing(), image.GetSpacing(), atol=1e-3):
-                    raise DataError(f"{lung_path}: a lung mask must match its scan {mhd.name} in shape {hu.shape} "
-                                    f"and spacing {image.GetSpacing()}, but got {lung.shape} and "
-                                    f"{lung_img.GetSpacing()}.")
-                masks["lung"] = np.select([lung == LUNG_VALUES[0], lung == LUNG_VALUES[1]], [1, 2], 0).astype(np.uint8)
-            subset = mhd.parent.name
-            cases.append(Case(
-                id=uid, patient_id=uid, site="", image=hu.astype(np.int16), spacing=spacing, masks=masks,
-                labels={"class": "nodule" if uid in nodules else "normal"},
-                meta={"modality": "CT", "units": "HU", "axes": "zyx", "slices": int(hu.shape[0]), "problems": [],
-                      "subset": int(subset.removeprefix("subset")) if subset.removeprefix("subset").isdigit() else -1},
-            ))
-        return cases
+            yield _case(root, mhd, nodules)
 
     def write(self, cases: Sequence[Case], out: str | Path) -> Path:
         """Scans in subsets (all scans of a patient in one subset), annotations from lesion components."""
@@ -148,6 +134,32 @@ class Luna16:
                 writer.writerow(ANNOTATION_COLUMNS)
                 writer.writerows(rows)
         return Path(out)
+
+
+def _case(root: Path, mhd: Path, nodules: dict[str, list]) -> Case:
+    import SimpleITK as sitk
+
+    uid = mhd.stem
+    image = read_mhd(mhd)
+    hu = sitk.GetArrayFromImage(image)
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    masks = {"lesion": sphere_mask(image, nodules.get(uid, []))}
+    lung_path = root / "seg-lungs-LUNA16" / f"{uid}.mhd"
+    if lung_path.is_file():
+        lung_img = read_mhd(lung_path)
+        lung = sitk.GetArrayFromImage(lung_img)
+        if lung.shape != hu.shape or not np.allclose(lung_img.GetSpacing(), image.GetSpacing(), atol=1e-3):
+            raise DataError(f"{lung_path}: a lung mask must match its scan {mhd.name} in shape {hu.shape} "
+                            f"and spacing {image.GetSpacing()}, but got {lung.shape} and "
+                            f"{lung_img.GetSpacing()}.")
+        masks["lung"] = np.select([lung == LUNG_VALUES[0], lung == LUNG_VALUES[1]], [1, 2], 0).astype(np.uint8)
+    subset = mhd.parent.name
+    return Case(
+        id=uid, patient_id=uid, site="", image=hu.astype(np.int16), spacing=spacing, masks=masks,
+        labels={"class": "nodule" if uid in nodules else "normal"},
+        meta={"modality": "CT", "units": "HU", "axes": "zyx", "slices": int(hu.shape[0]), "problems": [],
+              "subset": int(subset.removeprefix("subset")) if subset.removeprefix("subset").isdigit() else -1},
+    )
 
 
 def hash_int(text: str) -> int:

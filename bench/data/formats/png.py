@@ -7,7 +7,7 @@ Layout::
     labels.csv                    case_id, patient_id, site, class, image, split_part, mask_<name>...,
                                   other labels (split_part: optional official part, e.g. test_shifted)
 
-The classes are whatever the ``class`` column holds (bench.data.labels orders them), unless the caller
+Pixel spacing is unknown (``Case.spacing`` None): PNGs carry none. The classes are whatever the ``class`` column holds (bench.data.labels orders them), unless the caller
 gives a class list; then every label outside it is refused in one error naming labels.csv.
 """
 
@@ -32,6 +32,12 @@ REQUIRED_COLUMNS = ("case_id", "class", "image")
 @FORMATS.register("png", tasks=("xray-heart",))
 class PngFolder:
     """PNG images (+ optional masks) with a labels.csv; patient_id column optional (else one per image)."""
+
+    LOOKS_LIKE = "png: images/*.png with labels.csv"
+
+    @staticmethod
+    def recognise(root: Path) -> bool:
+        return (root / "labels.csv").is_file() and any((root / "images").glob("*.png"))
 
     def scan(self, path: str | Path, classes: Sequence[str] | None = None) -> list[CaseRef]:
         """One ref per labels.csv row (no PNG decoded); labels checked against ``classes`` if given."""
@@ -109,6 +115,7 @@ def _case(root: Path, row: dict[str, str]) -> Case:
         patient_id=row.get("patient_id") or row["case_id"],
         site=row.get("site", ""),
         image=image,
+        spacing=None,  # a PNG folder says nothing about mm per pixel
         masks=masks,
         labels=extra,
         meta={"split_part": row["split_part"]} if row.get("split_part") else {},

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class CtData:
     spacing: tuple[float, float, float]
     parts: dict[str, list[dict[str, np.ndarray]]]  # part -> cases: image (D,H,W) float32, lung, lesion uint8
     key: str = ""  # fingerprint of source + preprocessing (the volume cache's key)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # issue 21: part -> anonymous patient numbers
 
 
 def prepare(config: TrialConfig) -> CtData:
@@ -68,7 +69,12 @@ def prepare(config: TrialConfig) -> CtData:
         parts[part] = [
             {name: np.ascontiguousarray(arrays[name][i]) for name in ("image", "lung", "lesion")} for i in chosen
         ]
-    return CtData(split.sha256, spacing, parts, key)
+    from bench.cases import (
+        patient_numbers,  # issue 21: anonymous patient numbers (no id leaves the data layer)
+    )
+
+    groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
+    return CtData(split.sha256, spacing, parts, key, groups)
 
 
 def preprocess(cases, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
@@ -125,8 +131,12 @@ def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None 
     return FORMATS.create(fmt).write(volumes, out)
 
 
-def inspect(path: str | Path, data_format: str) -> dict:
-    """`bench datasets inspect PATH --task ct-lung --format F`: see ``bench.data.ct_inspect.inspect_ct``."""
+def inspect(path: str | Path, data_format: str | None = None) -> dict:
+    """`bench datasets inspect PATH --task ct-lung [--format F]`: see ``bench.data.ct_inspect.inspect_ct``;
+    PATH "phantom" is the task's default phantom."""
     from bench.data.ct_inspect import inspect_ct
 
+    if str(path) == "phantom":
+        spec = phantom_spec(TrialConfig(task=TASK))
+        return inspect_ct(path, "phantom", (case for case in generate(spec)))
     return inspect_ct(path, data_format)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.guidance import LESION_GUIDANCE
@@ -47,7 +48,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
                                    patch=patch)
     threshold = float(task_param(config, "threshold"))
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
-    data = prepare(config)
+    data = placed(prepare(config))
     history: list[dict] = []
 
     # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
@@ -90,6 +91,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # Per-case lesion Dice of the cases the objective averages (lesion-bearing ones), for the case bootstrap
     # of `bench leaderboard --seeds`; their plain mean is the objective.
     val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
+    groups = {"groups": [g for g, r in zip(data.groups["val"], rows["val"]) if r["_lesions"] > 0]} \
+        if "val" in data.groups else {}  # issue 21: the cases' anonymous patient numbers
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
@@ -98,8 +101,18 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         history=history,
         state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
         previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"]),
-                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases)},
+                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
+
+
+def placed(data: CtData) -> CtData:
+    """The volumes where the runtime policy puts them by their measured size (``bench.runtime.place_data``):
+    copied into memory, or left as the cache's memory-mapped volumes (read as patches and windows need them)."""
+    nbytes = sum(a.nbytes for cases in data.parts.values() for case in cases for a in case.values())
+    if runtime.place_data(nbytes) == "stream":
+        return data
+    parts = {p: [{k: np.array(a) for k, a in case.items()} for case in cases] for p, cases in data.parts.items()}
+    return CtData(data.split_hash, data.spacing, parts, data.key)
 
 
 def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n: int = 4) -> bytes:
@@ -137,7 +150,7 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
                   epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
                   seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
                   augment=config.augment, on_epoch=lambda epoch, value: log({"lung_train_loss": value}, epoch))
-        preds = {f"pred.{part}": np.stack(infer(lung_net, v, roi3d)) if v.inputs else np.zeros((0,), np.uint8)
+        preds = {f"pred.{part}": np.stack(infer(lung_net, v, roi3d)) if len(v) else np.zeros((0,), np.uint8)
                  for part, v in vols.items()}
         return {"lung_segmenter": lung_net.state_dict()}, preds
 

@@ -1,15 +1,16 @@
 """Generic patch training and sliding-window inference over lists of volumes (both ct-lung stages).
 
 Training draws lesion/background-balanced patches (MONAI ``RandCropByPosNegLabel``) from whole volumes
-already mapped onto the segmenter's grid by a ``LESION_GUIDANCE`` strategy; inference runs a sliding
-window on whole volumes and maps the logits back with the strategy's ``outputs``.
+mapped onto the segmenter's grid by a ``LESION_GUIDANCE`` strategy one volume at a time (the cases are
+the cache's memory-mapped volumes); inference runs a sliding window volume by volume and maps the logits
+back with the strategy's ``outputs``. An epoch's patches (``samples`` per volume) are held until they are
+shuffled into batches: patch-sized, but one set per volume.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,28 +28,42 @@ from monai.utils import convert_to_tensor
 
 from bench import runtime
 from bench.guidance import LesionGuidance
-from bench.tasks.ct_lung.lung_guidance import to_image_grid, to_segmenter_grid
+from bench.tasks.ct_lung.lung_guidance import Guided, to_image_grid, to_segmenter_grid
 from bench.train import device, make_optimiser
 
 
-@dataclass
 class Volumes:
-    """Network inputs of one part, per case on the segmenter's grid (input channels (C,D,H,W), target and
-    lung (1,D,H,W)), plus the guiding lung on the image grid for ``guide.outputs`` at inference."""
+    """Network inputs of one part, built one volume at a time when drawn: ``guided(i)`` is case ``i`` on the
+    segmenter's grid (input channels (C,D,H,W), target and lung (1,D,H,W)), ``lung(i)`` the guiding lung on the
+    image grid for ``guide.outputs`` at inference.
 
-    guide: LesionGuidance
-    inputs: list[np.ndarray]
-    targets: list[np.ndarray]
-    grid_lungs: list[np.ndarray]
-    lungs: list[np.ndarray]
+    Nothing is precomputed: the cases are the cache's memory-mapped volumes, and a volume's guided form lives
+    while patches are cropped from it (training) or a sliding window runs over it (inference), so memory
+    holds a volume or two, not the part.
+    """
+
+    def __init__(self, guide: LesionGuidance, cases: Sequence[dict[str, np.ndarray]], target: str,
+                 lungs: Sequence[np.ndarray] | None):
+        self.guide, self.cases, self.target, self.lungs = guide, cases, target, lungs
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    @property
+    def channels(self) -> int:
+        return 1 + self.guide.extra_channels
+
+    def lung(self, i: int) -> np.ndarray:
+        return np.zeros(self.cases[i]["image"].shape, np.uint8) if self.lungs is None else self.lungs[i]
+
+    def guided(self, i: int) -> Guided:
+        case = self.cases[i]
+        return to_segmenter_grid(self.guide, case["image"], case[self.target], self.lung(i))
 
 
-def make_volumes(cases, target: str, guide: LesionGuidance, lungs: list[np.ndarray] | None) -> Volumes:
+def make_volumes(cases, target: str, guide: LesionGuidance, lungs: Sequence[np.ndarray] | None) -> Volumes:
     """``lungs`` guide each case (None: no lungs, e.g. for the lung stage itself with ``none`` guidance)."""
-    lungs = lungs if lungs is not None else [np.zeros(c["image"].shape, np.uint8) for c in cases]
-    guided = [to_segmenter_grid(guide, c["image"], c[target], lung) for c, lung in zip(cases, lungs)]
-    return Volumes(guide, [v.inputs for v in guided], [v.target for v in guided], [v.lung for v in guided],
-                   list(lungs))
+    return Volumes(guide, cases, target, lungs)
 
 
 def train_net(
@@ -81,23 +96,23 @@ def train_net(
     intensity = Compose([RandScaleIntensity(factors=0.1, prob=0.5), RandGaussianNoise(prob=0.3, std=0.02)])
     intensity.set_random_state(seed + 2)
     pad = SpatialPad(patch)
-    stacked, indices = [], []
-    for x, y, r in zip(vols.inputs, vols.targets, vols.grid_lungs):
-        parts = [x, y, r]
-        # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
-        arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate(parts))), track_meta=False)
-        stacked.append(arr)
-        label = arr[x.shape[0] : x.shape[0] + 1]
-        indices.append(map_binary_to_indices(label))
     gen = torch.Generator().manual_seed(seed)
-    n_in = vols.inputs[0].shape[0]
+    n_in = vols.channels
     for epoch in range(epochs):
         net.train()
         patches = []
         with warnings.catch_warnings():  # lesion-free volumes: MONAI warns and samples background only
             warnings.simplefilter("ignore")
-            for arr, (fg, bg) in zip(stacked, indices):
-                patches.extend(crop(arr, label=arr[n_in : n_in + 1], fg_indices=fg, bg_indices=bg))
+            for i in range(len(vols)):  # one volume in memory at a time: guided, padded, cropped, dropped
+                g = vols.guided(i)
+                # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
+                arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate([g.inputs, g.target, g.lung]))),
+                                        track_meta=False)
+                label = arr[n_in : n_in + 1]
+                fg, bg = map_binary_to_indices(label)
+                patches.extend(convert_to_tensor(p, track_meta=False).clone()
+                               for p in crop(arr, label=label, fg_indices=fg, bg_indices=bg))
+                del g, arr, label, fg, bg
         batch_all = torch.stack([convert_to_tensor(p, track_meta=False) for p in patches])
         order = torch.randperm(len(batch_all), generator=gen)
         total = torch.zeros((), dtype=torch.float64, device=dev)
@@ -124,8 +139,9 @@ def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], thre
     dev = device()
     net.to(dev).eval()
     out = []
-    for x, lung in zip(vols.inputs, vols.lungs):
-        xt = torch.from_numpy(x)[None].to(dev)
+    for i in range(len(vols)):  # volume by volume: the guided input lives while its windows run
+        lung = vols.lung(i)
+        xt = torch.from_numpy(vols.guided(i).inputs)[None].to(dev)
         # 2D windows are single slices: batch many per call.
         with runtime.autocast():
             logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from bench.config import TrialConfig
-from bench.data.cache import cached_arrays, fingerprint
+from bench.data.cache import cache_root, cached_arrays, fingerprint
 from bench.data.case import CaseRef
 from bench.data.labels import CHD_CLASSES, FORMAT_SCHEMES, check_explicit, order_classes, resolve_classes
 from bench.data.radiograph import radiograph_rows
+from bench.data.rows import NpyColumn, Rows
 from bench.data.sources import kept_split_path, source_descriptor, source_name
 from bench.data.splits import Split, load_split, make_split, save_split, standard_split_path
 from bench.data.stream import PHANTOM, scan_cases
@@ -38,11 +39,15 @@ PREPROCESSING_VERSION = "xray-prep-v3"  # v3: streamed rows (same arrays as v2) 
 @dataclass
 class XrayData:
     split_hash: str
-    # part -> image (N,1,S,S), heart (N,1,S,S), label (N,), thorax_width (N,) in pixels (NaN if unknown);
-    # parts are train, val, test and any extra held-out part of the split (test_shifted).
-    parts: dict[str, dict[str, torch.Tensor]]
+    # part -> Rows of image (N,1,S,S) float32, heart (N,1,S,S) drawn as float32, label (N,) int64 and
+    # thorax_width (N,) in pixels (NaN if unknown). As ``prepare`` returns them, image and heart are read from
+    # the cache's files a batch at a time; label and thorax_width (one value per case) are in memory. Parts
+    # are train, val, test and any extra held-out part of the split (test_shifted).
+    parts: dict[str, Rows]
     # label index -> class name; a binary list has its positive class last (bench.data.labels.positive_class)
     classes: tuple[str, ...] = field(default=CHD_CLASSES)
+    # part -> each case's patient as an anonymous number within the part (bench.cases.patient_numbers; issue 21)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def data_format(config: TrialConfig) -> str:
@@ -69,7 +74,12 @@ def config_classes(config: TrialConfig) -> tuple[str, ...]:
 
 
 def prepare(config: TrialConfig) -> XrayData:
-    """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here."""
+    """Load (or build once) the preprocessed arrays and cut them by the split; no patient ids leave here.
+
+    Nothing of an image is read here: each part is a :class:`~bench.data.rows.Rows` over the cache's
+    ``image.npy`` and ``heart.npy`` at the part's row numbers (the pipeline gathers it into memory when
+    the runtime policy says the data fits, see ``bench.runtime.place_data``).
+    """
     fmt = data_format(config)
     descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name(), config.reader_options)
     source = source_name(config.data, descriptor)
@@ -104,19 +114,26 @@ def prepare(config: TrialConfig) -> XrayData:
         )
     to_trial = np.array([classes.index(name) for name in own], np.int64)  # the data's index -> the trial's
     row = {case_id: i for i, case_id in enumerate(ids)}
+    folder = cache_root() / key
     parts = {}
     for part in split.part_names:
         chosen = [row[i] for i in split.part(part, config.fold)]
         if part == "train" and config.max_train_cases:
             # Fixed (seed-independent) subset, so budget presets compare like with like.
             chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
-        parts[part] = {
-            "image": torch.from_numpy(np.ascontiguousarray(arrays["image"][chosen])),
-            "heart": torch.from_numpy(np.ascontiguousarray(arrays["heart"][chosen])).float(),
-            "label": torch.from_numpy(to_trial[np.asarray(arrays["label"][chosen], np.int64)]),
-            "thorax_width": torch.from_numpy(np.ascontiguousarray(arrays["thorax_width"][chosen])),
-        }
-    return XrayData(split.sha256, parts, classes)
+        chosen = np.asarray(chosen, np.int64)
+        parts[part] = Rows({
+            "image": NpyColumn(folder / "image.npy", chosen),
+            "heart": NpyColumn(folder / "heart.npy", chosen),
+            "label": to_trial[np.asarray(arrays["label"][chosen], np.int64)],
+            "thorax_width": np.asarray(arrays["thorax_width"][chosen], np.float32),
+        }, dtypes={"heart": torch.float32})
+    # issue 21: anonymous patient numbers per part (no id leaves the data layer)
+    from bench.cases import patient_numbers
+
+    groups = {part: patient_numbers(arrays["patient_id"][[row[i] for i in split.part(part, config.fold)]])
+              for part in ("val",)}
+    return XrayData(split.sha256, parts, classes, groups)
 
 
 def _own_classes(config: TrialConfig, fmt: str, refs: Sequence[CaseRef]) -> tuple[str, ...]:

@@ -10,11 +10,18 @@ The classes come from the data (``XrayData.classes``). ``<part>_auroc`` is the A
 (the last one) when there are two classes and the macro one-vs-rest AUROC otherwise; the objective is
 ``val_auroc`` either way. Per-class recall and balanced accuracy are reported for every class list; the
 shift gap only where the split has a site-shifted part (the phantom).
+
+Data comes in batches (``bench.data.rows``, ``bench.train.loading``): the parts stay in the cache's files
+and are streamed, or are gathered into memory (on the GPU when resident) where the runtime policy says they
+fit (``bench.runtime.place_data``, recorded as ``bench.runtime.data``); both give the same numbers.
+Predicted masks of streamed parts go to the trial's scratch folder as ``.npy`` files.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +30,9 @@ import torch.nn.functional as F
 from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
+from bench.data.cache import RowStream, scratch, write_rows
 from bench.data.labels import positive_class
+from bench.data.rows import NpyColumn, Rows
 from bench.guidance import GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics import (
@@ -33,7 +42,6 @@ from bench.metrics import (
     ctr_error,
     heart_hd95,
     macro_auroc,
-    mean_dice,
     per_case_dice,
     per_class_recall,
     shift_gap,
@@ -41,7 +49,7 @@ from bench.metrics import (
 from bench.models import CLASSIFIERS, SEG_MODELS
 from bench.tasks.xray_heart.data import XrayData, config_classes, prepare
 from bench.tasks.xray_heart.spec import SPEC
-from bench.train import Reporter, TrialResult, device, fit, predict, stop_if_asked
+from bench.train import Reporter, TrialResult, device, fit, in_order, loading, predict_batch, stop_if_asked
 
 
 def build_models(config: TrialConfig,
@@ -75,25 +83,88 @@ def checkpoint_models(config: TrialConfig) -> dict[str, torch.nn.Module]:
     return {"segmenter": seg, "classifier": cls}
 
 
-def _predicted_masks(seg: torch.nn.Module, data: XrayData) -> dict[str, torch.Tensor]:
-    return {name: (predict(seg, part["image"]) > 0).float() for name, part in data.parts.items()}
+EVAL_BATCH = 64  # rows per prediction / scoring batch (streamed and resident alike, so both give one number)
 
 
-def _class_probs(cls, guidance, images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
-    return torch.softmax(predict(cls, guidance.inputs(images, masks)), dim=1).cpu().numpy()
+def _placed(data: XrayData) -> XrayData:
+    """The parts where the runtime policy puts them, by their measured size (``bench.runtime.place_data``):
+    gathered into memory (on the GPU when resident there) or left streaming from the cache."""
+    nbytes = sum(part.select("image", "heart").nbytes() for part in data.parts.values())
+    where = runtime.place_data(nbytes)
+    if where == "stream":
+        return data
+    dev = device() if where == "device" else None
+    return XrayData(data.split_hash, {name: part.in_memory(dev) for name, part in data.parts.items()}, data.classes,
+                    data.groups)
 
 
-def _resident(data: XrayData) -> XrayData:
-    """The parts moved to the GPU once when the runtime policy keeps small data sets resident there.
+def _predicted_masks(seg: torch.nn.Module, data: XrayData, scratch: Path | None) -> dict[str, Rows]:
+    """Every part with its predicted heart mask (column ``mask``, 0/1, drawn as float32).
 
-    Predictions then stay on the device and metrics that need the host copy what they need once.
+    Streamed parts get theirs written to ``scratch/<part>/mask.npy`` a row at a time and read back in
+    batches like the images; parts in memory keep theirs as one tensor beside their images.
     """
-    return XrayData(data.split_hash, {name: runtime.resident(part) for name, part in data.parts.items()},
-                    data.classes)
+    runtime.prepare_model(seg).eval()
+    out = {}
+    for name, part in data.parts.items():
+        order = in_order(len(part), EVAL_BATCH)
+
+        def masks(part=part, order=order) -> Iterator[torch.Tensor]:
+            with loading(part.select("image"), order) as drawn:
+                for batch in drawn:
+                    yield (predict_batch(seg, batch["image"]) > 0).to(torch.uint8)
+
+        if part.streamed and scratch is not None and len(part):
+            folder = scratch / name
+            folder.mkdir()
+            produced = masks()
+            try:
+                write_rows(folder, RowStream(len(part), ({"mask": row} for m in produced for row in m.cpu().numpy())))
+            finally:
+                produced.close()
+            column = NpyColumn(folder / "mask.npy")
+        else:
+            column = torch.cat([m.to(_column_device(part)) for m in masks()]) if len(part) else \
+                torch.zeros((0, *part.row_shape("image")), dtype=torch.uint8)
+        out[name] = part.with_columns({"mask": torch.float32}, mask=column)
+    return out
+
+
+def _column_device(part: Rows) -> torch.device:
+    image = part.columns["image"]
+    return image.device if isinstance(image, torch.Tensor) else torch.device("cpu")
+
+
+def _val_dice(seg: torch.nn.Module, part: Rows) -> float:
+    """Mean per-case heart Dice of the segmenter on ``part``, batch by batch."""
+    runtime.prepare_model(seg).eval()
+    dice = []
+    with loading(part.select("image", "heart"), in_order(len(part), EVAL_BATCH)) as drawn:
+        for batch in drawn:
+            pred = predict_batch(seg, batch["image"]) > 0
+            dice.append(per_case_dice(pred, batch["heart"].to(pred.device)))
+    return float(np.nanmean(np.concatenate(dice))) if dice else float("nan")
+
+
+def _class_probs(cls, guidance, part: Rows) -> np.ndarray:
+    """Class probabilities of every case of ``part`` (one row per case), guided by its ``mask`` column."""
+    runtime.prepare_model(cls).eval()
+    probs = []
+    with loading(part.select("image", "mask"), in_order(len(part), EVAL_BATCH)) as drawn:
+        for batch in drawn:
+            dev = device()
+            x = guidance.inputs(batch["image"].to(dev), batch["mask"].to(dev))
+            probs.append(torch.softmax(predict_batch(cls, x), dim=1).cpu().numpy())
+    return np.concatenate(probs) if probs else np.zeros((0, 0))
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
-    data = _resident(prepare(config))
+    data = _placed(prepare(config))
+    with scratch() as space:
+        return _run(config, reporter, data, space)
+
+
+def _run(config: TrialConfig, reporter: Reporter, data: XrayData, space: Path) -> TrialResult:
     train, val = data.parts["train"], data.parts["val"]
     history: list[dict] = []
     seg, cls, guidance = build_models(config, len(data.classes))
@@ -102,20 +173,22 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     seg_loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)
 
     def seg_epoch(epoch: int, loss: float) -> None:
-        dice = mean_dice(predict(seg, val["image"]) > 0, val["heart"])
+        dice = _val_dice(seg, val)
         record = {"seg_train_loss": loss, "seg_val_heart_dice": dice}
         history.append({"stage": "seg", "epoch": epoch, **record})
         reporter.log(record, step=epoch)
 
-    seg_train = {"image": train["image"], "heart": train["heart"]}  # fit copies every tensor it is given
-    fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), seg_train, epochs=config.seg_epochs,
-        batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser, seed=config.seed,
-        on_epoch=seg_epoch)
-    masks = _predicted_masks(seg, data)
+    fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), train.select("image", "heart"),
+        epochs=config.seg_epochs, batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser,
+        seed=config.seed, on_epoch=seg_epoch)
+    parts = _predicted_masks(seg, data, space)
 
     # --- stage 2: guided classification; validation/test always see predicted masks -------------
-    train_masks = train["heart"] if getattr(guidance, "train_mask", "predicted") == "ground_truth" else masks["train"]
-    cls_train = {"image": train["image"], "mask": train_masks, "label": train["label"]}
+    if getattr(guidance, "train_mask", "predicted") == "ground_truth":
+        cls_train = train.with_columns({"mask": torch.float32}, mask=train.columns["heart"])
+    else:
+        cls_train = parts["train"]
+    cls_train = cls_train.select("image", "mask", "label")
 
     def cls_loss(model, batch):
         x = guidance.inputs(batch["image"], batch["mask"])
@@ -125,7 +198,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         return loss if extra is None else loss + extra
 
     def cls_epoch(epoch: int, loss: float) -> None:
-        auroc = macro_auroc(_class_probs(cls, guidance, val["image"], masks["val"]), val["label"].cpu().numpy())
+        auroc = macro_auroc(_class_probs(cls, guidance, parts["val"]), val.per_case("label"))
         record = {"cls_train_loss": loss, "val_auroc": auroc}
         history.append({"stage": "cls", "epoch": epoch, **record})
         reporter.log(record, step=epoch)
@@ -134,13 +207,13 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     fit(cls, cls_loss, cls_train, epochs=config.cls_epochs, batch_size=config.batch_size, lr=config.cls_lr,
         optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
 
-    probs = _part_probs(data, masks, cls, guidance)
-    metrics = _scores(data, masks, cls, guidance, probs)
+    metrics, per_case = _scores(parts, cls, guidance, data.classes)
     # Per-case validation scores (probabilities + labels, in validation order, no ids): lets the leaderboard
     # bootstrap val_auroc over cases across seeds (bench.cases); AUROC itself has no per-case value.
     # Per-case heart Dice rides along for the report's per-case box plot.
-    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val["label"].cpu().numpy(), probs=probs["val"],
-                          val_heart_dice=per_case_dice(masks["val"], val["heart"]))
+    val_cases = case_file(SPEC.objective, "macro_auroc", labels=val.per_case("label"), probs=per_case["val"]["probs"],
+                          val_heart_dice=per_case["val"]["dice"],
+                          **({"groups": data.groups["val"]} if "val" in data.groups else {}))  # issue 21: patients
     return TrialResult(
         config=config.replace(split_hash=data.split_hash, classes=data.classes),
         objective_name=SPEC.objective,
@@ -148,7 +221,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         metrics=metrics,
         history=history,
         state_dicts={"segmenter": seg.state_dict(), "classifier": cls.state_dict()},
-        previews={"overlay.png": _overlay(val, masks["val"], cls, guidance, data.classes),
+        previews={"overlay.png": _overlay(parts["val"], cls, guidance, data.classes),
                   CASE_FILE: val_cases},
         tags=class_tags(data.classes),
     )
@@ -160,8 +233,7 @@ def class_tags(classes: tuple[str, ...]) -> dict[str, str]:
     return {"classes": ",".join(classes), **({"positive_class": positive} if positive else {})}
 
 
-def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidance, classes: tuple[str, ...],
-             n: int = 4) -> bytes:
+def _overlay(part: Rows, cls, guidance, classes: tuple[str, ...], n: int = 4) -> bytes:
     """Overlay PNG of the first ``n`` cases of a part: true/predicted heart and the classifier's saliency.
 
     Saliency is |d top logit / d image| through the guidance with the predicted mask, as in
@@ -169,15 +241,15 @@ def _overlay(part: dict[str, torch.Tensor], predicted: torch.Tensor, cls, guidan
     """
     from bench.report import overlay_png
 
-    rows = slice(0, min(n, len(part["image"])))
+    first = part[list(range(min(n, len(part))))]
     cls = cls.to(device()).eval()
-    x = part["image"][rows].detach().to(device()).requires_grad_(True)
-    logits = cls(guidance.inputs(x, predicted[rows].to(x.device)))
+    x = first["image"].detach().to(device()).requires_grad_(True)
+    logits = cls(guidance.inputs(x, first["mask"].to(x.device)))
     top = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
     (grad,) = torch.autograd.grad(top, x)
     saliency = grad.abs().sum(1, keepdim=True).cpu()
-    titles = [f"val {i}: {classes[int(label)]}" for i, label in enumerate(part["label"][rows])]
-    return overlay_png(part["image"][rows].cpu(), part["heart"][rows].cpu(), predicted[rows].cpu(), saliency, titles)
+    titles = [f"val {i}: {classes[int(label)]}" for i, label in enumerate(first["label"])]
+    return overlay_png(first["image"].cpu(), first["heart"].cpu(), first["mask"].cpu(), saliency, titles)
 
 
 def metric_names(classes: tuple[str, ...]) -> list[str]:
@@ -186,42 +258,62 @@ def metric_names(classes: tuple[str, ...]) -> list[str]:
     return [name if safe.count(name) == 1 else f"{name}_{k}" for k, name in enumerate(safe)]
 
 
-def _part_probs(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance) -> dict[str, np.ndarray]:
-    """Class probabilities of every scored part (not train; not an empty part, e.g. JSRT has no test part)."""
-    return {part: _class_probs(cls, guidance, truth["image"], masks[part])
-            for part, truth in data.parts.items() if part != "train" and len(truth["label"])}
+def _scores(parts: dict[str, Rows], cls, guidance, classes: tuple[str, ...]
+            ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """Metrics of every scored part (not train; not an empty part, e.g. JSRT has no test part), batch by batch.
 
-
-def _scores(data: XrayData, masks: dict[str, torch.Tensor], cls, guidance,
-            part_probs: dict[str, np.ndarray]) -> dict[str, float]:
-    """Validation is the objective; test parts are logged only."""
+    Validation is the objective; test parts are logged only. What a metric needs of the whole part is kept
+    per case (class probabilities, Dice) or as a running sum (HD95, CTR error, attention share: means over
+    cases), never images. Also returns the per-case ``probs`` and ``dice`` of each part.
+    """
     metrics: dict[str, float] = {}
-    for part, probs in part_probs.items():
-        truth = data.parts[part]
-        labels = truth["label"].cpu().numpy()
-        metrics[f"{part}_auroc"] = macro_auroc(probs, labels)  # two classes: AUROC of the positive one
-        metrics[f"{part}_accuracy"] = accuracy(probs, labels)
-        metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs, labels)
-        recalls = per_class_recall(probs, labels, metric_names(data.classes))
+    per_case: dict[str, dict[str, np.ndarray]] = {}
+    dev = device()
+    cls = runtime.prepare_model(cls).eval()
+    for part, rows in parts.items():
+        if part == "train" or not len(rows):
+            continue
+        probs, dice = [], []
+        hd95 = attention = ctr = 0.0
+        ctr_cases = 0
+        with loading(rows, in_order(len(rows), EVAL_BATCH)) as drawn:
+            for batch in drawn:
+                image, mask, heart = batch["image"].to(dev), batch["mask"].to(dev), batch["heart"].to(dev)
+                n = len(image)
+                with torch.no_grad():
+                    probs.append(torch.softmax(predict_batch(cls, guidance.inputs(image, mask)), dim=1).cpu().numpy())
+                dice.append(per_case_dice(mask, heart))
+                hd95 += heart_hd95(mask, heart) * n
+                width = batch["thorax_width"].cpu().numpy()
+                known = int((np.isfinite(width) & (width > 0)).sum())
+                if known:
+                    ctr += ctr_error(mask, heart, width) * known
+                    ctr_cases += known
+                # saliency w.r.t. the raw image, through the guidance, measured against the *true* heart
+                attention += attention_in_mask(
+                    cls, image, heart, prepare=lambda x, sl, mask=mask: guidance.inputs(x, mask[sl].to(x.device))) * n
+        probs_all, dice_all, labels = np.concatenate(probs), np.concatenate(dice), rows.per_case("label")
+        per_case[part] = {"probs": probs_all, "dice": dice_all}
+        metrics[f"{part}_auroc"] = macro_auroc(probs_all, labels)  # two classes: AUROC of the positive one
+        metrics[f"{part}_accuracy"] = accuracy(probs_all, labels)
+        metrics[f"{part}_balanced_accuracy"] = balanced_accuracy(probs_all, labels)
+        recalls = per_class_recall(probs_all, labels, metric_names(classes))
         metrics.update({f"{part}_{k}": v for k, v in recalls.items()})
-        metrics[f"{part}_heart_dice"] = mean_dice(masks[part], truth["heart"])
-        metrics[f"{part}_heart_hd95"] = heart_hd95(masks[part], truth["heart"])
-        metrics[f"{part}_ctr_error"] = ctr_error(masks[part], truth["heart"], truth["thorax_width"].cpu().numpy())
-        # saliency w.r.t. the raw image, through the guidance, measured against the *true* heart
-        metrics[f"{part}_attention_in_heart"] = attention_in_mask(
-            cls.to(device()), truth["image"], truth["heart"],
-            prepare=lambda x, rows, part=part: guidance.inputs(x, masks[part][rows].to(x.device)))
+        metrics[f"{part}_heart_dice"] = float(np.nanmean(dice_all))
+        metrics[f"{part}_heart_hd95_px"] = hd95 / len(rows)
+        metrics[f"{part}_ctr_error"] = ctr / ctr_cases if ctr_cases else float("nan")
+        metrics[f"{part}_attention_in_heart"] = attention / len(rows)
     if "test_shifted_auroc" in metrics and "test_auroc" in metrics:
         for name in ("auroc", "balanced_accuracy", "attention_in_heart"):
             metrics[f"shift_gap_{name}"] = shift_gap(metrics, name)
-    return metrics
+    return metrics, per_case
 
 
 def evaluate(config: TrialConfig, state_dicts: dict[str, dict]) -> dict[str, float]:
     """Score logged weights without training (``bench replay --checkpoint``)."""
-    data = _resident(prepare(config))
+    data = _placed(prepare(config))
     seg, cls, guidance = build_models(config, len(data.classes))
     seg.load_state_dict(state_dicts["segmenter"])
     cls.load_state_dict(state_dicts["classifier"])
-    masks = _predicted_masks(seg, data)
-    return _scores(data, masks, cls, guidance, _part_probs(data, masks, cls, guidance))
+    with scratch() as space:
+        return _scores(_predicted_masks(seg, data, space), cls, guidance, data.classes)[0]

@@ -37,7 +37,7 @@ SPEC = register_task(
         # (bench.tasks.xray_heart.data, bench.data.labels) and are logged in its config.
         classes=CLASSES,
         objective="val_auroc",
-        metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95", "ctr_error",
+        metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95_px", "ctr_error",
                  "attention_in_heart", "shift_gap"),
         formats=tuple(formats_for(TASK)),
         headline=("val_heart_dice", "test_auroc", "test_shifted_auroc", "test_attention_in_heart"),
