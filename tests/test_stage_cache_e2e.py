@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from bench.compare import compare
@@ -141,3 +142,40 @@ def test_search_loads_the_shared_stage_unless_told_not_to(workdir):
         tags[study] = sorted(r.data.tags.get("bench.stage.lung") for r in runs)
     # The second study's trials train the stage although the first study stored it.
     assert tags == {"on": ["loaded", "trained"], "off": ["trained", "trained"]}
+
+
+@pytest.mark.slow  # 6 xray-heart smoke trials: 4 min on a loaded 2-core box
+def test_xray_heart_guidance_arms_share_the_segmenter_value_for_value(workdir):
+    import json
+
+    from bench import stages
+    from bench.trial import run_trial
+
+    class Logs:
+        def __init__(self):
+            self.logged = []
+
+        def log(self, metrics, step):
+            self.logged.append((step, dict(metrics)))
+
+        def report(self, objective, step):
+            return False
+
+    base = TrialConfig(task="xray-heart", **{**TASKS.get("xray-heart").preset("smoke").config, "max_train_cases": 12})
+    arms = ("none", "soft_mask", "channel")  # unguided, guided by the mask, mask as an extra input channel
+    on, off = {}, {}
+    for arm in arms:
+        logs = Logs()
+        on[arm] = (run_trial(base.replace(guidance=arm), logs), logs.logged)
+    with stages.switched(False):
+        for arm in reversed(arms):
+            logs = Logs()
+            off[arm] = (run_trial(base.replace(guidance=arm), logs), logs.logged)
+    assert [on[a][0].tags["bench.stage.segmenter"] for a in arms] == ["trained", "loaded", "loaded"]
+    assert {off[a][0].tags["bench.stage.segmenter"] for a in arms} == {"trained"}
+    for arm in arms:
+        (a, logs_a), (b, logs_b) = on[arm], off[arm]
+        assert json.dumps(a.metrics, sort_keys=True) == json.dumps(b.metrics, sort_keys=True), arm  # NaN-safe
+        assert a.history == b.history and logs_a == logs_b, arm  # the segmenter's epochs replayed into the run
+        for name, sd in a.state_dicts.items():
+            assert all(torch.equal(v, b.state_dicts[name][k]) for k, v in sd.items()), (arm, name)
