@@ -12,8 +12,10 @@ from bench.tasks.base import Preset, TaskSpec, lazy, register_task
 # every guidance arm of a comparison, and every trial of a search that keeps these fields, shares one.
 SEG_STAGE = Stage(
     "xray-heart", "segmenter", "1",
+    # classifier: build_models draws the plain classifier's initial weights from the global stream before the
+    # segmenter trains, so another classifier network means another segmenter.
     fields=("seg_arch", "seg_encoder", "seg_loss", "seg_loss_params", "seg_epochs", "lr", "batch_size", "optimiser",
-            "image_size", "max_train_cases", "augment", "classes", "reader_options"),
+            "image_size", "max_train_cases", "augment", "classes", "reader_options", "classifier"),
     produces=("weights", "predicted heart masks of every part", "seg_train_loss / seg_val_heart_dice per epoch",
               "rng"),
     description="heart segmenter and its predicted masks",
