@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench import runtime
+from bench import runtime, stages
 from bench.config import TrialConfig
 from bench.errors import BenchError
 from bench.leaderboard import leaderboard
@@ -120,7 +120,8 @@ def best_run_id(task: str, study: str | None = None) -> str:
 
 def replay(task: str, run_id: str | None = None, study: str | None = None, tolerance: float = 1e-6,
            checkpoint: bool = False, seeds: int = 0, register: str | None = None,
-           deterministic: bool = False, on_progress: Callable[[str], None] | None = None) -> ReplayVerdict:
+           deterministic: bool = False, on_progress: Callable[[str], None] | None = None,
+           stage_cache: bool = False) -> ReplayVerdict:
     """Rerun a logged trial and compare its objective with the original.
 
     Args:
@@ -141,6 +142,8 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
             older than those tags ran deterministic fp32), minus what this machine cannot do.
         on_progress: called with a line per step of the replay (data, each epoch with the original run's
             value at the same step, other seeds, the final metrics recorded vs replayed).
+        stage_cache: load stages from the stage cache (:mod:`bench.stages`). Off by default: a replay checks
+            that training reproduces, so it trains every stage.
 
     Returns:
         The verdict, with the environment differences; the replay is logged as a run tagged ``replay_of``.
@@ -177,7 +180,7 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         torch.set_num_threads(int(threads))  # float reductions depend on the thread count
     recorded = runtime.Runtime.recorded(original_run.data.tags)
     policy = runtime.Runtime.deterministic_for() if deterministic else recorded.for_machine()
-    with runtime.using(policy):
+    with runtime.using(policy), stages.switched(stage_cache):
         verdict = _replay(spec, tracker, original_run, float(original), config, policy, recorded, tolerance,
                           checkpoint, seeds, register, say, folds)
     return verdict

@@ -20,6 +20,7 @@ fold hook (a pruner) may stop it PRUNED between folds, with the folds it ran log
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -60,16 +61,22 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None) -> TrialRes
     Seeds Python/NumPy/torch and sets the active runtime policy's kernel switches first. Raises TrialPruned
     when the reporter asks to stop; any other exception is a failed trial.
     """
-    from bench import runtime
+    from bench import runtime, stages
     from bench.tasks import TASKS
     from bench.train import NullReporter, seed_everything
 
     task = TASKS.get(config.task)
     policy = runtime.current()
+    # Import the task's code before seeding: importing MONAI draws from Python's random stream, so the first
+    # trial of a process would otherwise start its stages in another random state than every later one
+    # (and never share a cached stage with them).
+    getattr(task.run, "resolve", lambda: None)()
     seed_everything(config.seed, policy)
     runtime.take_notes()  # notes belong to one trial
+    stages.take_outcomes()  # so do the bench.stage.* outcomes (a pruned trial's are taken by tracked_trial)
     result = task.run(config, reporter or NullReporter())
     result.tags.update(runtime.take_notes())
+    result.tags.update(stages.take_outcomes())
     return result
 
 
@@ -143,10 +150,12 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
         else:
             result = run_trial(config, reporter)
     except TrialPruned as exc:
+        _stage_tags(tracker, run_id)
         tracker.end(run_id, PRUNED, str(exc))
         return TrialOutcome(run_id, PRUNED, str(exc), error=exc, seconds=time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001  FloatingPointError (NaN/inf loss) lands here: the caller goes on
         reason = exception_reason(exc)
+        _stage_tags(tracker, run_id)
         tracker.end(run_id, FAIL, reason)
         return TrialOutcome(run_id, FAIL, reason, error=exc, seconds=time.perf_counter() - started)
     except BaseException:  # KeyboardInterrupt or a scheduler stopping the thread: close the run first
@@ -176,6 +185,16 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
         raise
     tracker.end(run_id, COMPLETE)
     return TrialOutcome(run_id, COMPLETE, None, values, scored, result, None, seconds)
+
+
+def _stage_tags(tracker: Tracker, run_id: str) -> None:
+    """A trial that stopped early still says which stages it trained or loaded (``bench.stage.*``)."""
+    from bench import stages
+
+    tags = stages.take_outcomes()
+    if tags:
+        with contextlib.suppress(Exception):  # the run is being closed with its state: a tag must not stop that
+            tracker.set_tags(run_id, tags)
 
 
 def _cross_validate(tracker: Tracker, run_id: str, config: TrialConfig, folds: int, *, name: str,

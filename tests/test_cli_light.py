@@ -46,7 +46,7 @@ def store(tmp_path_factory):
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["tasks"], ["tasks", "--json"], ["tasks", "--reference"], ["list", "losses"], ["list", "losses", "--json"], ["list", "guidance"],
-    ["list", "models", "--json"], ["list", "formats"], ["search", "--help"], ["compare", "--help"],
+    ["list", "models", "--json"], ["list", "formats"], ["search", "--help"], ["compare", "--help"], ["cache", "ls"],
 ])
 def test_describing_commands_import_no_torch(argv, tmp_path):
     result = _probe(argv, tmp_path)

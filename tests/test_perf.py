@@ -157,3 +157,14 @@ def test_bulk_filled_store_reads_back_through_mlflow(workdir):
     assert len(table) == 30 and table["state"].value_counts().to_dict() == {"COMPLETE": 26, "PRUNED": 4}
     assert table.loc[1, "val_auroc"] == table[table["state"] == "COMPLETE"]["val_auroc"].max()
     assert leaderboard("xray-heart", where=["guidance=soft_mask"])["guidance"].eq("soft_mask").all()
+
+
+@pytest.mark.slow  # 8 ct-lung smoke trials (2 arms x 2 folds, cache off then on)
+def test_stages_suite(perf_env):
+    out = perf_env / "perf"
+    result = run_suite("stages", out=out, quick=True)
+    assert positive(result["on_s"]) and positive(result["off_s"]) and positive(result["ratio"])
+    assert (result["off_trained"], result["off_loaded"]) == (4, 0)
+    assert (result["on_trained"], result["on_loaded"]) == (2, 2)  # one lung stage per fold, loaded by the other arm
+    assert result["identical"] is True and result["runs"] == 4
+    check_written(result, out, "stages")

@@ -191,3 +191,13 @@ def require_experiment(task: str, command: str) -> None:
             f"{uri} has none. Run `bench search --task {task}` first."
         )
 
+
+
+def add_stage_cache(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--stage-cache on|off`` (:mod:`bench.stages`): load stages earlier runs trained, or train every one."""
+    what = ("on (default): stages that do not depend on what differs between runs (e.g. a segmenter shared by "
+            "every guidance arm) are trained once and loaded after; off: train every stage of every run"
+            if default == "on" else
+            "off (default): train every stage, as a replay checks that training reproduces; on: load the stages "
+            "the stage cache holds")
+    parser.add_argument("--stage-cache", choices=("on", "off"), default=default, help=what)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.cli._common import RAW, add_task, describe, require_experiment
+from bench.cli._common import RAW, add_stage_cache, add_task, describe, require_experiment
 
 EXAMPLES = (
     "examples:\n  bench replay --task xray-heart\n  bench replay --task xray-heart --run-id <MLflow run id>\n"
@@ -51,6 +51,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="replay fp32 with deterministic kernels instead of the runtime policy the run recorded",
     )
+    add_stage_cache(s, "off")
     s.set_defaults(func=run)
 
 
@@ -75,6 +76,7 @@ def run(args) -> int:
         register=args.register,
         deterministic=args.deterministic,
         on_progress=progress,
+        stage_cache=args.stage_cache == "on",
     )
     print(
         f"run {v.original_run_id}: {v.metric} original {v.original:.6f}, replayed {v.replayed:.6f}, "

@@ -11,6 +11,7 @@ from bench.cli._common import (
     RAW,
     add_data_options,
     add_format,
+    add_stage_cache,
     add_task,
     check_store_reachable,
     choice_type,
@@ -159,6 +160,7 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--seeds-top", type=int, default=3, metavar="N", help="configs to repeat with --seeds (default 3)"
     )
+    add_stage_cache(s, "on")
     s.set_defaults(func=run)
 
 
@@ -230,6 +232,13 @@ def check_arguments(args) -> None:
 
 
 def run(args) -> int:
+    from bench import stages
+
+    with stages.switched(args.stage_cache == "on"):  # worker processes and Ray trials inherit it
+        return _run(args)
+
+
+def _run(args) -> int:
     check_arguments(args)
     check_store_reachable("bench search")
     import optuna

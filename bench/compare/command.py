@@ -77,6 +77,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--address", help="ray: HOST:PORT of a running Ray cluster (default: start Ray locally)")
     s.add_argument("--cpus-per-trial", type=float, help="ray: CPUs reserved per job (default 1)")
     s.add_argument("--gpus-per-trial", type=float, help="ray: GPUs per job, fractions share a GPU (default 0)")
+    s.add_argument("--stage-cache", choices=("on", "off"), default="on",
+                   help="on (default): a stage every arm shares (xray-heart's segmenter in a guidance comparison, "
+                        "ct-lung's lung stage) is trained once per fold x seed and loaded by the other arms; off: "
+                        "every run trains every stage")
     s.set_defaults(func=run)
     return s
 
@@ -147,10 +151,13 @@ def run(args) -> int:
                      data_format=args.format or _data_format(args), seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                     resamples=args.resamples)
+                     resamples=args.resamples, stage_cache=args.stage_cache == "on")
     print(f"\ncomparison {result.name} (parent run {result.parent_run_id}): {result.n_ran} runs now, "
           f"{result.n_skipped} finished earlier, {result.n_failed} failed, {result.killed_closed} killed runs "
           f"closed; {result.seconds:.0f} s, {result.trial_hours_total:.3f} trial-hours")
+    if result.stages_trained or result.stages_loaded:
+        print(f"stage cache: {result.stages_loaded} stage trainings saved (loaded), {result.stages_trained} "
+              f"trained" + ("" if args.stage_cache == "on" else " (--stage-cache off)"))
     if result.dropped_cells:
         print(f"left out (fold, seed) cells where some arm did not finish: {result.dropped_cells}")
     print()

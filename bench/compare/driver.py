@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import stages
 from bench.compare import plan as planning
 from bench.compare import runs as store
 from bench.compare.analysis import Analysis, analyse, trial_hours
@@ -66,6 +67,8 @@ class ComparisonResult:
     seconds: float
     hours: dict[str, float] = field(default_factory=dict)
     exported: list[Path] = field(default_factory=list)
+    stages_trained: int = 0  # stage trainings in the comparison's runs (bench.stage.* = trained)
+    stages_loaded: int = 0  # stage trainings saved: stages its runs loaded from the stage cache
 
     @property
     def table(self) -> pd.DataFrame:
@@ -123,7 +126,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             data: str = "phantom", data_format: str = "phantom", seed: int = 0, export: str | Path | None = None,
             workers: int | None = None, backend: str = "optuna", address: str | None = None,
             cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-            resamples: int = 2000) -> ComparisonResult:
+            resamples: int = 2000, stage_cache: bool = True) -> ComparisonResult:
     """Run (or resume) a controlled comparison of the arms of ``dimension`` and return its statistics.
 
     Args:
@@ -145,12 +148,25 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
         workers: run the missing jobs in N local processes (None or 1: one after another in this process).
         backend: ``optuna`` (this machine) or ``ray`` (one Ray task per job, on a local Ray or the cluster
             at ``address``, ``cpus_per_trial`` / ``gpus_per_trial`` each); see :mod:`bench.compare.parallel`.
+        stage_cache: load the stages the arms share from the stage cache (:mod:`bench.stages`): each is
+            trained once per fold x seed; False trains every stage in every run.
 
     Raises:
         ConfigError: bad dimension, arm, baseline, fold count, config source, an existing name without
             ``resume``, or a bad combination of the parallel options (:func:`~bench.compare.parallel.plan_execution`).
     """
     execution = plan_execution(workers, backend, address, cpus_per_trial, gpus_per_trial)
+    with stages.switched(stage_cache):  # worker processes and Ray tasks inherit the setting
+        return _compare(task, dimension, arms, baseline, folds, seeds, preset, space, config_from, tune, metric,
+                        resume, name, on_progress, data=data, data_format=data_format, seed=seed, export=export,
+                        execution=execution, resamples=resamples)
+
+
+def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, baseline: str | None, folds: int | None,
+             seeds: int | None, preset: str | None, space: str | None, config_from: str | None, tune: int,
+             metric: str | None, resume: bool, name: str | None, on_progress: Callable[[Progress], None] | None, *,
+             data: str, data_format: str, seed: int, export: str | Path | None, execution: Execution,
+             resamples: int) -> ComparisonResult:
     if tune < 0 or (folds is not None and folds < 2) or (seeds is not None and seeds < 1):
         raise ConfigError(f"--folds must be >= 2, --seeds >= 1 and --tune >= 0, but got {folds}, {seeds}, {tune}.")
     from bench.search.space import load_space
@@ -214,9 +230,11 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
         done = store.finished_keys(store.run_table(store.comparison_runs(tracker, name)))
         jobs = planning.plan_jobs(dim.labels, n_folds, seed_list)
         context = JobContext(task, tracker.uri, name, parent, dimension)
-        ran, failed = _run_jobs(tracker, context, jobs, done, configs, prepared.split_hash, execution, on_progress)
+        ran, failed = _run_jobs(tracker, context, jobs, done, configs, prepared.split_hash, execution, on_progress,
+                                spec.stages)
         result = _conclude(tracker, name, task, parent, dim, plan_metrics, settings, ran, len(jobs) - ran, failed,
                            killed, started, resamples)
+        result.stages_trained, result.stages_loaded = _stage_counts(tracker, name)
         from bench.compare.export import log_outputs, write_outputs
 
         log_outputs(tracker, parent, result)
@@ -224,7 +242,9 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             result.exported = write_outputs(result, export)
         tracker.log_metrics(parent, {"n_ran": ran, "n_skipped": result.n_skipped, "n_failed": failed,
                                      "killed_closed": killed, "seconds": result.seconds,
-                                     "trial_hours": result.trial_hours_total})
+                                     "trial_hours": result.trial_hours_total,
+                                     "stage_trainings": result.stages_trained,
+                                     "stage_trainings_saved": result.stages_loaded})
         tracker.set_tags(parent, {"verdicts": " | ".join(result.verdicts)[:5000]})
     except BaseException as exc:  # the parent never stays RUNNING; --resume reopens it
         tracker.end(parent, FAIL, "interrupted" if not isinstance(exc, Exception) else f"{type(exc).__name__}: {exc}")
@@ -237,11 +257,12 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
 
 def _run_jobs(tracker: Tracker, context: JobContext, jobs: list[planning.Job], done: set[tuple[str, int, int]],
               configs: dict[str, TrialConfig], split_hash: str, execution: Execution,
-              on_progress: Callable[[Progress], None] | None) -> tuple[int, int]:
+              on_progress: Callable[[Progress], None] | None, task_stages: Sequence[Any] = ()) -> tuple[int, int]:
     """Run the jobs not in ``done`` (one after another, or as ``execution`` says); returns (ran, failed).
 
-    One after another, progress follows the plan's order; in parallel the jobs finished earlier are
-    reported first, then each job as it finishes.
+    One after another, progress follows the plan's order (each fold x seed's first arm trains the shared
+    stages, the others load them); in parallel the jobs finished earlier are reported first, then each job
+    as it finishes, and the jobs are handed out first-of-each-shared-stage first (:func:`plan.stage_order`).
     """
     counts = {"reported": 0, "ran": 0, "failed": 0}
 
@@ -263,8 +284,20 @@ def _run_jobs(tracker: Tracker, context: JobContext, jobs: list[planning.Job], d
     for job in jobs:
         if job.key in done:
             report(job, None)
-    execution.run([(job, config_of(job)) for job in jobs if job.key not in done], context, report)
+    todo, _ = planning.stage_order([job for job in jobs if job.key not in done], config_of, task_stages)
+    execution.run([(job, config_of(job)) for job in todo], context, report,
+                  after=planning.stage_trainers(todo, config_of, task_stages))
     return counts["ran"], counts["failed"]
+
+
+def _stage_counts(tracker: Tracker, name: str) -> tuple[int, int]:
+    """(stages trained, stages loaded) over the comparison's runs, from their ``bench.stage.*`` tags."""
+    from bench.stages import LOADED, TAG_PREFIX, TRAINED
+
+    runs = store.comparison_runs(tracker, name)
+    columns = [c for c in runs.columns if c.startswith(f"tags.{TAG_PREFIX}")]
+    values = [v for c in columns for v in runs[c].dropna()]
+    return values.count(TRAINED), values.count(LOADED)
 
 
 def _split(text: str | None) -> list[str]:

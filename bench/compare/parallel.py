@@ -23,7 +23,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,10 +108,15 @@ class Execution:
 
             ray.shutdown()
 
-    def run(self, todo: Sequence[tuple[Job, TrialConfig]], context: JobContext, on_result: OnResult) -> None:
-        """Run every job of ``todo`` once, calling ``on_result`` in this process as each one finishes."""
+    def run(self, todo: Sequence[tuple[Job, TrialConfig]], context: JobContext, on_result: OnResult,
+            after: Mapping[Job, Job] | None = None) -> None:
+        """Run every job of ``todo`` once, calling ``on_result`` in this process as each one finishes.
+
+        ``after``: job -> the job that trains a stage it loads (Ray submits it once that one finished;
+        worker processes take the jobs in ``todo``'s order, which puts those first).
+        """
         if self.backend == "ray":
-            run_on_ray(todo, context, on_result, self.cpus_per_trial, self.gpus_per_trial)
+            run_on_ray(todo, context, on_result, self.cpus_per_trial, self.gpus_per_trial, after)
         else:
             run_in_processes(todo, context, on_result, self.workers)
 
@@ -261,26 +266,39 @@ def _ray_env(uri: str) -> dict[str, str]:
     """What Ray workers (other processes, maybe other machines) need: the store, the cache, our import path
     (as ``bench search --backend ray`` passes them)."""
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-           "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache"))}
+           "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache")),
+           "BENCH_STAGE_CACHE": os.environ.get("BENCH_STAGE_CACHE", "on")}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
 
 
 def run_on_ray(todo: Sequence[tuple[Job, TrialConfig]], context: JobContext, on_result: OnResult,
-               cpus: float, gpus: float) -> None:
+               cpus: float, gpus: float, after: Mapping[Job, Job] | None = None) -> None:
     """One Ray task per job (no retries: a job whose worker died is re-run by ``--resume``); results are
-    relayed as they finish. Ray must already be connected (:meth:`Execution.start`)."""
+    relayed as they finish. A job in ``after`` is submitted once the job that trains its stage finished, so
+    it loads the stage instead of holding a Ray slot while it waits for it. Ray must already be connected
+    (:meth:`Execution.start`)."""
     import ray
 
     from bench.compare.runs import close_killed
 
     remote = ray.remote(ray_job).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-    pending = {remote.remote(context, job, config, max(1, int(cpus))): job for job, config in todo}
+    queued = {job for job, _ in todo}
+    held: dict[Job, list[tuple[Job, TrialConfig]]] = {}
+    pending = {}
+    for job, config in todo:
+        trainer = (after or {}).get(job)
+        if trainer in queued:
+            held.setdefault(trainer, []).append((job, config))
+        else:
+            pending[remote.remote(context, job, config, max(1, int(cpus)))] = job
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
+            for waiting, config in held.pop(job, []):  # its stage is stored (or it failed): theirs may start
+                pending[remote.remote(context, waiting, config, max(1, int(cpus)))] = waiting
             try:
                 result: JobResult = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001  the task's worker died: its run is left RUNNING

@@ -276,3 +276,50 @@ class Job:
 def plan_jobs(arms: Sequence[str], folds: int, seeds: Sequence[int]) -> list[Job]:
     """Seed, then fold, then arm: an interrupted comparison leaves whole (fold, seed) cells for every arm."""
     return [Job(arm, fold, seed) for seed in seeds for fold in range(folds) for arm in arms]
+
+
+def stage_order(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> tuple[list[Job], int]:
+    """``jobs`` with the first job of each shared stage first, and how many stage trainings sharing saves.
+
+    Two jobs share a stage (``bench.stages.Stage``) when their configs agree on its fold, seed and declared
+    fields (``Stage.share_key``); every arm of a guidance comparison shares the segmenter, every arm of a
+    ct-lung comparison the lung stage. The first job of each such group trains the stage and the others
+    load it, so the order is: those first jobs (in plan order), then the rest (in plan order, so the reusers of
+    the stages trained first come first). Parallel workers then never wait on a stage another worker is still
+    training while a job whose stage is ready could run, except when no such job is left.
+
+    Args:
+        jobs: in plan order (:func:`plan_jobs`).
+        config_of: job -> its TrialConfig.
+        stages: the task's declared stages (``TaskSpec.stages``).
+    """
+    seen: set[tuple[str, str]] = set()
+    first, rest = [], []
+    saved = 0
+    for job in jobs:
+        config = config_of(job)
+        keys = {(stage.name, stage.share_key(config)) for stage in stages}
+        new = keys - seen
+        saved += len(keys) - len(new)
+        seen |= keys
+        (first if new else rest).append(job)
+    return first + rest, saved
+
+
+def stage_trainers(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> dict[Job, Job]:
+    """Each job that reuses a stage -> the job before it (in ``jobs``' order) that trains that stage.
+
+    Ray holds a reuser back until its trainer finished, so no Ray slot waits on a stage lock while another
+    job could run (worker processes take jobs from one queue in :func:`stage_order`'s order instead).
+    """
+    trainer_of: dict[tuple[str, str], Job] = {}
+    after: dict[Job, Job] = {}
+    for job in jobs:
+        config = config_of(job)
+        for stage in stages:
+            key = (stage.name, stage.share_key(config))
+            if key in trainer_of:
+                after.setdefault(job, trainer_of[key])
+            else:
+                trainer_of[key] = job
+    return after

@@ -32,7 +32,7 @@ def _load(name: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(f"bench.perf.{name}"), name)
 
 
-SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli", "stats", "scale-data")
+SUITES = ("overhead", "data", "search", "scale", "tracking", "leaderboard", "cli", "stats", "scale-data", "stages")
 
 # Tiny settings: seconds per suite, used by the tests and `bench perf --quick` to check the plumbing.
 QUICK: dict[str, dict[str, Any]] = {
@@ -46,6 +46,7 @@ QUICK: dict[str, dict[str, Any]] = {
                  "leaderboard_repeats": 1},
     "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
     "cli": {"repeats": 1, "runs": 20},
+    "stages": {"arms": ["none", "restrict_output"], "folds": 2, "resamples": 100},
     "stats": {"reps": 40, "cases": [33], "run_sds": [0.015], "rhos": [0.0], "power_seeds": [5], "markdown": None},
     "scale-data": {"patients": [12, 24], "image_size": 32, "seg_epochs": 1, "cls_epochs": 1, "batch_size": 8},
 }
@@ -142,6 +143,14 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 for command, f in result["commands"].items() if command != result["reference"]]
         goals = iter(result["met"].items())
         return rows + [(goal, "", "", "yes" if ok else "no") for goal, ok in goals]
+    if name == "stages":
+        s = result["settings"]
+        what = f"{s['task']} {s['dimension']} comparison, {result['runs']} runs ({s['preset']} preset)"
+        return [(f"{what}: wall time cache on / off", (f"{result['ratio']:.3f} ({result['on_s']:.0f} s / "
+                 f"{result['off_s']:.0f} s; {result['on_loaded']} stage trainings saved)"), result["goal"],
+                 "yes" if result["met"] else "no"),
+                (f"{what}: results table identical on vs off", str(result["identical"]), "True",
+                 "yes" if result["identical"] else "no")]
     if name == "stats":
         five = next((c["power"] for c in result["power_by_seeds"] if c["seeds"] == 5), float("nan"))
         return [("largest false-positive rate of the verdict over the grid",

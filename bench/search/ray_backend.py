@@ -255,7 +255,8 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None = None) -> S
     # Trials run in Ray workers (other processes, maybe other machines, cwd = the trial folder): give them
     # the same MLflow store, an absolute cache path and our import path through the runtime environment.
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-           "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache"))}
+           "BENCH_CACHE": os.path.abspath(os.environ.get("BENCH_CACHE", ".bench/cache")),
+           "BENCH_STAGE_CACHE": os.environ.get("BENCH_STAGE_CACHE", "on")}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     connect(settings.address, env)  # before the parent run: a cluster we cannot join leaves no run behind

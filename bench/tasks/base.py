@@ -77,6 +77,8 @@ class TaskSpec:
     inspect: Callable[..., Any] | None = None  # (path, fmt) -> JSON-able report
     headline: tuple[str, ...] = ()  # metric columns a terminal leaderboard shows besides the objective
     default_preset: str = "cpu"
+    # Stages whose results the stage cache keeps (bench.stages.Stage): trained once, loaded by later trials.
+    stages: tuple[Any, ...] = ()
     # evaluate: (config, state_dicts) -> metrics; build_models: (config) -> {name: module} as in
     # checkpoint.pt (both for ``bench replay``); space_registries: search-space fields looked up elsewhere.
     extra: dict[str, Any] = field(default_factory=dict)

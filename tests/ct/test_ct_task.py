@@ -139,23 +139,32 @@ def test_restrict_output_cuts_false_positives_outside_the_lungs(baseline):
 
 def test_same_config_same_result(baseline, monkeypatch):
     # The first run trains the lung stage (this test's cache is empty); the second loads it from the stage
-    # cache, and both must match the baseline exactly.
+    # cache (another lesion network: the lung stage does not depend on it), the third trains it again with
+    # the cache off; the same network must match the baseline exactly either way.
+    from bench import stages
     from bench.tasks.ct_lung import pipeline
 
     first_logs, again_logs = Recorder(), Recorder()
     first = run_trial(smoke(), first_logs)
+    assert first.tags["bench.stage.lung"] == "trained"
     assert json.dumps(first.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
     trained = []
     real_train_net = pipeline.train_net
     monkeypatch.setattr(pipeline, "train_net", lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
+    other = run_trial(smoke(seg_arch="attention_unet"))
+    assert other.tags["bench.stage.lung"] == "loaded" and len(trained) == 1  # the lesion network only
     again = run_trial(smoke(), again_logs)
-    assert len(trained) == 1  # the lesion network only
-    # Only the trial that trained the lung stage reports its epochs (they count in epochs_trained).
+    assert again.tags["bench.stage.lung"] == "loaded" and len(trained) == 2
+    # A loaded lung stage replays its epochs into the run: the same curves (and epochs_trained) either way.
     lung_epochs, lesion_epochs = SMOKE_PARAMS["lung_epochs"], smoke().seg_epochs
     assert [sorted(m) for m in first_logs.logged].count(["lung_train_loss"]) == lung_epochs
-    assert len(first_logs.logged) == lung_epochs + lesion_epochs and len(again_logs.logged) == lesion_epochs
+    assert len(first_logs.logged) == lung_epochs + lesion_epochs and again_logs.logged == first_logs.logged
     assert json.dumps(again.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
-    assert [h for h in again.history if h["stage"] == "lung"] == [h for h in baseline.history if h["stage"] == "lung"]
+    assert again.history == baseline.history
+    with stages.switched(False):
+        off = run_trial(smoke())
+    assert off.tags["bench.stage.lung"] == "trained" and len(trained) == 4
+    assert json.dumps(off.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)
 
 
 class Recorder(NullReporter):

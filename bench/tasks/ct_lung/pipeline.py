@@ -17,14 +17,14 @@ import torch
 from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
-from bench.data.cache import cached_arrays, fingerprint
 from bench.guidance import LESION_GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics_seg3d import case_metrics, mean_lesion_dice, summarise
+from bench.stages import run_stage
 from bench.tasks.ct_lung.data import CtData, prepare
 from bench.tasks.ct_lung.lung_guidance import make_guidance
 from bench.tasks.ct_lung.nets import build_seg_net, family_of
-from bench.tasks.ct_lung.spec import SPEC, task_param
+from bench.tasks.ct_lung.spec import LUNG_STAGE, SPEC, task_param
 from bench.tasks.ct_lung.training import infer, make_volumes, train_net
 from bench.train import Reporter, TrialResult, stop_if_asked
 
@@ -41,8 +41,11 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many.
     slices = 1 if family == "3d" else 4
     samples = int(task_param(config, "samples_per_volume")) * slices
-    lesion_net = build_seg_net(config.seg_arch, 1 + guide.extra_channels, family, config.seg_encoder, width,
-                               patch=patch)
+    # Built now (a bad architecture fails before any work) on a forked random stream, so the lung stage
+    # starts from the same random state whatever the lesion network is, and is shared by all of them.
+    with torch.random.fork_rng(devices=[]):
+        lesion_net = build_seg_net(config.seg_arch, 1 + guide.extra_channels, family, config.seg_encoder, width,
+                                   patch=patch)
     threshold = float(task_param(config, "threshold"))
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
     data = placed(prepare(config))
@@ -131,53 +134,30 @@ def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n
 
 def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: list[dict]
                ) -> tuple[torch.nn.Module, dict[str, list[np.ndarray]]]:
-    """Train the lung segmenter and predict every part's lungs, or load both from the stage cache.
-
-    The lung stage depends on the data, the fold, the lung settings and the seed, never on what a search
-    varies, so all trials of a search share one; deterministic training makes the cached stage equal to a
-    retrained one (the key includes torch's version, the thread count and the runtime policy — device,
-    precision, … — which could change bits).
-    """
+    """Train the lung segmenter and predict every part's lungs, or load both from the stage cache
+    (:mod:`bench.stages`, ``LUNG_STAGE``: it depends on the data, fold, seed and the lung settings, never on
+    what a search varies, so all trials of a search share one)."""
     patch3d = tuple(int(p) for p in task_param(config, "patch"))
     roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
-    width = int(task_param(config, "width"))
-    settings = {k: task_param(config, k) for k in ("lung_epochs", "lung_samples_per_volume", "lung_lr", "patch",
-                                                    "infer_roi", "width")}
-    key = "lung-" + fingerprint({
-        "stage": "ct-lung-lung-v1", "data": data.key, "split": data.split_hash, "fold": config.fold,
-        "max_train_cases": config.max_train_cases, "seed": config.seed, "settings": settings,
-        "batch_size": config.batch_size, "optimiser": config.optimiser, "augment": config.augment,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "runtime": runtime.current().as_dict(),
-    })
-    lung_net = build_seg_net("monai_unet", 1, "3d", width=width, patch=patch3d)
+    lung_net = build_seg_net("monai_unet", 1, "3d", width=int(task_param(config, "width")), patch=patch3d)
     unguided = LESION_GUIDANCE.create("none")
 
-    def train() -> dict[str, np.ndarray]:
+    def train(log) -> tuple[dict, dict[str, np.ndarray]]:
         vols = {p: make_volumes(cases, "lung", unguided, None) for p, cases in data.parts.items()}
-        losses: list[float] = []
-
-        def on_epoch(epoch: int, value: float) -> None:
-            losses.append(value)
-            reporter.log({"lung_train_loss": value}, step=epoch)  # only the trial that trains it reports it
-
         # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
         train_net(lung_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d,
                   samples=int(task_param(config, "lung_samples_per_volume")), pos_fraction=0.5,
                   epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
                   seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
-                  augment=config.augment, on_epoch=on_epoch)
-        arrays = {f"weight.{name}": t.detach().cpu().numpy() for name, t in lung_net.state_dict().items()}
-        arrays["losses"] = np.array(losses, np.float64)
-        for part, v in vols.items():
-            arrays[f"pred.{part}"] = np.stack(infer(lung_net, v, roi3d)) if len(v) else np.zeros((0,), np.uint8)
-        return arrays
+                  augment=config.augment, on_epoch=lambda epoch, value: log({"lung_train_loss": value}, epoch))
+        preds = {f"pred.{part}": np.stack(infer(lung_net, v, roi3d)) if len(v) else np.zeros((0,), np.uint8)
+                 for part, v in vols.items()}
+        return {"lung_segmenter": lung_net.state_dict()}, preds
 
-    stored = cached_arrays(key, train)
-    lung_net.load_state_dict({name[len("weight."):]: torch.from_numpy(np.array(a)) for name, a in stored.items()
-                              if name.startswith("weight.")})
-    # The learning curve shows the lung stage either way; MLflow's per-epoch metrics (and epochs_trained)
-    # only count epochs this trial trained.
-    history.extend({"stage": "lung", "epoch": epoch, "lung_train_loss": value}
-                   for epoch, value in enumerate(stored["losses"].tolist()))
-    preds = {part: list(stored[f"pred.{part}"]) for part in data.parts}  # memory-mapped volumes, read-only
+    stage = run_stage(LUNG_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
+                      train=train, params={k: task_param(config, k) for k in LUNG_STAGE.task_params})
+    if stage.loaded:
+        lung_net.load_state_dict(stage.weights["lung_segmenter"])
+    history.extend({"stage": "lung", "epoch": step, **metrics} for step, metrics in stage.epochs)
+    preds = {part: list(stage.arrays[f"pred.{part}"]) for part in data.parts}
     return lung_net, preds

@@ -9,6 +9,7 @@ from bench.config import TrialConfig
 from bench.data.phantoms.ct import CLASSES, CtPhantomSpec
 from bench.errors import ConfigError
 from bench.guidance import LESION_GUIDANCE
+from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
 
 TASK = "ct-lung"
@@ -47,6 +48,17 @@ def phantom_spec(config: TrialConfig) -> CtPhantomSpec:
     return CtPhantomSpec(n_patients=int(task_param(config, "phantom_patients")),
                          shape=tuple(int(s) for s in task_param(config, "phantom_shape")))
 
+
+# Stage 1, kept by the stage cache (bench.stages): a fixed light 3D network depends on the data (fingerprint),
+# split, fold, seed and these settings, never on what a search or comparison varies (the lesion network,
+# loss, guidance, lr), so all trials of a search share one.
+LUNG_STAGE = Stage(
+    TASK, "lung", "2",
+    fields=("max_train_cases", "batch_size", "optimiser", "augment"),
+    task_params=("lung_epochs", "lung_samples_per_volume", "lung_lr", "patch", "infer_roi", "width"),
+    produces=("weights", "predicted lungs of every part", "lung_train_loss per epoch", "rng"),
+    description="3D lung segmenter (MONAI UNet) and its predicted lungs",
+)
 
 # The phantom keeps its 24 patients: the committed phantom split names them all.
 SMOKE_PARAMS = {"phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
@@ -95,6 +107,7 @@ SPEC = register_task(
         prepare=lazy("bench.tasks.ct_lung.data:prepare"),
         make_phantom=lazy("bench.tasks.ct_lung.data:make_phantom"),
         inspect=lazy("bench.tasks.ct_lung.data:inspect"),
+        stages=(LUNG_STAGE,),
         headline=("val_lung_dice", "val_fp_outside_lung_ml", "test_lesion_dice", "test_fp_outside_lung_ml"),
         extra={"guidance": LESION_GUIDANCE.names(),
                "space_registries": {"guidance": ["bench.guidance", "LESION_GUIDANCE"]}},

@@ -48,6 +48,7 @@ class XrayData:
     classes: tuple[str, ...] = field(default=CHD_CLASSES)
     # part -> each case's patient as an anonymous number within the part (bench.cases.patient_numbers; issue 21)
     groups: dict[str, np.ndarray] = field(default_factory=dict)
+    key: str = ""  # fingerprint of source + preprocessing (the data cache's key; the stage cache's data key)
 
 
 def data_format(config: TrialConfig) -> str:
@@ -133,7 +134,7 @@ def prepare(config: TrialConfig) -> XrayData:
 
     groups = {part: patient_numbers(arrays["patient_id"][[row[i] for i in split.part(part, config.fold)]])
               for part in ("val",)}
-    return XrayData(split.sha256, parts, classes, groups)
+    return XrayData(split.sha256, parts, classes, groups, key)
 
 
 def _own_classes(config: TrialConfig, fmt: str, refs: Sequence[CaseRef]) -> tuple[str, ...]:

@@ -47,8 +47,9 @@ from bench.metrics import (
     shift_gap,
 )
 from bench.models import CLASSIFIERS, SEG_MODELS
+from bench.stages import run_stage
 from bench.tasks.xray_heart.data import XrayData, config_classes, prepare
-from bench.tasks.xray_heart.spec import SPEC
+from bench.tasks.xray_heart.spec import SEG_STAGE, SPEC
 from bench.train import Reporter, TrialResult, device, fit, in_order, loading, predict_batch, stop_if_asked
 
 
@@ -95,7 +96,7 @@ def _placed(data: XrayData) -> XrayData:
         return data
     dev = device() if where == "device" else None
     return XrayData(data.split_hash, {name: part.in_memory(dev) for name, part in data.parts.items()}, data.classes,
-                    data.groups)
+                    data.groups, data.key)
 
 
 def _predicted_masks(seg: torch.nn.Module, data: XrayData, scratch: Path | None) -> dict[str, Rows]:
@@ -128,6 +129,26 @@ def _predicted_masks(seg: torch.nn.Module, data: XrayData, scratch: Path | None)
                 torch.zeros((0, *part.row_shape("image")), dtype=torch.uint8)
         out[name] = part.with_columns({"mask": torch.float32}, mask=column)
     return out
+
+
+def _mask_array(part: Rows) -> np.ndarray:
+    """A part's predicted masks (uint8, one row per case) as the stage cache stores them."""
+    column = part.columns["mask"]
+    if isinstance(column, NpyColumn):
+        return np.load(column.path, mmap_mode="r", allow_pickle=False)
+    return column.cpu().numpy()
+
+
+def _with_mask(part: Rows, masks: np.ndarray, folder: Path) -> Rows:
+    """``part`` with masks the stage cache loaded, placed as :func:`_predicted_masks` places its own: written
+    to ``folder/mask.npy`` row by row for a streamed part, one tensor beside the images otherwise."""
+    if part.streamed and len(part):
+        folder.mkdir()
+        write_rows(folder, RowStream(len(part), ({"mask": row} for row in masks)))
+        column = NpyColumn(folder / "mask.npy")
+    else:
+        column = torch.from_numpy(np.array(masks)).to(_column_device(part))
+    return part.with_columns({"mask": torch.float32}, mask=column)
 
 
 def _column_device(part: Rows) -> torch.device:
@@ -172,16 +193,27 @@ def _run(config: TrialConfig, reporter: Reporter, data: XrayData, space: Path) -
     # --- stage 1: heart segmentation ------------------------------------------------------------
     seg_loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)
 
-    def seg_epoch(epoch: int, loss: float) -> None:
-        dice = _val_dice(seg, val)
-        record = {"seg_train_loss": loss, "seg_val_heart_dice": dice}
-        history.append({"stage": "seg", "epoch": epoch, **record})
-        reporter.log(record, step=epoch)
+    trained: dict[str, Rows] = {}
 
-    fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), train.select("image", "heart"),
-        epochs=config.seg_epochs, batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser,
-        seed=config.seed, on_epoch=seg_epoch)
-    parts = _predicted_masks(seg, data, space)
+    def train_segmenter(log) -> tuple[dict, dict[str, np.ndarray]]:
+        def seg_epoch(epoch: int, loss: float) -> None:
+            log({"seg_train_loss": loss, "seg_val_heart_dice": _val_dice(seg, val)}, epoch)
+
+        fit(seg, lambda m, b: seg_loss(m(b["image"]), b["heart"]), train.select("image", "heart"),
+            epochs=config.seg_epochs, batch_size=config.batch_size, lr=config.lr, optimiser=config.optimiser,
+            seed=config.seed, on_epoch=seg_epoch)
+        trained.update(_predicted_masks(seg, data, space))
+        return {"segmenter": seg.state_dict()}, {f"mask.{name}": _mask_array(part) for name, part in trained.items()}
+
+    stage = run_stage(SEG_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
+                      train=train_segmenter)
+    history.extend({"stage": "seg", "epoch": step, **record} for step, record in stage.epochs)
+    if stage.loaded:
+        seg.load_state_dict(stage.weights["segmenter"])
+        parts = {name: _with_mask(part, stage.arrays[f"mask.{name}"], space / name)
+                 for name, part in data.parts.items()}
+    else:
+        parts = trained
 
     # --- stage 2: guided classification; validation/test always see predicted masks -------------
     if getattr(guidance, "train_mask", "predicted") == "ground_truth":

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from bench.data.formats import formats_for
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
+from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
+
+# Stage 1, kept by the stage cache (bench.stages): the heart segmenter depends on the data, split, fold, seed
+# and these fields, never on the guidance (the guided classifier is built on a forked random stream), so
+# every guidance arm of a comparison, and every trial of a search that keeps these fields, shares one.
+SEG_STAGE = Stage(
+    "xray-heart", "segmenter", "1",
+    # classifier: build_models draws the plain classifier's initial weights from the global stream before the
+    # segmenter trains, so another classifier network means another segmenter.
+    fields=("seg_arch", "seg_encoder", "seg_loss", "seg_loss_params", "seg_epochs", "lr", "batch_size", "optimiser",
+            "image_size", "max_train_cases", "augment", "classes", "reader_options", "classifier"),
+    produces=("weights", "predicted heart masks of every part", "seg_train_loss / seg_val_heart_dice per epoch",
+              "rng"),
+    description="heart segmenter and its predicted masks",
+)
 
 TASK = "xray-heart"
 PHANTOM_SPEC = XrayPhantomSpec()
@@ -56,6 +71,7 @@ SPEC = register_task(
             ),
         },
         run=lazy("bench.tasks.xray_heart.pipeline:run"),
+        stages=(SEG_STAGE,),
         prepare=lazy("bench.tasks.xray_heart.data:prepare"),
         phantom_cases=phantom_cases,
         make_phantom=write_phantom,
