@@ -48,7 +48,10 @@ def environment_diff(original: Mapping[str, str], now: Mapping[str, str]) -> lis
         [Difference(key='git_commit', original='a', now='b')]
     """
     keys = [k for k in ENVIRONMENT_KEYS if k in original or k in now]
-    keys += sorted({k for k in (*original, *now) if k.startswith(runtime.TAG_PREFIX)})
+    # the policy's own fields, not what happened under it (data placed by size, a compile fallback): a
+    # re-scored checkpoint places no data, and that is no difference of environment
+    noted = {runtime.TAG_PREFIX + k for k in ("data", "data_bytes", "compile_fallback")}
+    keys += sorted({k for k in (*original, *now) if k.startswith(runtime.TAG_PREFIX) and k not in noted})
     keys += sorted({k for k in (*original, *now) if k.startswith("version.")})
     return [Difference(k, str(original.get(k, "(absent)")), str(now.get(k, "(absent)")))
             for k in keys if original.get(k) != now.get(k)]

@@ -127,3 +127,11 @@ def test_replay_rejects_negative_seeds_and_register_without_checkpoint(workdir):
     run_id = tracker.start_run("t", {KIND_TAG: "trial"})
     with pytest.raises(BenchError, match="--register needs artifact checkpoint.pt"):
         register_checkpoint(tracker, run_id, "m")
+
+
+def test_environment_diff_leaves_out_what_happened_under_the_policy():
+    original = {"bench.runtime.precision": "fp32", "bench.runtime.data": "host", "bench.runtime.data_bytes": "123"}
+    now = {"bench.runtime.precision": "fp32"}  # a re-scored checkpoint places no data
+    assert environment_diff(original, now) == []
+    assert environment_diff(original, {**now, "bench.runtime.precision": "bf16"}) == [
+        Difference("bench.runtime.precision", "fp32", "bf16")]
