@@ -482,8 +482,11 @@ def test_csv_and_markdown_hold_every_column(tmp_path):
     assert "### val_lesion_dice (higher is better)" in md
     assert "| spread_dice | 20 | 2 x 5 |" in md and "better than dice |" in md and "| 2.25 |" in md
     assert "(paired t over 2 folds (seed means))" in md
-    row = table.iloc[1]  # one number of decimals per interval, signed difference
-    assert f"| {row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | {row['delta']:+.3f} [" in md
+    row = table.iloc[1]  # one number of decimals per interval (what its CI supports), signed difference
+    from bench.compare_stats._table import ci_decimals
+
+    m, d = ci_decimals(row["ci_low"], row["ci_high"]), ci_decimals(row["delta_low"], row["delta_high"])
+    assert f"| {row['mean']:.{m}f} [{row['ci_low']:.{m}f}, {row['ci_high']:.{m}f}] | {row['delta']:+.{d}f} [" in md
     means = per_case_means(frame, "val_lesion_dice")
     assert means["spread_dice"] == pytest.approx(means["dice"] + 0.2, abs=0.02) and sorted(means["dice"]) == pytest.approx(
         sorted(base.mean(axis=0)))
