@@ -186,13 +186,14 @@ def data_overrides(args) -> dict:
 
 
 def settings_from(args):
+    from bench.data.formats import default_format
     from bench.search.driver import SearchSettings
 
     return SearchSettings(
         task=args.task,
         preset=args.preset,
         data=args.data or "phantom",
-        data_format=args.format or _data_format(args),
+        data_format=args.format or default_format(args.task, args.data),
         trials=args.trials,
         timeout=args.timeout,
         seed=args.seed,
@@ -346,14 +347,4 @@ def _repeat_seeds(args, settings, summary, out) -> None:
         )
     if any(r.state == "COMPLETE" for r in repeats):
         print(render(seed_summary(args.task, study=summary.study).drop(columns=["run_id"]), "table"))
-
-
-def _data_format(args) -> str:
-    """--format left out: the phantom without --data, else the one format of the task that recognises the
-    folder (one error naming the choices when none or several do)."""
-    if not args.data:
-        return "phantom"
-    from bench.data.formats import detect_format
-
-    return detect_format(args.task, args.data)
 

@@ -118,6 +118,7 @@ def run(args) -> int:
     check_store_reachable("bench compare")
     from bench.compare import compare
     from bench.compare_stats import results_markdown
+    from bench.data.formats import default_format
 
     _interrupt_on_sigterm()
 
@@ -148,7 +149,7 @@ def run(args) -> int:
                      seeds=args.seeds, preset=args.preset, space=args.space, config_from=_config_source(args),
                      tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
                      on_progress=progress, data=args.data or "phantom",
-                     data_format=args.format or _data_format(args), seed=args.seed,
+                     data_format=args.format or default_format(args.task, args.data), seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      resamples=args.resamples, stage_cache=args.stage_cache == "on")
@@ -232,16 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-def _data_format(args) -> str:
-    """--format left out: the phantom without --data, else the one format of the task that recognises the
-    folder (one error naming the choices when none or several do)."""
-    if not args.data:
-        return "phantom"
-    from bench.data.formats import detect_format
-
-    return detect_format(args.task, args.data)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,12 @@ def detect_format(task: str, path) -> str:
                         f"Give --format, one of {_choices(task)}.")
 
 
+def default_format(task: str, data: str | None) -> str:
+    """The format a command uses when ``--format`` is left out: the phantom without ``--data``, else the one
+    format of the task that recognises the folder (:func:`detect_format`)."""
+    return detect_format(task, data) if data else "phantom"
+
+
 def resolve_format(task: str, name: str | None, path=None) -> str:
     """The registered format that ``--format name`` means for ``task`` (aliases applied); with no name, the
     format :func:`detect_format` recognises in the folder ``path``.
