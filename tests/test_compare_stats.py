@@ -40,6 +40,7 @@ from bench.compare_stats import (
     run_verdict,
     seeds_needed,
     stratified_case_draws,
+    stratified_delong_test,
     variance_components,
     verdict,
     wilcoxon_p,
@@ -529,3 +530,84 @@ def test_per_case_wilcoxon_runs_on_patient_means_and_the_bootstrap_draws_patient
                           "group": list(groups) * 2, "dice": np.concatenate([base, arm])})
     row = compare_arms(frame, "dice", "a", higher_is_better=True, resamples=100).set_index("arm").loc["b"]
     assert row["test_case"] == "wilcoxon on patient means" and row["n_paired"] == 12
+
+
+def _brute_force_obuchowski(labels, scores, clusters):
+    """Obuchowski (1997) straight from its definitions: psi over all case pairs, summed per patient."""
+    y = np.asarray(labels).astype(bool)
+    clusters = np.asarray(clusters)
+    patients = list(dict.fromkeys(clusters.tolist()))
+    m, n, total = y.sum(), (~y).sum(), len(patients)
+    i10 = len({c for c, pos in zip(clusters, y) if pos})
+    i01 = len({c for c, pos in zip(clusters, y) if not pos})
+    aucs, a_dev, b_dev = [], [], []
+    for z in np.atleast_2d(scores):
+        psi = (z[y][:, None] > z[~y][None, :]) + 0.5 * (z[y][:, None] == z[~y][None, :])
+        auc = psi.mean()
+        v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+        a = [sum(v for v, c in zip(v10, clusters[y]) if c == p) - auc * np.sum(clusters[y] == p) for p in patients]
+        b = [sum(v for v, c in zip(v01, clusters[~y]) if c == p) - auc * np.sum(clusters[~y] == p) for p in patients]
+        aucs.append(auc)
+        a_dev.append(np.array(a))
+        b_dev.append(np.array(b))
+    k = len(aucs)
+    cov = np.zeros((k, k))
+    for r in range(k):
+        for s in range(k):
+            s10 = i10 / ((i10 - 1) * m) * np.sum(a_dev[r] * a_dev[s])
+            s01 = i01 / ((i01 - 1) * n) * np.sum(b_dev[r] * b_dev[s])
+            s11 = total / (total - 1) * (np.sum(a_dev[r] * b_dev[s]) + np.sum(a_dev[s] * b_dev[r]))
+            cov[r, s] = s10 / m + s01 / n + s11 / (m * n)
+    return np.array(aucs), cov
+
+
+def test_clustered_delong_equals_obuchowski_by_hand_and_delong_for_one_image_per_patient():
+    rng = np.random.default_rng(21)
+    clusters = np.repeat(np.arange(15), [1, 2, 3] * 5)  # 30 images of 15 patients, mixed labels within some
+    labels = rng.integers(0, 2, clusters.size)
+    scores = np.round(labels + rng.normal(0, 1.0, (3, clusters.size)), 1)  # ties included
+    aucs, cov = delong_covariance(labels, scores, clusters)
+    brute_aucs, brute_cov = _brute_force_obuchowski(labels, scores, clusters)
+    assert aucs == pytest.approx(brute_aucs, abs=1e-14)
+    assert cov == pytest.approx(brute_cov, abs=1e-14)
+    # one image per patient: Obuchowski's estimate is DeLong's
+    singletons = np.arange(clusters.size)
+    assert delong_covariance(labels, scores, singletons)[1] == pytest.approx(delong_covariance(labels, scores)[1],
+                                                                             abs=1e-14)
+
+
+def test_clustered_delong_holds_alpha_where_images_of_a_patient_are_correlated():
+    """Known truth: two arms of equal quality whose errors are shared by a patient's images (correlation
+    0.8). Plain DeLong treats the 2-3 images of a patient as independent cases and rejects far above alpha;
+    the clustered test stays within the binomial range of alpha = 0.05 over 600 replicates."""
+    rng = np.random.default_rng(5)
+    patients = np.repeat(np.arange(60), [2, 3] * 30)  # 150 images of 60 patients
+    labels = np.repeat(rng.integers(0, 2, 60), [2, 3] * 30)
+    plain, clustered = [], []
+    for _ in range(600):
+        def arm_scores():
+            shared, own = rng.standard_normal(60)[patients], rng.standard_normal(patients.size)
+            return labels + np.sqrt(0.8) * shared + np.sqrt(0.2) * own
+        a, b = arm_scores(), arm_scores()
+        plain.append(delong_test(labels, a, b).p < 0.05)
+        clustered.append(delong_test(labels, a, b, clusters=patients).p < 0.05)
+    assert 0.02 <= np.mean(clustered) <= 0.085  # 99.9 % binomial range of 600 draws at 0.05: ~[0.023, 0.083]
+    assert np.mean(plain) > 0.1
+
+
+def test_a_group_column_makes_the_auroc_comparison_a_clustered_delong_test():
+    rng = np.random.default_rng(8)
+    frame = _auroc_frame(rng)
+    cases = frame[["fold", "case"]].drop_duplicates()
+    frame = frame.merge(cases.assign(group=cases["case"] // 2), on=["fold", "case"])  # 2 images per patient
+    fields = {"probs": ["prob_0", "prob_1"], "labels": "label"}
+    table = compare_arms(frame, "val_auroc", "none", statistic="macro_auroc", fields=fields, resamples=200,
+                         strata="fold").set_index("arm")
+    assert table.loc["multiply", "test_case"] == "stratified clustered delong"
+    arms = arm_cases(frame, "val_auroc", statistic="macro_auroc", fields=fields, strata="fold")
+    ordered = frame[frame["arm"] == "none"].drop_duplicates(["fold", "case"]).sort_values(["fold", "case"])
+    clusters = (ordered["fold"].astype(str) + ":" + ordered["group"].astype(str)).to_numpy()
+    expected = stratified_delong_test(arms["none"].fields["labels"][0], arms["multiply"].fields["probs"][..., 1],
+                                      arms["none"].fields["probs"][..., 1], ordered["fold"].astype(str).to_numpy(),
+                                      clusters)
+    assert table.loc["multiply", "p_case"] == pytest.approx(expected.p)

@@ -158,21 +158,35 @@ def _binary_auroc_inputs(arm: ArmCases) -> tuple[np.ndarray, np.ndarray, np.ndar
     return labels[0].astype(int), probs[:, :, 1], strata
 
 
-def _delong_p(arm: ArmCases, baseline: ArmCases) -> tuple[float, str] | None:
-    """DeLong's p (stratified for a stratified AUROC) when both arms hold a two-class AUROC that DeLong's
-    test can take (two cases of each class in every stratum); None otherwise (the bootstrap p is used)."""
+def _delong_p(arm: ArmCases, baseline: ArmCases, clusters: np.ndarray | None = None) -> tuple[float, str] | None:
+    """DeLong's p (stratified for a stratified AUROC; Obuchowski's clustered form when ``clusters`` gives each
+    case's patient) when both arms hold a two-class AUROC that DeLong's test can take (two cases, and with
+    clusters two patients, of each class in every stratum); None otherwise (the bootstrap p is used)."""
     binary_a, binary_b = _binary_auroc_inputs(arm), _binary_auroc_inputs(baseline)
     if binary_a is None or binary_b is None:
         return None
     labels, strata = binary_a[0], binary_a[2]
+    clustered = "clustered " if clusters is not None else ""
     if strata is None:
-        return delong_test(labels, binary_a[1], binary_b[1]).p, "delong"
+        if clusters is not None and min(_patients_per_class(labels, clusters)) < 2:
+            return None
+        return delong_test(labels, binary_a[1], binary_b[1], clusters).p, f"{clustered}delong"
     if binary_b[2] is None or not np.array_equal(strata, binary_b[2]):
         return None
     counts = [np.bincount(labels[strata == s], minlength=2) for s in np.unique(strata)]
     if min(c.min() for c in counts) < 2:
         return None
-    return stratified_delong_test(labels, binary_a[1], binary_b[1], strata).p, "stratified delong"
+    if clusters is not None and min(min(_patients_per_class(labels[strata == s], np.asarray(clusters)[strata == s]))
+                                    for s in np.unique(strata)) < 2:
+        return None
+    return (stratified_delong_test(labels, binary_a[1], binary_b[1], strata, clusters).p,
+            f"stratified {clustered}delong")
+
+
+def _patients_per_class(labels: np.ndarray, clusters: np.ndarray) -> tuple[int, int]:
+    """How many patients hold a negative and how many a positive case."""
+    clusters = np.asarray(clusters).astype(str)
+    return len(set(clusters[labels == 0])), len(set(clusters[labels == 1]))
 
 
 def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, resamples: int = 2000,
@@ -195,9 +209,10 @@ def paired_set_level(arm: ArmCases, baseline: ArmCases, level: float = 0.95, res
 
 
 def set_level_from_draws(arm: ArmCases, baseline: ArmCases, arm_draws: np.ndarray, baseline_draws: np.ndarray,
-                         level: float = 0.95) -> PairedResult:
+                         level: float = 0.95, clusters: ArrayLike | None = None) -> PairedResult:
     """:func:`paired_set_level` from both arms' theta*_b on one shared case draw, so that a comparison of
-    many arms computes each arm's draws once (they are the costly part: AUROC ranks every resample)."""
+    many arms computes each arm's draws once (they are the costly part: AUROC ranks every resample).
+    ``clusters`` (each case's patient) make DeLong's p Obuchowski's clustered test."""
     labels_a, labels_b = arm.fields.get("labels"), baseline.fields.get("labels")
     if labels_a is not None and labels_b is not None and not np.array_equal(labels_a[0], labels_b[0]):
         raise BenchError("a paired comparison needs the same cases in the same order in both arms, but "
@@ -205,7 +220,7 @@ def set_level_from_draws(arm: ArmCases, baseline: ArmCases, arm_draws: np.ndarra
     draws = np.asarray(arm_draws) - np.asarray(baseline_draws)
     lo, hi = percentile_ci(draws, level)
     delta, p_boot = arm.value() - baseline.value(), bootstrap_p_value(draws)
-    delong = _delong_p(arm, baseline)
+    delong = _delong_p(arm, baseline, None if clusters is None else np.asarray(clusters))
     if delong is not None:
         return PairedResult(arm.n, delta, lo, hi, delong[0], delong[1], p_boot)
     test = "stratified bootstrap" if isinstance(arm.statistic, Stratified) else "bootstrap"

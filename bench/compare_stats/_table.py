@@ -196,7 +196,8 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
                 paired = paired_per_case(arms[name], arms[baseline], level=level, resamples=resamples, seed=seed,
                                          **patients)
             else:
-                paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level)
+                paired = set_level_from_draws(arms[name], arms[baseline], draws[name], draws[baseline], level,
+                                              clusters=patients.get("clusters"))
             row.update(delta=paired.delta, delta_low=paired.delta_low, delta_high=paired.delta_high,
                        p_case=paired.p, test_case=paired.test, n_paired=paired.n)
             if base_grid is not None:
