@@ -88,12 +88,12 @@ def prepare(config: TrialConfig) -> SegData:
     from bench.data.seg_dataset import open_seg_dataset
 
     root = phantom_folder(config) if config.data == PHANTOM else Path(config.data)
-    ds = open_seg_dataset(root, patient_regex=task_param(config, "patient_regex") or None)
+    ds = open_seg_dataset(root, patient_regex=task_param(config, "grouping_regex") or None)
     spacing_param = [float(s) for s in task_param(config, "spacing")]
     descriptor = source_descriptor(str(root), "seg", TASK)
     source = source_name(str(root), descriptor)
     key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "spacing": spacing_param,
-                       "patients": task_param(config, "patient_regex")})
+                       "patients": task_param(config, "grouping_regex")})
     ids = (*ds.case_ids, *ds.test_ids)
     arrays = cached_arrays(key, lambda: build_rows(ds, ids, spacing_param))
     values = [int(v) for v in arrays["label_values"]]
@@ -308,7 +308,7 @@ def phantom_folder(config: TrialConfig) -> Path:
     from bench.data.phantoms.organ import OrganPhantomSpec
 
     dims = int(task_param(config, "phantom_dims"))
-    spec = OrganPhantomSpec(n_patients=int(task_param(config, "phantom_patients")), dims=dims,
+    spec = OrganPhantomSpec(n_patients=int(task_param(config, "phantom_cases")), dims=dims,
                             **({"shape": (96, 96)} if dims == 2 else {}))
     folder = cache_root() / "phantoms" / f"{TASK}-{fingerprint({'spec': repr(spec)})}"
     if not folder.is_dir():

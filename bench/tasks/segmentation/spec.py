@@ -30,7 +30,7 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
     # "none" = no guide stage, no guidance
     "guide": AUTO,
     "guide_min_containment": 0.8,
-    "patient_regex": "",  # patient id from the case id (first group); empty = one case one patient
+    "grouping_regex": "",  # the patient of a case: first group of this regex over the case id; empty = the case
     "family": "",  # "3d" / "2d"; empty = inferred from seg_arch (2D data sets: always "2d")
     "spacing": [],  # target (z, y, x) mm; empty = the data's median spacing (2D images keep their pixels)
     "patch": [16, 48, 48],  # 3D training window (voxels)
@@ -42,7 +42,7 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
     "guide_epochs": 2,
     "guide_samples_per_volume": 8,
     "guide_lr": 3e-3,  # fixed, not config.lr: the guide stage is the same in every trial of a search
-    "phantom_patients": 20,  # data "phantom": the organ phantom (bench.data.phantoms.organ)
+    "phantom_cases": 20,  # data "phantom": the organ phantom (bench.data.phantoms.organ)
     "phantom_dims": 3,
     "tolerance_mm": 2.0,  # surface-Dice tolerance (2D data without spacing: pixels)
     "threshold": 0.0,  # target logit above which a voxel is predicted target
@@ -70,7 +70,7 @@ GUIDE_STAGE = Stage(
 )
 
 SMOKE_PARAMS = {"patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [24, 48, 48], "guide_epochs": 1,
-                "guide_samples_per_volume": 4, "samples_per_volume": 1, "width": 8, "phantom_patients": 12}
+                "guide_samples_per_volume": 4, "samples_per_volume": 1, "width": 8, "phantom_cases": 12}
 
 SPEC = register_task(
     TaskSpec(
