@@ -29,10 +29,13 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def write_nnunet(cases: Iterable[Case], out: str | Path, channels: Sequence[str], labels: Mapping[str, int],
-                 file_ending: str = ".nii.gz", name: str = "", description: str = "") -> Path:
+                 file_ending: str = ".nii.gz", name: str = "", description: str = "",
+                 splits: Sequence[Mapping[str, Sequence[str]]] | None = None) -> Path:
     """Write ``cases`` as nnU-Net v2's raw layout: imagesTr/<id>_<XXXX><ending>, labelsTr/<id><ending>,
     dataset.json (channel_names, labels name -> value, numTraining, file_ending). ``file_ending`` ".png"
     writes the 2D layout (one grayscale PNG per channel, the label PNG holding the label values).
+    ``splits`` (nnU-Net's ``[{"train": [...], "val": [...]}, ...]``) is written beside dataset.json as
+    splits_final.json, so the folder carries its folds (``bench.data.seg_splits``).
 
     Returns:
         ``out``.
@@ -65,7 +68,29 @@ def write_nnunet(cases: Iterable[Case], out: str | Path, channels: Sequence[str]
             "reference": "", "licence": "", "release": "",
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=4) + "\n")
+        if splits is not None:
+            from bench.data.seg_splits import write_splits_final
+
+            write_splits_final(splits, tmp / "splits_final.json")
     return out
+
+
+def merge_masks(case: Case, labels: Mapping[str, int]) -> Case:
+    """``case`` with its binary masks named in ``labels`` merged into one label map (``masks["label"]``),
+    a channel axis on its image and the meta the writers read; later labels overwrite earlier ones, so list
+    an enclosing structure before what it encloses (``{"background": 0, "lung": 1, "lesion": 2}``)."""
+    label = np.zeros(np.shape(case.image), np.uint8 if max(labels.values()) < 256 else np.int32)
+    for name, value in labels.items():
+        if value == 0:
+            continue
+        if name not in case.masks:
+            raise DataError(f"case {case.id} must have a '{name}' mask to merge into a label map, but it has "
+                            f"{sorted(case.masks)}.")
+        label[np.asarray(case.masks[name]) > 0] = value
+    image = np.asarray(case.image)
+    return Case(id=case.id, patient_id=case.patient_id, image=image[None], site=case.site, spacing=case.spacing,
+                masks={LABEL_KEY: label}, labels=dict(case.labels),
+                meta={**case.meta, "label_values": dict(labels)})
 
 
 def write_msd(cases: Iterable[Case], out: str | Path, channels: Sequence[str], labels: Mapping[str, int],
