@@ -252,17 +252,18 @@ def _nnunet_labels(table: Path, raw, problems: list[str]) -> dict[str, int]:
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{table}: dataset.json must name its labels in 'labels' (e.g. {example}), but got "
                         f"{raw!r}.")
-    labels, regions = {}, []
+    labels, regions, region_values = {}, [], set()
     for name, value in raw.items():
         if isinstance(value, (list, tuple)):
             regions.append(f"{name!r}: {list(value)}")
-            if len(value) == 1 and isinstance(value[0], int):  # a one-value region is a plain label
-                labels[str(name)] = int(value[0])
+            region_values |= {v for v in value if isinstance(v, int) and not isinstance(v, bool)}
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise DataError(f"{table}: each value in 'labels' must be an integer label value (e.g. {example}), "
                             f"but got {name!r}: {value!r}.")
         labels[str(name)] = value
+    for v in sorted(region_values - set(labels.values())):  # the raw values the regions group: valid in files
+        labels[f"value {v}"] = v
     if regions:
         problems.append(f"{table}: bench segments one label value per structure, but 'labels' is region-based "
                         f"({'; '.join(regions)}); nnU-Net's regions (overlapping label sets) cannot be used. "

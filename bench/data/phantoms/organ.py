@@ -107,12 +107,15 @@ def _render(spec: OrganPhantomSpec, rng: np.random.Generator, with_lesions: bool
     lesion = np.zeros(shape, bool)
     vox = min(spacing)
     if with_lesions:
+        # Enclosed: every lesion voxel at least one voxel (the coarsest axis) from the organ's surface, so the
+        # lesion is a hole in the organ's label; a lesion too big for the organ is shrunk to fit.
         depth = ndimage.distance_transform_edt(organ, sampling=spacing)
+        margin = max(spacing) + vox
         for _ in range(int(rng.integers(1, 4))):
-            radius = rng.uniform(2.5, 6.0) * vox
-            where = np.argwhere(depth >= radius + vox)
-            if not len(where):
-                where = np.argwhere(depth >= depth.max() * 0.7)
+            radius = min(rng.uniform(2.5, 6.0) * vox, float(depth.max()) - margin)
+            where = np.argwhere(depth >= radius + margin)
+            if radius < vox or not len(where):
+                continue
             c = where[rng.integers(len(where))]
             lesion |= (_distance(pts, np.array([p[tuple(c)] for p in pts])) <= radius) & organ
     # Look-alikes: lesion-sized blobs in the body, outside the organ (not labelled).
