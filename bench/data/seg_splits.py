@@ -105,3 +105,16 @@ def nnunet_folds(split) -> list[dict[str, list[str]]]:
     """A ``bench.data.splits.Split``'s folds in splits_final.json's form (its test part stays out: nnU-Net
     holds test cases in imagesTs/, not in the folds)."""
     return [{"train": sorted(f["train"]), "val": sorted(f["val"])} for f in split.folds]
+
+
+def split_from_splits_final(ds, task: str, source: str):
+    """The project's ``Split`` of a data set (``bench.data.seg_dataset.SegDataset``) whose folder holds
+    splits_final.json: its folds, case for case, and the training cases it leaves out (plus labelled imagesTs
+    cases) as the test part; None without the file. Without it, ``make_split(ds.refs(), ...)`` (what
+    ``bench.data.sources.resolve_split`` does) draws a patient-grouped split instead."""
+    from bench.data.splits import make_split
+
+    folds = read_splits_final(ds.root)
+    if folds is None:
+        return None
+    return make_split(ds.refs(), task=task, source=source, n_folds=max(2, len(folds)))
