@@ -6,8 +6,9 @@ that looks usable for a task but is not can say why in ``not_for={task: reason}`
 CheXpert alone have no heart masks for xray-heart: their CheXmask-joined form, ``chexmask``, has), and
 :func:`resolve_format` gives that reason when it refuses the name.
 ``FORMAT_ALIASES`` is the one table of the short names users type on the command line (``--format dicom``
-on ct-lung means the CT series reader ``ct_dicom``); :func:`resolve_format` applies it and is the one
-place an unknown name is refused. A reader class may also say how to recognise its folder
+on ct-lung means the CT series reader ``ct_dicom``), together with the ``alias`` a format may declare in its
+tags (:func:`aliases_for`); :func:`resolve_format` applies them and is the one place an unknown name is
+refused. A reader class may also say how to recognise its folder
 (``recognise(root) -> bool``, cheap: file names and a few header bytes); :func:`detect_format` picks the
 one format of a task that recognises a folder when ``--format`` is left out, and otherwise names the
 formats to choose from.
@@ -44,8 +45,17 @@ def formats_for(task: str) -> list[str]:
     return [e.name for e in FORMATS.entries() if task in e.tags.get("tasks", ())]
 
 
+def aliases_for(task: str) -> dict[str, str]:
+    """Command-line names of ``task``'s formats: ``FORMAT_ALIASES`` plus each format's own ``alias`` tag
+    (``@FORMATS.register("msd_seg", tasks=("segmentation",), alias="msd")``: on the tasks it serves,
+    ``--format msd`` means it)."""
+    declared = {e.tags["alias"]: e.name for e in FORMATS.entries()
+                if e.tags.get("alias") and task in e.tags.get("tasks", ())}
+    return {**FORMAT_ALIASES.get(task, {}), **declared}
+
+
 def _choices(task: str) -> str:
-    aliases = FORMAT_ALIASES.get(task, {})
+    aliases = aliases_for(task)
     names = [n for n in formats_for(task) if n not in aliases] + list(aliases)
     return ", ".join(f"{n} (= {aliases[n]})" if n in aliases else n for n in names)
 
@@ -94,7 +104,7 @@ def resolve_format(task: str, name: str | None, path=None) -> str:
         if path is None:
             raise RegistryError(f"--format for {task} must be given, but got none. Give one of {_choices(task)}.")
         return detect_format(task, path)
-    aliases = FORMAT_ALIASES.get(task, {})
+    aliases = aliases_for(task)
     fmt = aliases.get(name, name)
     valid = formats_for(task)
     if fmt in valid:
@@ -124,6 +134,7 @@ from bench.data.formats import (  # noqa: F401  (registration side effects)
     msd,
     nifti,
     png,
+    seg,
 )
 
-__all__ = ["FORMATS", "FORMAT_ALIASES", "detect_format", "formats_for", "resolve_format"]
+__all__ = ["FORMATS", "FORMAT_ALIASES", "aliases_for", "detect_format", "formats_for", "resolve_format"]
