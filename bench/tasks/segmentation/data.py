@@ -80,7 +80,7 @@ class SegData:
     dims: int = 3
     target: str = ""  # label names chosen (no patient information)
     guide: str | None = None
-    containment: float = float("nan")  # how much the guide encloses the target (containment_counts)
+    containment: float = float("nan")  # share of target voxels inside the guide's filled region
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -128,8 +128,8 @@ def prepare(config: TrialConfig) -> SegData:
 def choose_labels(config: TrialConfig, labels: Mapping[str, int], values: list[int], containment: np.ndarray,
                   root: Path) -> tuple[str, str | None, float]:
     """(target, guide or None, containment share) from the task parameters and the cached containment table
-    (``containment[i, j]``: how much label ``values[j]`` encloses label ``values[i]``, see
-    :func:`containment_counts`)."""
+    (``containment[i, j]``: share of label ``values[i]``'s voxels inside label ``values[j]``'s filled region,
+    see :func:`containment_counts`)."""
     by_value = {int(v): n for n, v in labels.items()}
     foreground = sorted(v for v in by_value if v != 0)
     if not foreground:
@@ -161,25 +161,21 @@ def choose_labels(config: TrialConfig, labels: Mapping[str, int], values: list[i
 
 
 def containment_counts(label: np.ndarray, values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per label pair (inner, outer): inner's voxel count times the share of inner's one-voxel outer shell
-    that is outer; and each label's voxel count. Summed over cases and divided, it is the voxel-weighted share
-    of the inner label's surroundings that the outer label makes up: 1 for lesions wholly inside an organ
-    (holes in its label), less for lesions on its surface, 0 for unrelated structures."""
-    from scipy import ndimage
+    """Per label pair (inner, outer): inner's voxels inside outer's filled region
+    (``bench.data.seg_inspect.filled_region``, the rule `bench datasets inspect` reports), and each label's
+    voxel count. Summed over cases and divided, it is the share of the inner label inside the outer one."""
+    from bench.data.seg_inspect import filled_region
 
     present = {v: label == v for v in values}
     counts = np.array([int(present[v].sum()) for v in values], np.int64)
     inside = np.zeros((len(values), len(values)), np.float64)
-    structure = ndimage.generate_binary_structure(label.ndim, 1)
-    for i, inner in enumerate(values):
-        if inner == 0 or not counts[i]:
+    for j, outer in enumerate(values):
+        if outer == 0 or not counts[j]:
             continue
-        shell = ndimage.binary_dilation(present[inner], structure) & ~present[inner]
-        if not shell.any():  # the label fills the whole grid
-            continue
-        for j, outer in enumerate(values):
-            if j != i:
-                inside[i, j] = counts[i] * float((shell & present[outer]).sum()) / float(shell.sum())
+        filled = filled_region(present[outer])
+        for i, inner in enumerate(values):
+            if i != j and counts[i]:
+                inside[i, j] = float((present[inner] & filled).sum())
     return inside, counts
 
 
@@ -296,57 +292,45 @@ def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 # --- split -----------------------------------------------------------------------------------------------
 def data_split(source: str, ds, patient_of: Mapping[str, str]) -> Split:
-    """The kept split of the folder, made once from ``ds.refs()``: with nnU-Net's splits_final.json beside
-    dataset.json its folds are the folds (each case's ``split_fold``) and labelled imagesTs cases the test
-    part; without it, patient-grouped folds and a held-out test part (``bench.data.splits.make_split``)."""
-    return resolve_split(TASK, source, patient_of, ds.refs())
+    """With nnU-Net's splits_final.json beside dataset.json its folds are the folds (labelled imagesTs cases
+    and training cases in no fold the test part), read afresh so the file decides; without it the kept
+    patient-grouped split with a held-out test part (``bench.data.sources.resolve_split``)."""
+    from bench.data.seg_splits import split_from_splits_final
+
+    return split_from_splits_final(ds, TASK, source) or resolve_split(TASK, source, patient_of, ds.refs())
 
 
 # --- phantom and inspection ------------------------------------------------------------------------------
 def phantom_folder(config: TrialConfig) -> Path:
-    """Data "phantom": the organ phantom written once in nnU-Net layout under the cache root."""
+    """Data "phantom": the organ phantom (``bench.data.phantoms.organ``), written once in nnU-Net layout under
+    the cache root and read back like any folder."""
     from bench.data.phantoms.organ import OrganPhantomSpec
 
-    dims = int(task_param(config, "phantom_dims"))
-    spec = OrganPhantomSpec(n_patients=int(task_param(config, "phantom_cases")), dims=dims,
-                            **({"shape": (96, 96)} if dims == 2 else {}))
-    folder = cache_root() / "phantoms" / f"{TASK}-{fingerprint({'spec': repr(spec)})}"
-    if not folder.is_dir():
-        _write_phantom(spec, folder, "nnunet")
-    return folder
+    spec = OrganPhantomSpec(n_patients=int(task_param(config, "phantom_cases")),
+                            dims=int(task_param(config, "phantom_dims")))
+    folder = cache_root() / "phantoms" / spec.name()
+    return folder if folder.is_dir() else _write_phantom(spec, folder, "nnunet")
 
 
 def _write_phantom(spec, out: Path, layout: str) -> Path:
-    import shutil
-    import tempfile
-
     from bench.data.phantoms.organ import ORGAN_LABELS, generate_organ
-    from bench.data.seg_dataset import write_msd, write_nnunet
+    from bench.data.seg_write import write_msd, write_nnunet
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        channels = ("CT",) if spec.channels == 1 else tuple(f"MR{i}" for i in range(spec.channels))
-        if layout == "msd":
-            write_msd(generate_organ(spec), tmp, channels, ORGAN_LABELS)
-        else:
-            ending = ".png" if spec.dims == 2 else ".nii.gz"
-            write_nnunet(generate_organ(spec), tmp, channels, ORGAN_LABELS, ending)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    if layout == "msd":
+        return write_msd(generate_organ(spec), out, spec.channel_names, ORGAN_LABELS)
+    ending = ".png" if spec.dims == 2 else ".nii.gz"
+    return write_nnunet(generate_organ(spec), out, spec.channel_names, ORGAN_LABELS, ending)
 
 
+# --format of make-phantom -> (layout, dims)
 PHANTOM_FORMATS = {"nnunet": ("nnunet", 3), "msd": ("msd", 3), "nnunet_2d": ("nnunet", 2)}
 
 
-def make_phantom(out: str | Path, data_format: str = "nnunet", cases: int | None = None, seed: int = 0) -> Path:
-    """Write the organ phantom (an organ with 0-3 enclosed lesions, a quarter of the cases lesion-free):
-    ``nnunet`` (3D NIfTI), ``msd`` (MSD task folder) or ``nnunet_2d`` (nnU-Net's 2D PNG layout)."""
+def make_phantom(out: str | Path, data_format: str = "nnunet", cases: int | None = None, seed: int = 0,
+                 channels: int = 1) -> Path:
+    """Write the organ phantom (an organ with 0-3 enclosed lesions, every fourth case lesion-free, look-alike
+    blobs outside the organ): ``nnunet`` (3D NIfTI), ``msd`` (Decathlon task folder) or ``nnunet_2d``
+    (nnU-Net's 2D PNG layout); ``channels`` input channels (1-3)."""
     from bench.data.phantoms.organ import OrganPhantomSpec
 
     if data_format not in PHANTOM_FORMATS:
@@ -354,12 +338,15 @@ def make_phantom(out: str | Path, data_format: str = "nnunet", cases: int | None
     if cases is not None and cases < 1:
         raise ConfigError(f"--cases must be >= 1, but got {cases}.")
     layout, dims = PHANTOM_FORMATS[data_format]
-    spec = OrganPhantomSpec(n_patients=cases or 20, dims=dims, seed=seed, **({"shape": (96, 96)} if dims == 2 else {}))
+    spec = OrganPhantomSpec(n_patients=cases or 20, dims=dims, channels=channels, seed=seed)
     return _write_phantom(spec, Path(out), layout)
 
 
 def inspect(path: str | Path, data_format: str | None = None) -> dict:
-    """`bench datasets inspect PATH --task segmentation`: ``bench.data.seg_dataset.inspect``'s report."""
-    from bench.data import seg_dataset
+    """`bench datasets inspect PATH --task segmentation`: ``bench.data.seg_inspect.inspect_seg``'s report;
+    PATH "phantom" is the task's default phantom."""
+    from bench.data.seg_inspect import inspect_seg
 
-    return seg_dataset.inspect(path)
+    if str(path) == PHANTOM:
+        path = phantom_folder(TrialConfig(task=TASK))
+    return inspect_seg(path)
