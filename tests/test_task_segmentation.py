@@ -116,6 +116,19 @@ def test_guidance_without_a_guide_is_refused(organ_folder):
 
 
 # --- end to end (slow: each trial trains two networks) ---------------------------------------------------
+def with_folds(folder):
+    """nnU-Net folds whose val parts each hold lesion-bearing cases (every fourth phantom case has none): a
+    tiny random split can leave a val part without lesions, where the objective is undefined."""
+    from bench.data.seg_dataset import open_seg_dataset
+    from bench.data.seg_splits import write_splits_final
+
+    ids = list(open_seg_dataset(folder).case_ids)
+    vals = [ids[1:5], ids[5:9], ids[9:] + ids[:1]]
+    write_splits_final([{"train": [i for i in ids if i not in val], "val": val} for val in vals],
+                       folder / "splits_final.json")
+    return folder
+
+
 def _trials(workdir):
     from mlflow.tracking import MlflowClient
 
@@ -130,8 +143,9 @@ def test_smoke_search_then_replay_on_the_nnunet_phantom(workdir):
     from bench.replay import replay
 
     folder = workdir / "Dataset501_Organ"
-    assert main(["datasets", "make-phantom", "--task", TASK, "--format", "nnunet", "--cases", "10",
+    assert main(["datasets", "make-phantom", "--task", TASK, "--format", "nnunet", "--cases", "12",
                  "--out", str(folder)]) == 0
+    with_folds(folder)
     assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "1", "--data", str(folder)]) == 0
     runs = _trials(workdir)
     assert [r.info.status for r in runs] == ["FINISHED"]
@@ -145,7 +159,7 @@ def test_smoke_search_then_replay_on_the_nnunet_phantom(workdir):
 def test_guidance_comparison_two_folds_shares_the_guide_stage(workdir):
     from bench.compare import compare
 
-    folder = segdata.make_phantom(workdir / "Dataset501_Organ", "nnunet", cases=10)
+    folder = with_folds(segdata.make_phantom(workdir / "Dataset501_Organ", "nnunet", cases=12))
     result = compare(task=TASK, dimension="guidance", arms=["none", "restrict_output"], folds=2, seeds=1,
                      preset="smoke", resamples=100, data=str(folder), data_format="nnunet", name="seg-guidance")
     assert (result.stages_trained, result.stages_loaded) == (2, 2)
@@ -155,6 +169,6 @@ def test_guidance_comparison_two_folds_shares_the_guide_stage(workdir):
 def test_2d_phantom_trains(tmp_path):
     from bench.trial import run_trial
 
-    folder = segdata.make_phantom(tmp_path / "Dataset502_Organ2D", "nnunet_2d", cases=8)
+    folder = with_folds(segdata.make_phantom(tmp_path / "Dataset502_Organ2D", "nnunet_2d", cases=12))
     result = run_trial(config(folder, seg_arch="unet", guidance="restrict_output"))
     assert math.isfinite(result.objective) and result.metrics["val_guide_dice"] > 0
