@@ -85,10 +85,8 @@ def make_phantom(args) -> int:
 
 
 def inspect(args) -> int:
-    classes, options = data_options(args)
-    if args.sample is not None and args.task != "xray-heart":
-        raise BenchError(f"--sample applies to xray-heart's data, but got --task {args.task}. Leave it out.")
-    given = {"classes": classes, **options} if classes or options else {}  # only xray-heart's hook takes them
+    classes, options = data_options(args)  # refuses those the task's data does not take, --sample too
+    given = {"classes": classes, **options} if classes or options else {}
     if args.sample is not None:
         given["sample"] = args.sample
     report = _task_hook(args.task, "inspect")(args.path, args.format, **given)
@@ -107,9 +105,7 @@ def split(args) -> int:
     _, options = data_options(args)
     fmt = args.format
     if not fmt and args.path != "phantom":
-        from bench.data.formats import detect_format
-
-        fmt = detect_format(args.task, args.path)
+        fmt = TASKS.get(args.task).resolve_format(None, args.path)
     split_, out = write_split(
         args.path, args.task, fmt, n_folds=args.folds, seed=args.seed, out=args.out,
         phantom_cases=TASKS.get(args.task).phantom_cases, **options,
