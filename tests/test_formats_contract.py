@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data.formats import FORMAT_ALIASES, FORMATS, formats_for, resolve_format
+from bench.data.formats import FORMATS, formats_for, resolve_format
 from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.phantoms.ct import CtPhantomSpec
 from bench.data.phantoms.ct import generate as generate_ct
@@ -89,17 +89,22 @@ def test_every_format_serves_a_task_or_says_none():
 
 
 def test_aliases_point_at_formats_of_their_task_and_unknown_names_fail_once():
-    for task, aliases in FORMAT_ALIASES.items():
-        for alias, target in aliases.items():
-            assert target in formats_for(task), (task, alias)
-            assert resolve_format(task, alias) == target
-    assert resolve_format("ct-lung", "nifti") == "msd"  # the MSD Task06 layout, as make-phantom writes it
-    assert resolve_format("xray-heart", "dicom") == "dicom" and resolve_format("ct-lung", "dicom") == "ct_dicom"
-    with pytest.raises(RegistryError, match=r"--format for ct-lung must be one of .*but got 'jsrt' \('jsrt' "
-                                            r"reads data for xray-heart\)"):
-        resolve_format("ct-lung", "jsrt")
+    from bench.tasks import TASKS
+
+    for spec in (entry.obj for entry in TASKS.entries()):
+        for alias, target in spec.format_aliases.items():
+            assert target in formats_for(spec.name) and target in spec.formats, (spec.name, alias)
+            assert spec.resolve_format(alias) == target
+    ct, xray = TASKS.get("ct-lung"), TASKS.get("xray-heart")
+    assert ct.resolve_format("nifti") == "msd"  # the MSD Task06 layout, as make-phantom writes it
+    assert xray.resolve_format("dicom") == "dicom" and ct.resolve_format("dicom") == "ct_dicom"
+    with pytest.raises(RegistryError, match=r"'dicom' reads data for xray-heart"):
+        resolve_format("ct-lung", "dicom")  # the aliases are the task's: none without its spec
+    with pytest.raises(RegistryError, match=r"--format for ct-lung must be one of .*dicom \(= ct_dicom\).*but got "
+                                            r"'jsrt' \('jsrt' reads data for xray-heart\)"):
+        ct.resolve_format("jsrt")
     with pytest.raises(RegistryError, match="but got 'pgn'. Did you mean 'png'"):
-        resolve_format("xray-heart", "pgn")
+        xray.resolve_format("pgn")
 
 
 @pytest.mark.parametrize("name", FORMATS.names())

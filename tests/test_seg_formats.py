@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.data.formats import FORMATS, detect_format, formats_for, resolve_format
+from bench.data.formats import FORMATS, detect_format, formats_for
 from bench.data.seg_dataset import open_seg_dataset
 from bench.data.seg_splits import read_splits_final
 from bench.data.splits import make_split
@@ -26,10 +26,13 @@ def test_both_layouts_are_recognised_for_segmentation_without_format(tmp_path):
 
 
 def test_format_msd_means_the_generic_reader_on_segmentation_and_task06_on_ct_lung():
-    assert resolve_format("segmentation", "msd") == "msd_seg"
-    assert resolve_format("ct-lung", "msd") == "msd" and resolve_format("segmentation", "nnunet") == "nnunet"
+    from bench.tasks import TASKS
+
+    seg, ct = TASKS.get("segmentation"), TASKS.get("ct-lung")
+    assert seg.resolve_format("msd") == "msd_seg"  # the task's format_aliases
+    assert ct.resolve_format("msd") == "msd" and seg.resolve_format("nnunet") == "nnunet"
     with pytest.raises(RegistryError, match=r"for segmentation must be one of .*msd \(= msd_seg\), but got 'jsrt'"):
-        resolve_format("segmentation", "jsrt")
+        seg.resolve_format("jsrt")
 
 
 def test_format_readers_scan_refs_with_patients_from_the_regex(tmp_path):

@@ -92,10 +92,8 @@ def make_phantom(args) -> int:
 
 
 def inspect(args) -> int:
-    classes, options = data_options(args)
-    if args.sample is not None and args.task != "xray-heart":
-        raise BenchError(f"--sample applies to xray-heart's data, but got --task {args.task}. Leave it out.")
-    given = {"classes": classes, **options} if classes or options else {}  # only xray-heart's hook takes them
+    classes, options = data_options(args)  # refuses those the task's data does not take, --sample too
+    given = {"classes": classes, **options} if classes or options else {}
     if args.sample is not None:
         given["sample"] = args.sample
     report = _task_hook(args.task, "inspect")(args.path, args.format, **given)
@@ -114,9 +112,7 @@ def split(args) -> int:
     _, options = data_options(args)
     fmt = args.format
     if not fmt and args.path != "phantom":
-        from bench.data.formats import detect_format
-
-        fmt = detect_format(args.task, args.path)
+        fmt = TASKS.get(args.task).resolve_format(None, args.path)
     if args.patient_regex:
         options["patient_regex"] = _reader_takes("patient_regex", "--patient-regex", fmt, args.patient_regex)
     split_, out = write_split(

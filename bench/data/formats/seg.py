@@ -2,8 +2,8 @@
 
 Both read through ``bench.data.seg_dataset`` (listing without decoding, one case per ``load``) and write
 through ``bench.data.seg_write``. The Decathlon reader for this task is registered as ``msd_seg`` (ct-lung's
-``msd`` reads Task06_Lung only) and declares ``alias="msd"``: on the tasks it serves, ``--format msd``
-means it. ``patient_regex`` (one group over the case id) groups cases by patient for splits.
+``msd`` reads Task06_Lung only); the segmentation task's spec declares ``--format msd`` as its alias
+(``TaskSpec.format_aliases``). ``patient_regex`` (one group over the case id) groups cases by patient for splits.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class NnUnetRaw(_SegFolder):
         return write_nnunet(cases, out, channels, labels, ending)
 
 
-@FORMATS.register("msd_seg", tasks=("segmentation",), alias="msd")
+@FORMATS.register("msd_seg", tasks=("segmentation",))
 class DecathlonTask(_SegFolder):
     """Medical Segmentation Decathlon task folder: dataset.json (modality, labels, training), 3D/4D NIfTI."""
 

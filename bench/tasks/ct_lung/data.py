@@ -117,10 +117,9 @@ def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None 
     ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
     only if N falls on a patient boundary); ``seed`` changes every volume.
     """
-    from bench.data.ct_inspect import CT_FORMAT_ALIASES
     from bench.data.formats import FORMATS
 
-    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
+    fmt = SPEC.format_aliases.get(data_format, data_format)
     if fmt not in ("ct_dicom", "msd", "nifti", "luna16", "nnunet"):
         raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, nnunet, {list(SPEC.formats)}, "
                           f"but got '{data_format}'.")
@@ -168,4 +167,4 @@ def inspect(path: str | Path, data_format: str | None = None) -> dict:
     if str(path) == "phantom":
         spec = phantom_spec(TrialConfig(task=TASK))
         return inspect_ct(path, "phantom", (case for case in generate(spec)))
-    return inspect_ct(path, data_format)
+    return inspect_ct(path, SPEC.resolve_format(data_format, path))

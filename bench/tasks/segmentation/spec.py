@@ -79,7 +79,7 @@ SPEC = register_task(
         classes=("target",),
         objective="val_target_dice",
         metrics=TARGET_METRICS,
-        formats=("nnunet", "msd"),
+        formats=("nnunet", "msd_seg"),
         presets={
             "smoke": Preset(
                 config={"seg_arch": "monai_unet", "seg_epochs": 1, "batch_size": 4, "max_train_cases": 6,
@@ -107,7 +107,14 @@ SPEC = register_task(
         inspect=lazy("bench.tasks.segmentation.data:inspect"),
         stages=(GUIDE_STAGE,),
         headline=("val_guide_dice", "val_fp_outside_guide_ml", "test_target_dice", "test_fp_outside_guide_ml"),
-        extra={"guidance": LESION_GUIDANCE.names(),
-               "space_registries": {"guidance": ["bench.guidance", "LESION_GUIDANCE"]}},
+        # ``--format msd`` on this task is the Decathlon reader of any task folder (ct-lung's ``msd`` reads
+        # Task06_Lung only).
+        format_aliases={"msd": "msd_seg"},
+        # Organ guidance: on a data set without a guide organ only ``none`` runs (the pipeline refuses others).
+        guidance=LESION_GUIDANCE,
+        compare_metrics={
+            "*": ("val_target_dice", "val_target_nsd", "val_fp_outside_guide_ml", "val_target_hd95",
+                  "val_target_sensitivity", "test_target_dice", "test_fp_outside_guide_ml"),
+        },
     )
 )
