@@ -172,3 +172,20 @@ def test_2d_phantom_trains(tmp_path):
     folder = with_folds(segdata.make_phantom(tmp_path / "Dataset502_Organ2D", "nnunet_2d", cases=12))
     result = run_trial(config(folder, seg_arch="unet", guidance="restrict_output"))
     assert math.isfinite(result.objective) and result.metrics["val_guide_dice"] > 0
+
+
+def test_target_and_guide_can_be_fixed_in_a_search_space(tmp_path):
+    """No --target/--guide flag yet (README): a space with one-choice task parameters fixes them, on top of
+    the preset's task parameters."""
+    import optuna
+
+    from bench.search.space import load_space
+
+    path = tmp_path / "space.yaml"
+    path.write_text("task: segmentation\ndescription: fixed labels\nparams:\n"
+                    "  task_params.target: {type: categorical, choices: [lesion]}\n"
+                    "  task_params.guide: {type: categorical, choices: [none]}\n"
+                    "  guidance: {type: categorical, choices: [none]}\n")
+    sampled = load_space(path)(optuna.create_study().ask())
+    cfg = TrialConfig.from_flat({**TrialConfig(task=TASK, **SMOKE).flat(), **sampled})
+    assert cfg.task_params == {**SMOKE["task_params"], "target": "lesion", "guide": "none"}
