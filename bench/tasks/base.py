@@ -98,8 +98,6 @@ class TaskSpec:
     evaluate: Callable[..., Any] | None = None
     # `bench replay --checkpoint`: (config) -> {name: module} as in checkpoint.pt.
     build_models: Callable[..., Any] | None = None
-    # The task commands use when none is named (the first by name when no task says so).
-    default: bool = False
 
     def registries(self) -> dict[str, Registry]:
         """Config field -> the registry its values are names of, for fields this task declares."""
@@ -131,11 +129,3 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     TASKS.register(spec.name, spec.description)(spec)
     return spec
 
-
-def default_task() -> str:
-    """The task commands use when none is named: the one whose spec says ``default=True``, else the first
-    by name."""
-    marked = [e.name for e in TASKS.entries() if e.obj.default]
-    if len(marked) > 1:
-        raise ConfigError(f"one task may be the default, but {marked} all say default=True.")
-    return marked[0] if marked else TASKS.names()[0]

@@ -93,6 +93,5 @@ SPEC = register_task(
             "seg_arch": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
             "*": ("val_auroc@fold", "val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),
         },
-        default=True,  # the seed project's task: what commands use when none is named
     )
 )
