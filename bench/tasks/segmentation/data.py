@@ -206,7 +206,7 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
         got, count = containment_counts(label, values)
         inside += got
         totals += count
-    target_spacing = _target_spacing(spacings, spacing_param, ds)
+    target_spacing = _target_spacing(spacings, spacing_param)
     sizes = [_resampled_size(shape, sp, target_spacing) for shape, sp in zip(shapes, spacings)]
     shape = tuple(int(s) for s in np.max(sizes, axis=0))
     stats = {i: _ct_stats(np.concatenate(samples[i]) if samples[i] else np.zeros(1, np.float32)) for i in ct}
@@ -243,7 +243,7 @@ def _spacing(case, ndim: int) -> tuple[float, ...]:
     return (1.0, *sp) if len(sp) == 2 else sp
 
 
-def _target_spacing(spacings, given: list[float], ds) -> tuple[float, float, float]:
+def _target_spacing(spacings, given: list[float]) -> tuple[float, ...]:
     if given:
         if len(given) != 3 or min(given) <= 0:
             raise ConfigError(f"task_params.spacing must be 3 positive (z, y, x) mm values or empty, but got {given}.")
