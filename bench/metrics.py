@@ -71,6 +71,16 @@ metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance
 metric("fp_outside_lung_ml", False, "predicted lesion volume outside the true lungs in mL, mean over cases")
 metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction")
 metric("case_specificity", True, "share of lesion-free cases with no predicted lesion voxel")
+# Target / guide metrics of the segmentation task (bench.metrics_seg3d's lesion / lung metrics for any data set's
+# target label and the organ that encloses it).
+metric("target_dice", True, "Dice of the predicted target mask, mean over target-bearing cases")
+metric("guide_dice", True, "Dice of the guide stage's predicted organ mask, mean over cases")
+metric("target_hd95", False, "95th-percentile Hausdorff distance of the target in mm, mean over target-bearing cases")
+metric("target_nsd", True, "normalised surface Dice of the target at a mm tolerance, mean over target-bearing cases")
+metric("fp_outside_guide_ml", False, "predicted target volume outside the true guide organ in mL, mean over cases")
+metric("target_sensitivity", True, "share of true target components hit by the prediction")
+metric("target_train_loss", False, "target segmenter training loss per epoch (learning curve)")
+metric("guide_train_loss", False, "guide-organ segmenter training loss per epoch (learning curve)")
 # Costs, logged for every trial by the search backends so multi-objective searches and --pareto can use them.
 metric("epochs_trained", False, "epochs a trial trained, all stages, until it finished or was pruned")
 metric("trial_seconds", False, "wall time of the whole trial (training and evaluation), seconds")

@@ -133,7 +133,7 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         study: restrict the default choice to this study.
         tolerance: largest absolute objective difference still called reproduced.
         checkpoint: re-evaluate the logged ``checkpoint.pt`` instead of retraining. Uses the task's
-            ``extra["evaluate"](config, state_dicts) -> metrics`` when it has one; otherwise only checks
+            ``TaskSpec.evaluate(config, state_dicts) -> metrics`` when it has one; otherwise only checks
             that the weights load into freshly built models (verdict "checkpoint loads, not re-evaluated").
         seeds: also retrain on this many other seeds (original seed + 1 … + ``seeds``) and report the mean,
             min and max of the objective and whether the original lies within [min, max]. The verdict
@@ -215,7 +215,7 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
     try:
         say("loading checkpoint.pt of the original run")
         state_dicts = load_checkpoint(tracker, run_id)
-        evaluate: Callable[..., Mapping[str, float]] | None = spec.extra.get("evaluate")
+        evaluate: Callable[..., Mapping[str, float]] | None = spec.evaluate
         if evaluate is None:
             check_loads(config, state_dicts)
             mode, metrics = "checkpoint-load", {}
@@ -375,12 +375,12 @@ def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.
 def fresh_models(config: TrialConfig) -> dict[str, torch.nn.Module]:
     """Untrained models of the trial, built the way the task builds them (keys as in checkpoint.pt).
 
-    Uses the task's ``extra["build_models"]``.
+    Uses the task's ``TaskSpec.build_models``.
     """
-    build: Callable[[TrialConfig], dict[str, Any]] | None = TASKS.get(config.task).extra.get("build_models")
+    build: Callable[[TrialConfig], dict[str, Any]] | None = TASKS.get(config.task).build_models
     if build is not None:
         return dict(build(config))
-    raise BenchError(f"--checkpoint needs the task to provide extra['build_models'], but task "
+    raise BenchError(f"--checkpoint needs the task to provide build_models, but task "
                      f"'{config.task}' has none. Replay without --checkpoint.")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data.formats import FORMAT_ALIASES, FORMATS, formats_for, resolve_format
+from bench.data.formats import FORMATS, formats_for, resolve_format
 from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.phantoms.ct import CtPhantomSpec
 from bench.data.phantoms.ct import generate as generate_ct
@@ -23,7 +23,9 @@ from bench.data.phantoms.xray import CLASSES as XRAY_CLASSES
 from bench.errors import BenchError, RegistryError
 
 CT_CLASSES = ("normal", "nodule", "GGO")
-CLASSES = {"xray-heart": XRAY_CLASSES, "ct-lung": CT_CLASSES}
+# segmentation's cases carry label maps, no class: () means "no class to check"
+CLASSES = {"xray-heart": XRAY_CLASSES, "ct-lung": CT_CLASSES, "segmentation": ()}
+TINY_CASES = {"xray-heart": "tiny_cases", "ct-lung": "tiny_ct", "segmentation": "tiny_organ"}
 
 # Formats without a writer, read from the shared fixture that writes their layout:
 # name -> (fixture, reader parameters, classes, cases the fixture holds).
@@ -53,6 +55,13 @@ def tiny_ct():
     return generate_ct(CtPhantomSpec(n_patients=2, shape=(8, 24, 24), seed=5))
 
 
+@pytest.fixture(scope="module")
+def tiny_organ():
+    from bench.data.phantoms.organ import OrganPhantomSpec, generate_organ
+
+    return list(generate_organ(OrganPhantomSpec(n_patients=2, shape=(8, 16, 16), channels=2, seed=5)))
+
+
 def _task(name: str) -> str | None:
     tasks = [t for t in FORMATS.entry(name).tags.get("tasks", ()) if t in CLASSES]
     return tasks[0] if tasks else None
@@ -62,7 +71,7 @@ def _source(name: str, request, tmp_path: Path):
     """(folder, reader parameters, classes, written cases or None, expected count) for format ``name``."""
     if hasattr(FORMATS.get(name), "write") and _task(name):
         task = _task(name)
-        cases = request.getfixturevalue("tiny_cases" if task == "xray-heart" else "tiny_ct")
+        cases = request.getfixturevalue(TINY_CASES[task])
         folder = FORMATS.create(name).write(cases, tmp_path / name)
         return folder, {}, CLASSES[task], cases, len(cases)
     if name in FIXTURE_FOLDERS:
@@ -80,17 +89,22 @@ def test_every_format_serves_a_task_or_says_none():
 
 
 def test_aliases_point_at_formats_of_their_task_and_unknown_names_fail_once():
-    for task, aliases in FORMAT_ALIASES.items():
-        for alias, target in aliases.items():
-            assert target in formats_for(task), (task, alias)
-            assert resolve_format(task, alias) == target
-    assert resolve_format("ct-lung", "nifti") == "msd"  # the MSD Task06 layout, as make-phantom writes it
-    assert resolve_format("xray-heart", "dicom") == "dicom" and resolve_format("ct-lung", "dicom") == "ct_dicom"
-    with pytest.raises(RegistryError, match=r"--format for ct-lung must be one of .*but got 'jsrt' \('jsrt' "
-                                            r"reads data for xray-heart\)"):
-        resolve_format("ct-lung", "jsrt")
+    from bench.tasks import TASKS
+
+    for spec in (entry.obj for entry in TASKS.entries()):
+        for alias, target in spec.format_aliases.items():
+            assert target in formats_for(spec.name) and target in spec.formats, (spec.name, alias)
+            assert spec.resolve_format(alias) == target
+    ct, xray = TASKS.get("ct-lung"), TASKS.get("xray-heart")
+    assert ct.resolve_format("nifti") == "msd"  # the MSD Task06 layout, as make-phantom writes it
+    assert xray.resolve_format("dicom") == "dicom" and ct.resolve_format("dicom") == "ct_dicom"
+    with pytest.raises(RegistryError, match=r"'dicom' reads data for xray-heart"):
+        resolve_format("ct-lung", "dicom")  # the aliases are the task's: none without its spec
+    with pytest.raises(RegistryError, match=r"--format for ct-lung must be one of .*dicom \(= ct_dicom\).*but got "
+                                            r"'jsrt' \('jsrt' reads data for xray-heart\)"):
+        ct.resolve_format("jsrt")
     with pytest.raises(RegistryError, match="but got 'pgn'. Did you mean 'png'"):
-        resolve_format("xray-heart", "pgn")
+        xray.resolve_format("pgn")
 
 
 @pytest.mark.parametrize("name", FORMATS.names())
@@ -101,9 +115,10 @@ def test_format_round_trip(name, request, tmp_path):
     ids = [c.id for c in back]
     assert len(set(ids)) == len(ids), "case ids must be unique"
     for case in back:
-        assert case.labels["class"] in classes
+        assert not classes or case.labels["class"] in classes
         for mask_name, mask in case.masks.items():
-            assert mask.shape == case.image.shape, (case.id, mask_name)
+            # a multi-channel image has its channels first: the mask matches the spatial axes
+            assert mask.shape == case.image.shape[case.image.ndim - mask.ndim:], (case.id, mask_name)
     if written is None:
         return
     if name not in RENAMES_CASES:
@@ -120,7 +135,7 @@ def test_format_round_trip(name, request, tmp_path):
         if name in CLASS_FROM_LESIONS:
             assert read.labels["class"] == ("nodule" if original.masks["lesion"].any() else "normal")
         else:
-            assert read.labels["class"] == original.labels["class"]
+            assert read.labels.get("class") == original.labels.get("class")
         if name not in MASKS_REDRAWN:
             for mask_name, mask in original.masks.items():
                 np.testing.assert_array_equal(read.masks[mask_name] > 0, mask > 0, err_msg=mask_name)

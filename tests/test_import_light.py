@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DESCRIBE_EVERYTHING = """
 import json, sys
 from bench.cases import CASE_STATISTICS
-from bench.data.formats import FORMAT_ALIASES, FORMATS, formats_for, resolve_format
+from bench.data.formats import FORMATS, formats_for
+from bench.tasks import TASKS
 from bench.losses import SEG_LOSSES
 from bench.metrics import METRICS, higher_is_better
 from bench.models import CLASSIFIERS, SEG_MODELS
@@ -31,8 +32,8 @@ import bench.metrics_seg3d, bench.pareto, bench.registry
 described = {r.kind: [e.describe() for e in r.entries()]
              for r in (SEG_LOSSES, SEG_MODELS, CLASSIFIERS, METRICS, FORMATS, CASE_STATISTICS)}
 directions = {name: higher_is_better("val_" + name) for name in METRICS}
-resolved = {task: [resolve_format(task, n) for n in [*formats_for(task), *aliases]]
-            for task, aliases in FORMAT_ALIASES.items()}
+resolved = {s.name: [s.resolve_format(n) for n in [*formats_for(s.name), *s.format_aliases]]
+            for s in (e.obj for e in TASKS.entries())}
 print(json.dumps({"described": described, "heavy": [m for m in HEAVY if m in sys.modules]}, default=str))
 """
 

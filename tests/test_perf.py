@@ -150,7 +150,7 @@ def test_bulk_filled_store_reads_back_through_mlflow(workdir):
     from bench.leaderboard import leaderboard
     from bench.perf.synthetic import check_store, fill_store
 
-    filled = fill_store(30, parents=2)
+    filled = fill_store(30, "xray-heart", parents=2)
     assert filled["rows"]["runs"] == 30 and len(filled["parents"]) == 2
     assert check_store(filled, sample=30) == 30
     table = leaderboard("xray-heart")

@@ -39,13 +39,13 @@ def test_reading_every_task_spec_imports_no_torch_monai_or_smp():
                 json.dumps(preset.config)
             assert spec.preset(None) is spec.presets[spec.default_preset]
             assert callable(spec.run) and callable(spec.prepare)
-            seen.append((spec.name, sorted(fields), sorted(spec.extra)))
+            seen.append((spec.name, sorted(fields)))
         print(json.dumps({{"tasks": seen, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
     """)
     import json
 
     report = json.loads(out)
-    assert [name for name, *_ in report["tasks"]] == ["ct-lung", "xray-heart"]
+    assert [name for name, *_ in report["tasks"]] == ["ct-lung", "segmentation", "xray-heart"]
     assert report["heavy"] == []
 
 
@@ -82,6 +82,6 @@ def test_lazy_calls_its_target_and_pickles_by_name():
 
 def test_spec_callables_point_at_existing_functions():
     for spec in (entry.obj for entry in TASKS.entries()):
-        for fn in (spec.run, spec.prepare, spec.make_phantom, spec.inspect, *spec.extra.values()):
+        for fn in (spec.run, spec.prepare, spec.make_phantom, spec.inspect, spec.evaluate, spec.build_models):
             if isinstance(fn, lazy):
                 assert callable(fn.resolve()), fn

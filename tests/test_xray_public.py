@@ -239,4 +239,4 @@ def test_datasets_split_and_inspect_take_the_reader_options_searches_use(workdir
     assert main(["datasets", "inspect", root, "--task", "xray-heart", "--format", "chexmask", "--min-dice", "0.4",
                  "--classes", "no_finding,effusion"]) == 1  # a label outside the list is reported as a problem
     assert main(["datasets", "split", "phantom", "--task", "ct-lung", "--min-dice", "0.4"]) == 2
-    assert "apply to xray-heart's data" in capsys.readouterr().err
+    assert "--min-dice must be data options of task ct-lung" in capsys.readouterr().err

@@ -115,8 +115,9 @@ def add_format(parser: argparse.ArgumentParser, help_: str) -> None:
 
 
 def add_data_options(parser: argparse.ArgumentParser, where: str, classes: bool = True) -> None:
-    """xray-heart's class list and reader options, for the commands that read data (``where`` names the
-    data argument in the help; ``classes=False`` leaves --classes out)."""
+    """The data's class list and reader options (those a task takes: ``TaskSpec.data_options``), for the
+    commands that read data (``where`` names the data argument in the help; ``classes=False`` leaves
+    --classes out)."""
     if classes:
         parser.add_argument("--classes", metavar="A,B,...",
                             help=f"xray-heart: fix the class list of {where} and its order (labels outside it "
@@ -131,15 +132,32 @@ def add_data_options(parser: argparse.ArgumentParser, where: str, classes: bool 
                              "one error listing them (default) or skip them with one warning")
 
 
+# The data options of add_data_options (and --sample of `datasets inspect`): a task's spec says which of
+# them its data takes (TaskSpec.data_options).
+DATA_OPTIONS = ("classes", "min_dice", "uncertain", "missing", "sample")
+
+
+def check_data_options(args) -> None:
+    """Refuse, in one line, the data options given that the task's data does not take."""
+    from bench.tasks import TASKS
+
+    takes = TASKS.get(args.task).data_options
+    refused = [k for k in DATA_OPTIONS if getattr(args, k, None) not in (None, "") and k not in takes]
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        accepted = ", ".join("--" + k.replace("_", "-") for k in DATA_OPTIONS if k in takes) or "none"
+        raise BenchError(f"{flags} must be data options of task {args.task}, but its data takes {accepted}. "
+                         "Leave them out.")
+
+
 def data_options(args) -> tuple[tuple[str, ...], dict]:
     """(class list, reader options) of :func:`add_data_options`: only what the user gave, so runs without
-    these flags keep their config hashes, caches and split names."""
+    these flags keep their config hashes, caches and split names. Options the task's data does not take
+    (``TaskSpec.data_options``) are refused."""
+    check_data_options(args)
     classes = metric_list(getattr(args, "classes", None))
     options = {k: getattr(args, k, None) for k in ("min_dice", "uncertain", "missing")}
     options = {k: v for k, v in options.items() if v is not None}
-    if (classes or options) and args.task != "xray-heart":
-        raise BenchError(f"--classes, --min-dice, --uncertain and --missing apply to xray-heart's data, but got "
-                         f"--task {args.task}. Leave them out.")
     return classes, options
 
 

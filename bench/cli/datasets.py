@@ -66,6 +66,13 @@ def add_parser(sub) -> None:
         help="split file to write (default: the kept-splits folder under the cache, "
         "where searches look it up)",
     )
+    s.add_argument("--patient-regex", metavar="REGEX",
+                   help="formats that name cases by id (nnunet, msd): a regex whose one group over the case id is "
+                        "the patient, so a patient's cases stay in one part, e.g. '^(P\\d+)-' (default: each case "
+                        "its own patient)")
+    s.add_argument("--export-nnunet", metavar="PATH",
+                   help="also write the folds as nnU-Net's splits_final.json (a file, or a folder to put it in); "
+                        "the test cases are in no fold")
     s.set_defaults(func=split, prog=s.prog)
 
 
@@ -85,10 +92,8 @@ def make_phantom(args) -> int:
 
 
 def inspect(args) -> int:
-    classes, options = data_options(args)
-    if args.sample is not None and args.task != "xray-heart":
-        raise BenchError(f"--sample applies to xray-heart's data, but got --task {args.task}. Leave it out.")
-    given = {"classes": classes, **options} if classes or options else {}  # only xray-heart's hook takes them
+    classes, options = data_options(args)  # refuses those the task's data does not take, --sample too
+    given = {"classes": classes, **options} if classes or options else {}
     if args.sample is not None:
         given["sample"] = args.sample
     report = _task_hook(args.task, "inspect")(args.path, args.format, **given)
@@ -107,9 +112,9 @@ def split(args) -> int:
     _, options = data_options(args)
     fmt = args.format
     if not fmt and args.path != "phantom":
-        from bench.data.formats import detect_format
-
-        fmt = detect_format(args.task, args.path)
+        fmt = TASKS.get(args.task).resolve_format(None, args.path)
+    if args.patient_regex:
+        options["patient_regex"] = _reader_takes("patient_regex", "--patient-regex", fmt, args.patient_regex)
     split_, out = write_split(
         args.path, args.task, fmt, n_folds=args.folds, seed=args.seed, out=args.out,
         phantom_cases=TASKS.get(args.task).phantom_cases, **options,
@@ -118,4 +123,21 @@ def split(args) -> int:
         f"wrote {out} (sha256 {split_.sha256[:16]}…, {len(split_.test)} test cases, "
         f"{len(split_.folds)} folds)"
     )
+    if args.export_nnunet:
+        from bench.data.seg_splits import nnunet_folds, write_splits_final
+
+        exported = write_splits_final(nnunet_folds(split_), args.export_nnunet)
+        print(f"wrote {exported} (nnU-Net splits_final.json, {len(split_.folds)} folds; the "
+              f"{len(split_.test)} test cases are in none)")
     return 0
+
+
+def _reader_takes(param: str, flag: str, fmt: str | None, value):
+    """``value`` if the reader of ``fmt`` has the parameter ``param``, else one error naming the formats that do."""
+    from bench.data.formats import FORMATS
+
+    takes = [e.name for e in FORMATS.entries() if param in e.parameters()]
+    if fmt not in takes:
+        raise BenchError(f"{flag} applies to the data formats {', '.join(takes)}, but got "
+                         f"{'--format ' + fmt if fmt else 'the phantom'}. Leave it out.")
+    return value

@@ -41,7 +41,15 @@ def _registries(what: str) -> list:
     return [FORMATS]
 
 
+def _tasks_using(registry) -> list[str]:
+    """The tasks whose spec names ``registry`` as their guidance (``TaskSpec.guidance``)."""
+    from bench.tasks import TASKS
+
+    return [e.name for e in TASKS.entries() if e.obj.guidance is registry]
+
+
 def run(args) -> int:
+    users = {id(r): _tasks_using(r) for r in _registries(args.what)} if args.what == "guidance" else {}
     rows = [
         {
             "kind": r.kind,
@@ -49,6 +57,7 @@ def run(args) -> int:
             "description": e.description,
             "parameters": dict(e.parameters()),
             **({"tags": e.tags} if e.tags else {}),
+            **({"tasks": users[id(r)]} if id(r) in users else {}),
         }
         for r in _registries(args.what)
         for e in r.entries()
@@ -58,7 +67,7 @@ def run(args) -> int:
         return 0
     for row in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items())
-        task = row.get("tags", {}).get("task")  # guidance: the task a strategy applies to
-        kind = f"{row['kind']} ({task})" if isinstance(task, str) else row["kind"]
+        tasks = row.get("tasks")  # guidance: the tasks that use the strategy's family
+        kind = f"{row['kind']} ({', '.join(tasks) or 'no task'})" if tasks is not None else row["kind"]
         print(f"{row['name']:<18} {kind:<32} {row['description']}" + (f"  [{params}]" if params else ""))
     return 0

@@ -186,14 +186,14 @@ def data_overrides(args) -> dict:
 
 
 def settings_from(args):
-    from bench.data.formats import default_format
     from bench.search.driver import SearchSettings
+    from bench.tasks import TASKS
 
     return SearchSettings(
         task=args.task,
         preset=args.preset,
         data=args.data or "phantom",
-        data_format=args.format or default_format(args.task, args.data),
+        data_format=args.format or TASKS.get(args.task).default_format(args.data),
         trials=args.trials,
         timeout=args.timeout,
         seed=args.seed,

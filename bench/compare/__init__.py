@@ -23,12 +23,12 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "ComparisonResult": "driver", "Progress": "driver", "compare": "driver", "resolve_base": "driver",
+    "ComparisonResult": "result", "Progress": "driver", "compare": "driver", "resolve_base": "driver",
     "summarize": "export", "write_outputs": "export",
-    "METRIC_TABLE": "plan", "Dimension": "plan", "Job": "plan", "MetricPlan": "plan", "load_reference": "plan",
+    "Dimension": "plan", "Job": "plan", "MetricPlan": "plan", "load_reference": "plan",
     "metric_plan": "plan",
 }
-__all__ = ["METRIC_TABLE", "ComparisonResult", "Dimension", "Job", "MetricPlan", "Progress", "compare",
+__all__ = ["ComparisonResult", "Dimension", "Job", "MetricPlan", "Progress", "compare",
            "load_reference", "metric_plan", "resolve_base", "summarize", "write_outputs"]
 
 

@@ -118,7 +118,7 @@ def run(args) -> int:
     check_store_reachable("bench compare")
     from bench.compare import compare
     from bench.compare_stats import results_markdown
-    from bench.data.formats import default_format
+    from bench.tasks import TASKS
 
     _interrupt_on_sigterm()
 
@@ -149,7 +149,7 @@ def run(args) -> int:
                      seeds=args.seeds, preset=args.preset, space=args.space, config_from=_config_source(args),
                      tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
                      on_progress=progress, data=args.data or "phantom",
-                     data_format=args.format or default_format(args.task, args.data), seed=args.seed,
+                     data_format=args.format or TASKS.get(args.task).default_format(args.data), seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      resamples=args.resamples, stage_cache=args.stage_cache == "on")

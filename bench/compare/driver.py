@@ -13,18 +13,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from bench import stages
 from bench.compare import plan as planning
 from bench.compare import runs as store
-from bench.compare.analysis import Analysis, analyse, trial_hours
-from bench.compare.collect import CaseData, case_data, usable_runs
+from bench.compare.analysis import analyse, trial_hours
+from bench.compare.collect import case_data, usable_runs
 from bench.compare.parallel import Execution, JobContext, plan_execution, run_job
+from bench.compare.result import ComparisonResult
 from bench.config import TrialConfig
 from bench.errors import BenchError, ConfigError, SplitError
 from bench.tasks.base import SEARCH_SPACES_DIR
@@ -45,42 +44,6 @@ class Progress:
     total: int
     outcome: TrialOutcome | None
     stage: str = "run"  # run | tune | collect
-
-
-@dataclass
-class ComparisonResult:
-    name: str
-    task: str
-    parent_run_id: str
-    metric: str
-    baseline: str
-    arms: list[str]
-    settings: dict[str, Any]
-    analysis: Analysis
-    runs: pd.DataFrame  # every nested run (state, seconds, metrics)
-    cases: CaseData
-    n_ran: int
-    n_skipped: int
-    n_failed: int
-    killed_closed: int
-    dropped_cells: list[tuple[int, int]]
-    seconds: float
-    hours: dict[str, float] = field(default_factory=dict)
-    exported: list[Path] = field(default_factory=list)
-    stages_trained: int = 0  # stage trainings in the comparison's runs (bench.stage.* = trained)
-    stages_loaded: int = 0  # stage trainings saved: stages its runs loaded from the stage cache
-
-    @property
-    def table(self) -> pd.DataFrame:
-        return self.analysis.table
-
-    @property
-    def verdicts(self) -> list[str]:
-        return self.analysis.verdicts
-
-    @property
-    def trial_hours_total(self) -> float:
-        return float(sum(self.hours.values()))
 
 
 def resolve_base(task: str, preset: str, config_from: str | None, tracker: Tracker) -> planning.BaseConfig:
@@ -140,7 +103,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
         preset: budget preset (default: the task's); space: search space file (default: the preset's).
         config_from: where the fixed configuration comes from (see :func:`resolve_base`).
         tune: N > 0 tunes each arm with its own N-trial study first (:mod:`bench.compare.tune`).
-        metric: primary metric (default: declared per task and dimension in ``plan.METRIC_TABLE``).
+        metric: primary metric (default: declared per dimension in the task's ``TaskSpec.compare_metrics``).
         resume: continue comparison ``name``: finished runs are not repeated, killed ones are re-run.
         name: the comparison's name (default ``<task>-<dimension>-<preset>-<time>``).
         on_progress: called after each job with a :class:`Progress`.

@@ -27,7 +27,7 @@ from bench.config import atomic_write_text
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.compare.driver import ComparisonResult
+    from bench.compare.result import ComparisonResult
     from bench.tracking import Tracker
 
 

@@ -35,7 +35,15 @@ RUN_FIELDS = ("task", "data", "data_format", "split_hash", "fold", "seed")
 
 @dataclass(frozen=True)
 class MetricPlan:
-    """The metrics of a comparison: the primary one (verdicts, ranks) and the others reported beside it."""
+    """The metrics of a comparison: the primary one (verdicts, ranks) and the others reported beside it.
+
+    A task declares them per dimension in ``TaskSpec.compare_metrics`` ("*": any other dimension), primary
+    first. Per-case and set-level metrics come from the runs' val_cases.json (pooled over folds, paired on
+    the same validation cases); the rest are per-run values (paired on the same fold x seed);
+    "<metric>@run" asks for the runs' own values of a pooled metric, "<metric>@fold" for a set-level metric
+    computed within each fold x seed on its own cases and averaged by cases (stratified bootstrap; see
+    bench.compare.analysis).
+    """
 
     primary: str
     others: tuple[str, ...]
@@ -45,34 +53,10 @@ class MetricPlan:
         return (self.primary, *[m for m in self.others if m != self.primary])
 
 
-# Per task and dimension ("*": any other): primary metric first. Per-case and set-level metrics come from
-# the runs' val_cases.json (pooled over folds, paired on the same validation cases); the rest are
-# per-run values (paired on the same fold x seed); "<metric>@run" asks for the runs' own values of a pooled
-# metric, "<metric>@fold" for a set-level metric computed within each fold x seed on its own cases and
-# averaged by cases (stratified bootstrap; see bench.compare.analysis). The guidance verdicts use
-# val_auroc@fold: the pooled val_auroc also scores whether the K fold models are calibrated alike.
-METRIC_TABLE: dict[str, dict[str, tuple[str, ...]]] = {
-    "xray-heart": {
-        "guidance": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
-                     "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc",
-                     "test_attention_in_heart", "val_heart_dice"),
-        "classifier": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
-                       "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc"),
-        "seg_loss": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
-        "seg_arch": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
-        "*": ("val_auroc@fold", "val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),
-    },
-    "ct-lung": {
-        "*": ("val_lesion_dice", "val_lesion_nsd", "val_fp_outside_lung_ml", "val_lesion_hd95",
-              "val_lesion_sensitivity", "test_lesion_dice", "test_fp_outside_lung_ml"),
-    },
-}
-
-
 def metric_plan(spec: TaskSpec, dimension: str, metric: str | None = None) -> MetricPlan:
     """The declared metrics of ``dimension`` on the task (the task's objective alone when undeclared);
     ``metric`` (``--metric``) becomes the primary one."""
-    declared = METRIC_TABLE.get(spec.name, {})
+    declared = spec.compare_metrics
     names = declared.get(dimension) or declared.get("*") or (spec.objective,)
     primary = metric or names[0]
     return MetricPlan(primary, tuple(n for n in names if n != primary))
@@ -98,10 +82,12 @@ class Dimension:
 def _registry_of(spec: TaskSpec, name: str):
     from bench.search.space import REGISTRY_FIELDS
 
-    location = {**REGISTRY_FIELDS, **{k: tuple(v) for k, v in spec.extra.get("space_registries", {}).items()}}
-    if name not in location:
+    declared = spec.registries()
+    if name in declared:
+        return declared[name]
+    if name not in REGISTRY_FIELDS:
         return None
-    module, attr = location[name]
+    module, attr = REGISTRY_FIELDS[name]
     return getattr(importlib.import_module(module), attr)
 
 

@@ -13,35 +13,31 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.case import Case
-from bench.data.formats import FORMAT_ALIASES, FORMATS, resolve_format
+from bench.data.formats import FORMATS
 from bench.errors import DataError
 
-# Kept for callers of the old name; the one alias table is bench.data.formats.FORMAT_ALIASES.
-CT_FORMAT_ALIASES = FORMAT_ALIASES["ct-lung"]
 HU_RANGE = (-32768, 32767)  # the readers hand out int16 HU; the histogram has one bin per HU value
 AXES = ("z", "y", "x")
 
 
-def inspect_ct(path: str | Path, data_format: str | None = None, cases: Iterable[Case] | None = None) -> dict:
-    """Summarise a CT data folder read by ``data_format`` (a ct-lung format or alias, see ``resolve_format``;
-    None: the format the folder is recognised as, see ``detect_format``), or the given ``cases`` (the
-    built-in phantom: ``data_format`` is then only the report's name for them).
+def inspect_ct(path: str | Path, data_format: str, cases: Iterable[Case] | None = None) -> dict:
+    """Summarise a CT data folder read by the registered format ``data_format`` (the task resolves what the
+    user typed: ``TaskSpec.resolve_format``), or the given ``cases`` (the built-in phantom: ``data_format``
+    is then only the report's name for them).
 
     Returns counts (cases, patients, classes), per-axis spacing and shape ranges, the HU range (exact
     percentiles over every voxel), slice counts, which masks exist and every problem the reader noted, keyed
     by case id. Patient names and ids never appear: patients are only counted. Raises DataError (naming the
-    file) on unreadable input, and RegistryError when the format is neither given nor recognisable.
+    file) on unreadable input.
 
     Example:
         >>> report = inspect_ct("phantom_ct_dicom", "ct_dicom")  # doctest: +SKIP
         >>> report["cases"], report["spacing_mm"]["z"]           # doctest: +SKIP
     """
+    fmt = data_format
     if cases is None:
-        fmt = resolve_format("ct-lung", data_format, path)
         reader = FORMATS.create(fmt)
         cases = reader.iter_cases(path, ()) if hasattr(reader, "iter_cases") else iter(reader.read(path, ()))
-    else:
-        fmt = data_format
     n, patients, classes, sites, masks, lesions = 0, set(), Counter(), Counter(), Counter(), 0
     spacing_lo = spacing_hi = shape_lo = shape_hi = None
     slices_total = 0

@@ -94,13 +94,13 @@ def __getattr__(name: str) -> Any:
 
 
 def all_strategies() -> list[tuple[Registry, Entry]]:
-    """Both families, classifier strategies first: ``(registry, entry)`` pairs, each entry tagged with the
-    task it applies to (``entry.tags["task"]``: "xray-heart" or "ct-lung"); names repeat across families
-    (both have ``none``), so the registry's ``kind`` tells them apart. Imports no torch.
+    """Both families, classifier strategies first: ``(registry, entry)`` pairs; names repeat across families
+    (both have ``none``), so the registry's ``kind`` tells them apart. A task names the family it uses in
+    ``TaskSpec.guidance``. Imports no torch.
 
     Example:
-        >>> sorted({entry.tags["task"] for _, entry in all_strategies()})
-        ['ct-lung', 'xray-heart']
+        >>> sorted({registry.kind for registry, _ in all_strategies()})
+        ['guidance strategy', 'lesion guidance strategy']
     """
     return [(registry, entry) for registry in (GUIDANCE, LESION_GUIDANCE) for entry in registry.entries()]
 

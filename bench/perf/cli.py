@@ -82,7 +82,7 @@ def cli(repeats: int = 5, runs: int = 1000) -> dict[str, Any]:
     from bench.perf.synthetic import fill_store
 
     with isolated_store() as store:
-        fill_store(runs)
+        fill_store(runs, "xray-heart")  # the task the measured commands name
         todo = commands(str(store / "board.csv"))
         times: dict[str, list[float]] = {name: [] for name in [REFERENCE, *todo]}
         loadavg_before = os.getloadavg()

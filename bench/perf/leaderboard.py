@@ -53,7 +53,7 @@ def leaderboard(runs: int = 10_000, repeats: int = 3, parents: int = 4, cold_rep
     quiet()
     with isolated_store() as store:
         load_before = os.getloadavg()
-        fill_s, _, filled = timed(lambda: fill_store(runs, parents=parents))
+        fill_s, _, filled = timed(lambda: fill_store(runs, "xray-heart", parents=parents))
         check_s, _, found = timed(lambda: check_store(filled))
         src = str(Path(__file__).resolve().parents[2])
         env_path = os.environ.get("PYTHONPATH", "")

@@ -15,15 +15,20 @@ from typing import Any
 
 from bench.perf._common import cpu_count, isolated_store, quiet
 
+# The measured comparison (results/perf/stages.json): ct-lung's guidance arms all share its lung stage, the
+# stage the cache saves. Other tasks and dimensions are parameters.
+WORKLOAD: dict[str, Any] = {"task": "ct-lung", "dimension": "guidance",
+                            "arms": ("none", "restrict_output", "lung_channel", "lung_crop", "cascade")}
 
-def stages(task: str = "ct-lung", dimension: str = "guidance",
-           arms: Sequence[str] = ("none", "restrict_output", "lung_channel", "lung_crop", "cascade"),
+
+def stages(task: str | None = None, dimension: str | None = None, arms: Sequence[str] | None = None,
            folds: int = 2, seeds: int = 1, preset: str = "smoke", resamples: int = 500,
            workers: int | None = None) -> dict[str, Any]:
     """Time ``bench compare`` with the stage cache off and on.
 
     Args:
-        task, dimension, arms, folds, seeds, preset: the comparison (as ``bench compare`` takes them).
+        task, dimension, arms, folds, seeds, preset: the comparison (as ``bench compare`` takes them; task,
+            dimension and arms left out: :data:`WORKLOAD`).
         resamples: bootstrap resamples of the statistics (the same in both runs).
         workers: ``--workers N`` (None: one job after another).
 
@@ -37,6 +42,8 @@ def stages(task: str = "ct-lung", dimension: str = "guidance",
     from bench.tasks import TASKS
 
     quiet()
+    task, dimension = task or WORKLOAD["task"], dimension or WORKLOAD["dimension"]
+    arms = arms or WORKLOAD["arms"]
     spec = TASKS.get(task)
     common = {"task": task, "dimension": dimension, "arms": list(arms), "folds": folds, "seeds": seeds,
               "preset": preset, "resamples": resamples, "workers": workers}

@@ -39,7 +39,7 @@ def synthetic_run(i: int, rng: np.random.Generator) -> dict[str, dict[str, Any]]
     return {"params": params, "metrics": metrics}
 
 
-def fill_store(n: int, task: str = "xray-heart", study: str = "perf-synthetic", parents: int = 4,
+def fill_store(n: int, task: str, study: str = "perf-synthetic", parents: int = 4,
                seed: int = 0) -> dict[str, Any]:
     """Write ``n`` finished trial runs, nested under ``parents`` search runs, into the tracker's SQL store.
 
@@ -47,7 +47,8 @@ def fill_store(n: int, task: str = "xray-heart", study: str = "perf-synthetic", 
 
     Args:
         n: trial runs.
-        task: whose experiment (``bench/<task>``) receives them.
+        task: whose experiment (``bench/<task>``) receives them (the runs carry xray-heart's params and
+            metrics, whatever the task).
         study: ``study`` tag of every run.
         parents: search (parent) runs; trial i nests under parent i % parents.
         seed: RNG seed of the synthetic values.
@@ -101,11 +102,12 @@ def fill_store(n: int, task: str = "xray-heart", study: str = "perf-synthetic", 
             conn.execute(insert(SqlLatestMetric.__table__), tables["metrics"])
     finally:
         engine.dispose()
-    return {"parents": parent_ids, "trials": trial_ids, "rows": {k: len(v) for k, v in tables.items()}}
+    return {"task": task, "parents": parent_ids, "trials": trial_ids, "rows": {k: len(v) for k, v in tables.items()}}
 
 
-def check_store(filled: dict[str, Any], task: str = "xray-heart", seed: int = 0, sample: int = 20) -> int:
-    """Read the filled runs back through ``MlflowClient``; raise if any count, param, metric or tag differs.
+def check_store(filled: dict[str, Any], seed: int = 0, sample: int = 20) -> int:
+    """Read the runs :func:`fill_store` wrote (``filled``, its answer) back through ``MlflowClient``; raise if any
+    count, param, metric or tag differs.
 
     Returns:
         The number of trial runs found (``len(filled["trials"])`` when all is well).
@@ -113,7 +115,7 @@ def check_store(filled: dict[str, Any], task: str = "xray-heart", seed: int = 0,
     from bench.leaderboard import runs_frame
     from bench.tracking import KIND_TAG, Tracker
 
-    tracker = Tracker(task)
+    tracker = Tracker(filled["task"])
     frame = runs_frame(tracker, f"tags.`{KIND_TAG}` = 'trial'").set_index("run_id")
     if set(frame.index) != set(filled["trials"]):
         raise AssertionError(f"expected {len(filled['trials'])} trial runs back, found {len(frame)}")

@@ -16,7 +16,7 @@ from bench.errors import ConfigError
 from bench.registry import Registry
 
 if TYPE_CHECKING:
-    from bench.search.driver import SearchSettings, SearchSummary
+    from bench.search.settings import SearchSettings, SearchSummary
 
 BACKENDS: Registry = Registry("backend")
 

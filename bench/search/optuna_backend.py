@@ -20,9 +20,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
@@ -44,6 +42,7 @@ from bench.search.driver import (  # noqa: F401  (re-exported: the public names 
 )
 from bench.search.samplers import make_pruner, make_sampler
 from bench.search.space import SearchSpace, load_space
+from bench.search.workers import WorkerJob
 from bench.tracking import Tracker, store_dir
 from bench.trial import FAIL, FOLD_KIND, PRUNED, exception_reason, tracked_trial
 
@@ -100,25 +99,6 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(url))
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    """Everything a worker process needs to join the shared study (picklable for the spawn context)."""
-
-    settings: SearchSettings
-    study_name: str
-    storage_url: str
-    direction: str
-    parent_run_id: str
-    base_flat: dict[str, Any]
-    space_path: str
-    n_trials: int  # at most this many trials in this process (its share of what was left when it joined)
-    study_total: int = 0  # --trials: the study's total, shared by every process that joins it
-    worker: int = 0
-    workers: int = 1
-    torch_threads: int | None = None
-    gpu: str | None = None
 
 
 def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Callable[[optuna.Trial], float]:

@@ -12,7 +12,8 @@ Format::
 Names are TrialConfig fields or ``<x>_params.<keyword>``. ``when`` makes a parameter conditional on
 values sampled before it (file order), so Tversky's α is only sampled for Tversky.
 Categorical choices of registry-backed fields are checked against their registry; a task may point a field
-at another registry through ``TaskSpec.extra["space_registries"]`` (ct-lung: ``guidance`` → lung guidance).
+at another registry through ``TaskSpec.guidance`` and ``TaskSpec.space_registries`` (ct-lung: ``guidance`` →
+lung guidance).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from bench.config import PARAM_DICTS, TrialConfig
 from bench.errors import ConfigError
+from bench.registry import Registry
 
 TYPES = ("categorical", "float", "int")
 # Categorical fields whose choices must be registered names, and where to look them up.
@@ -88,11 +90,11 @@ def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
     if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping) or not data["params"]:
         raise ConfigError(f"{source}: a search space must have a non-empty 'params' mapping, but it has none.")
     fields = {f.name for f in dataclasses.fields(TrialConfig)} - set(PARAM_DICTS)
-    registries = dict(REGISTRY_FIELDS)
+    registries: dict[str, Any] = dict(REGISTRY_FIELDS)
     if data.get("task"):
         from bench.tasks import TASKS
 
-        registries.update({k: tuple(v) for k, v in TASKS.get(data["task"]).extra.get("space_registries", {}).items()})
+        registries.update(TASKS.get(data["task"]).registries())
     params: list[Param] = []
     for name, spec in data["params"].items():
         where = f"{source}: parameter '{name}'"
@@ -131,13 +133,17 @@ def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
     return SearchSpace(tuple(params), str(data.get("description", "")), source)
 
 
-def _check_registered(location: tuple[str, str] | None, choices: tuple, where: str) -> None:
+def _check_registered(location: tuple[str, str] | Registry | None, choices: tuple, where: str) -> None:
+    """``location``: a registry, or where to import it from (``REGISTRY_FIELDS``); None: no check."""
     if location is None:
         return
     import importlib
 
-    module, attr = location
-    registry = getattr(importlib.import_module(module), attr)
+    if isinstance(location, tuple):
+        module, attr = location
+        registry = getattr(importlib.import_module(module), attr)
+    else:
+        registry = location
     for choice in choices:
         if choice not in registry:
             close = difflib.get_close_matches(str(choice), registry.names(), n=3)

@@ -11,14 +11,33 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
     import optuna
 
-    from bench.search.optuna_backend import WorkerJob
+    from bench.search.settings import SearchSettings
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs to join the shared study (picklable for the spawn context)."""
+
+    settings: SearchSettings
+    study_name: str
+    storage_url: str
+    direction: str
+    parent_run_id: str
+    base_flat: dict[str, Any]
+    space_path: str
+    n_trials: int  # at most this many trials in this process (its share of what was left when it joined)
+    study_total: int = 0  # --trials: the study's total, shared by every process that joins it
+    worker: int = 0
+    workers: int = 1
+    torch_threads: int | None = None
+    gpu: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ reading a spec (``bench tasks``, the leaderboard, the search space) never import
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class Preset:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """Everything shared code knows about a task: shared code looks these up, never a task's name."""
+
     name: str
     description: str
     classes: tuple[str, ...]
@@ -74,14 +76,44 @@ class TaskSpec:
     prepare: Callable[..., Any]  # (config) -> the task's prepared data, with .split_hash
     phantom_cases: Callable[[], list] | None = None  # the standard phantom's cases (to remake its split)
     make_phantom: Callable[..., Any] | None = None  # (out, fmt, cases, seed) -> Path
-    inspect: Callable[..., Any] | None = None  # (path, fmt) -> JSON-able report
+    inspect: Callable[..., Any] | None = None  # (path, fmt, **data_options) -> JSON-able report
     headline: tuple[str, ...] = ()  # metric columns a terminal leaderboard shows besides the objective
     default_preset: str = "cpu"
     # Stages whose results the stage cache keeps (bench.stages.Stage): trained once, loaded by later trials.
     stages: tuple[Any, ...] = ()
-    # evaluate: (config, state_dicts) -> metrics; build_models: (config) -> {name: module} as in
-    # checkpoint.pt (both for ``bench replay``); space_registries: search-space fields looked up elsewhere.
-    extra: dict[str, Any] = field(default_factory=dict)
+    # `bench compare`: per comparable dimension ("*": any other), the metrics reported, primary first (the
+    # verdicts and ranks use it). Undeclared: the objective alone. Spelling: bench.compare.plan.MetricPlan.
+    compare_metrics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The command-line data options the task's prepare/inspect accept (bench.cli._common.DATA_OPTIONS:
+    # "classes", "min_dice", "uncertain", "missing", "sample"); any other given is refused with one line.
+    data_options: frozenset[str] = frozenset()
+    # `--format NAME` -> registered format, for this task only (ct-lung: "dicom" means "ct_dicom").
+    format_aliases: Mapping[str, str] = field(default_factory=dict)
+    # The registry whose strategies the config field ``guidance`` names; None: guidance is no dimension.
+    guidance: Registry | None = None
+    # Other config fields whose values name entries of a registry (checked in search spaces and --arms),
+    # besides the shared ones (bench.search.space.REGISTRY_FIELDS) and ``guidance``.
+    space_registries: Mapping[str, Registry] = field(default_factory=dict)
+    # `bench replay`: (config, state_dicts) -> metrics, re-scoring stored weights; None: replay only retrains.
+    evaluate: Callable[..., Any] | None = None
+    # `bench replay --checkpoint`: (config) -> {name: module} as in checkpoint.pt.
+    build_models: Callable[..., Any] | None = None
+
+    def registries(self) -> dict[str, Registry]:
+        """Config field -> the registry its values are names of, for fields this task declares."""
+        return {**({"guidance": self.guidance} if self.guidance is not None else {}), **self.space_registries}
+
+    def resolve_format(self, name: str | None, path=None) -> str:
+        """The registered format ``--format name`` means for this task (its aliases applied); with no name,
+        the one format of the task that recognises the folder ``path`` (bench.data.formats.resolve_format)."""
+        from bench.data.formats import resolve_format
+
+        return resolve_format(self.name, name, path, aliases=self.format_aliases)
+
+    def default_format(self, data: str | None) -> str:
+        """The format a command uses when ``--format`` is left out: the phantom without ``--data``, else the
+        one format of the task that recognises the folder."""
+        return self.resolve_format(None, data) if data else "phantom"
 
     def preset(self, name: str | None) -> Preset:
         name = name or self.default_preset
@@ -96,3 +128,4 @@ class TaskSpec:
 def register_task(spec: TaskSpec) -> TaskSpec:
     TASKS.register(spec.name, spec.description)(spec)
     return spec
+

@@ -14,10 +14,10 @@ import pytest
 
 from bench.cli import main
 from bench.data.case import Case
-from bench.data.ct_inspect import inspect_ct
 from bench.data.ct_io import read_nifti, write_nifti
 from bench.data.formats import FORMATS
 from bench.errors import DataError, RegistryError
+from bench.tasks.ct_lung.data import inspect as inspect_ct  # the task hook: resolves --format, then reads
 
 CT_FORMATS = ("ct_dicom", "msd", "nifti", "luna16")
 

@@ -7,11 +7,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from bench.data.ct_inspect import inspect_ct
 from bench.data.ct_io import write_nifti
 from bench.data.formats import FORMATS
 from bench.data.formats.luna16 import _to_sitk, official_split, sphere_mask
 from bench.errors import DataError
+from bench.tasks.ct_lung.data import inspect as inspect_ct  # the task hook: resolves --format, then reads
 
 
 def _by_image(cases):

@@ -71,7 +71,7 @@ def test_spec_metrics_are_the_ones_the_lesion_metrics_report():
 
 
 def test_guidance_comes_from_lesion_guidance():
-    assert set(SPEC.extra["guidance"]) == set(LESION_GUIDANCE.names()) >= {
+    assert SPEC.guidance is LESION_GUIDANCE and set(SPEC.guidance.names()) >= {
         "none", "restrict_output", "lung_channel", "lung_crop", "cascade"}
     assert make_guidance("cascade", {"dilate": 1, "margin": 0.1}).train_mask == "predicted"
     with pytest.raises(ConfigError, match="guidance"):

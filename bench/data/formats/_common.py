@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench.data.atomic import atomic_folder  # noqa: F401  (the readers import it from here)
 from bench.errors import BenchWarning, DataError
 
 
@@ -171,19 +169,3 @@ def number(value: str):
         return float(value)
     except (TypeError, ValueError):
         return value
-
-
-@contextmanager
-def atomic_folder(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder that replaces ``out`` only if the block finishes."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

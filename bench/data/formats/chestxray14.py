@@ -87,10 +87,9 @@ def index_images(root: Path) -> dict[str, Path]:
     return {p.name: p for p in root.rglob("*.png") if p.is_file()}
 
 
-@FORMATS.register("chestxray14", tasks=(), not_for={
-    "xray-heart": "ChestX-ray14 alone has no heart masks, and xray-heart trains a heart segmenter on them. Put the "
-                  "CheXmask table (ChestX-Ray8.csv) in the folder and use --format chexmask "
-                  "(datasets/chexmask/README.md)"})
+@FORMATS.register("chestxray14", tasks=(), why_not=(
+    "ChestX-ray14 alone has image labels but no heart masks, which a task's segmenter trains on. Put the "
+    "CheXmask table (ChestX-Ray8.csv) in the folder and use --format chexmask (datasets/chexmask/README.md)"))
 class ChestXray14:
     """NIH ChestX-ray14 PNGs with Cardiomegaly labels from Data_Entry_2017.csv and the official split."""
 

@@ -48,9 +48,9 @@ def chexpert_key(path: str) -> str:
     return str(PurePosixPath(*parts).with_suffix("")) if parts else ""
 
 
-@FORMATS.register("chexpert", tasks=(), not_for={
-    "xray-heart": "CheXpert alone has no heart masks, and xray-heart trains a heart segmenter on them. Put the "
-                  "CheXmask table (CheXpert.csv) in the folder and use --format chexmask (datasets/chexmask/README.md)"})
+@FORMATS.register("chexpert", tasks=(), why_not=(
+    "CheXpert alone has image labels but no heart masks, which a task's segmenter trains on. Put the CheXmask "
+    "table (CheXpert.csv) in the folder and use --format chexmask (datasets/chexmask/README.md)"))
 class Chexpert:
     """CheXpert JPEGs, Cardiomegaly labels (uncertain policy ignore|ones|zeros), frontal views, valid.csv as test."""
 

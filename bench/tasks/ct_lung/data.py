@@ -110,17 +110,18 @@ def preprocess(cases, spacing: tuple[float, float, float]) -> dict[str, np.ndarr
 
 def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
     """Write the ct-lung phantom in a real layout: ``dicom`` (series + labels.csv), ``nifti`` (MSD Task06
-    layout), ``mhd`` (LUNA16 layout); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti`` work too.
+    layout), ``mhd`` (LUNA16 layout), ``nnunet`` (nnU-Net v2 raw folder for --task segmentation: labels
+    background/lung/lesion, with this task's folds); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti``
+    work too.
 
     ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
     only if N falls on a patient boundary); ``seed`` changes every volume.
     """
-    from bench.data.ct_inspect import CT_FORMAT_ALIASES
     from bench.data.formats import FORMATS
 
-    fmt = CT_FORMAT_ALIASES.get(data_format, data_format)
-    if fmt not in ("ct_dicom", "msd", "nifti", "luna16"):
-        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, {list(SPEC.formats)}, "
+    fmt = SPEC.format_aliases.get(data_format, data_format)
+    if fmt not in ("ct_dicom", "msd", "nifti", "luna16", "nnunet"):
+        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, nnunet, {list(SPEC.formats)}, "
                           f"but got '{data_format}'.")
     spec = CtPhantomSpec(seed=seed)
     if cases is not None and cases < 1:
@@ -128,7 +129,34 @@ def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None 
     if cases is not None and cases > 0:
         spec = CtPhantomSpec(n_patients=max(spec.n_patients, cases), seed=seed)
     volumes = generate(spec)[: cases or None]
+    if fmt == "nnunet":
+        return export_nnunet(volumes, out)
     return FORMATS.create(fmt).write(volumes, out)
+
+
+NNUNET_LABELS = {"background": 0, "lung": 1, "lesion": 2}  # later overwrites earlier: lesions inside the lung
+
+
+def export_nnunet(volumes, out: str | Path) -> Path:
+    """The phantom as an nnU-Net v2 raw folder for ``--task segmentation``, with this task's folds as
+    splits_final.json (the committed phantom split when it covers exactly these volumes, else one made for
+    them; none when they are too few to split), so both tasks see the same cases in the same folds; cases
+    outside the folds are the test part."""
+    from bench.data.seg_splits import nnunet_folds
+    from bench.data.seg_write import merge_masks, write_nnunet
+    from bench.data.sources import PHANTOM, load_split, make_split, standard_split_path
+
+    ids = {c.id for c in volumes}
+    standard = standard_split_path(TASK, PHANTOM)
+    split = load_split(standard) if standard.is_file() else None
+    if split is None or set(split.test).union(*(set(f["train"]) | set(f["val"]) for f in split.folds)) != ids:
+        try:
+            split = make_split(volumes, task=TASK, source=PHANTOM)
+        except SplitError:  # too few patients for folds (a small --cases): the folder goes without them
+            split = None
+    return write_nnunet((merge_masks(c, NNUNET_LABELS) for c in volumes), out, ("CT",), NNUNET_LABELS,
+                        description="bench ct-lung phantom (not real patients)",
+                        splits=nnunet_folds(split) if split else None)
 
 
 def inspect(path: str | Path, data_format: str | None = None) -> dict:
@@ -139,4 +167,4 @@ def inspect(path: str | Path, data_format: str | None = None) -> dict:
     if str(path) == "phantom":
         spec = phantom_spec(TrialConfig(task=TASK))
         return inspect_ct(path, "phantom", (case for case in generate(spec)))
-    return inspect_ct(path, data_format)
+    return inspect_ct(path, SPEC.resolve_format(data_format, path))

@@ -109,7 +109,14 @@ SPEC = register_task(
         inspect=lazy("bench.tasks.ct_lung.data:inspect"),
         stages=(LUNG_STAGE,),
         headline=("val_lung_dice", "val_fp_outside_lung_ml", "test_lesion_dice", "test_fp_outside_lung_ml"),
-        extra={"guidance": LESION_GUIDANCE.names(),
-               "space_registries": {"guidance": ["bench.guidance", "LESION_GUIDANCE"]}},
+        # On ct-lung ``--format nifti`` means the MSD Task06 layout (imagesTr/ + labelsTr/ + dataset.json),
+        # which is how public NIfTI lung data ships and what `make-phantom --format nifti` writes (the plain
+        # images/ + masks/ reader stays reachable as FORMATS' ``nifti``).
+        format_aliases={"dicom": "ct_dicom", "nifti": "msd", "mhd": "luna16"},
+        guidance=LESION_GUIDANCE,
+        compare_metrics={
+            "*": ("val_lesion_dice", "val_lesion_nsd", "val_fp_outside_lung_ml", "val_lesion_hd95",
+                  "val_lesion_sensitivity", "test_lesion_dice", "test_fp_outside_lung_ml"),
+        },
     )
 )

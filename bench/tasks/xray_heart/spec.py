@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.data.formats import formats_for
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
+from bench.guidance import GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
 
@@ -76,7 +77,21 @@ SPEC = register_task(
         phantom_cases=phantom_cases,
         make_phantom=write_phantom,
         inspect=inspect_data,
-        extra={"evaluate": lazy("bench.tasks.xray_heart.pipeline:evaluate"),
-               "build_models": lazy("bench.tasks.xray_heart.pipeline:checkpoint_models")},
+        evaluate=lazy("bench.tasks.xray_heart.pipeline:evaluate"),
+        build_models=lazy("bench.tasks.xray_heart.pipeline:checkpoint_models"),
+        guidance=GUIDANCE,
+        data_options=frozenset({"classes", "min_dice", "uncertain", "missing", "sample"}),
+        # See bench.compare.plan.MetricPlan for the spelling: the guidance verdicts use val_auroc@fold, since
+        # the pooled val_auroc also scores whether the K fold models are calibrated alike.
+        compare_metrics={
+            "guidance": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
+                         "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc",
+                         "test_attention_in_heart", "val_heart_dice"),
+            "classifier": ("val_auroc@fold", "val_auroc", "val_auroc@run", "val_balanced_accuracy",
+                           "shift_gap_auroc", "val_attention_in_heart", "test_auroc", "test_shifted_auroc"),
+            "seg_loss": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
+            "seg_arch": ("val_heart_dice", "val_heart_hd95_px", "val_ctr_error", "test_heart_dice", "val_auroc"),
+            "*": ("val_auroc@fold", "val_auroc", "val_heart_dice", "val_balanced_accuracy", "test_auroc"),
+        },
     )
 )

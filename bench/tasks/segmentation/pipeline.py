@@ -1,0 +1,215 @@
+"""segmentation: one trial on an nnU-Net / MSD folder.
+
+Read and preprocess once (``data``) → guide stage: a fixed light MONAI UNet segments the guide organ (shared
+by every trial through the stage cache; skipped when the data set has no guide) → the searched target network
+(3D MONAI, or 2D run slice by slice; 2D data sets: 2D only) trains on target/background-balanced patches,
+guided by the predicted organ through a ``LESION_GUIDANCE`` strategy → sliding-window inference on whole
+volumes → per-case metrics on val (objective) and test (logged only).
+
+The patch training, inference, networks and guidance application are ct-lung's
+(``bench.tasks.ct_lung.training`` / ``nets`` / ``lung_guidance``); this module maps a data set's target and
+guide labels onto them and names the metrics for target and guide.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench import runtime
+from bench.cases import CASE_FILE, case_file
+from bench.config import TrialConfig
+from bench.errors import ConfigError
+from bench.guidance import LESION_GUIDANCE
+from bench.losses import SEG_LOSSES
+from bench.metrics_seg3d import case_metrics, mean_lesion_dice, summarise
+from bench.stages import run_stage
+from bench.tasks.ct_lung.lung_guidance import Guided, make_guidance
+from bench.tasks.ct_lung.nets import build_seg_net, family_of
+from bench.tasks.ct_lung.training import Volumes, infer, train_net
+from bench.tasks.segmentation.data import SegData, prepare
+from bench.tasks.segmentation.spec import GUIDE_STAGE, SPEC, task_param
+from bench.train import Reporter, TrialResult, stop_if_asked
+
+# bench.metrics_seg3d's names (lesion = target, lung = guide) -> this task's.
+RENAMED = {"lesion_dice": "target_dice", "lung_dice": "guide_dice", "lesion_hd95": "target_hd95",
+           "lesion_nsd": "target_nsd", "fp_outside_lung_ml": "fp_outside_guide_ml",
+           "lesion_sensitivity": "target_sensitivity", "case_specificity": "case_specificity"}
+GUIDE_ONLY = ("guide_dice", "fp_outside_guide_ml")
+
+
+class SegVolumes(Volumes):
+    """ct-lung's ``Volumes`` for images of C channels: (C,D,H,W) cases, guide organ in the lung's place."""
+
+    @property
+    def channels(self) -> int:
+        return int(self.cases[0]["image"].shape[0]) + self.guide.extra_channels if len(self.cases) else 0
+
+    @torch.no_grad()
+    def guided(self, i: int) -> Guided:
+        case = self.cases[i]
+        image = torch.from_numpy(np.array(case["image"], np.float32))[None]
+        organ = torch.from_numpy(np.array(self.lung(i) > 0, np.float32))[None, None]
+        target = torch.from_numpy(np.array(case[self.target] > 0, np.float32))[None, None]
+        g = self.guide
+        return Guided(inputs=g.inputs(image, organ)[0].numpy().astype(np.float32),
+                      target=(g.to_grid(target, organ)[0] > 0.5).numpy().astype(np.float32),
+                      lung=(g.to_grid(organ, organ)[0] > 0.5).numpy().astype(np.float32))
+
+    def lung(self, i: int) -> np.ndarray:
+        return np.zeros(self.cases[i]["target"].shape, np.uint8) if self.lungs is None else self.lungs[i]
+
+
+def windows(config: TrialConfig, family: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(training patch, inference window) of a family: 3D patch / infer_roi, or one slice of patch_2d."""
+    if family == "2d":
+        side = int(task_param(config, "patch_2d"))
+        return (1, side, side), (1, side, side)
+    return (tuple(int(p) for p in task_param(config, "patch")),
+            tuple(int(p) for p in task_param(config, "infer_roi")))
+
+
+def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
+    guide = make_guidance(config.guidance, config.guidance_params)
+    loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
+    data = placed(prepare(config))
+    if data.guide is None and config.guidance != "none":
+        raise ConfigError(f"guidance must be 'none' on a data set without a guide organ (task_params.guide "
+                          f"'{task_param(config, 'guide')}', containment {data.containment:.2f}), but got "
+                          f"'{config.guidance}'. Give task_params.guide a label that encloses the target, or "
+                          "search a space whose guidance is [none].")
+    family = "2d" if data.dims == 2 else family_of(config.seg_arch, task_param(config, "family") or None)
+    family_of(config.seg_arch, family)  # a 2D data set with a 3D-only network stops here
+    patch, roi = windows(config, family)
+    # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many (3D data only).
+    slices = 4 if family == "2d" and data.dims == 3 else 1
+    samples = int(task_param(config, "samples_per_volume")) * slices
+    channels = len(data.channels)
+    # Built on a forked random stream, so the guide stage starts from the same random state whatever the
+    # target network is, and is shared by all of them.
+    with torch.random.fork_rng(devices=[]):
+        target_net = build_seg_net(config.seg_arch, channels + guide.extra_channels, family, config.seg_encoder,
+                                   int(task_param(config, "width")), patch=patch)
+    threshold = float(task_param(config, "threshold"))
+    history: list[dict] = []
+
+    # --- guide stage: the organ that encloses the target (absent without a guide) ----------------------
+    guide_net, guide_pred = guide_stage(config, data, reporter, history)
+    if guide_pred is None:
+        organs = {p: None for p in data.parts}
+    else:  # validation and test are always guided by predicted organs; training by what train_mask says
+        organs = {p: [c["guide"] for c in data.parts[p]] if p == "train" and guide.train_mask == "ground_truth"
+                  else guide_pred[p] for p in data.parts}
+
+    # --- target stage --------------------------------------------------------------------------------
+    vols = {p: SegVolumes(guide, cases, "target", organs[p]) for p, cases in data.parts.items()}
+    offset = int(task_param(config, "guide_epochs")) if guide_net is not None else 0
+    latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
+
+    def target_epoch(epoch: int, value: float) -> None:
+        preds = infer(target_net, vols["val"], roi, threshold)
+        latest_val[:] = preds
+        val_dice = mean_lesion_dice(preds, [c["target"] for c in data.parts["val"]])
+        record = {"target_train_loss": value, "val_target_dice": val_dice}
+        history.append({"stage": "target", "epoch": epoch, **record})
+        reporter.log(record, step=offset + epoch)
+        stop_if_asked(reporter, val_dice, epoch)
+
+    train_net(target_net, vols["train"], loss, patch=patch, samples=samples,
+              pos_fraction=float(task_param(config, "pos_fraction")), epochs=config.seg_epochs, lr=config.lr,
+              batch_size=config.batch_size * slices, seed=config.seed, on_epoch=target_epoch,
+              optimiser=config.optimiser, augment=config.augment)
+
+    # --- evaluation: validation is the objective, test is logged only -------------------------------
+    metrics: dict[str, float] = {}
+    tol = float(task_param(config, "tolerance_mm"))
+    target_pred, rows = {}, {}
+    for part in ("val", "test"):
+        reuse = part == "val" and latest_val  # empty when no target epoch ran
+        target_pred[part] = latest_val if reuse else infer(target_net, vols[part], roi, threshold)
+        organ_pred = guide_pred[part] if guide_pred is not None else [c["guide"] for c in data.parts[part]]
+        rows[part] = [case_metrics(p, c["target"], op, c["guide"], data.spacing, tol)
+                      for p, op, c in zip(target_pred[part], organ_pred, data.parts[part])]
+        summary = {RENAMED[k]: v for k, v in summarise(rows[part]).items()}
+        if guide_pred is None:  # no organ: nothing to score the guide by, nothing outside it
+            summary = {k: v for k, v in summary.items() if k not in GUIDE_ONLY}
+        metrics.update({f"{part}_{k}": v for k, v in summary.items()})
+    # Per-case target Dice of the cases the objective averages (target-bearing ones), for the case bootstrap.
+    val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
+    groups = {"groups": [g for g, r in zip(data.groups["val"], rows["val"]) if r["_lesions"] > 0]} \
+        if "val" in data.groups else {}
+    models = {"target_segmenter": target_net.state_dict()}
+    if guide_net is not None:
+        models["guide_segmenter"] = guide_net.state_dict()
+    return TrialResult(
+        config=config.replace(split_hash=data.split_hash),
+        objective_name=SPEC.objective,
+        objective=metrics[SPEC.objective],
+        metrics=metrics,
+        history=history,
+        state_dicts=models,
+        previews={"overlay.png": overlay(data.parts["val"], target_pred["val"]),
+                  CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
+    )
+
+
+def placed(data: SegData) -> SegData:
+    """The volumes where the runtime policy puts them by their measured size (``bench.runtime.place_data``):
+    copied into memory, or left as the cache's memory-mapped volumes."""
+    nbytes = sum(case.nbytes for cases in data.parts.values() for case in cases)
+    if runtime.place_data(nbytes) == "stream":
+        return data
+    data.parts = {p: [case.in_memory() for case in cases] for p, cases in data.parts.items()}
+    return data
+
+
+def overlay(cases, target_pred: list[np.ndarray], n: int = 4) -> bytes:
+    """Slices of up to ``n`` validation cases (target-bearing first), each at its largest true target (or its
+    largest predicted one): true contour green, predicted red; the first input channel underneath."""
+    from bench.report import overlay_png
+
+    truths = [c["target"] for c in cases]
+    order = sorted(range(len(cases)), key=lambda i: not truths[i].any())[:n]
+    images, trues, preds, titles = [], [], [], []
+    for i in order:
+        shown = truths[i] if truths[i].any() else target_pred[i]
+        z = int(np.argmax(shown.reshape(len(shown), -1).sum(axis=1)))
+        images.append(np.asarray(cases[i]["image"][0, z]))
+        trues.append(truths[i][z])
+        preds.append(target_pred[i][z])
+        titles.append(f"val case {i}, slice {z}")
+    return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
+
+
+def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history: list[dict]
+                ) -> tuple[torch.nn.Module | None, dict[str, list[np.ndarray]] | None]:
+    """Train the guide-organ segmenter and predict every part's organ, or load both from the stage cache
+    (``GUIDE_STAGE``: it depends on the data, fold, seed and the guide settings, never on what a search
+    varies). (None, None) when the data set has no guide."""
+    if data.guide is None:
+        return None, None
+    family = "2d" if data.dims == 2 else "3d"
+    patch, roi = windows(config, family)
+    guide_net = build_seg_net("monai_unet", len(data.channels), family, width=int(task_param(config, "width")),
+                              patch=patch)
+    unguided = LESION_GUIDANCE.create("none")
+
+    def train(log) -> tuple[dict, dict[str, np.ndarray]]:
+        vols = {p: SegVolumes(unguided, cases, "guide", None) for p, cases in data.parts.items()}
+        train_net(guide_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch,
+                  samples=int(task_param(config, "guide_samples_per_volume")), pos_fraction=0.5,
+                  epochs=int(task_param(config, "guide_epochs")), lr=float(task_param(config, "guide_lr")),
+                  seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
+                  augment=config.augment, on_epoch=lambda epoch, value: log({"guide_train_loss": value}, epoch))
+        preds = {f"pred.{part}": np.stack(infer(guide_net, v, roi)) if len(v) else np.zeros((0,), np.uint8)
+                 for part, v in vols.items()}
+        return {"guide_segmenter": guide_net.state_dict()}, preds
+
+    params = {k: task_param(config, k) for k in GUIDE_STAGE.task_params}
+    params.update(target=data.target, guide=data.guide)  # as resolved from the data
+    stage = run_stage(GUIDE_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
+                      train=train, params=params)
+    if stage.loaded:
+        guide_net.load_state_dict(stage.weights["guide_segmenter"])
+    history.extend({"stage": "guide", "epoch": step, **metrics} for step, metrics in stage.epochs)
+    return guide_net, {part: list(stage.arrays[f"pred.{part}"]) for part in data.parts}
