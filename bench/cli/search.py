@@ -20,6 +20,7 @@ from bench.cli._common import (
     describe,
     metric_list,
 )
+from bench.tasks.cli_params import add_task_params, task_param_overrides
 from bench.cli._progress import SearchStatus, running_trials_text  # noqa: F401  (re-exported)
 from bench.errors import BenchError
 from bench.search.backends import BACKENDS as _BACKENDS
@@ -60,6 +61,7 @@ def add_parser(sub) -> None:
     add_task(s)
     s.add_argument("--data", help="data folder (default: the built-in phantom)")
     add_data_options(s, "--data")
+    add_task_params(s)
     add_format(s, "data format of --data (default: the one format that recognises the folder, else the phantom; "
                   "see `bench list formats`)")
     s.add_argument(
@@ -177,7 +179,7 @@ def _interrupt_on_sigterm() -> None:
 def data_overrides(args) -> dict:
     """Config overrides for the data's class list and reader options (:func:`data_options`)."""
     classes, options = data_options(args)
-    overrides: dict = {}
+    overrides: dict = task_param_overrides(args)
     if classes:
         overrides["classes"] = classes
     if options:

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from bench.errors import ConfigError
+from bench.tasks.cli_params import add_task_params, task_param_overrides
 
 EXAMPLES = """examples:
   bench compare --task xray-heart --dimension guidance --preset smoke --arms none,soft_mask --folds 2
@@ -48,6 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--space", help="search space YAML whose categorical D gives the arms (default: the preset's)")
     s.add_argument("--data", help="data folder (default: the built-in phantom)")
     s.add_argument("--format", help="data format of --data (see `bench list formats`)")
+    add_task_params(s)
     source = s.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help="fixed configuration: YAML of TrialConfig fields "
                                                           "(default: search_spaces/reference/<task>-<preset>.yaml)")
@@ -152,7 +154,8 @@ def run(args) -> int:
                      data_format=args.format or TASKS.get(args.task).default_format(args.data), seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                     resamples=args.resamples, stage_cache=args.stage_cache == "on")
+                     resamples=args.resamples, stage_cache=args.stage_cache == "on",
+                     task_params=task_param_overrides(args).get("task_params"))
     print(f"\ncomparison {result.name} (parent run {result.parent_run_id}): {result.n_ran} runs now, "
           f"{result.n_skipped} finished earlier, {result.n_failed} failed, {result.killed_closed} killed runs "
           f"closed; {result.seconds:.0f} s, {result.trial_hours_total:.3f} trial-hours")

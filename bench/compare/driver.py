@@ -10,9 +10,11 @@ table, plots and report on the parent run (:mod:`bench.compare.export`).
 
 from __future__ import annotations
 
+import json
+
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,8 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             data: str = "phantom", data_format: str = "phantom", seed: int = 0, export: str | Path | None = None,
             workers: int | None = None, backend: str = "optuna", address: str | None = None,
             cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-            resamples: int = 2000, stage_cache: bool = True) -> ComparisonResult:
+            resamples: int = 2000, stage_cache: bool = True,
+            task_params: Mapping[str, Any] | None = None) -> ComparisonResult:
     """Run (or resume) a controlled comparison of the arms of ``dimension`` and return its statistics.
 
     Args:
@@ -113,6 +116,8 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             at ``address``, ``cpus_per_trial`` / ``gpus_per_trial`` each); see :mod:`bench.compare.parallel`.
         stage_cache: load the stages the arms share from the stage cache (:mod:`bench.stages`): each is
             trained once per fold x seed; False trains every stage in every run.
+        task_params: task parameters set for every arm (``TaskSpec.cli_params`` on the command line), merged
+            key by key over the preset's and the base configuration's; kept with the comparison for resume.
 
     Raises:
         ConfigError: bad dimension, arm, baseline, fold count, config source, an existing name without
@@ -122,14 +127,14 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     with stages.switched(stage_cache):  # worker processes and Ray tasks inherit the setting
         return _compare(task, dimension, arms, baseline, folds, seeds, preset, space, config_from, tune, metric,
                         resume, name, on_progress, data=data, data_format=data_format, seed=seed, export=export,
-                        execution=execution, resamples=resamples)
+                        execution=execution, resamples=resamples, task_params=dict(task_params or {}))
 
 
 def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, baseline: str | None, folds: int | None,
              seeds: int | None, preset: str | None, space: str | None, config_from: str | None, tune: int,
              metric: str | None, resume: bool, name: str | None, on_progress: Callable[[Progress], None] | None, *,
              data: str, data_format: str, seed: int, export: str | Path | None, execution: Execution,
-             resamples: int) -> ComparisonResult:
+             resamples: int, task_params: dict[str, Any]) -> ComparisonResult:
     if tune < 0 or (folds is not None and folds < 2) or (seeds is not None and seeds < 1):
         raise ConfigError(f"--folds must be >= 2, --seeds >= 1 and --tune >= 0, but got {folds}, {seeds}, {tune}.")
     from bench.search.space import load_space
@@ -162,7 +167,10 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
     base = resolve_base(task, preset_name, config_from, tracker)
     data = stored.get("data", data)
     data_format = stored.get("data_format", data_format)
-    template = planning.template_config(task, spec.preset(preset_name).config, base, data, data_format)
+    given_params = task_params
+    if not task_params and stored.get("task_params"):
+        task_params = json.loads(stored["task_params"])  # resume: the comparison's own
+    template = planning.template_config(task, spec.preset(preset_name).config, base, data, data_format, task_params)
     # Preparing the last fold builds the data cache, pins the split and refuses K beyond the split's folds.
     try:
         prepared = spec.prepare(template.replace(fold=n_folds - 1))
@@ -176,6 +184,12 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
                 "space": _space_setting(space_path), "metric": plan_metrics.primary, "mode": "tuned" if tune else "fixed",
                 "config_source": base.source, "tune_trials": tune, "data": data, "data_format": data_format,
                 "split_sha256": prepared.split_hash, "split_hash": prepared.split_hash}
+    if task_params:
+        settings["task_params"] = json.dumps(task_params, sort_keys=True)
+    if given_params and stored and stored.get("task_params") != settings["task_params"]:
+        raise ConfigError(f"--resume must keep the comparison's task parameters, but they were "
+                          f"{stored.get('task_params', '{}')} and now are {settings['task_params']}. Leave them out "
+                          "(they are taken from the comparison) or start a new one.")
     _check_resume(stored, settings)
     execution.start(tracker.uri)  # a Ray cluster it cannot join stops it here, before any run is logged
     try:

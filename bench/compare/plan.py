@@ -232,14 +232,17 @@ def arm_config(template: TrialConfig, dimension: Dimension, arm: Any, base: Base
 
 
 def template_config(task: str, preset_config: Mapping[str, Any], base: BaseConfig, data: str,
-                    data_format: str) -> TrialConfig:
-    """Preset budget, then the base configuration (nested mappings merged key by key)."""
+                    data_format: str, task_params: Mapping[str, Any] | None = None) -> TrialConfig:
+    """Preset budget, then the base configuration (nested mappings merged key by key), then the task
+    parameters given on the command line (``TaskSpec.cli_params``)."""
     merged = dict(preset_config)
     for key, value in base.values.items():
         if key in PARAM_DICTS and key == "task_params" and isinstance(value, Mapping):
             merged[key] = {**merged.get(key, {}), **value}  # budget keys (patch, epochs) stay unless overridden
         else:
             merged[key] = value
+    if task_params:
+        merged["task_params"] = {**merged.get("task_params", {}), **task_params}
     return TrialConfig(task=task, data=data, data_format=data_format, **merged)
 
 

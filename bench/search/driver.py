@@ -64,6 +64,8 @@ def base_config(settings: SearchSettings) -> TrialConfig:
     spec = TASKS.get(settings.task)
     preset = spec.preset(settings.preset)
     values = {**preset.config, **settings.overrides}
+    if "task_params" in settings.overrides:  # key by key: the preset's budget keys stay unless overridden
+        values["task_params"] = {**preset.config.get("task_params", {}), **settings.overrides["task_params"]}
     return TrialConfig(task=settings.task, data=settings.data, data_format=settings.data_format,
                        seed=settings.seed, fold=settings.fold, **values)
 

@@ -98,6 +98,9 @@ class TaskSpec:
     evaluate: Callable[..., Any] | None = None
     # `bench replay --checkpoint`: (config) -> {name: module} as in checkpoint.pt.
     build_models: Callable[..., Any] | None = None
+    # Task parameters a user sets on the command line (`bench search/compare --NAME VALUE`): name -> help.
+    # Given values are merged key by key into the preset's ``task_params``; another task's refuses them.
+    cli_params: Mapping[str, str] = field(default_factory=dict)
 
     def registries(self) -> dict[str, Registry]:
         """Config field -> the registry its values are names of, for fields this task declares."""

@@ -112,6 +112,13 @@ SPEC = register_task(
         # ``--format msd`` on this task is the Decathlon reader of any task folder (ct-lung's ``msd`` reads
         # Task06_Lung only).
         format_aliases={"msd": "msd_seg"},
+        cli_params={
+            "target": "label name to segment (default: the last foreground label)",
+            "guide": "label that encloses the target and guides it: a label name, 'auto' (default: the label "
+                     "that encloses the target, containment >= guide_min_containment) or 'none' (no guide stage)",
+            "grouping_regex": "regex whose first group over a case id is its patient, for the split (default: one "
+                              "case, one patient)",
+        },
         # Organ guidance: on a data set without a guide organ only ``none`` runs (the pipeline refuses others).
         guidance=LESION_GUIDANCE,
         compare_metrics={
