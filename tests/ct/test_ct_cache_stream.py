@@ -102,3 +102,40 @@ def test_a_failed_or_empty_build_leaves_neither_cache_nor_staging():
     with pytest.raises(DataError, match="at least one case"):
         cached_arrays("ct-stream-empty", lambda: volume_rows(iter(()), (10.0, 8.0, 8.0)))
     assert _staged() == [] and not (cache_root() / "ct-stream-fail").exists()
+
+
+def test_patches_staged_in_scratch_train_exactly_as_patches_in_memory():
+    """An epoch's patches on disk (many volumes, or the stream policy) give the losses and weights of the same
+    patches held in memory, and their scratch folder is gone when training ends."""
+    from bench import runtime
+    from bench.guidance import LESION_GUIDANCE
+    from bench.losses import SEG_LOSSES
+    from bench.tasks.ct_lung.nets import build_seg_net
+    from bench.tasks.ct_lung.training import make_volumes, patches_on_disk, train_net
+
+    arrays = preprocess(generate(phantom_spec(_smoke()))[:4], (10.0, 8.0, 8.0))
+    cases = [{name: arrays[name][i] for name in ("image", "lung", "lesion")} for i in range(4)]
+    vols = make_volumes(cases, "lesion", LESION_GUIDANCE.create("none"), None)
+    base = dataclasses.replace(runtime.Runtime.choose(), data_placement="auto")
+    assert not patches_on_disk(runtime.HOST_RESIDENT_MAX_BYTES, base)
+    assert patches_on_disk(runtime.HOST_RESIDENT_MAX_BYTES + 1, base)
+
+    def train(placement: str) -> tuple[list[float], dict]:
+        torch.manual_seed(0)
+        net = build_seg_net("monai_unet", 1, "3d", width=8, patch=(16, 32, 32))
+        losses, staged = [], []
+
+        def on_epoch(epoch, value):
+            losses.append(value)
+            staged.append(len(list((cache_root() / ".scratch").glob("ct-patches-*"))))
+
+        with runtime.using(dataclasses.replace(base, data_placement=placement)):
+            train_net(net, vols, SEG_LOSSES.create("dice_ce"), patch=(16, 32, 32), samples=3, pos_fraction=0.5,
+                      epochs=2, batch_size=4, lr=1e-3, optimiser="adam", seed=3, augment=True, on_epoch=on_epoch)
+        assert staged == ([1, 1] if placement == "stream" else [0, 0])
+        assert list((cache_root() / ".scratch").glob("ct-patches-*")) == []
+        return losses, net.state_dict()
+
+    in_memory, on_disk = train("resident"), train("stream")
+    assert in_memory[0] == on_disk[0] and all(np.isfinite(in_memory[0]))
+    assert all(torch.equal(in_memory[1][k], on_disk[1][k]) for k in in_memory[1])
