@@ -168,3 +168,24 @@ def test_stages_suite(perf_env):
     assert (result["on_trained"], result["on_loaded"]) == (2, 2)  # one lung stage per fold, loaded by the other arm
     assert result["identical"] is True and result["runs"] == 4
     check_written(result, out, "stages")
+
+
+@pytest.mark.slow  # four fresh processes (make-phantom, cache build, the A/B) import torch: ~1-2 min on a loaded box
+def test_scale_data_ab_only_times_streamed_and_in_memory_training(perf_env):
+    from bench.perf import markdown_table
+
+    out = perf_env / "results" / "perf" / "scale-data"
+    result = run_suite("scale-data", out=out, quick=True, patients=[12], ab_only=True, ab_train_cases=8,
+                       ab_epochs=2)
+    check_written(result, out, "scale-data")
+    ab = result["training_ab"]
+    assert ab["ab_train_images"] == 8 and set(result["runs"]) == {"12"} and "peak_rss_mb" not in result["runs"]["12"]
+    assert all(positive(ab[f"{v}_images_per_s"]) for v in ("stream", "memory", "stream_again"))
+    assert all(len(ab[f"{v}_epoch_s"]) == 2 for v in ("stream", "memory", "stream_again"))
+    assert positive(ab["stream_over_memory"]) and result["met"]["images_per_s"] == (ab["stream_over_memory"] >= 0.9)
+    assert "training images/s streamed / in memory (8 images" in markdown_table(out.parent)
+
+
+def test_scale_data_refuses_an_ab_without_a_timed_epoch(perf_env):
+    with pytest.raises(BenchError, match="ab_epochs must be at least 2"):
+        run_suite("scale-data", out=None, quick=True, ab_only=True, ab_epochs=1)

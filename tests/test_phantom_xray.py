@@ -97,3 +97,35 @@ def test_phantom_keeps_its_four_classes_and_committed_split():
     assert "test_shifted" in data.parts
     same = prepare(TrialConfig(task="xray-heart", image_size=32, classes=list(CLASSES)))
     assert same.split_hash == data.split_hash and same.classes == data.classes
+
+
+@pytest.mark.parametrize("fmt", ["png", "dicom"])
+def test_make_phantom_writes_one_case_at_a_time_and_the_files_of_the_whole_list(tmp_path, monkeypatch, fmt):
+    """`bench datasets make-phantom` generates and writes case by case (issue 22: 64k patients must not be
+    held at once), and writes byte for byte what the writer makes of the whole list of cases."""
+    import gc
+    import weakref
+
+    from bench.data.phantoms import xray
+
+    spec = {"n_patients": 5, "n_shifted_patients": 2, "size": 64, "seed": 3}
+    refs: list[weakref.ref] = []  # Case is unhashable (a dataclass with __eq__): plain weak references
+    most = []
+    made = xray.iter_cases
+
+    def counted(s):
+        for case in made(s):
+            gc.collect()
+            refs.append(weakref.ref(case))
+            most.append(sum(r() is not None for r in refs))
+            yield case
+
+    cases = generate(XrayPhantomSpec(**spec))  # made before counting: a list holds them all
+    whole = export(cases, tmp_path / "whole", fmt)
+    n, cases = len(cases), None
+    monkeypatch.setattr(xray, "iter_cases", counted)
+    streamed = xray.make_phantom(tmp_path / "streamed", fmt, **spec)
+    assert len(most) == n > 7 and max(most) <= 2  # the case being written and the one just made
+    files = sorted(p.relative_to(streamed) for p in streamed.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
+    assert all((streamed / f).read_bytes() == (whole / f).read_bytes() for f in files)

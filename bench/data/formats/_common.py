@@ -7,7 +7,9 @@ import csv
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -169,3 +171,37 @@ def number(value: str):
         return float(value)
     except (TypeError, ValueError):
         return value
+
+
+@dataclass
+class CsvRow:
+    """One written case's labels.csv fields, kept (text, no pixels) until every case's masks and labels, the
+    table's columns, are known: writers take cases one at a time."""
+
+    fields: list[Any]
+    case_id: str
+    masks: tuple[str, ...] = ()
+    labels: dict[str, Any] = field(default_factory=dict)  # all but "class"
+
+    @classmethod
+    def of(cls, case, fields: Sequence[Any]) -> CsvRow:
+        return cls(list(fields), case.id, tuple(case.masks), {k: v for k, v in case.labels.items() if k != "class"})
+
+
+def save_masks(case, folder: Path) -> None:
+    """Each of the case's masks as ``masks/<name>/<case id>.png`` (0/255) under ``folder``."""
+    for name, mask in case.masks.items():
+        (folder / "masks" / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(folder / "masks" / name / f"{case.id}.png")
+
+
+def write_labels_csv(path: Path, columns: Sequence[str], rows: Sequence[CsvRow]) -> None:
+    """labels.csv: ``columns``, then a ``mask_<name>`` column per mask and one per label any case has."""
+    mask_names = sorted({m for r in rows for m in r.masks})
+    label_names = sorted({k for r in rows for k in r.labels})
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*columns, *(f"mask_{m}" for m in mask_names), *label_names])
+        for r in rows:
+            writer.writerow(r.fields + [f"masks/{m}/{r.case_id}.png" if m in r.masks else "" for m in mask_names]
+                            + [r.labels.get(k, "") for k in label_names])

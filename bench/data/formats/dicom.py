@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -38,7 +38,17 @@ import numpy as np
 
 from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
-from bench.data.formats._common import atomic_folder, check_labels, load_all, number, read_mask, read_table
+from bench.data.formats._common import (
+    CsvRow,
+    atomic_folder,
+    check_labels,
+    load_all,
+    number,
+    read_mask,
+    read_table,
+    save_masks,
+    write_labels_csv,
+)
 from bench.errors import DataError
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -134,32 +144,19 @@ class DicomFolder:
                   **({"split_part": row["split_part"]} if row.get("split_part") else {})},
         )
 
-    def write(self, cases: Sequence[Case], out: str | Path) -> Path:
-        """One DX file per case (12-bit, rescale + window, fake patient tags) + masks + labels.csv."""
-        import csv
-
-        from PIL import Image
-
-        mask_names = sorted({m for c in cases for m in c.masks})
-        label_names = sorted({k for c in cases for k in c.labels if k != "class"})
+    def write(self, cases: Iterable[Case], out: str | Path) -> Path:
+        """One DX file per case (12-bit, rescale + window, fake patient tags) + masks, written as the cases
+        come (one in memory), then labels.csv, whose columns are the masks and labels of all the cases."""
+        rows: list[CsvRow] = []
         with atomic_folder(out) as tmp:
             (tmp / "images").mkdir()
-            for m in mask_names:
-                (tmp / "masks" / m).mkdir(parents=True)
-            with (tmp / "labels.csv").open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                # no patient_id column on purpose: the reader takes it from the DICOM PatientID tag
-                writer.writerow(["case_id", "file", "label", "split_part"] + [f"mask_{m}" for m in mask_names] + label_names)
-                for c in cases:
-                    rel = f"images/{c.id}.dcm"
-                    write_dicom(c, tmp / rel)
-                    mask_rels = []
-                    for m in mask_names:
-                        mrel = f"masks/{m}/{c.id}.png" if m in c.masks else ""
-                        if mrel:
-                            Image.fromarray((np.asarray(c.masks[m]) > 0).astype(np.uint8) * 255).save(tmp / mrel)
-                        mask_rels.append(mrel)
-                    writer.writerow([c.id, rel, c.labels["class"], c.meta.get("split_part", "")] + mask_rels + [c.labels.get(k, "") for k in label_names])
+            for c in cases:
+                rel = f"images/{c.id}.dcm"
+                write_dicom(c, tmp / rel)
+                save_masks(c, tmp)
+                rows.append(CsvRow.of(c, [c.id, rel, c.labels["class"], c.meta.get("split_part", "")]))
+            # no patient_id column on purpose: the reader takes it from the DICOM PatientID tag
+            write_labels_csv(tmp / "labels.csv", ["case_id", "file", "label", "split_part"], rows)
         return Path(out)
 
 

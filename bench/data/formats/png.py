@@ -14,7 +14,7 @@ gives a class list; then every label outside it is refused in one error naming l
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +23,14 @@ from PIL import Image
 
 from bench.data.case import Case, CaseRef
 from bench.data.formats import FORMATS
-from bench.data.formats._common import atomic_folder, check_labels, load_all
+from bench.data.formats._common import (
+    CsvRow,
+    atomic_folder,
+    check_labels,
+    load_all,
+    save_masks,
+    write_labels_csv,
+)
 from bench.errors import DataError
 
 REQUIRED_COLUMNS = ("case_id", "class", "image")
@@ -66,30 +73,21 @@ class PngFolder:
     def read(self, path: str | Path, classes: Sequence[str] | None = None) -> list[Case]:
         return load_all(self.scan(path, classes))
 
-    def write(self, cases: Sequence[Case], out: str | Path) -> Path:
+    def write(self, cases: Iterable[Case], out: str | Path) -> Path:
+        """Each case's image and masks as it comes (one case in memory), then labels.csv, whose columns are
+        the masks and labels of all the cases."""
         out = Path(out)
+        rows: list[CsvRow] = []
         with atomic_folder(out) as tmp:
-            mask_names = sorted({m for c in cases for m in c.masks})
-            label_names = sorted({k for c in cases for k in c.labels if k != "class"})
             (tmp / "images").mkdir()
-            for m in mask_names:
-                (tmp / "masks" / m).mkdir(parents=True)
-            with (tmp / "labels.csv").open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["case_id", "patient_id", "site", "class", "image", "split_part"]
-                                + [f"mask_{m}" for m in mask_names] + label_names)
-                for c in cases:
-                    image_rel = f"images/{c.id}.png"
-                    Image.fromarray(np.round(np.clip(c.image, 0, 1) * 65535).astype(np.uint16)).save(tmp / image_rel)
-                    mask_rels = []
-                    for m in mask_names:
-                        rel = f"masks/{m}/{c.id}.png"
-                        if m in c.masks:
-                            Image.fromarray((c.masks[m] > 0).astype(np.uint8) * 255).save(tmp / rel)
-                        mask_rels.append(rel if m in c.masks else "")
-                    writer.writerow([c.id, c.patient_id, c.site, c.labels["class"], image_rel,
-                                     c.meta.get("split_part", "")] + mask_rels
-                                    + [c.labels.get(k, "") for k in label_names])
+            for c in cases:
+                image_rel = f"images/{c.id}.png"
+                Image.fromarray(np.round(np.clip(c.image, 0, 1) * 65535).astype(np.uint16)).save(tmp / image_rel)
+                save_masks(c, tmp)
+                rows.append(CsvRow.of(c, [c.id, c.patient_id, c.site, c.labels["class"], image_rel,
+                                          c.meta.get("split_part", "")]))
+            write_labels_csv(tmp / "labels.csv", ["case_id", "patient_id", "site", "class", "image", "split_part"],
+                             rows)
         return out
 
 

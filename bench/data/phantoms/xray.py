@@ -26,7 +26,7 @@ on-disk format (``dicom`` or ``png``) that the matching reader reads back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,14 +273,18 @@ def generate(spec: XrayPhantomSpec = XrayPhantomSpec()) -> list[Case]:
         >>> sorted(cases[0].masks), cases[0].image.shape
         (['heart', 'lung_left', 'lung_right'], (64, 64))
     """
+    return list(iter_cases(spec))
+
+
+def iter_cases(spec: XrayPhantomSpec = XrayPhantomSpec()) -> Iterator[Case]:
+    """The cases of ``generate(spec)``, one at a time (for writing a large phantom without holding it)."""
     rng = np.random.default_rng(spec.seed)
-    cases: list[Case] = []
     for patient, site, label, part in _patients(spec, rng):
         shape = _heart_shape(label, spec.difficulty, rng)
         style = SITE_STYLES[site]
         for visit in range(int(rng.integers(1, spec.max_images_per_patient + 1))):
             image, heart, lung_l, lung_r, ctr = _render(shape, spec.size, rng, style, follow_up=visit > 0)
-            cases.append(
+            yield (
                 Case(
                     id=f"{patient}-{visit}",
                     patient_id=patient,
@@ -293,11 +297,11 @@ def generate(spec: XrayPhantomSpec = XrayPhantomSpec()) -> list[Case]:
                     meta={"split_part": part} if part else {},
                 )
             )
-    return cases
 
 
-def export(cases: Sequence[Case], out: str | Path, fmt: str = "png") -> Path:
-    """Write cases in a real on-disk format through that format's writer (``dicom`` or ``png``).
+def export(cases: Iterable[Case], out: str | Path, fmt: str = "png") -> Path:
+    """Write cases in a real on-disk format through that format's writer (``dicom`` or ``png``), one case at
+    a time as ``cases`` yields them.
 
     Example:
         >>> export(generate(XrayPhantomSpec(n_patients=2, n_shifted_patients=0, size=64)), "/tmp/ph", "dicom")
@@ -316,7 +320,8 @@ def export(cases: Sequence[Case], out: str | Path, fmt: str = "png") -> Path:
 
 def make_phantom(out: str | Path, fmt: str = "png", n_patients: int = 100, seed: int = 0, size: int = 128,
                  difficulty: float = 0.5, n_shifted_patients: int = 30) -> Path:
-    """Generate the phantom and write it in ``fmt`` (what `bench datasets make-phantom` calls)."""
+    """Generate the phantom and write it in ``fmt`` (what `bench datasets make-phantom` calls), one case in
+    memory at a time: 64k patients write in the memory of one."""
     spec = XrayPhantomSpec(n_patients=n_patients, n_shifted_patients=n_shifted_patients, size=size, seed=seed,
                            difficulty=difficulty)
-    return export(generate(spec), out, fmt)
+    return export(iter_cases(spec), out, fmt)

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +15,12 @@ import torch
 from monai.transforms import Resize, ScaleIntensityRange, SpatialPad
 
 from bench.config import TrialConfig
-from bench.data.cache import cached_arrays, fingerprint
+from bench.data.cache import RowStream, cache_root, cached_arrays, fingerprint
+from bench.data.case import Case, CaseRef
 from bench.data.ct_io import lung_mask_from_hu
 from bench.data.phantoms.ct import CLASSES, CtPhantomSpec, generate
-from bench.data.sources import read_cases, resolve_split, source_descriptor, source_name
-from bench.errors import ConfigError, SplitError
+from bench.data.sources import PHANTOM, resolve_split, source_descriptor, source_name
+from bench.errors import ConfigError, DataError, SplitError
 from bench.tasks.ct_lung.spec import SPEC, TASK, phantom_spec, task_param
 
 PREPROCESSING_VERSION = "ct-prep-v1"
@@ -40,12 +45,11 @@ def prepare(config: TrialConfig) -> CtData:
     descriptor = source_descriptor(config.data, config.data_format, spec.name())
     source = source_name(config.data, descriptor)
     key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "spacing": spacing})
-    built_cases: list = []
+    built_cases: list[CaseRef] = []  # the cases' ids, labels and meta (no pixels) when the cache is built now
 
-    def build() -> dict[str, np.ndarray]:
-        cases = read_cases(config.data, config.data_format, CLASSES, lambda: generate(spec))
-        built_cases.extend(cases)
-        return preprocess(cases, spacing)
+    def build() -> RowStream:
+        return volume_rows(source_cases(config.data, config.data_format, lambda: generate(spec)), spacing,
+                           built_cases)
 
     arrays = cached_arrays(key, build)
     ids = [str(i) for i in arrays["case_id"]]
@@ -66,9 +70,9 @@ def prepare(config: TrialConfig) -> CtData:
         chosen = [row[i] for i in split.part(part, config.fold)]
         if part == "train" and config.max_train_cases:
             chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
-        parts[part] = [
-            {name: np.ascontiguousarray(arrays[name][i]) for name in ("image", "lung", "lesion")} for i in chosen
-        ]
+        # The cache's memory-mapped volumes themselves (C-contiguous rows, no copy): a volume is read from disk
+        # where it is used, and only the runtime policy's "host" placement gathers them into memory.
+        parts[part] = [{name: arrays[name][i] for name in ("image", "lung", "lesion")} for i in chosen]
     from bench.cases import (
         patient_numbers,  # issue 21: anonymous patient numbers (no id leaves the data layer)
     )
@@ -77,35 +81,103 @@ def prepare(config: TrialConfig) -> CtData:
     return CtData(split.sha256, spacing, parts, key, groups)
 
 
-def preprocess(cases, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
-    """HU → lung window → [0, 1], resampled to ``spacing``, padded to one common shape (air / background)."""
+def source_cases(data: str, data_format: str, make_phantom: Callable[[], list[Case]]) -> Iterator[Case]:
+    """The source's cases one volume at a time (a reader's ``iter_cases``; the phantom is generated whole)."""
+    if data == PHANTOM:
+        yield from make_phantom()
+        return
+    from bench.data.formats import FORMATS
+
+    count = 0
+    for count, case in enumerate(FORMATS.create(data_format).iter_cases(data, CLASSES), 1):
+        yield case
+    if not count:
+        raise DataError(f"{data}: a data set must hold at least one case, but the reader found none.")
+
+
+def preprocess_volume(case: Case, spacing: tuple[float, float, float]) -> dict[str, torch.Tensor]:
+    """One case: HU → lung window → [0, 1], resampled to ``spacing``; image (1,D,H,W) float32 and lung and
+    lesion (1,D,H,W) uint8, not yet padded to the data set's common shape."""
     window = ScaleIntensityRange(a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=0.0, b_max=1.0, clip=True)
-    images, lungs, lesions = [], [], []
-    for c in cases:
-        hu = np.asarray(c.image, np.float32)
-        lung = c.masks.get("lung")
-        if lung is None:  # e.g. MSD Task06 has lesion labels only: derive the lungs from the HU values
-            lung = lung_mask_from_hu(hu)
-        lesion = c.masks.get("lesion", np.zeros(hu.shape, np.uint8))
-        size = [max(1, round(n * s / t)) for n, s, t in zip(hu.shape, c.spacing, spacing)]
-        image = window(hu[None])
-        masks = torch.from_numpy(np.stack([lung > 0, lesion > 0]).astype(np.float32))
-        if list(hu.shape) != size:
-            image = Resize(size, mode="trilinear")(image)
-            masks = Resize(size, mode="nearest")(masks)
-        images.append(torch.as_tensor(image).float())
-        lungs.append(torch.as_tensor(masks[:1]))
-        lesions.append(torch.as_tensor(masks[1:]))
-    shape = np.max([im.shape[1:] for im in images], axis=0).tolist()
-    pad = SpatialPad(shape)
-    return {
-        "image": np.stack([pad(im).numpy()[0] for im in images]).astype(np.float32),
-        "lung": np.stack([pad(m).numpy()[0] for m in lungs]).astype(np.uint8),
-        "lesion": np.stack([pad(m).numpy()[0] for m in lesions]).astype(np.uint8),
-        "case_id": np.array([c.id for c in cases]),
-        "patient_id": np.array([c.patient_id for c in cases]),
-        "label": np.array([str(c.labels.get("class", "")) for c in cases]),
-    }
+    hu = np.asarray(case.image, np.float32)
+    lung = case.masks.get("lung")
+    if lung is None:  # e.g. MSD Task06 has lesion labels only: derive the lungs from the HU values
+        lung = lung_mask_from_hu(hu)
+    lesion = case.masks.get("lesion", np.zeros(hu.shape, np.uint8))
+    size = [max(1, round(n * s / t)) for n, s, t in zip(hu.shape, case.spacing, spacing)]
+    image = window(hu[None])
+    masks = torch.from_numpy(np.stack([lung > 0, lesion > 0]).astype(np.float32))
+    if list(hu.shape) != size:
+        image = Resize(size, mode="trilinear")(image)
+        masks = Resize(size, mode="nearest")(masks)
+    masks = torch.as_tensor(masks).to(torch.uint8)  # nearest-resampled 0/1: exact in uint8
+    return {"image": torch.as_tensor(image).float(), "lung": masks[:1], "lesion": masks[1:]}
+
+
+def volume_rows(cases: Iterable[Case], spacing: tuple[float, float, float], refs: list[CaseRef] | None = None
+                ) -> RowStream:
+    """The cache's rows, one volume in memory at a time: each case is preprocessed and staged on disk
+    unpadded (its resampled size is known only then), and the rows pad each staged volume to the largest
+    size. ``refs`` (if given) receives each case's ids, labels and meta, without pixels, for the split.
+
+    Raises:
+        DataError: the source holds no case.
+    """
+    staging = Path(tempfile.mkdtemp(dir=_staging_root(), prefix="ct-prep-"))
+    shapes, ids, patients, labels = [], [], [], []
+    try:
+        for k, case in enumerate(cases):
+            volume = preprocess_volume(case, spacing)
+            for name, value in volume.items():
+                np.save(staging / f"{k}.{name}.npy", value.numpy()[0], allow_pickle=False)
+            shapes.append(volume["image"].shape[1:])
+            ids.append(case.id)
+            patients.append(case.patient_id)
+            labels.append(str(case.labels.get("class", "")))
+            if refs is not None:
+                refs.append(CaseRef(case.id, case.patient_id, _no_pixels, case.site, dict(case.labels),
+                                    dict(case.meta)))
+            del case, volume
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not ids:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError("a ct-lung data set must hold at least one case, but the reader found none.")
+    pad = SpatialPad(np.max(shapes, axis=0).tolist())
+
+    def rows() -> Iterator[dict[str, np.ndarray]]:
+        for k in range(len(ids)):
+            row = {}
+            for name in ("image", "lung", "lesion"):
+                staged = staging / f"{k}.{name}.npy"
+                row[name] = np.asarray(pad(torch.from_numpy(np.load(staged))[None]))[0]
+                staged.unlink()  # the staging copy shrinks as the cache grows
+            yield row
+        shutil.rmtree(staging, ignore_errors=True)
+
+    stream = RowStream(len(ids), rows(), {"case_id": np.array(ids), "patient_id": np.array(patients),
+                                          "label": np.array(labels)})
+    weakref.finalize(stream, shutil.rmtree, staging, ignore_errors=True)  # an unfinished build leaves nothing
+    return stream
+
+
+def preprocess(cases, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    """HU → lung window → [0, 1], resampled to ``spacing``, padded to one common shape (air / background):
+    the cache's arrays in memory, for small case lists (the cache itself is written by ``volume_rows``)."""
+    stream = volume_rows(cases, spacing)
+    rows = list(stream.rows)
+    return {**{name: np.stack([r[name] for r in rows]) for name in rows[0]}, **stream.whole}
+
+
+def _staging_root() -> Path:
+    root = cache_root() / ".scratch"  # on the cache's disk, not /tmp (which may be memory)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _no_pixels() -> Case:
+    raise DataError("a ct-lung case reference made for the split holds no pixels; read the cache instead.")
 
 
 def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:

@@ -112,7 +112,7 @@ def placed(data: CtData) -> CtData:
     if runtime.place_data(nbytes) == "stream":
         return data
     parts = {p: [{k: np.array(a) for k, a in case.items()} for case in cases] for p, cases in data.parts.items()}
-    return CtData(data.split_hash, data.spacing, parts, data.key)
+    return CtData(data.split_hash, data.spacing, parts, data.key, data.groups)
 
 
 def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n: int = 4) -> bytes:

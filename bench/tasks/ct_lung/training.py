@@ -3,14 +3,19 @@
 Training draws lesion/background-balanced patches (MONAI ``RandCropByPosNegLabel``) from whole volumes
 mapped onto the segmenter's grid by a ``LESION_GUIDANCE`` strategy one volume at a time (the cases are
 the cache's memory-mapped volumes); inference runs a sliding window volume by volume and maps the logits
-back with the strategy's ``outputs``. An epoch's patches (``samples`` per volume) are held until they are
-shuffled into batches: patch-sized, but one set per volume.
+back with the strategy's ``outputs``. An epoch's patches (``samples`` per volume) are shuffled into batches
+by one permutation of them all; when they are many (by the runtime policy, ``patches_on_disk``) they are
+written to the trial's scratch space as they are cropped and read back a batch at a time, so memory holds a
+volume and a batch whatever the number of volumes, and the numbers are those of patches held in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +32,8 @@ from monai.transforms.utils import map_binary_to_indices
 from monai.utils import convert_to_tensor
 
 from bench import runtime
+from bench.data.cache import RowStream, scratch, write_rows
+from bench.data.rows import NpyColumn
 from bench.guidance import LesionGuidance
 from bench.tasks.ct_lung.lung_guidance import Guided, to_image_grid, to_segmenter_grid
 from bench.train import device, make_optimiser
@@ -98,38 +105,73 @@ def train_net(
     pad = SpatialPad(patch)
     gen = torch.Generator().manual_seed(seed)
     n_in = vols.channels
-    for epoch in range(epochs):
-        net.train()
-        patches = []
-        with warnings.catch_warnings():  # lesion-free volumes: MONAI warns and samples background only
-            warnings.simplefilter("ignore")
-            for i in range(len(vols)):  # one volume in memory at a time: guided, padded, cropped, dropped
-                g = vols.guided(i)
-                # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
-                arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate([g.inputs, g.target, g.lung]))),
-                                        track_meta=False)
-                label = arr[n_in : n_in + 1]
-                fg, bg = map_binary_to_indices(label)
-                patches.extend(convert_to_tensor(p, track_meta=False).clone()
-                               for p in crop(arr, label=label, fg_indices=fg, bg_indices=bg))
-                del g, arr, label, fg, bg
-        batch_all = torch.stack([convert_to_tensor(p, track_meta=False) for p in patches])
-        order = torch.randperm(len(batch_all), generator=gen)
-        total = torch.zeros((), dtype=torch.float64, device=dev)
-        for start in range(0, len(order), batch_size):
-            b = batch_all[order[start : start + batch_size]]
-            if augment:
-                b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
-                ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
-                b = torch.cat([ct, b[:, 1:]], dim=1)
-            b = runtime.prepare_batch(b, policy)
-            x = b[:, :n_in]
-            total += step(lambda m, x=x, b=b: loss_fn(vols.guide.restrict(m(x), b[:, n_in + 1 : n_in + 2]),
-                                                      b[:, n_in : n_in + 1])).double() * len(x)
-        epoch_loss = float(total) / max(len(batch_all), 1)
-        if not np.isfinite(epoch_loss):
-            raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
-        on_epoch(epoch, epoch_loss)
+    count = len(vols) * samples  # RandCropByPosNegLabel draws exactly num_samples from each (padded) volume
+    on_disk = patches_on_disk(count * (n_in + 2) * int(np.prod(patch)) * 4, policy)
+    with scratch("ct-patches-") if on_disk else contextlib.nullcontext() as space:
+        for epoch in range(epochs):
+            net.train()
+            folder = space / f"epoch{epoch}" if space is not None else None
+            batch_of = _epoch_patches(_draw_patches(vols, crop, pad), count, folder)
+            # The same permutation of the same patches either way: the numbers do not depend on where they lie.
+            order = torch.randperm(count, generator=gen)
+            total = torch.zeros((), dtype=torch.float64, device=dev)
+            for start in range(0, len(order), batch_size):
+                b = batch_of(order[start : start + batch_size])
+                if augment:
+                    b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
+                    ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
+                    b = torch.cat([ct, b[:, 1:]], dim=1)
+                b = runtime.prepare_batch(b, policy)
+                x = b[:, :n_in]
+                total += step(lambda m, x=x, b=b: loss_fn(vols.guide.restrict(m(x), b[:, n_in + 1 : n_in + 2]),
+                                                          b[:, n_in : n_in + 1])).double() * len(x)
+            del batch_of  # the epoch's patches (in memory) or their file's descriptor
+            if folder is not None:
+                shutil.rmtree(folder)
+            epoch_loss = float(total) / max(count, 1)
+            if not np.isfinite(epoch_loss):
+                raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
+            on_epoch(epoch, epoch_loss)
+
+
+def patches_on_disk(nbytes: int, policy: runtime.Runtime) -> bool:
+    """Whether an epoch's patches (``nbytes`` in all) are staged in scratch rather than held in memory: as the
+    runtime policy places data (``stream`` / ``resident``), else by size (``runtime.HOST_RESIDENT_MAX_BYTES``),
+    so memory stays flat in the number of volumes."""
+    if policy.data_placement != "auto":
+        return policy.data_placement == "stream"
+    return nbytes > runtime.HOST_RESIDENT_MAX_BYTES
+
+
+def _epoch_patches(drawn: Iterator[torch.Tensor], count: int, folder: Path | None
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The epoch's ``count`` patches, taken a batch at a time by position: stacked in memory, or (``folder``
+    given) written there row by row as they are drawn and read back by offset (``bench.data.rows``)."""
+    if folder is None:
+        every = torch.stack(list(drawn))
+        return lambda idx: every[idx]
+    folder.mkdir()
+    write_rows(folder, RowStream(count, ({"patch": p.numpy()} for p in drawn)))
+    stored = NpyColumn(folder / "patch.npy")
+    return lambda idx: torch.from_numpy(stored.take(idx.numpy()))
+
+
+def _draw_patches(vols: Volumes, crop: RandCropByPosNegLabel, pad: SpatialPad) -> Iterator[torch.Tensor]:
+    """Every volume's patches in volume order, one volume in memory at a time: guided, padded, cropped, dropped."""
+    n_in = vols.channels
+    with warnings.catch_warnings():  # lesion-free volumes: MONAI warns and samples background only
+        warnings.simplefilter("ignore")
+        for i in range(len(vols)):
+            g = vols.guided(i)
+            # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
+            arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate([g.inputs, g.target, g.lung]))),
+                                    track_meta=False)
+            label = arr[n_in : n_in + 1]
+            fg, bg = map_binary_to_indices(label)
+            patches = [convert_to_tensor(p, track_meta=False).clone()
+                       for p in crop(arr, label=label, fg_indices=fg, bg_indices=bg)]
+            del g, arr, label, fg, bg
+            yield from patches
 
 
 @torch.no_grad()
