@@ -38,7 +38,7 @@ def store(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("store")
     code = (f"import os; os.chdir({str(folder)!r}); os.environ['MLFLOW_TRACKING_URI'] = 'sqlite:///mlflow.db'; "
-            "from bench.perf.synthetic import fill_store; fill_store(30)")
+            "from bench.perf.synthetic import fill_store; fill_store(30, 'xray-heart')")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
     make_comparison(f"sqlite:///{folder / 'mlflow.db'}")
     return folder

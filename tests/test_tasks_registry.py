@@ -85,3 +85,31 @@ def test_spec_callables_point_at_existing_functions():
         for fn in (spec.run, spec.prepare, spec.make_phantom, spec.inspect, spec.evaluate, spec.build_models):
             if isinstance(fn, lazy):
                 assert callable(fn.resolve()), fn
+
+
+def test_shared_code_reads_what_a_spec_declares_and_falls_back_when_it_declares_nothing():
+    """compare metrics, guidance registry and data options come from the spec (issue 24), not a task name."""
+    import argparse
+    from dataclasses import replace
+
+    from bench.cli._common import check_data_options
+    from bench.compare.plan import _registry_of, metric_plan
+    from bench.errors import BenchError
+    from bench.guidance import GUIDANCE, LESION_GUIDANCE
+    from bench.tasks import Preset, TaskSpec
+
+    bare = TaskSpec(name="bare", description="d", classes=("a",), objective="val_score", metrics=("score",),
+                    formats=(), presets={"cpu": Preset({}, 1, "x.yaml")}, run=lazy("os.path:join"),
+                    prepare=lazy("os.path:join"))
+    assert metric_plan(bare, "seg_loss").all == ("val_score",)  # the objective alone
+    assert _registry_of(bare, "guidance") is None  # no guidance: not a dimension
+    assert _registry_of(bare, "seg_loss").kind == "segmentation loss"  # shared registries stay
+    declared = replace(bare, compare_metrics={"seg_loss": ("val_a", "val_b"), "*": ("val_c",)},
+                       guidance=LESION_GUIDANCE)
+    assert metric_plan(declared, "seg_loss").all == ("val_a", "val_b")
+    assert metric_plan(declared, "seg_arch").primary == "val_c"
+    assert _registry_of(declared, "guidance") is LESION_GUIDANCE
+    assert _registry_of(TASKS.get("xray-heart"), "guidance") is GUIDANCE
+    with pytest.raises(BenchError, match="--uncertain, --sample must be data options of task ct-lung, but its data takes none"):
+        check_data_options(argparse.Namespace(task="ct-lung", sample=4, uncertain="ones", classes=None))
+    check_data_options(argparse.Namespace(task="xray-heart", sample=4, uncertain="ones", classes="a,b"))

@@ -158,7 +158,7 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
     if not dimension:
         raise ConfigError(f"bench compare needs --dimension (a categorical parameter of {space_path}), but got none.")
     _check_same(stored, {"dimension": dimension, "preset": preset_name})
-    dim = planning.resolve_dimension(spec, load_space(space_path), dimension,
+    dim = planning.resolve_dimension(spec, load_space(space_path, task), dimension,
                                      arms or _split(stored.get("arms")), baseline or stored.get("baseline"))
     n_folds = folds or int(stored.get("folds", DEFAULT_FOLDS))
     seed_list = (list(range(seed, seed + seeds)) if seeds else [int(s) for s in _split(stored.get("seeds"))]

@@ -80,14 +80,12 @@ class Dimension:
 
 
 def _registry_of(spec: TaskSpec, name: str):
-    from bench.search.space import REGISTRY_FIELDS
+    from bench.search.space import registries_for
 
-    declared = spec.registries()
-    if name in declared:
-        return declared[name]
-    if name not in REGISTRY_FIELDS:
-        return None
-    module, attr = REGISTRY_FIELDS[name]
+    location = registries_for(spec).get(name)
+    if not isinstance(location, tuple):
+        return location  # a Registry, or None
+    module, attr = location
     return getattr(importlib.import_module(module), attr)
 
 

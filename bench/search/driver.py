@@ -125,7 +125,7 @@ def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | N
     preset_name = settings.preset or spec.default_preset
     preset = spec.preset(preset_name)
     space_path = str(settings.space or spec.space_path(preset_name))
-    space = load_space(space_path)
+    space = load_space(space_path, settings.task)
     base = base_config(settings)
     say = on_stage or logging.getLogger("bench.search.prepare").info
     say(_data_stage(settings))

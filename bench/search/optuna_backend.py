@@ -172,7 +172,7 @@ def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
 
         # Set before any trial so the run's torch_threads tag (read by replay) is the count really used.
         torch.set_num_threads(job.torch_threads)
-    space = load_space(job.space_path)
+    space = load_space(job.space_path, job.settings.task)
     # A different sampler seed per worker: with one seed, every worker would draw the same startup points.
     study = optuna.load_study(
         study_name=job.study_name, storage=make_storage(job.storage_url),

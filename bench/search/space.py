@@ -23,14 +23,18 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config import PARAM_DICTS, TrialConfig
 from bench.errors import ConfigError
 from bench.registry import Registry
 
+if TYPE_CHECKING:
+    from bench.tasks import TaskSpec
+
 TYPES = ("categorical", "float", "int")
-# Categorical fields whose choices must be registered names, and where to look them up.
+# Categorical fields whose choices must be registered names, and where to look them up. A task's own
+# (TaskSpec.guidance, TaskSpec.space_registries) replace these: see registries_for.
 REGISTRY_FIELDS = {
     "seg_arch": ("bench.models", "SEG_MODELS"),
     "seg_loss": ("bench.losses", "SEG_LOSSES"),
@@ -80,21 +84,35 @@ class SearchSpace:
         return sampled
 
 
-def load_space(path: str | Path) -> SearchSpace:
+def registries_for(spec: TaskSpec | None) -> dict[str, tuple[str, str] | Registry]:
+    """Field -> its registry (or where to import it from): the shared ones, then the task's own; a task
+    without guidance (``TaskSpec.guidance`` None) has no registry for ``guidance``."""
+    registries: dict[str, tuple[str, str] | Registry] = dict(REGISTRY_FIELDS)
+    if spec is not None:
+        registries.pop("guidance")
+        registries.update(spec.registries())
+    return registries
+
+
+def load_space(path: str | Path, task: str | None = None) -> SearchSpace:
+    """The space file ``path``; registry-backed choices are checked against ``task``'s registries (or those
+    of the file's own ``task:``)."""
     from bench.config import read_yaml
 
-    return parse_space(read_yaml(path, "a search space"), source=str(path))
+    return parse_space(read_yaml(path, "a search space"), source=str(path), task=task)
 
 
-def parse_space(data: Any, source: str = "<memory>") -> SearchSpace:
+def parse_space(data: Any, source: str = "<memory>", task: str | None = None) -> SearchSpace:
     if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping) or not data["params"]:
         raise ConfigError(f"{source}: a search space must have a non-empty 'params' mapping, but it has none.")
     fields = {f.name for f in dataclasses.fields(TrialConfig)} - set(PARAM_DICTS)
-    registries: dict[str, Any] = dict(REGISTRY_FIELDS)
-    if data.get("task"):
+    task = task or data.get("task")
+    if task:
         from bench.tasks import TASKS
 
-        registries.update(TASKS.get(data["task"]).registries())
+        registries = registries_for(TASKS.get(task))
+    else:
+        registries = registries_for(None)
     params: list[Param] = []
     for name, spec in data["params"].items():
         where = f"{source}: parameter '{name}'"

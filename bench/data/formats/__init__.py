@@ -67,12 +67,6 @@ def detect_format(task: str, path, aliases: Mapping[str, str] | None = None) -> 
                         f"Give --format, one of {_choices(task, aliases or {})}.")
 
 
-def default_format(task: str, data: str | None, aliases: Mapping[str, str] | None = None) -> str:
-    """The format a command uses when ``--format`` is left out: the phantom without ``--data``, else the one
-    format of the task that recognises the folder (:func:`detect_format`)."""
-    return detect_format(task, data, aliases) if data else "phantom"
-
-
 def resolve_format(task: str, name: str | None, path=None, aliases: Mapping[str, str] | None = None) -> str:
     """The registered format that ``--format name`` means for ``task`` (``aliases``, the task's
     ``TaskSpec.format_aliases``, applied); with no name, the format :func:`detect_format` recognises in the
@@ -120,4 +114,4 @@ from bench.data.formats import (  # noqa: F401  (registration side effects)
     seg,
 )
 
-__all__ = ["FORMATS", "default_format", "detect_format", "formats_for", "resolve_format"]
+__all__ = ["FORMATS", "detect_format", "formats_for", "resolve_format"]

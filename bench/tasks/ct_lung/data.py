@@ -38,8 +38,10 @@ class CtData:
 
 def prepare(config: TrialConfig) -> CtData:
     """Load (or build once) the preprocessed volumes and cut them by the split; no patient ids leave here."""
-    if config.data_format in ("dicom", "mhd"):  # the make-phantom export names → this task's readers
-        config = config.replace(data_format={"dicom": "ct_dicom", "mhd": "luna16"}[config.data_format])
+    # The make-phantom export names → this task's readers (SPEC.format_aliases); "nifti" stays: its reader reads
+    # the MSD layout too, and earlier runs' cache keys and split names carry "nifti".
+    if config.data_format in SPEC.format_aliases and config.data_format != "nifti":
+        config = config.replace(data_format=SPEC.format_aliases[config.data_format])
     spec = phantom_spec(config)
     spacing = tuple(float(s) for s in task_param(config, "spacing"))
     descriptor = source_descriptor(config.data, config.data_format, spec.name())
