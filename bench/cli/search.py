@@ -20,13 +20,13 @@ from bench.cli._common import (
     describe,
     metric_list,
 )
-from bench.tasks.cli_params import add_task_params, task_param_overrides
 from bench.cli._progress import SearchStatus, running_trials_text  # noqa: F401  (re-exported)
 from bench.errors import BenchError
 from bench.search.backends import BACKENDS as _BACKENDS
 from bench.search.samplers import PRUNERS as _PRUNERS
 from bench.search.samplers import SAMPLERS as _SAMPLERS
 from bench.search.samplers import SCHEDULERS as _SCHEDULERS
+from bench.tasks.cli_params import add_task_params, task_param_overrides
 
 EXAMPLES = (
     "examples:\n  bench search --task xray-heart\n"

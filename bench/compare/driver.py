@@ -11,7 +11,6 @@ table, plots and report on the parent run (:mod:`bench.compare.export`).
 from __future__ import annotations
 
 import json
-
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
