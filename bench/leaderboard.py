@@ -13,7 +13,15 @@ from bench.errors import BenchError
 from bench.metrics import higher_is_better
 from bench.tables import render, write  # noqa: F401  (bench.leaderboard.render/write are public)
 from bench.tasks import TASKS
-from bench.tracking import KIND_TAG, REPEAT_KIND, REPEAT_TAG, STATE_TAG, Tracker, experiment_name
+from bench.tracking import (
+    KIND_TAG,
+    REPEAT_KIND,
+    REPEAT_TAG,
+    STATE_TAG,
+    Tracker,
+    experiment_name,
+    tracking_uri,
+)
 
 ALWAYS_SHOWN = ("seg_arch", "seg_loss", "guidance")
 COST_METRICS = ("n_weights", "trial_seconds", "epochs_trained")  # logged by the search backends per trial
@@ -39,16 +47,15 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
         BenchError: when there are no runs, or a filter is malformed or names an unknown column.
     """
     spec = TASKS.get(task)
-    tracker = Tracker(task)
     flt = f"tags.`{KIND_TAG}` = '{kind}'"
     if study:
         flt += f" AND tags.study = '{study}'"
-    runs = runs_frame(tracker, flt)
+    runs, uri = task_runs(task, flt)
     if runs.empty:
         scope = f" in study '{study}'" if study else ""
         raise BenchError(
             f"the leaderboard needs finished trials in experiment '{experiment_name(task)}'{scope}, but found none "
-            f"in {tracker.uri}. Run `bench search --task {task}` first (in this folder, or set MLFLOW_TRACKING_URI)."
+            f"in {uri}. Run `bench search --task {task}` first (in this folder, or set MLFLOW_TRACKING_URI)."
         )
     objective = f"metrics.{spec.objective}"
     if objective not in runs:
@@ -88,6 +95,24 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
 PAGE_SIZE = 1000  # MLflow's largest page for most stores
 
 
+def task_runs(task: str, filter_string: str) -> tuple[pd.DataFrame, str]:
+    """(:func:`runs_frame` of the task's experiment, the store's URI). On a SQL store with bench's own
+    filters neither MLflow is imported nor its store opened (:mod:`bench.store_read`): a leaderboard of a
+    search's store then costs less than ``import mlflow``. A store without the task's experiment gives an
+    empty frame (nothing is created)."""
+    from bench.store_read import experiment_id, sql_runs_frame
+
+    uri = tracking_uri()
+    found = experiment_id(uri, experiment_name(task))
+    if found is None:
+        return pd.DataFrame(), uri
+    if found is not False:
+        fast = sql_runs_frame(uri, found, filter_string)
+        if fast is not None:
+            return fast, uri
+    return runs_frame(Tracker(task, uri), filter_string), uri
+
+
 def runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
     """Runs of the tracker's experiment as one row each: ``run_id``, ``status``, ``start_time``, ``end_time``
     (ms since the epoch; end is empty while a run is open), ``tags.*``, ``params.*``, ``metrics.*``.
@@ -106,7 +131,7 @@ def runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE)
     """
     from bench.store_read import sql_runs_frame
 
-    fast = sql_runs_frame(tracker.client, tracker.experiment_id, filter_string)
+    fast = sql_runs_frame(tracker.uri, tracker.experiment_id, filter_string)
     if fast is not None:
         return fast
     return api_runs_frame(tracker, filter_string, page_size)

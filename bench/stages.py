@@ -27,7 +27,9 @@ the one recorded after training, so later stages draw exactly the numbers they w
 Faults: an entry is written to a temporary folder and renamed, so a writer killed mid-write leaves nothing
 that loads; a checksum or format failure on load is one ``bench: warning:`` line and the stage is trained
 again (never a crash, never a wrong value). Two processes that need one stage at once take an exclusive
-``fcntl.flock`` on ``<key>.lock`` beside the entry: one trains, the other waits and then loads.
+``fcntl.flock`` on ``<key>.lock`` beside the entry: one trains, the other waits and then loads. While it
+trains, the trainer also holds ``<share key>.training.lock`` (:func:`being_trained`), so a comparison's
+scheduler (:class:`bench.compare.plan.StageQueue`) hands a worker other work instead of that wait.
 
 Control: ``BENCH_STAGE_CACHE`` = ``on`` (default) or ``off`` (every stage trains, nothing is stored);
 ``bench search``/``bench compare`` use it on, ``bench replay`` off unless ``--stage-cache on``. The cache is
@@ -258,7 +260,8 @@ def run_stage(stage: Stage, config: TrialConfig, *, data_key: str, split_hash: s
                               "training the stage again", BenchWarning, stacklevel=2)
                 _remove(entry)
             if found is None:
-                weights, arrays = train(log)
+                with _locked(training_marker(stage.task, stage.name, stage.share_key(config))):
+                    weights, arrays = train(log)
                 weights = _detached(weights)
                 _write(entry, descriptor, weights, dict(arrays), epochs)
                 _OUTCOMES[stage.tag] = TRAINED
@@ -269,6 +272,23 @@ def run_stage(stage: Stage, config: TrialConfig, *, data_key: str, split_hash: s
         reporter.log(dict(metrics), step)
     _OUTCOMES[stage.tag] = LOADED
     return StageResult(weights, arrays, recorded, True, key)
+
+
+def training_marker(task: str, stage: str, share_key: str) -> Path:
+    """The lock file a process holds while it trains a stage for configs with this :meth:`Stage.share_key`:
+    a scheduler tries it without blocking (:func:`being_trained`) to hand out other work meanwhile. The
+    entry's own ``<key>.lock`` cannot serve: its key needs the data and the random state, which only the
+    trial knows."""
+    return root() / task / stage / f"{share_key}.training.lock"
+
+
+def being_trained(task: str, stage: str, share_key: str) -> bool:
+    """Whether some process (this machine or another on the same file system) is training that stage now."""
+    marker = training_marker(task, stage, share_key)
+    if not marker.exists():
+        return False
+    with _locked(marker, blocking=False) as got:
+        return not got
 
 
 def entry_key(stage: Stage, config: TrialConfig, data_key: str, split_hash: str,

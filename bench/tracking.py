@@ -2,6 +2,9 @@
 
 All writes go through ``MlflowClient`` with explicit run ids (no global active run), so several workers
 can log to one store. A PHI guard refuses params/tags that look like patient identifiers.
+
+MLflow is imported when a :class:`Tracker` is made, not with this module: the leaderboard reads SQL stores
+without it (:mod:`bench.store_read`) and imports the tag names from here.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from bench.config import TrialConfig
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 KIND_TAG = "bench.kind"  # search | trial | replay
 STATE_TAG = "bench.state"  # COMPLETE | PRUNED | FAIL (Optuna's words)
@@ -114,6 +117,8 @@ class Tracker:
 
     def __init__(self, task: str, uri: str | None = None):
         self.task = task
+        from mlflow.tracking import MlflowClient
+
         self.uri = uri or tracking_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pending: dict[str, list] = {}  # run id -> MLflow RunOperations of asynchronous metric logging
@@ -192,6 +197,8 @@ class Tracker:
                 time.sleep(0.2 * (attempt + 1))
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
         check_no_phi(params, "params")
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
@@ -200,6 +207,8 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0, wait: bool = True) -> None:
         """Log metrics at ``step``; ``wait=False`` hands them to MLflow's background logging queue (per-epoch
         curves: the trial does not wait for the store's write), and ``end`` waits for them before closing."""
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if not math.isnan(float(v))]  # NaN is not logged
@@ -218,6 +227,8 @@ class Tracker:
         self.log_metrics(run_id, metrics, step, wait=False)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
         check_no_phi(tags, "tags")
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
@@ -297,6 +308,8 @@ class Tracker:
         tags = {STATE_TAG: state}
         if reason:
             tags["bench.reason"] = reason[:5000]
+        from mlflow.entities import Metric, RunTag
+
         check_no_phi(tags, "tags")
         # state and epoch count in one write: this runs once per trial, on its clock
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
@@ -331,4 +344,6 @@ class MlflowReporter:
 
 
 def run_status_name(status: int | str) -> str:
+    from mlflow.entities import RunStatus
+
     return RunStatus.to_string(status) if isinstance(status, int) else status

@@ -21,8 +21,8 @@ print(json.dumps({{"code": code, "heavy": [m for m in {heavy!r} if m in sys.modu
 """
 
 
-def _probe(argv, cwd):
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], cwd=cwd,
+def _probe(argv, cwd, heavy=HEAVY):
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=heavy)], cwd=cwd,
                           capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
     last = [line for line in proc.stderr.splitlines() if line.startswith("{")]
@@ -65,4 +65,14 @@ def test_leaderboard_imports_no_torch(store, fmt, monkeypatch):
 def test_leaderboard_of_a_comparison_imports_no_torch(store, fmt, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = _probe(["leaderboard", "--comparison", "guidance-demo", "--format", fmt], store)
+    assert result["code"] == 0 and result["heavy"] == []
+
+
+@pytest.mark.parametrize("argv", [["leaderboard", "--task", "xray-heart"],
+                                  ["leaderboard", "--task", "xray-heart", "--format", "csv", "--where", "guidance=none"]])
+def test_leaderboard_of_a_sql_store_does_not_import_mlflow(store, argv, monkeypatch):
+    """On a SQL store it reads the tables itself (bench.store_read): importing MLflow and opening its store
+    would cost more than the whole leaderboard of a search's store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = _probe(argv, store, heavy=("mlflow", "sqlalchemy", *HEAVY))
     assert result["code"] == 0 and result["heavy"] == []

@@ -166,6 +166,18 @@ def test_runs_frame_pages_through_every_run(store):
     assert runs_frame(tracker, "tags.study = 'nope'").empty
 
 
+def test_only_bench_filters_take_the_fast_path():
+    from bench.store_read import is_sql, parse_filter
+
+    assert parse_filter(f"tags.`{KIND_TAG}` = 'trial' AND params.guidance = 'soft_mask'") == [
+        ("tags", KIND_TAG, "trial"), ("params", "guidance", "soft_mask")]
+    assert parse_filter("") == []
+    for other in ("metrics.val_auroc > 0.5", "tags.a != 'b'", "attributes.status = 'FINISHED'", "tags.a = 'b' OR x"):
+        assert parse_filter(other) is None, other
+    assert is_sql("sqlite:///mlflow.db") and is_sql("postgresql+psycopg2://u@h/db")
+    assert not is_sql("file:///tmp/mlruns") and not is_sql("http://localhost:5000") and not is_sql("sqlite://")
+
+
 def test_bulk_sql_read_matches_the_mlflow_api(store):
     from bench.leaderboard import api_runs_frame
     from bench.store_read import sql_runs_frame
@@ -181,7 +193,7 @@ def test_bulk_sql_read_matches_the_mlflow_api(store):
     other.client.create_run(other.experiment_id, tags={KIND_TAG: "trial"})
 
     def same(flt: str) -> pd.DataFrame:
-        fast, api = sql_runs_frame(tracker.client, tracker.experiment_id, flt), api_runs_frame(tracker, flt)
+        fast, api = sql_runs_frame(tracker.uri, tracker.experiment_id, flt), api_runs_frame(tracker, flt)
         assert fast is not None
         columns = sorted(api.columns)
         assert sorted(fast.columns) == columns and list(fast["run_id"]) == list(api["run_id"])
@@ -195,7 +207,7 @@ def test_bulk_sql_read_matches_the_mlflow_api(store):
     assert row["metrics.val_auroc"] == 0.123 and np.isnan(row["metrics.val_hd95"])
     soft = same(f"tags.`{KIND_TAG}` = 'trial' AND params.guidance = 'soft_mask'")
     assert 0 < len(soft) == (trials["params.guidance"] == "soft_mask").sum()
-    assert sql_runs_frame(tracker.client, tracker.experiment_id, "metrics.val_auroc > 0.5") is None  # API path
+    assert sql_runs_frame(tracker.uri, tracker.experiment_id, "metrics.val_auroc > 0.5") is None  # API path
 
 
 def test_export_report_has_per_case_dice_overlays_and_anytime_over_resources(workdir):

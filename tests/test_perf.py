@@ -159,14 +159,16 @@ def test_bulk_filled_store_reads_back_through_mlflow(workdir):
     assert leaderboard("xray-heart", where=["guidance=soft_mask"])["guidance"].eq("soft_mask").all()
 
 
-@pytest.mark.slow  # 8 ct-lung smoke trials (2 arms x 2 folds, cache off then on)
+@pytest.mark.slow  # 12 xray-heart smoke trials (2 arms x 2 folds: cache off, on, then by hand)
 def test_stages_suite(perf_env):
     out = perf_env / "perf"
     result = run_suite("stages", out=out, quick=True)
     assert positive(result["on_s"]) and positive(result["off_s"]) and positive(result["ratio"])
     assert (result["off_trained"], result["off_loaded"]) == (4, 0)
-    assert (result["on_trained"], result["on_loaded"]) == (2, 2)  # one lung stage per fold, loaded by the other arm
+    assert (result["on_trained"], result["on_loaded"]) == (2, 2)  # one segmenter per fold, loaded by the other arm
     assert result["identical"] is True and result["runs"] == 4
+    assert result["by_hand_runs"] == 4 and positive(result["by_hand_s"]) and positive(result["by_hand_over_on"])
+    assert result["by_hand_identical"] is True and result["by_hand_differing"] == []  # the same values, run for run
     check_written(result, out, "stages")
 
 

@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from bench.compare import compare
-from bench.compare.plan import Job, plan_jobs, stage_order, stage_trainers
+from bench.compare.plan import Job, StageQueue, plan_jobs, stage_order
 from bench.config import TrialConfig
 from bench.tasks import TASKS
 
@@ -34,9 +34,11 @@ def test_stage_order_puts_one_trainer_per_shared_stage_first():
     assert {j.arm for j in first} == {"dice_ce", "small"} and saved == 4  # every dice_focal job loads
     assert [j.arm for j in ordered[8:]] == ["dice_focal"] * 4
     assert stage_order(jobs, config_of, ()) == (jobs, 0)  # a task without stages keeps the plan's order
-    after = stage_trainers(ordered, config_of, spec.stages)  # what Ray holds back until its trainer finished
-    assert set(after) == set(ordered[8:])
-    assert all(after[j] == Job("dice_ce", j.fold, j.seed) for j in after)
+    jobs_left = StageQueue(ordered, config_of, spec.stages)
+    assert [jobs_left.take(wait=False) for _ in range(8)] == first  # every stage trains at once
+    assert jobs_left.take(wait=False) is None  # each dice_focal job waits for its dice_ce job's lung stage
+    jobs_left.done(Job("dice_ce", 1, 1))
+    assert jobs_left.take(wait=False) == Job("dice_focal", 1, 1)
 
 
 def _runs(uri: str, name: str) -> dict[tuple[str, str, str], object]:

@@ -201,9 +201,14 @@ def require_store(command: str, task: str | None = None, maker: str = "bench sea
 def require_experiment(task: str, command: str) -> None:
     """:func:`require_store`, and the store must hold the task's experiment (a Tracker would add it)."""
     uri = require_store(command, task)
-    from mlflow.tracking import MlflowClient
+    from bench.store_read import experiment_id
 
-    if MlflowClient(tracking_uri=uri).get_experiment_by_name(f"bench/{task}") is None:
+    found = experiment_id(uri, f"bench/{task}")  # a SQL store: read without importing MLflow
+    if found is False:
+        from mlflow.tracking import MlflowClient
+
+        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(f"bench/{task}")
+    if found is None:
         raise BenchError(
             f"`{command}` needs runs of task {task} (experiment 'bench/{task}'), but the store at "
             f"{uri} has none. Run `bench search --task {task}` first."

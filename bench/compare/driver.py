@@ -261,8 +261,7 @@ def _run_jobs(tracker: Tracker, context: JobContext, jobs: list[planning.Job], d
         if job.key in done:
             report(job, None)
     todo, _ = planning.stage_order([job for job in jobs if job.key not in done], config_of, task_stages)
-    execution.run([(job, config_of(job)) for job in todo], context, report,
-                  after=planning.stage_trainers(todo, config_of, task_stages))
+    execution.run([(job, config_of(job)) for job in todo], context, report, task_stages)
     return counts["ran"], counts["failed"]
 
 

@@ -6,9 +6,11 @@ guessed). Only the jobs still missing are handed out, so ``--resume`` never repe
 
 * ``--workers N``: N spawned processes (the search workers' pool, :func:`bench.search.workers.run_processes`:
   torch threads ``cores // N`` each, GPUs round robin) take jobs from **one shared queue**, so a slow arm
-  does not leave the other workers idle as a static partition would. Every job is put on the queue once
-  and taken by one worker, so none runs twice. Each result comes back on a second queue, and the driver
-  prints it as the job finishes. A worker whose driver died (kill -9) stops on its own: its open run is
+  does not leave the other workers idle as a static partition would. The driver puts a job on it only when
+  a worker is free, chosen then by :class:`bench.compare.plan.StageQueue`: a job whose shared stage another
+  worker is training waits in the driver while any other job can run (it then loads the stage instead of
+  holding a worker on the stage's lock). Every job is put on the queue once and taken by one worker, so none
+  runs twice. Each result comes back on a second queue, and the driver prints it as the job finishes. A worker whose driver died (kill -9) stops on its own: its open run is
   closed "interrupted" (or left RUNNING, then closed "killed" by the next ``--resume``) and re-run.
 * ``--backend ray [--address HOST:PORT]``: one Ray task per job, ``--cpus-per-trial`` /
   ``--gpus-per-trial`` each, on a local Ray (this machine's CPUs) or the cluster at the address, joined
@@ -23,11 +25,11 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.compare.plan import Job
+from bench.compare.plan import Job, StageKey, StageQueue
 from bench.compare.runs import RUN_KIND
 from bench.config import TrialConfig
 from bench.errors import BenchError, ConfigError
@@ -109,16 +111,30 @@ class Execution:
             ray.shutdown()
 
     def run(self, todo: Sequence[tuple[Job, TrialConfig]], context: JobContext, on_result: OnResult,
-            after: Mapping[Job, Job] | None = None) -> None:
+            stages: Sequence[Any] = ()) -> None:
         """Run every job of ``todo`` once, calling ``on_result`` in this process as each one finishes.
 
-        ``after``: job -> the job that trains a stage it loads (Ray submits it once that one finished;
-        worker processes take the jobs in ``todo``'s order, which puts those first).
+        ``todo`` comes in :func:`bench.compare.plan.stage_order`'s order; ``stages``: the task's declared
+        stages, so that a job waits in the driver (not on a worker) while a stage it shares is being trained.
         """
+        queue_ = job_queue(todo, stages)
         if self.backend == "ray":
-            run_on_ray(todo, context, on_result, self.cpus_per_trial, self.gpus_per_trial, after)
+            run_on_ray(todo, context, on_result, self.cpus_per_trial, self.gpus_per_trial, queue_)
         else:
-            run_in_processes(todo, context, on_result, self.workers)
+            run_in_processes(todo, context, on_result, self.workers, jobs=queue_)
+
+
+def job_queue(todo: Sequence[tuple[Job, TrialConfig]], stages: Sequence[Any] = ()) -> StageQueue:
+    """``todo``'s jobs in a :class:`StageQueue` that also sees stages other processes are training (their
+    marker lock, :func:`bench.stages.being_trained`)."""
+    from bench import stages as stage_cache
+
+    configs = dict(todo)
+
+    def busy(key: StageKey) -> bool:
+        return stage_cache.enabled() and stage_cache.being_trained(*key)
+
+    return StageQueue([job for job, _ in todo], configs.__getitem__, stages, busy)
 
 
 def plan_execution(workers: int | None = None, backend: str = "optuna", address: str | None = None,
@@ -159,7 +175,7 @@ class ProcessWorker:
     """One worker process of a comparison (the shape :func:`bench.search.workers.run_processes` expects)."""
 
     context: JobContext
-    todo: Any  # multiprocessing Queue of (Job, TrialConfig), one None per worker at the end
+    todo: Any  # multiprocessing Queue of (Job, TrialConfig) or None (stop), fed by :class:`Dispatch`
     done: Any  # multiprocessing Queue of JobResult
     worker: int
     workers: int
@@ -168,8 +184,10 @@ class ProcessWorker:
 
 
 def run_in_processes(todo: Sequence[tuple[Job, TrialConfig]], context: JobContext, on_result: OnResult,
-                     workers: int, poll_s: float = 0.5) -> None:
+                     workers: int, poll_s: float = 0.5, jobs: StageQueue | None = None) -> None:
     """Run ``todo`` in ``workers`` spawned processes sharing one job queue; relay each result as it lands.
+
+    ``jobs``: the order and the stage-aware choice of the next job (default: ``todo``'s order, no stages).
 
     Raises:
         BenchError: a worker process died (the comparison continues with ``--name NAME --resume``).
@@ -183,31 +201,70 @@ def run_in_processes(todo: Sequence[tuple[Job, TrialConfig]], context: JobContex
     plan = plan_workers(workers, None)  # threads from N, not from the jobs left: a job's threads never vary
     n_procs = min(plan.workers, len(todo))
     ctx = mp.get_context("spawn")
-    jobs_queue, results = ctx.Queue(), ctx.Queue()
-    for item in todo:
-        jobs_queue.put(item)
-    for _ in range(n_procs):
-        jobs_queue.put(None)
-    procs = [ProcessWorker(context, jobs_queue, results, i, plan.workers, plan.threads, plan.gpu(i))
-             for i in range(n_procs)]
-    received = 0
+    dispatch = Dispatch(todo, jobs or job_queue(todo), ctx.Queue(), ctx.Queue(), on_result)
+    procs = [ProcessWorker(context, dispatch.to_workers, dispatch.results, i, plan.workers, plan.threads,
+                           plan.gpu(i)) for i in range(n_procs)]
+    dispatch.start(n_procs)
+    run_processes(procs, spawned_worker, dispatch.relay, poll_s,
+                  resume_hint=f"continue with --name {context.comparison} --resume")
+    dispatch.relay(timeout=10.0)  # results a worker sent just before it exited
+    if dispatch.missing:
+        raise BenchError(f"every job must report back, but {dispatch.missing} of {len(todo)} did not. Continue "
+                         f"with --name {context.comparison} --resume (finished runs are kept).")
 
-    def relay(timeout: float | None = None) -> None:
-        nonlocal received
-        while received < len(todo):
+
+class Dispatch:
+    """The driver's side of the workers' shared job queue: one item goes on it per free worker (a job, or the
+    end marker None once no job is left), the job :class:`StageQueue` picks at that moment; a result coming
+    back frees its job's stages and its worker.
+
+    Args:
+        todo: (job, config) pairs.
+        jobs: the jobs of ``todo``, handed out in its choice.
+        to_workers: queue the workers take ``(job, config)`` or None from (:func:`serve`).
+        results: queue the workers put :class:`JobResult` on.
+        on_result: called in the driver for each finished job.
+    """
+
+    def __init__(self, todo: Sequence[tuple[Job, TrialConfig]], jobs: StageQueue, to_workers: Any, results: Any,
+                 on_result: OnResult) -> None:
+        self.configs = dict(todo)
+        self.jobs, self.to_workers, self.results, self.on_result = jobs, to_workers, results, on_result
+        self.received = 0
+
+    @property
+    def missing(self) -> int:
+        return len(self.configs) - self.received
+
+    def start(self, workers: int) -> None:
+        """One item for each of ``workers`` idle workers."""
+        for _ in range(workers):
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        job = self.jobs.take()
+        self.to_workers.put(None if job is None else (job, self.configs[job]))
+
+    def relay(self, timeout: float | None = None) -> None:
+        """Take the results that came back (waiting up to ``timeout`` for each; none: only those there now),
+        give each one's worker its next item, report them."""
+        while self.missing:
             try:
-                result: JobResult = results.get(timeout=timeout) if timeout else results.get_nowait()
+                result: JobResult = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
             except queue.Empty:
                 return
-            received += 1
-            on_result(result.job, result.outcome())
+            self.received += 1
+            self.jobs.done(result.job)
+            self._hand_out()  # before reporting: the worker that sent it is idle now
+            self.on_result(result.job, result.outcome())
 
-    run_processes(procs, spawned_worker, relay, poll_s,
-                  resume_hint=f"continue with --name {context.comparison} --resume")
-    relay(timeout=10.0)  # results a worker sent just before it exited
-    if received < len(todo):
-        raise BenchError(f"every job must report back, but {len(todo) - received} of {len(todo)} did not. Continue "
-                         f"with --name {context.comparison} --resume (finished runs are kept).")
+
+def serve(to_workers: Any, results: Any, run: Callable[[Job, TrialConfig], JobResult],
+          keep_going: Callable[[], bool] = lambda: True) -> None:
+    """A worker's loop: take an item, run its job, put the result, until the end marker (or ``keep_going``
+    says stop)."""
+    while (item := to_workers.get()) is not None and keep_going():
+        results.put(run(*item))
 
 
 def spawned_worker(worker: ProcessWorker) -> None:
@@ -224,10 +281,12 @@ def spawned_worker(worker: ProcessWorker) -> None:
         torch.set_num_threads(worker.torch_threads)
     tracker = Tracker(worker.context.task, worker.context.uri)
     tags = {"worker": worker.worker, "workers": worker.workers}
+
+    def run(job: Job, config: TrialConfig) -> JobResult:
+        return JobResult.of(job, run_job(tracker, worker.context, job, config, tags))
+
     try:
-        while (item := worker.todo.get()) is not None and os.getppid() == driver:
-            job, config = item
-            worker.done.put(JobResult.of(job, run_job(tracker, worker.context, job, config, tags)))
+        serve(worker.todo, worker.done, run, lambda: os.getppid() == driver)
     except KeyboardInterrupt:  # SIGTERM from the driver or its death: the open run is closed "interrupted"
         raise SystemExit(1) from None
 
@@ -274,31 +333,32 @@ def _ray_env(uri: str) -> dict[str, str]:
 
 
 def run_on_ray(todo: Sequence[tuple[Job, TrialConfig]], context: JobContext, on_result: OnResult,
-               cpus: float, gpus: float, after: Mapping[Job, Job] | None = None) -> None:
+               cpus: float, gpus: float, jobs: StageQueue | None = None) -> None:
     """One Ray task per job (no retries: a job whose worker died is re-run by ``--resume``); results are
-    relayed as they finish. A job in ``after`` is submitted once the job that trains its stage finished, so
-    it loads the stage instead of holding a Ray slot while it waits for it. Ray must already be connected
-    (:meth:`Execution.start`)."""
+    relayed as they finish. Every job :class:`StageQueue` does not hold back is submitted at once; a job
+    whose shared stage is being trained is submitted when a job finishes and it is free (it then loads the
+    stage instead of holding a Ray slot on the stage's lock), or, when nothing else is in flight, anyway.
+    Ray must already be connected (:meth:`Execution.start`)."""
     import ray
 
     from bench.compare.runs import close_killed
 
     remote = ray.remote(ray_job).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-    queued = {job for job, _ in todo}
-    held: dict[Job, list[tuple[Job, TrialConfig]]] = {}
+    configs = dict(todo)
+    jobs = jobs or job_queue(todo)
     pending = {}
-    for job, config in todo:
-        trainer = (after or {}).get(job)
-        if trainer in queued:
-            held.setdefault(trainer, []).append((job, config))
-        else:
-            pending[remote.remote(context, job, config, max(1, int(cpus)))] = job
+
+    def submit_ready() -> None:
+        while (job := jobs.take(wait=not pending)) is not None:
+            pending[remote.remote(context, job, configs[job], max(1, int(cpus)))] = job
+
     try:
+        submit_ready()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
-            for waiting, config in held.pop(job, []):  # its stage is stored (or it failed): theirs may start
-                pending[remote.remote(context, waiting, config, max(1, int(cpus)))] = waiting
+            jobs.done(job)
+            submit_ready()  # its stage is stored (or it failed): the jobs waiting on it may start
             try:
                 result: JobResult = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001  the task's worker died: its run is left RUNNING

@@ -272,8 +272,8 @@ def stage_order(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> t
     fields (``Stage.share_key``); every arm of a guidance comparison shares the segmenter, every arm of a
     ct-lung comparison the lung stage. The first job of each such group trains the stage and the others
     load it, so the order is: those first jobs (in plan order), then the rest (in plan order, so the reusers of
-    the stages trained first come first). Parallel workers then never wait on a stage another worker is still
-    training while a job whose stage is ready could run, except when no such job is left.
+    the stages trained first come first). In parallel, :class:`StageQueue` hands the jobs out in this order,
+    skipping those whose stage is being trained while another job can run.
 
     Args:
         jobs: in plan order (:func:`plan_jobs`).
@@ -293,20 +293,73 @@ def stage_order(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> t
     return first + rest, saved
 
 
-def stage_trainers(jobs: Sequence[Job], config_of: Any, stages: Sequence[Any]) -> dict[Job, Job]:
-    """Each job that reuses a stage -> the job before it (in ``jobs``' order) that trains that stage.
+StageKey = tuple[str, str, str]  # (task, stage name, Stage.share_key)
 
-    Ray holds a reuser back until its trainer finished, so no Ray slot waits on a stage lock while another
-    job could run (worker processes take jobs from one queue in :func:`stage_order`'s order instead).
+
+def shared_stages(config: TrialConfig, stages: Sequence[Any]) -> set[StageKey]:
+    """The stages a job with ``config`` trains or loads, as the keys jobs that share them have in common."""
+    return {(stage.task, stage.name, stage.share_key(config)) for stage in stages}
+
+
+class StageQueue:
+    """The jobs left, handed out so that no worker waits on a stage while another job could run.
+
+    A job is *blocked* while one of its shared stages is being trained: by a job this queue handed out and
+    that has not finished yet, or (``busy``) by another process, as the stage's training marker lock says
+    (:func:`bench.stages.being_trained`: other comparisons, searches, machines on the same cache).
+    :meth:`take` hands out the first job that is not blocked, in the order given (:func:`stage_order`'s, so
+    the first job of each shared stage still comes first); a blocked job keeps its place and goes out once
+    its stage is stored (its job finished), so it loads the stage. Only when every job left is blocked does
+    :meth:`take` hand out the first of them anyway (``wait=True``: that worker then waits on the stage's lock,
+    as there is nothing else to do) or nothing (``wait=False``: Ray submits it when a job finishes).
+
+    Example:
+        >>> from bench.config import TrialConfig
+        >>> from bench.stages import Stage
+        >>> seg = Stage("t", "seg", "1")
+        >>> base = TrialConfig(task="t")
+        >>> cfg = {"a": base.replace(fold=0), "b": base.replace(fold=0), "c": base.replace(fold=1)}
+        >>> q = StageQueue([Job("a", 0, 0), Job("b", 0, 0), Job("c", 1, 0)], lambda j: cfg[j.arm], [seg])
+        >>> [q.take().arm, q.take().arm]  # "b" needs the segmenter "a" is training: "c" goes first
+        ['a', 'c']
     """
-    trainer_of: dict[tuple[str, str], Job] = {}
-    after: dict[Job, Job] = {}
-    for job in jobs:
-        config = config_of(job)
-        for stage in stages:
-            key = (stage.name, stage.share_key(config))
-            if key in trainer_of:
-                after.setdefault(job, trainer_of[key])
-            else:
-                trainer_of[key] = job
-    return after
+
+    def __init__(self, jobs: Sequence[Job], config_of: Any, stages: Sequence[Any],
+                 busy: Any = None) -> None:
+        """``busy(key) -> bool``: whether another process is training that stage now (default: never)."""
+        self._pending = list(jobs)
+        self._keys = {job: shared_stages(config_of(job), stages) for job in jobs}
+        self._running: dict[Job, set[StageKey]] = {}
+        self._busy = busy or (lambda key: False)
+
+    def __len__(self) -> int:
+        """How many jobs are still to be handed out."""
+        return len(self._pending)
+
+    def blocked(self, job: Job) -> bool:
+        """Whether one of ``job``'s shared stages is being trained now (here or, per ``busy``, elsewhere)."""
+        keys = self._keys[job]
+        training = set().union(*self._running.values()) if self._running else set()
+        return bool(keys & training) or any(self._busy(key) for key in keys)
+
+    def take(self, wait: bool = True) -> Job | None:
+        """The next job to run (marked running until :meth:`done`); None when none is left, or when every
+        job left is blocked and ``wait`` is False."""
+        if not self._pending:
+            return None
+        job = next((j for j in self._pending if not self.blocked(j)), None)
+        if job is None:
+            if not wait:
+                return None
+            job = self._pending[0]
+        self._pending.remove(job)
+        self._running[job] = self._keys[job]
+        return job
+
+    def done(self, job: Job) -> None:
+        """``job`` finished (or failed): its stages are stored, or free for the next job to train."""
+        self._running.pop(job, None)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)

@@ -46,7 +46,7 @@ QUICK: dict[str, dict[str, Any]] = {
                  "leaderboard_repeats": 1},
     "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
     "cli": {"repeats": 1, "runs": 20},
-    "stages": {"arms": ["none", "restrict_output"], "folds": 2, "resamples": 100},
+    "stages": {"arms": ["none", "soft_mask"], "folds": 2, "preset": "smoke", "resamples": 100},
     "stats": {"reps": 40, "cases": [33], "run_sds": [0.015], "rhos": [0.0], "power_seeds": [5], "markdown": None},
     "scale-data": {"patients": [12, 24], "image_size": 32, "seg_epochs": 1, "cls_epochs": 1, "batch_size": 8},
 }
@@ -150,7 +150,11 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"{result['off_s']:.0f} s; {result['on_loaded']} stage trainings saved)"), result["goal"],
                  "yes" if result["met"] else "no"),
                 (f"{what}: results table identical on vs off", str(result["identical"]), "True",
-                 "yes" if result["identical"] else "no")]
+                 "yes" if result["identical"] else "no")] + ([
+                (f"{what}: by hand (loop over run_trial, no cache) / bench with the cache",
+                 (f"{result['by_hand_over_on']:.2f} ({result['by_hand_s']:.0f} s; values identical: "
+                  f"{result['by_hand_identical']})"), result["by_hand_goal"],
+                 "yes" if result["by_hand_met"] else "no")] if "by_hand_s" in result else [])
     if name == "stats":
         five = next((c["power"] for c in result["power_by_seeds"] if c["seeds"] == 5), float("nan"))
         return [("largest false-positive rate of the verdict over the grid",
