@@ -58,3 +58,14 @@ def test_ray_search_nests_trials_and_closes_every_run(workdir):
     if summary.n_complete:
         board = leaderboard("xray-heart", study="ray")
         assert len(board) == 2 and board.iloc[0]["state"] == "COMPLETE"
+
+
+def test_a_relative_data_folder_reaches_trials_as_an_absolute_path(workdir):
+    """Tune runs each trial with its own folder as working directory, so the base config every trial is built
+    from names the data folder absolutely; the phantom keeps its name."""
+    from bench.search.driver import base_config
+
+    (workdir / "mydata").mkdir()
+    config = base_config(SearchSettings(task="xray-heart", preset="smoke", data="mydata", data_format="png"))
+    assert config.data == str(workdir / "mydata")
+    assert base_config(SearchSettings(task="xray-heart", preset="smoke")).data == "phantom"

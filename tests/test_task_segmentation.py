@@ -191,3 +191,77 @@ def test_target_and_guide_can_be_fixed_in_a_search_space(tmp_path):
     sampled = load_space(path)(optuna.create_study().ask())
     cfg = TrialConfig.from_flat({**TrialConfig(task=TASK, **SMOKE).flat(), **sampled})
     assert cfg.task_params == {**SMOKE["task_params"], "target": "lesion", "guide": "none"}
+
+
+# --- the shared search, leaderboard and compare paths on this task (issue 24, Part 2 item 4) -------------
+def _phantom_here(workdir):
+    """The 12-case phantom with lesion-bearing val folds, named by a path relative to the working folder (as
+    a user types it): Ray Tune runs each trial in its own folder, so the search must not pass it on as is."""
+    with_folds(segdata.make_phantom(workdir / "Dataset501_Organ", "nnunet", cases=12))
+    return "Dataset501_Organ"
+
+
+@pytest.mark.slow  # starts a local Ray; two trials of two networks each (~70 s on a loaded 2-core box)
+def test_ray_search_on_a_relative_data_folder_completes_numbered_trials(workdir):
+    from bench.cli import main
+
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "2", "--backend", "ray",
+                 "--data", _phantom_here(workdir)]) == 0
+    runs = _trials(workdir)
+    assert sorted(r.info.run_name.split(" ")[0] for r in runs) == ["t000", "t001"]
+    assert [(r.info.status, r.data.tags["bench.state"]) for r in runs] == [("FINISHED", "COMPLETE")] * 2
+    assert all(r.data.tags["backend"] == "ray" and math.isfinite(r.data.metrics[SPEC.objective]) for r in runs)
+    assert all(r.data.params["data"] == str(workdir / "Dataset501_Organ") for r in runs)
+    # the guide stage is trained once per fold x seed, whichever Ray worker comes first (a file lock)
+    assert sorted(r.data.tags["bench.stage.guide"] for r in runs) == ["loaded", "trained"]
+
+
+@pytest.mark.slow  # one trial on two folds (~50 s on a loaded 2-core box)
+def test_cross_validated_search_then_leaderboard_and_its_mlflow_view(workdir, capsys):
+    from bench.cli import main
+    from bench.cli.ui import VIEW_KEY, VIEW_TAG, publish_view
+    from bench.trial import FOLD_KIND, fold_metric
+
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "1", "--folds", "2",
+                 "--data", _phantom_here(workdir)]) == 0
+    (trial,) = _trials(workdir)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    folds = client.search_runs([trial.info.experiment_id], f"tags.`bench.kind` = '{FOLD_KIND}'")
+    assert sorted(r.data.tags["fold"] for r in folds) == ["0", "1"]
+    assert all(r.data.tags["mlflow.parentRunId"] == trial.info.run_id for r in folds)
+    assert all(r.data.tags["bench.stage.guide"] in ("trained", "loaded") for r in folds)  # each fold's own stage
+    per_fold = {m.step: m.value for m in client.get_metric_history(trial.info.run_id, fold_metric(SPEC.objective))}
+    assert sorted(per_fold) == [0, 1]
+    assert trial.data.metrics[SPEC.objective] == pytest.approx(sum(per_fold.values()) / 2)
+    capsys.readouterr()
+
+    assert main(["leaderboard", "--task", TASK]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split()[:4] == ["rank", "run", "state", SPEC.objective]
+    assert row.split()[:3] == ["1", "t000", "COMPLETE"]
+    assert float(row.split()[3]) == pytest.approx(trial.data.metrics[SPEC.objective], abs=5e-4)
+
+    view = publish_view(TASK)
+    state = json.loads(client.get_experiment(view.experiment_id).tags[VIEW_TAG + VIEW_KEY])
+    assert (state["orderByKey"], state["orderByAsc"]) == (f"metrics.`{SPEC.objective}`", False)
+    assert state["selectedColumns"][0] == f"metrics.`{SPEC.objective}`"
+
+
+@pytest.mark.slow  # 2 arms x 2 folds x 1 seed, each job two networks (~2-3 min on a loaded 2-core box)
+def test_seg_loss_comparison_two_arms_two_folds(workdir, capsys):
+    from bench.cli import main
+
+    assert main(["compare", "--task", TASK, "--dimension", "seg_loss", "--arms", "dice,dice_ce", "--folds", "2",
+                 "--seeds", "1", "--preset", "smoke", "--data", _phantom_here(workdir), "--resamples", "100",
+                 "--name", "seg-loss"]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--comparison", "seg-loss", "--format", "json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert (table["task"], table["metric"], table["settings"]["dimension"]) == (TASK, SPEC.objective, "seg_loss")
+    rows = [r for r in table["results"] if r["metric"] == SPEC.objective]
+    assert sorted(r["arm"] for r in rows) == ["dice", "dice_ce"]
+    assert all((r["n_folds"], r["n_seeds"]) == (2, 1) and math.isfinite(r["mean"]) for r in rows)
+    (other,) = [r for r in rows if r["arm"] == "dice_ce"]
+    assert other["baseline"] == "dice" and math.isfinite(other["delta"])  # paired on the same validation cases

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -66,7 +67,10 @@ def base_config(settings: SearchSettings) -> TrialConfig:
     values = {**preset.config, **settings.overrides}
     if "task_params" in settings.overrides:  # key by key: the preset's budget keys stay unless overridden
         values["task_params"] = {**preset.config.get("task_params", {}), **settings.overrides["task_params"]}
-    return TrialConfig(task=settings.task, data=settings.data, data_format=settings.data_format,
+    # A data folder is made absolute: Ray Tune runs each trial with the trial's own folder as its working
+    # directory, and a replay may run elsewhere; both read the folder from the trial's config.
+    data = settings.data if settings.data == "phantom" else os.path.abspath(settings.data)
+    return TrialConfig(task=settings.task, data=data, data_format=settings.data_format,
                        seed=settings.seed, fold=settings.fold, **values)
 
 
