@@ -1,5 +1,6 @@
 """The segmentation task on nnU-Net / MSD folders written by its phantom: labels, containment, preprocessing
-and cache, splits_final.json folds, and (slow) the smoke search, a guidance comparison, a replay and 2D."""
+and cache, splits_final.json folds, the smoke search, a guidance comparison and a replay, and (slow) 2D, a Ray
+search, a cross-validated search with its leaderboard and MLflow view, and a seg_loss comparison."""
 
 from __future__ import annotations
 
