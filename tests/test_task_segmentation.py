@@ -178,7 +178,7 @@ def test_2d_phantom_trains(tmp_path):
 
 
 def test_target_and_guide_can_be_fixed_in_a_search_space(tmp_path):
-    """No --target/--guide flag yet (README): a space with one-choice task parameters fixes them, on top of
+    """Besides the --target/--guide flags (README): a space with one-choice task parameters fixes them, on top of
     the preset's task parameters."""
     import optuna
 
