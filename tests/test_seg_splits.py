@@ -124,10 +124,7 @@ def test_cli_split_exports_nnunet_folds_and_refuses_a_patient_regex_where_no_rea
 
 def test_cli_split_with_patient_regex_on_a_segmentation_folder(tmp_path):
     from bench.cli import main
-    from bench.tasks import TASKS
 
-    if "segmentation" not in TASKS.names():
-        pytest.skip("needs the segmentation task (bench/tasks/segmentation)")
     root = _follow_ups(tmp_path)
     out = tmp_path / "split.json"
     assert main(["datasets", "split", str(root), "--task", "segmentation", "--patient-regex", r"^(P\d+)-",

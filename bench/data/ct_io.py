@@ -47,19 +47,26 @@ def write_nifti(path, volume: np.ndarray, spacing) -> None:
     nib.save(img, str(path))
 
 
-def read_nifti(path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Read a 3D NIfTI as a (z, y, x) array and its (z, y, x) spacing; any failure names the file."""
+def load_nifti(path):
+    """(nibabel image, its voxel array in file axis order); a missing or unreadable file is one DataError."""
     import nibabel as nib
 
     from bench.errors import DataError
 
     try:
         img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
+        return img, np.asanyarray(img.dataobj)
     except FileNotFoundError:
         raise DataError(f"{path}: the NIfTI file must exist, but it is missing.") from None
     except Exception as exc:  # nibabel/gzip/zlib raise many types for a truncated or corrupt file
         raise DataError(f"{path}: must be a readable NIfTI volume, but reading failed: {exc!r}.") from exc
+
+
+def read_nifti(path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read a 3D NIfTI as a (z, y, x) array and its (z, y, x) spacing; any failure names the file."""
+    from bench.errors import DataError
+
+    img, data = load_nifti(path)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

@@ -450,15 +450,9 @@ def _read_3d(files: CaseFiles, n_channels: int) -> tuple[np.ndarray, tuple[float
 def read_nifti_channels(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A 3D or 4D NIfTI (channels on the last axis, as the Decathlon stores multi-modal volumes) as a
     float32 (C, z, y, x) array and its (z, y, x) spacing; axes as ``bench.data.ct_io.read_nifti``."""
-    import nibabel as nib
+    from bench.data.ct_io import load_nifti
 
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except FileNotFoundError:
-        raise DataError(f"{path}: the NIfTI file must exist, but it is missing.") from None
-    except Exception as exc:  # nibabel/gzip/zlib raise many types for a truncated or corrupt file
-        raise DataError(f"{path}: must be a readable NIfTI volume, but reading failed: {exc!r}.") from exc
+    img, data = load_nifti(path)
     if data.ndim == 3:
         data = data[..., None]
     if data.ndim != 4:
