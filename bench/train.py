@@ -170,23 +170,51 @@ def fit(
     loss raises FloatingPointError. ``on_epoch(epoch, mean_loss)`` may raise TrialPruned to stop early.
     """
     policy = runtime.current()
-    dev = runtime.device(policy)
     runtime.prepare_model(model, policy, spatial_dims).train()
     step = runtime.TrainStep(model, make_optimiser(optimiser, model.parameters(), lr), policy)
     rows = tensors if isinstance(tensors, Rows) else Rows(runtime.resident(tensors, policy))
     gen = torch.Generator().manual_seed(seed)
     n = len(rows)
-    for epoch in range(epochs):
-        model.train()
-        total = torch.zeros((), device=dev)
+
+    @contextlib.contextmanager
+    def epoch_batches(epoch: int) -> Iterator[Iterator[Batch]]:
         # BatchNorm cannot train on a single sample; a lone last row is seen again next epoch
         order = [idx for idx in batches(n, batch_size, gen) if not (len(idx) == 1 and n > 1)]
         with loading(rows, order, seed=seed + epoch, policy=policy) as drawn:
-            for drawn_batch in drawn:
-                batch = {k: runtime.prepare_batch(v, policy) for k, v in drawn_batch.items()}
-                size = len(next(iter(batch.values())))
-                total += step(lambda net, batch=batch: loss_fn(net, batch)) * size
-        epoch_loss = float(total) / max(n, 1)  # the one host sync of the epoch
+            yield (_row_batch(drawn_batch, loss_fn, policy) for drawn_batch in drawn)
+
+    train_epochs(model, step, epochs=epochs, epoch_batches=epoch_batches, count=n, on_epoch=on_epoch)
+
+
+Batch = tuple[Callable[[Callable], torch.Tensor], int]
+"""One training step's work: ``compute(net) -> loss`` for :class:`runtime.TrainStep`, and how many samples it
+holds (the loss's weight in the epoch mean)."""
+
+
+def _row_batch(drawn: Mapping[str, torch.Tensor], loss_fn: Callable, policy: runtime.Runtime) -> Batch:
+    batch = {k: runtime.prepare_batch(v, policy) for k, v in drawn.items()}
+    return (lambda net: loss_fn(net, batch)), len(next(iter(batch.values())))
+
+
+def train_epochs(model: torch.nn.Module, step: runtime.TrainStep, *, epochs: int,
+                 epoch_batches: Callable[[int], contextlib.AbstractContextManager[Iterable[Batch]]], count: int,
+                 on_epoch: Callable[[int, float], None], accumulate: torch.dtype = torch.float32) -> None:
+    """The one epoch loop every training goes through (:func:`fit` over rows, ct-lung's patches).
+
+    Each epoch, ``epoch_batches(epoch)`` opens the epoch's batch source (a DataLoader over cached rows, or
+    patches drawn from volumes; it closes, and frees what it holds, when the epoch ends); every batch is one
+    ``step``. The epoch loss is the size-weighted sum of batch losses over ``count``, accumulated on the
+    device in ``accumulate`` and read once per epoch (no per-step host sync). A non-finite epoch loss raises
+    FloatingPointError; ``on_epoch(epoch, mean_loss)`` may raise TrialPruned to stop early.
+    """
+    dev = runtime.device(step.policy)
+    for epoch in range(epochs):
+        model.train()
+        total = torch.zeros((), dtype=accumulate, device=dev)
+        with epoch_batches(epoch) as drawn:
+            for compute, size in drawn:
+                total += step(compute).to(accumulate) * size
+        epoch_loss = float(total) / max(count, 1)  # the one host sync of the epoch
         if not np.isfinite(epoch_loss):
             raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
         on_epoch(epoch, epoch_loss)

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from bench.tasks.ct_lung.data import inspect, make_phantom
 from bench.tasks.ct_lung.lung_guidance import make_guidance
 from bench.tasks.ct_lung.nets import build_seg_net, family_of
 from bench.tasks.ct_lung.spec import LESION_METRICS, SMOKE_PARAMS
-from bench.tasks.ct_lung.training import infer, make_volumes
+from bench.tasks.ct_lung.training import infer, make_volumes, predictions
 from bench.train import NullReporter
 from bench.trial import run_trial
 
@@ -101,6 +102,39 @@ def test_inference_predicts_nothing_outside_the_dilated_guiding_lung(name):
     (unguided,) = infer(SaysLesionEverywhere(),
                         make_volumes([case], "lesion", make_guidance("none", {}), [lung]), (8, 16, 16))
     assert unguided.all()
+
+
+class ThresholdsTheImage(torch.nn.Module):
+    def forward(self, x):
+        return x[:, :1] - 0.5
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_predictions_of_streamed_volumes_go_to_scratch_with_the_values_held_in_memory(streamed, tmp_path,
+                                                                                      monkeypatch):
+    """Issue 22: a part's predicted masks are written a volume at a time and memory-mapped when the volumes
+    stream (nothing holds the part), and equal the masks predicted in memory; a superseded prediction's file
+    goes, and the scratch folder goes with the trial."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    cases = [{"image": rng.random((8, 16, 16), np.float32), "lesion": np.zeros((8, 16, 16), np.uint8)}
+             for _ in range(3)]
+    vols = make_volumes(cases, "lesion", make_guidance("none", {}), None)
+    expected = np.stack(infer(ThresholdsTheImage(), vols, (8, 16, 16)))
+    with predictions(streamed) as store:
+        first = store.predict(ThresholdsTheImage(), vols, (8, 16, 16))
+        second = store.predict(ThresholdsTheImage(), vols, (8, 16, 16))
+        assert isinstance(first, np.memmap) == streamed
+        np.testing.assert_array_equal(first, expected)
+        np.testing.assert_array_equal(second, expected)
+        assert store.predict(ThresholdsTheImage(), make_volumes([], "lesion", make_guidance("none", {}), None),
+                             (8, 16, 16)).shape == (0,)
+        if streamed:
+            store.drop(first)
+            assert not Path(first.filename).exists() and Path(second.filename).exists()
+            folder = store.folder
+    if streamed:
+        assert not folder.exists()
 
 
 def smoke(**changes) -> TrialConfig:

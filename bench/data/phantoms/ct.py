@@ -17,6 +17,7 @@ deterministic from the seed; 30 volumes of 32×64×64 take about 2.5 s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,7 +209,11 @@ def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
     Each patient has 1..max_scans_per_patient scans (follow-ups with jittered anatomy and new lesions of the
     same class), one site, and a pseudonymous id; case ids are ``P0000-0``, ``P0000-1``, ...
     """
-    cases: list[Case] = []
+    return list(iter_cases(spec))
+
+
+def iter_cases(spec: CtPhantomSpec = CtPhantomSpec()) -> Iterator[Case]:
+    """The cases of ``generate(spec)``, one volume at a time (a cache build holds one, not the set)."""
     for p in range(spec.n_patients):
         # One stream per patient and one per scan, so ids, classes and anatomy do not depend on the
         # volume shape (the smoke preset's tiny volumes share the standard split with the default ones).
@@ -221,7 +226,7 @@ def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
             jittered = {k: (tuple(v * rng.uniform(0.97, 1.03) for v in np.atleast_1d(v)) if isinstance(v, tuple)
                             else v * rng.uniform(0.97, 1.03)) for k, v in anat.items()}
             image, lung, lesion = _render(spec, jittered, label, site, np.random.default_rng([spec.seed, p, visit]))
-            cases.append(
+            yield (
                 Case(
                     id=f"{patient}-{visit}",
                     patient_id=patient,
@@ -233,4 +238,3 @@ def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
                     meta={"modality": "CT", "units": "HU", "axes": "zyx"},
                 )
             )
-    return cases

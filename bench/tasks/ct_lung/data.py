@@ -18,7 +18,7 @@ from bench.config import TrialConfig
 from bench.data.cache import RowStream, cache_root, cached_arrays, fingerprint
 from bench.data.case import Case, CaseRef
 from bench.data.ct_io import lung_mask_from_hu
-from bench.data.phantoms.ct import CLASSES, CtPhantomSpec, generate
+from bench.data.phantoms.ct import CLASSES, CtPhantomSpec, generate, iter_cases
 from bench.data.sources import PHANTOM, resolve_split, source_descriptor, source_name
 from bench.errors import ConfigError, DataError, SplitError
 from bench.tasks.ct_lung.spec import SPEC, TASK, phantom_spec, task_param
@@ -50,7 +50,7 @@ def prepare(config: TrialConfig) -> CtData:
     built_cases: list[CaseRef] = []  # the cases' ids, labels and meta (no pixels) when the cache is built now
 
     def build() -> RowStream:
-        return volume_rows(source_cases(config.data, config.data_format, lambda: generate(spec)), spacing,
+        return volume_rows(source_cases(config.data, config.data_format, lambda: iter_cases(spec)), spacing,
                            built_cases)
 
     arrays = cached_arrays(key, build)
@@ -83,8 +83,8 @@ def prepare(config: TrialConfig) -> CtData:
     return CtData(split.sha256, spacing, parts, key, groups)
 
 
-def source_cases(data: str, data_format: str, make_phantom: Callable[[], list[Case]]) -> Iterator[Case]:
-    """The source's cases one volume at a time (a reader's ``iter_cases``; the phantom is generated whole)."""
+def source_cases(data: str, data_format: str, make_phantom: Callable[[], Iterable[Case]]) -> Iterator[Case]:
+    """The source's cases one volume at a time (a reader's ``iter_cases``, or the phantom's)."""
     if data == PHANTOM:
         yield from make_phantom()
         return
@@ -240,5 +240,5 @@ def inspect(path: str | Path, data_format: str | None = None) -> dict:
 
     if str(path) == "phantom":
         spec = phantom_spec(TrialConfig(task=TASK))
-        return inspect_ct(path, "phantom", (case for case in generate(spec)))
+        return inspect_ct(path, "phantom", iter_cases(spec))
     return inspect_ct(path, SPEC.resolve_format(data_format, path))

@@ -25,7 +25,7 @@ from bench.tasks.ct_lung.data import CtData, prepare
 from bench.tasks.ct_lung.lung_guidance import make_guidance
 from bench.tasks.ct_lung.nets import build_seg_net, family_of
 from bench.tasks.ct_lung.spec import LUNG_STAGE, SPEC, task_param
-from bench.tasks.ct_lung.training import infer, make_volumes, train_net
+from bench.tasks.ct_lung.training import Predictions, make_volumes, predictions, train_net
 from bench.train import Reporter, TrialResult, stop_if_asked
 
 
@@ -48,11 +48,19 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
                                    patch=patch)
     threshold = float(task_param(config, "threshold"))
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
-    data = placed(prepare(config))
+    data, streamed = placed(prepare(config))
+    with predictions(streamed) as store:
+        return _stages(config, reporter, data, store, guide, lesion_net, loss, patch=patch, roi=roi,
+                       slices=slices, samples=samples, threshold=threshold)
+
+
+def _stages(config: TrialConfig, reporter: Reporter, data: CtData, store: Predictions, guide, lesion_net, loss, *,
+            patch, roi, slices: int, samples: int, threshold: float) -> TrialResult:
+    """Both stages and the evaluation; predicted masks go through ``store`` (scratch when volumes stream)."""
     history: list[dict] = []
 
     # --- stage 1: lungs (a fixed light 3D network, so trials differ only in what the search varies) ----
-    lung_net, lung_pred = lung_stage(config, data, reporter, history)
+    lung_net, lung_pred = lung_stage(config, data, reporter, history, store)
     # Validation and test are always guided by predicted lungs; training by what ``train_mask`` says.
     guide_lungs = {p: [c["lung"] for c in data.parts[p]] if p == "train" and guide.train_mask == "ground_truth"
                    else lung_pred[p] for p in data.parts}
@@ -65,8 +73,10 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
 
     def lesion_epoch(epoch: int, value: float) -> None:
-        preds = infer(lesion_net, vols["val"], roi, threshold)
-        latest_val[:] = preds
+        preds = store.predict(lesion_net, vols["val"], roi, threshold)
+        if latest_val:
+            store.drop(latest_val.pop())
+        latest_val.append(preds)
         val_dice = mean_lesion_dice(preds, [c["lesion"] for c in data.parts["val"]])
         record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
         history.append({"stage": "lesion", "epoch": epoch, **record})
@@ -84,7 +94,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     lesion_pred, rows = {}, {}
     for part in ("val", "test"):
         reuse = part == "val" and latest_val  # empty when no lesion epoch ran
-        lesion_pred[part] = latest_val if reuse else infer(lesion_net, vols[part], roi, threshold)
+        lesion_pred[part] = latest_val[0] if reuse else store.predict(lesion_net, vols[part], roi, threshold)
         rows[part] = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
                       for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
         metrics.update({f"{part}_{k}": v for k, v in summarise(rows[part]).items()})
@@ -105,14 +115,15 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     )
 
 
-def placed(data: CtData) -> CtData:
+def placed(data: CtData) -> tuple[CtData, bool]:
     """The volumes where the runtime policy puts them by their measured size (``bench.runtime.place_data``):
-    copied into memory, or left as the cache's memory-mapped volumes (read as patches and windows need them)."""
+    copied into memory, or left as the cache's memory-mapped volumes (read as patches and windows need them);
+    and whether they stream."""
     nbytes = sum(a.nbytes for cases in data.parts.values() for case in cases for a in case.values())
     if runtime.place_data(nbytes) == "stream":
-        return data
+        return data, True
     parts = {p: [{k: np.array(a) for k, a in case.items()} for case in cases] for p, cases in data.parts.items()}
-    return CtData(data.split_hash, data.spacing, parts, data.key, data.groups)
+    return CtData(data.split_hash, data.spacing, parts, data.key, data.groups), False
 
 
 def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n: int = 4) -> bytes:
@@ -132,7 +143,7 @@ def overlay(cases: list[dict[str, np.ndarray]], lesion_pred: list[np.ndarray], n
     return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
 
 
-def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: list[dict]
+def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: list[dict], store: Predictions
                ) -> tuple[torch.nn.Module, dict[str, list[np.ndarray]]]:
     """Train the lung segmenter and predict every part's lungs, or load both from the stage cache
     (:mod:`bench.stages`, ``LUNG_STAGE``: it depends on the data, fold, seed and the lung settings, never on
@@ -150,8 +161,7 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
                   epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
                   seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
                   augment=config.augment, on_epoch=lambda epoch, value: log({"lung_train_loss": value}, epoch))
-        preds = {f"pred.{part}": np.stack(infer(lung_net, v, roi3d)) if len(v) else np.zeros((0,), np.uint8)
-                 for part, v in vols.items()}
+        preds = {f"pred.{part}": store.predict(lung_net, v, roi3d) for part, v in vols.items()}
         return {"lung_segmenter": lung_net.state_dict()}, preds
 
     stage = run_stage(LUNG_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,

@@ -36,7 +36,7 @@ from bench.data.cache import RowStream, scratch, write_rows
 from bench.data.rows import NpyColumn
 from bench.guidance import LesionGuidance
 from bench.tasks.ct_lung.lung_guidance import Guided, to_image_grid, to_segmenter_grid
-from bench.train import device, make_optimiser
+from bench.train import Batch, device, make_optimiser, train_epochs
 
 
 class Volumes:
@@ -89,8 +89,8 @@ def train_net(
     augment: bool,
     on_epoch: Callable[[int, float], None],
 ) -> None:
-    """Patch training: each epoch draws ``samples`` lesion/background-balanced patches per volume."""
-    dev = device()
+    """Patch training: each epoch draws ``samples`` lesion/background-balanced patches per volume, and
+    :func:`bench.train.train_epochs` (the one epoch loop) trains on them."""
     policy = runtime.current()
     runtime.prepare_model(net, policy, spatial_dims=3)
     step = runtime.TrainStep(net, make_optimiser(optimiser, net.parameters(), lr), policy)
@@ -107,31 +107,34 @@ def train_net(
     n_in = vols.channels
     count = len(vols) * samples  # RandCropByPosNegLabel draws exactly num_samples from each (padded) volume
     on_disk = patches_on_disk(count * (n_in + 2) * int(np.prod(patch)) * 4, policy)
+
+    def patch_batch(b: torch.Tensor) -> Batch:
+        if augment:
+            b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
+            ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
+            b = torch.cat([ct, b[:, 1:]], dim=1)
+        b = runtime.prepare_batch(b, policy)
+        x = b[:, :n_in]
+        return (lambda m: loss_fn(vols.guide.restrict(m(x), b[:, n_in + 1 : n_in + 2]), b[:, n_in : n_in + 1])), len(x)
+
     with scratch("ct-patches-") if on_disk else contextlib.nullcontext() as space:
-        for epoch in range(epochs):
-            net.train()
+
+        @contextlib.contextmanager
+        def epoch_batches(epoch: int) -> Iterator[Iterator[Batch]]:
             folder = space / f"epoch{epoch}" if space is not None else None
             batch_of = _epoch_patches(_draw_patches(vols, crop, pad), count, folder)
             # The same permutation of the same patches either way: the numbers do not depend on where they lie.
             order = torch.randperm(count, generator=gen)
-            total = torch.zeros((), dtype=torch.float64, device=dev)
-            for start in range(0, len(order), batch_size):
-                b = batch_of(order[start : start + batch_size])
-                if augment:
-                    b = torch.stack([convert_to_tensor(flip(bi), track_meta=False) for bi in b])
-                    ct = torch.stack([convert_to_tensor(intensity(bi[:1]), track_meta=False) for bi in b])
-                    b = torch.cat([ct, b[:, 1:]], dim=1)
-                b = runtime.prepare_batch(b, policy)
-                x = b[:, :n_in]
-                total += step(lambda m, x=x, b=b: loss_fn(vols.guide.restrict(m(x), b[:, n_in + 1 : n_in + 2]),
-                                                          b[:, n_in : n_in + 1])).double() * len(x)
-            del batch_of  # the epoch's patches (in memory) or their file's descriptor
-            if folder is not None:
-                shutil.rmtree(folder)
-            epoch_loss = float(total) / max(count, 1)
-            if not np.isfinite(epoch_loss):
-                raise FloatingPointError(f"training loss became {epoch_loss} at epoch {epoch}")
-            on_epoch(epoch, epoch_loss)
+            try:
+                yield (patch_batch(batch_of(order[start : start + batch_size]))
+                       for start in range(0, len(order), batch_size))
+            finally:
+                del batch_of  # the epoch's patches (in memory) or their file's descriptor
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+        train_epochs(net, step, epochs=epochs, epoch_batches=epoch_batches, count=count, on_epoch=on_epoch,
+                     accumulate=torch.float64)
 
 
 def patches_on_disk(nbytes: int, policy: runtime.Runtime) -> bool:
@@ -178,9 +181,13 @@ def _draw_patches(vols: Volumes, crop: RandCropByPosNegLabel, pad: SpatialPad) -
 def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], threshold: float = 0.0
           ) -> list[np.ndarray]:
     """Binary predictions (logit > ``threshold``) on whole volumes: sliding window, then ``guide.outputs``."""
+    return list(_predictions(net, vols, patch, threshold))
+
+
+def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], threshold: float
+                 ) -> Iterator[np.ndarray]:
     dev = device()
     net.to(dev).eval()
-    out = []
     for i in range(len(vols)):  # volume by volume: the guided input lives while its windows run
         lung = vols.lung(i)
         xt = torch.from_numpy(vols.guided(i).inputs)[None].to(dev)
@@ -189,5 +196,46 @@ def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], thre
             logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
                                               predictor=net, overlap=0.25)
         logits = to_image_grid(vols.guide, logits.float(), lung)
-        out.append((logits[0, 0] > threshold).cpu().numpy().astype(np.uint8))
-    return out
+        yield (logits[0, 0] > threshold).cpu().numpy().astype(np.uint8)
+
+
+class Predictions:
+    """Where a trial's predicted masks go: one (N, D, H, W) uint8 array per part and call. With a scratch
+    ``folder`` (the volumes stream) each prediction is written a volume at a time and memory-mapped back, so
+    a part's masks are never all in memory; without one (resident volumes) they are stacked in memory. The
+    values are the same either way."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self._made = 0
+
+    def predict(self, net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], threshold: float = 0.0
+                ) -> np.ndarray:
+        if not len(vols):
+            return np.zeros((0,), np.uint8)
+        produced = _predictions(net, vols, patch, threshold)
+        if self.folder is None:
+            return np.stack(list(produced))
+        self._made += 1
+        folder = self.folder / f"pred-{self._made}"
+        folder.mkdir()
+        try:
+            write_rows(folder, RowStream(len(vols), ({"pred": p} for p in produced)))
+        finally:
+            produced.close()
+        return np.load(folder / "pred.npy", mmap_mode="r", allow_pickle=False)
+
+    def drop(self, preds: np.ndarray | None) -> None:
+        """Free ``preds`` (a superseded epoch's predictions): its scratch file goes (a map of it stays valid)."""
+        if isinstance(preds, np.memmap) and preds.filename and self.folder is not None:
+            shutil.rmtree(Path(preds.filename).parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def predictions(streamed: bool) -> Iterator[Predictions]:
+    """A trial's :class:`Predictions`: in a scratch folder (removed at the end) when its volumes stream."""
+    if not streamed:
+        yield Predictions(None)
+        return
+    with scratch("predictions-") as folder:
+        yield Predictions(folder)

@@ -26,7 +26,7 @@ from bench.metrics_seg3d import case_metrics, mean_lesion_dice, summarise
 from bench.stages import run_stage
 from bench.tasks.ct_lung.lung_guidance import Guided, make_guidance
 from bench.tasks.ct_lung.nets import build_seg_net, family_of
-from bench.tasks.ct_lung.training import Volumes, infer, train_net
+from bench.tasks.ct_lung.training import Predictions, Volumes, predictions, train_net
 from bench.tasks.segmentation.data import SegData, prepare
 from bench.tasks.segmentation.spec import GUIDE_STAGE, SPEC, task_param
 from bench.train import Reporter, TrialResult, stop_if_asked
@@ -72,7 +72,7 @@ def windows(config: TrialConfig, family: str) -> tuple[tuple[int, int, int], tup
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     guide = make_guidance(config.guidance, config.guidance_params)
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
-    data = placed(prepare(config))
+    data, streamed = placed(prepare(config))
     if data.guide is None and config.guidance != "none":
         raise ConfigError(f"guidance must be 'none' on a data set without a guide organ (task_params.guide "
                           f"'{task_param(config, 'guide')}', containment {data.containment:.2f}), but got "
@@ -91,10 +91,18 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
         target_net = build_seg_net(config.seg_arch, channels + guide.extra_channels, family, config.seg_encoder,
                                    int(task_param(config, "width")), patch=patch)
     threshold = float(task_param(config, "threshold"))
+    with predictions(streamed) as store:
+        return _stages(config, reporter, data, store, guide, target_net, loss, patch=patch, roi=roi, slices=slices,
+                       samples=samples, threshold=threshold)
+
+
+def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predictions, guide, target_net, loss, *,
+            patch, roi, slices: int, samples: int, threshold: float) -> TrialResult:
+    """Both stages and the evaluation; predicted masks go through ``store`` (scratch when volumes stream)."""
     history: list[dict] = []
 
     # --- guide stage: the organ that encloses the target (absent without a guide) ----------------------
-    guide_net, guide_pred = guide_stage(config, data, reporter, history)
+    guide_net, guide_pred = guide_stage(config, data, reporter, history, store)
     if guide_pred is None:
         organs = {p: None for p in data.parts}
     else:  # validation and test are always guided by predicted organs; training by what train_mask says
@@ -107,8 +115,10 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
 
     def target_epoch(epoch: int, value: float) -> None:
-        preds = infer(target_net, vols["val"], roi, threshold)
-        latest_val[:] = preds
+        preds = store.predict(target_net, vols["val"], roi, threshold)
+        if latest_val:
+            store.drop(latest_val.pop())
+        latest_val.append(preds)
         val_dice = mean_lesion_dice(preds, [c["target"] for c in data.parts["val"]])
         record = {"target_train_loss": value, "val_target_dice": val_dice}
         history.append({"stage": "target", "epoch": epoch, **record})
@@ -126,7 +136,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     target_pred, rows = {}, {}
     for part in ("val", "test"):
         reuse = part == "val" and latest_val  # empty when no target epoch ran
-        target_pred[part] = latest_val if reuse else infer(target_net, vols[part], roi, threshold)
+        target_pred[part] = latest_val[0] if reuse else store.predict(target_net, vols[part], roi, threshold)
         organ_pred = guide_pred[part] if guide_pred is not None else [c["guide"] for c in data.parts[part]]
         rows[part] = [case_metrics(p, c["target"], op, c["guide"], data.spacing, tol)
                       for p, op, c in zip(target_pred[part], organ_pred, data.parts[part])]
@@ -153,14 +163,14 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     )
 
 
-def placed(data: SegData) -> SegData:
+def placed(data: SegData) -> tuple[SegData, bool]:
     """The volumes where the runtime policy puts them by their measured size (``bench.runtime.place_data``):
-    copied into memory, or left as the cache's memory-mapped volumes."""
+    copied into memory, or left as the cache's memory-mapped volumes; and whether they stream."""
     nbytes = sum(case.nbytes for cases in data.parts.values() for case in cases)
     if runtime.place_data(nbytes) == "stream":
-        return data
+        return data, True
     data.parts = {p: [case.in_memory() for case in cases] for p, cases in data.parts.items()}
-    return data
+    return data, False
 
 
 def overlay(cases, target_pred: list[np.ndarray], n: int = 4) -> bytes:
@@ -181,8 +191,8 @@ def overlay(cases, target_pred: list[np.ndarray], n: int = 4) -> bytes:
     return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
 
 
-def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history: list[dict]
-                ) -> tuple[torch.nn.Module | None, dict[str, list[np.ndarray]] | None]:
+def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history: list[dict],
+                store: Predictions) -> tuple[torch.nn.Module | None, dict[str, list[np.ndarray]] | None]:
     """Train the guide-organ segmenter and predict every part's organ, or load both from the stage cache
     (``GUIDE_STAGE``: it depends on the data, fold, seed and the guide settings, never on what a search
     varies). (None, None) when the data set has no guide."""
@@ -201,8 +211,7 @@ def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history:
                   epochs=int(task_param(config, "guide_epochs")), lr=float(task_param(config, "guide_lr")),
                   seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
                   augment=config.augment, on_epoch=lambda epoch, value: log({"guide_train_loss": value}, epoch))
-        preds = {f"pred.{part}": np.stack(infer(guide_net, v, roi)) if len(v) else np.zeros((0,), np.uint8)
-                 for part, v in vols.items()}
+        preds = {f"pred.{part}": store.predict(guide_net, v, roi) for part, v in vols.items()}
         return {"guide_segmenter": guide_net.state_dict()}, preds
 
     params = {k: task_param(config, k) for k in GUIDE_STAGE.task_params}
