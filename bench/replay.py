@@ -341,18 +341,7 @@ def register_checkpoint(tracker: Tracker, run_id: str, name: str) -> str:
     if "checkpoint.pt" not in [a.path for a in tracker.client.list_artifacts(run_id)]:
         raise BenchError(f"--register needs artifact checkpoint.pt on run {run_id}, but it has none (only "
                          "COMPLETE trials log one). Register a COMPLETE trial.")
-    from mlflow.exceptions import MlflowException
-
-    try:
-        tracker.client.get_registered_model(name)
-    except MlflowException:
-        tracker.client.create_registered_model(name, tags={"bench.task": tracker.task})
-    run = tracker.client.get_run(run_id)
-    version = tracker.client.create_model_version(
-        name, source=f"{run.info.artifact_uri.rstrip('/')}/checkpoint.pt", run_id=run_id,
-        tags={"bench.task": tracker.task, **({"split_hash": run.data.tags["split_hash"]}
-                                             if run.data.tags.get("split_hash") else {})})
-    return f"{name} version {version.version}"
+    return f"{name} version {tracker.register_checkpoint(name, run_id)}"
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.Tensor]]:

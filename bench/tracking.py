@@ -318,9 +318,52 @@ class Tracker:
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
         self.client.set_terminated(run_id, status=status)
 
+    def register_checkpoint(self, name: str, run_id: str) -> str:
+        """Register the run's ``checkpoint.pt`` as a new version of model ``name`` (made when missing);
+        returns the version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, tags={"bench.task": self.task})
+        run = self.client.get_run(run_id)
+        split = run.data.tags.get("split_hash")
+        version = self.client.create_model_version(
+            name, source=f"{run.info.artifact_uri.rstrip('/')}/checkpoint.pt", run_id=run_id,
+            tags={"bench.task": self.task, **({"split_hash": split} if split else {})})
+        return str(version.version)
+
     def load_config(self, run_id: str) -> TrialConfig:
         text = self.read_artifact(run_id, "config.yaml").decode()
         return TrialConfig.from_yaml(text, source=f"run {run_id} config.yaml")
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    """An MLflow client on the tracking store (``uri``, else :func:`tracking_uri`): the only way into MLflow
+    for modules outside this one, so the store's layout and its client live in one place."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+def task_experiment(task: str, reader: MlflowClient | None = None, uri: str | None = None):
+    """The task's experiment (``bench/<task>``) or None; nothing is created."""
+    return (reader or client(uri)).get_experiment_by_name(experiment_name(task))
+
+
+def latest_search_run(reader: MlflowClient, experiment_id: str):
+    """The newest search parent run of an experiment, or None."""
+    found = reader.search_runs([experiment_id], f"tags.`{KIND_TAG}` = 'search'", max_results=1,
+                               order_by=["attributes.start_time DESC"])
+    return found[0] if found else None
+
+
+def running_runs(reader: MlflowClient, experiment_id: str, since_ms: int, limit: int = 100) -> list:
+    """Runs of an experiment still RUNNING that started at or after ``since_ms``, oldest first."""
+    return reader.search_runs([experiment_id],
+                              f"attributes.status = 'RUNNING' AND attributes.start_time >= {int(since_ms)}",
+                              max_results=limit, order_by=["attributes.start_time ASC"])
 
 
 def read_run_artifact(client: MlflowClient, run_id: str, artifact: str) -> bytes:

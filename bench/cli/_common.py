@@ -202,12 +202,13 @@ def require_experiment(task: str, command: str) -> None:
     """:func:`require_store`, and the store must hold the task's experiment (a Tracker would add it)."""
     uri = require_store(command, task)
     from bench.store_read import experiment_id
+    from bench.tracking import experiment_name
 
-    found = experiment_id(uri, f"bench/{task}")  # a SQL store: read without importing MLflow
+    found = experiment_id(uri, experiment_name(task))  # a SQL store: read without importing MLflow
     if found is False:
-        from mlflow.tracking import MlflowClient
+        from bench.tracking import task_experiment
 
-        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(f"bench/{task}")
+        found = task_experiment(task, uri=uri)
     if found is None:
         raise BenchError(
             f"`{command}` needs runs of task {task} (experiment 'bench/{task}'), but the store at "

@@ -87,18 +87,15 @@ def running_trials_text(task: str, since_ms: int) -> str:
     """``running: t004 seg epoch 3/10, t005 cls epoch 1/5`` for the task's trial runs that are RUNNING and
     started after ``since_ms``; "" when none. Stage and epoch come from the run's latest ``<stage>_train_loss``
     step and its ``<stage>_epochs`` param."""
-    from mlflow.tracking import MlflowClient
-
-    from bench.tracking import KIND_TAG, experiment_name, tracking_uri
+    from bench.tracking import KIND_TAG, running_runs, task_experiment
+    from bench.tracking import client as store_client
     from bench.trial import FOLD_KIND, FOLDS_TAG
 
-    client = MlflowClient(tracking_uri=tracking_uri())
-    experiment = client.get_experiment_by_name(experiment_name(task))
+    client = store_client()
+    experiment = task_experiment(task, client)
     if experiment is None:
         return ""
-    runs = client.search_runs([experiment.experiment_id],
-                              f"attributes.status = 'RUNNING' AND attributes.start_time >= {since_ms}",
-                              max_results=100, order_by=["attributes.start_time ASC"])
+    runs = running_runs(client, experiment.experiment_id, since_ms)
     parts = []
     for run in runs:
         kind, tags = run.data.tags.get(KIND_TAG), run.data.tags

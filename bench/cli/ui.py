@@ -107,18 +107,14 @@ def publish_view(task: str) -> View | None:
     Returns:
         The view, or None when the store has no experiment for the task (nothing is created).
     """
-    from mlflow.tracking import MlflowClient
+    from bench.tracking import client as store_client
+    from bench.tracking import latest_search_run, task_experiment
 
-    from bench.tracking import KIND_TAG as BENCH_KIND
-    from bench.tracking import experiment_name, tracking_uri
-
-    client = MlflowClient(tracking_uri=tracking_uri())
-    experiment = client.get_experiment_by_name(experiment_name(task))
+    client = store_client()
+    experiment = task_experiment(task, client)
     if experiment is None:
         return None
-    searches = client.search_runs([experiment.experiment_id], f"tags.`{BENCH_KIND}` = 'search'", max_results=1,
-                                  order_by=["attributes.start_time DESC"])
-    latest = searches[0] if searches else None
+    latest = latest_search_run(client, experiment.experiment_id)
     study = latest.data.tags.get("study") if latest else None
     searched = [s for s in (latest.data.tags.get("search.searched", "") if latest else "").split(",") if s]
     if not searched:

@@ -169,11 +169,10 @@ def summarize(run_ids: Sequence[str], out_dir: str | Path | None = None, alpha: 
         BenchError: an id that is not a comparison's parent run, fewer than 2 common arms, or directions
             that disagree.
     """
-    from mlflow.tracking import MlflowClient
+    from bench.tracking import client as store_client
+    from bench.tracking import read_run_artifact
 
-    from bench.tracking import read_run_artifact, tracking_uri
-
-    client = MlflowClient(tracking_uri=tracking_uri())
+    client = store_client()
     rows, directions = {}, set()
     for run_id in run_ids:
         try:

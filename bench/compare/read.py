@@ -16,7 +16,8 @@ import pandas as pd
 
 from bench.compare.runs import COMPARISON_KIND, parents_filter, settings_of
 from bench.errors import BenchError
-from bench.tracking import EXPERIMENT_PREFIX, KIND_TAG, read_run_artifact, tracking_uri
+from bench.tracking import EXPERIMENT_PREFIX, KIND_TAG, read_run_artifact
+from bench.tracking import client as store_client
 
 RESULTS_CSV = "results.csv"  # the parent run's results table (written by bench.compare.export)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -51,12 +52,6 @@ class StoredComparison:
                 f"primary metric {self.metric}")
 
 
-def _client():
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri())
-
-
 def _experiments(client, task: str | None) -> dict[str, str]:
     """experiment id -> task, of the task's experiment or of every bench task in the store."""
     found = {}
@@ -84,7 +79,7 @@ def find_comparison(ref: str, task: str | None = None) -> StoredComparison:
     Raises:
         BenchError: no comparison with that id or name (naming the known ones), or it has no results yet.
     """
-    client = _client()
+    client = store_client()
     experiments = _experiments(client, task)
     run = None
     if RUN_ID.fullmatch(ref):
@@ -119,7 +114,7 @@ def export_comparison(stored: StoredComparison, out_dir: str | Path) -> list[Pat
     report.html, arm_configs.yaml: what ``bench compare --export`` writes) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    client = _client()
+    client = store_client()
     names = [f.path for f in client.list_artifacts(stored.run_id) if not f.is_dir]
     for name in names:
         client.download_artifacts(stored.run_id, name, str(out))
