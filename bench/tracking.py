@@ -17,7 +17,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,10 +30,24 @@ if TYPE_CHECKING:
 
 KIND_TAG = "bench.kind"  # search | trial | replay
 STATE_TAG = "bench.state"  # COMPLETE | PRUNED | FAIL (Optuna's words)
+REASON_TAG = "bench.reason"  # why a run was pruned or failed
+KILLED = "killed"  # reason of a run its dead process left RUNNING, closed by a later sweep
+INTERRUPTED = "interrupted"  # reason of a run unwound by Ctrl-C / a stop request
+RERUN_REASONS = (KILLED, INTERRUPTED)  # ended by a dead or stopped process, not by the run itself
+OPEN_STATUSES = ("RUNNING", "SCHEDULED")
 REPEAT_TAG = "bench.repeat_of"  # a seed repeat's original run id
 REPEAT_KIND = "repeat"  # bench.kind of seed repeats
 PACKAGES = ("torch", "monai", "segmentation-models-pytorch", "optuna", "mlflow", "numpy", "bench")
 _PHI_WORDS = ("patient", "birth", "name_of", "patientname", "accession")
+
+
+def ended_on_its_own(state: str | None, reason: str | None) -> bool:
+    """The one rule for "this run is finished" (``--resume`` skips it, ``--trials N`` counts it): COMPLETE or
+    PRUNED, or FAIL with a reason of its own (a NaN loss stays a failure: running it again fails again);
+    not a run its process left behind (no reason, ``killed``, ``interrupted``)."""
+    if state in ("COMPLETE", "PRUNED"):
+        return True
+    return state == "FAIL" and bool(reason) and reason not in RERUN_REASONS
 
 
 def tracking_uri() -> str:
@@ -307,7 +321,7 @@ class Tracker:
         epochs = self._epochs.pop(run_id, 0)
         tags = {STATE_TAG: state}
         if reason:
-            tags["bench.reason"] = reason[:5000]
+            tags[REASON_TAG] = reason[:5000]
         from mlflow.entities import Metric, RunTag
 
         check_no_phi(tags, "tags")
@@ -317,6 +331,23 @@ class Tracker:
                               if epochs else [])
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
         self.client.set_terminated(run_id, status=status)
+
+    def study_trials(self, study: str, limit: int = 50000) -> list:
+        """A search's trial runs (``bench.kind = trial``, tag ``study``), newest first."""
+        return self.client.search_runs([self.experiment_id], max_results=limit,
+                                       filter_string=f"tags.study = '{study}' AND tags.`{KIND_TAG}` = 'trial'")
+
+    def close_open(self, filter_string: str, *, state: str = "FAIL", reason: str = KILLED,
+                   alive: Callable[[Any], bool] | None = None, limit: int = 10000) -> list:
+        """The one sweep of runs left open: close every run of this experiment matching ``filter_string``
+        whose status is still RUNNING or SCHEDULED as ``state`` / ``reason`` (by default FAIL "killed": its
+        process died), except those ``alive(run)`` says another live process still owns. Returns the runs
+        closed."""
+        found = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=limit)
+        closed = [r for r in found if r.info.status in OPEN_STATUSES and not (alive and alive(r))]
+        for run in closed:
+            self.end(run.info.run_id, state, reason)
+        return closed
 
     def register_checkpoint(self, name: str, run_id: str) -> str:
         """Register the run's ``checkpoint.pt`` as a new version of model ``name`` (made when missing);

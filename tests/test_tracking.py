@@ -108,3 +108,27 @@ def test_end_logs_the_epochs_a_pruned_run_reported(workdir):
     quiet = tracker.start_run("t001", {})
     tracker.end(quiet, "FAIL", "failed before its first epoch")
     assert "epochs_trained" not in tracker.client.get_run(quiet).data.metrics
+
+
+@pytest.mark.parametrize(("state", "reason", "finished"), [
+    ("COMPLETE", None, True), ("PRUNED", "median pruner", True), ("FAIL", "loss is NaN", True),
+    ("FAIL", None, False), ("FAIL", "", False), ("FAIL", "killed", False), ("FAIL", "interrupted", False),
+    ("RUNNING", None, False), (None, None, False),
+])
+def test_one_rule_for_a_finished_run(state, reason, finished):
+    from bench.tracking import ended_on_its_own
+
+    assert ended_on_its_own(state, reason) is finished
+
+
+def test_close_open_sweeps_only_open_runs_that_no_live_process_owns(workdir):
+    tracker = Tracker("xray-heart")
+    ids = {name: tracker.start_run(name, {"study": "s", "bench.kind": "trial"}) for name in ("dead", "alive", "done")}
+    other = tracker.start_run("elsewhere", {"study": "t", "bench.kind": "trial"})
+    tracker.end(ids["done"], "COMPLETE")
+    closed = tracker.close_open("tags.study = 's'", alive=lambda run: run.info.run_id == ids["alive"])
+    assert [r.info.run_id for r in closed] == [ids["dead"]]
+    status = {n: tracker.client.get_run(i) for n, i in {**ids, "elsewhere": other}.items()}
+    assert status["dead"].info.status == "FAILED" and status["dead"].data.tags["bench.reason"] == "killed"
+    assert status["done"].info.status == "FINISHED" and status["done"].data.tags["bench.state"] == "COMPLETE"
+    assert status["alive"].info.status == status["elsewhere"].info.status == "RUNNING"

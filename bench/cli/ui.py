@@ -61,7 +61,9 @@ def view_state(task: str, study: str | None, searched: list[str]) -> dict:
     from bench.tasks import TASKS
 
     spec = TASKS.get(task)
-    flt = "tags.`bench.kind` = 'trial'" + (f" AND tags.study = '{study}'" if study else "")
+    from bench.tracking import KIND_TAG
+
+    flt = f"tags.`{KIND_TAG}` = 'trial'" + (f" AND tags.study = '{study}'" if study else "")
     metrics = [spec.objective, *[m for m in spec.headline if m != spec.objective]]
     columns = ([f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in searched]
                + ["attributes.`Duration`"])

@@ -22,11 +22,10 @@ import yaml
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
-from bench.tracking import KIND_TAG, STATE_TAG, Tracker
+from bench.tracking import KIND_TAG, REASON_TAG, STATE_TAG, Tracker, ended_on_its_own
 
 COMPARISON_KIND = "comparison"  # bench.kind of the parent run
 RUN_KIND = "compare"  # bench.kind of each arm x fold x seed run
-RERUN_REASONS = ("killed", "interrupted")  # closed by a dead or stopped process: run again on --resume
 ARM_CONFIGS = "arm_configs.yaml"  # parent artifact: arm -> its configuration (fold and seed set per run)
 SETTING_TAGS = ("dimension", "arms", "baseline", "folds", "seeds", "preset", "space", "metric", "mode",
                 "config_source", "tune_trials", "data", "data_format")
@@ -80,19 +79,17 @@ def comparison_runs(tracker: Tracker, name: str) -> pd.DataFrame:
     """Every nested run of comparison ``name``: run_id, status, start/end time, metrics.*, params.*, tags.*."""
     from bench.leaderboard import runs_frame
 
-    flt = f"tags.`{KIND_TAG}` = '{RUN_KIND}' AND tags.comparison = '{_quote(name)}'"
-    return runs_frame(tracker, flt)
+    return runs_frame(tracker, comparison_filter(name))
+
+
+def comparison_filter(name: str) -> str:
+    """MLflow filter of comparison ``name``'s nested runs."""
+    return f"tags.`{KIND_TAG}` = '{RUN_KIND}' AND tags.comparison = '{_quote(name)}'"
 
 
 def close_killed(tracker: Tracker, name: str) -> int:
     """Close the nested runs a killed process left RUNNING as FAIL "killed"; returns how many."""
-    runs = comparison_runs(tracker, name)
-    if runs.empty:
-        return 0
-    open_runs = runs[runs["status"].astype(str).isin(["RUNNING", "SCHEDULED"])]
-    for run_id in open_runs["run_id"]:
-        tracker.end(run_id, "FAIL", "killed")
-    return len(open_runs)
+    return len(tracker.close_open(comparison_filter(name)))
 
 
 def run_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -108,13 +105,12 @@ def run_table(runs: pd.DataFrame) -> pd.DataFrame:
         "run_id": runs["run_id"], "arm": tag("arm").astype(str),
         "fold": pd.to_numeric(tag("fold"), errors="coerce").astype("Int64"),
         "seed": pd.to_numeric(tag("seed"), errors="coerce").astype("Int64"),
-        "state": tag(STATE_TAG).fillna("RUNNING"), "reason": tag("bench.reason").fillna(""),
+        "state": tag(STATE_TAG).fillna("RUNNING"), "reason": tag(REASON_TAG).fillna(""),
         "seconds": (pd.to_numeric(runs["end_time"], errors="coerce")
                     - pd.to_numeric(runs["start_time"], errors="coerce")) / 1000.0,
         "start_time": pd.to_numeric(runs["start_time"], errors="coerce"),
     })
-    table["finished"] = table["state"].isin(["COMPLETE", "PRUNED"]) | (
-        table["state"].eq("FAIL") & table["reason"].ne("") & ~table["reason"].isin(RERUN_REASONS))
+    table["finished"] = [ended_on_its_own(s, r) for s, r in zip(table["state"], table["reason"])]
     metrics = {c[len("metrics."):]: runs[c] for c in runs.columns if c.startswith("metrics.")}
     table = pd.concat([table, pd.DataFrame(metrics, index=runs.index)], axis=1)
     return table.sort_values(["seed", "fold", "arm", "start_time"], kind="stable").reset_index(drop=True)

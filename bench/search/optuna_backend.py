@@ -43,7 +43,7 @@ from bench.search.driver import (  # noqa: F401  (re-exported: the public names 
 from bench.search.samplers import make_pruner, make_sampler
 from bench.search.space import SearchSpace, load_space
 from bench.search.workers import WorkerJob
-from bench.tracking import Tracker, store_dir
+from bench.tracking import KIND_TAG, Tracker, ended_on_its_own, store_dir
 from bench.trial import FAIL, FOLD_KIND, PRUNED, exception_reason, tracked_trial
 
 
@@ -305,8 +305,7 @@ def count_finished(study: optuna.Study) -> int:
 
     Killed trials do not count, so ``--trials N`` on resume means N trials that really ended.
     """
-    states = optuna.trial.TrialState
-    return sum(t.state in (states.COMPLETE, states.PRUNED, states.FAIL) and not is_killed(t)
+    return sum(ended_on_its_own(t.state.name, None if is_killed(t) else t.user_attrs.get("fail_reason"))
                for t in study.get_trials(deepcopy=False))
 
 
@@ -333,18 +332,16 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
     # A parent run left RUNNING is another machine's live search if any trial still runs (RDB heartbeat):
     # close parents only when the whole study is idle.
     study_idle = not any(t.state == states.RUNNING for t in by_number.values())
-    flt = f"tags.study = '{study_name}' AND attributes.status = 'RUNNING'"
-    closed = 0
-    for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=10000):
-        kind = run.data.tags.get("bench.kind")
+
+    def alive(run) -> bool:
+        kind = run.data.tags.get(KIND_TAG)
         number = run.data.tags.get("trial_number")
         trial = by_number.get(int(number)) if number is not None and number.isdigit() else None
-        if kind in TRIAL_KINDS and trial is not None and trial.state == states.RUNNING:
-            continue  # still alive in another worker (RDB heartbeat says so)
-        if kind in TRIAL_KINDS or (kind == "search" and study_idle):
-            tracker.end(run.info.run_id, "FAIL", "killed")
-            closed += 1
-    return closed
+        if kind in TRIAL_KINDS:  # still alive in another worker when its trial runs (RDB heartbeat says so)
+            return trial is not None and trial.state == states.RUNNING
+        return not (kind == "search" and study_idle)
+
+    return len(tracker.close_open(f"tags.study = '{study_name}' AND attributes.status = 'RUNNING'", alive=alive))
 
 
 def _summarise(study, storage_url, parent, tracker, objective, started) -> SearchSummary:

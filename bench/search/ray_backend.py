@@ -28,7 +28,7 @@ from bench.search.driver import (
     trial_name,
 )
 from bench.search.samplers import SCHEDULERS, make_scheduler  # noqa: F401  (make_scheduler re-exported)
-from bench.tracking import Tracker, tracking_uri
+from bench.tracking import STATE_TAG, Tracker, tracking_uri
 from bench.trial import COMPLETE, FAIL, PRUNED, tracked_trial
 
 RAY_TRIAL_TAG = "ray_trial_id"
@@ -136,14 +136,12 @@ def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
             self.on_trial = progress  # an attribute, not a closure: the class itself is pickled by value
 
         def _close(self, trial, state: str, reason: str) -> None:
-            runs = tracker.client.search_runs(
-                [tracker.experiment_id], max_results=5,
-                filter_string=f"tags.{RAY_TRIAL_TAG} = '{trial.trial_id}'")
-            for run in runs:
-                if run.info.status == "RUNNING":
-                    tracker.end(run.info.run_id, state, reason)
+            flt = f"tags.{RAY_TRIAL_TAG} = '{trial.trial_id}'"
+            closed = tracker.close_open(flt, state=state, reason=reason, limit=5)
             if getattr(self, "on_trial", None) is not None:
-                ended = runs[0].data.tags.get("bench.state") if runs and runs[0].info.status != "RUNNING" else state
+                # the state the trial's run ended in: ours when we closed it, else the one it closed itself in
+                runs = [] if closed else tracker.client.search_runs([tracker.experiment_id], flt, max_results=1)
+                ended = runs[0].data.tags.get(STATE_TAG) if runs else state
                 number = (trial.config or {}).get(TRIAL_NUMBER_KEY, -1)
                 self.on_trial(None, FinishedTrial(int(number), ended or state))
 
@@ -289,10 +287,9 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None = None) -> S
 
 
 def _summarise(tracker: Tracker, parent: str, study: str, objective: str, mode: str, started: float) -> SearchSummary:
-    runs = tracker.client.search_runs([tracker.experiment_id], max_results=50000,
-                                      filter_string=f"tags.study = '{study}' AND tags.`bench.kind` = 'trial'")
-    states = [r.data.tags.get("bench.state") for r in runs]
-    complete = [r for r in runs if r.data.tags.get("bench.state") == "COMPLETE" and objective in r.data.metrics]
+    runs = tracker.study_trials(study)
+    states = [r.data.tags.get(STATE_TAG) for r in runs]
+    complete = [r for r in runs if r.data.tags.get(STATE_TAG) == "COMPLETE" and objective in r.data.metrics]
     best = None
     if complete:
         pick = max if mode == "max" else min
