@@ -212,7 +212,7 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
                              f"{outcome.reason}. Its run is {outcome.run_id}.")
         return verdicts[0]
     replay_id = tracker.start_trial(None, name, config, {"replay_of": run_id, "replay_mode": mode}, kind="replay")
-    try:
+    with tracker.closing(replay_id):
         say("loading checkpoint.pt of the original run")
         state_dicts = load_checkpoint(tracker, run_id)
         evaluate: Callable[..., Mapping[str, float]] | None = spec.evaluate
@@ -223,12 +223,7 @@ def _replay(spec, tracker: Tracker, original_run, original: float, config: Trial
             say("scoring the checkpoint on the validation data")
             metrics = dict(evaluate(config, state_dicts))
         split_now = spec.prepare(config).split_hash  # raises SplitError when the data or split changed
-        verdict = conclude(replay_id, mode, metrics, split_now)
-    except BaseException as exc:
-        tracker.end(replay_id, "FAIL", repr(exc))
-        raise
-    tracker.end(replay_id, "COMPLETE")
-    return verdict
+        return conclude(replay_id, mode, metrics, split_now)
 
 
 def _conclude(spec, tracker: Tracker, original_run, original: float, config: TrialConfig, policy: runtime.Runtime,

@@ -9,6 +9,7 @@ without it (:mod:`bench.store_read`) and imports the tag names from here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -17,7 +18,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,7 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pending: dict[str, list] = {}  # run id -> MLflow RunOperations of asynchronous metric logging
         self._epochs: dict[str, int] = {}  # run id -> epochs reported so far (all stages)
+        self._ended: set[str] = set()  # runs this tracker closed (``closing`` leaves them as they are)
         name = experiment_name(task)
         found = self.client.get_experiment_by_name(name)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(name)
@@ -331,6 +333,26 @@ class Tracker:
                               if epochs else [])
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
         self.client.set_terminated(run_id, status=status)
+        self._ended.add(run_id)
+
+    @contextlib.contextmanager
+    def closing(self, run_id: str) -> Iterator[str]:
+        """The one close rule of a run that holds others (search, comparison) or a replay: whatever the body
+        did not close itself with :meth:`end` ends COMPLETE when the body returns, FAIL "<error>" when it
+        raises an exception, FAIL "interrupted" on Ctrl-C or a stop request (and the exception goes on), so
+        no run stays RUNNING behind a live process; one a dead process left is for :meth:`close_open`."""
+        try:
+            yield run_id
+        except Exception as exc:
+            if run_id not in self._ended:
+                self.end(run_id, "FAIL", f"{type(exc).__name__}: {exc}")
+            raise
+        except BaseException:
+            if run_id not in self._ended:
+                self.end(run_id, "FAIL", INTERRUPTED)
+            raise
+        if run_id not in self._ended:
+            self.end(run_id, "COMPLETE")
 
     def study_trials(self, study: str, limit: int = 50000) -> list:
         """A search's trial runs (``bench.kind = trial``, tag ``study``), newest first."""

@@ -132,3 +132,29 @@ def test_close_open_sweeps_only_open_runs_that_no_live_process_owns(workdir):
     assert status["dead"].info.status == "FAILED" and status["dead"].data.tags["bench.reason"] == "killed"
     assert status["done"].info.status == "FINISHED" and status["done"].data.tags["bench.state"] == "COMPLETE"
     assert status["alive"].info.status == status["elsewhere"].info.status == "RUNNING"
+
+
+def test_closing_never_leaves_a_run_open(workdir):
+    tracker = Tracker("xray-heart")
+
+    def closed(body) -> tuple[str, str, str]:
+        run_id = tracker.start_run("parent", {"bench.kind": "search"})
+        try:
+            with tracker.closing(run_id):
+                body(run_id)
+        except (ValueError, KeyboardInterrupt):
+            pass
+        run = tracker.client.get_run(run_id)
+        return run.info.status, run.data.tags.get("bench.state"), run.data.tags.get("bench.reason")
+
+    def fails(_):
+        raise ValueError("bad value")
+
+    def stopped(_):
+        raise KeyboardInterrupt
+
+    assert closed(lambda _: None) == ("FINISHED", "COMPLETE", None)
+    assert closed(fails) == ("FAILED", "FAIL", "ValueError: bad value")
+    assert closed(stopped) == ("FAILED", "FAIL", "interrupted")
+    assert closed(lambda run_id: tracker.end(run_id, "FAIL", "no trial finished")) == (
+        "FAILED", "FAIL", "no trial finished")

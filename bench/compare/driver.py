@@ -197,37 +197,34 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
         execution.stop()
         raise
     try:
-        if existing is not None:  # arms or seeds may have been added
-            tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
-        settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
-        killed = store.close_killed(tracker, name) if existing is not None else 0
-        configs = _arm_configs(tracker, parent, existing, dim, template, base, tune, task, preset_name, space_path,
-                               name, seed, on_progress)
-        done = store.finished_keys(store.run_table(store.comparison_runs(tracker, name)))
-        jobs = planning.plan_jobs(dim.labels, n_folds, seed_list)
-        context = JobContext(task, tracker.uri, name, parent, dimension)
-        ran, failed = _run_jobs(tracker, context, jobs, done, configs, prepared.split_hash, execution, on_progress,
-                                spec.stages)
-        result = _conclude(tracker, name, task, parent, dim, plan_metrics, settings, ran, len(jobs) - ran, failed,
-                           killed, started, resamples)
-        result.stages_trained, result.stages_loaded = _stage_counts(tracker, name)
-        from bench.compare.export import log_outputs, write_outputs
+        with tracker.closing(parent):  # the parent never stays RUNNING; --resume reopens it
+            if existing is not None:  # arms or seeds may have been added
+                tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
+            settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
+            killed = store.close_killed(tracker, name) if existing is not None else 0
+            configs = _arm_configs(tracker, parent, existing, dim, template, base, tune, task, preset_name, space_path,
+                                   name, seed, on_progress)
+            done = store.finished_keys(store.run_table(store.comparison_runs(tracker, name)))
+            jobs = planning.plan_jobs(dim.labels, n_folds, seed_list)
+            context = JobContext(task, tracker.uri, name, parent, dimension)
+            ran, failed = _run_jobs(tracker, context, jobs, done, configs, prepared.split_hash, execution, on_progress,
+                                    spec.stages)
+            result = _conclude(tracker, name, task, parent, dim, plan_metrics, settings, ran, len(jobs) - ran, failed,
+                               killed, started, resamples)
+            result.stages_trained, result.stages_loaded = _stage_counts(tracker, name)
+            from bench.compare.export import log_outputs, write_outputs
 
-        log_outputs(tracker, parent, result)
-        if export is not None:
-            result.exported = write_outputs(result, export)
-        tracker.log_metrics(parent, {"n_ran": ran, "n_skipped": result.n_skipped, "n_failed": failed,
-                                     "killed_closed": killed, "seconds": result.seconds,
-                                     "trial_hours": result.trial_hours_total,
-                                     "stage_trainings": result.stages_trained,
-                                     "stage_trainings_saved": result.stages_loaded})
-        tracker.set_tags(parent, {"verdicts": " | ".join(result.verdicts)[:5000]})
-    except BaseException as exc:  # the parent never stays RUNNING; --resume reopens it
-        tracker.end(parent, FAIL, "interrupted" if not isinstance(exc, Exception) else f"{type(exc).__name__}: {exc}")
-        raise
+            log_outputs(tracker, parent, result)
+            if export is not None:
+                result.exported = write_outputs(result, export)
+            tracker.log_metrics(parent, {"n_ran": ran, "n_skipped": result.n_skipped, "n_failed": failed,
+                                         "killed_closed": killed, "seconds": result.seconds,
+                                         "trial_hours": result.trial_hours_total,
+                                         "stage_trainings": result.stages_trained,
+                                         "stage_trainings_saved": result.stages_loaded})
+            tracker.set_tags(parent, {"verdicts": " | ".join(result.verdicts)[:5000]})
     finally:
         execution.stop()
-    tracker.end(parent, "COMPLETE")
     return result
 
 

@@ -253,24 +253,25 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
                       workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i))
             for i, share in enumerate(worker_pool.split_trials(max(search.n_trials - done, 0), plan.workers))]
     lost: Exception | None = None
-    try:
-        if plan.workers == 1:
-            run_worker(jobs[0], on_trial)
-        else:
-            worker_pool.run_pool(jobs, study, spawned_worker, on_trial)
-    except Exception as exc:
-        if not is_storage_error(exc):
-            raise
-        lost = exc
-    finally:
+    with tracker.closing(parent):  # closed by close_search; by the rule of closing if anything else fails
         try:
-            summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
-            close_search(tracker, parent, summary)
+            if plan.workers == 1:
+                run_worker(jobs[0], on_trial)
+            else:
+                worker_pool.run_pool(jobs, study, spawned_worker, on_trial)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
-            tracker.end(parent, "FAIL", "the Optuna storage stopped answering")
-            lost = lost or exc
+            lost = exc
+        finally:
+            try:
+                summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
+                close_search(tracker, parent, summary)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                tracker.end(parent, "FAIL", "the Optuna storage stopped answering")
+                lost = lost or exc
     if lost is not None:
         first = (str(lost).strip().splitlines() or [type(lost).__name__])[0][:200]
         raise BenchError(f"the Optuna storage {storage_url} stopped answering mid-search ({first}). Trials that "

@@ -277,10 +277,13 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None = None) -> S
                                   storage_path=os.path.abspath(".bench/ray")),
     )
     try:
-        tuner.fit()
+        with tracker.closing(parent):  # closed by close_search; by the rule of closing if that fails
+            try:
+                tuner.fit()
+            finally:
+                summary = _summarise(tracker, parent, search.study_name, objective, mode, search.started)
+                close_search(tracker, parent, summary)
     finally:
-        summary = _summarise(tracker, parent, search.study_name, objective, mode, search.started)
-        close_search(tracker, parent, summary)
         if not settings.address:
             ray.shutdown()
     return summary
