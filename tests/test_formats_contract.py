@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data.formats import FORMATS, formats_for, resolve_format
+from bench.data.formats import FORMATS, resolve_format
 from bench.data.labels import CARDIOMEGALY_CLASSES
 from bench.data.phantoms.ct import CtPhantomSpec
 from bench.data.phantoms.ct import generate as generate_ct
@@ -62,8 +62,14 @@ def tiny_organ():
     return list(generate_organ(OrganPhantomSpec(n_patients=2, shape=(8, 16, 16), channels=2, seed=5)))
 
 
+def formats_of(task: str) -> list[str]:
+    from bench.tasks import TASKS
+
+    return sorted(TASKS.get(task).formats)
+
+
 def _task(name: str) -> str | None:
-    tasks = [t for t in FORMATS.entry(name).tags.get("tasks", ()) if t in CLASSES]
+    tasks = [t for t in CLASSES if name in formats_of(t)]
     return tasks[0] if tasks else None
 
 
@@ -80,12 +86,17 @@ def _source(name: str, request, tmp_path: Path):
     pytest.skip(f"format '{name}' has no writer and no fixture in FIXTURE_FOLDERS writes its layout")
 
 
-def test_every_format_serves_a_task_or_says_none():
+def test_every_format_serves_a_task_or_says_why_not():
+    from bench.tasks import TASKS
+
+    served = {fmt for task in TASKS.names() for fmt in TASKS.get(task).formats}
     for entry in FORMATS.entries():
         assert entry.description, entry.name
-        assert isinstance(entry.tags.get("tasks"), tuple), f"{entry.name} must declare tasks=(...) in its tags"
-    assert formats_for("xray-heart") == ["chexmask", "dicom", "jsrt", "png"]
-    assert formats_for("ct-lung") == ["ct_dicom", "luna16", "msd", "nifti"]
+        assert "tasks" not in entry.tags, f"{entry.name}: a task lists its formats in its spec, not the reverse"
+        assert (entry.name in served) != bool(entry.tags.get("why_not")), entry.name
+    assert set(served) <= set(FORMATS.names())  # a task lists only registered formats
+    assert formats_of("xray-heart") == ["chexmask", "dicom", "jsrt", "png"]
+    assert formats_of("ct-lung") == ["ct_dicom", "luna16", "msd", "nifti"]
 
 
 def test_aliases_point_at_formats_of_their_task_and_unknown_names_fail_once():
@@ -93,13 +104,13 @@ def test_aliases_point_at_formats_of_their_task_and_unknown_names_fail_once():
 
     for spec in (entry.obj for entry in TASKS.entries()):
         for alias, target in spec.format_aliases.items():
-            assert target in formats_for(spec.name) and target in spec.formats, (spec.name, alias)
+            assert target in spec.formats, (spec.name, alias)
             assert spec.resolve_format(alias) == target
     ct, xray = TASKS.get("ct-lung"), TASKS.get("xray-heart")
     assert ct.resolve_format("nifti") == "msd"  # the MSD Task06 layout, as make-phantom writes it
     assert xray.resolve_format("dicom") == "dicom" and ct.resolve_format("dicom") == "ct_dicom"
     with pytest.raises(RegistryError, match=r"'dicom' reads data for xray-heart"):
-        resolve_format("ct-lung", "dicom")  # the aliases are the task's: none without its spec
+        resolve_format("ct-lung", ct.formats, "dicom", readers={"dicom": ["xray-heart"]})  # aliases: the spec's
     with pytest.raises(RegistryError, match=r"--format for ct-lung must be one of .*dicom \(= ct_dicom\).*but got "
                                             r"'jsrt' \('jsrt' reads data for xray-heart\)"):
         ct.resolve_format("jsrt")
@@ -163,7 +174,7 @@ def test_truncated_image_files_raise_one_error_naming_a_file(name, request, tmp_
     assert any(v.name.rsplit(".", 1)[0] in str(error.value) for v in victims), str(error.value)
 
 
-@pytest.mark.parametrize("name", sorted({n for task in CLASSES for n in formats_for(task)}))
+@pytest.mark.parametrize("name", sorted({n for task in CLASSES for n in formats_of(task)}))
 def test_every_format_of_a_task_recognises_its_own_folder_and_only_it(name, request, tmp_path):
     """`--format` may be left out: the folder a format writes (or its fixture) is recognised as that format by
     exactly it among the task's formats, so detection is never a guess."""
@@ -172,4 +183,4 @@ def test_every_format_of_a_task_recognises_its_own_folder_and_only_it(name, requ
     folder, *_ = _source(name, request, tmp_path)
     task = _task(name)
     assert hasattr(FORMATS.get(name), "recognise"), f"format '{name}' of {task} cannot be recognised"
-    assert detect_format(task, folder) == name
+    assert detect_format(task, formats_of(task), folder) == name

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DESCRIBE_EVERYTHING = """
 import json, sys
 from bench.cases import CASE_STATISTICS
-from bench.data.formats import FORMATS, formats_for
+from bench.data.formats import FORMATS
 from bench.tasks import TASKS
 from bench.losses import SEG_LOSSES
 from bench.metrics import METRICS, higher_is_better
@@ -32,7 +32,7 @@ import bench.metrics_seg3d, bench.pareto, bench.registry
 described = {r.kind: [e.describe() for e in r.entries()]
              for r in (SEG_LOSSES, SEG_MODELS, CLASSIFIERS, METRICS, FORMATS, CASE_STATISTICS)}
 directions = {name: higher_is_better("val_" + name) for name in METRICS}
-resolved = {s.name: [s.resolve_format(n) for n in [*formats_for(s.name), *s.format_aliases]]
+resolved = {s.name: [s.resolve_format(n) for n in [*s.formats, *s.format_aliases]]
             for s in (e.obj for e in TASKS.entries())}
 print(json.dumps({"described": described, "heavy": [m for m in HEAVY if m in sys.modules]}, default=str))
 """
@@ -56,7 +56,8 @@ def test_describing_every_registry_imports_no_torch_monai_or_smp():
 
 def test_listing_formats_loads_no_image_io_library():
     """``bench tasks`` lists each task's formats: the readers' libraries load when a folder is read."""
-    code = ("import sys; from bench.data.formats import FORMATS, formats_for; formats_for('ct-lung'); "
+    code = ("import sys; from bench.data.formats import FORMATS; from bench.tasks import TASKS; "
+            "TASKS.get('ct-lung').resolve_format('mhd'); "
             "[e.describe() for e in FORMATS.entries()]; "
             "print([m for m in ('pydicom', 'SimpleITK', 'nibabel', 'sklearn', 'scipy.ndimage', *HEAVY) "
             "if m in sys.modules])")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.data.formats import FORMATS, detect_format, formats_for
+from bench.data.formats import FORMATS, detect_format
 from bench.data.seg_dataset import open_seg_dataset
 from bench.data.seg_splits import read_splits_final
 from bench.data.splits import make_split
@@ -17,12 +17,16 @@ def test_both_layouts_are_recognised_for_segmentation_without_format(tmp_path):
     nnunet = write_nnunet_folder(tmp_path / "Dataset503_Kidney").root
     png = write_png_folder(tmp_path / "Dataset120_Roads").root
     msd = write_msd_folder(tmp_path / "Task05_Prostate").root
-    assert formats_for("segmentation") == ["msd_seg", "nnunet"]
-    assert detect_format("segmentation", nnunet) == "nnunet" and detect_format("segmentation", png) == "nnunet"
-    assert detect_format("segmentation", msd) == "msd_seg"
-    assert detect_format("segmentation", tmp_path / "Task05_Prostate") == "msd_seg"
+    from bench.tasks import TASKS
+
+    formats = TASKS.get("segmentation").formats
+    assert sorted(formats) == ["msd_seg", "nnunet"]
+    assert detect_format("segmentation", formats, nnunet) == "nnunet"
+    assert detect_format("segmentation", formats, png) == "nnunet"
+    assert detect_format("segmentation", formats, msd) == "msd_seg"
+    assert detect_format("segmentation", formats, tmp_path / "Task05_Prostate") == "msd_seg"
     with pytest.raises(RegistryError, match="none of them recognises it"):
-        detect_format("segmentation", tmp_path)  # two data sets side by side: name one
+        detect_format("segmentation", formats, tmp_path)  # two data sets side by side: name one
 
 
 def test_format_msd_means_the_generic_reader_on_segmentation_and_task06_on_ct_lung():

@@ -20,7 +20,7 @@ from bench.errors import BenchError, DataError
 
 
 def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequence[str] | None = None,
-            sample: int | None = None, **reader_options: Any) -> dict[str, Any]:
+            sample: int | None = None, formats: Sequence[str] = (), **reader_options: Any) -> dict[str, Any]:
     """Summarise the data at ``path`` as the task would read it; ``path="phantom"`` for the built-in one.
 
     Args:
@@ -35,6 +35,7 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
             (None: every image). Ids, patients, labels, sites and the split come from the reader's scan,
             which decodes nothing, and images are decoded one at a time, so an archive never has to fit in
             memory.
+        formats: the task's formats (``TaskSpec.formats``), those ``fmt=None`` chooses from.
         reader_options: the format's reader parameters (chexmask ``min_dice``, chexpert ``uncertain``, ...).
 
     Returns:
@@ -52,7 +53,7 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     report: dict[str, Any] = {"path": str(path), "task": task,
                               "format": fmt or (PHANTOM if str(path) == PHANTOM else None), "problems": []}
     try:
-        fmt, cases = _scan(path, task, classes, fmt, reader_options)
+        fmt, cases = _scan(path, task, classes, fmt, reader_options, formats)
         report["format"] = fmt or PHANTOM
         if classes is None:
             from bench.data.labels import order_classes
@@ -66,7 +67,7 @@ def inspect(path: str | Path, task: str, fmt: str | None = None, classes: Sequen
     return report
 
 
-def _scan(path, task, classes, fmt, reader_options) -> tuple[str | None, list[CaseRef]]:
+def _scan(path, task, classes, fmt, reader_options, formats: Sequence[str] = ()) -> tuple[str | None, list[CaseRef]]:
     """(the format read, the refs); a folder without ``fmt`` is read as the format that recognises it."""
     from bench.data.stream import scan_cases
 
@@ -82,7 +83,7 @@ def _scan(path, task, classes, fmt, reader_options) -> tuple[str | None, list[Ca
     if not fmt:
         from bench.data.formats import detect_format
 
-        fmt = detect_format(task, root)
+        fmt = detect_format(task, formats, root)
     return fmt, scan_cases(str(root), fmt, classes, **reader_options)
 
 

@@ -111,7 +111,11 @@ class TaskSpec:
         the one format of the task that recognises the folder ``path`` (bench.data.formats.resolve_format)."""
         from bench.data.formats import resolve_format
 
-        return resolve_format(self.name, name, path, aliases=self.format_aliases)
+        readers: dict[str, list[str]] = {}  # format -> the tasks that list it (words the error for another's)
+        for task in TASKS.names():
+            for fmt in TASKS.get(task).formats:
+                readers.setdefault(fmt, []).append(task)
+        return resolve_format(self.name, self.formats, name, path, aliases=self.format_aliases, readers=readers)
 
     def default_format(self, data: str | None) -> str:
         """The format a command uses when ``--format`` is left out: the phantom without ``--data``, else the

@@ -24,9 +24,9 @@ CT_FORMATS = ("ct_dicom", "msd", "nifti", "luna16")
 
 @pytest.mark.parametrize("fmt", CT_FORMATS)
 def test_inspect_without_format_recognises_the_folder(fmt, ct_folders, tiny_ct, capsys):
-    from bench.data.formats import detect_format
+    from bench.tasks import TASKS
 
-    assert detect_format("ct-lung", ct_folders[fmt]) == fmt
+    assert TASKS.get("ct-lung").resolve_format(None, ct_folders[fmt]) == fmt
     report = inspect_ct(ct_folders[fmt])
     assert report["format"] == fmt and report["cases"] == len(tiny_ct)
     assert main(["datasets", "inspect", str(ct_folders[fmt]), "--task", "ct-lung", "--json"]) == 0

@@ -1,10 +1,10 @@
 """Registry of on-disk data formats. Each reader turns a folder into Case records; writers export them.
 
-A format declares the tasks it serves in its registry tags (``@FORMATS.register("jsrt", tasks=("xray-heart",))``);
-:func:`formats_for` reads them, so a new format is one decorated class plus its import line below. A format
-that looks usable but serves no task can say why in ``why_not="reason"`` (ChestX-ray14 and CheXpert
-alone have no heart masks: their CheXmask-joined form, ``chexmask``, has), and :func:`resolve_format`
-gives that reason when it refuses the name.
+A format knows how to read a folder, not which tasks read it: a task lists its formats in ``TaskSpec.formats``
+and hands that list in (``TaskSpec.resolve_format``), so a new format is one decorated class plus its import
+line below, and a task that reads it names it in its spec. A format that looks usable but serves no task can
+say why in ``why_not="reason"`` (ChestX-ray14 and CheXpert alone have no heart masks: their CheXmask-joined
+form, ``chexmask``, has), and :func:`resolve_format` gives that reason when it refuses the name.
 A task declares the short names its users type on the command line in ``TaskSpec.format_aliases``
 (``--format dicom`` on ct-lung means the CT series reader ``ct_dicom``) and hands them in as ``aliases``;
 :func:`resolve_format` applies them and is the one place an unknown name is refused. A reader class may also say how to recognise its folder
@@ -16,33 +16,26 @@ Importing this package does not import torch; heavy readers' libraries (pydicom,
 for the LUNA16 official split) load with the module that needs them.
 
 Example:
-    >>> formats_for("ct-lung")
-    ['ct_dicom', 'luna16', 'msd', 'nifti']
-    >>> resolve_format("ct-lung", "mhd", aliases={"mhd": "luna16"})
+    >>> resolve_format("ct-lung", ("ct_dicom", "luna16"), "mhd", aliases={"mhd": "luna16"})
     'luna16'
 """
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bench.errors import DataError, RegistryError
 from bench.registry import CLOSE_MATCH_CUTOFF, Registry
 
 FORMATS: Registry = Registry("data format")
 
-def formats_for(task: str) -> list[str]:
-    """Names of the registered formats whose ``tasks`` tag lists ``task``, sorted."""
-    return [e.name for e in FORMATS.entries() if task in e.tags.get("tasks", ())]
-
-
-def _choices(task: str, aliases: Mapping[str, str]) -> str:
-    names = [n for n in formats_for(task) if n not in aliases] + list(aliases)
+def _choices(formats: Sequence[str], aliases: Mapping[str, str]) -> str:
+    names = [n for n in sorted(formats) if n not in aliases] + list(aliases)
     return ", ".join(f"{n} (= {aliases[n]})" if n in aliases else n for n in names)
 
 
-def detect_format(task: str, path, aliases: Mapping[str, str] | None = None) -> str:
-    """The one registered format of ``task`` that recognises the folder ``path`` (``aliases``, the task's
-    ``TaskSpec.format_aliases``, only name the choices in the error).
+def detect_format(task: str, formats: Sequence[str], path, aliases: Mapping[str, str] | None = None) -> str:
+    """The one format of ``formats`` (``task``'s ``TaskSpec.formats``) that recognises the folder ``path``
+    (``aliases``, the task's ``TaskSpec.format_aliases``, only name the choices in the error).
 
     Raises:
         DataError: ``path`` does not exist.
@@ -56,21 +49,25 @@ def detect_format(task: str, path, aliases: Mapping[str, str] | None = None) -> 
         raise DataError(f"{root}: the data path must exist, but it does not.")
     if not root.is_dir():
         raise RegistryError(f"--format can be left out only for a data folder bench recognises, but {root} is not "
-                            f"a folder. Give --format, one of {_choices(task, aliases or {})}.")
-    found = [n for n in formats_for(task) if getattr(FORMATS.get(n), "recognise", lambda _: False)(root)]
+                            f"a folder. Give --format, one of {_choices(formats, aliases or {})}.")
+    formats = sorted(formats)
+    found = [n for n in formats if getattr(FORMATS.get(n), "recognise", lambda _: False)(root)]
     if len(found) == 1:
         return found[0]
     what = (f"it fits several ({', '.join(found)})" if found
             else "none of them recognises it (" + "; ".join(
-                getattr(FORMATS.get(n), "LOOKS_LIKE", n) for n in formats_for(task)) + ")")
+                getattr(FORMATS.get(n), "LOOKS_LIKE", n) for n in formats) + ")")
     raise RegistryError(f"{root}: the data format of a folder must be recognisable to leave --format out, but {what}. "
-                        f"Give --format, one of {_choices(task, aliases or {})}.")
+                        f"Give --format, one of {_choices(formats, aliases or {})}.")
 
 
-def resolve_format(task: str, name: str | None, path=None, aliases: Mapping[str, str] | None = None) -> str:
-    """The registered format that ``--format name`` means for ``task`` (``aliases``, the task's
-    ``TaskSpec.format_aliases``, applied); with no name, the format :func:`detect_format` recognises in the
-    folder ``path``.
+def resolve_format(task: str, formats: Sequence[str], name: str | None, path=None,
+                   aliases: Mapping[str, str] | None = None, readers: Mapping[str, Sequence[str]] | None = None
+                   ) -> str:
+    """The format of ``formats`` (``task``'s ``TaskSpec.formats``) that ``--format name`` means (``aliases``,
+    the task's ``TaskSpec.format_aliases``, applied); with no name, the format :func:`detect_format`
+    recognises in the folder ``path``. ``readers`` (format -> the tasks that list it) only words the error
+    for another task's format.
 
     Raises:
         RegistryError: ``name`` is neither an alias nor a format of ``task``, or no name and no single format
@@ -79,11 +76,11 @@ def resolve_format(task: str, name: str | None, path=None, aliases: Mapping[str,
     if not name:
         if path is None:
             raise RegistryError(f"--format for {task} must be given, but got none. "
-                                f"Give one of {_choices(task, aliases or {})}.")
-        return detect_format(task, path, aliases)
+                                f"Give one of {_choices(formats, aliases or {})}.")
+        return detect_format(task, formats, path, aliases)
     aliases = aliases or {}
     fmt = aliases.get(name, name)
-    valid = formats_for(task)
+    valid = sorted(formats)
     if fmt in valid:
         return fmt
     names = [n for n in valid if n not in aliases] + list(aliases)
@@ -92,7 +89,7 @@ def resolve_format(task: str, name: str | None, path=None, aliases: Mapping[str,
     if reason:
         why = f": {reason}"
     elif fmt in FORMATS:
-        why = f" ('{fmt}' reads data for {', '.join(FORMATS.entry(fmt).tags.get('tasks', ())) or 'no task yet'})"
+        why = f" ('{fmt}' reads data for {', '.join((readers or {}).get(fmt, ())) or 'no task yet'})"
     else:
         close = difflib.get_close_matches(name, names, n=2, cutoff=CLOSE_MATCH_CUTOFF)
         why = f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -114,4 +111,4 @@ from bench.data.formats import (  # noqa: F401  (registration side effects)
     seg,
 )
 
-__all__ = ["FORMATS", "detect_format", "formats_for", "resolve_format"]
+__all__ = ["FORMATS", "detect_format", "resolve_format"]

@@ -87,7 +87,7 @@ def index_images(root: Path) -> dict[str, Path]:
     return {p.name: p for p in root.rglob("*.png") if p.is_file()}
 
 
-@FORMATS.register("chestxray14", tasks=(), why_not=(
+@FORMATS.register("chestxray14", why_not=(
     "ChestX-ray14 alone has image labels but no heart masks, which a task's segmenter trains on. Put the "
     "CheXmask table (ChestX-Ray8.csv) in the folder and use --format chexmask (datasets/chexmask/README.md)"))
 class ChestXray14:

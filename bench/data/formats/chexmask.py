@@ -67,7 +67,7 @@ def encode_rle(mask: np.ndarray) -> str:
     return " ".join(map(str, runs))
 
 
-@FORMATS.register("chexmask", tasks=("xray-heart",))
+@FORMATS.register("chexmask")
 class Chexmask:
     """CheXmask RLE heart/lung masks (quality-filtered) on ChestX-ray14 or CheXpert images and labels."""
 

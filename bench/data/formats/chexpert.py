@@ -48,7 +48,7 @@ def chexpert_key(path: str) -> str:
     return str(PurePosixPath(*parts).with_suffix("")) if parts else ""
 
 
-@FORMATS.register("chexpert", tasks=(), why_not=(
+@FORMATS.register("chexpert", why_not=(
     "CheXpert alone has image labels but no heart masks, which a task's segmenter trains on. Put the CheXmask "
     "table (CheXpert.csv) in the folder and use --format chexmask (datasets/chexmask/README.md)"))
 class Chexpert:

@@ -42,7 +42,7 @@ def pseudonym(prefix: str, value: str) -> str:
     return f"{prefix}-{hashlib.sha256(value.encode()).hexdigest()[:12]}"
 
 
-@FORMATS.register("ct_dicom", tasks=("ct-lung",))
+@FORMATS.register("ct_dicom")
 class CtDicom:
     """CT DICOM series (one file per slice), grouped by SeriesInstanceUID; optional labels.csv + NIfTI masks."""
 

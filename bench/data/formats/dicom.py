@@ -60,7 +60,7 @@ PLUGIN_HINT = (
 )
 
 
-@FORMATS.register("dicom", tasks=("xray-heart",))
+@FORMATS.register("dicom")
 class DicomFolder:
     """DICOM radiographs with a labels.csv (file or SOPInstanceUID, label, optional patient/mask columns)."""
 

@@ -31,7 +31,7 @@ SCR_ORGANS = {"heart": "heart", "left_lung": "lung_left", "right_lung": "lung_ri
 JSRT_PIXEL_MM = 0.175
 
 
-@FORMATS.register("jsrt", tasks=("xray-heart",))
+@FORMATS.register("jsrt")
 class JsrtFolder:
     """JSRT .IMG radiographs + SCR GIF masks; splits by the official odd/even SCR folds."""
 

@@ -66,7 +66,7 @@ def sphere_mask(image: sitk.Image, nodules: Sequence[tuple[float, float, float, 
     return mask
 
 
-@FORMATS.register("luna16", tasks=("ct-lung",))
+@FORMATS.register("luna16")
 class Luna16:
     """LUNA16: subset0-9/*.mhd scans, annotations.csv nodules (world mm), optional seg-lungs-LUNA16 lung masks."""
 

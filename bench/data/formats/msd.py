@@ -88,7 +88,7 @@ def label_roles(table: Path, labels) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(lesion), tuple(lung)
 
 
-@FORMATS.register("msd", tasks=("ct-lung",))
+@FORMATS.register("msd")
 class Msd:
     """Medical Segmentation Decathlon Task06_Lung layout (dataset.json + imagesTr/labelsTr NIfTI)."""
 

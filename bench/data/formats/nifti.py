@@ -33,7 +33,7 @@ def _stem(p: Path) -> str:
     return p.stem
 
 
-@FORMATS.register("nifti", tasks=("ct-lung",))
+@FORMATS.register("nifti")
 class NiftiFolder:
     """images/*.nii.gz + masks/<name>/*.nii.gz + optional labels.csv (case_id, patient_id, site, class)."""
 

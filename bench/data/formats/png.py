@@ -36,7 +36,7 @@ from bench.errors import DataError
 REQUIRED_COLUMNS = ("case_id", "class", "image")
 
 
-@FORMATS.register("png", tasks=("xray-heart",))
+@FORMATS.register("png")
 class PngFolder:
     """PNG images (+ optional masks) with a labels.csv; patient_id column optional (else one per image)."""
 

@@ -56,7 +56,7 @@ class _SegFolder:
         return list(meta["channels"]), dict(meta["label_values"])
 
 
-@FORMATS.register("nnunet", tasks=("segmentation",))
+@FORMATS.register("nnunet")
 class NnUnetRaw(_SegFolder):
     """nnU-Net v2 raw folder: dataset.json (channel_names, labels, file_ending), imagesTr/, labelsTr/."""
 
@@ -69,7 +69,7 @@ class NnUnetRaw(_SegFolder):
         return write_nnunet(cases, out, channels, labels, ending)
 
 
-@FORMATS.register("msd_seg", tasks=("segmentation",))
+@FORMATS.register("msd_seg")
 class DecathlonTask(_SegFolder):
     """Medical Segmentation Decathlon task folder: dataset.json (modality, labels, training), 3D/4D NIfTI."""
 

@@ -63,9 +63,9 @@ def data_format(config: TrialConfig) -> str:
             raise ConfigError(f"reader options apply to a data folder's reader, but the built-in phantom has "
                               f"none and got {config.reader_options}. Drop them or pass --data.")
         return PHANTOM
-    from bench.data.formats import resolve_format
+    from bench.tasks.xray_heart.spec import SPEC
 
-    return resolve_format(TASK, config.data_format)
+    return SPEC.resolve_format(config.data_format)
 
 
 def config_classes(config: TrialConfig) -> tuple[str, ...]:

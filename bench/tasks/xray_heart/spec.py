@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bench.data.formats import formats_for
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
 from bench.guidance import GUIDANCE
 from bench.stages import Stage
@@ -41,7 +40,7 @@ def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0
 def inspect_data(path, fmt: str | None = None, classes=None, sample: int | None = None, **reader_options) -> dict:
     from bench.data.inspect import inspect
 
-    return inspect(path, TASK, fmt, classes, sample, **reader_options)
+    return inspect(path, TASK, fmt, classes, sample, formats=SPEC.formats, **reader_options)
 
 
 SPEC = register_task(
@@ -55,7 +54,7 @@ SPEC = register_task(
         objective="val_auroc",
         metrics=("auroc", "accuracy", "balanced_accuracy", "recall", "heart_dice", "heart_hd95_px", "ctr_error",
                  "attention_in_heart", "shift_gap"),
-        formats=tuple(formats_for(TASK)),
+        formats=("chexmask", "dicom", "jsrt", "png"),
         headline=("val_heart_dice", "test_auroc", "test_shifted_auroc", "test_attention_in_heart"),
         presets={
             "smoke": Preset(
