@@ -19,14 +19,15 @@ from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.guidance import LESION_GUIDANCE
 from bench.losses import SEG_LOSSES
-from bench.metrics_seg3d import case_metrics, mean_lesion_dice, summarise
+from bench.metrics_seg3d import summarise
 from bench.stages import run_stage
 from bench.tasks.ct_lung.data import CtData, prepare
 from bench.tasks.ct_lung.lung_guidance import make_guidance
 from bench.tasks.ct_lung.nets import build_seg_net, family_of
 from bench.tasks.ct_lung.spec import LUNG_STAGE, SPEC, task_param
+from bench.tasks.ct_lung.target_stage import train_and_score
 from bench.tasks.ct_lung.training import Predictions, make_volumes, predictions, train_net
-from bench.train import Reporter, TrialResult, stop_if_asked
+from bench.train import Reporter, TrialResult
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
@@ -65,44 +66,18 @@ def _stages(config: TrialConfig, reporter: Reporter, data: CtData, store: Predic
     guide_lungs = {p: [c["lung"] for c in data.parts[p]] if p == "train" and guide.train_mask == "ground_truth"
                    else lung_pred[p] for p in data.parts}
 
-    # --- stage 2: lesions, guided by the lungs ---------------------------------------------------------
+    # --- stage 2: lesions, guided by the lungs; validation is the objective, test is logged only ---------
     vols = {p: make_volumes(cases, "lesion", guide, guide_lungs[p]) for p, cases in data.parts.items()}
-    offset = int(task_param(config, "lung_epochs"))
-    common = {"optimiser": config.optimiser, "augment": config.augment}
-
-    latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
-
-    def lesion_epoch(epoch: int, value: float) -> None:
-        preds = store.predict(lesion_net, vols["val"], roi, threshold)
-        if latest_val:
-            store.drop(latest_val.pop())
-        latest_val.append(preds)
-        val_dice = mean_lesion_dice(preds, [c["lesion"] for c in data.parts["val"]])
-        record = {"lesion_train_loss": value, "val_lesion_dice": val_dice}
-        history.append({"stage": "lesion", "epoch": epoch, **record})
-        reporter.log(record, step=offset + epoch)
-        stop_if_asked(reporter, val_dice, epoch)
-
-    train_net(lesion_net, vols["train"], loss, patch=patch, samples=samples,
-              pos_fraction=float(task_param(config, "pos_fraction")), epochs=config.seg_epochs, lr=config.lr,
-              batch_size=config.batch_size * slices,
-              seed=config.seed, on_epoch=lesion_epoch, **common)
-
-    # --- evaluation: validation is the objective, test is logged only -------------------------------
-    metrics: dict[str, float] = {}
-    tol = float(task_param(config, "tolerance_mm"))
-    lesion_pred, rows = {}, {}
-    for part in ("val", "test"):
-        reuse = part == "val" and latest_val  # empty when no lesion epoch ran
-        lesion_pred[part] = latest_val[0] if reuse else store.predict(lesion_net, vols[part], roi, threshold)
-        rows[part] = [case_metrics(p, c["lesion"], lp, c["lung"], data.spacing, tol)
-                      for p, lp, c in zip(lesion_pred[part], lung_pred[part], data.parts[part])]
-        metrics.update({f"{part}_{k}": v for k, v in summarise(rows[part]).items()})
+    scored = train_and_score(config, reporter, history, store, lesion_net, loss, vols, data.parts, lung_pred,
+                             stage="lesion", target="lesion", organ="lung",
+                             offset=int(task_param(config, "lung_epochs")), patch=patch, roi=roi, slices=slices,
+                             samples=samples, threshold=threshold,
+                             pos_fraction=float(task_param(config, "pos_fraction")), spacing=data.spacing,
+                             tolerance_mm=float(task_param(config, "tolerance_mm")))
+    metrics = {f"{part}_{k}": v for part in ("val", "test") for k, v in summarise(scored.rows[part]).items()}
     # Per-case lesion Dice of the cases the objective averages (lesion-bearing ones), for the case bootstrap
-    # of `bench leaderboard --seeds`; their plain mean is the objective.
-    val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
-    groups = {"groups": [g for g, r in zip(data.groups["val"], rows["val"]) if r["_lesions"] > 0]} \
-        if "val" in data.groups else {}  # issue 21: the cases' anonymous patient numbers
+    # of `bench leaderboard --seeds`; their plain mean is the objective. Groups: anonymous patient numbers.
+    val_cases, groups = scored.objective_cases(data.groups)
     return TrialResult(
         config=config.replace(split_hash=data.split_hash),
         objective_name=SPEC.objective,
@@ -110,7 +85,7 @@ def _stages(config: TrialConfig, reporter: Reporter, data: CtData, store: Predic
         metrics=metrics,
         history=history,
         state_dicts={"lung_segmenter": lung_net.state_dict(), "lesion_segmenter": lesion_net.state_dict()},
-        previews={"overlay.png": overlay(data.parts["val"], lesion_pred["val"]),
+        previews={"overlay.png": overlay(data.parts["val"], scored.predictions["val"]),
                   CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
 

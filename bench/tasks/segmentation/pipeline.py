@@ -22,14 +22,15 @@ from bench.config import TrialConfig
 from bench.errors import ConfigError
 from bench.guidance import LESION_GUIDANCE
 from bench.losses import SEG_LOSSES
-from bench.metrics_seg3d import case_metrics, mean_lesion_dice, summarise
+from bench.metrics_seg3d import summarise
 from bench.stages import run_stage
 from bench.tasks.ct_lung.lung_guidance import Guided, make_guidance
 from bench.tasks.ct_lung.nets import build_seg_net, family_of
+from bench.tasks.ct_lung.target_stage import train_and_score
 from bench.tasks.ct_lung.training import Predictions, Volumes, predictions, train_net
 from bench.tasks.segmentation.data import SegData, prepare
 from bench.tasks.segmentation.spec import GUIDE_STAGE, SPEC, task_param
-from bench.train import Reporter, TrialResult, stop_if_asked
+from bench.train import Reporter, TrialResult
 
 # bench.metrics_seg3d's names (lesion = target, lung = guide) -> this task's.
 RENAMED = {"lesion_dice": "target_dice", "lung_dice": "guide_dice", "lesion_hd95": "target_hd95",
@@ -109,45 +110,25 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
         organs = {p: [c["guide"] for c in data.parts[p]] if p == "train" and guide.train_mask == "ground_truth"
                   else guide_pred[p] for p in data.parts}
 
-    # --- target stage --------------------------------------------------------------------------------
+    # --- target stage; validation is the objective, test is logged only --------------------------------
     vols = {p: SegVolumes(guide, cases, "target", organs[p]) for p, cases in data.parts.items()}
-    offset = int(task_param(config, "guide_epochs")) if guide_net is not None else 0
-    latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
-
-    def target_epoch(epoch: int, value: float) -> None:
-        preds = store.predict(target_net, vols["val"], roi, threshold)
-        if latest_val:
-            store.drop(latest_val.pop())
-        latest_val.append(preds)
-        val_dice = mean_lesion_dice(preds, [c["target"] for c in data.parts["val"]])
-        record = {"target_train_loss": value, "val_target_dice": val_dice}
-        history.append({"stage": "target", "epoch": epoch, **record})
-        reporter.log(record, step=offset + epoch)
-        stop_if_asked(reporter, val_dice, epoch)
-
-    train_net(target_net, vols["train"], loss, patch=patch, samples=samples,
-              pos_fraction=float(task_param(config, "pos_fraction")), epochs=config.seg_epochs, lr=config.lr,
-              batch_size=config.batch_size * slices, seed=config.seed, on_epoch=target_epoch,
-              optimiser=config.optimiser, augment=config.augment)
-
-    # --- evaluation: validation is the objective, test is logged only -------------------------------
+    # the organ each case is scored in: the predicted one, or without a guide stage the data's own
+    scored_in = {p: guide_pred[p] if guide_pred is not None else [c["guide"] for c in data.parts[p]]
+                 for p in ("val", "test")}
+    scored = train_and_score(config, reporter, history, store, target_net, loss, vols, data.parts, scored_in,
+                             stage="target", target="target", organ="guide",
+                             offset=int(task_param(config, "guide_epochs")) if guide_net is not None else 0,
+                             patch=patch, roi=roi, slices=slices, samples=samples, threshold=threshold,
+                             pos_fraction=float(task_param(config, "pos_fraction")), spacing=data.spacing,
+                             tolerance_mm=float(task_param(config, "tolerance_mm")))
     metrics: dict[str, float] = {}
-    tol = float(task_param(config, "tolerance_mm"))
-    target_pred, rows = {}, {}
     for part in ("val", "test"):
-        reuse = part == "val" and latest_val  # empty when no target epoch ran
-        target_pred[part] = latest_val[0] if reuse else store.predict(target_net, vols[part], roi, threshold)
-        organ_pred = guide_pred[part] if guide_pred is not None else [c["guide"] for c in data.parts[part]]
-        rows[part] = [case_metrics(p, c["target"], op, c["guide"], data.spacing, tol)
-                      for p, op, c in zip(target_pred[part], organ_pred, data.parts[part])]
-        summary = {RENAMED[k]: v for k, v in summarise(rows[part]).items()}
+        summary = {RENAMED[k]: v for k, v in summarise(scored.rows[part]).items()}
         if guide_pred is None:  # no organ: nothing to score the guide by, nothing outside it
             summary = {k: v for k, v in summary.items() if k not in GUIDE_ONLY}
         metrics.update({f"{part}_{k}": v for k, v in summary.items()})
     # Per-case target Dice of the cases the objective averages (target-bearing ones), for the case bootstrap.
-    val_cases = [r["lesion_dice"] for r in rows["val"] if r["_lesions"] > 0]
-    groups = {"groups": [g for g, r in zip(data.groups["val"], rows["val"]) if r["_lesions"] > 0]} \
-        if "val" in data.groups else {}
+    val_cases, groups = scored.objective_cases(data.groups)
     models = {"target_segmenter": target_net.state_dict()}
     if guide_net is not None:
         models["guide_segmenter"] = guide_net.state_dict()
@@ -158,7 +139,7 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
         metrics=metrics,
         history=history,
         state_dicts=models,
-        previews={"overlay.png": overlay(data.parts["val"], target_pred["val"]),
+        previews={"overlay.png": overlay(data.parts["val"], scored.predictions["val"]),
                   CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
 

@@ -1,0 +1,67 @@
+"""The second stage of a two-stage segmentation task, shared by ct-lung (lesions in the lungs) and segmentation
+(a target in its guide organ): train the searched network on patches of the guided volumes, predicting the
+validation part after each epoch (reported for pruning), then predict validation and test and score each case
+against the truth and the organ that guided it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.config import TrialConfig
+from bench.metrics_seg3d import case_metrics, mean_lesion_dice
+from bench.tasks.ct_lung.training import Predictions, Volumes, train_net
+from bench.train import Reporter, stop_if_asked
+
+
+@dataclass
+class Scored:
+    """Per part ("val", "test"): the predicted masks and the per-case metric rows (``case_metrics``)."""
+
+    predictions: dict[str, np.ndarray]
+    rows: dict[str, list[dict]]
+
+    def objective_cases(self, groups: Mapping[str, Sequence[int]]) -> tuple[list[float], dict]:
+        """Validation Dice of the cases the objective averages (those with a target), for the case bootstrap,
+        and their anonymous patient numbers (``groups`` of ``case_file``) when the data has them."""
+        rows = self.rows["val"]
+        values = [r["lesion_dice"] for r in rows if r["_lesions"] > 0]
+        kept = {"groups": [g for g, r in zip(groups["val"], rows) if r["_lesions"] > 0]} if "val" in groups else {}
+        return values, kept
+
+
+def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict], store: Predictions,
+                    net: torch.nn.Module, loss, vols: Mapping[str, Volumes], cases: Mapping[str, Sequence[Mapping]],
+                    organs: Mapping[str, Sequence[np.ndarray]], *, stage: str, target: str, organ: str,
+                    offset: int, patch, roi, slices: int, samples: int, threshold: float, pos_fraction: float,
+                    spacing, tolerance_mm: float) -> Scored:
+    """Train ``net`` (history records and logged metrics ``<stage>_train_loss`` and ``val_<stage>_dice`` at
+    step ``offset + epoch``), then score val and test: case ``target`` mask against the prediction, with
+    ``organs[part]`` (the organ each case's metrics are taken in) and the case's ``organ`` mask."""
+    latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
+
+    def on_epoch(epoch: int, value: float) -> None:
+        preds = store.predict(net, vols["val"], roi, threshold)
+        if latest_val:
+            store.drop(latest_val.pop())
+        latest_val.append(preds)
+        val_dice = mean_lesion_dice(preds, [c[target] for c in cases["val"]])
+        record = {f"{stage}_train_loss": value, f"val_{stage}_dice": val_dice}
+        history.append({"stage": stage, "epoch": epoch, **record})
+        reporter.log(record, step=offset + epoch)
+        stop_if_asked(reporter, val_dice, epoch)
+
+    train_net(net, vols["train"], loss, patch=patch, samples=samples, pos_fraction=pos_fraction,
+              epochs=config.seg_epochs, lr=config.lr, batch_size=config.batch_size * slices, seed=config.seed,
+              on_epoch=on_epoch, optimiser=config.optimiser, augment=config.augment)
+
+    predictions, rows = {}, {}
+    for part in ("val", "test"):
+        reuse = part == "val" and latest_val  # empty when no epoch ran
+        predictions[part] = latest_val[0] if reuse else store.predict(net, vols[part], roi, threshold)
+        rows[part] = [case_metrics(p, c[target], o, c[organ], spacing, tolerance_mm)
+                      for p, o, c in zip(predictions[part], organs[part], cases[part])]
+    return Scored(predictions, rows)
