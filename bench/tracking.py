@@ -152,9 +152,20 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
         return run.info.run_id
 
+    def start_parent(self, kind: str, name: str, tags: Mapping[str, Any]) -> str:
+        """Start a run that holds others (``kind`` search or comparison): its kind, the environment and
+        ``tags``; close it through :meth:`closing`."""
+        return self.start_run(name, {KIND_TAG: kind, **environment_tags(), **{k: str(v) for k, v in tags.items()}})
+
+    def reopen(self, run_id: str) -> str:
+        """Set a closed parent run back to RUNNING (``--resume``); close it again through :meth:`closing`."""
+        self.client.update_run(run_id, status="RUNNING")
+        self._ended.discard(run_id)
+        self.set_tags(run_id, {"resumed": "true"})
+        return run_id
+
     def start_search(self, name: str, settings: Mapping[str, Any]) -> str:
-        tags = {KIND_TAG: "search", **environment_tags(), **{f"search.{k}": str(v) for k, v in settings.items()}}
-        return self.start_run(name, tags)
+        return self.start_parent("search", name, {f"search.{k}": v for k, v in settings.items()})
 
     def start_trial(self, parent_id: str | None, name: str, config: TrialConfig, tags: Mapping[str, Any],
                     kind: str = "trial") -> str:

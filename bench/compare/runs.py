@@ -65,14 +65,9 @@ def open_parent(tracker: Tracker, name: str, tags: Mapping[str, Any], existing: 
     from bench.tracking import environment_tags
 
     if existing is not None:
-        run_id = existing.info.run_id
-        tracker.client.update_run(run_id, status="RUNNING")
-        tracker.set_tags(run_id, {"resumed": "true"})
-        return run_id
-    env = environment_tags()
-    all_tags = {KIND_TAG: COMPARISON_KIND, "comparison": name, "commit": env.get("git_commit", "unknown"),
-                **env, **{k: str(v) for k, v in tags.items()}}
-    return tracker.start_run(f"compare {name}", all_tags)
+        return tracker.reopen(existing.info.run_id)
+    commit = environment_tags().get("git_commit", "unknown")
+    return tracker.start_parent(COMPARISON_KIND, f"compare {name}", {"comparison": name, "commit": commit, **tags})
 
 
 def comparison_runs(tracker: Tracker, name: str) -> pd.DataFrame:
