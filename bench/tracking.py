@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import platform
@@ -354,13 +355,14 @@ class Tracker:
         no run stays RUNNING behind a live process; one a dead process left is for :meth:`close_open`."""
         try:
             yield run_id
-        except Exception as exc:
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else INTERRUPTED
             if run_id not in self._ended:
-                self.end(run_id, "FAIL", f"{type(exc).__name__}: {exc}")
-            raise
-        except BaseException:
-            if run_id not in self._ended:
-                self.end(run_id, "FAIL", INTERRUPTED)
+                try:
+                    self.end(run_id, "FAIL", reason)
+                except Exception as closing_error:  # noqa: BLE001  the body's error is the one to see
+                    logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume "
+                                                        "closes it", run_id, closing_error)
             raise
         if run_id not in self._ended:
             self.end(run_id, "COMPLETE")
@@ -376,7 +378,14 @@ class Tracker:
         whose status is still RUNNING or SCHEDULED as ``state`` / ``reason`` (by default FAIL "killed": its
         process died), except those ``alive(run)`` says another live process still owns. Returns the runs
         closed."""
-        found = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=limit)
+        found, token = [], None
+        while True:  # paged: a comparison or study may have more runs than one page holds
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                           max_results=min(limit, 1000), page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token or len(found) >= limit:
+                break
         closed = [r for r in found if r.info.status in OPEN_STATUSES and not (alive and alive(r))]
         for run in closed:
             self.end(run.info.run_id, state, reason)

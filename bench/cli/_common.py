@@ -211,7 +211,7 @@ def require_experiment(task: str, command: str) -> None:
         found = task_experiment(task, uri=uri)
     if found is None:
         raise BenchError(
-            f"`{command}` needs runs of task {task} (experiment 'bench/{task}'), but the store at "
+            f"`{command}` needs runs of task {task} (experiment '{experiment_name(task)}'), but the store at "
             f"{uri} has none. Run `bench search --task {task}` first."
         )
 

@@ -263,21 +263,21 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None = None) -> S
     parent = open_search(tracker, search, {
         "sampler": "tpe (OptunaSearch)", "scheduler": settings.scheduler, "cpus_per_trial": settings.cpus_per_trial,
         "gpus_per_trial": settings.gpus_per_trial, "address": settings.address or "local"})
-    trainable = tune.with_resources(
-        make_trainable(settings.task, uri, parent, search.study_name, search.base.flat(), objective, settings),
-        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
-    )
-    searcher = numbered_searcher(search.space, objective, mode, settings.seed)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.n_trials, time_budget_s=settings.timeout,
-                                    scheduler=make_scheduler(settings.scheduler, objective, mode,
-                                                             search.base.reported_epochs)),
-        run_config=tune.RunConfig(name=search.study_name, callbacks=[_closing_callback(tracker, on_trial)], verbose=0,
-                                  storage_path=os.path.abspath(".bench/ray")),
-    )
     try:
-        with tracker.closing(parent):  # closed by close_search; by the rule of closing if that fails
+        with tracker.closing(parent):  # closed by close_search; by the rule of closing if anything fails first
+            trainable = tune.with_resources(
+                make_trainable(settings.task, uri, parent, search.study_name, search.base.flat(), objective, settings),
+                {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+            )
+            searcher = numbered_searcher(search.space, objective, mode, settings.seed)
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.n_trials, time_budget_s=settings.timeout,
+                                            scheduler=make_scheduler(settings.scheduler, objective, mode,
+                                                                     search.base.reported_epochs)),
+                run_config=tune.RunConfig(name=search.study_name, callbacks=[_closing_callback(tracker, on_trial)], verbose=0,
+                                          storage_path=os.path.abspath(".bench/ray")),
+            )
             try:
                 tuner.fit()
             finally:

@@ -56,7 +56,7 @@ def test_inspect_scans_the_cases_and_decodes_one_image_at_a_time(cxr14_chexmask,
     live = LiveCases()
     seen = live.seen
 
-    def counting_scan(path, task, classes, fmt, reader_options):
+    def counting_scan(path, task, classes, fmt, reader_options, formats=()):
         return fmt, [live.wrap(r) for r in scan_cases(str(path), fmt, classes, **reader_options)]
 
     root = cxr14_chexmask.root
@@ -76,16 +76,18 @@ def test_a_folder_without_format_is_read_as_the_format_that_recognises_it(tmp_pa
     """The NIH box layout with its CheXmask table is chexmask; a folder no format recognises is one problem
     naming the formats to choose from; `bench datasets split` leaves --format out the same way."""
     from bench.cli import main
+    from bench.tasks import TASKS
     from tests.data.conftest import write_cxr14
 
+    formats = TASKS.get("xray-heart").formats  # the task's formats, those detection chooses from
     root = write_cxr14(tmp_path / "nih", nih_box=True).root
-    report = inspect(root, "xray-heart")
+    report = inspect(root, "xray-heart", formats=formats)
     assert report["format"] == "chexmask" and report["problems"] == [] and report["masks"]["heart"] == report["cases"]
     assert main(["datasets", "split", str(root), "--task", "xray-heart", "--folds", "2"]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert inspect(root, "xray-heart")["split"]["valid"]
+    assert inspect(root, "xray-heart", formats=formats)["split"]["valid"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
-    report = inspect(tmp_path / "other", "xray-heart")
+    report = inspect(tmp_path / "other", "xray-heart", formats=formats)
     assert report["format"] is None and report["cases"] == 0
     assert "Give --format, one of chexmask, dicom, jsrt, png" in report["problems"][0]

@@ -51,6 +51,9 @@ def detect_format(task: str, formats: Sequence[str], path, aliases: Mapping[str,
         raise RegistryError(f"--format can be left out only for a data folder bench recognises, but {root} is not "
                             f"a folder. Give --format, one of {_choices(formats, aliases or {})}.")
     formats = sorted(formats)
+    if not formats:
+        raise RegistryError(f"--format can be left out only for a task that lists its formats, but {task} "
+                            "lists none here (TaskSpec.formats). Give --format.")
     found = [n for n in formats if getattr(FORMATS.get(n), "recognise", lambda _: False)(root)]
     if len(found) == 1:
         return found[0]
