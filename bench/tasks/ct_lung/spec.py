@@ -90,7 +90,7 @@ SPEC = register_task(
                         "task_params": {"lung_epochs": 8, "samples_per_volume": 12, "pos_fraction": 0.7,
                                         "patch": [16, 32, 32], "patch_2d": 32, "threshold": -1.0}},
                 trials=8, space="ct-lung-cpu.yaml",
-                description="8 trials, about 15 min on a 2-core CPU (both network families)",
+                description="8 trials, about 11 min on a 2-core CPU (both network families)",
             ),
             "gpu": Preset(
                 config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
