@@ -182,9 +182,13 @@ def test_same_config_same_result(baseline, monkeypatch):
     first = run_trial(smoke(), first_logs)
     assert first.tags["bench.stage.lung"] == "trained"
     assert json.dumps(first.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
+    from bench.tasks.ct_lung import target_stage
+
     trained = []
     real_train_net = pipeline.train_net
-    monkeypatch.setattr(pipeline, "train_net", lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
+    for module in (pipeline, target_stage):  # the lung stage trains in pipeline, the lesion stage in target_stage
+        monkeypatch.setattr(module, "train_net",
+                            lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
     other = run_trial(smoke(seg_arch="attention_unet"))
     assert other.tags["bench.stage.lung"] == "loaded" and len(trained) == 1  # the lesion network only
     again = run_trial(smoke(), again_logs)
