@@ -140,21 +140,14 @@ def runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE)
 def api_runs_frame(tracker: Tracker, filter_string: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
     """``runs_frame`` through MLflow's public API: any store, any filter."""
     records: list[dict[str, object]] = []
-    token = None
-    while True:
-        page = tracker.client.search_runs([tracker.experiment_id], filter_string=filter_string,
-                                          max_results=page_size, page_token=token)
-        for run in page:
-            record: dict[str, object] = {"run_id": run.info.run_id, "status": run.info.status,
-                                         "start_time": run.info.start_time, "end_time": run.info.end_time}
-            data = run.data
-            record.update({f"metrics.{k}": v for k, v in data.metrics.items()})
-            record.update({f"params.{k}": v for k, v in data.params.items()})
-            record.update({f"tags.{k}": v for k, v in data.tags.items()})
-            records.append(record)
-        token = page.token
-        if not token:
-            break
+    for run in tracker.search(filter_string, page_size=page_size):
+        record: dict[str, object] = {"run_id": run.info.run_id, "status": run.info.status,
+                                     "start_time": run.info.start_time, "end_time": run.info.end_time}
+        data = run.data
+        record.update({f"metrics.{k}": v for k, v in data.metrics.items()})
+        record.update({f"params.{k}": v for k, v in data.params.items()})
+        record.update({f"tags.{k}": v for k, v in data.tags.items()})
+        records.append(record)
     frame = pd.DataFrame.from_records(records)
     for col in [c for c in frame.columns if c.startswith("metrics.")]:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")  # a metric missing on some runs is NaN

@@ -367,26 +367,28 @@ class Tracker:
         if run_id not in self._ended:
             self.end(run_id, "COMPLETE")
 
-    def study_trials(self, study: str, limit: int = 50000) -> list:
+    def search(self, filter_string: str, limit: int | None = None, page_size: int = 1000) -> list:
+        """Runs of this experiment matching ``filter_string``, newest first, every page of them (or the
+        first ``limit``): MLflow's own pagination helper over ``search_runs``."""
+        from mlflow.utils import get_results_from_paginated_fn
+
+        return get_results_from_paginated_fn(
+            lambda size, token: self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                                        max_results=size, page_token=token),
+            page_size, limit)
+
+    def study_trials(self, study: str) -> list:
         """A search's trial runs (``bench.kind = trial``, tag ``study``), newest first."""
-        return self.client.search_runs([self.experiment_id], max_results=limit,
-                                       filter_string=f"tags.study = '{study}' AND tags.`{KIND_TAG}` = 'trial'")
+        return self.search(f"tags.study = '{study}' AND tags.`{KIND_TAG}` = 'trial'")
 
     def close_open(self, filter_string: str, *, state: str = "FAIL", reason: str = KILLED,
-                   alive: Callable[[Any], bool] | None = None, limit: int = 10000) -> list:
+                   alive: Callable[[Any], bool] | None = None) -> list:
         """The one sweep of runs left open: close every run of this experiment matching ``filter_string``
         whose status is still RUNNING or SCHEDULED as ``state`` / ``reason`` (by default FAIL "killed": its
         process died), except those ``alive(run)`` says another live process still owns. Returns the runs
         closed."""
-        found, token = [], None
-        while True:  # paged: a comparison or study may have more runs than one page holds
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
-                                           max_results=min(limit, 1000), page_token=token)
-            found.extend(page)
-            token = page.token
-            if not token or len(found) >= limit:
-                break
-        closed = [r for r in found if r.info.status in OPEN_STATUSES and not (alive and alive(r))]
+        closed = [r for r in self.search(filter_string)
+                  if r.info.status in OPEN_STATUSES and not (alive and alive(r))]
         for run in closed:
             self.end(run.info.run_id, state, reason)
         return closed

@@ -137,7 +137,7 @@ def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
 
         def _close(self, trial, state: str, reason: str) -> None:
             flt = f"tags.{RAY_TRIAL_TAG} = '{trial.trial_id}'"
-            closed = tracker.close_open(flt, state=state, reason=reason, limit=5)
+            closed = tracker.close_open(flt, state=state, reason=reason)
             if getattr(self, "on_trial", None) is not None:
                 # the state the trial's run ended in: ours when we closed it, else the one it closed itself in
                 runs = [] if closed else tracker.client.search_runs([tracker.experiment_id], flt, max_results=1)
