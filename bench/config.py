@@ -4,7 +4,12 @@ Everything a trial does is decided here, so the logged config is all replay need
 ``{"seg_loss_params.alpha": 0.5, ...}`` for MLflow params and search spaces, and back.
 
 Fields added after configs were first logged (``ADDED_FIELDS``) leave the canonical JSON while they hold
-their default, so every config written before them keeps its ``config_hash``.
+their default, so every config written before them keeps its ``config_hash``. Fields that left the shared
+record for one task's own parameters (``MOVED_TO_TASK_PARAMS``) still load from configs written before
+(:meth:`TrialConfig.from_dict` moves them into ``task_params``) and keep their old place in the hash.
+
+What a task's parameters mean, their types and defaults, the task declares (``TaskSpec.params``); this
+record only carries them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ from bench.errors import ConfigError
 PARAM_DICTS = ("seg_loss_params", "guidance_params", "task_params", "reader_options")
 # Field -> default of fields added later; at the default they are left out of the hash (see the docstring).
 ADDED_FIELDS: dict[str, Any] = {"classes": (), "reader_options": {}}
+# Former shared fields that one task alone used (now its task parameters), with the default they had. A
+# logged config that holds one at its old default drops it (the task's default is the same value, and
+# other tasks never read it); another value moves into ``task_params``.
+MOVED_TO_TASK_PARAMS: dict[str, Any] = {"image_size": 64, "classifier": "resnet10", "cls_epochs": 4, "cls_lr": 1e-3}
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,6 @@ class TrialConfig:
     split_hash: str = ""
     fold: int = 0
     seed: int = 0
-    image_size: int = 64
     max_train_cases: int = 0
     seg_arch: str = "unet"
     seg_encoder: str = "resnet18"
@@ -60,13 +68,12 @@ class TrialConfig:
     seg_epochs: int = 4
     guidance: str = "none"
     guidance_params: dict[str, Any] = field(default_factory=dict)
-    classifier: str = "resnet10"
-    cls_epochs: int = 4
     optimiser: str = "adam"
     lr: float = 1e-3
-    cls_lr: float = 1e-3
     batch_size: int = 16
     augment: bool = False
+    # The task's own parameters (``TaskSpec.params`` declares their names, types and defaults): e.g.
+    # xray-heart's classifier and image_size, ct-lung's patch and lung_epochs.
     task_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,17 +96,11 @@ class TrialConfig:
                 raise ConfigError(
                     f"'{f.name}' must be {expected.__name__}, but got {value!r}. Fix the config or search space."
                 )
-        for name in ("seg_epochs", "cls_epochs", "batch_size", "image_size"):
+        for name in ("seg_epochs", "batch_size"):
             if getattr(self, name) < (0 if name.endswith("epochs") else 1):
                 raise ConfigError(f"'{name}' must be positive, but got {getattr(self, name)}.")
-        for name in ("lr", "cls_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"'{name}' must be > 0, but got {getattr(self, name)}.")
-
-    @property
-    def reported_epochs(self) -> int:
-        """Epochs at which a trial reports its objective (classifier epochs for xray, lesion epochs for CT)."""
-        return max(self.seg_epochs, self.cls_epochs)
+        if not self.lr > 0:
+            raise ConfigError(f"'lr' must be > 0, but got {self.lr}.")
 
     # --- conversions -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +108,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
+        data = _moved_into_task_params(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -149,6 +151,10 @@ class TrialConfig:
         for name, default in ADDED_FIELDS.items():
             if data[name] == default:
                 del data[name]
+        own = dict(data["task_params"])
+        for name, default in MOVED_TO_TASK_PARAMS.items():  # where they were before they moved
+            data[name] = _as_type_of(default, own.pop(name, default))
+        data["task_params"] = own
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
@@ -166,6 +172,40 @@ class TrialConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: a trial config must be a mapping, but got {type(data).__name__}.")
         return cls.from_dict(data)
+
+
+def _moved_into_task_params(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with the fields of :data:`MOVED_TO_TASK_PARAMS` moved into ``task_params`` (dropped at
+    their old default), as configs logged before the move hold them."""
+    moved = [name for name in MOVED_TO_TASK_PARAMS if name in data]
+    if not moved:
+        return data
+    out = {k: v for k, v in data.items() if k not in moved}
+    if not isinstance(out.get("task_params") or {}, Mapping):
+        raise ConfigError(f"'task_params' must be a mapping, but got {out['task_params']!r}.")
+    own = dict(out.get("task_params") or {})
+    for name in moved:
+        if data[name] == MOVED_TO_TASK_PARAMS[name]:
+            continue
+        if name in own and own[name] != data[name]:
+            raise ConfigError(f"'{name}' is a task parameter: give it once, as task_params.{name}, but got "
+                              f"{data[name]!r} and task_params.{name}: {own[name]!r}.")
+        own[name] = data[name]
+    if own or "task_params" in out:
+        out["task_params"] = own
+    return out
+
+
+def _as_type_of(default: Any, value: Any) -> Any:
+    """``value`` as the number type of ``default`` where it is one in another spelling (1 -> 1.0, 64.0 -> 64),
+    as the shared fields were stored."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, int) and not isinstance(default, bool) and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def _class_list(value: Any) -> tuple[str, ...]:

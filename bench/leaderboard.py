@@ -57,6 +57,7 @@ def leaderboard(task: str, study: str | None = None, top: int | None = None, kin
             f"the leaderboard needs finished trials in experiment '{experiment_name(task)}'{scope}, but found none "
             f"in {uri}. Run `bench search --task {task}` first (in this folder, or set MLFLOW_TRACKING_URI)."
         )
+    runs = own_params_by_name(runs)
     objective = f"metrics.{spec.objective}"
     if objective not in runs:
         runs[objective] = float("nan")
@@ -162,6 +163,21 @@ def parse_where(expr: str) -> tuple[str, str, str]:
         raise BenchError(f"--where must look like key=value (e.g. seg_loss=tversky), but got '{expr}'. "
                          "Repeat --where for several conditions.")
     return key.strip(), op, value.strip()
+
+
+def own_params_by_name(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each task parameter's column ``params.task_params.<name>`` named ``params.<name>``, merged
+    with that column of runs logged when the parameter was a shared field (``config.MOVED_TO_TASK_PARAMS``):
+    one column per parameter, spelt as ``--where`` and ``--dimension`` take it."""
+    prefix = "params.task_params."
+    own = [c for c in runs.columns if c.startswith(prefix)]
+    if not own:
+        return runs
+    runs = runs.copy()
+    for column in own:
+        short = "params." + column[len(prefix):]
+        runs[short] = runs[column].combine_first(runs[short]) if short in runs else runs[column]
+    return runs.drop(columns=own)
 
 
 def _where_mask(table: pd.DataFrame, runs: pd.DataFrame, where: Sequence[str]) -> pd.Series:
@@ -276,7 +292,7 @@ def seed_summary(task: str, study: str | None = None, resamples: int = 2000) -> 
     rows = []
     objective = f"metrics.{spec.objective}"
     for original_id, group in repeats.groupby(f"tags.{REPEAT_TAG}", sort=False):
-        original = tracker.client.get_run(original_id)
+        original = tracker.run(original_id)
         group = group.assign(_seed=pd.to_numeric(group["params.seed"], errors="coerce")).sort_values("_seed")
         scores = group[objective] if objective in group else pd.Series(np.nan, index=group.index)
         runs = [(original_id, int(original.data.params.get("seed", 0)),
@@ -313,8 +329,7 @@ def _search_runs(task: str, study: str | None) -> list[dict[str, object]]:
     tracker = Tracker(task)
     flt = f"tags.`{KIND_TAG}` = 'search'" + (f" AND tags.study = '{study}'" if study else "")
     found = []
-    for run in tracker.client.search_runs([tracker.experiment_id], filter_string=flt, max_results=1000,
-                                          order_by=["attributes.start_time ASC"]):
+    for run in tracker.search(flt, oldest_first=True):
         tags = run.data.tags
         found.append({"storage": tags.get("search.storage", ""), "study": tags.get("search.study", ""),
                       "seconds": run.data.metrics.get("seconds", float("nan")),

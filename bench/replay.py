@@ -24,7 +24,7 @@ from bench.errors import BenchError
 from bench.leaderboard import leaderboard
 from bench.tasks import TASKS
 from bench.tracking import Tracker, environment_tags
-from bench.trial import FOLD_OF_TAG, FOLDS_TAG, run_trial, tracked_trial
+from bench.trial import FOLDS_TAG, run_trial, tracked_trial
 
 #: Tags that can make a rerun differ from the original: code, library versions, hardware, threads, data split.
 ENVIRONMENT_KEYS = ("git_commit", "python", "device", "torch_threads", "split_hash")
@@ -161,8 +161,8 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
     tracker = Tracker(task)
     run_id = run_id or best_run_id(task, study)
     try:
-        original_run = tracker.client.get_run(run_id)
-    except Exception as exc:  # MLflow raises its own exception type for a missing run
+        original_run = tracker.run(run_id)
+    except BenchError as exc:
         raise BenchError(f"--run-id must name a run in {tracker.uri}, but '{run_id}' was not found.") from exc
     original = original_run.data.metrics.get(spec.objective)
     if original is None:
@@ -276,9 +276,7 @@ def _objective(config: TrialConfig, folds: int, say: Callable[[str], None]) -> f
 
 def fold_runs(tracker: Tracker, run_id: str) -> list[str]:
     """The ids of a cross-validated trial's fold runs, fold 0 first."""
-    found = tracker.client.search_runs([tracker.experiment_id], f"tags.`{FOLD_OF_TAG}` = '{run_id}'",
-                                       max_results=1000)
-    return [r.info.run_id for r in sorted(found, key=lambda r: int(r.data.tags.get("fold", 0)))]
+    return [r.info.run_id for r in tracker.fold_runs(run_id)]
 
 
 def _num(value: float | None) -> str:
@@ -300,7 +298,7 @@ class ReplayProgress:
     def recorded(self, key: str) -> dict[int, float]:
         """The original run's curve of ``key``: step -> value (empty without an original run)."""
         if key not in self._recorded:
-            history = (self.tracker.client.get_metric_history(self.original_run_id, key)
+            history = (self.tracker.metric_history(self.original_run_id, key)
                        if self.tracker and self.original_run_id else [])
             curve: dict[int, float] = {}
             for m in sorted(history, key=lambda m: m.timestamp):
@@ -333,7 +331,7 @@ def register_checkpoint(tracker: Tracker, run_id: str, name: str) -> str:
     """
     if not name.strip():
         raise BenchError(f"--register must name a model, but got '{name}'. Pass e.g. --register xray-heart-best.")
-    if "checkpoint.pt" not in [a.path for a in tracker.client.list_artifacts(run_id)]:
+    if "checkpoint.pt" not in tracker.artifact_names(run_id):
         raise BenchError(f"--register needs artifact checkpoint.pt on run {run_id}, but it has none (only "
                          "COMPLETE trials log one). Register a COMPLETE trial.")
     return f"{name} version {tracker.register_checkpoint(name, run_id)}"

@@ -305,7 +305,7 @@ def headline(tracker: Any, table: pd.DataFrame, objective: str, direction: str,
                                                              ("FAIL", "failed"), ("RUNNING", "running"))
                        if s in states)
     best = table.iloc[0]
-    params = tracker.client.get_run(str(best["run_id"])).data.params
+    params = tracker.run(str(best["run_id"])).data.params
     data = params.get("data", "?")
     source = "built-in phantom" if data == "phantom" else f"folder {data} ({params.get('data_format', '?')})"
     splits = sorted({str(s["split_hash"]) for s in searches if s["split_hash"]} | {params.get("split_hash", "")}

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 KIND_TAG = "bench.kind"  # search | trial | replay
 STATE_TAG = "bench.state"  # COMPLETE | PRUNED | FAIL (Optuna's words)
+FOLD_KIND = "fold"  # bench.kind of a cross-validated trial's per-fold runs (the leaderboard lists "trial" runs)
+FOLDS_TAG = "folds"  # tag on a cross-validated trial's run: K, the folds 0..K-1 its metrics are the mean of
+FOLD_OF_TAG = "bench.fold_of"  # tag on a fold run: the run id of the cross-validated trial it belongs to
 REASON_TAG = "bench.reason"  # why a run was pruned or failed
 KILLED = "killed"  # reason of a run its dead process left RUNNING, closed by a later sweep
 INTERRUPTED = "interrupted"  # reason of a run unwound by Ctrl-C / a stop request
@@ -348,18 +351,28 @@ class Tracker:
         self._ended.add(run_id)
 
     @contextlib.contextmanager
-    def closing(self, run_id: str) -> Iterator[str]:
-        """The one close rule of a run that holds others (search, comparison) or a replay: whatever the body
-        did not close itself with :meth:`end` ends COMPLETE when the body returns, FAIL "<error>" when it
-        raises an exception, FAIL "interrupted" on Ctrl-C or a stop request (and the exception goes on), so
-        no run stays RUNNING behind a live process; one a dead process left is for :meth:`close_open`."""
+    def closing(self, run_id: str, *, interrupted: tuple[str, str] = ("FAIL", INTERRUPTED),
+                describe: Callable[[BaseException], str] | None = None) -> Iterator[str]:
+        """The one close rule of every run bench opens (trial, fold, search, comparison, replay): whatever the
+        body did not close itself with :meth:`end` ends COMPLETE when the body returns, PRUNED when it raises
+        ``TrialPruned``, FAIL "<error>" on any other exception, and ``interrupted`` (FAIL "interrupted"; a Ray
+        trial stopped by its scheduler: PRUNED "stopped") on Ctrl-C or a stop request; the exception goes on,
+        so no run stays RUNNING behind a live process (one a dead process left is for :meth:`close_open`).
+        ``describe``: the reason an exception gives (default ``"<type>: <message>"``)."""
+        from bench.errors import TrialPruned
+
         try:
             yield run_id
         except BaseException as exc:
-            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else INTERRUPTED
             if run_id not in self._ended:
+                if isinstance(exc, TrialPruned):
+                    state, reason = "PRUNED", str(exc)
+                elif isinstance(exc, Exception):
+                    state, reason = "FAIL", (describe(exc) if describe else f"{type(exc).__name__}: {exc}")
+                else:
+                    state, reason = interrupted
                 try:
-                    self.end(run_id, "FAIL", reason)
+                    self.end(run_id, state, reason)
                 except Exception as closing_error:  # noqa: BLE001  the body's error is the one to see
                     logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume "
                                                         "closes it", run_id, closing_error)
@@ -367,15 +380,45 @@ class Tracker:
         if run_id not in self._ended:
             self.end(run_id, "COMPLETE")
 
-    def search(self, filter_string: str, limit: int | None = None, page_size: int = 1000) -> list:
-        """Runs of this experiment matching ``filter_string``, newest first, every page of them (or the
-        first ``limit``): MLflow's own pagination helper over ``search_runs``."""
+    def search(self, filter_string: str, limit: int | None = None, page_size: int = 1000,
+               oldest_first: bool = False) -> list:
+        """Runs of this experiment matching ``filter_string``, newest first (``oldest_first``: by start time),
+        every page of them (or the first ``limit``): MLflow's own pagination helper over ``search_runs``."""
         from mlflow.utils import get_results_from_paginated_fn
 
+        order = ["attributes.start_time ASC"] if oldest_first else None
         return get_results_from_paginated_fn(
             lambda size, token: self.client.search_runs([self.experiment_id], filter_string=filter_string,
-                                                        max_results=size, page_token=token),
-            page_size, limit)
+                                                        max_results=size, page_token=token, order_by=order),
+            page_size if limit is None else min(page_size, limit), limit)
+
+    def run(self, run_id: str):
+        """The run ``run_id`` (MLflow's ``Run``: info, data.params/metrics/tags).
+
+        Raises:
+            BenchError: no such run in this store.
+        """
+        try:
+            return self.client.get_run(run_id)
+        except Exception as exc:  # MLflow raises its own exception type for a missing run
+            raise BenchError(f"run '{run_id}' is not in {self.uri}.") from exc
+
+    def fold_runs(self, run_id: str) -> list:
+        """A cross-validated trial's fold runs (tag ``bench.fold_of``), fold 0 first."""
+        found = self.search(f"tags.`{FOLD_OF_TAG}` = '{run_id}'")
+        return sorted(found, key=lambda r: int(r.data.tags.get("fold", 0)))
+
+    def metric_history(self, run_id: str, key: str) -> list:
+        """Every logged value of metric ``key`` on the run (MLflow ``Metric``s: step, value, timestamp)."""
+        return self.client.get_metric_history(run_id, key)
+
+    def artifact_names(self, run_id: str) -> set[str]:
+        """The names of the run's top-level artifacts."""
+        return {Path(a.path).name for a in self.client.list_artifacts(run_id)}
+
+    def log_artifacts(self, run_id: str, folder: str | os.PathLike) -> None:
+        """Every file under ``folder`` as an artifact of the run."""
+        self.client.log_artifacts(run_id, str(folder))
 
     def study_trials(self, study: str) -> list:
         """A search's trial runs (``bench.kind = trial``, tag ``study``), newest first."""

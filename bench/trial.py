@@ -31,15 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config import TrialConfig
 from bench.errors import TrialPruned
+from bench.tracking import FOLD_KIND, FOLD_OF_TAG, FOLDS_TAG  # the run store's tag names, re-exported
 
 if TYPE_CHECKING:
     from bench.tracking import Tracker
     from bench.train import Reporter, TrialResult
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
-FOLD_KIND = "fold"  # bench.kind of a cross-validated trial's per-fold runs (the leaderboard lists "trial" runs)
-FOLDS_TAG = "folds"  # tag on a cross-validated trial's run: K, the folds 0..K-1 its metrics are the mean of
-FOLD_OF_TAG = "bench.fold_of"  # tag on a fold run: the run id of the cross-validated trial it belongs to
 
 
 def fold_metric(name: str) -> str:
@@ -141,49 +139,41 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
     run_id = tracker.start_trial(parent_run_id, name, config, tags, kind=kind)
     reporter = MultiReporter(MlflowReporter(tracker, run_id), *reporters)
     started = time.perf_counter()
+    result: TrialResult | None = None
+    seconds: float | None = None
     try:
-        if on_start:  # inside: an interrupt while it records the run still closes the run
-            on_start(run_id)
-        if folds > 1:
-            result = _cross_validate(tracker, run_id, config, folds, name=name, tags=tags,
-                                     reporters=reporters, objectives=objectives, on_fold=on_fold)
-        else:
-            result = run_trial(config, reporter)
+        # the run store's one close rule: COMPLETE, PRUNED, FAIL "<error>", or `interrupted` (re-raised)
+        with tracker.closing(run_id, interrupted=interrupted, describe=exception_reason):
+            try:
+                if on_start:  # inside: an interrupt while it records the run still closes the run
+                    on_start(run_id)
+                if folds > 1:
+                    result = _cross_validate(tracker, run_id, config, folds, name=name, tags=tags,
+                                             reporters=reporters, objectives=objectives, on_fold=on_fold)
+                else:
+                    result = run_trial(config, reporter)
+            except Exception:  # pruned or failed: it still says which stages it trained or loaded
+                _stage_tags(tracker, run_id)
+                raise
+            seconds = time.perf_counter() - started
+            logged = tracker.log_result(run_id, result, seconds)
+            scored = {**logged, result.objective_name: result.objective}
+            names = list(objectives or [result.objective_name])
+            values = tuple(float(scored.get(n, float("nan"))) for n in names)
+            bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
+            if bad:
+                metric, value = bad[0]
+                reason = (f"objective {metric} is {value} (undefined on this validation part)" if metric in scored
+                          else f"objective {metric} is not a metric this trial logged")
+                tracker.end(run_id, FAIL, reason)
+                return TrialOutcome(run_id, FAIL, reason, values, scored, result, FloatingPointError(reason), seconds)
+            if finish:  # an exception in it fails the run, never leaves it open
+                finish(run_id, result)
     except TrialPruned as exc:
-        _stage_tags(tracker, run_id)
-        tracker.end(run_id, PRUNED, str(exc))
         return TrialOutcome(run_id, PRUNED, str(exc), error=exc, seconds=time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001  FloatingPointError (NaN/inf loss) lands here: the caller goes on
-        reason = exception_reason(exc)
-        _stage_tags(tracker, run_id)
-        tracker.end(run_id, FAIL, reason)
-        return TrialOutcome(run_id, FAIL, reason, error=exc, seconds=time.perf_counter() - started)
-    except BaseException:  # KeyboardInterrupt or a scheduler stopping the thread: close the run first
-        tracker.end(run_id, *interrupted)
-        raise
-    seconds = time.perf_counter() - started
-    try:
-        logged = tracker.log_result(run_id, result, seconds)
-        scored = {**logged, result.objective_name: result.objective}
-        names = list(objectives or [result.objective_name])
-        values = tuple(float(scored.get(n, float("nan"))) for n in names)
-        bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
-        if bad:
-            metric, value = bad[0]
-            reason = (f"objective {metric} is {value} (undefined on this validation part)" if metric in scored
-                      else f"objective {metric} is not a metric this trial logged")
-            tracker.end(run_id, FAIL, reason)
-            return TrialOutcome(run_id, FAIL, reason, values, scored, result, FloatingPointError(reason), seconds)
-        if finish:
-            finish(run_id, result)
-    except Exception as exc:  # noqa: BLE001  a failing log or finish fails the run, never leaves it open
-        reason = exception_reason(exc)
-        tracker.end(run_id, FAIL, reason)
-        return TrialOutcome(run_id, FAIL, reason, result=result, error=exc, seconds=seconds)
-    except BaseException:
-        tracker.end(run_id, *interrupted)
-        raise
-    tracker.end(run_id, COMPLETE)
+        return TrialOutcome(run_id, FAIL, exception_reason(exc), result=result, error=exc,
+                            seconds=seconds if seconds is not None else time.perf_counter() - started)
     return TrialOutcome(run_id, COMPLETE, None, values, scored, result, None, seconds)
 
 

@@ -59,7 +59,7 @@ def xray_store(n: int, groups: tuple[str, ...] = GUIDANCE) -> Tracker:
                 "guidance": guidance,
                 "seg_encoder": ("resnet18", "mobilenet_v2")[i % 2],
                 "lr": float(10 ** rng.uniform(-4, -2)),
-                "cls_lr": float(10 ** rng.uniform(-4, -2)),
+                "task_params.cls_lr": float(10 ** rng.uniform(-4, -2)),
                 "seg_loss_params.alpha": float(rng.random()),
                 "seed": 0,
             },

@@ -53,6 +53,9 @@ def test_registry_arms_beyond_the_space_and_registry_dimensions_outside_it():
     assert lung.arms == ("none", "lung_crop")  # ct-lung guidance names lung-guidance strategies
     classifier = plan.resolve_dimension(XRAY, _space(), "classifier", ["resnet10", other_classifier()])
     assert classifier.baseline == "resnet10"
+    # an xray-heart parameter: named as the user names it, set through its flat config key
+    assert (classifier.name, classifier.key) == ("classifier", "task_params.classifier")
+    assert plan.resolve_dimension(XRAY, _space(), "task_params.classifier", ["resnet10", other_classifier()]) == classifier
 
 
 def other_classifier() -> str:  # another registered classifier, whatever its name
@@ -151,8 +154,15 @@ def test_tuning_space_fixes_the_dimension_and_keeps_the_rest(tmp_path):
     space = load_space(path)
     fixed = next(p for p in space.params if p.name == "guidance")
     assert fixed.choices == ("soft_mask",) and space.names == _space().names
-    added = load_space(arm_space(XRAY.space_path("smoke"), "classifier", "resnet10", tmp_path / "c.yaml"))
-    assert added.names[0] == "classifier" and added.names[1:] == _space().names
+    added = load_space(arm_space(XRAY.space_path("smoke"), "task_params.classifier", "resnet10", tmp_path / "c.yaml",
+                                 ("classifier",)), "xray-heart")
+    assert added.names[0] == "task_params.classifier" and added.names[1:] == _space().names
+    # a task parameter the file spells without its prefix is fixed where it stands, not added twice
+    short = tmp_path / "short.yaml"
+    short.write_text("params:\n  guidance: {type: categorical, choices: [none, soft_mask]}\n"
+                     "  cls_lr: {type: categorical, choices: [0.001, 0.003]}\n")
+    fixed = load_space(arm_space(short, "task_params.cls_lr", 0.003, tmp_path / "f.yaml", ("cls_lr",)), "xray-heart")
+    assert fixed.names == ["guidance", "task_params.cls_lr"] and fixed.params[1].choices == (0.003,)
 
 
 def test_metric_table_primary_per_dimension_and_override():

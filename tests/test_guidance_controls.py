@@ -27,8 +27,8 @@ def _segmenter_curve(guidance: str) -> tuple[float, ...]:
     # fpn's decoder has dropout, which draws from torch's global stream during segmentation training:
     # a classifier built before it with more channels or an extra head used to shift that stream
     preset = TASKS.get("xray-heart").preset("smoke").config
-    config = TrialConfig(task="xray-heart", seg_arch="fpn", seg_encoder="resnet18", seg_loss="dice",
-                         classifier="resnet10", guidance=guidance, **{**preset, "seg_epochs": 2, "cls_epochs": 1})
+    config = TrialConfig(task="xray-heart", seg_arch="fpn", seg_encoder="resnet18", seg_loss="dice", guidance=guidance,
+                         **{**preset, "seg_epochs": 2, "task_params": {**preset["task_params"], "cls_epochs": 1}})
     log = SegmentationLog()
     run_trial(config, log)
     return tuple(log.seg_dice)

@@ -91,11 +91,11 @@ def test_phantom_keeps_its_four_classes_and_committed_split():
     from bench.data.splits import load_split, standard_split_path
     from bench.tasks.xray_heart import prepare
 
-    data = prepare(TrialConfig(task="xray-heart", image_size=32))
+    data = prepare(TrialConfig(task="xray-heart", task_params={"image_size": 32}))
     assert data.classes == CLASSES == ("normal", "VSD", "ASD", "TOF")
     assert data.split_hash == load_split(standard_split_path("xray-heart", "phantom")).sha256
     assert "test_shifted" in data.parts
-    same = prepare(TrialConfig(task="xray-heart", image_size=32, classes=list(CLASSES)))
+    same = prepare(TrialConfig(task="xray-heart", task_params={"image_size": 32}, classes=list(CLASSES)))
     assert same.split_hash == data.split_hash and same.classes == data.classes
 
 

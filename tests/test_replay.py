@@ -34,7 +34,7 @@ def test_environment_tags_cover_the_compared_keys():
 
 
 def test_checkpoint_state_dicts_load_into_fresh_models():
-    config = TrialConfig(task="xray-heart", seg_arch="unet", guidance="soft_mask", image_size=32)
+    config = TrialConfig(task="xray-heart", seg_arch="unet", guidance="soft_mask", task_params={"image_size": 32})
     saved = {k: m.state_dict() for k, m in fresh_models(config).items()}
     # round trip through the same safe loader replay uses
     buffer = io.BytesIO()

@@ -102,12 +102,12 @@ def test_key_covers_declared_fields_data_and_random_state(workdir):
     assert run(config(lr=0.02))[0].loaded is False
     assert run(config(fold=2))[0].loaded is False
     assert run(data_key="data-2")[0].loaded is False
-    assert run(config(cls_lr=0.5))[0].loaded is True  # not a declared field: shared
+    assert run(config(task_params={"cls_lr": 0.5}))[0].loaded is True  # not declared by the stage: shared
     torch.manual_seed(1)  # a different random state at the stage's start: not shared (it would not be exact)
     moved = stages.run_stage(STAGE, config(), data_key="data-1", split_hash="split-1", reporter=Recorder(),
                              train=toy_train(), params={"width": 8})
     assert not moved.loaded and moved.key != base.key
-    assert STAGE.share_key(config()) == STAGE.share_key(config(cls_lr=0.5)) != STAGE.share_key(config(seed=4))
+    assert STAGE.share_key(config()) == STAGE.share_key(config(task_params={"cls_lr": 0.5})) != STAGE.share_key(config(seed=4))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])

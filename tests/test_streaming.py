@@ -28,8 +28,8 @@ def _ct_smoke() -> dict:
     return dict(TASKS.get("ct-lung").preset("smoke").config)
 
 
-SMOKE = {"task": "xray-heart", "image_size": 32, "max_train_cases": 16, "seg_epochs": 1, "cls_epochs": 1,
-         "batch_size": 8}
+SMOKE = {"task": "xray-heart", "max_train_cases": 16, "seg_epochs": 1, "batch_size": 8,
+         "task_params": {"image_size": 32, "cls_epochs": 1}}
 
 
 def _policy(placement: str, workers: int = 0) -> runtime.Runtime:
@@ -183,8 +183,8 @@ _KILLED = textwrap.dedent("""
 
     runtime.TrainStep.__call__ = step_then_hang
     runtime.activate(dataclasses.replace(runtime.Runtime.choose(), data_placement="stream", loader_workers=2))
-    run_trial(TrialConfig(**dict(task="xray-heart", image_size=32, max_train_cases=16, seg_epochs=1, cls_epochs=1,
-                                 batch_size=8)))
+    run_trial(TrialConfig(**dict(task="xray-heart", max_train_cases=16, seg_epochs=1, batch_size=8,
+                                 task_params={"image_size": 32, "cls_epochs": 1})))
 """)
 
 

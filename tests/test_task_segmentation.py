@@ -217,6 +217,41 @@ def test_ray_search_on_a_relative_data_folder_completes_numbered_trials(workdir)
     assert sorted(r.data.tags["bench.stage.guide"] for r in runs) == ["loaded", "trained"]
 
 
+@pytest.mark.slow  # starts a local Ray; four smoke jobs (two arms x two folds)
+def test_ray_comparison_trains_the_guide_stage_once_per_fold_and_agrees_with_one_after_another(workdir):
+    """bench compare --backend ray on the new task, through the same code as the built-in ones: each job once,
+    the guide stage trained once per fold x seed (whichever Ray task comes first, a file lock) and the same
+    per-run values as the comparison run one job after another in this process."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.compare import compare
+
+    folder = _phantom_here(workdir)
+    common = {"task": TASK, "dimension": "guidance", "arms": ["none", "restrict_output"], "folds": 2, "seeds": 1,
+              "preset": "smoke", "resamples": 100, "data": folder, "data_format": "nnunet"}
+    local = compare(**common, name="seg-local", stage_cache=False)
+    import torch
+
+    # as many threads per Ray task as this process trains with: another count sums losses in another order
+    ray_result = compare(**common, name="seg-ray", backend="ray", cpus_per_trial=float(torch.get_num_threads()))
+    assert (ray_result.n_ran, ray_result.stages_trained, ray_result.stages_loaded) == (4, 2, 2)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"bench/{TASK}")
+
+    def values(name):
+        runs = client.search_runs([exp.experiment_id], f"tags.comparison = '{name}' AND tags.`bench.kind` = 'compare'")
+        return {(r.data.tags["arm"], r.data.tags["fold"]): {k: v for k, v in r.data.metrics.items()
+                                                           if "seconds" not in k} for r in runs}
+
+    assert {r.data.tags["backend"] for r in client.search_runs(
+        [exp.experiment_id], "tags.comparison = 'seg-ray' AND tags.`bench.kind` = 'compare'")} == {"ray"}
+    assert values("seg-ray") == values("seg-local") and len(values("seg-ray")) == 4
+    assert ray_result.verdicts == local.verdicts
+    import ray
+
+    assert not ray.is_initialized()
+
+
 @pytest.mark.slow  # one trial on two folds (~50 s on a loaded 2-core box)
 def test_cross_validated_search_then_leaderboard_and_its_mlflow_view(workdir, capsys):
     from bench.cli import main

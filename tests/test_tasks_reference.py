@@ -22,7 +22,7 @@ def test_tasks_reference_and_json_give_every_field_of_the_files(capsys):
     assert main(["tasks", "--reference"]) == 0
     out = capsys.readouterr().out
     assert "search_spaces/reference/xray-heart-gpu.yaml (fpn/resnet18 segmenter" in out
-    assert "      cls_lr: 1e-3" in out
+    assert "      task_params.cls_lr: 1e-3" in out
     assert main(["tasks", "--json"]) == 0
     tasks = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
     for name, task in tasks.items():
@@ -33,9 +33,10 @@ def test_tasks_reference_and_json_give_every_field_of_the_files(capsys):
             assert ref["file"].endswith(f"{name}-{preset}.yaml")
     assert tasks["xray-heart"]["presets"]["cpu"]["trials"] == 8
     assert tasks["ct-lung"]["default_preset"] == "cpu"
+    assert tasks["xray-heart"]["task_params"]["classifier"] == "resnet10"  # the task's own fields, declared
 
 
 def test_reference_summary_orders_the_known_fields_and_keeps_the_rest():
     summary = reference_summary({"lr": 0.0005, "task_params": {"epochs": 3}, "seg_arch": "unet",
                                  "seg_loss": "dice"})
-    assert summary == "unet, dice, lr 5e-4, task_params {'epochs': 3}"
+    assert summary == "unet, dice, lr 5e-4, epochs 3"  # the task's own parameters read like fields

@@ -77,7 +77,7 @@ def test_log_dataset_of_a_folder_and_without_split(workdir):
 
     tracker = Tracker("xray-heart")
     run_id = tracker.start_run("t", {KIND_TAG: "trial"})
-    config = TrialConfig(task="xray-heart", image_size=32)
+    config = TrialConfig(task="xray-heart", task_params={"image_size": 32})
     assert not tracker.log_dataset(run_id, config)  # no split known yet: nothing to record
     folder = workdir / "jsrt-export"
     folder.mkdir()

@@ -118,7 +118,7 @@ def test_smoke_search_leaderboard_and_replay(workdir, layout):
 def _prepare(folder, fmt, **config):
     from bench.tasks.xray_heart import prepare
 
-    return prepare(TrialConfig(task="xray-heart", data=str(folder), data_format=fmt, image_size=16, **config))
+    return prepare(TrialConfig(task="xray-heart", data=str(folder), data_format=fmt, task_params={"image_size": 16}, **config))
 
 
 def _all_labels(data) -> dict[str, int]:

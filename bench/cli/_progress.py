@@ -116,7 +116,7 @@ def running_trials_text(task: str, since_ms: int) -> str:
             parts.append(f"{name} starting")
             continue
         _, stage, step = latest
-        total = run.data.params.get(f"{stage}_epochs")
+        total = run.data.params.get(f"{stage}_epochs") or run.data.params.get(f"task_params.{stage}_epochs")
         parts.append(f"{name} {stage} epoch {step + 1}" + (f"/{total}" if total else ""))
     if len(parts) > 3:
         parts = parts[:3] + [f"+{len(parts) - 3} more"]

@@ -53,6 +53,7 @@ def reference_summary(values: dict[str, Any]) -> str:
     """A reference configuration in one line: network, loss, guidance, classifier, optimiser and lr first,
     then any other field as key value (e.g. ``fpn/resnet18, dice, guidance none, resnet10, adam lr 3e-3``)."""
     rest = dict(values)
+    rest.update(rest.pop("task_params", None) or {})  # the task's own parameters read like the shared fields
     parts = []
     arch, encoder = rest.pop("seg_arch", None), rest.pop("seg_encoder", None)
     if arch:
@@ -97,7 +98,10 @@ def reference_lines(spec, detail: bool = False) -> list[str]:
             continue
         about = f" ({ref['description']})" if ref["description"] else ""
         lines.append(f"    {preset}: {ref['file']}{about}")
-        lines += [f"      {key}: {_number(value)}" for key, value in ref["config"].items()]
+        config = dict(ref["config"])
+        own = config.pop("task_params", None) or {}
+        lines += [f"      {key}: {_number(value)}" for key, value in config.items()]
+        lines += [f"      task_params.{key}: {_number(value)}" for key, value in own.items()]
         for dimension, arms in ref["arm_params"].items():
             lines += [f"      arm_params {dimension} {arm}: {params}" for arm, params in arms.items()]
     return lines
@@ -121,6 +125,7 @@ def run(args) -> int:
                 "presets": {name: {"trials": p.trials, "description": p.description}
                             for name, p in spec.presets.items()},
                 "reference": references(spec),
+                "task_params": dict(spec.params),
                 "default_split": f"datasets/splits/{spec.name}-phantom.json",
             })
         print(json.dumps(tasks, indent=1, default=str))
@@ -130,6 +135,9 @@ def run(args) -> int:
         print(f"{spec.name}: {spec.description}")
         print(f"  objective: {spec.objective}   metrics: {', '.join(spec.metrics)}")
         print(f"  formats: phantom (built in), {', '.join(f for f in spec.formats if f in FORMATS)}")
+        if spec.params:
+            own = ", ".join(f"{key} {_number(value) if value != '' else repr(value)}" for key, value in spec.params.items())
+            print(f"  task parameters (task_params.<name>; defaults): {own}")
         print("  presets (--preset):")
         print("\n".join(preset_lines(spec)))
         print("\n".join(reference_lines(spec, detail=getattr(args, "reference", False))))

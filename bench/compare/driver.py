@@ -156,6 +156,7 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
     dimension = dimension or stored.get("dimension")
     if not dimension:
         raise ConfigError(f"bench compare needs --dimension (a categorical parameter of {space_path}), but got none.")
+    dimension = dimension.removeprefix("task_params.")  # one spelling of a task parameter: "classifier"
     _check_same(stored, {"dimension": dimension, "preset": preset_name})
     dim = planning.resolve_dimension(spec, load_space(space_path, task), dimension,
                                      arms or _split(stored.get("arms")), baseline or stored.get("baseline"))
@@ -200,7 +201,7 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
         with tracker.closing(parent):  # the parent never stays RUNNING; --resume reopens it
             if existing is not None:  # arms or seeds may have been added
                 tracker.set_tags(parent, {k: settings[k] for k in ("arms", "folds", "seeds", "metric")})
-            settings["commit"] = (existing or tracker.client.get_run(parent)).data.tags.get("commit", "unknown")
+            settings["commit"] = (existing or tracker.run(parent)).data.tags.get("commit", "unknown")
             killed = store.close_killed(tracker, name) if existing is not None else 0
             configs = _arm_configs(tracker, parent, existing, dim, template, base, tune, task, preset_name, space_path,
                                    name, seed, on_progress)

@@ -150,7 +150,7 @@ def log_outputs(tracker: Tracker, parent: str, result: ComparisonResult) -> None
     """The same files as parent-run artifacts."""
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         write_outputs(result, tmp)
-        tracker.client.log_artifacts(parent, tmp)
+        tracker.log_artifacts(parent, tmp)
 
 
 # --- across tasks / data sets -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from bench.config import PARAM_DICTS, TrialConfig
+from bench.config import TrialConfig
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,9 +66,14 @@ def metric_plan(spec: TaskSpec, dimension: str, metric: str | None = None) -> Me
 class Dimension:
     """The compared dimension, its arms (values) and baseline."""
 
-    name: str
+    name: str  # as the user names it (tags, tables): a task parameter without its "task_params."
     arms: tuple[Any, ...]
     baseline: Any
+    flat_key: str = ""  # its flat config key (TaskSpec.flat_key); empty: the name
+
+    @property
+    def key(self) -> str:
+        return self.flat_key or self.name
 
     def label(self, arm: Any) -> str:
         """The arm as it appears in tags and tables (YAML spelling for booleans and numbers)."""
@@ -102,14 +107,19 @@ def resolve_dimension(spec: TaskSpec, space: SearchSpace, dimension: str, arms: 
         ConfigError: naming the unknown dimension, arm or baseline and what is allowed.
     """
     categorical = {p.name: p for p in space.params if p.type == "categorical"}
-    registry = _registry_of(spec, dimension)
-    if dimension not in categorical and registry is None:
-        close = difflib.get_close_matches(dimension, sorted(categorical), n=2)
+    dimension = dimension.removeprefix("task_params.")
+    key = spec.flat_key(dimension)
+    registry = _registry_of(spec, key)
+    if key not in categorical and registry is None:
+        from bench.search.space import registries_for
+
+        named = sorted(k.removeprefix("task_params.") for k in categorical)
+        fields = ", ".join(k.removeprefix("task_params.") for k in registries_for(spec))
+        close = difflib.get_close_matches(dimension, named, n=2)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"--dimension must be a categorical parameter of {space.source} ({sorted(categorical)}) "
-                          f"or a registry field (seg_arch, seg_loss, guidance, classifier), but got "
-                          f"'{dimension}'.{hint}")
-    choices = categorical[dimension].choices if dimension in categorical else ()
+        raise ConfigError(f"--dimension must be a categorical parameter of {space.source} ({named}) "
+                          f"or a registry field ({fields}), but got '{dimension}'.{hint}")
+    choices = categorical[key].choices if key in categorical else ()
     if not arms:
         if not choices:
             raise ConfigError(f"--dimension {dimension} is not searched in {space.source}, so its arms must be "
@@ -121,15 +131,15 @@ def resolve_dimension(spec: TaskSpec, space: SearchSpace, dimension: str, arms: 
         raise ConfigError(f"--arms must name each arm once, but got {list(arms or values)}. Drop the repeats.")
     if len(values) < 2:
         raise ConfigError(f"a comparison needs at least 2 arms, but got {list(values)}. Add arms with --arms.")
-    dim = Dimension(dimension, values, values[0])
+    dim = Dimension(dimension, values, values[0], key)
     if baseline is None:
         natural = [a for a in values if a in NATURAL_BASELINES]
-        return Dimension(dimension, values, natural[0] if natural else values[0])
+        return Dimension(dimension, values, natural[0] if natural else values[0], key)
     chosen = [a for a in values if dim.label(a) == baseline]
     if not chosen:
         raise ConfigError(f"--baseline must be one of the arms {dim.labels}, but got '{baseline}'. "
                           "Add it to --arms or pick another.")
-    return Dimension(dimension, values, chosen[0])
+    return Dimension(dimension, values, chosen[0], key)
 
 
 def _parse_arm(text: str, choices: tuple, registry, dimension: str, source: str) -> Any:
@@ -215,7 +225,7 @@ def _checked_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
 def arm_config(template: TrialConfig, dimension: Dimension, arm: Any, base: BaseConfig) -> TrialConfig:
     """``template`` with D set to ``arm``; D's own params mapping is dropped unless the arm is the value it
     belongs to, and the arm's ``arm_params`` (reference files) are applied."""
-    name = dimension.name
+    name = dimension.key
     flat = template.flat()
     own = flat.get(name)
     params_key = PARAMS_OF.get(name)
@@ -231,17 +241,12 @@ def arm_config(template: TrialConfig, dimension: Dimension, arm: Any, base: Base
 
 def template_config(task: str, preset_config: Mapping[str, Any], base: BaseConfig, data: str,
                     data_format: str, task_params: Mapping[str, Any] | None = None) -> TrialConfig:
-    """Preset budget, then the base configuration (nested mappings merged key by key), then the task
-    parameters given on the command line (``TaskSpec.cli_params``)."""
-    merged = dict(preset_config)
-    for key, value in base.values.items():
-        if key in PARAM_DICTS and key == "task_params" and isinstance(value, Mapping):
-            merged[key] = {**merged.get(key, {}), **value}  # budget keys (patch, epochs) stay unless overridden
-        else:
-            merged[key] = value
-    if task_params:
-        merged["task_params"] = {**merged.get("task_params", {}), **task_params}
-    return TrialConfig(task=task, data=data, data_format=data_format, **merged)
+    """Preset budget, then the base configuration, then the task parameters given on the command line
+    (``TaskSpec.cli_params``); ``task_params`` merged key by key (``TaskSpec.layered``)."""
+    from bench.tasks import TASKS
+
+    return TASKS.get(task).config(preset_config, base.values, {"task_params": dict(task_params or {})}, data=data,
+                                  data_format=data_format)
 
 
 @dataclass(frozen=True)

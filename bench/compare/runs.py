@@ -14,7 +14,6 @@ no other process is working on the same comparison.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -45,8 +44,7 @@ def parents_filter(name: str | None = None) -> str:
 
 def find_parent(tracker: Tracker, name: str) -> Any | None:
     """The parent run of comparison ``name`` (an MLflow Run), or None."""
-    runs = tracker.client.search_runs([tracker.experiment_id], filter_string=parents_filter(name), max_results=10,
-                                      order_by=["attributes.start_time ASC"])
+    runs = tracker.search(parents_filter(name), limit=1, oldest_first=True)
     return runs[0] if runs else None
 
 
@@ -126,8 +124,7 @@ def log_arm_configs(tracker: Tracker, parent: str, configs: Mapping[str, TrialCo
 
 def load_arm_configs(tracker: Tracker, parent: str) -> dict[str, TrialConfig]:
     """The arm configurations a resumed comparison was started with (empty when it logged none yet)."""
-    names = {Path(f.path).name for f in tracker.client.list_artifacts(parent)}
-    if ARM_CONFIGS not in names:
+    if ARM_CONFIGS not in tracker.artifact_names(parent):
         return {}
     data = yaml.safe_load(tracker.read_artifact(parent, ARM_CONFIGS)) or {}
     return {str(arm): TrialConfig.from_dict(values) for arm, values in data.items()}

@@ -22,12 +22,15 @@ from bench.errors import BenchError
 from bench.tracking import Tracker, store_dir
 
 
-def arm_space(space_path: str | Path, dimension: str, arm: Any, out: Path) -> Path:
-    """Write the space of ``space_path`` with ``dimension`` fixed to ``arm`` to ``out``."""
+def arm_space(space_path: str | Path, dimension: str, arm: Any, out: Path, spellings: tuple[str, ...] = ()) -> Path:
+    """Write the space of ``space_path`` with ``dimension`` (also spelt as one of ``spellings`` in the file,
+    e.g. a task parameter without its ``task_params.``) fixed to ``arm`` to ``out``."""
     data = yaml.safe_load(Path(space_path).read_text())
     fixed = {"type": "categorical", "choices": [arm]}
     params = dict(data["params"])
-    data["params"] = {**params, dimension: fixed} if dimension in params else {dimension: fixed, **params}
+    spelt = next((name for name in (dimension, *spellings) if name in params), None)
+    data["params"] = ({(dimension if k == spelt else k): (fixed if k == spelt else v) for k, v in params.items()}
+                      if spelt else {dimension: fixed, **params})
     atomic_write_text(out, yaml.safe_dump(data, sort_keys=False))
     return out
 
@@ -47,8 +50,8 @@ def tune_arm(task: str, preset: str, space_path: str, dimension: Dimension, arm:
 
     label = dimension.label(arm)
     study = f"{comparison}-tune-{label}"
-    path = arm_space(space_path, dimension.name, arm,
-                     store_dir() / ".bench" / "compare" / comparison / f"space-{label}.yaml")
+    path = arm_space(space_path, dimension.key, arm,
+                     store_dir() / ".bench" / "compare" / comparison / f"space-{label}.yaml", (dimension.name,))
     skip = set(RUN_FIELDS) | {PARAMS_OF.get(dimension.name, "")}
     overrides: Mapping[str, Any] = {k: v for k, v in template.to_dict().items() if k not in skip}
     storage = default_storage()

@@ -37,7 +37,7 @@ from bench import runtime
 from bench.config import TrialConfig
 from bench.trial import run_trial
 from bench.tasks.xray_heart.data import prepare
-cfg = TrialConfig(**json.loads(sys.argv[1]))
+cfg = TrialConfig.from_dict(json.loads(sys.argv[1]))
 what = sys.argv[2]
 runtime.activate(dataclasses.replace(runtime.Runtime.choose(), data_placement=sys.argv[3]))
 def hwm():
@@ -131,8 +131,8 @@ def scale_data(patients: list[int] | tuple[int, ...] = (1000, 4000, 16000), imag
             run_env = {**env, "BENCH_CACHE": str(cache)}
             write_s = _bench("datasets", "make-phantom", "--task", "xray-heart", "--out", str(folder), "--format",
                              "png", "--cases", str(n), env=run_env) if not folder.is_dir() else float("nan")
-            config = {"task": "xray-heart", "data": str(folder), "data_format": "png", "image_size": image_size,
-                      "seg_epochs": seg_epochs, "cls_epochs": cls_epochs, "batch_size": batch_size,
+            config = {"task": "xray-heart", "data": str(folder), "data_format": "png", "seg_epochs": seg_epochs,
+                      "task_params": {"image_size": image_size, "cls_epochs": cls_epochs}, "batch_size": batch_size,
                       **({"max_train_cases": max_train_cases} if max_train_cases else {})}
             built = _python(config, "prepare", run_env)  # builds the cache: decode, resize, write row by row
             cache_bytes = sum(p.stat().st_size for p in cache.rglob("*.npy"))

@@ -99,7 +99,6 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
     """
     import optuna
 
-    from bench.config import TrialConfig
     from bench.errors import ConfigError
     from bench.metrics import higher_is_better
     from bench.search.optuna_backend import SearchSettings, make_storage, run_search
@@ -112,7 +111,7 @@ def search(seeds: list[int] | tuple[int, ...] = (0, 1, 2), trials: int = 6, cls_
     spec = TASKS.get(task)
     higher = higher_is_better(spec.objective)
     overrides = {**(overrides or {}), "cls_epochs": cls_epochs}
-    seg_epochs = TrialConfig(task=task, **{**spec.preset(preset).config, **overrides}).seg_epochs
+    seg_epochs = spec.config(spec.preset(preset).config, overrides).seg_epochs
     per_seed: dict[int, dict[str, Any]] = {}
     curves: dict[int, dict[str, list]] = {}
     with isolated_store() as tmp:

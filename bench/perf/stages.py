@@ -66,9 +66,7 @@ def stages(task: str | None = None, dimension: str | None = None, arms: Sequence
     timings: dict[str, Any] = {}
     hand: dict[str, Any] = {}
     with isolated_store():
-        from bench.config import TrialConfig
-
-        template = TrialConfig(task=task, **spec.preset(preset).config)
+        template = spec.config(spec.preset(preset).config)
         for fold in range(folds):  # the data cache is built before anything is timed
             spec.prepare(template.replace(fold=fold))
         results = {}

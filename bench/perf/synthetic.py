@@ -29,7 +29,7 @@ def synthetic_run(i: int, rng: np.random.Generator) -> dict[str, dict[str, Any]]
     """Params, tags and final metrics of synthetic trial ``i`` (the searched dimensions of the cpu space)."""
     guidance, loss, arch = GUIDANCE[i % len(GUIDANCE)], LOSSES[(i // 6) % len(LOSSES)], ARCHS[(i // 30) % len(ARCHS)]
     params = {"seg_arch": arch, "seg_loss": loss, "guidance": guidance, "lr": float(10 ** rng.uniform(-4, -2)),
-              "cls_lr": float(10 ** rng.uniform(-4, -2)), "batch_size": int(rng.choice([8, 16, 32])),
+              "task_params.cls_lr": float(10 ** rng.uniform(-4, -2)), "batch_size": int(rng.choice([8, 16, 32])),
               "optimiser": str(rng.choice(["adam", "adamw", "sgd"])), "seed": 0, "seg_encoder": "resnet18"}
     if loss in ("tversky", "focal_tversky"):
         params["seg_loss_params.alpha"] = float(rng.uniform(0.3, 0.7))

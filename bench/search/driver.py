@@ -64,14 +64,11 @@ def base_config(settings: SearchSettings) -> TrialConfig:
 
     spec = TASKS.get(settings.task)
     preset = spec.preset(settings.preset)
-    values = {**preset.config, **settings.overrides}
-    if "task_params" in settings.overrides:  # key by key: the preset's budget keys stay unless overridden
-        values["task_params"] = {**preset.config.get("task_params", {}), **settings.overrides["task_params"]}
     # A data folder is made absolute: Ray Tune runs each trial with the trial's own folder as its working
     # directory, and a replay may run elsewhere; both read the folder from the trial's config.
     data = settings.data if settings.data == "phantom" else os.path.abspath(settings.data)
-    return TrialConfig(task=settings.task, data=data, data_format=settings.data_format,
-                       seed=settings.seed, fold=settings.fold, **values)
+    return spec.config(preset.config, settings.overrides, data=data, data_format=settings.data_format,
+                       seed=settings.seed, fold=settings.fold)
 
 
 def trial_name(number: int, config: TrialConfig) -> str:

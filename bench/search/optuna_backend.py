@@ -142,7 +142,9 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
 
 def pruner_steps(settings: SearchSettings, base: TrialConfig) -> int:
     """The steps a trial reports to its pruner: its epochs, or with ``--folds K`` its K folds."""
-    return settings.folds if settings.folds > 1 else base.reported_epochs
+    from bench.tasks import TASKS
+
+    return settings.folds if settings.folds > 1 else TASKS.get(base.task).reported_epochs(base)
 
 
 def study_is_full(study: optuna.Study, total: int) -> bool:

@@ -28,6 +28,7 @@ from bench.search.driver import (
     trial_name,
 )
 from bench.search.samplers import SCHEDULERS, make_scheduler  # noqa: F401  (make_scheduler re-exported)
+from bench.tasks import TASKS
 from bench.tracking import STATE_TAG, Tracker, tracking_uri
 from bench.trial import COMPLETE, FAIL, PRUNED, tracked_trial
 
@@ -80,7 +81,7 @@ def make_trainable(task: str, uri: str, parent_id: str, study: str, base_flat: d
             raise outcome.error  # Tune records the trial as errored; its run is already closed FAIL
         # Closed before the last report: once Tune has it, the driver's callback may sweep the run as stopped.
         if outcome.state == COMPLETE:
-            tune.report({objective: outcome.objective, "step": config.reported_epochs})
+            tune.report({objective: outcome.objective, "step": TASKS.get(config.task).reported_epochs(config)})
 
     return trainable
 
@@ -140,7 +141,7 @@ def _closing_callback(tracker: Tracker, on_trial: Callable | None = None):
             closed = tracker.close_open(flt, state=state, reason=reason)
             if getattr(self, "on_trial", None) is not None:
                 # the state the trial's run ended in: ours when we closed it, else the one it closed itself in
-                runs = [] if closed else tracker.client.search_runs([tracker.experiment_id], flt, max_results=1)
+                runs = [] if closed else tracker.search(flt, limit=1)
                 ended = runs[0].data.tags.get(STATE_TAG) if runs else state
                 number = (trial.config or {}).get(TRIAL_NUMBER_KEY, -1)
                 self.on_trial(None, FinishedTrial(int(number), ended or state))
@@ -274,7 +275,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None = None) -> S
                 trainable,
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.n_trials, time_budget_s=settings.timeout,
                                             scheduler=make_scheduler(settings.scheduler, objective, mode,
-                                                                     search.base.reported_epochs)),
+                                                                     TASKS.get(settings.task).reported_epochs(search.base))),
                 run_config=tune.RunConfig(name=search.study_name, callbacks=[_closing_callback(tracker, on_trial)], verbose=0,
                                           storage_path=os.path.abspath(".bench/ray")),
             )

@@ -57,7 +57,7 @@ def repeat_top(task: str, study: str, parent_run_id: str, seeds: int, top: int =
     done: list[Repeat] = []
     for row in table.itertuples():
         original = tracker.load_config(row.run_id)
-        folds = int(tracker.client.get_run(row.run_id).data.tags.get(FOLDS_TAG, 1))
+        folds = int(tracker.run(row.run_id).data.tags.get(FOLDS_TAG, 1))
         for offset in range(1, seeds):
             config = original.replace(seed=original.seed + offset)
             tags = {REPEAT_TAG: row.run_id, "study": study, "trial_number": row.trial, "backend": "repeat"}

@@ -9,7 +9,8 @@ Format::
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
       guidance_params.floor: {type: float, low: 0.0, high: 0.5, when: {guidance: [soft_mask]}}
 
-Names are TrialConfig fields or ``<x>_params.<keyword>``. ``when`` makes a parameter conditional on
+Names are TrialConfig fields or ``<x>_params.<keyword>``; the task's own parameters (``TaskSpec.params``)
+may leave out their ``task_params.`` (xray-heart: ``cls_lr`` is ``task_params.cls_lr``). ``when`` makes a parameter conditional on
 values sampled before it (file order), so Tversky's α is only sampled for Tversky.
 Categorical choices of registry-backed fields are checked against their registry; a task may point a field
 at another registry through ``TaskSpec.guidance`` and ``TaskSpec.space_registries`` (ct-lung: ``guidance`` →
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.config import PARAM_DICTS, TrialConfig
+from bench.config import MOVED_TO_TASK_PARAMS, PARAM_DICTS, TrialConfig
 from bench.errors import ConfigError
 from bench.registry import Registry
 
@@ -39,7 +40,6 @@ REGISTRY_FIELDS = {
     "seg_arch": ("bench.models", "SEG_MODELS"),
     "seg_loss": ("bench.losses", "SEG_LOSSES"),
     "guidance": ("bench.guidance", "GUIDANCE"),
-    "classifier": ("bench.models", "CLASSIFIERS"),
 }
 
 
@@ -107,16 +107,27 @@ def parse_space(data: Any, source: str = "<memory>", task: str | None = None) ->
         raise ConfigError(f"{source}: a search space must have a non-empty 'params' mapping, but it has none.")
     fields = {f.name for f in dataclasses.fields(TrialConfig)} - set(PARAM_DICTS)
     task = task or data.get("task")
+    task_spec = None
     if task:
         from bench.tasks import TASKS
 
-        registries = registries_for(TASKS.get(task))
-    else:
-        registries = registries_for(None)
+        task_spec = TASKS.get(task)
+    registries = registries_for(task_spec)
+    own = set(task_spec.params) if task_spec is not None else set(MOVED_TO_TASK_PARAMS)
+
+    def flat_name(name: str) -> str:  # a task parameter may be named without its "task_params." prefix
+        return f"task_params.{name}" if name in own else name
+
     params: list[Param] = []
-    for name, spec in data["params"].items():
-        where = f"{source}: parameter '{name}'"
-        head, dot, _ = str(name).partition(".")
+    for given, spec in data["params"].items():
+        name = flat_name(str(given))
+        where = f"{source}: parameter '{given}'"
+        head, dot, tail = name.partition(".")
+        if head == "task_params" and task_spec is not None and tail not in own:
+            close = difflib.get_close_matches(tail, sorted(own), n=2)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"{where} must name one of {task}'s task parameters {sorted(own)}, but it does "
+                              f"not.{hint}")
         if (dot and head not in PARAM_DICTS) or (not dot and name not in fields):
             close = difflib.get_close_matches(str(name), sorted(fields), n=2)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -125,7 +136,7 @@ def parse_space(data: Any, source: str = "<memory>", task: str | None = None) ->
             )
         if not isinstance(spec, Mapping) or spec.get("type") not in TYPES:
             raise ConfigError(f"{where} must have type one of {list(TYPES)}, but got {spec!r}.")
-        when = spec.get("when") or {}
+        when = {flat_name(str(k)): v for k, v in (spec.get("when") or {}).items()}
         seen = {p.name for p in params}
         for key in when:
             if key not in seen:

@@ -6,6 +6,7 @@ reading a spec (``bench tasks``, the leaderboard, the search space) never import
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,67 @@ class TaskSpec:
     # Task parameters a user sets on the command line (`bench search/compare --NAME VALUE`): name -> help.
     # Given values are merged key by key into the preset's ``task_params``; another task's refuses them.
     cli_params: Mapping[str, str] = field(default_factory=dict)
+    # The task's own configuration fields (``TrialConfig.task_params``): name -> default. The default's
+    # type is the parameter's type (an int takes ints; a float ints and floats; a list lists; None anything).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # The config fields and task parameters whose largest value is the number of epochs a trial reports its
+    # objective at (the pruners' and Tune's budget): the last stage's epochs.
+    reported_epochs_from: tuple[str, ...] = ("seg_epochs",)
+
+    def param(self, config, key: str) -> Any:
+        """Task parameter ``key`` of ``config``: its value, else the declared default (every given one
+        checked first: one ConfigError naming an unknown parameter or a value of the wrong type)."""
+        return self.params_of(config)[key]
+
+    def params_of(self, config) -> dict[str, Any]:
+        """Every declared task parameter of ``config``, given or default, checked (see :meth:`param`)."""
+        given = config.task_params
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            close = {k: difflib.get_close_matches(k, list(self.params), n=1) for k in unknown}
+            hint = "; ".join(f"'{k}' (did you mean {v[0]}?)" if v else f"'{k}'" for k, v in close.items())
+            raise ConfigError(f"{self.name} task_params must be among {sorted(self.params)}, but got {hint}.")
+        return {key: _typed(self.name, key, default, given[key]) if key in given else default
+                for key, default in self.params.items()}
+
+    def layered(self, *layers: Mapping[str, Any]) -> dict[str, Any]:
+        """Config values from ``layers`` (preset budget, base configuration, overrides), later ones winning,
+        ``task_params`` merged key by key (a preset's budget keys stay unless overridden). A task parameter
+        given by its own name, as configs from before it left the shared fields hold it, counts as
+        ``task_params.<name>``; such a former field this task does not read is dropped at its old default."""
+        from bench.config import MOVED_TO_TASK_PARAMS
+
+        out: dict[str, Any] = {}
+        own: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                if key == "task_params":
+                    if not isinstance(value, Mapping):
+                        raise ConfigError(f"'task_params' must be a mapping, but got {value!r}.")
+                    own.update(value)
+                elif key in self.params:
+                    own[key] = value
+                elif key not in MOVED_TO_TASK_PARAMS or value != MOVED_TO_TASK_PARAMS[key]:
+                    out[key] = value
+        return {**out, "task_params": own} if own else out
+
+    def config(self, *layers: Mapping[str, Any], **fields: Any):
+        """The TrialConfig of ``layers`` (:meth:`layered`) and ``fields`` (data, fold, seed, ...), its task
+        parameters complete (every declared one, given or default), so a run logs and replays all of them."""
+        from bench.config import TrialConfig
+
+        config = TrialConfig.from_dict({**self.layered(*layers), **fields, "task": self.name})
+        return config.replace(task_params=self.params_of(config)) if self.params else config
+
+    def flat_key(self, name: str) -> str:
+        """The flat config key (MLflow param, search-space name) of ``name``: ``task_params.<name>`` for one
+        of the task's parameters, else ``name``."""
+        return f"task_params.{name}" if name in self.params else name
+
+    def reported_epochs(self, config) -> int:
+        """Epochs at which a trial of ``config`` reports its objective (see ``reported_epochs_from``)."""
+        own = self.params_of(config)
+        return max(int(own[n]) if n in own else int(getattr(config, n)) for n in self.reported_epochs_from)
 
     def registries(self) -> dict[str, Registry]:
         """Config field -> the registry its values are names of, for fields this task declares."""
@@ -130,6 +192,24 @@ class TaskSpec:
 
     def space_path(self, preset: str | None) -> Path:
         return SEARCH_SPACES_DIR / self.preset(preset).space
+
+
+def _typed(task: str, key: str, default: Any, value: Any) -> Any:
+    """``value`` of task parameter ``key`` if it has the default's type (ints taken for floats); else one
+    ConfigError."""
+    if default is None:
+        return value
+    kind = type(default)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, kind) and not (isinstance(value, bool) and not isinstance(default, bool)):
+        return value
+    raise ConfigError(f"{task} task_params.{key} must be {kind.__name__} (like its default {default!r}), but got "
+                      f"{value!r}. Fix the config or search space.")
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:

@@ -10,7 +10,7 @@ from bench.tasks.xray_heart import prepare
 
 
 def _config(folder, fmt="dicom"):
-    return TrialConfig(task="xray-heart", data=str(folder), data_format=fmt, image_size=32)
+    return TrialConfig(task="xray-heart", data=str(folder), data_format=fmt, task_params={"image_size": 32})
 
 
 def test_prepare_reads_dicom_export_with_shifted_part(dicom_folder):

@@ -7,7 +7,6 @@ from typing import Any
 
 from bench.config import TrialConfig
 from bench.data.phantoms.ct import CLASSES, CtPhantomSpec
-from bench.errors import ConfigError
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
@@ -38,10 +37,8 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
 
 
 def task_param(config: TrialConfig, key: str) -> Any:
-    unknown = sorted(set(config.task_params) - set(DEFAULT_TASK_PARAMS))
-    if unknown:
-        raise ConfigError(f"ct-lung task_params must be among {sorted(DEFAULT_TASK_PARAMS)}, but got {unknown}.")
-    return config.task_params.get(key, DEFAULT_TASK_PARAMS[key])
+    """Task parameter ``key`` of ``config``, given or default, checked (``TaskSpec.param``)."""
+    return SPEC.param(config, key)
 
 
 def phantom_spec(config: TrialConfig) -> CtPhantomSpec:
@@ -68,6 +65,7 @@ SMOKE_PARAMS = {"phantom_shape": [16, 32, 32], "spacing": [10.0, 8.0, 8.0],
 SPEC = register_task(
     TaskSpec(
         name=TASK,
+        params=DEFAULT_TASK_PARAMS,
         description="Chest CT: lung segmentation + lung-guided lesion segmentation (nodules, GGO)",
         classes=CLASSES,
         objective="val_lesion_dice",

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config import TrialConfig
-from bench.errors import ConfigError
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
@@ -50,10 +49,8 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
 
 
 def task_param(config: TrialConfig, key: str) -> Any:
-    unknown = sorted(set(config.task_params) - set(DEFAULT_TASK_PARAMS))
-    if unknown:
-        raise ConfigError(f"{TASK} task_params must be among {sorted(DEFAULT_TASK_PARAMS)}, but got {unknown}.")
-    return config.task_params.get(key, DEFAULT_TASK_PARAMS[key])
+    """Task parameter ``key`` of ``config``, given or default, checked (``TaskSpec.param``)."""
+    return SPEC.param(config, key)
 
 
 # The guide stage, kept by the stage cache (bench.stages): a fixed light MONAI UNet segmenting the guide organ
@@ -77,6 +74,7 @@ SMOKE_PARAMS = {"patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [24, 48, 48]
 SPEC = register_task(
     TaskSpec(
         name=TASK,
+        params=DEFAULT_TASK_PARAMS,
         description="Any nnU-Net v2 / MSD folder: segment a target label, guided by the organ that encloses it",
         classes=("target",),
         objective="val_target_dice",

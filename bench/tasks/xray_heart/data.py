@@ -31,7 +31,7 @@ from bench.data.sources import kept_split_path, source_descriptor, source_name
 from bench.data.splits import Split, load_split, make_split, save_split, standard_split_path
 from bench.data.stream import PHANTOM, scan_cases
 from bench.errors import ConfigError, DataError, SplitError
-from bench.tasks.xray_heart.spec import PHANTOM_SPEC, TASK, phantom_cases
+from bench.tasks.xray_heart.spec import PHANTOM_SPEC, SPEC, TASK, phantom_cases
 
 PREPROCESSING_VERSION = "xray-prep-v3"  # v3: streamed rows (same arrays as v2) + the data's class order
 
@@ -63,8 +63,6 @@ def data_format(config: TrialConfig) -> str:
             raise ConfigError(f"reader options apply to a data folder's reader, but the built-in phantom has "
                               f"none and got {config.reader_options}. Drop them or pass --data.")
         return PHANTOM
-    from bench.tasks.xray_heart.spec import SPEC
-
     return SPEC.resolve_format(config.data_format)
 
 
@@ -84,7 +82,7 @@ def prepare(config: TrialConfig) -> XrayData:
     fmt = data_format(config)
     descriptor = source_descriptor(config.data, fmt, PHANTOM_SPEC.name(), config.reader_options)
     source = source_name(config.data, descriptor)
-    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": config.image_size})
+    key = fingerprint({"data": descriptor, "prep": PREPROCESSING_VERSION, "size": SPEC.param(config, "image_size")})
     scanned: list[CaseRef] = []
 
     def scan() -> list[CaseRef]:
@@ -97,7 +95,7 @@ def prepare(config: TrialConfig) -> XrayData:
         own = _own_classes(config, fmt, refs)
         labels = {str(r.labels.get("class", "")) for r in refs}
         trial_classes(config, fmt, own, labels)  # a class list the data does not fit: refused before decoding
-        stream = radiograph_rows(refs, config.image_size, own)
+        stream = radiograph_rows(refs, SPEC.param(config, "image_size"), own)
         stream.whole = {**stream.whole, "classes": np.array(own)}
         return stream
 

@@ -62,7 +62,7 @@ def build_models(config: TrialConfig,
     """
     seg_kwargs = {"encoder": config.seg_encoder}
     if "img_size" in SEG_MODELS.entry(config.seg_arch).parameters():
-        seg_kwargs["img_size"] = config.image_size  # transformers need the input size up front
+        seg_kwargs["img_size"] = SPEC.param(config, "image_size")  # transformers need the input size up front
     seg = SEG_MODELS.create(config.seg_arch, in_channels=1, classes=1, **seg_kwargs)
     n_classes = n_classes or len(config.classes or config_classes(config))
     # Guidance acts on the classifier only, so the segmenter stage must not depend on it: segmentation
@@ -70,11 +70,12 @@ def build_models(config: TrialConfig,
     # channels or an extra head would shift. The guided classifier is built on a forked stream, and the
     # global stream then advances as the plain classifier's build does, so unguided trials (and their
     # logged runs) keep the very same random numbers.
+    classifier = SPEC.param(config, "classifier")
     with torch.random.fork_rng(devices=[]):
         guidance = GUIDANCE.create(config.guidance, **config.guidance_params)
         cls = guidance.wrap_model(CLASSIFIERS.create(
-            config.classifier, in_channels=1 + guidance.extra_channels, num_classes=n_classes))
-    CLASSIFIERS.create(config.classifier, in_channels=1, num_classes=n_classes)
+            classifier, in_channels=1 + guidance.extra_channels, num_classes=n_classes))
+    CLASSIFIERS.create(classifier, in_channels=1, num_classes=n_classes)
     return seg, cls, guidance
 
 
@@ -206,7 +207,7 @@ def _run(config: TrialConfig, reporter: Reporter, data: XrayData, space: Path) -
         return {"segmenter": seg.state_dict()}, {f"mask.{name}": _mask_array(part) for name, part in trained.items()}
 
     stage = run_stage(SEG_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
-                      train=train_segmenter)
+                      train=train_segmenter, params=SPEC.params_of(config))
     history.extend({"stage": "seg", "epoch": step, **record} for step, record in stage.epochs)
     if stage.loaded:
         seg.load_state_dict(stage.weights["segmenter"])
@@ -236,8 +237,8 @@ def _run(config: TrialConfig, reporter: Reporter, data: XrayData, space: Path) -
         reporter.log(record, step=epoch)
         stop_if_asked(reporter, auroc, epoch)
 
-    fit(cls, cls_loss, cls_train, epochs=config.cls_epochs, batch_size=config.batch_size, lr=config.cls_lr,
-        optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
+    fit(cls, cls_loss, cls_train, epochs=SPEC.param(config, "cls_epochs"), batch_size=config.batch_size,
+        lr=SPEC.param(config, "cls_lr"), optimiser=config.optimiser, seed=config.seed + 1, on_epoch=cls_epoch)
 
     metrics, per_case = _scores(parts, cls, guidance, data.classes)
     # Per-case validation scores (probabilities + labels, in validation order, no ids): lets the leaderboard

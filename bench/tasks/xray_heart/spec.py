@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
 from bench.guidance import GUIDANCE
+from bench.models import CLASSIFIERS
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
 
@@ -15,11 +16,20 @@ SEG_STAGE = Stage(
     # classifier: build_models draws the plain classifier's initial weights from the global stream before the
     # segmenter trains, so another classifier network means another segmenter.
     fields=("seg_arch", "seg_encoder", "seg_loss", "seg_loss_params", "seg_epochs", "lr", "batch_size", "optimiser",
-            "image_size", "max_train_cases", "augment", "classes", "reader_options", "classifier"),
+            "max_train_cases", "augment", "classes", "reader_options"),
+    task_params=("image_size", "classifier"),
     produces=("weights", "predicted heart masks of every part", "seg_train_loss / seg_val_heart_dice per epoch",
               "rng"),
     description="heart segmenter and its predicted masks",
 )
+
+# The task's own configuration fields (TrialConfig.task_params), with their defaults.
+TASK_PARAMS = {
+    "image_size": 64,  # square side every radiograph is resized to (pixels)
+    "classifier": "resnet10",  # the classifier network (bench.models.CLASSIFIERS)
+    "cls_epochs": 4,  # classifier epochs (stage 2); the objective is reported after each
+    "cls_lr": 1e-3,  # classifier learning rate (``lr`` is the segmenter's)
+}
 
 TASK = "xray-heart"
 PHANTOM_SPEC = XrayPhantomSpec()
@@ -58,15 +68,16 @@ SPEC = register_task(
         headline=("val_heart_dice", "test_auroc", "test_shifted_auroc", "test_attention_in_heart"),
         presets={
             "smoke": Preset(
-                config={"image_size": 32, "max_train_cases": 24, "seg_epochs": 1, "cls_epochs": 2, "batch_size": 8},
+                config={"max_train_cases": 24, "seg_epochs": 1, "batch_size": 8,
+                        "task_params": {"image_size": 32, "cls_epochs": 2}},
                 trials=2, space="xray-heart-smoke.yaml", description="seconds; used by the tests",
             ),
             "cpu": Preset(
-                config={"image_size": 64, "seg_epochs": 4, "cls_epochs": 5, "batch_size": 16},
+                config={"seg_epochs": 4, "batch_size": 16, "task_params": {"image_size": 64, "cls_epochs": 5}},
                 trials=8, space="xray-heart.yaml", description="about 10 minutes on a 2-core CPU",
             ),
             "gpu": Preset(
-                config={"image_size": 128, "seg_epochs": 30, "cls_epochs": 30, "batch_size": 32},
+                config={"seg_epochs": 30, "batch_size": 32, "task_params": {"image_size": 128, "cls_epochs": 30}},
                 trials=50, space="xray-heart.yaml", description="one GPU, about an hour",
             ),
         },
@@ -79,6 +90,9 @@ SPEC = register_task(
         evaluate=lazy("bench.tasks.xray_heart.pipeline:evaluate"),
         build_models=lazy("bench.tasks.xray_heart.pipeline:checkpoint_models"),
         guidance=GUIDANCE,
+        params=TASK_PARAMS,
+        space_registries={"task_params.classifier": CLASSIFIERS},
+        reported_epochs_from=("seg_epochs", "cls_epochs"),
         data_options=frozenset({"classes", "min_dice", "uncertain", "missing", "sample"}),
         # See bench.compare.plan.MetricPlan for the spelling: the guidance verdicts use val_auroc@fold, since
         # the pooled val_auroc also scores whether the K fold models are calibrated alike.
