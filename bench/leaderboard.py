@@ -184,6 +184,7 @@ def _where_mask(table: pd.DataFrame, runs: pd.DataFrame, where: Sequence[str]) -
     mask = pd.Series(True, index=table.index)
     for expr in where:
         key, op, value = parse_where(expr)
+        key = key.removeprefix("task_params.")  # a task parameter's column is its bare name (own_params_by_name)
         if key in table:
             column = table[key]
         elif f"params.{key}" in runs:

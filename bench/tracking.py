@@ -378,7 +378,15 @@ class Tracker:
                                                         "closes it", run_id, closing_error)
             raise
         if run_id not in self._ended:
-            self.end(run_id, "COMPLETE")
+            try:
+                self.end(run_id, "COMPLETE")
+            except Exception as exc:  # the store refused the close: the run must not stay open or look COMPLETE
+                try:
+                    self.end(run_id, "FAIL", describe(exc) if describe else f"{type(exc).__name__}: {exc}")
+                except Exception as closing_error:  # noqa: BLE001  the first error is the one to see
+                    logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume "
+                                                        "closes it", run_id, closing_error)
+                raise
 
     def search(self, filter_string: str, limit: int | None = None, page_size: int = 1000,
                oldest_first: bool = False) -> list:

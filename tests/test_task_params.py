@@ -11,7 +11,7 @@ import pytest
 
 from bench.config import MOVED_TO_TASK_PARAMS, TrialConfig
 from bench.errors import ConfigError
-from bench.leaderboard import own_params_by_name
+from bench.leaderboard import _where_mask, own_params_by_name
 from bench.search.space import parse_space
 from bench.tasks import TASKS
 
@@ -135,3 +135,22 @@ def test_the_leaderboard_shows_one_column_per_parameter_for_old_and_new_runs():
     merged = own_params_by_name(runs)
     assert sorted(merged.columns) == ["params.classifier", "params.cls_lr", "params.seed"]
     assert merged["params.classifier"].tolist() == ["resnet18", "resnet10"]
+    table = pd.DataFrame({"run": ["a", "b"]})
+    assert _where_mask(table, merged, ["task_params.classifier=resnet10"]).tolist() == [False, True]
+
+
+def test_numeric_parameters_keep_their_bounds():
+    for given, message in (({"cls_lr": 0.0}, "cls_lr must be > 0"), ({"image_size": 0}, "image_size must be >= 1"),
+                           ({"cls_epochs": -1}, "cls_epochs must be >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            XRAY.params_of(TrialConfig(task="xray-heart", task_params=given))
+
+
+def test_a_base_from_an_old_run_keeps_the_run_s_values_not_the_preset_s():
+    from bench.compare.plan import from_config, template_config
+
+    old = TrialConfig.from_yaml(OLD_XRAY_YAML.replace("image_size: 32", "image_size: 64")
+                                .replace("cls_epochs: 2", "cls_epochs: 4"))  # both at their old defaults
+    assert "image_size" not in old.task_params
+    template = template_config("xray-heart", XRAY.preset("smoke").config, from_config(old, "run"), "phantom", "phantom")
+    assert XRAY.param(template, "image_size") == 64 and XRAY.param(template, "cls_epochs") == 4  # not 32 / 2

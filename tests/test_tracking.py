@@ -158,3 +158,36 @@ def test_closing_never_leaves_a_run_open(workdir):
     assert closed(stopped) == ("FAILED", "FAIL", "interrupted")
     assert closed(lambda run_id: tracker.end(run_id, "FAIL", "no trial finished")) == (
         "FAILED", "FAIL", "no trial finished")
+    # every run kind closes by this rule: a pruned trial ends PRUNED, a Ray trial its scheduler stops by its state
+    from bench.errors import TrialPruned
+
+    def pruned(_):
+        raise TrialPruned("pruned at epoch 2")
+
+    def closed_as(body, **options) -> tuple[str, str, str]:
+        run_id = tracker.start_run("trial", {"bench.kind": "trial"})
+        with pytest.raises((TrialPruned, KeyboardInterrupt)), tracker.closing(run_id, **options):
+            body(run_id)
+        run = tracker.client.get_run(run_id)
+        return run.info.status, run.data.tags.get("bench.state"), run.data.tags.get("bench.reason")
+
+    assert closed_as(pruned) == ("KILLED", "PRUNED", "pruned at epoch 2")
+    assert closed_as(stopped, interrupted=("PRUNED", "stopped")) == ("KILLED", "PRUNED", "stopped")
+
+
+def test_a_complete_close_the_store_refuses_is_tried_as_fail(workdir, monkeypatch):
+    tracker = Tracker("xray-heart")
+    run_id = tracker.start_run("trial", {"bench.kind": "trial"})
+    end = Tracker.end
+
+    def refuses_complete(self, run, state, reason=None):
+        if state == "COMPLETE":
+            raise OSError("store is read-only")
+        end(self, run, state, reason)
+
+    monkeypatch.setattr(Tracker, "end", refuses_complete)
+    with pytest.raises(OSError), tracker.closing(run_id):
+        pass
+    run = tracker.client.get_run(run_id)
+    assert (run.info.status, run.data.tags["bench.state"]) == ("FAILED", "FAIL")
+    assert run.data.tags["bench.reason"] == "OSError: store is read-only"

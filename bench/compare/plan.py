@@ -209,7 +209,11 @@ def config_file(path: str | Path) -> BaseConfig:
 
 
 def from_config(config: TrialConfig, source: str) -> BaseConfig:
-    """A base configuration from a logged trial's config (``--from-run`` / ``--study``)."""
+    """A base configuration from a logged trial's config (``--from-run`` / ``--study``), every task parameter
+    in it (a run logged before a parameter was recorded trained with its default, not the preset's)."""
+    from bench.tasks import TASKS
+
+    config = TASKS.get(config.task).complete(config)
     return BaseConfig({k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}, source)
 
 

@@ -108,6 +108,8 @@ class TaskSpec:
     # The config fields and task parameters whose largest value is the number of epochs a trial reports its
     # objective at (the pruners' and Tune's budget): the last stage's epochs.
     reported_epochs_from: tuple[str, ...] = ("seg_epochs",)
+    # Lower bounds of numeric task parameters: name -> (">" or ">=", bound), checked with their types.
+    param_bounds: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
     def param(self, config, key: str) -> Any:
         """Task parameter ``key`` of ``config``: its value, else the declared default (every given one
@@ -122,8 +124,16 @@ class TaskSpec:
             close = {k: difflib.get_close_matches(k, list(self.params), n=1) for k in unknown}
             hint = "; ".join(f"'{k}' (did you mean {v[0]}?)" if v else f"'{k}'" for k, v in close.items())
             raise ConfigError(f"{self.name} task_params must be among {sorted(self.params)}, but got {hint}.")
-        return {key: _typed(self.name, key, default, given[key]) if key in given else default
-                for key, default in self.params.items()}
+        values = {key: _typed(self.name, key, default, given[key]) if key in given else default
+                  for key, default in self.params.items()}
+        for key, (op, bound) in self.param_bounds.items():
+            if not (values[key] > bound if op == ">" else values[key] >= bound):
+                raise ConfigError(f"{self.name} task_params.{key} must be {op} {bound:g}, but got {values[key]!r}.")
+        return values
+
+    def complete(self, config):
+        """``config`` with every declared task parameter in its ``task_params`` (given or default)."""
+        return config.replace(task_params=self.params_of(config)) if self.params else config
 
     def layered(self, *layers: Mapping[str, Any]) -> dict[str, Any]:
         """Config values from ``layers`` (preset budget, base configuration, overrides), later ones winning,
@@ -151,8 +161,7 @@ class TaskSpec:
         parameters complete (every declared one, given or default), so a run logs and replays all of them."""
         from bench.config import TrialConfig
 
-        config = TrialConfig.from_dict({**self.layered(*layers), **fields, "task": self.name})
-        return config.replace(task_params=self.params_of(config)) if self.params else config
+        return self.complete(TrialConfig.from_dict({**self.layered(*layers), **fields, "task": self.name}))
 
     def flat_key(self, name: str) -> str:
         """The flat config key (MLflow param, search-space name) of ``name``: ``task_params.<name>`` for one

@@ -93,6 +93,7 @@ SPEC = register_task(
         params=TASK_PARAMS,
         space_registries={"task_params.classifier": CLASSIFIERS},
         reported_epochs_from=("seg_epochs", "cls_epochs"),
+        param_bounds={"image_size": (">=", 1), "cls_epochs": (">=", 0), "cls_lr": (">", 0)},
         data_options=frozenset({"classes", "min_dice", "uncertain", "missing", "sample"}),
         # See bench.compare.plan.MetricPlan for the spelling: the guidance verdicts use val_auroc@fold, since
         # the pooled val_auroc also scores whether the K fold models are calibrated alike.
