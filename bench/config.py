@@ -153,7 +153,7 @@ class TrialConfig:
                 del data[name]
         own = dict(data["task_params"])
         for name, default in MOVED_TO_TASK_PARAMS.items():  # where they were before they moved
-            data[name] = _as_type_of(default, own.pop(name, default))
+            data[name] = as_type_of(default, own.pop(name, default))
         data["task_params"] = own
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
@@ -196,7 +196,7 @@ def _moved_into_task_params(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return out
 
 
-def _as_type_of(default: Any, value: Any) -> Any:
+def as_type_of(default: Any, value: Any) -> Any:
     """``value`` as the number type of ``default`` where it is one in another spelling (1 -> 1.0, 64.0 -> 64),
     as the shared fields were stored."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

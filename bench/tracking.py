@@ -361,32 +361,32 @@ class Tracker:
         ``describe``: the reason an exception gives (default ``"<type>: <message>"``)."""
         from bench.errors import TrialPruned
 
+        describe = describe or (lambda exc: f"{type(exc).__name__}: {exc}")
         try:
             yield run_id
         except BaseException as exc:
             if run_id not in self._ended:
                 if isinstance(exc, TrialPruned):
-                    state, reason = "PRUNED", str(exc)
+                    self._end_quietly(run_id, "PRUNED", str(exc))
                 elif isinstance(exc, Exception):
-                    state, reason = "FAIL", (describe(exc) if describe else f"{type(exc).__name__}: {exc}")
+                    self._end_quietly(run_id, "FAIL", describe(exc))
                 else:
-                    state, reason = interrupted
-                try:
-                    self.end(run_id, state, reason)
-                except Exception as closing_error:  # noqa: BLE001  the body's error is the one to see
-                    logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume "
-                                                        "closes it", run_id, closing_error)
+                    self._end_quietly(run_id, *interrupted)
             raise
         if run_id not in self._ended:
             try:
                 self.end(run_id, "COMPLETE")
             except Exception as exc:  # the store refused the close: the run must not stay open or look COMPLETE
-                try:
-                    self.end(run_id, "FAIL", describe(exc) if describe else f"{type(exc).__name__}: {exc}")
-                except Exception as closing_error:  # noqa: BLE001  the first error is the one to see
-                    logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume "
-                                                        "closes it", run_id, closing_error)
+                self._end_quietly(run_id, "FAIL", describe(exc))
                 raise
+
+    def _end_quietly(self, run_id: str, state: str, reason: str) -> None:
+        """:meth:`end`, a failure of which is one warning: the error that brought the close is the one to see."""
+        try:
+            self.end(run_id, state, reason)
+        except Exception as closing_error:  # noqa: BLE001
+            logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume closes it",
+                                                run_id, closing_error)
 
     def search(self, filter_string: str, limit: int | None = None, page_size: int = 1000,
                oldest_first: bool = False) -> list:

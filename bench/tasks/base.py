@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config import as_type_of
 from bench.errors import ConfigError
 from bench.registry import Registry
 
@@ -139,9 +140,8 @@ class TaskSpec:
         """Config values from ``layers`` (preset budget, base configuration, overrides), later ones winning,
         ``task_params`` merged key by key (a preset's budget keys stay unless overridden). A task parameter
         given by its own name, as configs from before it left the shared fields hold it, counts as
-        ``task_params.<name>``; such a former field this task does not read is dropped at its old default."""
-        from bench.config import MOVED_TO_TASK_PARAMS
-
+        ``task_params.<name>`` (a former shared field the task does not read is left to
+        ``TrialConfig.from_dict``, which drops it at its old default)."""
         out: dict[str, Any] = {}
         own: dict[str, Any] = {}
         for layer in layers:
@@ -152,7 +152,7 @@ class TaskSpec:
                     own.update(value)
                 elif key in self.params:
                     own[key] = value
-                elif key not in MOVED_TO_TASK_PARAMS or value != MOVED_TO_TASK_PARAMS[key]:
+                else:
                     out[key] = value
         return {**out, "task_params": own} if own else out
 
@@ -209,10 +209,7 @@ def _typed(task: str, key: str, default: Any, value: Any) -> Any:
     if default is None:
         return value
     kind = type(default)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
-        return int(value)
+    value = as_type_of(default, value)  # a number in the other spelling (1 for 1.0, 64.0 for 64)
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, kind) and not (isinstance(value, bool) and not isinstance(default, bool)):
