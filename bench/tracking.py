@@ -1,7 +1,7 @@
 """MLflow layout: experiment ``bench/<task>``, one parent run per search, one nested run per trial.
 
 All writes go through ``MlflowClient`` with explicit run ids (no global active run), so several workers
-can log to one store. A PHI guard refuses params/tags that look like patient identifiers.
+can log to one store. A PHI guard (:mod:`bench.phi`) refuses params/tags that can carry patient identifiers.
 
 MLflow is imported when a :class:`Tracker` is made, not with this module: the leaderboard reads SQL stores
 without it (:mod:`bench.store_read`) and imports the tag names from here.
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config import TrialConfig
 from bench.errors import BenchError
+from bench.phi import check_no_phi
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -43,7 +44,6 @@ OPEN_STATUSES = ("RUNNING", "SCHEDULED")
 REPEAT_TAG = "bench.repeat_of"  # a seed repeat's original run id
 REPEAT_KIND = "repeat"  # bench.kind of seed repeats
 PACKAGES = ("torch", "monai", "segmentation-models-pytorch", "optuna", "mlflow", "numpy", "bench")
-_PHI_WORDS = ("patient", "birth", "name_of", "patientname", "accession")
 
 
 def ended_on_its_own(state: str | None, reason: str | None) -> bool:
@@ -118,17 +118,6 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "absent"
-
-
-def check_no_phi(values: Mapping[str, Any], what: str) -> None:
-    """Refuse keys that name patient identifiers: they must never leave the data layer."""
-    for key in values:
-        lowered = key.lower().replace("_", "")
-        if any(word.replace("_", "") in lowered for word in _PHI_WORDS):
-            raise BenchError(
-                f"MLflow {what} must not carry patient identifiers, but got key '{key}'. "
-                "Keep it inside bench.data."
-            )
 
 
 class Tracker:
