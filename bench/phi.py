@@ -18,8 +18,10 @@ settings of bench).
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bench.errors import BenchError
 
@@ -46,7 +48,7 @@ def identifying_key(key: str) -> bool:
     found = words(key)
     if any(w in _IDENTIFYING_WORDS for w in found):
         return True
-    if any(a in _PATIENT and b in _PATIENT_FIELDS for a, b in zip(found, found[1:])):
+    if any(a in _PATIENT and b in _PATIENT_FIELDS for a, b in itertools.pairwise(found)):
         return True
     compact = "".join(found)
     return any(compound in compact for compound in _IDENTIFYING_COMPOUNDS)
