@@ -53,7 +53,8 @@ def test_cli_overhead_prints_json_with_ratio_and_writes_file(perf_env, capsys):
     assert all(positive(v) for v in result["samples_per_s"].values())
     assert {"loop_s", "metrics_s", "logging_s", "metrics_share", "logging_share"} <= set(result["breakdown"])
     assert positive(result["breakdown"]["metrics_s"]) and positive(result["breakdown"]["logging_s"])
-    assert {r["variant"] for r in result["runs"]} == {"bare", "loop", "loop_lean", "harness"}
+    assert {r["variant"] for r in result["runs"]} == {"bare", "bare_validated", "loop", "loop_lean", "harness"}
+    assert positive(result["training_only_ratio"])
     # bare loop and harness ran under one runtime policy, recorded in the JSON
     from bench.runtime import Runtime
 
