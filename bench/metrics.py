@@ -34,21 +34,24 @@ class MetricSpec:
     name: str
     higher_is_better: bool
     description: str
+    # Region of practical equivalence (``bench compare``): differences within +-rope do not matter in practice.
+    rope: float | None = None
 
 
 METRICS: Registry = Registry("metric")
 
 
-def metric(name: str, higher_is_better: bool, description: str) -> MetricSpec:
-    """Declare a metric's direction (once: a second declaration of ``name`` raises RegistryError)."""
-    spec = MetricSpec(name, higher_is_better, description)
+def metric(name: str, higher_is_better: bool, description: str, rope: float | None = None) -> MetricSpec:
+    """Declare a metric's direction (once: a second declaration of ``name`` raises RegistryError) and, for a
+    score, its region of practical equivalence ``rope`` (a difference within +-rope is practically none)."""
+    spec = MetricSpec(name, higher_is_better, description, rope)
     METRICS.add(name, spec, description, higher_is_better=higher_is_better)
     return spec
 
 
-metric("auroc", True, "area under the ROC curve: the positive class's when binary, else macro one-vs-rest")
-metric("accuracy", True, "share of cases whose arg-max class is right")
-metric("heart_dice", True, "Dice of the thresholded predicted heart mask, mean over cases")
+metric("auroc", True, "area under the ROC curve: the positive class's when binary, else macro one-vs-rest", rope=0.01)
+metric("accuracy", True, "share of cases whose arg-max class is right", rope=0.01)
+metric("heart_dice", True, "Dice of the thresholded predicted heart mask, mean over cases", rope=0.01)
 metric("loss", False, "training loss")
 # Radiographs often carry no pixel spacing (CheXpert, PNG folders), so the heart's HD95 is measured in pixels of
 # the model's input grid and named so: a distance without a unit in its name would read as millimetres.
@@ -56,29 +59,29 @@ metric("heart_hd95_px", False, "95th-percentile Hausdorff distance of the predic
        "model's input grid (not mm), mean over cases")
 metric("heart_hd95", False, "older runs' name of heart_hd95_px: pixels of the model's input grid, not mm")
 metric("ctr_error", False, "mean absolute error of the cardiothoracic ratio measured on the predicted heart mask")
-metric("balanced_accuracy", True, "mean per-class recall (balanced accuracy) of the classifier")
-metric("recall", True, "recall of one class (recall_<class>)")
-metric("attention_in_heart", True, "share of the classifier's input-gradient saliency inside the true heart mask")
+metric("balanced_accuracy", True, "mean per-class recall (balanced accuracy) of the classifier", rope=0.01)
+metric("recall", True, "recall of one class (recall_<class>)", rope=0.01)
+metric("attention_in_heart", True, "share of the classifier's input-gradient saliency inside the true heart mask", rope=0.01)
 metric("shift_gap", False, "metric on the normal test part minus the site-shifted test part (shift_gap_<metric>)")
 # Per-epoch training curves the tasks log (cls_train_loss: xray-heart classifier; lesion_train_loss: ct-lung).
 metric("cls_train_loss", False, "classifier training loss per epoch (learning curve)")
 metric("lesion_train_loss", False, "lesion segmenter training loss per epoch (learning curve)")
 # CT lesion metrics, computed in bench.metrics_seg3d (declared here so directions never import it).
-metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over lesion-bearing cases")
-metric("lung_dice", True, "Dice of the predicted lung mask, mean over cases")
+metric("lesion_dice", True, "Dice of the predicted lesion mask, mean over lesion-bearing cases", rope=0.01)
+metric("lung_dice", True, "Dice of the predicted lung mask, mean over cases", rope=0.01)
 metric("lesion_hd95", False, "95th-percentile Hausdorff distance of lesions in mm, mean over lesion-bearing cases")
-metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over lesion-bearing cases")
+metric("lesion_nsd", True, "normalised surface Dice of lesions at a mm tolerance, mean over lesion-bearing cases", rope=0.01)
 metric("fp_outside_lung_ml", False, "predicted lesion volume outside the true lungs in mL, mean over cases")
-metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction")
-metric("case_specificity", True, "share of lesion-free cases with no predicted lesion voxel")
+metric("lesion_sensitivity", True, "share of true lesions (connected components) hit by the prediction", rope=0.01)
+metric("case_specificity", True, "share of lesion-free cases with no predicted lesion voxel", rope=0.01)
 # Target / guide metrics of the segmentation task (bench.metrics_seg3d's lesion / lung metrics for any data set's
 # target label and the organ that encloses it).
-metric("target_dice", True, "Dice of the predicted target mask, mean over target-bearing cases")
-metric("guide_dice", True, "Dice of the guide stage's predicted organ mask, mean over cases")
+metric("target_dice", True, "Dice of the predicted target mask, mean over target-bearing cases", rope=0.01)
+metric("guide_dice", True, "Dice of the guide stage's predicted organ mask, mean over cases", rope=0.01)
 metric("target_hd95", False, "95th-percentile Hausdorff distance of the target in mm, mean over target-bearing cases")
-metric("target_nsd", True, "normalised surface Dice of the target at a mm tolerance, mean over target-bearing cases")
+metric("target_nsd", True, "normalised surface Dice of the target at a mm tolerance, mean over target-bearing cases", rope=0.01)
 metric("fp_outside_guide_ml", False, "predicted target volume outside the true guide organ in mL, mean over cases")
-metric("target_sensitivity", True, "share of true target components hit by the prediction")
+metric("target_sensitivity", True, "share of true target components hit by the prediction", rope=0.01)
 metric("target_train_loss", False, "target segmenter training loss per epoch (learning curve)")
 metric("guide_train_loss", False, "guide-organ segmenter training loss per epoch (learning curve)")
 # Costs, logged for every trial by the search backends so multi-objective searches and --pareto can use them.
@@ -98,6 +101,13 @@ def base_name(metric_name: str) -> str:
         if metric_name.startswith(family + "_"):
             return family
     return metric_name
+
+
+def practical_difference(metric_name: str) -> float | None:
+    """The declared region of practical equivalence of a (possibly prefixed, ``@fold``/``@run``-suffixed)
+    metric name; None when its base declares none or is not declared."""
+    base = base_name(metric_name.split("@")[0])
+    return METRICS.get(base).rope if base in METRICS else None
 
 
 def higher_is_better(metric_name: str) -> bool:

@@ -237,17 +237,17 @@ def _runs_for(cases: CaseData) -> pd.DataFrame:
     return cells.assign(val_accuracy=np.where(cells["arm"] == "better", 2.0, 1.0) + cells["fold"] * 0.1)
 
 
-def test_a_known_difference_is_better_and_an_identical_arm_is_no_detectable_difference():
+def test_a_known_difference_is_better_and_an_identical_arm_is_practically_equivalent():
     cases = _cases(0.05)
     metrics = plan.MetricPlan("val_lesion_dice", ("val_accuracy", "val_missing"))
     result = analyse(cases, _runs_for(cases), metrics, "dice", {"dice": 1.0, "better": 1.0, "same": 1.0},
                      resamples=500)
     assert result.verdicts == ["better: better than dice (alpha = 0.05)",
-                               "same: no detectable difference from dice (alpha = 0.05)"]
+                               "same: practically equivalent to dice (within ±0.01) (alpha = 0.05)"]
     primary = result.table[result.table["metric"] == "val_lesion_dice"].set_index("arm")
     assert primary.loc["better", "delta"] == pytest.approx(0.05, abs=0.01)
     assert primary.loc["better", "test_case"] == "wilcoxon" and primary.loc["dice", "unit"] == "case"
-    assert primary.loc["better", "test"] == "paired t over 3 folds (seed means)"
+    assert primary.loc["better", "test"] == "Dunnett max-t over 3 folds, arm x fold pooled (4 df)"
     per_run = result.table[result.table["metric"] == "val_accuracy"].set_index("arm")
     assert set(per_run["unit"]) == {"run"} and set(per_run["n"]) == {15}
     assert per_run.loc["better", "verdict"].startswith("no verdict")  # +1.0 in every run: zero variance

@@ -238,12 +238,14 @@ def test_a_clear_difference_is_better_flipped_worse_and_an_identical_pair_no_dif
     assert list(table["arm"]) == ["dice", "spread_dice", "copy"]
     assert by_arm.loc["spread_dice", "verdict"] == "better than dice"
     assert by_arm.loc["spread_dice", "delta_low"] > 0.05 and by_arm.loc["spread_dice", "p_case"] < 1e-6
-    assert by_arm.loc["spread_dice", "test"] == "paired t over 3 folds (seed means)"
+    assert by_arm.loc["spread_dice", "test"] == "Dunnett max-t over 3 folds, arm x fold pooled (4 df)"
     assert (by_arm.loc["spread_dice", "n_folds"], by_arm.loc["spread_dice", "n_seeds"]) == (3, 5)
     assert by_arm.loc["copy", "verdict"] == "no detectable difference from dice"
     assert by_arm.loc["copy", "p_case"] == 1.0 and by_arm.loc["copy", "delta"] == 0.0
     assert by_arm.loc["dice", "verdict"] == "baseline" and np.isnan(by_arm.loc["dice", "p"])
-    assert table["p_adjusted"].iloc[1:2].to_numpy() == pytest.approx(table["p"].iloc[1:2].to_numpy())
+    # the identical arm counts in the family (t = 0): the max-t p lies between the arm's p and Bonferroni's
+    p, adjusted = by_arm.loc["spread_dice", "p"], by_arm.loc["spread_dice", "p_adjusted"]
+    assert p <= adjusted <= 2 * p
     assert (table["n"] == 60).all() and by_arm.loc["spread_dice", "mean"] == pytest.approx(np.mean(base + 0.08), abs=0.01)
     for arm in ("dice", "spread_dice"):  # the table's CI is the arm's pooled case bootstrap, its ranks bootstrap_ranks'
         summary = arm_summary(arm_cases(frame, "dice")[arm], resamples=500)
@@ -256,22 +258,77 @@ def test_a_clear_difference_is_better_flipped_worse_and_an_identical_pair_no_dif
     assert flipped.loc["spread_dice", "verdict"] == "worse than dice"
 
 
-def test_the_verdict_is_the_t_test_of_fold_means_with_holm_over_arms():
+def _fold_mean_table(arms, folds):
+    """Arm x fold means of S x N per-case values whose case c is in fold c % folds (as _tidy lays them out)."""
+    return {arm: np.array([v[:, f::folds].mean() for f in range(folds)]) for arm, v in arms.items()}
+
+
+def test_the_verdict_is_the_arm_plus_fold_model_of_fold_means_with_dunnett_over_arms():
+    """The pooled family test against statsmodels' OLS of y ~ arm + fold on the fold means (its t, p and
+    interval) and its max-t adjustment against a brute-force draw of the multivariate t."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
     rng = np.random.default_rng(11)
     base = rng.normal(0.7, 0.1, (5, 40))
-    arms = {"dice": base, "a": base + rng.normal(0.01, 0.03, base.shape), "b": base + rng.normal(0.0, 0.03, base.shape)}
-    frame = _tidy(arms, folds=4)
-    table = compare_arms(frame, "dice", "dice", higher_is_better=True, resamples=100).set_index("arm")
-    for arm in ("a", "b"):
-        d = arms[arm] - base  # S × N; case c is in fold c % 4
-        fold_means = np.array([d[:, f::4].mean() for f in range(4)])
-        expected = ttest_1samp(fold_means, 0.0)
+    arms = {"dice": base, "a": base + rng.normal(0.01, 0.03, base.shape), "b": base + rng.normal(0.0, 0.03, base.shape),
+            "c": base + rng.normal(0.02, 0.03, base.shape)}
+    table = compare_arms(_tidy(arms, folds=4), "dice", "dice", higher_is_better=True, resamples=100).set_index("arm")
+    means = _fold_mean_table(arms, 4)
+    long = pd.DataFrame([{"arm": a, "fold": f, "y": m[f]} for a, m in means.items() for f in range(4)])
+    fit = smf.ols("y ~ C(arm, Treatment('dice')) + C(fold)", long).fit()
+    t_abs = []
+    for arm in ("a", "b", "c"):
+        term = f"C(arm, Treatment('dice'))[T.{arm}]"
+        assert table.loc[arm, "run_delta"] == pytest.approx(fit.params[term])
+        assert table.loc[arm, "p"] == pytest.approx(fit.pvalues[term])
+        lo, hi = fit.conf_int(0.05).loc[term]
+        assert (table.loc[arm, "run_delta_low"], table.loc[arm, "run_delta_high"]) == pytest.approx((lo, hi))
+        assert table.loc[arm, "test"] == "Dunnett max-t over 4 folds, arm x fold pooled (9 df)"
+        t_abs.append(abs(fit.tvalues[term]))
+    # P(max |T| >= |t_a|), T trivariate t (9 df, correlation 0.5), by 400,000 direct draws
+    draws = np.random.default_rng(0)
+    shape = np.full((3, 3), 0.5) + 0.5 * np.eye(3)
+    z = draws.multivariate_normal(np.zeros(3), shape, size=400_000)
+    t = z / np.sqrt(draws.chisquare(fit.df_resid, size=(400_000, 1)) / fit.df_resid)
+    brute = [(np.abs(t).max(axis=1) >= x).mean() for x in t_abs]
+    assert table.loc[["a", "b", "c"], "p_adjusted"].to_numpy() == pytest.approx(brute, abs=0.004)
+
+
+def test_arms_whose_runs_vary_unlike_fall_back_to_a_t_test_per_arm_with_holm():
+    rng = np.random.default_rng(11)
+    base = rng.normal(0.7, 0.1, (5, 40))
+    arms = {"dice": base, "a": base + rng.normal(0.01, 0.03, base.shape),
+            "wild": base + rng.normal(0.0, 0.03, base.shape) + np.repeat(np.array([[0.3, -0.4, 0.5, -0.2]]), 10, 0).T.reshape(1, -1)[:, np.argsort(np.arange(40) % 4, kind="stable")]}
+    table = compare_arms(_tidy(arms, folds=4), "dice", "dice", higher_is_better=True, resamples=100).set_index("arm")
+    assert table.loc["a", "test"].startswith("paired t over 4 folds (seed means), Holm")
+    means = _fold_mean_table({a: v - base for a, v in arms.items()}, 4)
+    for arm in ("a", "wild"):
+        expected = ttest_1samp(means[arm], 0.0)
         assert table.loc[arm, "p"] == pytest.approx(expected.pvalue)
-        assert table.loc[arm, "run_delta"] == pytest.approx(fold_means.mean())
+        assert table.loc[arm, "run_delta"] == pytest.approx(means[arm].mean())
         lo, hi = expected.confidence_interval(0.95)
         assert (table.loc[arm, "run_delta_low"], table.loc[arm, "run_delta_high"]) == pytest.approx((lo, hi))
-    assert table.loc[["a", "b"], "p_adjusted"].to_numpy() == pytest.approx(
-        multipletests(table.loc[["a", "b"], "p"], method="holm")[1])
+    assert table.loc[["a", "wild"], "p_adjusted"].to_numpy() == pytest.approx(
+        multipletests(table.loc[["a", "wild"], "p"], method="holm")[1])
+
+
+def test_equivalence_is_a_verdict_when_the_interval_lies_inside_the_rope():
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.7, 0.1, (5, 60))
+    arms = {"dice": base, "near": base + rng.normal(0.0, 0.002, base.shape),
+            "far": base + rng.normal(0.05, 0.002, base.shape), "noisy": base + rng.normal(0.0, 0.3, base.shape)}
+    table = compare_arms(_tidy(arms, folds=5), "dice", "dice", higher_is_better=True, resamples=100,
+                         rope=0.01).set_index("arm")
+    assert table.loc["near", "verdict"] == "practically equivalent to dice (within ±0.01)"
+    assert table.loc["far", "verdict"] == "better than dice"
+    assert table.loc["noisy", "verdict"] == "no detectable difference from dice"
+    wide = compare_arms(_tidy(arms, folds=5), "dice", "dice", higher_is_better=True, resamples=100, rope=1e-4)
+    assert wide.set_index("arm").loc["near", "verdict"] == "no detectable difference from dice"
+    from bench.metrics import practical_difference
+
+    assert practical_difference("val_lesion_dice") == 0.01 and practical_difference("val_auroc@fold") == 0.01
+    assert practical_difference("val_lesion_hd95") is None  # a distance declares none: no equivalence verdict
 
 
 def test_fewer_than_five_seeds_is_descriptive_only_never_better():
@@ -482,7 +539,7 @@ def test_csv_and_markdown_hold_every_column(tmp_path):
             "compute (trial-hours) |") in md
     assert "### val_lesion_dice (higher is better)" in md
     assert "| spread_dice | 20 | 2 x 5 |" in md and "better than dice |" in md and "| 2.25 |" in md
-    assert "(paired t over 2 folds (seed means))" in md
+    assert "(Dunnett max-t over 2 folds, arm x fold pooled (1 df))" in md
     row = table.iloc[1]  # one number of decimals per interval (what its CI supports), signed difference
     from bench.compare_stats._table import ci_decimals
 

@@ -157,7 +157,7 @@ def run_comparison(args) -> int:
         text = stored.header() + "\n" + render(shown, "wide" if args.wide else "table")
         others = sorted(set(table["metric"]) - {stored.metric})
         if not args.wide:
-            text += (f"\nadj. p: {', '.join(tests)}, Holm-adjusted over the arms; detectable: the smallest Δ "
+            text += (f"\nadj. p: {', '.join(tests)}, adjusted over the arms; detectable: the smallest Δ "
                      f"detectable with 80% power; hours: trial-hours of all runs of the arm; the case-level Δ "
                      f"(given these models): --wide")
         if others and not args.wide:

@@ -70,7 +70,8 @@ def metric_source(metric: str, cases: CaseData, runs: pd.DataFrame) -> str | Non
 
 
 def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: str,
-            trial_hours: Mapping[str, float], alpha: float = ALPHA, resamples: int = 2000) -> Analysis:
+            trial_hours: Mapping[str, float], alpha: float = ALPHA, resamples: int = 2000,
+            rope: float | None = None) -> Analysis:
     """Compare every arm with ``baseline`` on each metric of ``metrics``; verdict lines from the primary one.
 
     Args:
@@ -79,6 +80,8 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
         metrics: primary and other metrics; others nobody logged are skipped with a note.
         baseline: the baseline arm's label.
         trial_hours: arm -> hours of all its runs (the compute column).
+        rope: region of practical equivalence of the primary metric (default: the metric's declared one);
+            the other metrics use their declared ones.
 
     Raises:
         ConfigError: the primary metric is not available from these runs.
@@ -96,7 +99,8 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
             notes.append(f"{metric}: not logged by these runs, left out.")
             continue
         try:
-            table = _one_metric(metric, source, cases, runs, baseline, trial_hours, alpha, resamples)
+            table = _one_metric(metric, source, cases, runs, baseline, trial_hours, alpha, resamples,
+                                rope if metric == metrics.primary else None)
         except BenchError as exc:
             if metric == metrics.primary:
                 raise
@@ -116,8 +120,9 @@ def analyse(cases: CaseData, runs: pd.DataFrame, metrics: MetricPlan, baseline: 
 
 
 def _one_metric(metric: str, source: str, cases: CaseData, runs: pd.DataFrame, baseline: str,
-                trial_hours: Mapping[str, float], alpha: float, resamples: int) -> pd.DataFrame:
-    common = {"alpha": alpha, "resamples": resamples, "trial_hours": trial_hours}
+                trial_hours: Mapping[str, float], alpha: float, resamples: int,
+                rope: float | None = None) -> pd.DataFrame:
+    common = {"alpha": alpha, "resamples": resamples, "trial_hours": trial_hours, "rope": rope}
     if source == "case":
         patient = ["group"] if "group" in cases.frame else []  # per-case tests on patient means
         frame = cases.frame[["arm", "fold", "seed", "case", *patient, metric]]

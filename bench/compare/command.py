@@ -67,6 +67,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="combine finished comparisons (parent run ids) of several tasks or data sets: mean ranks, "
                         "Friedman test and critical-difference diagram")
     s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.add_argument("--rope", type=float, metavar="X",
+                   help="region of practical equivalence of the primary metric: an arm whose difference lies "
+                        "within +-X (two one-sided tests) is 'practically equivalent' (default: the metric's "
+                        "declared one, 0.01 for AUROC and Dice scores)")
     s.add_argument("--plan-for", type=float, metavar="DELTA",
                    help="train nothing: from the finished pilot comparison --name (its run-to-run and fold "
                         "variances), print how many seeds each arm would need to detect a difference DELTA of the "
@@ -111,6 +115,8 @@ def run(args) -> int:
     """Run ``bench compare`` with parsed ``args``; 0 when the comparison finished (or the summary was written)."""
     if args.summarize:
         return _summarize(args)
+    if args.rope is not None and not args.rope > 0:
+        raise ConfigError(f"--rope must be a difference > 0 of the primary metric, but got {args.rope:g}.")
     if args.plan_for is not None:
         return _plan_for(args)
     if not args.task:
@@ -155,7 +161,7 @@ def run(args) -> int:
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      resamples=args.resamples, stage_cache=args.stage_cache == "on",
-                     task_params=task_param_overrides(args).get("task_params"))
+                     task_params=task_param_overrides(args).get("task_params"), rope=args.rope)
     print(f"\ncomparison {result.name} (parent run {result.parent_run_id}): {result.n_ran} runs now, "
           f"{result.n_skipped} finished earlier, {result.n_failed} failed, {result.killed_closed} killed runs "
           f"closed; {result.seconds:.0f} s, {result.trial_hours_total:.3f} trial-hours")

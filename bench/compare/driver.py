@@ -91,7 +91,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             workers: int | None = None, backend: str = "optuna", address: str | None = None,
             cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
             resamples: int = 2000, stage_cache: bool = True,
-            task_params: Mapping[str, Any] | None = None) -> ComparisonResult:
+            task_params: Mapping[str, Any] | None = None, rope: float | None = None) -> ComparisonResult:
     """Run (or resume) a controlled comparison of the arms of ``dimension`` and return its statistics.
 
     Args:
@@ -117,6 +117,7 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
             trained once per fold x seed; False trains every stage in every run.
         task_params: task parameters set for every arm (``TaskSpec.cli_params`` on the command line), merged
             key by key over the preset's and the base configuration's; kept with the comparison for resume.
+        rope: region of practical equivalence of the primary metric (default: the metric's declared one).
 
     Raises:
         ConfigError: bad dimension, arm, baseline, fold count, config source, an existing name without
@@ -126,14 +127,14 @@ def compare(task: str, dimension: str | None = None, arms: Sequence[str] | None 
     with stages.switched(stage_cache):  # worker processes and Ray tasks inherit the setting
         return _compare(task, dimension, arms, baseline, folds, seeds, preset, space, config_from, tune, metric,
                         resume, name, on_progress, data=data, data_format=data_format, seed=seed, export=export,
-                        execution=execution, resamples=resamples, task_params=dict(task_params or {}))
+                        execution=execution, resamples=resamples, task_params=dict(task_params or {}), rope=rope)
 
 
 def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, baseline: str | None, folds: int | None,
              seeds: int | None, preset: str | None, space: str | None, config_from: str | None, tune: int,
              metric: str | None, resume: bool, name: str | None, on_progress: Callable[[Progress], None] | None, *,
              data: str, data_format: str, seed: int, export: str | Path | None, execution: Execution,
-             resamples: int, task_params: dict[str, Any]) -> ComparisonResult:
+             resamples: int, task_params: dict[str, Any], rope: float | None = None) -> ComparisonResult:
     if tune < 0 or (folds is not None and folds < 2) or (seeds is not None and seeds < 1):
         raise ConfigError(f"--folds must be >= 2, --seeds >= 1 and --tune >= 0, but got {folds}, {seeds}, {tune}.")
     from bench.search.space import load_space
@@ -211,7 +212,7 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
             ran, failed = _run_jobs(tracker, context, jobs, done, configs, prepared.split_hash, execution, on_progress,
                                     spec.stages)
             result = _conclude(tracker, name, task, parent, dim, plan_metrics, settings, ran, len(jobs) - ran, failed,
-                               killed, started, resamples)
+                               killed, started, resamples, rope)
             result.stages_trained, result.stages_loaded = _stage_counts(tracker, name)
             from bench.compare.export import log_outputs, write_outputs
 
@@ -346,7 +347,7 @@ def _arm_configs(tracker: Tracker, parent: str, existing: Any, dim: planning.Dim
 
 def _conclude(tracker: Tracker, name: str, task: str, parent: str, dim: planning.Dimension,
               metrics: planning.MetricPlan, settings: dict[str, Any], ran: int, skipped: int, failed: int,
-              killed: int, started: float, resamples: int) -> ComparisonResult:
+              killed: int, started: float, resamples: int, rope: float | None = None) -> ComparisonResult:
     table = store.run_table(store.comparison_runs(tracker, name))
     usable, dropped = usable_runs(table, dim.labels)
     if usable.empty:
@@ -355,7 +356,7 @@ def _conclude(tracker: Tracker, name: str, task: str, parent: str, dim: planning
                          f"(failures: {reasons}). See the runs of comparison {name} in MLflow.")
     cases = case_data(tracker, usable)
     hours = trial_hours(table, dim.labels)
-    analysis = analyse(cases, usable, metrics, dim.label(dim.baseline), hours, resamples=resamples)
+    analysis = analyse(cases, usable, metrics, dim.label(dim.baseline), hours, resamples=resamples, rope=rope)
     return ComparisonResult(name, task, parent, metrics.primary, dim.label(dim.baseline), dim.labels, settings,
                             analysis, table, cases, ran, skipped, failed, killed, dropped,
                             round(time.time() - started, 2), hours)

@@ -1,10 +1,11 @@
 """Statistics of ``bench compare``: paired comparisons of arms (strategies) over K folds × S seeds.
 
 The verdict's unit is the training run (:mod:`bench.compare_stats._runs`): one value per arm x fold x seed,
-paired with the baseline's, seeds averaged within a fold, a t test of the K fold means
-(:func:`run_level_test`, :func:`run_level_p`), Holm over the arms, no verdict below :data:`MIN_SEEDS`
-seeds (:func:`run_verdict`); :func:`variance_components`, :func:`detectable_difference` and
-:func:`seeds_needed` say what a comparison could see. Everything below is "given these models" (the cases
+seeds averaged within a fold, every arm against the baseline as one family (:func:`many_to_one`: the arm x
+fold term pooled over the arms, Dunnett's max-t; per-arm t and Holm where the arms' run spread differs),
+"practically equivalent" within a region of practical equivalence (:func:`equivalent`), no verdict below
+:data:`MIN_SEEDS` seeds (:func:`run_verdict`); :func:`run_level_test` / :func:`run_level_p` test one arm;
+:func:`variance_components`, :func:`detectable_difference` and :func:`seeds_needed` say what a comparison could see. Everything below is "given these models" (the cases
 resampled, the trained models fixed) and describes; :mod:`bench.compare_stats._validity` checks the
 verdict by simulation with known truth.
 
@@ -34,6 +35,7 @@ Example:
 """
 
 from bench.compare_stats._delong import DeLongResult, delong_covariance, delong_test, stratified_delong_test
+from bench.compare_stats._many_to_one import ManyToOne, equivalent, many_to_one, max_t_critical, max_t_p
 from bench.compare_stats._paired import (
     PairedResult,
     bootstrap_p_value,
@@ -89,6 +91,7 @@ __all__ = [
     "ArmCases",
     "DeLongResult",
     "FriedmanResult",
+    "ManyToOne",
     "PairedResult",
     "RunTest",
     "Stratified",
@@ -105,8 +108,12 @@ __all__ = [
     "delong_test",
     "detectable_difference",
     "draws_for",
+    "equivalent",
     "friedman_nemenyi",
     "holm",
+    "many_to_one",
+    "max_t_critical",
+    "max_t_p",
     "metric_direction",
     "nemenyi_q",
     "paired_per_case",

@@ -16,6 +16,7 @@ from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
 BETTER, WORSE, SAME = "better than", "worse than", "no detectable difference from"
+EQUIVALENT = "practically equivalent to"
 
 
 class PairedResult(NamedTuple):
@@ -249,15 +250,20 @@ def metric_direction(metric: str, higher_is_better: bool | None = None) -> bool:
     return declared(metric)
 
 
-def verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: str, alpha: float = 0.05) -> str:
+def verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: str, alpha: float = 0.05,
+            equivalent_within: float | None = None) -> str:
     """"better than B" / "worse than B" when the adjusted p is below alpha (the sign of delta and the
-    metric's direction decide which), else "no detectable difference from B".
+    metric's direction decide which); else "practically equivalent to B (within +-r)" when the equivalence
+    test passed (``equivalent_within`` = r), else "no detectable difference from B": the comparison cannot
+    tell.
 
     Example:
         >>> verdict(-2.0, 0.01, higher_is_better=False, baseline="dice")
         'better than dice'
     """
     if not (np.isfinite(p_adjusted) and p_adjusted < alpha and np.isfinite(delta) and delta != 0):
+        if equivalent_within:
+            return f"{EQUIVALENT} {baseline} (within ±{equivalent_within:g})"
         return f"{SAME} {baseline}"
     return f"{BETTER if (delta > 0) == higher_is_better else WORSE} {baseline}"
 
@@ -266,7 +272,8 @@ DESCRIPTIVE = "descriptive only"
 
 
 def run_verdict(delta: float, p_adjusted: float, higher_is_better: bool, baseline: str, alpha: float = 0.05, *,
-                n_seeds: int, n_runs: int, min_seeds: int = MIN_SEEDS, pooled: bool = False) -> str:
+                n_seeds: int, n_runs: int, min_seeds: int = MIN_SEEDS, pooled: bool = False,
+                equivalent_within: float | None = None) -> str:
     """The verdict of a run-level test (:func:`bench.compare_stats.run_level_test`), or why there is none.
 
     * ``pooled``: a statistic of the predictions pooled over fold models has no per-run value to test;
@@ -284,4 +291,4 @@ def run_verdict(delta: float, p_adjusted: float, higher_is_better: bool, baselin
         return f"too few runs ({n_runs}): {DESCRIPTIVE}"
     if not np.isfinite(p_adjusted) and np.isfinite(delta) and delta != 0:
         return "no verdict: the runs' differences do not vary (zero variance)"
-    return verdict(delta, p_adjusted, higher_is_better, baseline, alpha)
+    return verdict(delta, p_adjusted, higher_is_better, baseline, alpha, equivalent_within)

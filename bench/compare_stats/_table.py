@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.compare_stats._many_to_one import ManyToOne, equivalent, many_to_one, max_t_critical
 from bench.compare_stats._paired import (
-    holm,
     metric_direction,
     paired_per_case,
     run_verdict,
@@ -18,7 +18,7 @@ from bench.compare_stats._paired import (
 )
 from bench.compare_stats._ranks import rank_table
 from bench.compare_stats._resample import ArmCases, StatisticSpec, draws_for, percentile_ci, resolve_statistic
-from bench.compare_stats._runs import detectable_difference, run_level_test
+from bench.compare_stats._runs import POWER, detectable_difference, fold_means, run_level_test
 from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
@@ -27,7 +27,7 @@ GROUP = "group"  # optional column: each case's patient as an anonymous number w
 RESULT_COLUMNS = ["metric", "arm", "n", "mean", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p",
                   "p_adjusted", "test", "verdict", "n_paired", "n_folds", "n_seeds", "run_delta", "run_delta_low",
                   "run_delta_high", "sd_fold", "sd_seed", "detectable", "p_case", "test_case", "rank", "mean_rank",
-                  "rank_low", "rank_high", "baseline", "higher_is_better", "alpha", "level"]
+                  "rank_low", "rank_high", "baseline", "higher_is_better", "alpha", "level", "rope"]
 FieldColumns = Mapping[str, "str | Sequence[str]"]
 
 
@@ -144,18 +144,23 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
                  case_key: Sequence[str] = ("fold", "case"), strata: str | None = None, alpha: float = 0.05,
                  level: float = 0.95, resamples: int = 2000, seed: int = 0,
                  trial_hours: Mapping[str, float] | None = None, runs: pd.DataFrame | None = None,
-                 min_seeds: int | None = None) -> pd.DataFrame:
+                 min_seeds: int | None = None, rope: float | None = None) -> pd.DataFrame:
     """Results table of one metric: every arm's mean and CIs and its paired comparison with the baseline.
 
-    **The verdict** comes from the training runs (:func:`bench.compare_stats.run_level_test`): the paired
-    differences of the arm and the baseline on the same fold x seed, seeds averaged within each fold, a
-    one-sample t test of the K fold means (p, its t interval ``run_delta_low``/``run_delta_high``, the
-    variance components ``sd_fold``/``sd_seed`` and the smallest difference it could detect with 80 %
-    power at alpha / m, ``detectable``); p-values Holm-adjusted over the non-baseline arms (:func:`holm`);
-    the verdict at ``alpha`` in the metric's direction (given, or declared in ``bench.metrics``), or "too
-    few runs (n): descriptive only" below ``min_seeds`` seeds (default :data:`MIN_SEEDS`). The runs'
-    values are ``runs`` (arm, fold, seed, ``metric``) or, when not given, computed from the cases
-    (:func:`run_values`); a statistic of the predictions pooled over folds has none and is descriptive.
+    **The verdict** comes from the training runs, every arm against the baseline as one family
+    (:func:`bench.compare_stats.many_to_one`): each run's value, seeds averaged within each fold, gives an
+    arms x folds table; an arm's difference is the mean over folds of its paired difference with the
+    baseline (``run_delta``, its t interval ``run_delta_low``/``run_delta_high``), tested against the arm x
+    fold variation pooled over the arms ((A - 1)(K - 1) degrees of freedom) with Dunnett's max-t over the
+    arms (``p_adjusted``), or, where the arms' run spread differs (Bartlett), each arm on its own K fold
+    values with Holm over the arms. ``sd_fold``/``sd_seed`` are the arm's variance components and
+    ``detectable`` the smallest difference the family test detects with 80 % power. The verdict at
+    ``alpha`` in the metric's direction (given, or declared in ``bench.metrics``); an undecided arm whose
+    (1 - 2 alpha) interval lies inside +-``rope`` (given, or the metric's declared region of practical
+    equivalence) is "practically equivalent"; "too few runs (n): descriptive only" below ``min_seeds``
+    seeds (default :data:`MIN_SEEDS`). The runs' values are ``runs`` (arm, fold, seed, ``metric``) or,
+    when not given, computed from the cases (:func:`run_values`); a statistic of the predictions pooled over
+    folds has none and is descriptive.
 
     **Given these models** (the trained models fixed, the cases resampled): mean and case-bootstrap CI
     (as :func:`arm_summary`), the difference's CI (``delta_low``/``delta_high``) and the case-level p
@@ -187,8 +192,17 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     values = {name: arms[name].value() for name in order}
     tests = max(1, len(order) - 1)
     patients = _patients(frame, case_key)
+    if rope is None:
+        from bench.metrics import practical_difference
+
+        rope = practical_difference(metric)
+    family = None
+    if base_grid is not None:
+        grids = {name: _run_grid(runs, metric, name).reindex(index=base_grid.index, columns=base_grid.columns)
+                 for name in order}
+        family = many_to_one(np.stack([fold_means(grids[name].to_numpy(float)) for name in order]), level)
     rows = []
-    for name in order:
+    for number, name in enumerate(order):
         row = {"metric": metric, "arm": name, "n": arms[name].n, "mean": values[name]}
         row["ci_low"], row["ci_high"] = percentile_ci(draws[name], level)
         if name != baseline:
@@ -200,30 +214,33 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
                                               clusters=patients.get("clusters"))
             row.update(delta=paired.delta, delta_low=paired.delta_low, delta_high=paired.delta_high,
                        p_case=paired.p, test_case=paired.test, n_paired=paired.n)
-            if base_grid is not None:
-                grid = _run_grid(runs, metric, name).reindex(index=base_grid.index, columns=base_grid.columns)
-                result = run_level_test((grid - base_grid).to_numpy(float), level)
-                row.update(n_folds=result.n_folds, n_seeds=result.n_seeds, run_delta=result.delta,
-                           run_delta_low=result.low, run_delta_high=result.high, p=result.p,
-                           sd_fold=result.sd_fold, sd_seed=result.sd_seed,
-                           test=f"paired t over {result.n_folds} folds (seed means)",
-                           detectable=detectable_difference(result.sd_fold, result.sd_seed, result.n_folds,
-                                                            result.n_seeds, alpha / tests))
+            if family is not None:
+                result = run_level_test((grids[name] - base_grid).to_numpy(float), level)
+                i = number - 1
+                row.update(n_folds=result.n_folds, n_seeds=result.n_seeds, run_delta=family.delta[i],
+                           run_delta_low=family.low[i], run_delta_high=family.high[i], p=family.p[i],
+                           p_adjusted=family.p_adjusted[i], sd_fold=result.sd_fold, sd_seed=result.sd_seed,
+                           test=family_test_name(family),
+                           detectable=family_detectable(family, i, alpha) if family.pooled else
+                           detectable_difference(result.sd_fold, result.sd_seed, result.n_folds,
+                                                 result.n_seeds, alpha / tests),
+                           equivalent=equivalent(family.delta[i], family.se[i], family.df[i], rope or 0.0, alpha))
         rows.append(row)
+    equivalents = {row["arm"]: bool(row.pop("equivalent", False)) for row in rows}
     table = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
     if runs is not None:
         table["n_folds"] = table["n_folds"].fillna(base_grid.shape[0])
         table["n_seeds"] = table["n_seeds"].fillna(base_grid.shape[1])
-    table["p_adjusted"] = holm(table["p"].to_numpy(float))
     table["verdict"] = [
         "baseline" if a == baseline else
         run_verdict(d, p, higher, baseline, alpha, n_seeds=s, n_runs=f * s, min_seeds=min_seeds,
-                    pooled=runs is None)
+                    pooled=runs is None, equivalent_within=rope if equivalents[a] else None)
         for a, d, p, f, s in zip(table["arm"], table["run_delta"], table["p_adjusted"],
                                  table["n_folds"].fillna(0).astype(int), table["n_seeds"].fillna(0).astype(int))]
     table["test"] = table["test"].astype(object).fillna("")
     table["test_case"] = table["test_case"].astype(object).fillna("")
     table["baseline"], table["higher_is_better"], table["alpha"], table["level"] = baseline, higher, alpha, level
+    table["rope"] = float("nan") if rope is None else float(rope)
     ranks = rank_table(order, np.array([values[a] for a in order]), np.stack([draws[a] for a in order], axis=1),
                        higher, level).set_index("arm")
     for column in ("rank", "mean_rank", "rank_low", "rank_high"):
@@ -231,6 +248,26 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     if trial_hours is not None:
         table["trial_hours"] = [trial_hours.get(a, float("nan")) for a in table["arm"]]
     return table
+
+
+def family_test_name(family: ManyToOne) -> str:
+    """How the run-level p of a family was computed, for the results table."""
+    if not np.isfinite(family.df).all():
+        return f"no test: {family.n_folds} complete fold(s)"
+    if family.pooled:
+        return f"Dunnett max-t over {family.n_folds} folds, arm x fold pooled ({int(family.df[0])} df)"
+    return (f"paired t over {family.n_folds} folds (seed means), Holm: the arms' run spread differs "
+            f"(Bartlett p {family.homogeneity_p:.3f})")
+
+
+def family_detectable(family: ManyToOne, i: int, alpha: float) -> float:
+    """Smallest |difference| the pooled max-t test detects with 80 % power: (critical + t_power) x SE (the
+    usual one-sided approximation of the noncentral t's power)."""
+    from scipy.stats import t as student_t
+
+    df = float(family.df[i])
+    critical = max_t_critical(len(family.delta), df, alpha)
+    return float((critical + student_t.ppf(POWER, df)) * family.se[i])
 
 
 def _patients(frame: pd.DataFrame, case_key: Sequence[str]) -> dict[str, np.ndarray]:
