@@ -192,3 +192,14 @@ def test_scale_data_ab_only_times_streamed_and_in_memory_training(perf_env):
 def test_scale_data_refuses_an_ab_without_a_timed_epoch(perf_env):
     with pytest.raises(BenchError, match="ab_epochs must be at least 2"):
         run_suite("scale-data", out=None, quick=True, ab_only=True, ab_epochs=1)
+
+
+def test_stats_suite_runs_the_family_grid_beside_the_two_arm_grid(perf_env, capsys):
+    from bench.perf import run_suite
+
+    result = run_suite("stats", out=None, quick=True)
+    family = result["family"]
+    assert [r["cell"] for r in family["rows"]][:2] == ["7 arms equal", "one of 6 arms better by 0.017"]
+    assert all(0 <= r["familywise_fpr"] <= 1 and 0 <= r["familywise_fpr_old"] <= 1 for r in family["rows"])
+    assert "power" in family["rows"][1] and "power" not in family["rows"][0]
+    assert family["reps"] == 20

@@ -226,7 +226,8 @@ FAMILY_CELLS: tuple[dict[str, Any], ...] = (
 
 def family_grid(reps: int = 1000, arms: int = 7, folds: int = 5, seeds: int = MIN_SEEDS, cases: int = 300,
                 run_sd: float = 0.015, rho: float = 0.0, rope: float = 0.02, alpha: float = 0.05, seed: int = 0,
-                chunk: int = 100, cells: Sequence[dict[str, Any]] = FAMILY_CELLS) -> list[dict[str, Any]]:
+                chunk: int = 100, cells: Sequence[dict[str, Any]] = FAMILY_CELLS,
+                power_delta: float = 0.017) -> list[dict[str, Any]]:
     """Familywise false-positive rate (any equal arm called better or worse), power (the better arm called
     better) and the equivalence rate of the equal arms, for the verdict's procedure and the earlier one on
     the same simulated runs, in every cell of ``cells``."""
@@ -234,7 +235,7 @@ def family_grid(reps: int = 1000, arms: int = 7, folds: int = 5, seeds: int = MI
     for number, spec in enumerate(cells):
         rng = np.random.default_rng([seed, 7, number])
         deltas = np.zeros(arms)
-        deltas[1] = spec["better"]
+        deltas[1] = power_delta if spec["better"] else 0.0
         scale = np.ones(arms)
         scale[-1] = spec.get("sd_scale", 1.0)
         null = np.asarray(deltas[1:] == 0)

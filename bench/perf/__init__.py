@@ -47,7 +47,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "leaderboard": {"runs": 50, "repeats": 1, "cold_repeats": 1},
     "cli": {"repeats": 1, "runs": 20},
     "stages": {"arms": ["none", "soft_mask"], "folds": 2, "preset": "smoke", "resamples": 100},
-    "stats": {"reps": 40, "cases": [33], "run_sds": [0.015], "rhos": [0.0], "power_seeds": [5], "markdown": None},
+    "stats": {"reps": 40, "cases": [33], "run_sds": [0.015], "rhos": [0.0], "power_seeds": [5], "markdown": None,
+              "family_reps": 20},
     "scale-data": {"patients": [12, 24], "image_size": 32, "seg_epochs": 1, "cls_epochs": 1, "batch_size": 8},
 }
 
@@ -159,7 +160,15 @@ def _headline(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         five = next((c["power"] for c in result["power_by_seeds"] if c["seeds"] == 5), float("nan"))
         return [("largest false-positive rate of the verdict over the grid",
                  f"{result['max_false_positive_rate']:.3f}", "<= 0.06", "yes" if result["met"] else "no"),
-                ("power at 5 seeds, +0.017 AUROC, 100 cases per fold, run SD 0.015", f"{five:.3f}", "-", "-")]
+                ("power at 5 seeds, +0.017 AUROC, 100 cases per fold, run SD 0.015", f"{five:.3f}", "-", "-")] + ([
+                ("7 arms: largest familywise false-positive rate of the verdict",
+                 f"{result['family']['max_familywise_fpr']:.3f}", "<= 0.06",
+                 "yes" if result["family"]["max_familywise_fpr"] <= 0.06 else "no"),
+                ("7 arms: power ratio (new/old) for one arm +0.017 AUROC, 300 cases per fold",
+                 f"{result['family']['power_ratio']:.2f}", ">= 2", "yes" if result["family"]["power_ratio"] >= 2 else "no"),
+                ("7 arms all equal: share called practically equivalent within ±0.02",
+                 f"{result['family']['equivalent_rate_all_equal']:.3f}", ">= 0.8",
+                 "yes" if result["family"]["equivalent_rate_all_equal"] >= 0.8 else "no")] if "family" in result else [])
     if name == "scale-data" and result["settings"].get("ab_only"):
         ab, settings = result["training_ab"], result["settings"]
         stream = (ab["stream_images_per_s"] + ab["stream_again_images_per_s"]) / 2
