@@ -295,34 +295,44 @@ def test_the_verdict_is_the_arm_plus_fold_model_of_fold_means_with_dunnett_over_
     assert table.loc[["a", "b", "c"], "p_adjusted"].to_numpy() == pytest.approx(brute, abs=0.004)
 
 
-def test_arms_whose_runs_vary_unlike_fall_back_to_a_t_test_per_arm_with_holm():
+def test_an_arm_whose_runs_vary_unlike_the_others_is_set_apart_and_tested_on_its_own():
+    """Bartlett rejects equal spread: the wild arm is tested by its own fold values (t, K - 1 df, Bonferroni
+    x m); the others keep the variance pooled over the whole table (OLS of y ~ arm + fold on every arm)."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
     rng = np.random.default_rng(11)
     base = rng.normal(0.7, 0.1, (5, 40))
+    swing = np.array([0.3, -0.4, 0.5, -0.2])[np.arange(40) % 4]  # case c is in fold c % 4: one shift per fold
     arms = {"dice": base, "a": base + rng.normal(0.01, 0.03, base.shape),
-            "wild": base + rng.normal(0.0, 0.03, base.shape) + np.repeat(np.array([[0.3, -0.4, 0.5, -0.2]]), 10, 0).T.reshape(1, -1)[:, np.argsort(np.arange(40) % 4, kind="stable")]}
+            "wild": base + rng.normal(0.0, 0.03, base.shape) + swing}
     table = compare_arms(_tidy(arms, folds=4), "dice", "dice", higher_is_better=True, resamples=100).set_index("arm")
-    assert table.loc["a", "test"].startswith("paired t over 4 folds (seed means), Holm")
-    means = _fold_mean_table({a: v - base for a, v in arms.items()}, 4)
-    for arm in ("a", "wild"):
-        expected = ttest_1samp(means[arm], 0.0)
-        assert table.loc[arm, "p"] == pytest.approx(expected.pvalue)
-        assert table.loc[arm, "run_delta"] == pytest.approx(means[arm].mean())
-        lo, hi = expected.confidence_interval(0.95)
-        assert (table.loc[arm, "run_delta_low"], table.loc[arm, "run_delta_high"]) == pytest.approx((lo, hi))
-    assert table.loc[["a", "wild"], "p_adjusted"].to_numpy() == pytest.approx(
-        multipletests(table.loc[["a", "wild"], "p"], method="holm")[1])
+    assert table.loc["wild", "test"] == ("paired t over 4 folds (seed means), set apart: its runs vary unlike the "
+                                         "others' (Bonferroni)")
+    assert table.loc["a", "test"] == "Dunnett max-t over 4 folds, arm x fold pooled (6 df, 1 of 2 arms)"
+    wild = _fold_mean_table({"wild": arms["wild"] - base}, 4)["wild"]
+    expected = ttest_1samp(wild, 0.0)
+    assert table.loc["wild", "p"] == pytest.approx(expected.pvalue)
+    assert table.loc["wild", "p_adjusted"] == pytest.approx(min(1.0, 2 * expected.pvalue))
+    lo, hi = expected.confidence_interval(0.95)
+    assert (table.loc["wild", "run_delta_low"], table.loc["wild", "run_delta_high"]) == pytest.approx((lo, hi))
+    means = _fold_mean_table(arms, 4)
+    long = pd.DataFrame([{"arm": a, "fold": f, "y": m[f]} for a, m in means.items() for f in range(4)])
+    fit = smf.ols("y ~ C(arm, Treatment('dice')) + C(fold)", long).fit()
+    pooled_p = fit.pvalues["C(arm, Treatment('dice'))[T.a]"]
+    assert table.loc["a", "p"] == pytest.approx(pooled_p)
+    assert table.loc["a", "p_adjusted"] == pytest.approx(min(1.0, 2 * pooled_p))  # a block of one: its own p
 
 
 def test_equivalence_is_a_verdict_when_the_interval_lies_inside_the_rope():
     rng = np.random.default_rng(3)
     base = rng.normal(0.7, 0.1, (5, 60))
     arms = {"dice": base, "near": base + rng.normal(0.0, 0.002, base.shape),
-            "far": base + rng.normal(0.05, 0.002, base.shape), "noisy": base + rng.normal(0.0, 0.3, base.shape)}
+            "far": base + rng.normal(0.05, 0.002, base.shape)}
     table = compare_arms(_tidy(arms, folds=5), "dice", "dice", higher_is_better=True, resamples=100,
                          rope=0.01).set_index("arm")
     assert table.loc["near", "verdict"] == "practically equivalent to dice (within ±0.01)"
     assert table.loc["far", "verdict"] == "better than dice"
-    assert table.loc["noisy", "verdict"] == "no detectable difference from dice"
     wide = compare_arms(_tidy(arms, folds=5), "dice", "dice", higher_is_better=True, resamples=100, rope=1e-4)
     assert wide.set_index("arm").loc["near", "verdict"] == "no detectable difference from dice"
     from bench.metrics import practical_difference

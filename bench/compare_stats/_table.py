@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.compare_stats._many_to_one import ManyToOne, equivalent, many_to_one, max_t_critical
+from bench.compare_stats._many_to_one import ManyToOne, equivalent, many_to_one
 from bench.compare_stats._paired import (
     metric_direction,
     paired_per_case,
@@ -18,7 +18,7 @@ from bench.compare_stats._paired import (
 )
 from bench.compare_stats._ranks import rank_table
 from bench.compare_stats._resample import ArmCases, StatisticSpec, draws_for, percentile_ci, resolve_statistic
-from bench.compare_stats._runs import POWER, detectable_difference, fold_means, run_level_test
+from bench.compare_stats._runs import POWER, fold_means, run_level_test
 from bench.compare_stats._stratified import Stratified
 from bench.errors import BenchError
 
@@ -190,7 +190,6 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     idx = draws_for(arms[baseline].statistic, arms[baseline].n, resamples, seed, _labels(arms[baseline]))
     draws = {name: arms[name].thetas(idx) for name in order}
     values = {name: arms[name].value() for name in order}
-    tests = max(1, len(order) - 1)
     patients = _patients(frame, case_key)
     if rope is None:
         from bench.metrics import practical_difference
@@ -220,10 +219,7 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
                 row.update(n_folds=result.n_folds, n_seeds=result.n_seeds, run_delta=family.delta[i],
                            run_delta_low=family.low[i], run_delta_high=family.high[i], p=family.p[i],
                            p_adjusted=family.p_adjusted[i], sd_fold=result.sd_fold, sd_seed=result.sd_seed,
-                           test=family_test_name(family),
-                           detectable=family_detectable(family, i, alpha) if family.pooled else
-                           detectable_difference(result.sd_fold, result.sd_seed, result.n_folds,
-                                                 result.n_seeds, alpha / tests),
+                           test=family_test_name(family, i), detectable=family_detectable(family, i, alpha),
                            equivalent=equivalent(family.delta[i], family.se[i], family.df[i], rope or 0.0, alpha))
         rows.append(row)
     equivalents = {row["arm"]: bool(row.pop("equivalent", False)) for row in rows}
@@ -250,23 +246,32 @@ def compare_arms(frame: pd.DataFrame, metric: str, baseline: str, *, higher_is_b
     return table
 
 
-def family_test_name(family: ManyToOne) -> str:
-    """How the run-level p of a family was computed, for the results table."""
-    if not np.isfinite(family.df).all():
+def family_test_name(family: ManyToOne, i: int) -> str:
+    """How arm ``i``'s run-level p was computed, for the results table."""
+    if not np.isfinite(family.df[i]):
         return f"no test: {family.n_folds} complete fold(s)"
-    if family.pooled:
-        return f"Dunnett max-t over {family.n_folds} folds, arm x fold pooled ({int(family.df[0])} df)"
-    return (f"paired t over {family.n_folds} folds (seed means), Holm: the arms' run spread differs "
-            f"(Bartlett p {family.homogeneity_p:.3f})")
+    if family.pooled[i]:
+        block = "" if family.pooled.all() else f", {int(family.pooled.sum())} of {len(family.pooled)} arms"
+        return f"Dunnett max-t over {family.n_folds} folds, arm x fold pooled ({int(family.df[i])} df{block})"
+    return (f"paired t over {family.n_folds} folds (seed means), set apart: its runs vary unlike the others' "
+            f"(Bonferroni)")
 
 
 def family_detectable(family: ManyToOne, i: int, alpha: float) -> float:
-    """Smallest |difference| the pooled max-t test detects with 80 % power: (critical + t_power) x SE (the
+    """Smallest |difference| arm ``i``'s family test detects with 80 % power: (critical + t_power) x SE (the
     usual one-sided approximation of the noncentral t's power)."""
     from scipy.stats import t as student_t
 
-    df = float(family.df[i])
-    critical = max_t_critical(len(family.delta), df, alpha)
+    from bench.compare_stats._many_to_one import cached_critical
+
+    df, m = float(family.df[i]), len(family.delta)
+    if not np.isfinite(df):
+        return float("nan")
+    if family.pooled[i]:
+        block = int(family.pooled.sum())
+        critical = cached_critical(block, df, alpha * block / m)
+    else:
+        critical = float(student_t.ppf(1 - alpha / (2 * m), df))
     return float((critical + student_t.ppf(POWER, df)) * family.se[i])
 
 

@@ -176,25 +176,21 @@ def holm_reject(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
 
 def family_decisions(aurocs: np.ndarray, procedure: str, alpha: float = 0.05) -> np.ndarray:
     """Signed decisions (+1 arm above the baseline, -1 below, 0 none) of every non-baseline arm of (reps, A,
-    K, S) simulated runs: ``many_to_one`` (the verdict's: :func:`bench.compare_stats._many_to_one.contrasts`,
-    max-t over the pooled arm x fold term or Holm per arm) or ``holm_t`` (the earlier procedure: t over each
-    arm's K fold means, Holm over the arms). No decision below MIN_SEEDS seeds."""
-    from bench.compare_stats._many_to_one import contrasts, max_t_critical
+    K, S) simulated runs: ``many_to_one`` (the verdict's: :func:`bench.compare_stats._many_to_one.family_rejects`
+    on each replicate's arm x fold table of seed means) or ``holm_t`` (the earlier procedure: t over each arm's
+    K fold means, Holm over the arms). No decision below MIN_SEEDS seeds."""
+    from bench.compare_stats._many_to_one import family_rejects
     from bench.compare_stats._runs import fold_means
 
-    reps, arms, folds, seeds = aurocs.shape
+    reps, arms, _, seeds = aurocs.shape
     if seeds < MIN_SEEDS:
         return np.zeros((reps, arms - 1), int)
+    tables = fold_means(aurocs)
+    sign = np.sign(tables[:, 1:].mean(axis=-1) - tables[:, :1].mean(axis=-1))
     if procedure == "holm_t":
-        d = aurocs[:, 1:] - aurocs[:, :1]
-        reject = holm_reject(run_level_p(d), alpha)
-        sign = np.sign(np.nanmean(fold_means(d), axis=-1))
+        reject = holm_reject(run_level_p(aurocs[:, 1:] - aurocs[:, :1]), alpha)
     elif procedure == "many_to_one":
-        c = contrasts(fold_means(aurocs))
-        critical = max_t_critical(arms - 1, (arms - 1) * (folds - 1), alpha)
-        pooled = c["pooled"][:, None]
-        reject = np.where(pooled, np.abs(np.nan_to_num(c["t"])) >= critical, holm_reject(c["p"], alpha))
-        sign = np.sign(c["delta"])
+        reject = np.stack([family_rejects(table, alpha) for table in tables])
     else:
         raise ValueError(f"procedure must be many_to_one or holm_t, but got {procedure!r}")
     return (reject * sign).astype(int)
@@ -207,9 +203,12 @@ def equivalence_rate(aurocs: np.ndarray, rope: float, alpha: float = 0.05) -> fl
     from bench.compare_stats._many_to_one import contrasts
     from bench.compare_stats._runs import fold_means
 
-    c = contrasts(fold_means(aurocs))
-    half = student_t.ppf(1 - alpha, c["df"]) * c["se"]
-    return float(np.mean((c["delta"] - half > -rope) & (c["delta"] + half < rope)))
+    inside = []
+    for table in fold_means(aurocs):
+        c = contrasts(table)
+        half = student_t.ppf(1 - alpha, c["df"]) * c["se"]
+        inside.append((c["delta"] - half > -rope) & (c["delta"] + half < rope))
+    return float(np.mean(inside))
 
 
 FAMILY_CELLS: tuple[dict[str, Any], ...] = (
