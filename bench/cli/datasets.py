@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import json
 
-from bench.cli._common import RAW, add_data_options, add_format, add_task, data_options, describe
+from bench.cli._common import (
+    RAW,
+    add_data_options,
+    add_format,
+    add_task,
+    data_options,
+    data_path,
+    describe,
+    per_task,
+    positive_int,
+)
 from bench.errors import BenchError
 
 EXAMPLES = (
-    "examples:\n  bench datasets make-phantom --task xray-heart --out phantom --format png\n"
-    "  bench datasets inspect phantom --task xray-heart --format png\n"
-    "  bench datasets split phantom --task xray-heart --format png"
+    "examples:\n  bench datasets make-phantom --task xray-heart --out xray_png --cases 20\n"
+    "  bench datasets inspect xray_png\n"
+    "  bench datasets split xray_png --task xray-heart\n"
+    "  bench datasets inspect phantom --task ct-lung      # the built-in phantom (a folder named phantom is read "
+    "as a folder)"
 )
 
 
@@ -27,20 +39,22 @@ def add_parser(sub) -> None:
     )
     actions = d.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    s = actions.add_parser("make-phantom", help="write the built-in phantom in a real on-disk format")
+    s = actions.add_parser("make-phantom", help="write the built-in phantom in a real on-disk format",
+                           description="Write a task's phantom in an on-disk format its readers take back.",
+                           epilog=EXAMPLES, formatter_class=RAW)
     add_task(s)
-    s.add_argument("--out", required=True, help="folder to write")
-    s.add_argument(
-        "--format", default="png", help="xray-heart: png|dicom; ct-lung: dicom|nifti|mhd (default png)"
-    )
-    s.add_argument("--cases", type=int, help="number of patients (default: the task's standard phantom)")
+    s.add_argument("--out", required=True, help="folder to write (written whole or not at all)")
+    s.add_argument("--format", metavar="FORMAT",
+                   help=per_task(lambda spec: spec.phantom_format_names()))
+    s.add_argument("--cases", type=positive_int("--cases"), metavar="N",
+                   help=per_task(lambda spec: spec.phantom_cases_help))
     s.add_argument("--seed", type=int, default=0, help="phantom generator seed (default 0)")
     s.set_defaults(func=make_phantom, prog=s.prog)
 
     s = actions.add_parser(
         "inspect", help="counts and problems of a data folder (exit 1 when it has problems)"
     )
-    s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
+    s.add_argument("path", help="data folder, or 'phantom' for the built-in one (unless a folder of that name is here)")
     add_task(s)
     add_format(s, "data format of PATH (omit for 'phantom', or to use the one format that recognises the folder)")
     add_data_options(s, "PATH")
@@ -51,7 +65,7 @@ def add_parser(sub) -> None:
     s.set_defaults(func=inspect, prog=s.prog)
 
     s = actions.add_parser("split", help="patient-grouped stratified split file (held-out test + folds)")
-    s.add_argument("path", help="data folder, or 'phantom' for the built-in one")
+    s.add_argument("path", help="data folder, or 'phantom' for the built-in one (unless a folder of that name is here)")
     add_task(s)
     add_format(s, "data format of PATH (omit for 'phantom', or to use the one format that recognises the folder)")
     # no --classes here: a class order other than the data's own gets its own split, made by the first
@@ -86,12 +100,16 @@ def _task_hook(task: str, hook: str):
 
 
 def make_phantom(args) -> int:
-    out = _task_hook(args.task, "make_phantom")(args.out, args.format, args.cases, args.seed)
-    print(f"wrote the {args.task} phantom as {args.format} to {out}")
+    from bench.tasks import TASKS
+
+    fmt = TASKS.get(args.task).phantom_format(args.format)  # refuses a format the task does not write
+    out = _task_hook(args.task, "make_phantom")(args.out, fmt, args.cases, args.seed)
+    print(f"wrote the {args.task} phantom as {fmt} to {out}")
     return 0
 
 
 def inspect(args) -> int:
+    args.path = data_path(args.path)
     classes, options = data_options(args)  # refuses those the task's data does not take, --sample too
     given = {"classes": classes, **options} if classes or options else {}
     if args.sample is not None:
@@ -109,6 +127,7 @@ def split(args) -> int:
     from bench.data.sources import write_split
     from bench.tasks import TASKS
 
+    args.path = data_path(args.path)
     _, options = data_options(args)
     fmt = args.format
     if not fmt and args.path != "phantom":

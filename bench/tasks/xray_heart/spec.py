@@ -41,10 +41,14 @@ def phantom_cases() -> list:
 
 
 def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0):
-    """`bench datasets make-phantom --task xray-heart`: ``cases`` counts patients (about 2 images each)."""
+    """`bench datasets make-phantom --task xray-heart`: ``cases`` patients (1-3 images each) and, as the
+    standard phantom's 100 + 30, 30 % as many (rounded up) site-shifted test patients; None: the standard."""
     from bench.data.phantoms.xray import make_phantom
 
-    return make_phantom(out, fmt=fmt, seed=seed, **({"n_patients": cases} if cases else {}))
+    if cases is None:
+        return make_phantom(out, fmt=fmt, seed=seed)
+    return make_phantom(out, fmt=fmt, seed=seed, n_patients=cases,
+                        n_shifted_patients=-(-cases * PHANTOM_SPEC.n_shifted_patients // PHANTOM_SPEC.n_patients))
 
 
 def inspect_data(path, fmt: str | None = None, classes=None, sample: int | None = None, **reader_options) -> dict:
@@ -86,6 +90,9 @@ SPEC = register_task(
         prepare=lazy("bench.tasks.xray_heart.data:prepare"),
         phantom_cases=phantom_cases,
         make_phantom=write_phantom,
+        phantom_formats=("png", "dicom"),
+        phantom_cases_help="N patients of 1-3 radiographs each, plus 30 % as many (rounded up) from a shifted "
+                           "site as a test part (default 100 + 30)",
         inspect=inspect_data,
         evaluate=lazy("bench.tasks.xray_heart.pipeline:evaluate"),
         build_models=lazy("bench.tasks.xray_heart.pipeline:checkpoint_models"),
