@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`bench ... | head`): no traceback, and none at exit when Python flushes stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
     except BenchError as exc:
         # "bench datasets split: error: ..." like argparse's own messages, so the failing command is named
         prog = getattr(args, "prog", None) or f"bench {args.command}"

@@ -81,7 +81,23 @@ def ls(args) -> int:
 def prune(args) -> int:
     from bench import stages
 
+    if args.stage is not None:
+        _check_stage(args.stage, stages.entries())
     removed, kept = stages.prune(args.older_than, args.stage)
     print(f"removed {len(removed)} entries ({_size(sum(e.bytes for e in removed))}); kept {len(kept)} "
           f"({_size(sum(e.bytes for e in kept))})")
     return 0
+
+
+def _check_stage(name: str, held) -> None:
+    """Refuse a ``--stage`` no task declares and no entry holds, naming the stages there are."""
+    from bench.errors import BenchError
+    from bench.tasks import TASKS
+
+    declared = {f"{stage.name} ({spec.name})": stage.name for spec in (e.obj for e in TASKS.entries())
+                for stage in spec.stages}
+    if name in declared.values() or any(e.stage == name for e in held):
+        return
+    kept_only = sorted({e.stage for e in held} - set(declared.values()))
+    names = ", ".join([*declared, *kept_only])
+    raise BenchError(f"--stage must name a stage of the cache, one of {names}, but got '{name}'.")
