@@ -33,13 +33,14 @@ def test_every_task_offers_formats_only_registered_readers_take_back():
 
 @pytest.mark.parametrize(("task", "fmt"), _offered())
 def test_each_offered_format_writes_a_folder_inspect_reads(workdir, capsys, task, fmt):
-    assert main(["datasets", "make-phantom", "--task", task, "--format", fmt, "--out", "out", "--cases", "2"]) == 0
+    cases = "20" if task == "xray-heart" else "2"  # 2D and quick; inspect checks a search could split it
+    assert main(["datasets", "make-phantom", "--task", task, "--format", fmt, "--out", "out", "--cases", cases]) == 0
     assert capsys.readouterr().out.strip() == f"wrote the {task} phantom as {fmt} to out"
     assert any((workdir / "out").rglob("*.*"))  # not an empty folder
     code = main(["datasets", "inspect", "out", "--task", _reader_task(task, fmt)])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert "problems: none" in out or "problems: []" in out
+    assert out.rstrip().endswith("problems: none")
 
 
 @pytest.mark.parametrize("task", TASKS.names())
@@ -90,7 +91,7 @@ def test_cases_counts_patients_and_the_help_says_what_is_written(workdir, capsys
 
 
 def test_a_folder_named_phantom_is_a_folder(workdir, capsys):
-    assert main(["datasets", "make-phantom", "--task", "xray-heart", "--out", "phantom", "--cases", "2"]) == 0
+    assert main(["datasets", "make-phantom", "--task", "xray-heart", "--out", "phantom", "--cases", "20"]) == 0
     capsys.readouterr()
     assert main(["datasets", "inspect", "phantom", "--task", "xray-heart", "--format", "png"]) == 0
     out = capsys.readouterr().out

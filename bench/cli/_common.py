@@ -140,14 +140,14 @@ def choice_type(choices: LazyChoices, what: str) -> Callable[[str], str]:
     return check
 
 
-def add_task(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_task(parser: argparse.ArgumentParser, required: bool = True, when: str = "") -> None:
     parser.add_argument(
         "--task",
         required=required,
         metavar="TASK",
         choices=TASK_CHOICES,
         type=choice_type(TASK_CHOICES, "task"),
-        help="benchmark task, one of: %(choices)s (details: `bench tasks`)",
+        help="benchmark task, one of: %(choices)s (details: `bench tasks`)" + (f" {when}" if when else ""),
     )
 
 

@@ -363,12 +363,14 @@ def _list_msd(table: Path, meta: dict) -> tuple[SegDataset, list[str]]:
                         f"{sorted(raw)}.") from None
     entries = meta.get("training")
     if not isinstance(entries, list):
-        raise DataError(f"{table}: dataset.json must list its cases in 'training', but got {entries!r}.")
+        raise DataError(f"{table}: dataset.json must list its cases in 'training', but "
+                        + ("it has none." if entries is None else f"got a {type(entries).__name__}."))
     files: dict[str, CaseFiles] = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
-            problems.append(f"{table}: each 'training' entry must have 'image' and 'label', but entry {i} is "
-                            f"{entry!r}.")
+            problems.append(f"{table}: each 'training' entry must have 'image' and 'label', but entry {i} "
+                            + (f"has {', '.join(map(str, entry)) or 'no keys'}." if isinstance(entry, dict)
+                               else f"is a {type(entry).__name__}."))
             continue
         image, label = root / str(entry["image"]), root / str(entry["label"])
         if image.name.startswith("._"):

@@ -341,10 +341,19 @@ def make_phantom(out: str | Path, data_format: str = "nnunet", cases: int | None
 
 
 def inspect(path: str | Path, data_format: str | None = None) -> dict:
-    """`bench datasets inspect PATH --task segmentation`: ``bench.data.seg_inspect.inspect_seg``'s report;
-    PATH "phantom" is the task's default phantom."""
+    """`bench datasets inspect PATH --task segmentation`: ``bench.data.seg_inspect.inspect_seg``'s report, every
+    problem listed (none raised); PATH "phantom" is the task's default phantom. ``data_format`` (the task's
+    names: nnunet, msd_seg or msd) must be the folder's layout."""
+    from bench.data.formats import FORMATS
     from bench.data.seg_inspect import inspect_seg
 
     if str(path) == PHANTOM:
         path = phantom_folder(TrialConfig(task=TASK))
-    return inspect_seg(path)
+    report = inspect_seg(path, strict=False)
+    if data_format:
+        fmt = SPEC.resolve_format(data_format)
+        layout = FORMATS.get(fmt).LAYOUT
+        if report["layout"] != layout:
+            raise DataError(f"{report['path']}: --format {data_format} reads the {layout} layout, but this folder "
+                            f"is {report['layout']}'s. Leave --format out, or give --format {report['layout']}.")
+    return report

@@ -54,7 +54,15 @@ def write_phantom(out, fmt: str = "png", cases: int | None = None, seed: int = 0
 def inspect_data(path, fmt: str | None = None, classes=None, sample: int | None = None, **reader_options) -> dict:
     from bench.data.inspect import inspect
 
-    return inspect(path, TASK, fmt, classes, sample, formats=SPEC.formats, **reader_options)
+    report = inspect(path, TASK, fmt, classes, sample, formats=SPEC.formats, **reader_options)
+    decoded = report.get("images_decoded", 0)
+    missing = decoded - report.get("masks", {}).get("heart", 0)
+    if missing > 0:  # what a search refuses (bench.data.radiograph), found before one starts
+        report["problems"].append(
+            f"every image needs a heart mask (xray-heart trains a heart segmenter; a search stops at the first "
+            f"image without one), but {missing} of the {decoded} images read have none. Add mask_heart to the "
+            "labels file or pick a source with masks.")
+    return report
 
 
 SPEC = register_task(
