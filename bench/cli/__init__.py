@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="AutoML benchmarking for medical imaging: search, "
         "rank and replay architectures, losses and mask guidance on standard tasks.",
     )
-    p.add_argument("--version", action="version", version=f"bench {_version()}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show library logs and warnings (MLflow, Ray, Optuna, torch) as they come")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(sub)
     compare.add_parser(sub)
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, read (importlib.metadata) only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"bench {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

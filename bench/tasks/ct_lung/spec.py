@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config import TrialConfig
-from bench.data.phantoms.ct import CLASSES, CtPhantomSpec
+from bench.data.phantoms.specs import CT_CLASSES as CLASSES
+from bench.data.phantoms.specs import CtPhantomSpec
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.data.phantoms.xray import CLASSES, XrayPhantomSpec, generate
+from bench.data.phantoms.specs import XRAY_CLASSES as CLASSES
+from bench.data.phantoms.specs import XrayPhantomSpec
 from bench.guidance import GUIDANCE
 from bench.models import CLASSIFIERS
 from bench.stages import Stage
@@ -37,6 +38,8 @@ PHANTOM_SPEC = XrayPhantomSpec()
 
 def phantom_cases() -> list:
     """The standard phantom's cases (its committed split names them)."""
+    from bench.data.phantoms.xray import generate
+
     return generate(PHANTOM_SPEC)
 
 
