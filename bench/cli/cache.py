@@ -30,10 +30,14 @@ def add_parser(sub) -> None:
         ),
     )
     actions = c.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = actions.add_parser("ls", help="entries: stage, task, size, age, last use")
+    s = actions.add_parser("ls", help="entries: stage, task, size, age, last use",
+                           description="List the stage cache's entries: task, stage, size, age, last use and key.")
     s.add_argument("--json", action="store_true", help="print the entries as JSON")
     s.set_defaults(func=ls, prog=s.prog)
-    s = actions.add_parser("prune", help="remove entries (all, or those matching the options)")
+    s = actions.add_parser("prune", help="remove entries (all, or those matching the options)",
+                           description="Remove stage cache entries: all of them, or those of one --stage, or those "
+                                       "last used more than --older-than DAYS ago. Entries another process is "
+                                       "using stay.")
     s.add_argument("--older-than", type=float, metavar="DAYS", help="only entries last used more than DAYS ago")
     s.add_argument("--stage", metavar="NAME", help="only entries of this stage (e.g. lung, segmenter)")
     s.set_defaults(func=prune, prog=s.prog)

@@ -90,7 +90,7 @@ def add_parser(sub) -> None:
         help="split file to write (default: the kept-splits folder under the cache, "
         "where searches look it up)",
     )
-    s.add_argument("--patient-regex", metavar="REGEX",
+    s.add_argument("--grouping-regex", "--patient-regex", dest="patient_regex", metavar="REGEX",
                    help="formats that name cases by id (nnunet, msd): a regex whose one group over the case id is "
                         "the patient, so a patient's cases stay in one part, e.g. '^(P\\d+)-' (default: each case "
                         "its own patient)")
@@ -200,7 +200,7 @@ def split(args) -> int:
     if not fmt and args.path != PHANTOM:
         fmt = TASKS.get(args.task).resolve_format(None, args.path)
     if args.patient_regex:
-        options["patient_regex"] = _reader_takes("patient_regex", "--patient-regex", fmt, args.patient_regex)
+        options["patient_regex"] = _reader_takes("patient_regex", "--grouping-regex", fmt, args.patient_regex)
     split_, out = write_split(
         args.path, args.task, fmt, n_folds=args.folds, seed=args.seed, out=args.out,
         phantom_cases=TASKS.get(args.task).phantom_cases, **options,

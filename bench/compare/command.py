@@ -34,7 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "or equally tuned configuration on K folds x S seeds, and compare each arm with the "
                     "baseline on the same validation cases.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--task", help="registered task (see `bench tasks`)")
+    from bench.tasks import TASKS  # read anyway by add_task_params below
+
+    s.add_argument("--task", metavar="TASK",
+                   help=f"benchmark task, one of: {', '.join(TASKS.names())} (details: `bench tasks`)")
     s.add_argument("--dimension", metavar="D", help="categorical dimension compared: guidance, seg_loss, seg_arch, "
                                                     "classifier, or any categorical parameter of the space")
     s.add_argument("--arms", metavar="A,B,...", help="values of D to compare (default: every choice of D in the space)")

@@ -411,16 +411,16 @@ def _patients(case_ids: tuple[str, ...], patient_regex: str | None) -> dict[str,
     try:
         pattern = re.compile(patient_regex)
     except re.error as exc:
-        raise DataError(f"--patient-regex must be a valid regular expression, but {patient_regex!r} is not: "
+        raise DataError(f"--grouping-regex must be a valid regular expression, but {patient_regex!r} is not: "
                         f"{exc}.") from None
     if pattern.groups != 1:
-        raise DataError(f"--patient-regex must have exactly one group (the patient), but {patient_regex!r} has "
+        raise DataError(f"--grouping-regex must have exactly one group (the patient), but {patient_regex!r} has "
                         f"{pattern.groups}. Example: '^(P\\d+)-' for case ids P0001-0, P0001-1.")
     patients = {}
     for case in case_ids:
         m = pattern.search(case)
         if not m or not m.group(1):
-            raise DataError(f"--patient-regex {patient_regex!r} must match every case id, but it does not match "
+            raise DataError(f"--grouping-regex {patient_regex!r} must match every case id, but it does not match "
                             f"'{case}'.")
         patients[case] = m.group(1)
     return patients
