@@ -38,7 +38,7 @@ def test_the_readme_first_screen_has_the_install_the_main_job_and_where_the_resu
     for needed in ("## Install", "pip install", "bench search --task xray-heart", "bench leaderboard",
                    "Where the results are", "mlflow.db"):
         assert needed in first, needed
-    assert len(re.findall(r"^## Your own data", README, re.M)) == 1
+    assert len(re.findall(r"^## Your own data", README, re.MULTILINE)) == 1
 
 
 def test_the_readme_times_agree_with_the_presets():
