@@ -96,3 +96,16 @@ def test_a_folder_named_phantom_is_a_folder(workdir, capsys):
     assert main(["datasets", "inspect", "phantom", "--task", "xray-heart", "--format", "png"]) == 0
     out = capsys.readouterr().out
     assert "format: png" in out and "format: phantom" not in out
+
+
+def test_the_luna16_writer_writes_scans_or_refuses(tmp_path):
+    """Before: xray-heart's phantom (a generator of 2D images) as luna16 wrote an empty folder and an
+    annotations.csv, exit 0."""
+    from bench.data.formats import FORMATS
+    from bench.data.phantoms.xray import XrayPhantomSpec, iter_cases
+    from bench.errors import DataError
+
+    with pytest.raises(DataError, match="must be a 3D volume"):
+        FORMATS.create("luna16").write(iter_cases(XrayPhantomSpec(n_patients=2, n_shifted_patients=0)),
+                                       tmp_path / "flat")
+    assert not (tmp_path / "flat").exists()

@@ -268,7 +268,7 @@ def _run(args) -> int:
                 best = "no finished trial yet" if study is not None else ""
             advance()
             state = trial.state.name.lower()
-            reason = trial.user_attrs.get("fail_reason") if state == "fail" else None
+            reason = getattr(trial, "user_attrs", {}).get("fail_reason") if state == "fail" else None  # Ray: none
             if reason and status.line is None:  # the bar's status line is redrawn: the failure stays above it
                 out.print(f"t{trial.number:03d} failed: {short_reason(reason)}", markup=False)
             status.finished(f"t{trial.number:03d} " + (f"failed: {short_reason(reason)}" if reason else state)
