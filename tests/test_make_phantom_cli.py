@@ -96,6 +96,11 @@ def test_a_folder_named_phantom_is_a_folder(workdir, capsys):
     assert main(["datasets", "inspect", "phantom", "--task", "xray-heart", "--format", "png"]) == 0
     out = capsys.readouterr().out
     assert "format: png" in out and "format: phantom" not in out
+    from bench.cli import build_parser
+    from bench.cli.search import settings_from
+
+    settings = settings_from(build_parser().parse_args(["search", "--task", "xray-heart", "--data", "phantom"]))
+    assert settings.data == str(workdir / "phantom") and settings.data_format == "png"  # the folder, not the built-in
 
 
 def test_the_luna16_writer_writes_scans_or_refuses(tmp_path):

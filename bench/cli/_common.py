@@ -110,9 +110,10 @@ def positive_int(what: str) -> Callable[[str], int]:
 
 
 def data_path(value: str) -> str:
-    """A data argument as the commands read it: ``phantom`` is the built-in phantom unless a file or folder of
-    that name is here (a path is a path: its absolute form, which no reader takes for the phantom)."""
-    return os.path.abspath(value) if value == "phantom" and os.path.exists(value) else value
+    """``bench.data.stream.data_path``: ``phantom`` is the built-in phantom unless a folder of that name is here."""
+    from bench.data.stream import data_path as resolved
+
+    return resolved(value)
 
 
 TASK_CHOICES = LazyChoices(_task_names)

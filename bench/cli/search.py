@@ -19,6 +19,7 @@ from bench.cli._common import (
     choice_type,
     console,
     data_options,
+    data_path,
     describe,
     metric_list,
 )
@@ -196,8 +197,8 @@ def settings_from(args):
     return SearchSettings(
         task=args.task,
         preset=args.preset,
-        data=args.data or "phantom",
-        data_format=args.format or TASKS.get(args.task).default_format(args.data),
+        data=data_path(args.data) if args.data else "phantom",
+        data_format=args.format or TASKS.get(args.task).default_format(args.data and data_path(args.data)),
         trials=args.trials,
         timeout=args.timeout,
         seed=args.seed,

@@ -123,6 +123,7 @@ def run(args) -> int:
     check_store_reachable("bench compare")
     from bench.compare import compare
     from bench.compare_stats import results_markdown
+    from bench.data.stream import data_path
     from bench.tasks import TASKS
 
     _interrupt_on_sigterm()
@@ -153,8 +154,9 @@ def run(args) -> int:
     result = compare(args.task, args.dimension, arms=arms, baseline=args.baseline, folds=args.folds,
                      seeds=args.seeds, preset=args.preset, space=args.space, config_from=_config_source(args),
                      tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
-                     on_progress=progress, data=args.data or "phantom",
-                     data_format=args.format or TASKS.get(args.task).default_format(args.data), seed=args.seed,
+                     on_progress=progress, data=data_path(args.data) if args.data else "phantom",
+                     data_format=args.format or TASKS.get(args.task).default_format(args.data and data_path(args.data)),
+                     seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      resamples=args.resamples, stage_cache=args.stage_cache == "on",
