@@ -158,7 +158,11 @@ def search_display(out, task: str, n_trials: int):
     def line(text: str) -> None:
         seconds = int(time.monotonic() - start)
         with lock:
-            print(f"search {task} {seconds // 60}:{seconds % 60:02d} [{done[0]}/{n_trials}] {text}", flush=True)
+            try:
+                print(f"search {task} {seconds // 60}:{seconds % 60:02d} [{done[0]}/{n_trials}] {text}", flush=True)
+            except BrokenPipeError:  # `| head` went away: the search's own thread stops (bench.cli.main)
+                if threading.current_thread() is threading.main_thread():
+                    raise
 
     def advance() -> None:
         done[0] += 1
