@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.errors import ConfigError
 
 PARAM_DICTS = ("seg_loss_params", "guidance_params", "task_params", "reader_options")
@@ -161,10 +159,14 @@ class TrialConfig:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
+        import yaml  # here, not at the top: reading task specs (bench --help, bench tasks) needs no YAML
+
         return yaml.safe_dump(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> TrialConfig:
+        import yaml
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -246,6 +248,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """The YAML document at ``path``; one ConfigError naming the file and ``what`` it must be otherwise."""
+    import yaml
+
     path = Path(path)
     try:
         return yaml.safe_load(path.read_text())

@@ -31,3 +31,12 @@ class TrialPruned(Exception):
 class BenchWarning(UserWarning):
     """Something about bench's own state a person should act on; the CLI prints it as one line,
     ``bench: warning: ...``, wherever the stack level points."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """What went wrong in ``exc``, as a message's reason reads it: no Python repr (``KeyError('training')``
+    reads "it has no 'training'"), the first line of the text, else the exception's class name."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"it has no '{exc.args[0]}'"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

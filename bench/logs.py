@@ -31,6 +31,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A failed trial: Optuna warns twice, once with the objective's traceback; bench prints one line naming the
+    # trial and its reason instead (the traceback with -v).
+    for name in ("optuna.study._optimize", "optuna.study._tell"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in ("ray", "ray.tune", "ray.train"):  # Ray warns about its own bookkeeping (result files, banners)
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")

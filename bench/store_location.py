@@ -29,6 +29,10 @@ def store_location() -> tuple[str, Path | None]:
 
 
 STORE_PROBE_SECONDS = 5.0
+# The URI schemes MLflow's tracking client takes (mlflow.tracking._tracking_service.utils); a driver after
+# "+" (postgresql+psycopg2) counts as its database.
+MLFLOW_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc",
+                  "uc")
 
 
 def check_store_reachable(command: str) -> str:
@@ -47,6 +51,11 @@ def check_store_reachable(command: str) -> str:
     uri, path = store_location()
     where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default store"
     problem = None
+    scheme = uri.split("://", 1)[0].split("+")[0] if "://" in uri else ""
+    if scheme and scheme not in MLFLOW_SCHEMES:
+        raise BenchError(f"`{command}` needs an MLflow tracking store URI whose scheme is one of "
+                         f"{', '.join(MLFLOW_SCHEMES)}, but got {uri} ({where}). Fix MLFLOW_TRACKING_URI, or unset it "
+                         "for the mlflow.db in this folder.")
     if path is not None:
         if not path.parent.exists():
             problem = f"its folder {path.parent} does not exist"

@@ -76,3 +76,16 @@ def test_leaderboard_of_a_sql_store_does_not_import_mlflow(store, argv, monkeypa
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = _probe(argv, store, heavy=("mlflow", "sqlalchemy", *HEAVY))
     assert result["code"] == 0 and result["heavy"] == []
+
+
+@pytest.mark.parametrize(("argv", "unwanted"), [
+    (["--help"], ("numpy", "yaml", "importlib.metadata")),
+    (["datasets", "make-phantom", "--help"], ("numpy", "yaml", "importlib.metadata")),
+    (["tasks"], ("numpy", "importlib.metadata")),  # it reads the reference configurations: YAML
+    (["tasks", "--json"], ("numpy", "importlib.metadata")),
+])
+def test_the_first_commands_import_no_numpy(argv, unwanted, tmp_path):
+    """Issue 32: `bench --help` 0.28 s and `bench tasks` 0.37 s once task specs pulled in numpy (phantom
+    classes), YAML (config) and every data reader; what a person types first reads specs only."""
+    result = _probe(argv, tmp_path, heavy=unwanted)
+    assert result["heavy"] == [], f"bench {' '.join(argv)} imported {result['heavy']}"

@@ -107,7 +107,7 @@ def test_aliases_point_at_formats_of_their_task_and_unknown_names_fail_once():
             assert target in spec.formats, (spec.name, alias)
             assert spec.resolve_format(alias) == target
     ct, xray = TASKS.get("ct-lung"), TASKS.get("xray-heart")
-    assert ct.resolve_format("nifti") == "msd"  # the MSD Task06 layout, as make-phantom writes it
+    assert ct.resolve_format("nifti") == "nifti" and ct.resolve_format("msd") == "msd"  # one name per layout
     assert xray.resolve_format("dicom") == "dicom" and ct.resolve_format("dicom") == "ct_dicom"
     with pytest.raises(RegistryError, match=r"'dicom' reads data for xray-heart"):
         resolve_format("ct-lung", ct.formats, "dicom", readers={"dicom": ["xray-heart"]})  # aliases: the spec's

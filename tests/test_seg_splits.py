@@ -119,7 +119,7 @@ def test_cli_split_exports_nnunet_folds_and_refuses_a_patient_regex_where_no_rea
                                            for f in ours["folds"]]
     assert main(["datasets", "split", "phantom", "--task", "xray-heart", "--patient-regex", "(x)"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--patient-regex applies to the data formats" in err[0] and "nnunet" in err[0]
+    assert len(err) == 1 and "--grouping-regex applies to the data formats" in err[0] and "nnunet" in err[0]
 
 
 def test_cli_split_with_patient_regex_on_a_segmentation_folder(tmp_path):

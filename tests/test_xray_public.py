@@ -236,6 +236,6 @@ def test_datasets_split_and_inspect_take_the_reader_options_searches_use(workdir
     report = json.loads(capsys.readouterr().out)
     assert report["cases"] == len(written.label) and report["split"]["file"] == str(kept)
     assert main(["datasets", "inspect", root, "--task", "xray-heart", "--format", "chexmask", "--min-dice", "0.4",
-                 "--classes", "no_finding,effusion"]) == 1  # a label outside the list is reported as a problem
+                 "--classes", "no_finding,effusion"]) == 2  # a label outside the list stops the read: one line
     assert main(["datasets", "split", "phantom", "--task", "ct-lung", "--min-dice", "0.4"]) == 2
     assert "--min-dice must be data options of task ct-lung" in capsys.readouterr().err

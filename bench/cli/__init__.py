@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="AutoML benchmarking for medical imaging: search, "
         "rank and replay architectures, losses and mask guidance on standard tasks.",
     )
-    p.add_argument("--version", action="version", version=f"bench {_version()}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show library logs and warnings (MLflow, Ray, Optuna, torch) as they come")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(sub)
     compare.add_parser(sub)
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, read (importlib.metadata) only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"bench {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
@@ -53,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`bench ... | head`): no traceback, and none at exit when Python flushes stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
     except BenchError as exc:
         # "bench datasets split: error: ..." like argparse's own messages, so the failing command is named
         prog = getattr(args, "prog", None) or f"bench {args.command}"

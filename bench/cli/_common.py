@@ -68,6 +68,54 @@ def _preset_names() -> list[str]:
     return sorted({name for entry in TASKS.entries() for name in entry.obj.presets})
 
 
+class LazyHelp(str):
+    """A help text built only when argparse prints it (from the task specs, say), so building the parser
+    imports nothing; ``text()`` returns it, with argparse's ``%(...)s`` fields."""
+
+    def __new__(cls, text: Callable[[], str]):
+        help_ = super().__new__(cls, "(built when shown)")
+        help_.text = text
+        return help_
+
+    def __mod__(self, params):
+        return self.text() % params
+
+
+def per_task(line: Callable, separator: str = "; ") -> LazyHelp:
+    """Help listing ``line(spec)`` for every task (``"xray-heart: ...; ct-lung: ..."``), built when shown."""
+
+    def text() -> str:
+        from bench.tasks import TASKS
+
+        lines = ((spec.name, line(spec)) for spec in (e.obj for e in TASKS.entries()))
+        return separator.join(f"{name}: {text}" for name, text in lines if text).replace("%", "%%")
+
+    return LazyHelp(text)
+
+
+def positive_int(what: str) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number >= 1, else one line naming the flag (exit 2)."""
+
+    def check(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= 1, but got '{value}'.")
+        return number
+
+    check.__name__ = what
+    return check
+
+
+def data_path(value: str) -> str:
+    """``bench.data.stream.data_path``: ``phantom`` is the built-in phantom unless a folder of that name is here."""
+    from bench.data.stream import data_path as resolved
+
+    return resolved(value)
+
+
 TASK_CHOICES = LazyChoices(_task_names)
 FORMAT_CHOICES = LazyChoices(_format_names, extra=("phantom",))
 PRESET_CHOICES = LazyChoices(_preset_names)
@@ -93,14 +141,14 @@ def choice_type(choices: LazyChoices, what: str) -> Callable[[str], str]:
     return check
 
 
-def add_task(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_task(parser: argparse.ArgumentParser, required: bool = True, when: str = "") -> None:
     parser.add_argument(
         "--task",
         required=required,
         metavar="TASK",
         choices=TASK_CHOICES,
         type=choice_type(TASK_CHOICES, "task"),
-        help="benchmark task, one of: %(choices)s (details: `bench tasks`)",
+        help="benchmark task, one of: %(choices)s (details: `bench tasks`)" + (f" {when}" if when else ""),
     )
 
 

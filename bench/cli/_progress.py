@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 
@@ -11,27 +12,35 @@ import time
 class SearchStatus:
     """The progress line's text: the data step, the last finished trial and the running trials' stage and
     epoch. Running trials are read from the MLflow store every few seconds (their ``*_train_loss`` curve's
-    latest step), so trials in worker processes or on Ray show as well as local ones."""
+    latest step), so trials in worker processes or on Ray show as well as local ones.
+
+    With ``line`` (outside a terminal: a log file, CI, nohup) nothing is redrawn: each data step, each trial
+    entering a training stage and each finished trial is handed to ``line`` once, as it happens."""
 
     POLL_SECONDS = 5.0
 
-    def __init__(self, show):
+    def __init__(self, show, line=None):
         self.show = show
+        self.line = line
         self.last = ""  # the last finished trial and the best so far
         self.running = ""
+        self._running_stages = ""  # the running trials' stages without epochs: a change is a line
         self._lock = threading.Lock()
 
     def stage(self, text: str) -> None:
         with self._lock:
             self.last = text
-            self._show()
+            self._show(text)
 
     def finished(self, text: str) -> None:
         with self._lock:
             self.last = text
-            self._show()
+            self._show(text)
 
-    def _show(self) -> None:
+    def _show(self, new: str) -> None:
+        if self.line is not None:
+            self.line(new)
+            return
         self.show(" · ".join(t for t in (self.running, self.last) if t))  # what runs now first: lines get cut
 
     @contextlib.contextmanager
@@ -69,7 +78,12 @@ class SearchStatus:
             return
         with self._lock:
             self.running = text
-            self._show()
+            stages = re.sub(r" epoch \d+(/\d+)?", "", text)
+            if self.line is None:
+                self._show(text)
+            elif text and stages != self._running_stages:
+                self.line(text)
+            self._running_stages = stages
 
 
 class _CallbackHandler(logging.Handler):
@@ -121,3 +135,37 @@ def running_trials_text(task: str, since_ms: int) -> str:
     if len(parts) > 3:
         parts = parts[:3] + [f"+{len(parts) - 3} more"]
     return ("running: " + ", ".join(parts)) if parts else ""
+
+
+@contextlib.contextmanager
+def search_display(out, task: str, n_trials: int):
+    """``(advance, status)`` of a search: on a terminal a rich progress bar whose status line
+    :class:`SearchStatus` redraws; elsewhere (stdout a file or pipe: a batch job's log) one plain line per
+    data step, trial stage and finished trial, flushed as it happens, prefixed by the elapsed time and the
+    trials done."""
+    if out.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=out) as progress:
+            bar = progress.add_task(f"search {task}", total=n_trials, status="checking settings…")
+            yield (lambda: progress.advance(bar)), SearchStatus(lambda text: progress.update(bar, status=text))
+        return
+    start = time.monotonic()
+    done = [0]
+    lock = threading.Lock()  # the poller thread and the search thread both print
+
+    def line(text: str) -> None:
+        seconds = int(time.monotonic() - start)
+        with lock:
+            try:
+                print(f"search {task} {seconds // 60}:{seconds % 60:02d} [{done[0]}/{n_trials}] {text}", flush=True)
+            except BrokenPipeError:  # `| head` went away: the search's own thread stops (bench.cli.main)
+                if threading.current_thread() is threading.main_thread():
+                    raise
+
+    def advance() -> None:
+        done[0] += 1
+
+    line("checking settings")
+    yield advance, SearchStatus(lambda text: None, line=line)

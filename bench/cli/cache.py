@@ -30,10 +30,14 @@ def add_parser(sub) -> None:
         ),
     )
     actions = c.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = actions.add_parser("ls", help="entries: stage, task, size, age, last use")
+    s = actions.add_parser("ls", help="entries: stage, task, size, age, last use",
+                           description="List the stage cache's entries: task, stage, size, age, last use and key.")
     s.add_argument("--json", action="store_true", help="print the entries as JSON")
     s.set_defaults(func=ls, prog=s.prog)
-    s = actions.add_parser("prune", help="remove entries (all, or those matching the options)")
+    s = actions.add_parser("prune", help="remove entries (all, or those matching the options)",
+                           description="Remove stage cache entries: all of them, or those of one --stage, or those "
+                                       "last used more than --older-than DAYS ago. Entries another process is "
+                                       "using stay.")
     s.add_argument("--older-than", type=float, metavar="DAYS", help="only entries last used more than DAYS ago")
     s.add_argument("--stage", metavar="NAME", help="only entries of this stage (e.g. lung, segmenter)")
     s.set_defaults(func=prune, prog=s.prog)
@@ -81,7 +85,23 @@ def ls(args) -> int:
 def prune(args) -> int:
     from bench import stages
 
+    if args.stage is not None:
+        _check_stage(args.stage, stages.entries())
     removed, kept = stages.prune(args.older_than, args.stage)
     print(f"removed {len(removed)} entries ({_size(sum(e.bytes for e in removed))}); kept {len(kept)} "
           f"({_size(sum(e.bytes for e in kept))})")
     return 0
+
+
+def _check_stage(name: str, held) -> None:
+    """Refuse a ``--stage`` no task declares and no entry holds, naming the stages there are."""
+    from bench.errors import BenchError
+    from bench.tasks import TASKS
+
+    declared = {f"{stage.name} ({spec.name})": stage.name for spec in (e.obj for e in TASKS.entries())
+                for stage in spec.stages}
+    if name in declared.values() or any(e.stage == name for e in held):
+        return
+    kept_only = sorted({e.stage for e in held} - set(declared.values()))
+    names = ", ".join([*declared, *kept_only])
+    raise BenchError(f"--stage must name a stage of the cache, one of {names}, but got '{name}'.")

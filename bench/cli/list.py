@@ -66,8 +66,18 @@ def run(args) -> int:
         print(json.dumps(rows, indent=1, default=str))
         return 0
     for row in rows:
-        params = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items())
+        params = ", ".join(f"{k}={_shown(v)}" for k, v in row["parameters"].items())
         tasks = row.get("tasks")  # guidance: the tasks that use the strategy's family
         kind = f"{row['kind']} ({', '.join(tasks) or 'no task'})" if tasks is not None else row["kind"]
         print(f"{row['name']:<18} {kind:<32} {row['description']}" + (f"  [{params}]" if params else ""))
     return 0
+
+
+def _shown(value) -> str:
+    """A parameter's default as a person reads it: ``none`` (not ``None``), text without quotes, numbers as
+    Python writes them, a list or tuple joined by commas."""
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_shown(v) for v in value) or "empty"
+    return str(value)

@@ -6,6 +6,8 @@ The search itself (settings, trials, repeats) lives in ``bench.search``; this mo
 
 from __future__ import annotations
 
+import re
+
 from bench.cli._common import (
     PRESET_CHOICES,
     RAW,
@@ -17,6 +19,7 @@ from bench.cli._common import (
     choice_type,
     console,
     data_options,
+    data_path,
     describe,
     metric_list,
 )
@@ -194,8 +197,8 @@ def settings_from(args):
     return SearchSettings(
         task=args.task,
         preset=args.preset,
-        data=args.data or "phantom",
-        data_format=args.format or TASKS.get(args.task).default_format(args.data),
+        data=data_path(args.data) if args.data else "phantom",
+        data_format=args.format or TASKS.get(args.task).default_format(args.data and data_path(args.data)),
         trials=args.trials,
         timeout=args.timeout,
         seed=args.seed,
@@ -245,8 +248,8 @@ def _run(args) -> int:
     check_arguments(args)
     check_store_reachable("bench search")
     import optuna
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from bench.cli._progress import search_display
     from bench.search.backends import check_supported, run_search
     from bench.tasks import TASKS
 
@@ -257,42 +260,48 @@ def _run(args) -> int:
     check_supported(settings)  # an option this backend would ignore stops here, before any data or run
     n_trials = args.trials if args.trials is not None else spec.preset(args.preset).trials
     out = console()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=out,
-    ) as progress:
-        bar = progress.add_task(f"search {args.task}", total=n_trials, status="checking settings…")
-        status = SearchStatus(lambda text: progress.update(bar, status=text))
+    with search_display(out, args.task, n_trials) as (advance, status):
 
         def on_trial(study, trial):
             try:
                 best = f"best {spec.objective}={study.best_value:.4f}"
             except (ValueError, AttributeError, RuntimeError):  # none finished yet; Ray; multi-objective
                 best = "no finished trial yet" if study is not None else ""
-            progress.advance(bar)
-            status.finished(f"t{trial.number:03d} {trial.state.name.lower()}" + (f" · {best}" if best else ""))
+            advance()
+            state = trial.state.name.lower()
+            reason = getattr(trial, "user_attrs", {}).get("fail_reason") if state == "fail" else None  # Ray: none
+            if reason and status.line is None:  # the bar's status line is redrawn: the failure stays above it
+                out.print(f"t{trial.number:03d} failed: {short_reason(reason)}", markup=False)
+            status.finished(f"t{trial.number:03d} " + (f"failed: {short_reason(reason)}" if reason else state)
+                            + (f" · {best}" if best else ""))
 
         with status.watching(args.task):
             summary = run_search(settings, on_trial)
     out.print(
         f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
-        f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})"
+        f"{summary.n_failed} failed in {summary.seconds:.0f} s (storage {summary.storage})", soft_wrap=True
     )
     if settings.folds > 1:
         out.print(f"each trial's objective is the mean of folds 0..{settings.folds - 1} (per fold: metric "
                   "fold/<objective> on the trial run, one nested run per fold)")
     for reason in summary.fail_reasons[:3]:
-        out.print(f"  failed: {reason}", markup=False)
+        out.print(f"  failed: {short_reason(reason)}", markup=False, soft_wrap=True)
     if summary.n_complete:
         _print_leaderboard(args.task, summary.study, settings.objectives)
     if summary.n_complete and args.seeds > 1:
         _repeat_seeds(args, settings, summary, out)
     _print_ui_hint(args.task, out)
     return 0 if summary.n_complete else 1
+
+
+def short_reason(reason: str) -> str:
+    """A failed trial's reason as a person reads it: bench's own errors by their message, a library's by its
+    class name and message (no module path), on one line."""
+    first, sep, message = reason.partition(": ")
+    if sep and re.fullmatch(r"[\w.]+", first):
+        name = first.rsplit(".", 1)[-1]
+        reason = message if first.startswith("bench.") else f"{name}: {message}"
+    return " ".join(reason.split())
 
 
 def _print_ui_hint(task: str, out) -> None:

@@ -108,7 +108,8 @@ def reference_lines(spec, detail: bool = False) -> list[str]:
 
 
 def run(args) -> int:
-    from bench.data.formats import FORMATS
+    # a task's formats are registered ones (tests/test_formats_contract.py): no need to import the readers
+    # (and numpy) to list them
     from bench.tasks import TASKS
 
     if getattr(args, "json", False):
@@ -120,7 +121,7 @@ def run(args) -> int:
             tasks.append({
                 "name": spec.name, "description": spec.description, "objective": spec.objective,
                 "metrics": list(spec.metrics),
-                "formats": ["phantom", *[f for f in spec.formats if f in FORMATS]],
+                "formats": ["phantom", *spec.formats],
                 "default_preset": spec.default_preset,
                 "presets": {name: {"trials": p.trials, "description": p.description}
                             for name, p in spec.presets.items()},
@@ -134,7 +135,7 @@ def run(args) -> int:
         spec = entry.obj
         print(f"{spec.name}: {spec.description}")
         print(f"  objective: {spec.objective}   metrics: {', '.join(spec.metrics)}")
-        print(f"  formats: phantom (built in), {', '.join(f for f in spec.formats if f in FORMATS)}")
+        print(f"  formats: phantom (built in), {', '.join(spec.formats)}")
         if spec.params:
             own = ", ".join(f"{key} {_number(value) if value != '' else repr(value)}" for key, value in spec.params.items())
             print(f"  task parameters (task_params.<name>; defaults): {own}")

@@ -34,7 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "or equally tuned configuration on K folds x S seeds, and compare each arm with the "
                     "baseline on the same validation cases.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--task", help="registered task (see `bench tasks`)")
+    from bench.tasks import TASKS  # read anyway by add_task_params below
+
+    s.add_argument("--task", metavar="TASK",
+                   help=f"benchmark task, one of: {', '.join(TASKS.names())} (details: `bench tasks`)")
     s.add_argument("--dimension", metavar="D", help="categorical dimension compared: guidance, seg_loss, seg_arch, "
                                                     "classifier, or any categorical parameter of the space")
     s.add_argument("--arms", metavar="A,B,...", help="values of D to compare (default: every choice of D in the space)")
@@ -126,6 +129,7 @@ def run(args) -> int:
     check_store_reachable("bench compare")
     from bench.compare import compare
     from bench.compare_stats import results_markdown
+    from bench.data.stream import data_path
     from bench.tasks import TASKS
 
     _interrupt_on_sigterm()
@@ -156,8 +160,9 @@ def run(args) -> int:
     result = compare(args.task, args.dimension, arms=arms, baseline=args.baseline, folds=args.folds,
                      seeds=args.seeds, preset=args.preset, space=args.space, config_from=_config_source(args),
                      tune=args.tune or 0, metric=args.metric, resume=args.resume, name=args.name,
-                     on_progress=progress, data=args.data or "phantom",
-                     data_format=args.format or TASKS.get(args.task).default_format(args.data), seed=args.seed,
+                     on_progress=progress, data=data_path(args.data) if args.data else "phantom",
+                     data_format=args.format or TASKS.get(args.task).default_format(args.data and data_path(args.data)),
+                     seed=args.seed,
                      export=args.export, workers=args.workers, backend=args.backend, address=args.address,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      resamples=args.resamples, stage_cache=args.stage_cache == "on",

@@ -51,7 +51,7 @@ def load_nifti(path):
     """(nibabel image, its voxel array in file axis order); a missing or unreadable file is one DataError."""
     import nibabel as nib
 
-    from bench.errors import DataError
+    from bench.errors import DataError, describe_error
 
     try:
         img = nib.load(str(path))
@@ -59,7 +59,7 @@ def load_nifti(path):
     except FileNotFoundError:
         raise DataError(f"{path}: the NIfTI file must exist, but it is missing.") from None
     except Exception as exc:  # nibabel/gzip/zlib raise many types for a truncated or corrupt file
-        raise DataError(f"{path}: must be a readable NIfTI volume, but reading failed: {exc!r}.") from exc
+        raise DataError(f"{path}: must be a readable NIfTI volume, but reading failed: {describe_error(exc)}.") from exc
 
 
 def read_nifti(path) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.data.case import Case, CaseRef
 from bench.data.sources import PHANTOM, kept_split_path, source_descriptor, source_name, standard_split_path
-from bench.data.splits import check_split, load_split
+from bench.data.splits import check_split, load_split, make_split
 from bench.errors import BenchError, DataError
 
 
@@ -164,14 +164,21 @@ def _spread(refs: Sequence[CaseRef], sample: int | None) -> Sequence[CaseRef]:
 def _split_report(task: str, path, fmt, cases: Sequence[CaseRef], problems: list[str],
                   reader_options: dict) -> dict | None:
     """Parts of the standard split (if one exists for this source) with counts; leakage becomes a problem."""
+    source = PHANTOM
     if str(path) == PHANTOM:
         candidates = [standard_split_path(task, PHANTOM)]
     else:
         source = source_name(str(path), source_descriptor(str(path), fmt or "", "", reader_options))
         candidates = [standard_split_path(task, source), kept_split_path(task, source)]
     candidates = [c for c in candidates if c.is_file()]
-    if not candidates:
-        return None
+    if not candidates:  # the first search makes one: what it would refuse is a problem now
+        try:
+            split = make_split(cases, task=task, source=source)
+        except BenchError as exc:
+            problems.append(f"a search splits the data first, but it cannot: {exc}")
+            return None
+        return {"file": "none yet (the first search makes one and keeps it)", "folds": len(split.folds),
+                "parts": {name: {"cases": len(split.part(name))} for name in split.part_names}}
     patient_of = {c.id: c.patient_id for c in cases}
     try:
         split = load_split(candidates[0])

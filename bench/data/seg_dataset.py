@@ -363,12 +363,14 @@ def _list_msd(table: Path, meta: dict) -> tuple[SegDataset, list[str]]:
                         f"{sorted(raw)}.") from None
     entries = meta.get("training")
     if not isinstance(entries, list):
-        raise DataError(f"{table}: dataset.json must list its cases in 'training', but got {entries!r}.")
+        raise DataError(f"{table}: dataset.json must list its cases in 'training', but "
+                        + ("it has none." if entries is None else f"got a {type(entries).__name__}."))
     files: dict[str, CaseFiles] = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
-            problems.append(f"{table}: each 'training' entry must have 'image' and 'label', but entry {i} is "
-                            f"{entry!r}.")
+            problems.append(f"{table}: each 'training' entry must have 'image' and 'label', but entry {i} "
+                            + (f"has {', '.join(map(str, entry)) or 'no keys'}." if isinstance(entry, dict)
+                               else f"is a {type(entry).__name__}."))
             continue
         image, label = root / str(entry["image"]), root / str(entry["label"])
         if image.name.startswith("._"):
@@ -409,16 +411,16 @@ def _patients(case_ids: tuple[str, ...], patient_regex: str | None) -> dict[str,
     try:
         pattern = re.compile(patient_regex)
     except re.error as exc:
-        raise DataError(f"--patient-regex must be a valid regular expression, but {patient_regex!r} is not: "
+        raise DataError(f"--grouping-regex must be a valid regular expression, but {patient_regex!r} is not: "
                         f"{exc}.") from None
     if pattern.groups != 1:
-        raise DataError(f"--patient-regex must have exactly one group (the patient), but {patient_regex!r} has "
+        raise DataError(f"--grouping-regex must have exactly one group (the patient), but {patient_regex!r} has "
                         f"{pattern.groups}. Example: '^(P\\d+)-' for case ids P0001-0, P0001-1.")
     patients = {}
     for case in case_ids:
         m = pattern.search(case)
         if not m or not m.group(1):
-            raise DataError(f"--patient-regex {patient_regex!r} must match every case id, but it does not match "
+            raise DataError(f"--grouping-regex {patient_regex!r} must match every case id, but it does not match "
                             f"'{case}'.")
         patients[case] = m.group(1)
     return patients

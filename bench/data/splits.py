@@ -40,7 +40,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from bench.config import atomic_write_text
 from bench.data.case import Case
-from bench.errors import BenchWarning, SplitError
+from bench.errors import BenchWarning, SplitError, describe_error
 
 SPLIT_VERSION = 1
 EXTRA_PARTS = ("test_shifted",)
@@ -147,7 +147,7 @@ def make_split(
     else:
         pool_idx = np.array(pool, int)
         n_test_splits = max(2, round(1 / test_fraction))
-        _need_groups(groups[pool_idx], n_test_splits, "the held-out test part")
+        _need_groups(groups[pool_idx], n_test_splits, "splitting off the held-out test part needs")
         _need_class_patients(groups[pool_idx], strata[pool_idx], n_test_splits, stratify,
                              "the data (before the held-out test part is drawn)", warn=False)
         outer = StratifiedGroupKFold(n_splits=n_test_splits, shuffle=True, random_state=seed)
@@ -161,7 +161,7 @@ def make_split(
         val_sets = [rest_idx[np.array(official_folds) == k] for k in sorted(set(official_folds))]
         index_pairs = [(np.setdiff1d(rest_idx, v), v) for v in val_sets]
     else:
-        _need_groups(groups[rest_idx], n_folds, "the folds")
+        _need_groups(groups[rest_idx], n_folds, "the folds need")
         _need_class_patients(groups[rest_idx], strata[rest_idx], n_folds, stratify,
                              "the train/val pool" + (" (after the held-out test part)" if len(test_idx) else ""))
         inner = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -183,7 +183,7 @@ def _need_groups(groups: np.ndarray, n: int, what: str) -> None:
     found = len(set(groups.tolist()))
     if found < n:
         raise SplitError(
-            f"{what} need at least {n} patients to split {n} ways, but the data has {found}. "
+            f"{what} at least {n} patients to split {n} ways, but the data has {found}. "
             "Add data or lower --folds."
         )
 
@@ -210,15 +210,17 @@ def _need_class_patients(groups: np.ndarray, strata: np.ndarray, n_folds: int, s
         patients.setdefault(label, set()).add(group)
     counts = {label: len(p) for label, p in sorted(patients.items())}
     short = {label: n for label, n in counts.items() if n < n_folds}
-    listed = ", ".join(f"{k!r} has {v} patient(s) ({images[k]} images)" for k, v in short.items())
+    listed = ", ".join(f"{k} has {v} patient{'s' * (v != 1)} ({images[k]} image{'s' * (images[k] != 1)})"
+                       for k, v in short.items())
+    per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
     if counts and all(n < n_folds for n in images.values()):
         raise SplitError(
             f"some {stratify} must have at least {n_folds} images in {where} to stratify {n_folds} folds, but "
-            f"{listed} (patients per {stratify}: {counts}). Add data, merge classes, or lower --folds."
+            f"{listed} (patients per {stratify}: {per_class}). Add data, merge classes, or lower --folds."
         )
     if short and warn:
         warnings.warn(f"{where}: {listed}, fewer than the {n_folds} folds, so some validation folds will lack "
-                      f"it (patients per {stratify}: {counts}).", category=BenchWarning, stacklevel=3)
+                      f"it (patients per {stratify}: {per_class}).", category=BenchWarning, stacklevel=3)
 
 
 def check_split(split: Split, patient_of: Mapping[str, str], origin: str = "split") -> None:
@@ -281,7 +283,7 @@ def load_split(path: str | Path, patient_of: Mapping[str, str] | None = None) ->
             classes=tuple(str(c) for c in data.get("classes", ())),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SplitError(f"{path}: a split file must be JSON with task/source/seed/test/folds, but {exc!r}.") from exc
+        raise SplitError(f"{path}: a split file must be JSON with task/source/seed/test/folds, but {describe_error(exc)}.") from exc
     if data.get("sha256") and data["sha256"] != split.sha256:
         raise SplitError(
             f"{path}: the stored sha256 must match the content, but got {data['sha256'][:12]}… vs "

@@ -23,6 +23,14 @@ from bench.errors import DataError
 PHANTOM = "phantom"
 
 
+def data_path(value: str) -> str:
+    """A data argument as commands read it: ``phantom`` is the built-in phantom unless a file or folder of
+    that name is here (a path is a path: its absolute form, which no reader takes for the phantom)."""
+    import os
+
+    return os.path.abspath(value) if value == PHANTOM and os.path.exists(value) else value
+
+
 def scan_cases(
     data: str,
     data_format: str,

@@ -78,6 +78,10 @@ class TaskSpec:
     prepare: Callable[..., Any]  # (config) -> the task's prepared data, with .split_hash
     phantom_cases: Callable[[], list] | None = None  # the standard phantom's cases (to remake its split)
     make_phantom: Callable[..., Any] | None = None  # (out, fmt, cases, seed) -> Path
+    # `bench datasets make-phantom`: the formats make_phantom writes, the first its default, each named as the
+    # format that reads it back (``format_aliases`` apply), and what ``--cases N`` writes, in words.
+    phantom_formats: tuple[str, ...] = ()
+    phantom_cases_help: str = ""
     inspect: Callable[..., Any] | None = None  # (path, fmt, **data_options) -> JSON-able report
     headline: tuple[str, ...] = ()  # metric columns a terminal leaderboard shows besides the objective
     default_preset: str = "cpu"
@@ -187,6 +191,36 @@ class TaskSpec:
             for fmt in TASKS.get(task).formats:
                 readers.setdefault(fmt, []).append(task)
         return resolve_format(self.name, self.formats, name, path, aliases=self.format_aliases, readers=readers)
+
+    def phantom_format(self, name: str | None) -> str:
+        """The format ``make-phantom --format name`` writes (aliases applied; no name: the task's default).
+
+        Raises:
+            RegistryError: the task writes no such format; the message lists those it writes.
+        """
+        from bench.errors import RegistryError
+        from bench.registry import CLOSE_MATCH_CUTOFF
+
+        if not self.phantom_formats:
+            raise RegistryError(f"make-phantom needs a task that writes a phantom, but {self.name} writes none.")
+        if name is None:
+            return self.phantom_formats[0]
+        fmt = self.format_aliases.get(name, name)
+        if fmt in self.phantom_formats:
+            return fmt
+        names = [*self.phantom_formats, *(a for a, f in self.format_aliases.items() if f in self.phantom_formats)]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=CLOSE_MATCH_CUTOFF)
+        raise RegistryError(f"--format for {self.name} must be one of {self.phantom_format_names()}, but got "
+                            f"'{name}'." + (f" Did you mean {close[0]}?" if close else ""))
+
+    def phantom_format_names(self) -> str:
+        """``"msd (default), ct_dicom (or dicom), ..."``: the formats make-phantom writes, as help and errors
+        list them."""
+        def shown(fmt: str) -> str:
+            aliases = [a for a, f in self.format_aliases.items() if f == fmt]
+            return fmt + (f" (or {', '.join(aliases)})" if aliases else "")
+
+        return ", ".join(shown(f) + (" (default)" if i == 0 else "") for i, f in enumerate(self.phantom_formats))
 
     def default_format(self, data: str | None) -> str:
         """The format a command uses when ``--format`` is left out: the phantom without ``--data``, else the

@@ -235,7 +235,7 @@ def test_make_phantom_inspect_and_train_on_a_folder(tmp_path):
     assert report["format"] == "luna16" and report["cases"] == 12 and report["spacing_mm"]["z"]["min"] == 5.0
     with pytest.raises(ConfigError, match="format"):
         make_phantom(tmp_path / "x", "png")
-    msd = make_phantom(tmp_path / "msd", "nifti", cases=12, seed=3)
+    msd = make_phantom(tmp_path / "msd", "msd", cases=12, seed=3)
     result = run_trial(smoke(data=str(msd), data_format="msd"))
     lesion_cases = load_cases(result.previews[CASE_FILE]).fields["values"]
     if len(lesion_cases):

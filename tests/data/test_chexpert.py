@@ -63,8 +63,8 @@ def test_bad_value_and_path(chexpert_folder):
 
 
 def test_labels_outside_given_classes_are_one_error(chexpert_folder):
-    with pytest.raises(DataError, match=r"train.csv:2: the label must be one of .*\['normal'.*but got 'cardiomegaly'"
-                                        r"\. 6 rows in all .*\['cardiomegaly', 'no_cardiomegaly'\]"):
+    with pytest.raises(DataError, match=r"train.csv:2: the label must be one of .*\(normal.*but got 'cardiomegaly'"
+                                        r"\. 6 rows in all .*: cardiomegaly, no_cardiomegaly\."):
         FORMATS.create("chexpert").scan(chexpert_folder.root, ("normal", "VSD", "ASD", "TOF"))
 
 
@@ -76,7 +76,9 @@ def test_unknown_spacing_is_reported_unknown_and_the_heart_distance_is_named_in_
     from bench.tasks import TASKS
 
     report = inspect(chexpert_folder.root, "xray-heart", "chexmask")
-    assert report["problems"] == [] and report["images_decoded"] > 0
+    # a folder this small is only too small to split (what a search would say first); it reads cleanly
+    assert all(p.startswith("a search splits the data first") for p in report["problems"])
+    assert report["images_decoded"] > 0
     assert report["spacing_mm"] == "unknown"
     metrics = TASKS.get("xray-heart").metrics
     assert "heart_hd95_px" in metrics and "heart_hd95" not in metrics

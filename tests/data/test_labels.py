@@ -52,9 +52,9 @@ def test_folder_scheme_comes_from_its_labels(cardiomegaly_dicom):
 
 
 def test_reader_given_classes_refuses_all_unknown_labels_in_one_error(cardiomegaly_dicom):
-    with pytest.raises(DataError, match=r"labels.csv:\d+: the label must be one of the task's classes \['normal', "
-                                        r"'VSD', 'ASD', 'TOF'\], but got '\w+'\. \d+ rows in all have labels outside "
-                                        r"them: \['cardiomegaly', 'no_finding'\]"):
+    with pytest.raises(DataError, match=r"labels.csv:\d+: the label must be one of the task's classes \(normal, "
+                                        r"VSD, ASD, TOF\), but got '\w+'\. \d+ rows in all have labels outside "
+                                        r"them: cardiomegaly, no_finding\."):
         FORMATS.create("dicom").read(cardiomegaly_dicom.root, CLASSES)
 
 

@@ -50,7 +50,7 @@ def check_class(label: str, classes: Sequence[str] | None, where: str, hint: str
     """``label`` if it is one of ``classes``; with no classes given the scheme comes from the data: any label."""
     if classes and label not in classes:
         raise DataError(
-            f"{where}: the label must be one of the task's classes {list(classes)}, but got '{label}'."
+            f"{where}: the label must be one of the task's classes ({', '.join(classes)}), but got '{label}'."
             + (f" {hint}" if hint else " Fix the labels file or pick the task that has this class.")
         )
     return label
@@ -72,9 +72,9 @@ def check_labels(table: Path, labels: Iterable[tuple[int, str]], classes: Sequen
             rows += 1
     if unknown:
         first = min(unknown, key=unknown.get)
-        more = f" {rows} rows in all have labels outside them: {sorted(unknown)}." if rows > 1 else ""
+        more = f" {rows} rows in all have labels outside them: {', '.join(sorted(unknown))}." if rows > 1 else ""
         raise DataError(
-            f"{table}:{unknown[first]}: the label must be one of the task's classes {list(classes)}, but got "
+            f"{table}:{unknown[first]}: the label must be one of the task's classes ({', '.join(classes)}), but got "
             f"'{first}'.{more} " + (hint or "Fix the labels file, or give classes that include these labels.")
         )
 

@@ -28,7 +28,7 @@ from bench.data.case import Case
 from bench.data.ct_io import check_label_matches, read_nifti, write_nifti
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder
-from bench.errors import DataError
+from bench.errors import DataError, describe_error
 
 if TYPE_CHECKING:  # pydicom loads when a series is read or written, so listing formats stays light
     import pydicom
@@ -149,7 +149,7 @@ def _scan(root: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
         except InvalidDicomError:
             continue  # not DICOM (README, thumbnails...): not our business
         except Exception as exc:
-            raise DataError(f"{p}: must be a readable DICOM file, but reading failed: {exc!r}.") from exc
+            raise DataError(f"{p}: must be a readable DICOM file, but reading failed: {describe_error(exc)}.") from exc
         if "PixelSpacing" not in ds or "ImagePositionPatient" not in ds:
             continue
         if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
@@ -196,7 +196,7 @@ def _assemble(uid: str, slices: list[tuple[Path, pydicom.Dataset]]):
             ds = pydicom.dcmread(p)
             volume.append(apply_modality_lut(ds.pixel_array, ds).astype(np.float32))
         except Exception as exc:  # truncated PixelData and friends
-            raise DataError(f"{p}: a CT slice must hold its full pixel data, but decoding failed: {exc!r}.") from exc
+            raise DataError(f"{p}: a CT slice must hold its full pixel data, but decoding failed: {describe_error(exc)}.") from exc
     hu = np.clip(np.round(np.stack(volume)), -32768, 32767).astype(np.int16)
     row_mm, col_mm = (float(v) for v in first.PixelSpacing)
     return hu, (dz, row_mm, col_mm), problems, first_path

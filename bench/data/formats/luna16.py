@@ -107,6 +107,13 @@ class Luna16:
         import SimpleITK as sitk
         from scipy import ndimage
 
+        cases = list(cases)  # read twice (patients, then scans): a generator would leave the second pass empty
+        flat = next((c for c in cases if np.ndim(c.image) != 3), None)
+        if flat is not None:
+            raise DataError(f"{out}: every LUNA16 scan must be a 3D volume, but case {flat.id} has "
+                            f"{np.ndim(flat.image)} dimensions.")
+        if not cases:
+            raise DataError(f"{out}: a LUNA16 folder must hold at least one scan, but none was given.")
         with atomic_folder(out) as tmp:
             (tmp / "seg-lungs-LUNA16").mkdir()
             patients = sorted({c.patient_id for c in cases})

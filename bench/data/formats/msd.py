@@ -32,7 +32,7 @@ from bench.data.case import Case
 from bench.data.ct_io import check_label_matches, read_nifti, write_nifti
 from bench.data.formats import FORMATS
 from bench.data.formats._common import atomic_folder
-from bench.errors import DataError
+from bench.errors import DataError, describe_error
 
 
 def find_dataset_json(root: Path) -> Path:
@@ -96,7 +96,9 @@ class Msd:
 
     @staticmethod
     def recognise(root: Path) -> bool:
-        return (root / "dataset.json").is_file() or any(root.glob("Task*_*/dataset.json"))
+        from bench.data.seg_dataset import MSD, looks_like  # the Decathlon's dataset.json, not nnU-Net's
+
+        return looks_like(Path(root), MSD)
 
     def read(self, path: str | Path, classes: Sequence[str] = ()) -> list[Case]:
         return list(self.iter_cases(path, classes))
@@ -109,7 +111,7 @@ class Msd:
             meta = json.loads(table.read_text())
             entries = meta["training"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{table}: dataset.json must be JSON with a 'training' list, but {exc!r}.") from exc
+            raise DataError(f"{table}: dataset.json must be JSON with a 'training' list, but {describe_error(exc)}.") from exc
         roles = label_roles(table, meta.get("labels"))
         for entry in entries:
             image_path = root / str(entry["image"])

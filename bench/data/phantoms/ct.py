@@ -18,41 +18,19 @@ deterministic from the seed; 30 volumes of 32×64×64 take about 2.5 s.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from bench.data.case import Case
+from bench.data.phantoms.specs import CT_CLASSES as CLASSES
+from bench.data.phantoms.specs import CtPhantomSpec
 
-CLASSES = ("normal", "nodule", "GGO")
 SITES = ("site-A", "site-B")
 SITE_NOISE_HU = {"site-A": 12.0, "site-B": 22.0}
 CLASS_MIX = (0.3, 0.4, 0.3)
 
 
-@dataclass(frozen=True)
-class CtPhantomSpec:
-    """What to generate. The field of view is fixed in mm, so ``shape`` only changes the resolution.
 
-    Example:
-        >>> cases = generate(CtPhantomSpec(n_patients=2, shape=(16, 32, 32)))
-        >>> cases[0].image.dtype, cases[0].image.shape
-        (dtype('int16'), (16, 32, 32))
-    """
-
-    n_patients: int = 24
-    shape: tuple[int, int, int] = (32, 64, 64)
-    fov_mm: tuple[float, float, float] = (160.0, 256.0, 256.0)
-    seed: int = 0
-    max_scans_per_patient: int = 2
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return tuple(float(f / s) for f, s in zip(self.fov_mm, self.shape))  # type: ignore[return-value]
-
-    def name(self) -> str:
-        shape = "x".join(map(str, self.shape))
-        return f"phantom-ct-v1-n{self.n_patients}-s{shape}-seed{self.seed}"
 
 
 def _grid(spec: CtPhantomSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -203,7 +181,7 @@ def _add_lesion(hu, lesion, lung, pts, rng, vox: float, kind: str) -> None:
     lesion |= inside
 
 
-def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
+def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:  # noqa: B008  (frozen: immutable)
     """Make the phantom data set; the same spec always gives the same volumes, bit for bit.
 
     Each patient has 1..max_scans_per_patient scans (follow-ups with jittered anatomy and new lesions of the
@@ -212,7 +190,7 @@ def generate(spec: CtPhantomSpec = CtPhantomSpec()) -> list[Case]:
     return list(iter_cases(spec))
 
 
-def iter_cases(spec: CtPhantomSpec = CtPhantomSpec()) -> Iterator[Case]:
+def iter_cases(spec: CtPhantomSpec = CtPhantomSpec()) -> Iterator[Case]:  # noqa: B008  (frozen: immutable)
     """The cases of ``generate(spec)``, one volume at a time (a cache build holds one, not the set)."""
     for p in range(spec.n_patients):
         # One stream per patient and one per scan, so ids, classes and anatomy do not depend on the

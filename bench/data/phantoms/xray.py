@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.case import Case
+from bench.data.phantoms.specs import XRAY_CLASSES as CLASSES
+from bench.data.phantoms.specs import XrayPhantomSpec
 
-CLASSES = ("normal", "VSD", "ASD", "TOF")
 SITES = ("site-A", "site-B", "site-C")
 SHIFTED_SITES = ("site-A", "site-B", "site-D")
 # Class mix per site (normal, VSD, ASD, TOF): the confound a site-learning classifier exploits.
@@ -72,35 +73,7 @@ SITE_STYLES = {
 }
 
 
-@dataclass(frozen=True)
-class XrayPhantomSpec:
-    """What to generate; ``name()`` identifies the bytes (cache keys and split files hang on it)."""
 
-    n_patients: int = 100
-    n_shifted_patients: int = 30
-    size: int = 128
-    seed: int = 0
-    max_images_per_patient: int = 3
-    difficulty: float = 0.5
-
-    def __post_init__(self) -> None:
-        from bench.errors import ConfigError
-
-        if not 32 <= self.size <= 1024:
-            raise ConfigError(f"phantom size must be in 32..1024 px, but got {self.size}.")
-        if not 0.0 <= self.difficulty <= 1.0:
-            raise ConfigError(f"phantom difficulty must be in [0, 1], but got {self.difficulty}.")
-        if self.n_patients < 1 or self.n_shifted_patients < 0 or self.max_images_per_patient < 1:
-            raise ConfigError(
-                "phantom needs n_patients >= 1, n_shifted_patients >= 0 and max_images_per_patient >= 1, "
-                f"but got {self.n_patients}, {self.n_shifted_patients}, {self.max_images_per_patient}."
-            )
-
-    def name(self) -> str:
-        return (
-            f"phantom-xray-v2-n{self.n_patients}-sh{self.n_shifted_patients}-s{self.size}-seed{self.seed}"
-            f"-i{self.max_images_per_patient}-d{self.difficulty:g}"
-        )
 
 
 def _heart_shape(label: str, difficulty: float, rng: np.random.Generator) -> dict[str, float]:
@@ -265,7 +238,7 @@ def _patients(spec: XrayPhantomSpec, rng: np.random.Generator) -> list[tuple[str
     return out
 
 
-def generate(spec: XrayPhantomSpec = XrayPhantomSpec()) -> list[Case]:
+def generate(spec: XrayPhantomSpec = XrayPhantomSpec()) -> list[Case]:  # noqa: B008  (frozen: immutable)
     """Make the phantom data set; the same spec always gives the same cases, bit for bit.
 
     Example:
@@ -276,7 +249,7 @@ def generate(spec: XrayPhantomSpec = XrayPhantomSpec()) -> list[Case]:
     return list(iter_cases(spec))
 
 
-def iter_cases(spec: XrayPhantomSpec = XrayPhantomSpec()) -> Iterator[Case]:
+def iter_cases(spec: XrayPhantomSpec = XrayPhantomSpec()) -> Iterator[Case]:  # noqa: B008  (frozen: immutable)
     """The cases of ``generate(spec)``, one at a time (for writing a large phantom without holding it)."""
     rng = np.random.default_rng(spec.seed)
     for patient, site, label, part in _patients(spec, rng):

@@ -182,25 +182,22 @@ def _no_pixels() -> Case:
     raise DataError("a ct-lung case reference made for the split holds no pixels; read the cache instead.")
 
 
-def make_phantom(out: str | Path, data_format: str = "nifti", cases: int | None = None, seed: int = 0) -> Path:
-    """Write the ct-lung phantom in a real layout: ``dicom`` (series + labels.csv), ``nifti`` (MSD Task06
-    layout), ``mhd`` (LUNA16 layout), ``nnunet`` (nnU-Net v2 raw folder for --task segmentation: labels
-    background/lung/lesion, with this task's folds); the reader names ``ct_dicom``/``msd``/``luna16``/``nifti``
-    work too.
+def make_phantom(out: str | Path, data_format: str = "msd", cases: int | None = None, seed: int = 0) -> Path:
+    """Write the ct-lung phantom in a real layout, one of ``SPEC.phantom_formats`` (aliases applied): ``msd``
+    (MSD Task06 layout), ``ct_dicom`` (series + labels.csv), ``nifti`` (images/ + masks/ + labels.csv),
+    ``luna16`` (.mhd + annotations.csv), ``nnunet`` (nnU-Net v2 raw folder for --task segmentation: labels
+    background/lung/lesion, with this task's folds).
 
     ``cases`` truncates the default phantom to its first N volumes (whole follow-up series stay together
     only if N falls on a patient boundary); ``seed`` changes every volume.
     """
     from bench.data.formats import FORMATS
 
-    fmt = SPEC.format_aliases.get(data_format, data_format)
-    if fmt not in ("ct_dicom", "msd", "nifti", "luna16", "nnunet"):
-        raise ConfigError(f"--format for ct-lung must be one of dicom, nifti, mhd, nnunet, {list(SPEC.formats)}, "
-                          f"but got '{data_format}'.")
+    fmt = SPEC.phantom_format(data_format)
     spec = CtPhantomSpec(seed=seed)
     if cases is not None and cases < 1:
         raise ConfigError(f"--cases must be >= 1, but got {cases}.")
-    if cases is not None and cases > 0:
+    if cases is not None:
         spec = CtPhantomSpec(n_patients=max(spec.n_patients, cases), seed=seed)
     volumes = generate(spec)[: cases or None]
     if fmt == "nnunet":

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config import TrialConfig
-from bench.data.phantoms.ct import CLASSES, CtPhantomSpec
+from bench.data.phantoms.specs import CT_CLASSES as CLASSES
+from bench.data.phantoms.specs import CtPhantomSpec
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
@@ -104,13 +105,17 @@ SPEC = register_task(
         run=lazy("bench.tasks.ct_lung.pipeline:run"),
         prepare=lazy("bench.tasks.ct_lung.data:prepare"),
         make_phantom=lazy("bench.tasks.ct_lung.data:make_phantom"),
+        # nnunet: an nnU-Net v2 raw folder with labels lung and lesion, for --task segmentation
+        phantom_formats=("msd", "ct_dicom", "nifti", "luna16", "nnunet"),
+        phantom_cases_help="the first N scans of the standard phantom (a patient has 1-2 scans; default its 24 "
+                           "patients)",
         inspect=lazy("bench.tasks.ct_lung.data:inspect"),
         stages=(LUNG_STAGE,),
         headline=("val_lung_dice", "val_fp_outside_lung_ml", "test_lesion_dice", "test_fp_outside_lung_ml"),
-        # On ct-lung ``--format nifti`` means the MSD Task06 layout (imagesTr/ + labelsTr/ + dataset.json),
-        # which is how public NIfTI lung data ships and what `make-phantom --format nifti` writes (the plain
-        # images/ + masks/ reader stays reachable as FORMATS' ``nifti``).
-        format_aliases={"dicom": "ct_dicom", "nifti": "msd", "mhd": "luna16"},
+        # One name per layout, for readers and writers alike: ``msd`` is the MSD Task06 layout (imagesTr/ +
+        # labelsTr/ + dataset.json), ``nifti`` the plain images/ + masks/ folder (whose reader also takes an MSD
+        # folder, as runs before this naming read it).
+        format_aliases={"dicom": "ct_dicom", "mhd": "luna16"},
         guidance=LESION_GUIDANCE,
         compare_metrics={
             "*": ("val_lesion_dice", "val_lesion_nsd", "val_fp_outside_lung_ml", "val_lesion_hd95",

@@ -28,7 +28,7 @@ from bench.data.cache import RowStream, cache_root, cached_arrays, fingerprint
 from bench.data.sources import PHANTOM, resolve_split, source_descriptor, source_name
 from bench.data.splits import Split
 from bench.errors import ConfigError, DataError, SplitError
-from bench.tasks.segmentation.spec import AUTO, NO_GUIDE, TASK, task_param
+from bench.tasks.segmentation.spec import AUTO, NO_GUIDE, SPEC, TASK, task_param
 
 PREPROCESSING_VERSION = "seg-prep-v1"
 CT_CHANNELS = ("ct",)  # channel names (lower case) normalised as CT
@@ -323,18 +323,16 @@ def _write_phantom(spec, out: Path, layout: str) -> Path:
 
 
 # --format of make-phantom -> (layout, dims)
-PHANTOM_FORMATS = {"nnunet": ("nnunet", 3), "msd": ("msd", 3), "nnunet_2d": ("nnunet", 2)}
+PHANTOM_FORMATS = {"nnunet": ("nnunet", 3), "msd_seg": ("msd", 3), "nnunet_2d": ("nnunet", 2)}
 
 
 def make_phantom(out: str | Path, data_format: str = "nnunet", cases: int | None = None, seed: int = 0,
                  channels: int = 1) -> Path:
     """Write the organ phantom (an organ with 0-3 enclosed lesions, every fourth case lesion-free, look-alike
-    blobs outside the organ): ``nnunet`` (3D NIfTI), ``msd`` (Decathlon task folder) or ``nnunet_2d``
-    (nnU-Net's 2D PNG layout); ``channels`` input channels (1-3)."""
+    blobs outside the organ): ``nnunet`` (3D NIfTI), ``msd_seg`` (alias ``msd``: Decathlon task folder) or
+    ``nnunet_2d`` (nnU-Net's 2D PNG layout); ``channels`` input channels (1-3)."""
     from bench.data.phantoms.organ import OrganPhantomSpec
-
-    if data_format not in PHANTOM_FORMATS:
-        raise ConfigError(f"--format for {TASK} must be one of {list(PHANTOM_FORMATS)}, but got '{data_format}'.")
+    data_format = SPEC.phantom_format(data_format)
     if cases is not None and cases < 1:
         raise ConfigError(f"--cases must be >= 1, but got {cases}.")
     layout, dims = PHANTOM_FORMATS[data_format]
@@ -343,10 +341,19 @@ def make_phantom(out: str | Path, data_format: str = "nnunet", cases: int | None
 
 
 def inspect(path: str | Path, data_format: str | None = None) -> dict:
-    """`bench datasets inspect PATH --task segmentation`: ``bench.data.seg_inspect.inspect_seg``'s report;
-    PATH "phantom" is the task's default phantom."""
+    """`bench datasets inspect PATH --task segmentation`: ``bench.data.seg_inspect.inspect_seg``'s report, every
+    problem listed (none raised); PATH "phantom" is the task's default phantom. ``data_format`` (the task's
+    names: nnunet, msd_seg or msd) must be the folder's layout."""
+    from bench.data.formats import FORMATS
     from bench.data.seg_inspect import inspect_seg
 
     if str(path) == PHANTOM:
         path = phantom_folder(TrialConfig(task=TASK))
-    return inspect_seg(path)
+    report = inspect_seg(path, strict=False)
+    if data_format:
+        fmt = SPEC.resolve_format(data_format)
+        layout = FORMATS.get(fmt).LAYOUT
+        if report["layout"] != layout:
+            raise DataError(f"{report['path']}: --format {data_format} reads the {layout} layout, but this folder "
+                            f"is {report['layout']}'s. Leave --format out, or give --format {report['layout']}.")
+    return report

@@ -104,6 +104,9 @@ SPEC = register_task(
         run=lazy("bench.tasks.segmentation.pipeline:run"),
         prepare=lazy("bench.tasks.segmentation.data:prepare"),
         make_phantom=lazy("bench.tasks.segmentation.data:make_phantom"),
+        # nnunet_2d: the nnunet layout with 2D PNG slices
+        phantom_formats=("nnunet", "msd_seg", "nnunet_2d"),
+        phantom_cases_help="N patients, one volume each (default 20)",
         inspect=lazy("bench.tasks.segmentation.data:inspect"),
         stages=(GUIDE_STAGE,),
         headline=("val_guide_dice", "val_fp_outside_guide_ml", "test_target_dice", "test_fp_outside_guide_ml"),
