@@ -135,12 +135,12 @@ def _family_markdown(family: dict[str, Any], folds: int, seeds: int, delta: floa
     worst = max(r["familywise_fpr"] for r in null_rows)
     overlap = [r for r in family["rows"] if "overlap" in r["cell"]]
     lines += ["", f"power ratio (new/old): {family['power_ratio']:.2f}", "",
-              f"Largest familywise false-positive rate of the new procedure where the null holds (every cell but "
+              (f"Largest familywise false-positive rate of the new procedure where the null holds (every cell but "
               f"the overlap one): {worst:.3f} (goal <= 0.06: {'met' if worst <= 0.06 else 'NOT met'}; the binomial "
-              f"range of an exact 0.05 test at {family['reps']} replicates is [{lo:.3f}, {hi:.3f}])."]
+              f"range of an exact 0.05 test at {family['reps']} replicates is [{lo:.3f}, {hi:.3f}]).")]
     if overlap:
-        lines += ["", f"The overlap cell ({overlap[0]['familywise_fpr']:.3f} new, {overlap[0]['familywise_fpr_old']:.3f} "
+        lines += ["", (f"The overlap cell ({overlap[0]['familywise_fpr']:.3f} new, {overlap[0]['familywise_fpr_old']:.3f} "
                   "old) violates the population null on purpose: an arm's luck with the data set is shared by its "
                   "folds, so the arm really is different on this data set, and a verdict claims that, not a "
-                  "difference on new data sets."]
+                  "difference on new data sets.")]
     return lines
