@@ -64,7 +64,8 @@ def stats(reps: int = 2000, folds: int = 5, seeds: int = 5, cases: Sequence[int]
         better = next(r for r in family if "power" in r)
         result["family"] = {"rows": family, "reps": family_reps, "cases_per_fold": family_cases, "rope": rope,
                             "binomial_range": list(binomial_bounds(family_reps)),
-                            "max_familywise_fpr": max(r["familywise_fpr"] for r in family),
+                            # where the null holds: the overlap cell's arms really differ on their data set
+                            "max_familywise_fpr": max(r["familywise_fpr"] for r in family if "overlap" not in r["cell"]),
                             "power_ratio": better["power"] / better["power_old"] if better["power_old"] else
                             float("inf"),
                             "equivalent_rate_all_equal": family[0]["equivalent_rate"]}
