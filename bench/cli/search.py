@@ -6,6 +6,8 @@ The search itself (settings, trials, repeats) lives in ``bench.search``; this mo
 
 from __future__ import annotations
 
+import contextlib
+
 from bench.cli._common import (
     PRESET_CHOICES,
     RAW,
@@ -276,7 +278,7 @@ def _run(args) -> int:
             progress.advance(bar)
             status.finished(f"t{trial.number:03d} {trial.state.name.lower()}" + (f" · {best}" if best else ""))
 
-        with status.watching(args.task):
+        with status.watching(args.task), printed_notes(progress.console):
             summary = run_search(settings, on_trial)
     out.print(
         f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
@@ -293,6 +295,26 @@ def _run(args) -> int:
         _repeat_seeds(args, settings, summary, out)
     _print_ui_hint(args.task, out)
     return 0 if summary.n_complete else 1
+
+
+@contextlib.contextmanager
+def printed_notes(out):
+    """Print what the data decided for the search (``bench.search.driver.NOTES_LOGGER``) as its own line."""
+    import logging
+
+    from bench.search.driver import NOTES_LOGGER
+
+    class Printer(logging.Handler):
+        def emit(self, record) -> None:
+            out.print(record.getMessage(), markup=False)
+
+    logger, handler = logging.getLogger(NOTES_LOGGER), Printer(logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _print_ui_hint(task: str, out) -> None:

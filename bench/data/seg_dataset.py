@@ -69,7 +69,7 @@ class SegDataset:
 
     ``labels`` maps name -> value, background included, in value order. ``case_ids`` are the labelled
     training cases (imagesTr + labelsTr), ``test_ids`` the labelled held-out ones (imagesTs + labelsTs);
-    images without labels are never listed.
+    images without labels are only counted (``unlabelled_test_ids``), never loaded or scored.
     """
 
     root: Path
@@ -83,6 +83,8 @@ class SegDataset:
     num_training: int | None = None
     files: dict[str, CaseFiles] = field(default_factory=dict, repr=False, compare=False)
     patients: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # imagesTs cases with every channel but no label in labelsTs/: counted by inspect, never scored
+    unlabelled_test_ids: tuple[str, ...] = ()
 
     @property
     def dataset_json(self) -> Path:
@@ -290,7 +292,9 @@ def _list_nnunet(table: Path, meta: dict) -> tuple[SegDataset, list[str]]:
                         f"(bench reads NIfTI volumes and 2D PNG/BMP images), but got {ending!r}.")
     files: dict[str, CaseFiles] = {}
     train = _nnunet_cases(root / "imagesTr", root / "labelsTr", ending, channels, files, problems, labelled=True)
-    test = _nnunet_cases(root / "imagesTs", root / "labelsTs", ending, channels, files, problems, labelled=False)
+    unlabelled: list[str] = []
+    test = _nnunet_cases(root / "imagesTs", root / "labelsTs", ending, channels, files, problems, labelled=False,
+                         unlabelled=unlabelled)
     num = meta.get("numTraining")
     if not isinstance(num, int) or isinstance(num, bool):
         problems.append(f"{table}: 'numTraining' must be the number of training cases, but got {num!r}.")
@@ -299,7 +303,7 @@ def _list_nnunet(table: Path, meta: dict) -> tuple[SegDataset, list[str]]:
         problems.append(f"{table}: 'numTraining' must equal the labelled training cases in imagesTr/ and "
                         f"labelsTr/ ({len(train)}), but it says {num}. Fix numTraining or restore the files.")
     ds = SegDataset(root, NNUNET, channels, labels, 3 if ending in NIFTI_ENDINGS else 2, ending, tuple(train),
-                    tuple(test), num, files)
+                    tuple(test), num, files, unlabelled_test_ids=tuple(unlabelled))
     return ds, problems
 
 
@@ -308,10 +312,12 @@ def _has_missing(problems: list[str]) -> bool:
 
 
 def _nnunet_cases(images_dir: Path, labels_dir: Path, ending: str, channels: tuple[str, ...],
-                  files: dict[str, CaseFiles], problems: list[str], labelled: bool) -> list[str]:
+                  files: dict[str, CaseFiles], problems: list[str], labelled: bool,
+                  unlabelled: list[str] | None = None) -> list[str]:
     """Complete cases of one part (Tr or Ts) into ``files``; missing channel/label files into ``problems``.
 
-    Training cases need their label; test images without one in labelsTs/ are unlabelled: never scored, skipped.
+    Training cases need their label; test images without one in labelsTs/ are unlabelled: never scored, listed
+    in ``unlabelled`` (when every channel is there).
     """
     pattern = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})" + re.escape(ending) + "$")
     by_case: dict[str, dict[int, Path]] = {}
@@ -324,6 +330,8 @@ def _nnunet_cases(images_dir: Path, labels_dir: Path, ending: str, channels: tup
         by_case.setdefault(m["case"], {})[int(m["channel"])] = path
     label_files = {p.name[: -len(ending)]: p for p in _visible(labels_dir, ending)}
     if not labelled and not label_files:
+        if unlabelled is not None:
+            unlabelled += [c for c, found in sorted(by_case.items()) if set(found) >= set(range(len(channels)))]
         return []
     complete = []
     for case in sorted(set(by_case) | set(label_files)):
@@ -342,6 +350,8 @@ def _nnunet_cases(images_dir: Path, labels_dir: Path, ending: str, channels: tup
             if labelled:
                 problems.append(f"{labels_dir / (case + ending)}: every training case must have its label "
                                 "file, but it is missing.")
+            elif ok and unlabelled is not None:
+                unlabelled.append(case)
             ok = False  # a test image without a label is never scored, so it is no problem
         if ok:
             files[case] = CaseFiles(tuple(found[k] for k in range(len(channels))), label_files[case])

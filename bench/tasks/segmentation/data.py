@@ -7,8 +7,9 @@ deviation; every other channel is z-scored per case. Images are resampled (trili
 (nearest) to the target spacing (default: the data's median), then padded to the largest shape with 0.
 
 Two passes over the cases, one case in memory at a time: the survey (spacings, shapes, CT foreground
-samples, which label lies inside which) and the rows written to the cache (``bench.data.cache.RowStream``).
-The label map is cached whole, so target and guide are chosen after the cache, from its containment table.
+samples, which label borders which) and the rows written to the cache (``bench.data.cache.RowStream``).
+The label map is cached whole, so target and guide are chosen after the cache, from its border table (the
+surface between each pair of labels, ``bench.data.seg_inspect.border_areas``).
 
 Split: nnU-Net's ``splits_final.json`` in the data folder gives the folds (labelled ``imagesTs`` cases are the
 test part); else a patient-grouped split with a held-out test part; either made once and kept
@@ -30,7 +31,7 @@ from bench.data.splits import Split
 from bench.errors import ConfigError, DataError, SplitError
 from bench.tasks.segmentation.spec import AUTO, NO_GUIDE, TASK, task_param
 
-PREPROCESSING_VERSION = "seg-prep-v1"
+PREPROCESSING_VERSION = "seg-prep-v2"  # v2: the border table (mm² between labels) replaces containment
 CT_CHANNELS = ("ct",)  # channel names (lower case) normalised as CT
 CT_PERCENTILES = (0.5, 99.5)
 SAMPLES_PER_CASE = 10_000  # foreground voxels per case and CT channel kept for the data set's statistics
@@ -80,7 +81,8 @@ class SegData:
     dims: int = 3
     target: str = ""  # label names chosen (no patient information)
     guide: str | None = None
-    containment: float = float("nan")  # share of target voxels inside the guide's filled region
+    organ_share: float = float("nan")  # the guide's share of the target's surface
+    guide_reason: str = ""  # without a guide: why (said once by a search)
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -96,8 +98,8 @@ def prepare(config: TrialConfig) -> SegData:
                        "patients": task_param(config, "grouping_regex")})
     ids = (*ds.case_ids, *ds.test_ids)
     arrays = cached_arrays(key, lambda: build_rows(ds, ids, spacing_param))
-    values = [int(v) for v in arrays["label_values"]]
-    target, guide, share = choose_labels(config, ds.labels, values, arrays["containment"], root)
+    choice = choose_labels(config, ds.labels, arrays["borders"], root)
+    target, guide = choice.target, choice.guide
     cached_ids = [str(i) for i in arrays["case_id"]]
     patient_of = dict(zip(cached_ids, map(str, arrays["patient_id"])))
     split = data_split(source, ds, patient_of)
@@ -121,74 +123,85 @@ def prepare(config: TrialConfig) -> SegData:
 
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
-                   tuple(ds.channels), int(ds.dims), target, guide, share)
+                   tuple(ds.channels), int(ds.dims), target, guide, choice.share, choice.reason)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
-def choose_labels(config: TrialConfig, labels: Mapping[str, int], values: list[int], containment: np.ndarray,
-                  root: Path) -> tuple[str, str | None, float]:
-    """(target, guide or None, containment share) from the task parameters and the cached containment table
-    (``containment[i, j]``: share of label ``values[i]``'s voxels inside label ``values[j]``'s filled region,
-    see :func:`containment_counts`)."""
+@dataclass(frozen=True)
+class LabelChoice:
+    """The target, its guide organ (or None) and why: the organ's share of the target's surface
+    (``bench.data.seg_inspect.organs``), and the line a search says when there is no guide."""
+
+    target: str
+    guide: str | None
+    share: float
+    reason: str = ""
+
+
+def choose_labels(config: TrialConfig, labels: Mapping[str, int], areas: np.ndarray, root: Path) -> LabelChoice:
+    """Target and guide from the task parameters and the cached border table (``areas[i, j]``: surface in mm²
+    between the i-th and j-th label of ``labels``, ``bench.data.seg_inspect.border_areas``).
+
+    Target: ``task_params.target``, else the last foreground label that has a guiding organ (a tumour on or in
+    its kidney), else the last foreground label. Guide: ``task_params.guide`` (a label, or ``none``), else
+    (``auto``) the label the target borders most when it guides it (``bench.data.seg_inspect.organs``: share
+    >= ``guide_min_border``, target smaller than the organ)."""
+    from bench.data.seg_inspect import organs
+
     by_value = {int(v): n for n, v in labels.items()}
     foreground = sorted(v for v in by_value if v != 0)
     if not foreground:
         raise DataError(f"{root}: dataset.json must name at least one foreground label, but names only background.")
-    target = str(task_param(config, "target")) or by_value[foreground[-1]]
+    table = organs(areas, dict(labels), float(task_param(config, "guide_min_border")))
+    guided = [by_value[v] for v in foreground if table[by_value[v]]["guide"]]
+    target = str(task_param(config, "target")) or (guided or [by_value[foreground[-1]]])[-1]
     if target not in labels or labels[target] == 0:
         raise ConfigError(f"task_params.target must be a foreground label of {root} "
                           f"{[by_value[v] for v in foreground]}, but got '{target}'.")
     wanted = str(task_param(config, "guide"))
-    index = {v: i for i, v in enumerate(values)}
-    t = index[labels[target]]
+    names = list(labels)
 
     def share(name: str) -> float:
-        return float(containment[t, index[labels[name]]])
+        row = areas[names.index(target)]
+        return float(row[names.index(name)] / row.sum()) if row.sum() > 0 else 0.0
 
     if wanted == NO_GUIDE:
-        return target, None, float("nan")
+        return LabelChoice(target, None, float("nan"), "task_params.guide is 'none'")
     if wanted != AUTO:
         if wanted not in labels or labels[wanted] == 0 or wanted == target:
             raise ConfigError(f"task_params.guide must be 'auto', 'none' or a foreground label of {root} other than "
                               f"the target {[by_value[v] for v in foreground if by_value[v] != target]}, but got "
                               f"'{wanted}'.")
-        return target, wanted, share(wanted)
-    candidates = [(share(by_value[v]), by_value[v]) for v in foreground if by_value[v] != target]
-    best = max(candidates, default=(0.0, None))
-    if best[1] is None or best[0] < float(task_param(config, "guide_min_containment")):
-        return target, None, best[0] if best[1] is not None else float("nan")
-    return target, best[1], best[0]
+        return LabelChoice(target, wanted, share(wanted))
+    found = table[target]
+    if found["guide"]:
+        return LabelChoice(target, found["organ"], found["share"])
+    if found["organ"] is None:
+        reason = f"no label encloses `{target}`"
+    else:
+        reason = (f"no label is `{target}`'s organ (it borders `{found['organ']}` most, on {found['share']:.0%} of "
+                  f"its surface; a guide needs >= {float(task_param(config, 'guide_min_border')):.0%} and a larger "
+                  "organ)")
+    return LabelChoice(target, None, found["share"] if found["organ"] else float("nan"), reason)
 
 
-def containment_counts(label: np.ndarray, values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per label pair (inner, outer): inner's voxels inside outer's filled region
-    (``bench.data.seg_inspect.filled_region``, the rule `bench datasets inspect` reports), and each label's
-    voxel count. Summed over cases and divided, it is the share of the inner label inside the outer one."""
-    from bench.data.seg_inspect import filled_region
-
-    present = {v: label == v for v in values}
-    counts = np.array([int(present[v].sum()) for v in values], np.int64)
-    inside = np.zeros((len(values), len(values)), np.float64)
-    for j, outer in enumerate(values):
-        if outer == 0 or not counts[j]:
-            continue
-        filled = filled_region(present[outer])
-        for i, inner in enumerate(values):
-            if i != j and counts[i]:
-                inside[i, j] = float((present[inner] & filled).sum())
-    return inside, counts
+def fixed_by_data(data: SegData) -> dict[str, tuple[str, str]]:
+    """What the data fixes for a search or comparison (``TaskSpec.fixed_by_data``): without a guide organ the
+    organ-guidance strategies have nothing to use, so guidance is ``none`` and no dimension."""
+    return {} if data.guide is not None else {"guidance": (NO_GUIDE, data.guide_reason)}
 
 
 # --- cache rows ------------------------------------------------------------------------------------------
 def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStream:
     """The survey pass, then a stream of rows: image (C,D,H,W) float32 and label (D,H,W) uint8 per case."""
+    from bench.data.seg_inspect import border_areas
+
     if not ids:
         raise DataError(f"{ds.root}: a data set must hold at least one labelled case, but it has none.")
     values = sorted(int(v) for v in ds.labels.values())
     ct = [i for i, name in enumerate(ds.channels) if name.lower() in CT_CHANNELS]
     spacings, shapes, samples = [], [], {i: [] for i in ct}
-    inside = np.zeros((len(values), len(values)), np.float64)
-    totals = np.zeros(len(values), np.int64)
+    areas = np.zeros((len(values), len(values)), np.float64)
     rng = np.random.default_rng(0)
     patients = []
     for case_id in ids:  # survey: one case in memory at a time
@@ -203,9 +216,7 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
             voxels = image[i][fg]
             if voxels.size:
                 samples[i].append(rng.choice(voxels, min(SAMPLES_PER_CASE, voxels.size), replace=False))
-        got, count = containment_counts(label, values)
-        inside += got
-        totals += count
+        areas += border_areas(label, values, spacings[-1])
     target_spacing = _target_spacing(spacings, spacing_param)
     sizes = [_resampled_size(shape, sp, target_spacing) for shape, sp in zip(shapes, spacings)]
     shape = tuple(int(s) for s in np.max(sizes, axis=0))
@@ -217,9 +228,8 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
             image, label = _resample(_normalise(image, stats), label, size)
             yield {"image": _pad(image, shape), "label": _pad(label[None], shape)[0].astype(np.uint8)}
 
-    share = np.where(totals[:, None] > 0, inside / np.maximum(totals[:, None], 1), 0.0)
     whole = {"case_id": np.array(ids), "patient_id": np.array(patients), "label_values": np.array(values),
-             "containment": share.astype(np.float64), "spacing": np.array(target_spacing, np.float64)}
+             "borders": areas, "spacing": np.array(target_spacing, np.float64)}
     return RowStream(len(ids), rows(), whole)
 
 

@@ -75,10 +75,9 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
     data, streamed = placed(prepare(config))
     if data.guide is None and config.guidance != "none":
-        raise ConfigError(f"guidance must be 'none' on a data set without a guide organ (task_params.guide "
-                          f"'{task_param(config, 'guide')}', containment {data.containment:.2f}), but got "
-                          f"'{config.guidance}'. Give task_params.guide a label that encloses the target, or "
-                          "search a space whose guidance is [none].")
+        raise ConfigError(f"guidance must be 'none' on a data set without a guide organ ({data.guide_reason}), but "
+                          f"got '{config.guidance}'. Give task_params.guide the target's organ, or leave guidance "
+                          "out (a search fixes it to none on such data).")
     family = "2d" if data.dims == 2 else family_of(config.seg_arch, task_param(config, "family") or None)
     family_of(config.seg_arch, family)  # a 2D data set with a 3D-only network stops here
     patch, roi = windows(config, family)

@@ -1,8 +1,8 @@
 """The segmentation task's spec, task parameters and budget presets; imports no torch or MONAI.
 
 ``segmentation`` trains on any nnU-Net v2 raw folder or MSD task folder (``bench.data.seg_dataset``): it
-segments one *target* label (default: the last foreground label) and, when another label encloses it (an
-organ around its tumours), first segments that *guide* organ in a stage shared by every trial; the
+segments one *target* label and, when the target lies in or on another label (its organ: the label making
+up most of its surface, ``bench.data.seg_inspect.organs``), first segments that *guide* organ in a stage shared by every trial; the
 ``LESION_GUIDANCE`` strategies then use the predicted organ as ct-lung uses the predicted lungs.
 """
 
@@ -23,12 +23,14 @@ TARGET_METRICS = ("target_dice", "guide_dice", "target_hd95", "target_nsd", "fp_
 AUTO, NO_GUIDE = "auto", "none"
 
 DEFAULT_TASK_PARAMS: dict[str, Any] = {
-    "target": "",  # label name to segment; empty = the last foreground label (highest value)
-    # label enclosing the target: "auto" = the label that makes up the largest share of the target's
-    # surroundings (bench.tasks.segmentation.data.containment_counts), if >= guide_min_containment;
-    # "none" = no guide stage, no guidance
+    # label name to segment; empty = the last foreground label that has a guiding organ, else the last one
+    "target": "",
+    # the target's organ, which guides it: "auto" = the label making up the largest share of the target's
+    # surface (bench.data.seg_inspect.organs), if that share >= guide_min_border and the target is smaller;
+    # "none" = no guide stage, no guidance; or a label name
     "guide": AUTO,
-    "guide_min_containment": 0.8,
+    "guide_min_border": 0.2,  # bench.data.seg_inspect.GUIDE_MIN_BORDER says how it was chosen
+    "guide_min_containment": 0.8,  # no longer read (runs before the border rule keep it, so they replay)
     "grouping_regex": "",  # the patient of a case: first group of this regex over the case id; empty = the case
     "family": "",  # "3d" / "2d"; empty = inferred from seg_arch (2D data sets: always "2d")
     "spacing": [],  # target (z, y, x) mm; empty = the data's median spacing (2D images keep their pixels)
@@ -111,14 +113,18 @@ SPEC = register_task(
         # Task06_Lung only).
         format_aliases={"msd": "msd_seg"},
         cli_params={
-            "target": "label name to segment (default: the last foreground label)",
-            "guide": "label that encloses the target and guides it: a label name, 'auto' (default: the label "
-                     "that encloses the target, containment >= guide_min_containment) or 'none' (no guide stage)",
+            "target": "label name to segment (default: the last foreground label with a guiding organ, else the "
+                      "last foreground label)",
+            "guide": "the target's organ, which guides it: a label name, 'auto' (default: the label the target "
+                     "borders most, on >= guide_min_border of its surface, larger than the target) or 'none' "
+                     "(no guide stage, guidance fixed to none)",
             "grouping_regex": "regex whose first group over a case id is its patient, for the split (default: one "
                               "case, one patient)",
         },
-        # Organ guidance: on a data set without a guide organ only ``none`` runs (the pipeline refuses others).
+        # Organ guidance: on a data set without a guide organ only ``none`` runs (the pipeline refuses others),
+        # so there the search fixes it and a comparison of it is refused.
         guidance=LESION_GUIDANCE,
+        fixed_by_data=lazy("bench.tasks.segmentation.data:fixed_by_data"),
         compare_metrics={
             "*": ("val_target_dice", "val_target_nsd", "val_fp_outside_guide_ml", "val_target_hd95",
                   "val_target_sensitivity", "test_target_dice", "test_fp_outside_guide_ml"),
