@@ -132,3 +132,64 @@ def test_inspect_counts_test_images_with_and_without_labels_and_says_which_are_s
     bare = inspect_seg(seg_layouts.one_label(tmp_path / "Dataset010_Spleen", n=4, test_images=2))
     assert (bare["test_cases"], bare["test_cases_labelled"]) == (2, 0) and bare["problems"] == []
     assert bare["test_scored"].startswith("none scored")
+
+
+# --- several targets ---------------------------------------------------------------------------------------
+def test_several_targets_default_to_all_labels_when_none_has_an_organ(tmp_path):
+    folder = seg_layouts.adjacent(tmp_path / "Dataset004_Hippocampus")
+    data = segdata.prepare(config(folder))
+    assert data.targets == ("Anterior", "Posterior") and data.guide is None
+    case = data.parts["train"][0]
+    assert set(case["target"].ravel().tolist()) == {0, 1, 2}  # target k+1 where the k-th label is
+    assert segdata.prepare(config(folder, target="Posterior")).targets == ("Posterior",)
+    assert segdata.prepare(config(folder, target="Posterior,Anterior")).targets == ("Posterior", "Anterior")
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="task_params.target"):
+        segdata.prepare(config(folder, target="Anterior,Tail"))
+
+
+def test_targets_that_share_an_organ_are_guided_by_it():
+    import numpy as np
+
+    from bench.data.seg_inspect import border_areas
+
+    label = np.zeros((12, 24, 24), np.int16)
+    label[1:11, 2:22, 2:22] = 1  # liver
+    label[3:6, 5:9, 5:9] = 2  # tumour inside
+    label[6:9, 14:18, 14:18] = 3  # cyst inside
+    labels = {"background": 0, "liver": 1, "tumour": 2, "cyst": 3}
+    areas = border_areas(label, list(labels.values()))
+    choice = segdata.choose_labels(config("x", target="tumour,cyst"), labels, areas, "x")
+    assert (choice.targets, choice.guide) == (("tumour", "cyst"), "liver")
+    # the default: the last label with an organ, guided
+    assert segdata.choose_labels(config("x"), labels, areas, "x").targets == ("cyst",)
+    every = segdata.choose_labels(config("x", target="all"), labels, areas, "x")
+    assert every.guide is None and "organ of every one" in every.reason
+
+
+def test_two_adjacent_labels_train_one_network_and_log_each_dice_and_their_mean(workdir):
+    from bench.cli import main
+
+    folder = seg_layouts.adjacent(workdir / "Dataset004_Hippocampus")
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "1", "--data", str(folder),
+                 "--target", "all"]) == 0
+    _, (run,) = _trials(workdir)
+    metrics = run.data.metrics
+    assert run.data.tags["bench.state"] == "COMPLETE"
+    each = [metrics["val_dice.Anterior"], metrics["val_dice.Posterior"]]
+    assert all(math.isfinite(v) for v in each) and "val_dice.Anterior" in metrics
+    assert metrics[SPEC.objective] == pytest.approx(sum(each) / 2)
+    assert {"val_hd95.Posterior", "val_nsd.Anterior", "test_dice.Posterior"} <= set(metrics)
+    from bench.metrics import higher_is_better
+
+    assert higher_is_better("val_dice.Anterior") and not higher_is_better("val_hd95.Anterior")
+
+
+def test_a_2d_png_folder_searches(workdir):
+    from bench.cli import main
+
+    folder = seg_layouts.png_one_label(workdir / "Dataset120_Cells")
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "1", "--data", str(folder)]) == 0
+    _, (run,) = _trials(workdir)
+    assert run.data.tags["bench.state"] == "COMPLETE" and math.isfinite(run.data.metrics[SPEC.objective])

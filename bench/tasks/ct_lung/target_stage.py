@@ -23,24 +23,46 @@ class Scored:
 
     predictions: dict[str, np.ndarray]
     rows: dict[str, list[dict]]
+    # several labels: per label, per part, the per-case rows of that label (``rows`` then holds label 1's)
+    per_label: dict[str, dict[str, list[dict]]] | None = None
 
     def objective_cases(self, groups: Mapping[str, Sequence[int]]) -> tuple[list[float], dict]:
-        """Validation Dice of the cases the objective averages (those with a target), for the case bootstrap,
-        and their anonymous patient numbers (``groups`` of ``case_file``) when the data has them."""
-        rows = self.rows["val"]
-        values = [r["lesion_dice"] for r in rows if r["_lesions"] > 0]
-        kept = {"groups": [g for g, r in zip(groups["val"], rows) if r["_lesions"] > 0]} if "val" in groups else {}
+        """Validation Dice of the cases the objective averages (those with a target; several labels: each
+        case's mean over the labels it holds), for the case bootstrap, and their anonymous patient numbers
+        (``groups`` of ``case_file``) when the data has them."""
+        if self.per_label:
+            by_case = list(zip(*(rows["val"] for rows in self.per_label.values())))
+            dices = [[r["lesion_dice"] for r in case if r["_lesions"] > 0] for case in by_case]
+            held = [bool(d) for d in dices]
+            values = [float(np.mean(d)) for d in dices if d]
+        else:
+            held = [r["_lesions"] > 0 for r in self.rows["val"]]
+            values = [r["lesion_dice"] for r, h in zip(self.rows["val"], held) if h]
+        kept = {"groups": [g for g, h in zip(groups["val"], held) if h]} if "val" in groups else {}
         return values, kept
+
+
+def label_dice(preds, truths, labels: int) -> float:
+    """Mean over labels 1..``labels`` of their mean Dice over the cases holding them (one label: lesion Dice)."""
+    if labels == 1:
+        return mean_lesion_dice(preds, truths)
+    truths = list(truths)
+    each = [mean_lesion_dice([p == k for p in preds], [t == k for t in truths]) for k in range(1, labels + 1)]
+    kept = [d for d in each if not np.isnan(d)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict], store: Predictions,
                     net: torch.nn.Module, loss, vols: Mapping[str, Volumes], cases: Mapping[str, Sequence[Mapping]],
                     organs: Mapping[str, Sequence[np.ndarray]], *, stage: str, target: str, organ: str,
                     offset: int, patch, roi, slices: int, samples: int, threshold: float, pos_fraction: float,
-                    spacing, tolerance_mm: float) -> Scored:
+                    spacing, tolerance_mm: float, labels: Sequence[str] = ()) -> Scored:
     """Train ``net`` (history records and logged metrics ``<stage>_train_loss`` and ``val_<stage>_dice`` at
     step ``offset + epoch``), then score val and test: case ``target`` mask against the prediction, with
-    ``organs[part]`` (the organ each case's metrics are taken in) and the case's ``organ`` mask."""
+    ``organs[part]`` (the organ each case's metrics are taken in) and the case's ``organ`` mask. Several
+    ``labels`` (names of target values 1, 2, ...): the validation Dice is their mean and each label is scored
+    on its own (``Scored.per_label``)."""
+    n_labels = max(len(labels), 1)
     latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
 
     def on_epoch(epoch: int, value: float) -> None:
@@ -48,7 +70,7 @@ def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict]
         if latest_val:
             store.drop(latest_val.pop())
         latest_val.append(preds)
-        val_dice = mean_lesion_dice(preds, [c[target] for c in cases["val"]])
+        val_dice = label_dice(preds, [c[target] for c in cases["val"]], n_labels)
         record = {f"{stage}_train_loss": value, f"val_{stage}_dice": val_dice}
         history.append({"stage": stage, "epoch": epoch, **record})
         reporter.log(record, step=offset + epoch)
@@ -59,9 +81,16 @@ def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict]
               on_epoch=on_epoch, optimiser=config.optimiser, augment=config.augment)
 
     predictions, rows = {}, {}
+    per_label: dict[str, dict[str, list[dict]]] = {name: {} for name in labels} if n_labels > 1 else {}
     for part in ("val", "test"):
         reuse = part == "val" and latest_val  # empty when no epoch ran
         predictions[part] = latest_val[0] if reuse else store.predict(net, vols[part], roi, threshold)
-        rows[part] = [case_metrics(p, c[target], o, c[organ], spacing, tolerance_mm)
-                      for p, o, c in zip(predictions[part], organs[part], cases[part])]
-    return Scored(predictions, rows)
+        if n_labels == 1:
+            rows[part] = [case_metrics(p, c[target], o, c[organ], spacing, tolerance_mm)
+                          for p, o, c in zip(predictions[part], organs[part], cases[part])]
+            continue
+        for k, name in enumerate(labels, start=1):
+            per_label[name][part] = [case_metrics(p == k, c[target] == k, o, c[organ], spacing, tolerance_mm)
+                                     for p, o, c in zip(predictions[part], organs[part], cases[part])]
+        rows[part] = per_label[labels[0]][part]
+    return Scored(predictions, rows, per_label or None)

@@ -39,21 +39,27 @@ SAMPLES_PER_CASE = 10_000  # foreground voxels per case and CT channel kept for 
 
 class SegCase(Mapping):
     """One preprocessed case as the training code reads it: ``image`` (C,D,H,W) float32, ``target`` and
-    ``guide`` (D,H,W) uint8 derived from the cached label map when read. The guide region is the guide label
-    together with the target it encloses (the whole organ, as nnU-Net's region ``liver`` = liver + tumour)."""
+    ``guide`` (D,H,W) uint8 derived from the cached label map when read. ``target`` is k where the k-th
+    target label is (one target: its mask); the guide region is the guide label together with the targets on
+    it (the whole organ, as nnU-Net's region ``kidney`` = kidney + tumour)."""
 
-    def __init__(self, image: np.ndarray, label: np.ndarray, target: int, guide: int | None):
-        self._image, self._label, self._target, self._guide = image, label, target, guide
+    def __init__(self, image: np.ndarray, label: np.ndarray, targets: tuple[int, ...], guide: int | None):
+        self._image, self._label, self._targets, self._guide = image, label, tuple(targets), guide
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key == "image":
             return self._image
         if key == "target":
-            return (self._label == self._target).astype(np.uint8)
+            if len(self._targets) == 1:
+                return (self._label == self._targets[0]).astype(np.uint8)
+            out = np.zeros(self._label.shape, np.uint8)
+            for k, value in enumerate(self._targets, start=1):
+                out[self._label == value] = k
+            return out
         if key == "guide":
             if self._guide is None:
                 return np.zeros(self._label.shape, np.uint8)
-            return np.isin(self._label, (self._guide, self._target)).astype(np.uint8)
+            return np.isin(self._label, (self._guide, *self._targets)).astype(np.uint8)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -67,7 +73,7 @@ class SegCase(Mapping):
         return int(self._image.nbytes + self._label.nbytes)
 
     def in_memory(self) -> SegCase:
-        return SegCase(np.array(self._image), np.array(self._label), self._target, self._guide)
+        return SegCase(np.array(self._image), np.array(self._label), self._targets, self._guide)
 
 
 @dataclass
@@ -79,8 +85,9 @@ class SegData:
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # part -> anonymous patient numbers
     channels: tuple[str, ...] = ()
     dims: int = 3
-    target: str = ""  # label names chosen (no patient information)
+    target: str = ""  # label names chosen (no patient information): the targets, comma-separated
     guide: str | None = None
+    targets: tuple[str, ...] = ()  # one per network output (target value k in SegCase["target"])
     organ_share: float = float("nan")  # the guide's share of the target's surface
     guide_reason: str = ""  # without a guide: why (said once by a search)
 
@@ -99,7 +106,7 @@ def prepare(config: TrialConfig) -> SegData:
     ids = (*ds.case_ids, *ds.test_ids)
     arrays = cached_arrays(key, lambda: build_rows(ds, ids, spacing_param))
     choice = choose_labels(config, ds.labels, arrays["borders"], root)
-    target, guide = choice.target, choice.guide
+    guide = choice.guide
     cached_ids = [str(i) for i in arrays["case_id"]]
     patient_of = dict(zip(cached_ids, map(str, arrays["patient_id"])))
     split = data_split(source, ds, patient_of)
@@ -115,74 +122,94 @@ def prepare(config: TrialConfig) -> SegData:
         chosen = [row[i] for i in split.part(part, config.fold)]
         if part == "train" and config.max_train_cases:
             chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
-        parts[part] = [SegCase(arrays["image"][i], arrays["label"][i], ds.labels[target], guide_value)
-                       for i in chosen]
+        parts[part] = [SegCase(arrays["image"][i], arrays["label"][i], tuple(ds.labels[t] for t in choice.targets),
+                               guide_value) for i in chosen]
     from bench.cases import (
         patient_numbers,  # issue 21: anonymous patient numbers (no id leaves the data layer)
     )
 
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
-                   tuple(ds.channels), int(ds.dims), target, guide, choice.share, choice.reason)
+                   tuple(ds.channels), int(ds.dims), ",".join(choice.targets), guide, choice.targets, choice.share,
+                   choice.reason)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
+ALL = "all"
+
+
 @dataclass(frozen=True)
 class LabelChoice:
-    """The target, its guide organ (or None) and why: the organ's share of the target's surface
-    (``bench.data.seg_inspect.organs``), and the line a search says when there is no guide."""
+    """The targets, their guide organ (or None) and why: the organ's share of the target's surface
+    (``bench.data.seg_inspect.organs``; several targets: the smallest), and the line a search says when
+    there is no guide."""
 
-    target: str
+    targets: tuple[str, ...]
     guide: str | None
     share: float
     reason: str = ""
 
 
 def choose_labels(config: TrialConfig, labels: Mapping[str, int], areas: np.ndarray, root: Path) -> LabelChoice:
-    """Target and guide from the task parameters and the cached border table (``areas[i, j]``: surface in mm²
+    """Targets and guide from the task parameters and the cached border table (``areas[i, j]``: surface in mm²
     between the i-th and j-th label of ``labels``, ``bench.data.seg_inspect.border_areas``).
 
-    Target: ``task_params.target``, else the last foreground label that has a guiding organ (a tumour on or in
-    its kidney), else the last foreground label. Guide: ``task_params.guide`` (a label, or ``none``), else
-    (``auto``) the label the target borders most when it guides it (``bench.data.seg_inspect.organs``: share
-    >= ``guide_min_border``, target smaller than the organ)."""
+    Targets: ``task_params.target`` (a label, ``A,B`` or ``all``: one network output each), else the last
+    foreground label that has a guiding organ (a tumour on or in its kidney), else every foreground label (as
+    nnU-Net). Guide: ``task_params.guide`` (a label, or ``none``), else (``auto``) the organ of every target
+    when they share one that guides them (``bench.data.seg_inspect.organs``: share >= ``guide_min_border``,
+    target smaller than the organ), else none."""
     from bench.data.seg_inspect import organs
 
     by_value = {int(v): n for n, v in labels.items()}
-    foreground = sorted(v for v in by_value if v != 0)
+    foreground = [by_value[v] for v in sorted(by_value) if v != 0]
     if not foreground:
         raise DataError(f"{root}: dataset.json must name at least one foreground label, but names only background.")
-    table = organs(areas, dict(labels), float(task_param(config, "guide_min_border")))
-    guided = [by_value[v] for v in foreground if table[by_value[v]]["guide"]]
-    target = str(task_param(config, "target")) or (guided or [by_value[foreground[-1]]])[-1]
-    if target not in labels or labels[target] == 0:
-        raise ConfigError(f"task_params.target must be a foreground label of {root} "
-                          f"{[by_value[v] for v in foreground]}, but got '{target}'.")
+    min_border = float(task_param(config, "guide_min_border"))
+    table = organs(areas, dict(labels), min_border)
+    targets = _targets(str(task_param(config, "target")), foreground, table, root)
     wanted = str(task_param(config, "guide"))
     names = list(labels)
 
-    def share(name: str) -> float:
+    def share(target: str, name: str) -> float:
         row = areas[names.index(target)]
         return float(row[names.index(name)] / row.sum()) if row.sum() > 0 else 0.0
 
     if wanted == NO_GUIDE:
-        return LabelChoice(target, None, float("nan"), "task_params.guide is 'none'")
+        return LabelChoice(targets, None, float("nan"), "task_params.guide is 'none'")
     if wanted != AUTO:
-        if wanted not in labels or labels[wanted] == 0 or wanted == target:
+        if wanted not in labels or labels[wanted] == 0 or wanted in targets:
             raise ConfigError(f"task_params.guide must be 'auto', 'none' or a foreground label of {root} other than "
-                              f"the target {[by_value[v] for v in foreground if by_value[v] != target]}, but got "
-                              f"'{wanted}'.")
-        return LabelChoice(target, wanted, share(wanted))
-    found = table[target]
-    if found["guide"]:
-        return LabelChoice(target, found["organ"], found["share"])
-    if found["organ"] is None:
-        reason = f"no label encloses `{target}`"
+                              f"the targets {[n for n in foreground if n not in targets]}, but got '{wanted}'.")
+        return LabelChoice(targets, wanted, min(share(t, wanted) for t in targets))
+    found = [table[t] for t in targets]
+    organ = found[0]["organ"]
+    if all(f["guide"] and f["organ"] == organ for f in found) and organ not in targets:
+        return LabelChoice(targets, organ, min(f["share"] for f in found))
+    named = ", ".join(f"`{t}`" for t in targets)
+    if len(targets) > 1:
+        reason = f"no label outside the targets is the organ of every one of {named}"
+    elif found[0]["organ"] is None:
+        reason = f"no label encloses {named}"
     else:
-        reason = (f"no label is `{target}`'s organ (it borders `{found['organ']}` most, on {found['share']:.0%} of "
-                  f"its surface; a guide needs >= {float(task_param(config, 'guide_min_border')):.0%} and a larger "
-                  "organ)")
-    return LabelChoice(target, None, found["share"] if found["organ"] else float("nan"), reason)
+        reason = (f"no label is {named}'s organ (it borders `{organ}` most, on {found[0]['share']:.0%} of its "
+                  f"surface; a guide needs >= {min_border:.0%} and a larger organ)")
+    return LabelChoice(targets, None, found[0]["share"] if len(targets) == 1 and organ else float("nan"), reason)
+
+
+def _targets(given: str, foreground: list[str], table: Mapping[str, dict], root: Path) -> tuple[str, ...]:
+    """``task_params.target`` as label names (see :func:`choose_labels`)."""
+    if not given:
+        guided = [n for n in foreground if table[n]["guide"]]
+        return (guided[-1],) if guided else tuple(foreground)
+    if given == ALL:
+        return tuple(foreground)
+    wanted = [t.strip() for t in given.split(",")]
+    wrong = [t for t in wanted if t not in foreground]
+    if wrong or len(set(wanted)) != len(wanted):
+        raise ConfigError(f"task_params.target must be 'all', a foreground label of {root} or several joined by "
+                          f"commas {foreground}, but got '{given}'.")
+    return tuple(wanted)
 
 
 def fixed_by_data(data: SegData) -> dict[str, tuple[str, str]]:

@@ -40,7 +40,12 @@ GUIDE_ONLY = ("guide_dice", "fp_outside_guide_ml")
 
 
 class SegVolumes(Volumes):
-    """ct-lung's ``Volumes`` for images of C channels: (C,D,H,W) cases, guide organ in the lung's place."""
+    """ct-lung's ``Volumes`` for images of C channels: (C,D,H,W) cases, guide organ in the lung's place, and
+    ``labels`` target channels (several targets: one per label, from the case's label values 1..labels)."""
+
+    def __init__(self, guide, cases, target: str, lungs, labels: int = 1):
+        super().__init__(guide, cases, target, lungs)
+        self.target_channels = labels
 
     @property
     def channels(self) -> int:
@@ -51,7 +56,12 @@ class SegVolumes(Volumes):
         case = self.cases[i]
         image = torch.from_numpy(np.array(case["image"], np.float32))[None]
         organ = torch.from_numpy(np.array(self.lung(i) > 0, np.float32))[None, None]
-        target = torch.from_numpy(np.array(case[self.target] > 0, np.float32))[None, None]
+        truth = np.asarray(case[self.target])
+        if self.target_channels == 1:
+            target = torch.from_numpy(np.array(truth > 0, np.float32))[None, None]
+        else:  # one channel per label
+            target = torch.from_numpy(np.stack([truth == k for k in range(1, self.target_channels + 1)]
+                                               ).astype(np.float32))[None]
         g = self.guide
         return Guided(inputs=g.inputs(image, organ)[0].numpy().astype(np.float32),
                       target=(g.to_grid(target, organ)[0] > 0.5).numpy().astype(np.float32),
@@ -89,7 +99,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # target network is, and is shared by all of them.
     with torch.random.fork_rng(devices=[]):
         target_net = build_seg_net(config.seg_arch, channels + guide.extra_channels, family, config.seg_encoder,
-                                   int(task_param(config, "width")), patch=patch)
+                                   int(task_param(config, "width")), patch=patch,
+                                   out_channels=max(len(data.targets), 1))
     threshold = float(task_param(config, "threshold"))
     with predictions(streamed) as store:
         return _stages(config, reporter, data, store, guide, target_net, loss, patch=patch, roi=roi, slices=slices,
@@ -110,7 +121,8 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
                   else guide_pred[p] for p in data.parts}
 
     # --- target stage; validation is the objective, test is logged only --------------------------------
-    vols = {p: SegVolumes(guide, cases, "target", organs[p]) for p, cases in data.parts.items()}
+    n_labels = len(data.targets)
+    vols = {p: SegVolumes(guide, cases, "target", organs[p], n_labels) for p, cases in data.parts.items()}
     # the organ each case is scored in: the predicted one, or without a guide stage the data's own
     scored_in = {p: guide_pred[p] if guide_pred is not None else [c["guide"] for c in data.parts[p]]
                  for p in ("val", "test")}
@@ -119,10 +131,11 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
                              offset=int(task_param(config, "guide_epochs")) if guide_net is not None else 0,
                              patch=patch, roi=roi, slices=slices, samples=samples, threshold=threshold,
                              pos_fraction=float(task_param(config, "pos_fraction")), spacing=data.spacing,
-                             tolerance_mm=float(task_param(config, "tolerance_mm")))
+                             tolerance_mm=float(task_param(config, "tolerance_mm")),
+                             labels=data.targets if n_labels > 1 else ())
     metrics: dict[str, float] = {}
     for part in ("val", "test"):
-        summary = {RENAMED[k]: v for k, v in summarise(scored.rows[part]).items()}
+        summary = part_metrics(scored, part)
         if guide_pred is None:  # no organ: nothing to score the guide by, nothing outside it
             summary = {k: v for k, v in summary.items() if k not in GUIDE_ONLY}
         metrics.update({f"{part}_{k}": v for k, v in summary.items()})
@@ -141,6 +154,35 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
         previews={"overlay.png": overlay(data.parts["val"], scored.predictions["val"]),
                   CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
+
+
+# Per-label metrics of several targets, ``<part>_<name>.<label>``; the target metrics are their mean (nnU-Net's
+# mean foreground Dice), the false-positive volume outside the organ their sum, the guide's Dice the organ's.
+PER_LABEL = {"target_dice": "dice", "target_hd95": "hd95", "target_nsd": "nsd"}
+SUMMED = ("fp_outside_guide_ml",)
+
+
+def part_metrics(scored, part: str) -> dict[str, float]:
+    """The task's metrics of one part (without its prefix): one target as ``metrics_seg3d`` summarises it;
+    several, per label and combined as ``PER_LABEL``/``SUMMED`` say."""
+    if not scored.per_label:
+        return {RENAMED[k]: v for k, v in summarise(scored.rows[part]).items()}
+    each = {label: {RENAMED[k]: v for k, v in summarise(rows[part]).items()}
+            for label, rows in scored.per_label.items()}
+    first = next(iter(each.values()))
+    out: dict[str, float] = {}
+    for name in first:
+        values = [m[name] for m in each.values()]
+        finite = [v for v in values if np.isfinite(v)]
+        if name in SUMMED:
+            out[name] = float(np.sum(finite)) if finite else float("nan")
+        elif name == "guide_dice":
+            out[name] = first[name]
+        else:
+            out[name] = float(np.mean(finite)) if finite else float("nan")
+    for label, m in each.items():
+        out.update({f"{short}.{label}": m[name] for name, short in PER_LABEL.items()})
+    return out
 
 
 def placed(data: SegData) -> tuple[SegData, bool]:
@@ -162,11 +204,11 @@ def overlay(cases, target_pred: list[np.ndarray], n: int = 4) -> bytes:
     order = sorted(range(len(cases)), key=lambda i: not truths[i].any())[:n]
     images, trues, preds, titles = [], [], [], []
     for i in order:
-        shown = truths[i] if truths[i].any() else target_pred[i]
+        shown = (truths[i] if truths[i].any() else np.asarray(target_pred[i])) > 0
         z = int(np.argmax(shown.reshape(len(shown), -1).sum(axis=1)))
         images.append(np.asarray(cases[i]["image"][0, z]))
-        trues.append(truths[i][z])
-        preds.append(target_pred[i][z])
+        trues.append(truths[i][z] > 0)  # several targets: every label's contour
+        preds.append(np.asarray(target_pred[i][z]) > 0)
         titles.append(f"val case {i}, slice {z}")
     return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
 

@@ -23,7 +23,9 @@ TARGET_METRICS = ("target_dice", "guide_dice", "target_hd95", "target_nsd", "fp_
 AUTO, NO_GUIDE = "auto", "none"
 
 DEFAULT_TASK_PARAMS: dict[str, Any] = {
-    # label name to segment; empty = the last foreground label that has a guiding organ, else the last one
+    # what to segment: a label name, several joined by commas, or "all" (one network output per label, each
+    # scored as val_dice.<label>, the objective their mean); empty = the last foreground label that has a
+    # guiding organ, else "all" (bench.tasks.segmentation.data.choose_labels)
     "target": "",
     # the target's organ, which guides it: "auto" = the label making up the largest share of the target's
     # surface (bench.data.seg_inspect.organs), if that share >= guide_min_border and the target is smaller;
@@ -113,8 +115,9 @@ SPEC = register_task(
         # Task06_Lung only).
         format_aliases={"msd": "msd_seg"},
         cli_params={
-            "target": "label name to segment (default: the last foreground label with a guiding organ, else the "
-                      "last foreground label)",
+            "target": "what to segment: a label name, 'A,B' or 'all' (one output per label, each scored as "
+                      "val_dice.<label>, objective their mean; default: the last label that has a guiding organ, "
+                      "else all)",
             "guide": "the target's organ, which guides it: a label name, 'auto' (default: the label the target "
                      "borders most, on >= guide_min_border of its surface, larger than the target) or 'none' "
                      "(no guide stage, guidance fixed to none)",
