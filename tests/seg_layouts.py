@@ -104,3 +104,25 @@ def png_one_label(root: Path, n: int = 8, shape=(64, 64), seed: int = 0) -> Path
             Image.fromarray(array).save(root / folder / name)
     _dataset_json(root, {"background": 0, "cell": 1}, n, channels=("microscopy",), ending=".png")
     return root
+
+
+BRATS_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": 3}
+
+
+def regions(root: Path, n: int = 8, seed: int = 0) -> Path:
+    """BraTS as nnU-Net v2 documents it (Dataset137_BraTS2021): four MRI channels, label values 1 edema,
+    2 non-enhancing core, 3 enhancing, and region-based ``labels`` with ``regions_class_order``."""
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        centre = (8, 16 + rng.integers(-3, 4), 16 + rng.integers(-3, 4))
+        label = np.zeros(SHAPE, np.uint8)
+        label[_ball(SHAPE, centre, (5, 9, 9))] = 1
+        label[_ball(SHAPE, centre, (3, 6, 6))] = 3
+        label[_ball(SHAPE, centre, (2, 3, 3))] = 2
+        means = ({1: 160.0, 2: 90.0, 3: 120.0}, {1: 90.0, 2: 70.0, 3: 80.0}, {1: 100.0, 2: 60.0, 3: 200.0},
+                 {1: 180.0, 2: 150.0, 3: 130.0})
+        write_case(root, "Tr", f"BraTS2021_{k:05d}", np.stack([_image(label, rng, m) for m in means]), label)
+    meta = {"channel_names": {"0": "FLAIR", "1": "T1", "2": "T1CE", "3": "T2"}, "labels": BRATS_LABELS,
+            "regions_class_order": [1, 2, 3], "numTraining": n, "file_ending": ".nii.gz"}
+    (root / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return root

@@ -193,3 +193,52 @@ def test_a_2d_png_folder_searches(workdir):
     assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "1", "--data", str(folder)]) == 0
     _, (run,) = _trials(workdir)
     assert run.data.tags["bench.state"] == "COMPLETE" and math.isfinite(run.data.metrics[SPEC.objective])
+
+
+# --- nnU-Net regions -----------------------------------------------------------------------------------------
+def test_region_labels_are_read_with_their_class_order(tmp_path):
+    from bench.data.seg_dataset import open_seg_dataset
+
+    folder = seg_layouts.regions(tmp_path / "Dataset137_BraTS2021")
+    ds = open_seg_dataset(folder)
+    assert ds.regions == {"whole tumor": (1, 2, 3), "tumor core": (2, 3), "enhancing tumor": (3,)}
+    assert ds.regions_class_order == (1, 2, 3) and len(ds.channels) == 4
+    report = inspect_seg(folder)
+    assert report["problems"] == [] and report["regions"]["tumor core"] == [2, 3]
+    data = segdata.prepare(config(folder))
+    assert data.targets == ("whole tumor", "tumor core", "enhancing tumor") and data.guide is None
+    assert data.channel_values == ((1, 2, 3), (2, 3), (3,)) and data.class_order == (1, 2, 3)
+
+
+def test_region_labels_without_a_class_order_are_one_line(tmp_path):
+    import json
+
+    folder = seg_layouts.regions(tmp_path / "Dataset137_BraTS2021", n=2)
+    meta = json.loads((folder / "dataset.json").read_text())
+    del meta["regions_class_order"]
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    problems = inspect_seg(folder, strict=False)["problems"]
+    assert len(problems) == 1 and "regions_class_order" in problems[0] and "dataset.json" in problems[0]
+
+
+def test_regions_decode_as_nnunet_writes_them_back():
+    import torch
+
+    from bench.tasks.ct_lung.training import decode
+
+    logits = torch.tensor([[[[5.0, 5.0, 5.0, -5.0]]], [[[-5.0, 5.0, 5.0, -5.0]]], [[[-5.0, -5.0, 5.0, 5.0]]]])
+    assert decode(logits, 0.0, (1, 2, 3)).tolist() == [[[1, 2, 3, 3]]]
+    assert decode(logits, 0.0).tolist() == [[[1, 1, 1, 3]]]  # labels: the largest output above the threshold
+
+
+def test_a_four_channel_region_data_set_searches(workdir):
+    from bench.cli import main
+
+    folder = seg_layouts.regions(workdir / "Dataset137_BraTS2021")
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--trials", "1", "--data", str(folder)]) == 0
+    _, (run,) = _trials(workdir)
+    metrics = run.data.metrics
+    assert run.data.tags["bench.state"] == "COMPLETE" and run.data.params["guidance"] == "none"
+    each = [metrics[f"val_dice.{r}"] for r in ("whole tumor", "tumor core", "enhancing tumor")]
+    assert all(math.isfinite(v) for v in each)
+    assert metrics[SPEC.objective] == pytest.approx(sum(each) / 3)

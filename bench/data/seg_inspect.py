@@ -53,8 +53,8 @@ def inspect_seg(root: str | Path, patient_regex: str | None = None, strict: bool
             exit 2); False returns them in ``report["problems"]``.
 
     Problems: a missing label or channel file, a channel or label whose shape differs from channel 0's, a
-    label value dataset.json does not name, numTraining disagreeing with the files, region-based labels,
-    an unreadable file, an inconsistent splits_final.json.
+    label value dataset.json does not name, numTraining disagreeing with the files, region-based labels
+    without their regions_class_order, an unreadable file, an inconsistent splits_final.json.
 
     Raises:
         DataError: ``strict`` and problems found, or the folder cannot be listed at all (no dataset.json,
@@ -64,6 +64,8 @@ def inspect_seg(root: str | Path, patient_regex: str | None = None, strict: bool
     report = {
         "path": str(ds.root), "layout": ds.layout, "dims": ds.dims, "file_ending": ds.file_ending,
         "channels": list(ds.channels), "labels": dict(ds.labels), "cases": len(ds.case_ids),
+        **({"regions": {k: list(v) for k, v in ds.regions.items()},
+            "regions_class_order": list(ds.regions_class_order)} if ds.regions else {}),
         "test_cases": len(ds.test_ids) + len(ds.unlabelled_test_ids), "test_cases_labelled": len(ds.test_ids),
         "test_scored": _test_scored(ds), "num_training": ds.num_training,
         "patients": len({ds.patient_of(c) for c in ds.case_ids + ds.test_ids}),

@@ -42,12 +42,14 @@ class Scored:
         return values, kept
 
 
-def label_dice(preds, truths, labels: int) -> float:
-    """Mean over labels 1..``labels`` of their mean Dice over the cases holding them (one label: lesion Dice)."""
-    if labels == 1:
+def label_dice(preds, truths, label_values: Sequence[Sequence[int]] = ()) -> float:
+    """Mean over labels (the mask values each stands for, ``label_values``) of their mean Dice over the cases
+    holding them; no labels given: the binary lesion Dice."""
+    if not label_values:
         return mean_lesion_dice(preds, truths)
     truths = list(truths)
-    each = [mean_lesion_dice([p == k for p in preds], [t == k for t in truths]) for k in range(1, labels + 1)]
+    each = [mean_lesion_dice([np.isin(p, v) for p in preds], [np.isin(t, v) for t in truths])
+            for v in label_values]
     kept = [d for d in each if not np.isnan(d)]
     return float(np.mean(kept)) if kept else float("nan")
 
@@ -56,13 +58,16 @@ def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict]
                     net: torch.nn.Module, loss, vols: Mapping[str, Volumes], cases: Mapping[str, Sequence[Mapping]],
                     organs: Mapping[str, Sequence[np.ndarray]], *, stage: str, target: str, organ: str,
                     offset: int, patch, roi, slices: int, samples: int, threshold: float, pos_fraction: float,
-                    spacing, tolerance_mm: float, labels: Sequence[str] = ()) -> Scored:
+                    spacing, tolerance_mm: float, labels: Sequence[str] = (),
+                    label_values: Sequence[Sequence[int]] = ()) -> Scored:
     """Train ``net`` (history records and logged metrics ``<stage>_train_loss`` and ``val_<stage>_dice`` at
     step ``offset + epoch``), then score val and test: case ``target`` mask against the prediction, with
     ``organs[part]`` (the organ each case's metrics are taken in) and the case's ``organ`` mask. Several
-    ``labels`` (names of target values 1, 2, ...): the validation Dice is their mean and each label is scored
-    on its own (``Scored.per_label``)."""
+    ``labels`` (names; ``label_values``: the mask values each stands for, default (1,), (2,), ...): the
+    validation Dice is their mean and each label is scored on its own (``Scored.per_label``)."""
     n_labels = max(len(labels), 1)
+    if n_labels > 1 and not label_values:
+        label_values = tuple((k,) for k in range(1, n_labels + 1))
     latest_val: list[np.ndarray] = []  # the last epoch's validation predictions: the final ones too
 
     def on_epoch(epoch: int, value: float) -> None:
@@ -70,7 +75,7 @@ def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict]
         if latest_val:
             store.drop(latest_val.pop())
         latest_val.append(preds)
-        val_dice = label_dice(preds, [c[target] for c in cases["val"]], n_labels)
+        val_dice = label_dice(preds, [c[target] for c in cases["val"]], label_values if n_labels > 1 else ())
         record = {f"{stage}_train_loss": value, f"val_{stage}_dice": val_dice}
         history.append({"stage": stage, "epoch": epoch, **record})
         reporter.log(record, step=offset + epoch)
@@ -89,8 +94,9 @@ def train_and_score(config: TrialConfig, reporter: Reporter, history: list[dict]
             rows[part] = [case_metrics(p, c[target], o, c[organ], spacing, tolerance_mm)
                           for p, o, c in zip(predictions[part], organs[part], cases[part])]
             continue
-        for k, name in enumerate(labels, start=1):
-            per_label[name][part] = [case_metrics(p == k, c[target] == k, o, c[organ], spacing, tolerance_mm)
+        for name, values in zip(labels, label_values):
+            per_label[name][part] = [case_metrics(np.isin(p, values), np.isin(c[target], values), o, c[organ],
+                                                  spacing, tolerance_mm)
                                      for p, o, c in zip(predictions[part], organs[part], cases[part])]
         rows[part] = per_label[labels[0]][part]
     return Scored(predictions, rows, per_label or None)

@@ -208,13 +208,20 @@ def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int
                                               predictor=predictor, overlap=0.25)
         for k in range(len(inputs)):
             mapped = to_image_grid(vols.guide, logits[k : k + 1].float(), vols.lung(i + k))
-            yield decode(mapped[0], threshold)
+            yield decode(mapped[0], threshold, getattr(vols, "class_order", ()))
         i += len(inputs)
 
 
-def decode(logits: torch.Tensor, threshold: float) -> np.ndarray:
+def decode(logits: torch.Tensor, threshold: float, class_order=()) -> np.ndarray:
     """(K, D, H, W) logits -> a (D, H, W) uint8 mask: one output, logit > ``threshold``; K outputs (one per
-    label, non-overlapping labels), label k+1 where output k is the largest of those above ``threshold``."""
+    label, non-overlapping labels), label k+1 where output k is the largest of those above ``threshold``;
+    with ``class_order`` (nnU-Net regions' ``regions_class_order``) each region's voxels above ``threshold``
+    get its value, region by region, later ones over earlier ones, as nnU-Net converts regions back."""
+    if class_order:
+        out = torch.zeros(logits.shape[1:], dtype=torch.uint8, device=logits.device)
+        for channel, value in zip(logits, class_order):
+            out[channel > threshold] = int(value)
+        return out.cpu().numpy()
     if len(logits) == 1:
         return (logits[0] > threshold).cpu().numpy().astype(np.uint8)
     above = (logits > threshold).any(dim=0)

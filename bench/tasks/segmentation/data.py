@@ -43,13 +43,17 @@ class SegCase(Mapping):
     target label is (one target: its mask); the guide region is the guide label together with the targets on
     it (the whole organ, as nnU-Net's region ``kidney`` = kidney + tumour)."""
 
-    def __init__(self, image: np.ndarray, label: np.ndarray, targets: tuple[int, ...], guide: int | None):
+    def __init__(self, image: np.ndarray, label: np.ndarray, targets: tuple[int, ...], guide: int | None,
+                 regions: bool = False):
         self._image, self._label, self._targets, self._guide = image, label, tuple(targets), guide
+        self._regions = regions  # targets are the raw values that nnU-Net regions unite: kept as they are
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key == "image":
             return self._image
         if key == "target":
+            if self._regions:
+                return np.where(np.isin(self._label, self._targets), self._label, 0).astype(np.uint8)
             if len(self._targets) == 1:
                 return (self._label == self._targets[0]).astype(np.uint8)
             out = np.zeros(self._label.shape, np.uint8)
@@ -73,7 +77,7 @@ class SegCase(Mapping):
         return int(self._image.nbytes + self._label.nbytes)
 
     def in_memory(self) -> SegCase:
-        return SegCase(np.array(self._image), np.array(self._label), self._targets, self._guide)
+        return SegCase(np.array(self._image), np.array(self._label), self._targets, self._guide, self._regions)
 
 
 @dataclass
@@ -90,6 +94,10 @@ class SegData:
     targets: tuple[str, ...] = ()  # one per network output (target value k in SegCase["target"])
     organ_share: float = float("nan")  # the guide's share of the target's surface
     guide_reason: str = ""  # without a guide: why (said once by a search)
+    # per network output, the values of SegCase["target"] it stands for: (k,) for the k-th target label;
+    # nnU-Net regions: the raw values each region unites, and the value each region writes back, in order
+    channel_values: tuple[tuple[int, ...], ...] = ((1,),)
+    class_order: tuple[int, ...] = ()
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -105,7 +113,8 @@ def prepare(config: TrialConfig) -> SegData:
                        "patients": task_param(config, "grouping_regex")})
     ids = (*ds.case_ids, *ds.test_ids)
     arrays = cached_arrays(key, lambda: build_rows(ds, ids, spacing_param))
-    choice = choose_labels(config, ds.labels, arrays["borders"], root)
+    choice = choose_regions(config, ds.regions) if ds.regions else choose_labels(config, ds.labels,
+                                                                                  arrays["borders"], root)
     guide = choice.guide
     cached_ids = [str(i) for i in arrays["case_id"]]
     patient_of = dict(zip(cached_ids, map(str, arrays["patient_id"])))
@@ -117,13 +126,19 @@ def prepare(config: TrialConfig) -> SegData:
         )
     row = {case_id: i for i, case_id in enumerate(cached_ids)}
     guide_value = None if guide is None else ds.labels[guide]
+    if ds.regions:  # each output a region: the raw values it unites
+        channel_values = tuple(ds.regions[t] for t in choice.targets)
+        target_values = tuple(sorted({v for values in channel_values for v in values}))
+    else:  # each output one label: value k of SegCase["target"]
+        target_values = tuple(ds.labels[t] for t in choice.targets)
+        channel_values = tuple((k,) for k in range(1, len(target_values) + 1))
     parts: dict[str, list[SegCase]] = {}
     for part in ("train", "val", "test"):
         chosen = [row[i] for i in split.part(part, config.fold)]
         if part == "train" and config.max_train_cases:
             chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
-        parts[part] = [SegCase(arrays["image"][i], arrays["label"][i], tuple(ds.labels[t] for t in choice.targets),
-                               guide_value) for i in chosen]
+        parts[part] = [SegCase(arrays["image"][i], arrays["label"][i], target_values, guide_value, bool(ds.regions))
+                       for i in chosen]
     from bench.cases import (
         patient_numbers,  # issue 21: anonymous patient numbers (no id leaves the data layer)
     )
@@ -131,7 +146,9 @@ def prepare(config: TrialConfig) -> SegData:
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
                    tuple(ds.channels), int(ds.dims), ",".join(choice.targets), guide, choice.targets, choice.share,
-                   choice.reason)
+                   choice.reason, channel_values,
+                   tuple(ds.regions_class_order[list(ds.regions).index(t)] for t in choice.targets)
+                   if ds.regions else ())
 
 
 # --- labels ----------------------------------------------------------------------------------------------
@@ -195,6 +212,18 @@ def choose_labels(config: TrialConfig, labels: Mapping[str, int], areas: np.ndar
         reason = (f"no label is {named}'s organ (it borders `{organ}` most, on {found[0]['share']:.0%} of its "
                   f"surface; a guide needs >= {min_border:.0%} and a larger organ)")
     return LabelChoice(targets, None, found[0]["share"] if len(targets) == 1 and organ else float("nan"), reason)
+
+
+def choose_regions(config: TrialConfig, regions: Mapping[str, tuple[int, ...]]) -> LabelChoice:
+    """Targets of a region-based data set (nnU-Net v2 ``labels`` as lists): ``task_params.target`` among the
+    regions (default and ``all``: every region, one sigmoid output each, as nnU-Net trains them). Regions
+    overlap by design, so none guides another: no guide."""
+    names = list(regions)
+    targets = _targets(str(task_param(config, "target")) or ALL, names, {}, "the regions")
+    if str(task_param(config, "guide")) not in (AUTO, NO_GUIDE):
+        raise ConfigError(f"task_params.guide must be 'auto' or 'none' on a region-based data set (regions "
+                          f"{names} overlap: none is another's organ), but got '{task_param(config, 'guide')}'.")
+    return LabelChoice(targets, None, float("nan"), f"the targets are nnU-Net regions ({', '.join(names)})")
 
 
 def _targets(given: str, foreground: list[str], table: Mapping[str, dict], root: Path) -> tuple[str, ...]:

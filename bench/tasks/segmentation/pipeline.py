@@ -41,11 +41,14 @@ GUIDE_ONLY = ("guide_dice", "fp_outside_guide_ml")
 
 class SegVolumes(Volumes):
     """ct-lung's ``Volumes`` for images of C channels: (C,D,H,W) cases, guide organ in the lung's place, and
-    ``labels`` target channels (several targets: one per label, from the case's label values 1..labels)."""
+    one target channel per entry of ``channel_values`` (the values of the case's target map it stands for:
+    (k,) for the k-th label, a region's values for nnU-Net regions); ``class_order``: the value each region's
+    output writes back at inference (``training.decode``), empty for labels."""
 
-    def __init__(self, guide, cases, target: str, lungs, labels: int = 1):
+    def __init__(self, guide, cases, target: str, lungs, channel_values=((1,),), class_order=()):
         super().__init__(guide, cases, target, lungs)
-        self.target_channels = labels
+        self.channel_values, self.class_order = tuple(channel_values), tuple(class_order)
+        self.target_channels = len(self.channel_values)
 
     @property
     def channels(self) -> int:
@@ -57,10 +60,10 @@ class SegVolumes(Volumes):
         image = torch.from_numpy(np.array(case["image"], np.float32))[None]
         organ = torch.from_numpy(np.array(self.lung(i) > 0, np.float32))[None, None]
         truth = np.asarray(case[self.target])
-        if self.target_channels == 1:
+        if self.channel_values == ((1,),):
             target = torch.from_numpy(np.array(truth > 0, np.float32))[None, None]
-        else:  # one channel per label
-            target = torch.from_numpy(np.stack([truth == k for k in range(1, self.target_channels + 1)]
+        else:  # one channel per label or region
+            target = torch.from_numpy(np.stack([np.isin(truth, values) for values in self.channel_values]
                                                ).astype(np.float32))[None]
         g = self.guide
         return Guided(inputs=g.inputs(image, organ)[0].numpy().astype(np.float32),
@@ -100,7 +103,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     with torch.random.fork_rng(devices=[]):
         target_net = build_seg_net(config.seg_arch, channels + guide.extra_channels, family, config.seg_encoder,
                                    int(task_param(config, "width")), patch=patch,
-                                   out_channels=max(len(data.targets), 1))
+                                   out_channels=len(data.channel_values))
     threshold = float(task_param(config, "threshold"))
     with predictions(streamed) as store:
         return _stages(config, reporter, data, store, guide, target_net, loss, patch=patch, roi=roi, slices=slices,
@@ -121,8 +124,9 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
                   else guide_pred[p] for p in data.parts}
 
     # --- target stage; validation is the objective, test is logged only --------------------------------
-    n_labels = len(data.targets)
-    vols = {p: SegVolumes(guide, cases, "target", organs[p], n_labels) for p, cases in data.parts.items()}
+    vols = {p: SegVolumes(guide, cases, "target", organs[p], data.channel_values, data.class_order)
+            for p, cases in data.parts.items()}
+    several = len(data.channel_values) > 1
     # the organ each case is scored in: the predicted one, or without a guide stage the data's own
     scored_in = {p: guide_pred[p] if guide_pred is not None else [c["guide"] for c in data.parts[p]]
                  for p in ("val", "test")}
@@ -132,7 +136,8 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
                              patch=patch, roi=roi, slices=slices, samples=samples, threshold=threshold,
                              pos_fraction=float(task_param(config, "pos_fraction")), spacing=data.spacing,
                              tolerance_mm=float(task_param(config, "tolerance_mm")),
-                             labels=data.targets if n_labels > 1 else ())
+                             labels=data.targets if several else (),
+                             label_values=data.channel_values if several else ())
     metrics: dict[str, float] = {}
     for part in ("val", "test"):
         summary = part_metrics(scored, part)
