@@ -43,7 +43,7 @@ def test_one_label_fixes_guidance_to_none_and_says_why(tmp_path):
     folder = seg_layouts.one_label(tmp_path / "Dataset009_Spleen")
     data = segdata.prepare(config(folder))
     assert (data.target, data.guide) == ("spleen", None)
-    assert segdata.fixed_by_data(data) == {"guidance": ("none", "no label encloses `spleen`")}
+    assert segdata.fixed_by_data(data)["guidance"] == ("none", "no label encloses `spleen`")
     report = inspect_seg(folder)
     assert report["organs"] == {"spleen": {"organ": None, "share": 0.0, "guide": False}}
 
@@ -72,7 +72,10 @@ def test_one_label_folder_searches_compares_and_replays_with_the_defaults(workdi
     assert not any(k.startswith("guidance_params.") for r in runs for k in r.data.params)
     (parent,) = client.search_runs([runs[0].info.experiment_id], "tags.`bench.kind` = 'search'")
     assert "guidance" not in parent.data.tags["search.searched"].split(",")
-    assert parent.data.tags["search.fixed_by_data"] == "guidance=none"
+    assert parent.data.tags["search.fixed_by_data"] == "guidance=none,task_params.patch=[16, 32, 32]"
+    # the patch planned from the data is in every trial's config, so replay trains with it
+    assert all(r.data.params["task_params.patch"] == "[16, 32, 32]" for r in runs)
+    assert out.count("task_params.patch: [16, 32, 32] — planned from the data") == 1
     assert replay(TASK).reproduced
 
     # comparing guidance on data without an organ: one line, exit 2, nothing run
@@ -242,3 +245,26 @@ def test_a_four_channel_region_data_set_searches(workdir):
     each = [metrics[f"val_dice.{r}"] for r in ("whole tumor", "tumor core", "enhancing tumor")]
     assert all(math.isfinite(v) for v in each)
     assert metrics[SPEC.objective] == pytest.approx(sum(each) / 3)
+
+
+# --- planned from the data ---------------------------------------------------------------------------------
+def test_the_patch_is_planned_from_the_data_within_the_budget(tmp_path):
+    import numpy as np
+
+    from bench.data.seg_plan import median_shape, plan_patch
+
+    folder = seg_layouts.one_label(tmp_path / "Dataset009_Spleen")
+    data = segdata.prepare(config(folder))
+    assert data.patch == (16, 32, 32) and "median shape [16, 32, 32]" in data.plan
+    assert segdata.fixed_by_data(data)["task_params.patch"][0] == [16, 32, 32]
+    smaller = segdata.prepare(config(folder, patch_budget=16 * 16 * 32))
+    assert smaller.patch == (16, 16, 32)  # z is the longest in mm but already the smallest side
+    given = segdata.prepare(config(folder, patch=[16, 16, 16]))
+    assert given.patch == (16, 16, 16) and "task_params.patch" not in segdata.fixed_by_data(given)
+    assert inspect_seg(folder)["plan"] == {"spacing_mm": [2.0, 0.9, 0.9], "median_shape": [16, 32, 32],
+                                           "patch": [16, 32, 32], "patch_budget": 16 * 48 * 48}
+    # a CT-like fingerprint: thick slices, large in-plane
+    assert median_shape([(60, 512, 512), (80, 512, 512)], [(5.0, 0.7, 0.7), (2.5, 0.8, 0.8)], (3.75, 0.75, 0.75)) \
+        == (66, 512, 512)
+    patch = plan_patch((66, 512, 512), (3.75, 0.75, 0.75), 32 * 96 * 96)
+    assert patch == (16, 128, 144) and np.prod(patch) <= 32 * 96 * 96  # about 60 x 96 x 108 mm: balanced in mm

@@ -40,6 +40,7 @@ ENCLOSED_SHARE = 0.9
 # 0.52/0.33, but surface ratios 0.64/1.6, so neither guides the other.
 GUIDE_MIN_BORDER = 0.2
 ORGAN_SURFACE_RATIO = 0.5
+PLAN_BUDGET = 16 * 48 * 48  # voxels of the patch inspect plans: the segmentation task's default patch_budget
 
 
 def inspect_seg(root: str | Path, patient_regex: str | None = None, strict: bool = True) -> dict:
@@ -80,6 +81,7 @@ def inspect_seg(root: str | Path, patient_regex: str | None = None, strict: bool
         stats.add(case)
         del case
     report.update(stats.summary())
+    report["plan"] = stats.plan()
     report["splits_final"] = _splits_report(ds, problems)
     report["problems"] = problems
     if strict and problems:
@@ -185,6 +187,8 @@ class _Stats:
         self.shape_lo = self.shape_hi = self.spacing_lo = self.spacing_hi = None
         self.decoded = self.no_spacing = 0
         self.areas = np.zeros((len(ds.labels), len(ds.labels)))
+        self.shapes: list[tuple[int, ...]] = []
+        self.spacings: list[tuple[float, ...]] = []
 
     def add(self, case) -> None:
         self.decoded += 1
@@ -204,6 +208,8 @@ class _Stats:
             self.cases_with[name] += bool(counts[value])
         values = list(self.ds.labels.values())
         spacing = None if case.spacing is None else tuple(case.spacing)[-label.ndim:]
+        self.shapes.append(tuple(label.shape))
+        self.spacings.append(spacing or (1.0,) * label.ndim)
         self.areas += border_areas(label, values, spacing)
         regions = {}
         for a, b in self.pairs:
@@ -211,6 +217,18 @@ class _Stats:
                 if b not in regions:
                     regions[b] = filled_region(label == b)
                 self.inside[(a, b)] += int(((label == a) & regions[b]).sum())
+
+    def plan(self) -> dict | None:
+        """The fingerprint's plan (``bench.data.seg_plan``): median spacing, median shape at it, and the patch
+        planned within the segmentation task's default budget (a preset's ``patch_budget`` may differ)."""
+        from bench.data.seg_plan import median_shape, plan_patch
+
+        if not self.shapes or len(self.shapes[0]) != 3:
+            return None  # 2D images: trained on patch_2d slices, nothing to plan
+        spacing = [float(s) for s in np.median(np.array(self.spacings), axis=0)]
+        shape = median_shape(self.shapes, self.spacings, spacing)
+        return {"spacing_mm": [round(s, 4) for s in spacing], "median_shape": list(shape),
+                "patch": list(plan_patch(shape, spacing, PLAN_BUDGET)), "patch_budget": PLAN_BUDGET}
 
     def summary(self) -> dict:
         axes = "zyx"[-len(self.shape_lo):] if self.shape_lo is not None else ""

@@ -98,6 +98,8 @@ class SegData:
     # nnU-Net regions: the raw values each region unites, and the value each region writes back, in order
     channel_values: tuple[tuple[int, ...], ...] = ((1,),)
     class_order: tuple[int, ...] = ()
+    patch: tuple[int, ...] = (16, 48, 48)  # the 3D training patch: task_params.patch, or planned from the data
+    plan: str = ""  # how the patch was planned (task_params.patch empty), said once by a search
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -144,11 +146,12 @@ def prepare(config: TrialConfig) -> SegData:
     )
 
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
+    patch, plan = planned_patch(config, arrays, int(ds.dims))
+    class_order = (tuple(ds.regions_class_order[list(ds.regions).index(t)] for t in choice.targets)
+                   if ds.regions else ())
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
                    tuple(ds.channels), int(ds.dims), ",".join(choice.targets), guide, choice.targets, choice.share,
-                   choice.reason, channel_values,
-                   tuple(ds.regions_class_order[list(ds.regions).index(t)] for t in choice.targets)
-                   if ds.regions else ())
+                   choice.reason, channel_values, class_order, patch, plan)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
@@ -241,16 +244,45 @@ def _targets(given: str, foreground: list[str], table: Mapping[str, dict], root:
     return tuple(wanted)
 
 
-def fixed_by_data(data: SegData) -> dict[str, tuple[str, str]]:
+def fixed_by_data(data: SegData) -> dict[str, tuple]:
     """What the data fixes for a search or comparison (``TaskSpec.fixed_by_data``): without a guide organ the
-    organ-guidance strategies have nothing to use, so guidance is ``none`` and no dimension."""
-    return {} if data.guide is not None else {"guidance": (NO_GUIDE, data.guide_reason)}
+    organ-guidance strategies have nothing to use, so guidance is ``none`` and no dimension; a patch planned
+    from the data goes into every trial's config (logged, replayed as it ran)."""
+    fixed: dict[str, tuple] = {}
+    if data.guide is None:
+        fixed["guidance"] = (NO_GUIDE, data.guide_reason)
+    if data.plan:
+        fixed["task_params.patch"] = (list(data.patch), data.plan)
+    return fixed
+
+
+def planned_patch(config: TrialConfig, arrays: Mapping[str, np.ndarray], dims: int) -> tuple[tuple[int, ...], str]:
+    """(3D training patch, how it was planned): ``task_params.patch`` when given; empty, planned from the data's
+    median shape at the cached spacing within ``task_params.patch_budget`` voxels (``bench.data.seg_plan``).
+    2D data sets train on ``patch_2d`` slices: nothing to plan."""
+    from bench.data.seg_plan import plan_patch
+
+    given = [int(p) for p in task_param(config, "patch")]
+    if given:
+        if len(given) != 3 or min(given) < 1:
+            raise ConfigError(f"task_params.patch must be 3 positive (z, y, x) voxel counts or empty (planned from "
+                              f"the data), but got {given}.")
+        return tuple(given), ""
+    budget = int(task_param(config, "patch_budget"))
+    if dims == 2:
+        return plan_patch((16, 48, 48), (1.0, 1.0, 1.0), budget), ""
+    spacing = [float(s) for s in arrays["spacing"]]
+    shape = [int(n) for n in arrays["median_shape"]]
+    patch = plan_patch(shape, spacing, budget)
+    return patch, (f"planned from the data: median shape {shape} voxels at {[round(s, 3) for s in spacing]} mm, "
+                   f"at most {budget} voxels")
 
 
 # --- cache rows ------------------------------------------------------------------------------------------
 def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStream:
     """The survey pass, then a stream of rows: image (C,D,H,W) float32 and label (D,H,W) uint8 per case."""
     from bench.data.seg_inspect import border_areas
+    from bench.data.seg_plan import median_shape
 
     if not ids:
         raise DataError(f"{ds.root}: a data set must hold at least one labelled case, but it has none.")
@@ -285,7 +317,8 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
             yield {"image": _pad(image, shape), "label": _pad(label[None], shape)[0].astype(np.uint8)}
 
     whole = {"case_id": np.array(ids), "patient_id": np.array(patients), "label_values": np.array(values),
-             "borders": areas, "spacing": np.array(target_spacing, np.float64)}
+             "borders": areas, "spacing": np.array(target_spacing, np.float64),
+             "median_shape": np.array(median_shape(shapes, spacings, target_spacing), np.int64)}
     return RowStream(len(ids), rows(), whole)
 
 

@@ -74,13 +74,13 @@ class SegVolumes(Volumes):
         return np.zeros(self.cases[i]["target"].shape, np.uint8) if self.lungs is None else self.lungs[i]
 
 
-def windows(config: TrialConfig, family: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(training patch, inference window) of a family: 3D patch / infer_roi, or one slice of patch_2d."""
+def windows(config: TrialConfig, family: str, data: SegData) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(training patch, inference window) of a family: the data's 3D patch (given or planned) / infer_roi, or
+    one slice of patch_2d."""
     if family == "2d":
         side = int(task_param(config, "patch_2d"))
         return (1, side, side), (1, side, side)
-    return (tuple(int(p) for p in task_param(config, "patch")),
-            tuple(int(p) for p in task_param(config, "infer_roi")))
+    return tuple(data.patch), tuple(int(p) for p in task_param(config, "infer_roi"))
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
@@ -93,7 +93,7 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
                           "out (a search fixes it to none on such data).")
     family = "2d" if data.dims == 2 else family_of(config.seg_arch, task_param(config, "family") or None)
     family_of(config.seg_arch, family)  # a 2D data set with a 3D-only network stops here
-    patch, roi = windows(config, family)
+    patch, roi = windows(config, family, data)
     # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many (3D data only).
     slices = 4 if family == "2d" and data.dims == 3 else 1
     samples = int(task_param(config, "samples_per_volume")) * slices
@@ -226,7 +226,7 @@ def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history:
     if data.guide is None:
         return None, None
     family = "2d" if data.dims == 2 else "3d"
-    patch, roi = windows(config, family)
+    patch, roi = windows(config, family, data)
     guide_net = build_seg_net("monai_unet", len(data.channels), family, width=int(task_param(config, "width")),
                               patch=patch)
     unguided = LESION_GUIDANCE.create("none")
@@ -242,7 +242,7 @@ def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history:
         return {"guide_segmenter": guide_net.state_dict()}, preds
 
     params = {k: task_param(config, k) for k in GUIDE_STAGE.task_params}
-    params.update(target=data.target, guide=data.guide)  # as resolved from the data
+    params.update(target=data.target, guide=data.guide, patch=list(data.patch))  # as resolved from the data
     stage = run_stage(GUIDE_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
                       train=train, params=params)
     if stage.loaded:

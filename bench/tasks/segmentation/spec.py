@@ -36,7 +36,10 @@ DEFAULT_TASK_PARAMS: dict[str, Any] = {
     "grouping_regex": "",  # the patient of a case: first group of this regex over the case id; empty = the case
     "family": "",  # "3d" / "2d"; empty = inferred from seg_arch (2D data sets: always "2d")
     "spacing": [],  # target (z, y, x) mm; empty = the data's median spacing (2D images keep their pixels)
-    "patch": [16, 48, 48],  # 3D training window (voxels)
+    # 3D training window (z, y, x voxels); empty = planned from the data (bench.data.seg_plan: the median shape
+    # at the target spacing within patch_budget voxels), fixed into every trial's config by a search
+    "patch": [],
+    "patch_budget": 16 * 48 * 48,  # voxels a planned patch may hold (the preset's memory budget)
     "patch_2d": 64,  # in-plane window of the 2D family (smp encoders need multiples of 32)
     "infer_roi": [32, 64, 64],  # 3D sliding-window size at inference
     "samples_per_volume": 2,  # 3D patches per training volume and epoch (2D: x4 slices)
@@ -72,7 +75,7 @@ GUIDE_STAGE = Stage(
 
 # 16 phantom cases: every val part of the 5 folds holds a lesion-bearing case (the objective is undefined
 # on a val part without one).
-SMOKE_PARAMS = {"patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [24, 48, 48], "guide_epochs": 1,
+SMOKE_PARAMS = {"patch_budget": 16 * 32 * 32, "patch_2d": 32, "infer_roi": [24, 48, 48], "guide_epochs": 1,
                 "guide_samples_per_volume": 4, "samples_per_volume": 1, "width": 8, "phantom_cases": 16}
 
 SPEC = register_task(
@@ -94,13 +97,13 @@ SPEC = register_task(
                 config={"seg_arch": "monai_unet", "seg_encoder": "mobilenet_v2", "seg_epochs": 10, "batch_size": 4,
                         "seg_loss": "dice_ce", "lr": 3e-3,
                         "task_params": {"guide_epochs": 6, "samples_per_volume": 8, "pos_fraction": 0.7,
-                                        "patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [32, 64, 64]}},
+                                        "patch_budget": 16 * 32 * 32, "patch_2d": 32, "infer_roi": [32, 64, 64]}},
                 trials=8, space="segmentation-cpu.yaml",
                 description="8 trials on a 2-core CPU (both network families; not yet timed)",
             ),
             "gpu": Preset(
                 config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
-                        "task_params": {"guide_epochs": 10, "patch": [32, 96, 96], "patch_2d": 128, "width": 16,
+                        "task_params": {"guide_epochs": 10, "patch_budget": 32 * 96 * 96, "patch_2d": 128, "width": 16,
                                         "infer_roi": [64, 128, 128], "samples_per_volume": 4}},
                 trials=50, space="segmentation.yaml", description="one GPU, 50 trials (not yet timed)",
             ),
