@@ -245,6 +245,9 @@ def test_a_four_channel_region_data_set_searches(workdir):
     each = [metrics[f"val_dice.{r}"] for r in ("whole tumor", "tumor core", "enhancing tumor")]
     assert all(math.isfinite(v) for v in each)
     assert metrics[SPEC.objective] == pytest.approx(sum(each) / 3)
+    from bench.replay import replay
+
+    assert replay(TASK, run_id=run.info.run_id).reproduced
 
 
 # --- planned from the data ---------------------------------------------------------------------------------
@@ -268,3 +271,25 @@ def test_the_patch_is_planned_from_the_data_within_the_budget(tmp_path):
         == (66, 512, 512)
     patch = plan_patch((66, 512, 512), (3.75, 0.75, 0.75), 32 * 96 * 96)
     assert patch == (16, 128, 144) and np.prod(patch) <= 32 * 96 * 96  # about 60 x 96 x 108 mm: balanced in mm
+
+
+# --- problems: one line, exit 2 ------------------------------------------------------------------------------
+def test_problems_are_one_line_and_exit_2(workdir, capsys):
+    import json
+
+    from bench.cli import main
+
+    folder = seg_layouts.adjacent(workdir / "Dataset004_Hippocampus")
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--data", str(folder), "--target", "Tail"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "task_params.target" in err and "'Tail'" in err, err
+    assert main(["search", "--task", TASK, "--preset", "smoke", "--data", str(folder), "--guide", "Anterior",
+                 "--target", "Anterior"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "task_params.guide" in err, err
+    brats = seg_layouts.regions(workdir / "Dataset137_BraTS2021", n=2)
+    meta = json.loads((brats / "dataset.json").read_text())
+    (brats / "dataset.json").write_text(json.dumps({**meta, "regions_class_order": [1, 2]}))
+    assert main(["datasets", "inspect", str(brats), "--task", TASK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "regions_class_order" in err and "dataset.json" in err, err
