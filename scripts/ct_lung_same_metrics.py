@@ -33,7 +33,9 @@ def run(out: str) -> None:
 
 
 def compare(old: str, new: str) -> int:
-    a, b = (json.load(open(path)) for path in (old, new))
+    from pathlib import Path
+
+    a, b = (json.loads(Path(path).read_text()) for path in (old, new))
     same = True
     for placement in a:
         for what in ("metrics", "history"):
