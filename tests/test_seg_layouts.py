@@ -227,7 +227,7 @@ def test_region_labels_without_a_class_order_are_one_line(tmp_path):
 def test_regions_decode_as_nnunet_writes_them_back():
     import torch
 
-    from bench.tasks.ct_lung.training import decode
+    from bench.tasks.seg_engine.training import decode
 
     logits = torch.tensor([[[[5.0, 5.0, 5.0, -5.0]]], [[[-5.0, 5.0, 5.0, -5.0]]], [[[-5.0, -5.0, 5.0, 5.0]]]])
     assert decode(logits, 0.0, (1, 2, 3)).tolist() == [[[1, 2, 3, 3]]]

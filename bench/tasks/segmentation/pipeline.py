@@ -6,8 +6,9 @@ by every trial through the stage cache; skipped when the data set has no guide) 
 guided by the predicted organ through a ``LESION_GUIDANCE`` strategy → sliding-window inference on whole
 volumes → per-case metrics on val (objective) and test (logged only).
 
-The patch training, inference, networks and guidance application are ct-lung's
-(``bench.tasks.ct_lung.training`` / ``nets`` / ``lung_guidance``); this module maps a data set's target and
+The patch training, inference, networks, guidance application and second stage are the shared segmentation
+engine's (``bench.tasks.seg_engine``: ``training`` / ``nets`` / ``guided`` / ``target_stage``, which ct-lung
+uses too); this module maps a data set's target and
 guide labels onto them and names the metrics for target and guide.
 """
 
@@ -20,14 +21,13 @@ from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.errors import ConfigError
-from bench.guidance import LESION_GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics_seg3d import summarise
-from bench.stages import run_stage
-from bench.tasks.ct_lung.lung_guidance import Guided, make_guidance
-from bench.tasks.ct_lung.nets import build_seg_net, family_of
-from bench.tasks.ct_lung.target_stage import train_and_score
-from bench.tasks.ct_lung.training import Predictions, Volumes, predictions, train_net
+from bench.tasks.seg_engine.first_stage import FirstStage, first_stage
+from bench.tasks.seg_engine.guided import Guided, make_guidance
+from bench.tasks.seg_engine.nets import build_seg_net, family_of
+from bench.tasks.seg_engine.target_stage import train_and_score
+from bench.tasks.seg_engine.training import Predictions, Volumes, predictions
 from bench.tasks.segmentation.data import SegData, prepare
 from bench.tasks.segmentation.spec import GUIDE_STAGE, SPEC, task_param
 from bench.train import Reporter, TrialResult
@@ -227,25 +227,11 @@ def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history:
         return None, None
     family = "2d" if data.dims == 2 else "3d"
     patch, roi = windows(config, family, data)
-    guide_net = build_seg_net("monai_unet", len(data.channels), family, width=int(task_param(config, "width")),
-                              patch=patch)
-    unguided = LESION_GUIDANCE.create("none")
-
-    def train(log) -> tuple[dict, dict[str, np.ndarray]]:
-        vols = {p: SegVolumes(unguided, cases, "guide", None) for p, cases in data.parts.items()}
-        train_net(guide_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch,
-                  samples=int(task_param(config, "guide_samples_per_volume")), pos_fraction=0.5,
-                  epochs=int(task_param(config, "guide_epochs")), lr=float(task_param(config, "guide_lr")),
-                  seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
-                  augment=config.augment, on_epoch=lambda epoch, value: log({"guide_train_loss": value}, epoch))
-        preds = {f"pred.{part}": store.predict(guide_net, v, roi) for part, v in vols.items()}
-        return {"guide_segmenter": guide_net.state_dict()}, preds
-
+    stage = FirstStage(GUIDE_STAGE, "guide", len(data.channels), family, patch, roi, int(task_param(config, "width")),
+                       int(task_param(config, "guide_samples_per_volume")), int(task_param(config, "guide_epochs")),
+                       float(task_param(config, "guide_lr")))
     params = {k: task_param(config, k) for k in GUIDE_STAGE.task_params}
     params.update(target=data.target, guide=data.guide, patch=list(data.patch))  # as resolved from the data
-    stage = run_stage(GUIDE_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
-                      train=train, params=params)
-    if stage.loaded:
-        guide_net.load_state_dict(stage.weights["guide_segmenter"])
-    history.extend({"stage": "guide", "epoch": step, **metrics} for step, metrics in stage.epochs)
-    return guide_net, {part: list(stage.arrays[f"pred.{part}"]) for part in data.parts}
+    return first_stage(config, stage, data.parts, lambda unguided, cases: SegVolumes(unguided, cases, "guide", None),
+                       data_key=data.key, split_hash=data.split_hash, params=params, reporter=reporter,
+                       history=history, store=store)

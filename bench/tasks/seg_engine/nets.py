@@ -1,4 +1,5 @@
-"""Networks for the ct-lung task: shared ``SEG_MODELS`` entries, 3D or 2D run slice by slice.
+"""Networks of the segmentation engine (ct-lung, segmentation): shared ``SEG_MODELS`` entries, 3D or 2D run
+slice by slice.
 
 3D networks come from the shared registry (``SEG_MODELS.create(name, spatial_dims=3, ...)``); 2D networks
 (smp, or a MONAI entry asked for with ``task_params.family="2d"``) are wrapped in :class:`SliceNet`, which

@@ -35,7 +35,7 @@ from bench import runtime
 from bench.data.cache import RowStream, scratch, write_rows
 from bench.data.rows import NpyColumn
 from bench.guidance import LesionGuidance
-from bench.tasks.ct_lung.lung_guidance import Guided, to_image_grid, to_segmenter_grid
+from bench.tasks.seg_engine.guided import Guided, to_image_grid, to_segmenter_grid
 from bench.train import Batch, device, make_optimiser, train_epochs
 
 

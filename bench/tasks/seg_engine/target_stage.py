@@ -13,7 +13,7 @@ import torch
 
 from bench.config import TrialConfig
 from bench.metrics_seg3d import case_metrics, mean_lesion_dice
-from bench.tasks.ct_lung.training import Predictions, Volumes, train_net
+from bench.tasks.seg_engine.training import Predictions, Volumes, train_net
 from bench.train import Reporter, stop_if_asked
 
 
