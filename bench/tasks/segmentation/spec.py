@@ -82,7 +82,8 @@ SPEC = register_task(
     TaskSpec(
         name=TASK,
         params=DEFAULT_TASK_PARAMS,
-        description="Any nnU-Net v2 / MSD folder: segment a target label, guided by the organ that encloses it",
+        description="Any nnU-Net v2 / MSD folder: one label, several (one output each) or nnU-Net regions; a "
+                    "target on or in an organ is guided by it",
         classes=("target",),
         objective="val_target_dice",
         metrics=TARGET_METRICS,
