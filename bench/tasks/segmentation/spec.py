@@ -14,6 +14,7 @@ from bench.config import TrialConfig
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
+from bench.tasks.seg_engine.budgets import ENGINE_BUDGETS
 
 TASK = "segmentation"
 # Per-case metrics (bench.metrics_seg3d's, renamed for target and guide; directions in bench.metrics). No
@@ -90,20 +91,18 @@ SPEC = register_task(
         formats=("nnunet", "msd_seg"),
         presets={
             "smoke": Preset(
-                config={"seg_arch": "monai_unet", "seg_epochs": 1, "batch_size": 4, "max_train_cases": 6,
-                        "task_params": SMOKE_PARAMS},
+                config={**ENGINE_BUDGETS["smoke"], "task_params": SMOKE_PARAMS},
                 trials=2, space="segmentation-smoke.yaml", description="seconds; tiny volumes, used by the tests",
             ),
             "cpu": Preset(
-                config={"seg_arch": "monai_unet", "seg_encoder": "mobilenet_v2", "seg_epochs": 10, "batch_size": 4,
-                        "seg_loss": "dice_ce", "lr": 3e-3,
+                config={**ENGINE_BUDGETS["cpu"],
                         "task_params": {"guide_epochs": 6, "samples_per_volume": 8, "pos_fraction": 0.7,
                                         "patch_budget": 16 * 32 * 32, "patch_2d": 32, "infer_roi": [32, 64, 64]}},
                 trials=8, space="segmentation-cpu.yaml",
                 description="8 trials on a 2-core CPU (both network families; not yet timed)",
             ),
             "gpu": Preset(
-                config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
+                config={**ENGINE_BUDGETS["gpu"],
                         "task_params": {"guide_epochs": 10, "patch_budget": 32 * 96 * 96, "patch_2d": 128, "width": 16,
                                         "infer_roi": [64, 128, 128], "samples_per_volume": 4}},
                 trials=50, space="segmentation.yaml", description="one GPU, 50 trials (not yet timed)",
