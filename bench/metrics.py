@@ -82,6 +82,10 @@ metric("target_hd95", False, "95th-percentile Hausdorff distance of the target i
 metric("target_nsd", True, "normalised surface Dice of the target at a mm tolerance, mean over target-bearing cases", rope=0.01)
 metric("fp_outside_guide_ml", False, "predicted target volume outside the true guide organ in mL, mean over cases")
 metric("target_sensitivity", True, "share of true target components hit by the prediction", rope=0.01)
+# Several targets (segmentation --target all / A,B): each label's own, named <metric>.<label> (val_dice.PZ).
+metric("dice", True, "Dice of one label (dice.<label>), mean over the cases holding it", rope=0.01)
+metric("hd95", False, "95th-percentile Hausdorff distance of one label in mm (hd95.<label>), mean over its cases")
+metric("nsd", True, "normalised surface Dice of one label (nsd.<label>), mean over the cases holding it", rope=0.01)
 metric("target_train_loss", False, "target segmenter training loss per epoch (learning curve)")
 metric("guide_train_loss", False, "guide-organ segmenter training loss per epoch (learning curve)")
 # Costs, logged for every trial by the search backends so multi-objective searches and --pareto can use them.
@@ -92,7 +96,9 @@ metric("run_seconds", False, "wall time of the trial's MLflow run (end minus sta
 
 
 def base_name(metric_name: str) -> str:
-    """Strip a part prefix and a per-class/per-metric suffix: ``test_shifted_recall_VSD`` -> ``recall``."""
+    """Strip a part prefix and a per-class/per-metric/per-label suffix: ``test_shifted_recall_VSD`` ->
+    ``recall``, ``val_dice.PZ`` -> ``dice``."""
+    metric_name = metric_name.split(".", 1)[0]
     for prefix in PART_PREFIXES:
         if metric_name.startswith(prefix):
             metric_name = metric_name[len(prefix) :]

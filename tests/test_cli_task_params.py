@@ -46,4 +46,4 @@ def test_compare_template_takes_the_task_parameters_over_the_preset_and_base():
     base = BaseConfig(values={"task_params": {"guide": "none"}}, source="test")
     config = template_config("segmentation", preset, base, "phantom", "phantom", {"guide": "organ"})
     assert config.task_params["guide"] == "organ"
-    assert config.task_params["patch"] == preset["task_params"]["patch"]
+    assert config.task_params["patch_budget"] == preset["task_params"]["patch_budget"]

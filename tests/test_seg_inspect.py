@@ -102,11 +102,11 @@ def test_num_training_disagreeing_with_the_files_is_one_line_naming_dataset_json
     _one_problem(kidney, "dataset.json", "'numTraining' must equal", "(3), but it says 5")
 
 
-def test_region_based_labels_are_one_line_naming_dataset_json(tmp_path):
+def test_region_based_labels_without_their_class_order_are_one_line_naming_dataset_json(tmp_path):
     root = write_nnunet_folder(tmp_path / "Dataset137_BraTS", n=2, channels=1,
                                labels={"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
                                        "enhancing tumor": 3}).root
-    _one_problem(root, "dataset.json", "region-based", "'whole tumor': [1, 2, 3]")
+    _one_problem(root, "dataset.json", "region-based", "regions_class_order")
 
 
 def test_msd_missing_label_file_is_one_line_naming_it(tmp_path):

@@ -40,20 +40,24 @@ def test_spec_declares_its_metrics_stage_and_spaces():
         assert SPEC.space_path(preset).is_file()
 
 
-def test_containment_is_one_for_enclosed_lesions_and_zero_for_unrelated_labels():
+def test_border_table_says_which_label_a_lesion_borders():
+    from bench.data.seg_inspect import border_areas, organs
+
     label = np.zeros((12, 20, 20), np.int16)
     label[2:10, 4:16, 4:16] = 1  # organ
     label[5:7, 8:10, 8:10] = 2  # lesion inside the organ
     label[0:2, 0:3, 0:3] = 3  # a structure elsewhere
-    inside, counts = segdata.containment_counts(label, [0, 1, 2, 3])
-    share = inside / np.maximum(counts[:, None], 1)
-    assert share[2, 1] == pytest.approx(1.0) and share[2, 3] == 0.0
-    assert share[3, 1] == 0.0 and counts[2] == 8
+    areas = border_areas(label, [0, 1, 2, 3], spacing=(2.0, 1.0, 1.0))
+    assert areas[2, 1] == areas[1, 2] > 0 and areas[2, 0] == areas[2, 3] == 0 and areas[3, 1] == 0
+    assert areas[2, 1] == 2 * (2 * 2) * 1.0 + 2 * (2 * 2) * 2.0 * 2  # z faces 1 mm², y/x faces 2 mm²
+    table = organs(areas, {"background": 0, "organ": 1, "lesion": 2, "other": 3})
+    assert table["lesion"] == {"organ": "organ", "share": 1.0, "guide": True}
+    assert table["other"]["organ"] is None and not table["organ"]["guide"]
 
 
 def test_labels_default_to_the_last_foreground_and_the_enclosing_organ(organ_folder):
     data = segdata.prepare(config(organ_folder))
-    assert (data.target, data.guide) == ("lesion", "organ") and data.containment >= 0.8
+    assert (data.target, data.guide) == ("lesion", "organ") and data.organ_share >= 0.8
     assert segdata.prepare(config(organ_folder, task_params={**SMOKE["task_params"], "guide": "none"})).guide is None
     with pytest.raises(ConfigError, match="task_params.target"):
         segdata.prepare(config(organ_folder, task_params={**SMOKE["task_params"], "target": "background"}))

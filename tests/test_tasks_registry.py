@@ -62,7 +62,7 @@ def test_task_packages_import_light_and_name_their_heavy_parts():
 
 def test_package_names_resolve_to_the_modules_that_define_them():
     from bench.tasks import ct_lung, xray_heart
-    from bench.tasks.ct_lung import training
+    from bench.tasks.seg_engine import training
     from bench.tasks.xray_heart import data
 
     assert xray_heart.prepare is data.prepare and xray_heart._preprocess is data.preprocess

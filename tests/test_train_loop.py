@@ -9,8 +9,8 @@ import torch
 
 from bench import runtime, train
 from bench.errors import TrialPruned
-from bench.tasks.ct_lung import training
-from bench.tasks.ct_lung.lung_guidance import make_guidance
+from bench.tasks.seg_engine import training
+from bench.tasks.seg_engine.guided import make_guidance
 
 
 def _counting(monkeypatch):

@@ -6,6 +6,7 @@ The search itself (settings, trials, repeats) lives in ``bench.search``; this mo
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from bench.cli._common import (
@@ -275,7 +276,7 @@ def _run(args) -> int:
             status.finished(f"t{trial.number:03d} " + (f"failed: {short_reason(reason)}" if reason else state)
                             + (f" · {best}" if best else ""))
 
-        with status.watching(args.task):
+        with status.watching(args.task), printed_notes(progress.console):
             summary = run_search(settings, on_trial)
     out.print(
         f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
@@ -302,6 +303,26 @@ def short_reason(reason: str) -> str:
         name = first.rsplit(".", 1)[-1]
         reason = message if first.startswith("bench.") else f"{name}: {message}"
     return " ".join(reason.split())
+
+
+@contextlib.contextmanager
+def printed_notes(out):
+    """Print what the data decided for the search (``bench.search.driver.NOTES_LOGGER``) as its own line."""
+    import logging
+
+    from bench.search.driver import NOTES_LOGGER
+
+    class Printer(logging.Handler):
+        def emit(self, record) -> None:
+            out.print(record.getMessage(), markup=False)
+
+    logger, handler = logging.getLogger(NOTES_LOGGER), Printer(logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _print_ui_hint(task: str, out) -> None:

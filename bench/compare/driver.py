@@ -11,6 +11,7 @@ table, plots and report on the parent run (:mod:`bench.compare.export`).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -179,6 +180,7 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
         raise ConfigError(f"--folds must not exceed the folds of the data's split, but got {n_folds} ({exc}). "
                           "Lower --folds, or make a split with more folds (`bench datasets split --folds K`).") from None
     template = template.replace(split_hash=prepared.split_hash)
+    template = _fixed_by_data(spec, prepared, dim, template)
     name = name or default_name(task, dimension, preset_name)
     settings = {"dimension": dimension, "arms": ",".join(dim.labels), "baseline": dim.label(dim.baseline),
                 "folds": n_folds, "seeds": ",".join(map(str, seed_list)), "preset": preset_name,
@@ -228,6 +230,21 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
     finally:
         execution.stop()
     return result
+
+
+def _fixed_by_data(spec, prepared: Any, dim: planning.Dimension, template: TrialConfig) -> TrialConfig:
+    """``template`` with what the data fixes (``TaskSpec.fixed_by_data``); comparing such a field is refused,
+    since every arm but the fixed value would fail on this data."""
+    from bench.search.driver import NOTES_LOGGER, fixed_by_data
+    from bench.search.space import fixed_config
+
+    reasons = spec.fixed_by_data(prepared) if spec.fixed_by_data is not None else {}
+    if dim.key in reasons:
+        value, reason = reasons[dim.key]
+        raise ConfigError(f"--dimension {dim.name} needs data on which its arms can differ, but this data fixes "
+                          f"{dim.name} to {value} ({reason}). Compare another dimension.")
+    fixed = fixed_by_data(spec, prepared, logging.getLogger(NOTES_LOGGER).info)
+    return fixed_config(template, fixed) if fixed else template
 
 
 def _run_jobs(tracker: Tracker, context: JobContext, jobs: list[planning.Job], done: set[tuple[str, int, int]],

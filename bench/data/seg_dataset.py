@@ -69,7 +69,7 @@ class SegDataset:
 
     ``labels`` maps name -> value, background included, in value order. ``case_ids`` are the labelled
     training cases (imagesTr + labelsTr), ``test_ids`` the labelled held-out ones (imagesTs + labelsTs);
-    images without labels are never listed.
+    images without labels are only counted (``unlabelled_test_ids``), never loaded or scored.
     """
 
     root: Path
@@ -83,6 +83,12 @@ class SegDataset:
     num_training: int | None = None
     files: dict[str, CaseFiles] = field(default_factory=dict, repr=False, compare=False)
     patients: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # imagesTs cases with every channel but no label in labelsTs/: counted by inspect, never scored
+    unlabelled_test_ids: tuple[str, ...] = ()
+    # nnU-Net v2 region-based labels: region name -> the label values it unites (overlapping), and the value
+    # each region's prediction writes back, in order (``regions_class_order``); empty for plain labels
+    regions: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
+    regions_class_order: tuple[int, ...] = ()
 
     @property
     def dataset_json(self) -> Path:
@@ -152,7 +158,8 @@ def open_seg_dataset(root: str | Path, patient_regex: str | None = None, strict:
     Raises:
         DataError: no dataset.json, unreadable JSON, labels or channels missing or malformed, an unknown
             file ending, no labelled case; with ``strict``, also a missing label or channel file, numTraining
-            disagreeing with the files, or region-based labels. One line per problem, each naming its file.
+            disagreeing with the files, or region-based labels without regions_class_order. One line per
+            problem, each naming its file.
     """
     ds, problems = list_seg_dataset(root, patient_regex)
     if strict and problems:
@@ -247,28 +254,49 @@ def _channel_names(table: Path, raw, key: str) -> tuple[str, ...]:
     return tuple(name for _, name in indexed)
 
 
-def _nnunet_labels(table: Path, raw, problems: list[str]) -> dict[str, int]:
+def _nnunet_labels(table: Path, raw, problems: list[str]) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """(label name -> value, region name -> the values it unites). Region-based labels (nnU-Net v2: any
+    value a list, as BraTS' ``"whole tumor": [1, 2, 3]``) make every foreground entry a region (an integer
+    one of one value); the raw values the regions unite are named ``value N`` unless an entry names them."""
     example = '{"background": 0, "organ": 1}'
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{table}: dataset.json must name its labels in 'labels' (e.g. {example}), but got "
                         f"{raw!r}.")
-    labels, regions, region_values = {}, [], set()
+    labels, regions, region_values = {}, {}, set()
     for name, value in raw.items():
         if isinstance(value, (list, tuple)):
-            regions.append(f"{name!r}: {list(value)}")
-            region_values |= {v for v in value if isinstance(v, int) and not isinstance(v, bool)}
+            values = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+            if len(values) != len(value) or not values or min(values) < 0:
+                raise DataError(f"{table}: a region in 'labels' must list integer label values (e.g. "
+                                f'"whole tumor": [1, 2, 3]), but got {name!r}: {value!r}.')
+            regions[str(name)] = tuple(values)
+            region_values |= set(values)
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise DataError(f"{table}: each value in 'labels' must be an integer label value (e.g. {example}), "
                             f"but got {name!r}: {value!r}.")
         labels[str(name)] = value
+    if regions:  # every foreground entry is a region then; integer ones unite one value
+        regions = {**{n: (v,) for n, v in labels.items() if v != 0}, **regions}
+        regions = {n: regions[n] for n in raw if n in regions}  # dataset.json's order
     for v in sorted(region_values - set(labels.values())):  # the raw values the regions group: valid in files
         labels[f"value {v}"] = v
-    if regions:
-        problems.append(f"{table}: bench segments one label value per structure, but 'labels' is region-based "
-                        f"({'; '.join(regions)}); nnU-Net's regions (overlapping label sets) cannot be used. "
-                        "Give each structure its own value.")
-    return _ordered_labels(table, labels)
+    return _ordered_labels(table, labels), regions
+
+
+def _regions_class_order(table: Path, meta: dict, regions: dict, problems: list[str]) -> tuple[int, ...]:
+    """nnU-Net's ``regions_class_order``: the label value each region's prediction writes, region by region
+    (later ones over earlier ones), one per region."""
+    if not regions:
+        return ()
+    order = meta.get("regions_class_order")
+    if (not isinstance(order, list) or len(order) != len(regions)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in order)):
+        problems.append(f"{table}: region-based 'labels' need 'regions_class_order', one positive label value per "
+                        f"region ({len(regions)}: {list(regions)}), but got {order!r}. nnU-Net's BraTS example: "
+                        "[1, 2, 3].")
+        return ()
+    return tuple(order)
 
 
 def _ordered_labels(table: Path, labels: dict[str, int]) -> dict[str, int]:
@@ -283,14 +311,17 @@ def _ordered_labels(table: Path, labels: dict[str, int]) -> dict[str, int]:
 def _list_nnunet(table: Path, meta: dict) -> tuple[SegDataset, list[str]]:
     root, problems = table.parent, []
     channels = _channel_names(table, meta.get("channel_names"), "channel_names")
-    labels = _nnunet_labels(table, meta.get("labels"), problems)
+    labels, regions = _nnunet_labels(table, meta.get("labels"), problems)
+    class_order = _regions_class_order(table, meta, regions, problems)
     ending = meta.get("file_ending")
     if ending not in NIFTI_ENDINGS + IMAGE_2D_ENDINGS:
         raise DataError(f"{table}: 'file_ending' must be one of {list(NIFTI_ENDINGS + IMAGE_2D_ENDINGS)} "
                         f"(bench reads NIfTI volumes and 2D PNG/BMP images), but got {ending!r}.")
     files: dict[str, CaseFiles] = {}
     train = _nnunet_cases(root / "imagesTr", root / "labelsTr", ending, channels, files, problems, labelled=True)
-    test = _nnunet_cases(root / "imagesTs", root / "labelsTs", ending, channels, files, problems, labelled=False)
+    unlabelled: list[str] = []
+    test = _nnunet_cases(root / "imagesTs", root / "labelsTs", ending, channels, files, problems, labelled=False,
+                         unlabelled=unlabelled)
     num = meta.get("numTraining")
     if not isinstance(num, int) or isinstance(num, bool):
         problems.append(f"{table}: 'numTraining' must be the number of training cases, but got {num!r}.")
@@ -299,7 +330,8 @@ def _list_nnunet(table: Path, meta: dict) -> tuple[SegDataset, list[str]]:
         problems.append(f"{table}: 'numTraining' must equal the labelled training cases in imagesTr/ and "
                         f"labelsTr/ ({len(train)}), but it says {num}. Fix numTraining or restore the files.")
     ds = SegDataset(root, NNUNET, channels, labels, 3 if ending in NIFTI_ENDINGS else 2, ending, tuple(train),
-                    tuple(test), num, files)
+                    tuple(test), num, files, unlabelled_test_ids=tuple(unlabelled), regions=regions,
+                    regions_class_order=class_order)
     return ds, problems
 
 
@@ -308,10 +340,12 @@ def _has_missing(problems: list[str]) -> bool:
 
 
 def _nnunet_cases(images_dir: Path, labels_dir: Path, ending: str, channels: tuple[str, ...],
-                  files: dict[str, CaseFiles], problems: list[str], labelled: bool) -> list[str]:
+                  files: dict[str, CaseFiles], problems: list[str], labelled: bool,
+                  unlabelled: list[str] | None = None) -> list[str]:
     """Complete cases of one part (Tr or Ts) into ``files``; missing channel/label files into ``problems``.
 
-    Training cases need their label; test images without one in labelsTs/ are unlabelled: never scored, skipped.
+    Training cases need their label; test images without one in labelsTs/ are unlabelled: never scored, listed
+    in ``unlabelled`` (when every channel is there).
     """
     pattern = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})" + re.escape(ending) + "$")
     by_case: dict[str, dict[int, Path]] = {}
@@ -324,6 +358,8 @@ def _nnunet_cases(images_dir: Path, labels_dir: Path, ending: str, channels: tup
         by_case.setdefault(m["case"], {})[int(m["channel"])] = path
     label_files = {p.name[: -len(ending)]: p for p in _visible(labels_dir, ending)}
     if not labelled and not label_files:
+        if unlabelled is not None:
+            unlabelled += [c for c, found in sorted(by_case.items()) if set(found) >= set(range(len(channels)))]
         return []
     complete = []
     for case in sorted(set(by_case) | set(label_files)):
@@ -342,6 +378,8 @@ def _nnunet_cases(images_dir: Path, labels_dir: Path, ending: str, channels: tup
             if labelled:
                 problems.append(f"{labels_dir / (case + ending)}: every training case must have its label "
                                 "file, but it is missing.")
+            elif ok and unlabelled is not None:
+                unlabelled.append(case)
             ok = False  # a test image without a label is never scored, so it is no problem
         if ok:
             files[case] = CaseFiles(tuple(found[k] for k in range(len(channels))), label_files[case])

@@ -115,6 +115,21 @@ def lung_crop(margin: float = 0.05, fill: float = -20.0, train_mask: str = "pred
     return LungCrop(margin=margin, fill=fill, train_mask=train_mask)
 
 
+# The segmentation task's names for the two strategies named after ct-lung's lungs: the same strategies, the
+# organ in the lungs' place (the lung_* names stay: ct-lung's spaces and every earlier run use them).
+@LESION_GUIDANCE.register("organ_channel")
+def organ_channel(train_mask: str = "predicted"):
+    """The guide organ's mask is an extra input channel of the target segmenter (``lung_channel``)."""
+    return lung_channel(train_mask=train_mask)
+
+
+@LESION_GUIDANCE.register("organ_crop")
+def organ_crop(margin: float = 0.05, fill: float = -20.0, train_mask: str = "predicted"):
+    """Segment inside the guide organ's bounding box (+ margin, fraction of the side), resampled to full size
+    (``lung_crop``)."""
+    return lung_crop(margin=margin, fill=fill, train_mask=train_mask)
+
+
 @LESION_GUIDANCE.register("cascade")
 def cascade(margin: float = 0.05, dilate: int = 2, fill: float = -20.0, train_mask: str = "predicted"):
     """Two-stage cascade: the lung stage's mask sets the crop (``lung_crop``) and restricts the output."""

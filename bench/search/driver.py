@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.config import TrialConfig
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from bench.search.space import SearchSpace
     from bench.tasks import Preset, TaskSpec
     from bench.tracking import Tracker
+
+
+# What the data decided for the whole search ("guidance: none — no label encloses `spleen`"), said once; the
+# CLI prints it above the progress bar.
+NOTES_LOGGER = "bench.search.notes"
 
 
 def runtime_request(settings: SearchSettings) -> dict[str, Any]:
@@ -95,6 +100,7 @@ class PreparedSearch:
     objectives: list[str]
     study_name: str
     started: float
+    fixed: dict[str, Any] = field(default_factory=dict)  # config keys the data fixes (out of the space)
 
     @property
     def objective(self) -> str:
@@ -138,9 +144,26 @@ def prepare_search(settings: SearchSettings, on_stage: Callable[[str], None] | N
         f"split {prepared.split_hash[:8]}")
     # The class list the data resolved to (xray-heart: from the data) goes into every trial's params.
     base = base.replace(split_hash=prepared.split_hash, classes=tuple(getattr(prepared, "classes", base.classes)))
+    fixed = fixed_by_data(spec, prepared, logging.getLogger(NOTES_LOGGER).info)
+    if fixed:
+        from bench.search.space import fixed_config
+
+        space, base = space.fix(fixed), fixed_config(base, fixed)
     n_trials = settings.trials if settings.trials is not None else preset.trials
     return PreparedSearch(settings, spec, preset_name, preset, space_path, space, base, n_trials, objectives,
-                          settings.study or default_study_name(settings, preset_name), started)
+                          settings.study or default_study_name(settings, preset_name), started, fixed)
+
+
+def fixed_by_data(spec: TaskSpec, prepared: Any, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """{flat config key: value} that the prepared data fixes (``TaskSpec.fixed_by_data``), each said once
+    through ``say`` as ``"<key>: <value> — <reason>"``."""
+    if spec.fixed_by_data is None:
+        return {}
+    fixed = spec.fixed_by_data(prepared)
+    for key, (value, reason) in fixed.items():
+        if say is not None:
+            say(f"{key}: {value} — {reason}")
+    return {key: value for key, (value, _) in fixed.items()}
 
 
 def _prepare_folds(spec: TaskSpec, base: TrialConfig, folds: int) -> Any:
@@ -186,6 +209,7 @@ def open_search(tracker: Tracker, search: PreparedSearch, backend_settings: dict
               "trials": search.n_trials, "objective": search.spec.objective, "objectives": ",".join(search.objectives),
               "space": search.space.source, "searched": ",".join(search.space.names), "seed": settings.seed,
               "folds": settings.folds,
+              **({"fixed_by_data": ",".join(f"{k}={v}" for k, v in search.fixed.items())} if search.fixed else {}),
               "data": settings.data if settings.data == "phantom" else "folder", **runtime_request(settings)}
     parent = tracker.start_search(f"search {search.study_name}",
                                   {**shared, **backend_settings, "split_hash": search.base.split_hash})

@@ -174,7 +174,7 @@ def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
 
         # Set before any trial so the run's torch_threads tag (read by replay) is the count really used.
         torch.set_num_threads(job.torch_threads)
-    space = load_space(job.space_path, job.settings.task)
+    space = load_space(job.space_path, job.settings.task).fix(job.fixed)
     # A different sampler seed per worker: with one seed, every worker would draw the same startup points.
     study = optuna.load_study(
         study_name=job.study_name, storage=make_storage(job.storage_url),
@@ -252,7 +252,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
     jobs = [WorkerJob(settings=settings, study_name=study_name, storage_url=storage_url,
                       direction=directions(search.objectives)[0], parent_run_id=parent, base_flat=search.base.flat(),
                       space_path=search.space_path, n_trials=share, study_total=search.n_trials, worker=i,
-                      workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i))
+                      workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i), fixed=search.fixed)
             for i, share in enumerate(worker_pool.split_trials(max(search.n_trials - done, 0), plan.workers))]
     lost: Exception | None = None
     with tracker.closing(parent):  # closed by close_search; by the rule of closing if anything else fails

@@ -83,6 +83,38 @@ class SearchSpace:
                                                     step=int(p.step or 1))
         return sampled
 
+    def fix(self, values: Mapping[str, Any]) -> SearchSpace:
+        """This space with the fields of ``values`` fixed by the data (not searched): their parameters are
+        dropped, a parameter conditional on a fixed field stays (unconditionally) where the fixed value meets
+        its ``when`` and goes where it cannot (``guidance: none`` drops every ``guidance_params.*`` that
+        holds for other strategies only), and so on down the chain of conditions."""
+        kept: list[Param] = []
+        gone = set(values)
+        for p in self.params:
+            if p.name in gone:
+                continue
+            when = []
+            for key, allowed in p.when:
+                if key in values and values[key] not in allowed or key in gone and key not in values:
+                    gone.add(p.name)
+                    break
+                if key not in values:
+                    when.append((key, allowed))
+            else:
+                kept.append(dataclasses.replace(p, when=tuple(when)))
+        return SearchSpace(tuple(kept), self.description, self.source)
+
+
+def fixed_config(config: TrialConfig, values: Mapping[str, Any]) -> TrialConfig:
+    """``config`` with the fields of ``values`` set; a field's params mapping (``guidance_params`` of
+    ``guidance``) is emptied where the value changes, since it belonged to the value replaced."""
+    flat = config.flat()
+    for name, value in values.items():
+        if flat.get(name) != value:
+            flat = {k: v for k, v in flat.items() if not k.startswith(f"{name}_params.")}
+        flat[name] = value
+    return TrialConfig.from_flat(flat)
+
 
 def registries_for(spec: TaskSpec | None) -> dict[str, tuple[str, str] | Registry]:
     """Field -> its registry (or where to import it from): the shared ones, then the task's own; a task

@@ -10,7 +10,7 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import ConfigError
@@ -38,6 +38,7 @@ class WorkerJob:
     workers: int = 1
     torch_threads: int | None = None
     gpu: str | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)  # config keys the data fixes: left out of the space
 
 
 @dataclass(frozen=True)

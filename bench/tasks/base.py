@@ -97,6 +97,11 @@ class TaskSpec:
     format_aliases: Mapping[str, str] = field(default_factory=dict)
     # The registry whose strategies the config field ``guidance`` names; None: guidance is no dimension.
     guidance: Registry | None = None
+    # What the data fixes, so a search or comparison never varies it: (prepared data) -> {flat config key:
+    # (value, reason)}; segmentation without a guide organ: {"guidance": ("none", "no label encloses `spleen`")}.
+    # The search drops those fields (and the parameters conditional on them) from its space and says why once;
+    # a comparison of such a field is refused. None: the data fixes nothing.
+    fixed_by_data: Callable[..., Any] | None = None
     # Other config fields whose values name entries of a registry (checked in search spaces and --arms),
     # besides the shared ones (bench.search.space.REGISTRY_FIELDS) and ``guidance``.
     space_registries: Mapping[str, Registry] = field(default_factory=dict)

@@ -110,8 +110,8 @@ def test_patches_staged_in_scratch_train_exactly_as_patches_in_memory():
     from bench import runtime
     from bench.guidance import LESION_GUIDANCE
     from bench.losses import SEG_LOSSES
-    from bench.tasks.ct_lung.nets import build_seg_net
-    from bench.tasks.ct_lung.training import make_volumes, patches_on_disk, train_net
+    from bench.tasks.seg_engine.nets import build_seg_net
+    from bench.tasks.seg_engine.training import make_volumes, patches_on_disk, train_net
 
     arrays = preprocess(generate(phantom_spec(_smoke()))[:4], (10.0, 8.0, 8.0))
     cases = [{name: arrays[name][i] for name in ("image", "lung", "lesion")} for i in range(4)]

@@ -16,10 +16,10 @@ from bench.errors import ConfigError, TrialPruned
 from bench.guidance import LESION_GUIDANCE
 from bench.tasks import TASKS
 from bench.tasks.ct_lung.data import inspect, make_phantom
-from bench.tasks.ct_lung.lung_guidance import make_guidance
-from bench.tasks.ct_lung.nets import build_seg_net, family_of
 from bench.tasks.ct_lung.spec import LESION_METRICS, SMOKE_PARAMS
-from bench.tasks.ct_lung.training import infer, make_volumes, predictions
+from bench.tasks.seg_engine.guided import make_guidance
+from bench.tasks.seg_engine.nets import build_seg_net, family_of
+from bench.tasks.seg_engine.training import infer, make_volumes, predictions
 from bench.train import NullReporter
 from bench.trial import run_trial
 
@@ -176,17 +176,16 @@ def test_same_config_same_result(baseline, monkeypatch):
     # cache (another lesion network: the lung stage does not depend on it), the third trains it again with
     # the cache off; the same network must match the baseline exactly either way.
     from bench import stages
-    from bench.tasks.ct_lung import pipeline
 
     first_logs, again_logs = Recorder(), Recorder()
     first = run_trial(smoke(), first_logs)
     assert first.tags["bench.stage.lung"] == "trained"
     assert json.dumps(first.metrics, sort_keys=True) == json.dumps(baseline.metrics, sort_keys=True)  # NaN-safe
-    from bench.tasks.ct_lung import target_stage
+    from bench.tasks.seg_engine import first_stage, target_stage
 
     trained = []
-    real_train_net = pipeline.train_net
-    for module in (pipeline, target_stage):  # the lung stage trains in pipeline, the lesion stage in target_stage
+    real_train_net = target_stage.train_net
+    for module in (first_stage, target_stage):  # the lung stage trains in first_stage, the lesion stage in target_stage
         monkeypatch.setattr(module, "train_net",
                             lambda net, *a, **k: trained.append(net) or real_train_net(net, *a, **k))
     other = run_trial(smoke(seg_arch="attention_unet"))

@@ -5,8 +5,9 @@ Pipeline of one trial: read cases (phantom or a CT reader) → clip HU to a lung
 target spacing, scale to [0, 1] (cached) → stage 1: a fixed light 3D network segments the lungs → stage 2:
 the searched lesion network (3D MONAI or 2D smp run slice by slice) trains on patches balanced between
 lesion and background (MONAI RandCropByPosNegLabel), guided by the stage-1 lung mask (a
-``LESION_GUIDANCE`` strategy, see ``lung_guidance``) → sliding-window inference on whole volumes →
-per-case metrics on val (objective) and test (logged only).
+``LESION_GUIDANCE`` strategy, see ``bench.tasks.seg_engine.guided``) → sliding-window inference on whole
+volumes → per-case metrics on val (objective) and test (logged only). Both stages run on the shared
+segmentation engine (``bench.tasks.seg_engine``: ``first_stage``, ``target_stage``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ import torch
 from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
-from bench.guidance import LESION_GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics_seg3d import summarise
-from bench.stages import run_stage
 from bench.tasks.ct_lung.data import CtData, prepare
-from bench.tasks.ct_lung.lung_guidance import make_guidance
-from bench.tasks.ct_lung.nets import build_seg_net, family_of
 from bench.tasks.ct_lung.spec import LUNG_STAGE, SPEC, task_param
-from bench.tasks.ct_lung.target_stage import train_and_score
-from bench.tasks.ct_lung.training import Predictions, make_volumes, predictions, train_net
+from bench.tasks.seg_engine.first_stage import FirstStage, first_stage
+from bench.tasks.seg_engine.guided import make_guidance
+from bench.tasks.seg_engine.nets import build_seg_net, family_of
+from bench.tasks.seg_engine.target_stage import train_and_score
+from bench.tasks.seg_engine.training import Predictions, make_volumes, predictions
 from bench.train import Reporter, TrialResult
 
 
@@ -123,26 +123,10 @@ def lung_stage(config: TrialConfig, data: CtData, reporter: Reporter, history: l
     """Train the lung segmenter and predict every part's lungs, or load both from the stage cache
     (:mod:`bench.stages`, ``LUNG_STAGE``: it depends on the data, fold, seed and the lung settings, never on
     what a search varies, so all trials of a search share one)."""
-    patch3d = tuple(int(p) for p in task_param(config, "patch"))
-    roi3d = tuple(int(p) for p in task_param(config, "infer_roi"))
-    lung_net = build_seg_net("monai_unet", 1, "3d", width=int(task_param(config, "width")), patch=patch3d)
-    unguided = LESION_GUIDANCE.create("none")
-
-    def train(log) -> tuple[dict, dict[str, np.ndarray]]:
-        vols = {p: make_volumes(cases, "lung", unguided, None) for p, cases in data.parts.items()}
-        # Dice + CE: the CE term gets the easy lung/non-lung contrast right within a couple of epochs.
-        train_net(lung_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch3d,
-                  samples=int(task_param(config, "lung_samples_per_volume")), pos_fraction=0.5,
-                  epochs=int(task_param(config, "lung_epochs")), lr=float(task_param(config, "lung_lr")),
-                  seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
-                  augment=config.augment, on_epoch=lambda epoch, value: log({"lung_train_loss": value}, epoch))
-        preds = {f"pred.{part}": store.predict(lung_net, v, roi3d) for part, v in vols.items()}
-        return {"lung_segmenter": lung_net.state_dict()}, preds
-
-    stage = run_stage(LUNG_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
-                      train=train, params={k: task_param(config, k) for k in LUNG_STAGE.task_params})
-    if stage.loaded:
-        lung_net.load_state_dict(stage.weights["lung_segmenter"])
-    history.extend({"stage": "lung", "epoch": step, **metrics} for step, metrics in stage.epochs)
-    preds = {part: list(stage.arrays[f"pred.{part}"]) for part in data.parts}
-    return lung_net, preds
+    stage = FirstStage(LUNG_STAGE, "lung", 1, "3d", tuple(int(p) for p in task_param(config, "patch")),
+                       tuple(int(p) for p in task_param(config, "infer_roi")), int(task_param(config, "width")),
+                       int(task_param(config, "lung_samples_per_volume")), int(task_param(config, "lung_epochs")),
+                       float(task_param(config, "lung_lr")))
+    return first_stage(config, stage, data.parts, lambda unguided, cases: make_volumes(cases, "lung", unguided, None),
+                       data_key=data.key, split_hash=data.split_hash, reporter=reporter, history=history,
+                       store=store, params={k: task_param(config, k) for k in LUNG_STAGE.task_params})

@@ -11,6 +11,7 @@ from bench.data.phantoms.specs import CtPhantomSpec
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
+from bench.tasks.seg_engine.budgets import ENGINE_BUDGETS
 
 TASK = "ct-lung"
 # The per-case metrics ``bench.metrics_seg3d.summarise`` reports (its LESION_METRICS; a test checks they
@@ -74,8 +75,7 @@ SPEC = register_task(
         formats=("ct_dicom", "msd", "nifti", "luna16"),
         presets={
             "smoke": Preset(
-                config={"seg_arch": "monai_unet", "seg_epochs": 1, "batch_size": 4, "max_train_cases": 6,
-                        "task_params": SMOKE_PARAMS},
+                config={**ENGINE_BUDGETS["smoke"], "task_params": SMOKE_PARAMS},
                 trials=2, space="ct-lung-smoke.yaml", description="seconds; tiny volumes, used by the tests",
             ),
             "cpu": Preset(
@@ -84,15 +84,14 @@ SPEC = register_task(
                 # threshold of logit -1 (plain Dice with 2 large patches flooded the lungs). The 2D family
                 # runs on 32x32 in-plane windows, like the 3D patches, with the light mobilenet_v2 encoder.
                 # Measured costs and scores: datasets/ct-lung-phantom/README.md.
-                config={"seg_arch": "monai_unet", "seg_encoder": "mobilenet_v2", "seg_epochs": 10, "batch_size": 4,
-                        "seg_loss": "dice_ce", "lr": 3e-3,
+                config={**ENGINE_BUDGETS["cpu"],
                         "task_params": {"lung_epochs": 8, "samples_per_volume": 12, "pos_fraction": 0.7,
                                         "patch": [16, 32, 32], "patch_2d": 32, "threshold": -1.0}},
                 trials=8, space="ct-lung-cpu.yaml",
                 description="8 trials, about 11 min on a 2-core CPU (both network families)",
             ),
             "gpu": Preset(
-                config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
+                config={**ENGINE_BUDGETS["gpu"],
                         "task_params": {"lung_epochs": 10, "phantom_shape": [64, 128, 128],
                                         "spacing": [2.5, 2.0, 2.0],
                                         "patch": [32, 96, 96], "patch_2d": 128, "width": 16,

@@ -7,8 +7,9 @@ deviation; every other channel is z-scored per case. Images are resampled (trili
 (nearest) to the target spacing (default: the data's median), then padded to the largest shape with 0.
 
 Two passes over the cases, one case in memory at a time: the survey (spacings, shapes, CT foreground
-samples, which label lies inside which) and the rows written to the cache (``bench.data.cache.RowStream``).
-The label map is cached whole, so target and guide are chosen after the cache, from its containment table.
+samples, which label borders which) and the rows written to the cache (``bench.data.cache.RowStream``).
+The label map is cached whole, so target and guide are chosen after the cache, from its border table (the
+surface between each pair of labels, ``bench.data.seg_inspect.border_areas``).
 
 Split: nnU-Net's ``splits_final.json`` in the data folder gives the folds (labelled ``imagesTs`` cases are the
 test part); else a patient-grouped split with a held-out test part; either made once and kept
@@ -30,7 +31,7 @@ from bench.data.splits import Split
 from bench.errors import ConfigError, DataError, SplitError
 from bench.tasks.segmentation.spec import AUTO, NO_GUIDE, SPEC, TASK, task_param
 
-PREPROCESSING_VERSION = "seg-prep-v1"
+PREPROCESSING_VERSION = "seg-prep-v2"  # v2: the border table (mm² between labels) replaces containment
 CT_CHANNELS = ("ct",)  # channel names (lower case) normalised as CT
 CT_PERCENTILES = (0.5, 99.5)
 SAMPLES_PER_CASE = 10_000  # foreground voxels per case and CT channel kept for the data set's statistics
@@ -38,21 +39,31 @@ SAMPLES_PER_CASE = 10_000  # foreground voxels per case and CT channel kept for 
 
 class SegCase(Mapping):
     """One preprocessed case as the training code reads it: ``image`` (C,D,H,W) float32, ``target`` and
-    ``guide`` (D,H,W) uint8 derived from the cached label map when read. The guide region is the guide label
-    together with the target it encloses (the whole organ, as nnU-Net's region ``liver`` = liver + tumour)."""
+    ``guide`` (D,H,W) uint8 derived from the cached label map when read. ``target`` is k where the k-th
+    target label is (one target: its mask); the guide region is the guide label together with the targets on
+    it (the whole organ, as nnU-Net's region ``kidney`` = kidney + tumour)."""
 
-    def __init__(self, image: np.ndarray, label: np.ndarray, target: int, guide: int | None):
-        self._image, self._label, self._target, self._guide = image, label, target, guide
+    def __init__(self, image: np.ndarray, label: np.ndarray, targets: tuple[int, ...], guide: int | None,
+                 regions: bool = False):
+        self._image, self._label, self._targets, self._guide = image, label, tuple(targets), guide
+        self._regions = regions  # targets are the raw values that nnU-Net regions unite: kept as they are
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key == "image":
             return self._image
         if key == "target":
-            return (self._label == self._target).astype(np.uint8)
+            if self._regions:
+                return np.where(np.isin(self._label, self._targets), self._label, 0).astype(np.uint8)
+            if len(self._targets) == 1:
+                return (self._label == self._targets[0]).astype(np.uint8)
+            out = np.zeros(self._label.shape, np.uint8)
+            for k, value in enumerate(self._targets, start=1):
+                out[self._label == value] = k
+            return out
         if key == "guide":
             if self._guide is None:
                 return np.zeros(self._label.shape, np.uint8)
-            return np.isin(self._label, (self._guide, self._target)).astype(np.uint8)
+            return np.isin(self._label, (self._guide, *self._targets)).astype(np.uint8)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -66,7 +77,7 @@ class SegCase(Mapping):
         return int(self._image.nbytes + self._label.nbytes)
 
     def in_memory(self) -> SegCase:
-        return SegCase(np.array(self._image), np.array(self._label), self._target, self._guide)
+        return SegCase(np.array(self._image), np.array(self._label), self._targets, self._guide, self._regions)
 
 
 @dataclass
@@ -78,9 +89,17 @@ class SegData:
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # part -> anonymous patient numbers
     channels: tuple[str, ...] = ()
     dims: int = 3
-    target: str = ""  # label names chosen (no patient information)
+    target: str = ""  # label names chosen (no patient information): the targets, comma-separated
     guide: str | None = None
-    containment: float = float("nan")  # share of target voxels inside the guide's filled region
+    targets: tuple[str, ...] = ()  # one per network output (target value k in SegCase["target"])
+    organ_share: float = float("nan")  # the guide's share of the target's surface
+    guide_reason: str = ""  # without a guide: why (said once by a search)
+    # per network output, the values of SegCase["target"] it stands for: (k,) for the k-th target label;
+    # nnU-Net regions: the raw values each region unites, and the value each region writes back, in order
+    channel_values: tuple[tuple[int, ...], ...] = ((1,),)
+    class_order: tuple[int, ...] = ()
+    patch: tuple[int, ...] = (16, 48, 48)  # the 3D training patch: task_params.patch, or planned from the data
+    plan: str = ""  # how the patch was planned (task_params.patch empty), said once by a search
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -96,8 +115,9 @@ def prepare(config: TrialConfig) -> SegData:
                        "patients": task_param(config, "grouping_regex")})
     ids = (*ds.case_ids, *ds.test_ids)
     arrays = cached_arrays(key, lambda: build_rows(ds, ids, spacing_param))
-    values = [int(v) for v in arrays["label_values"]]
-    target, guide, share = choose_labels(config, ds.labels, values, arrays["containment"], root)
+    choice = choose_regions(config, ds.regions) if ds.regions else choose_labels(config, ds.labels,
+                                                                                  arrays["borders"], root)
+    guide = choice.guide
     cached_ids = [str(i) for i in arrays["case_id"]]
     patient_of = dict(zip(cached_ids, map(str, arrays["patient_id"])))
     split = data_split(source, ds, patient_of)
@@ -108,87 +128,168 @@ def prepare(config: TrialConfig) -> SegData:
         )
     row = {case_id: i for i, case_id in enumerate(cached_ids)}
     guide_value = None if guide is None else ds.labels[guide]
+    if ds.regions:  # each output a region: the raw values it unites
+        channel_values = tuple(ds.regions[t] for t in choice.targets)
+        target_values = tuple(sorted({v for values in channel_values for v in values}))
+    else:  # each output one label: value k of SegCase["target"]
+        target_values = tuple(ds.labels[t] for t in choice.targets)
+        channel_values = tuple((k,) for k in range(1, len(target_values) + 1))
     parts: dict[str, list[SegCase]] = {}
     for part in ("train", "val", "test"):
         chosen = [row[i] for i in split.part(part, config.fold)]
         if part == "train" and config.max_train_cases:
             chosen = sorted(np.random.default_rng(0).permutation(chosen)[: config.max_train_cases].tolist())
-        parts[part] = [SegCase(arrays["image"][i], arrays["label"][i], ds.labels[target], guide_value)
+        parts[part] = [SegCase(arrays["image"][i], arrays["label"][i], target_values, guide_value, bool(ds.regions))
                        for i in chosen]
     from bench.cases import (
         patient_numbers,  # issue 21: anonymous patient numbers (no id leaves the data layer)
     )
 
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
+    patch, plan = planned_patch(config, arrays, int(ds.dims))
+    class_order = (tuple(ds.regions_class_order[list(ds.regions).index(t)] for t in choice.targets)
+                   if ds.regions else ())
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
-                   tuple(ds.channels), int(ds.dims), target, guide, share)
+                   tuple(ds.channels), int(ds.dims), ",".join(choice.targets), guide, choice.targets, choice.share,
+                   choice.reason, channel_values, class_order, patch, plan)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
-def choose_labels(config: TrialConfig, labels: Mapping[str, int], values: list[int], containment: np.ndarray,
-                  root: Path) -> tuple[str, str | None, float]:
-    """(target, guide or None, containment share) from the task parameters and the cached containment table
-    (``containment[i, j]``: share of label ``values[i]``'s voxels inside label ``values[j]``'s filled region,
-    see :func:`containment_counts`)."""
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """The targets, their guide organ (or None) and why: the organ's share of the target's surface
+    (``bench.data.seg_inspect.organs``; several targets: the smallest), and the line a search says when
+    there is no guide."""
+
+    targets: tuple[str, ...]
+    guide: str | None
+    share: float
+    reason: str = ""
+
+
+def choose_labels(config: TrialConfig, labels: Mapping[str, int], areas: np.ndarray, root: Path) -> LabelChoice:
+    """Targets and guide from the task parameters and the cached border table (``areas[i, j]``: surface in mm²
+    between the i-th and j-th label of ``labels``, ``bench.data.seg_inspect.border_areas``).
+
+    Targets: ``task_params.target`` (a label, ``A,B`` or ``all``: one network output each), else the last
+    foreground label that has a guiding organ (a tumour on or in its kidney), else every foreground label (as
+    nnU-Net). Guide: ``task_params.guide`` (a label, or ``none``), else (``auto``) the organ of every target
+    when they share one that guides them (``bench.data.seg_inspect.organs``: share >= ``guide_min_border``,
+    target smaller than the organ), else none."""
+    from bench.data.seg_inspect import organs
+
     by_value = {int(v): n for n, v in labels.items()}
-    foreground = sorted(v for v in by_value if v != 0)
+    foreground = [by_value[v] for v in sorted(by_value) if v != 0]
     if not foreground:
         raise DataError(f"{root}: dataset.json must name at least one foreground label, but names only background.")
-    target = str(task_param(config, "target")) or by_value[foreground[-1]]
-    if target not in labels or labels[target] == 0:
-        raise ConfigError(f"task_params.target must be a foreground label of {root} "
-                          f"{[by_value[v] for v in foreground]}, but got '{target}'.")
+    min_border = float(task_param(config, "guide_min_border"))
+    table = organs(areas, dict(labels), min_border)
+    targets = _targets(str(task_param(config, "target")), foreground, table, root)
     wanted = str(task_param(config, "guide"))
-    index = {v: i for i, v in enumerate(values)}
-    t = index[labels[target]]
+    names = list(labels)
 
-    def share(name: str) -> float:
-        return float(containment[t, index[labels[name]]])
+    def share(target: str, name: str) -> float:
+        row = areas[names.index(target)]
+        return float(row[names.index(name)] / row.sum()) if row.sum() > 0 else 0.0
 
     if wanted == NO_GUIDE:
-        return target, None, float("nan")
+        return LabelChoice(targets, None, float("nan"), "task_params.guide is 'none'")
     if wanted != AUTO:
-        if wanted not in labels or labels[wanted] == 0 or wanted == target:
+        if wanted not in labels or labels[wanted] == 0 or wanted in targets:
             raise ConfigError(f"task_params.guide must be 'auto', 'none' or a foreground label of {root} other than "
-                              f"the target {[by_value[v] for v in foreground if by_value[v] != target]}, but got "
-                              f"'{wanted}'.")
-        return target, wanted, share(wanted)
-    candidates = [(share(by_value[v]), by_value[v]) for v in foreground if by_value[v] != target]
-    best = max(candidates, default=(0.0, None))
-    if best[1] is None or best[0] < float(task_param(config, "guide_min_containment")):
-        return target, None, best[0] if best[1] is not None else float("nan")
-    return target, best[1], best[0]
+                              f"the targets {[n for n in foreground if n not in targets]}, but got '{wanted}'.")
+        return LabelChoice(targets, wanted, min(share(t, wanted) for t in targets))
+    found = [table[t] for t in targets]
+    organ = found[0]["organ"]
+    if all(f["guide"] and f["organ"] == organ for f in found) and organ not in targets:
+        return LabelChoice(targets, organ, min(f["share"] for f in found))
+    named = ", ".join(f"`{t}`" for t in targets)
+    if len(targets) > 1:
+        reason = f"no label outside the targets is the organ of every one of {named}"
+    elif found[0]["organ"] is None:
+        reason = f"no label encloses {named}"
+    else:
+        reason = (f"no label is {named}'s organ (it borders `{organ}` most, on {found[0]['share']:.0%} of its "
+                  f"surface; a guide needs >= {min_border:.0%} and a larger organ)")
+    return LabelChoice(targets, None, found[0]["share"] if len(targets) == 1 and organ else float("nan"), reason)
 
 
-def containment_counts(label: np.ndarray, values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per label pair (inner, outer): inner's voxels inside outer's filled region
-    (``bench.data.seg_inspect.filled_region``, the rule `bench datasets inspect` reports), and each label's
-    voxel count. Summed over cases and divided, it is the share of the inner label inside the outer one."""
-    from bench.data.seg_inspect import filled_region
+def choose_regions(config: TrialConfig, regions: Mapping[str, tuple[int, ...]]) -> LabelChoice:
+    """Targets of a region-based data set (nnU-Net v2 ``labels`` as lists): ``task_params.target`` among the
+    regions (default and ``all``: every region, one sigmoid output each, as nnU-Net trains them). Regions
+    overlap by design, so none guides another: no guide."""
+    names = list(regions)
+    targets = _targets(str(task_param(config, "target")) or ALL, names, {}, "the regions")
+    if str(task_param(config, "guide")) not in (AUTO, NO_GUIDE):
+        raise ConfigError(f"task_params.guide must be 'auto' or 'none' on a region-based data set (regions "
+                          f"{names} overlap: none is another's organ), but got '{task_param(config, 'guide')}'.")
+    return LabelChoice(targets, None, float("nan"), f"the targets are nnU-Net regions ({', '.join(names)})")
 
-    present = {v: label == v for v in values}
-    counts = np.array([int(present[v].sum()) for v in values], np.int64)
-    inside = np.zeros((len(values), len(values)), np.float64)
-    for j, outer in enumerate(values):
-        if outer == 0 or not counts[j]:
-            continue
-        filled = filled_region(present[outer])
-        for i, inner in enumerate(values):
-            if i != j and counts[i]:
-                inside[i, j] = float((present[inner] & filled).sum())
-    return inside, counts
+
+def _targets(given: str, foreground: list[str], table: Mapping[str, dict], root: Path) -> tuple[str, ...]:
+    """``task_params.target`` as label names (see :func:`choose_labels`)."""
+    if not given:
+        guided = [n for n in foreground if table[n]["guide"]]
+        return (guided[-1],) if guided else tuple(foreground)
+    if given == ALL:
+        return tuple(foreground)
+    wanted = [t.strip() for t in given.split(",")]
+    wrong = [t for t in wanted if t not in foreground]
+    if wrong or len(set(wanted)) != len(wanted):
+        raise ConfigError(f"task_params.target must be 'all', a foreground label of {root} or several joined by "
+                          f"commas {foreground}, but got '{given}'.")
+    return tuple(wanted)
+
+
+def fixed_by_data(data: SegData) -> dict[str, tuple]:
+    """What the data fixes for a search or comparison (``TaskSpec.fixed_by_data``): without a guide organ the
+    organ-guidance strategies have nothing to use, so guidance is ``none`` and no dimension; a patch planned
+    from the data goes into every trial's config (logged, replayed as it ran)."""
+    fixed: dict[str, tuple] = {}
+    if data.guide is None:
+        fixed["guidance"] = (NO_GUIDE, data.guide_reason)
+    if data.plan:
+        fixed["task_params.patch"] = (list(data.patch), data.plan)
+    return fixed
+
+
+def planned_patch(config: TrialConfig, arrays: Mapping[str, np.ndarray], dims: int) -> tuple[tuple[int, ...], str]:
+    """(3D training patch, how it was planned): ``task_params.patch`` when given; empty, planned from the data's
+    median shape at the cached spacing within ``task_params.patch_budget`` voxels (``bench.data.seg_plan``).
+    2D data sets train on ``patch_2d`` slices: nothing to plan."""
+    from bench.data.seg_plan import plan_patch
+
+    given = [int(p) for p in task_param(config, "patch")]
+    if given:
+        if len(given) != 3 or min(given) < 1:
+            raise ConfigError(f"task_params.patch must be 3 positive (z, y, x) voxel counts or empty (planned from "
+                              f"the data), but got {given}.")
+        return tuple(given), ""
+    budget = int(task_param(config, "patch_budget"))
+    if dims == 2:
+        return plan_patch((16, 48, 48), (1.0, 1.0, 1.0), budget), ""
+    spacing = [float(s) for s in arrays["spacing"]]
+    shape = [int(n) for n in arrays["median_shape"]]
+    patch = plan_patch(shape, spacing, budget)
+    return patch, (f"planned from the data: median shape {shape} voxels at {[round(s, 3) for s in spacing]} mm, "
+                   f"at most {budget} voxels")
 
 
 # --- cache rows ------------------------------------------------------------------------------------------
 def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStream:
     """The survey pass, then a stream of rows: image (C,D,H,W) float32 and label (D,H,W) uint8 per case."""
+    from bench.data.seg_inspect import border_areas
+    from bench.data.seg_plan import median_shape
+
     if not ids:
         raise DataError(f"{ds.root}: a data set must hold at least one labelled case, but it has none.")
     values = sorted(int(v) for v in ds.labels.values())
     ct = [i for i, name in enumerate(ds.channels) if name.lower() in CT_CHANNELS]
     spacings, shapes, samples = [], [], {i: [] for i in ct}
-    inside = np.zeros((len(values), len(values)), np.float64)
-    totals = np.zeros(len(values), np.int64)
+    areas = np.zeros((len(values), len(values)), np.float64)
     rng = np.random.default_rng(0)
     patients = []
     for case_id in ids:  # survey: one case in memory at a time
@@ -203,9 +304,7 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
             voxels = image[i][fg]
             if voxels.size:
                 samples[i].append(rng.choice(voxels, min(SAMPLES_PER_CASE, voxels.size), replace=False))
-        got, count = containment_counts(label, values)
-        inside += got
-        totals += count
+        areas += border_areas(label, values, spacings[-1])
     target_spacing = _target_spacing(spacings, spacing_param)
     sizes = [_resampled_size(shape, sp, target_spacing) for shape, sp in zip(shapes, spacings)]
     shape = tuple(int(s) for s in np.max(sizes, axis=0))
@@ -217,9 +316,9 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
             image, label = _resample(_normalise(image, stats), label, size)
             yield {"image": _pad(image, shape), "label": _pad(label[None], shape)[0].astype(np.uint8)}
 
-    share = np.where(totals[:, None] > 0, inside / np.maximum(totals[:, None], 1), 0.0)
     whole = {"case_id": np.array(ids), "patient_id": np.array(patients), "label_values": np.array(values),
-             "containment": share.astype(np.float64), "spacing": np.array(target_spacing, np.float64)}
+             "borders": areas, "spacing": np.array(target_spacing, np.float64),
+             "median_shape": np.array(median_shape(shapes, spacings, target_spacing), np.int64)}
     return RowStream(len(ids), rows(), whole)
 
 

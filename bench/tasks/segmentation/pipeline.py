@@ -6,8 +6,9 @@ by every trial through the stage cache; skipped when the data set has no guide) 
 guided by the predicted organ through a ``LESION_GUIDANCE`` strategy → sliding-window inference on whole
 volumes → per-case metrics on val (objective) and test (logged only).
 
-The patch training, inference, networks and guidance application are ct-lung's
-(``bench.tasks.ct_lung.training`` / ``nets`` / ``lung_guidance``); this module maps a data set's target and
+The patch training, inference, networks, guidance application and second stage are the shared segmentation
+engine's (``bench.tasks.seg_engine``: ``training`` / ``nets`` / ``guided`` / ``target_stage``, which ct-lung
+uses too); this module maps a data set's target and
 guide labels onto them and names the metrics for target and guide.
 """
 
@@ -20,14 +21,13 @@ from bench import runtime
 from bench.cases import CASE_FILE, case_file
 from bench.config import TrialConfig
 from bench.errors import ConfigError
-from bench.guidance import LESION_GUIDANCE
 from bench.losses import SEG_LOSSES
 from bench.metrics_seg3d import summarise
-from bench.stages import run_stage
-from bench.tasks.ct_lung.lung_guidance import Guided, make_guidance
-from bench.tasks.ct_lung.nets import build_seg_net, family_of
-from bench.tasks.ct_lung.target_stage import train_and_score
-from bench.tasks.ct_lung.training import Predictions, Volumes, predictions, train_net
+from bench.tasks.seg_engine.first_stage import FirstStage, first_stage
+from bench.tasks.seg_engine.guided import Guided, make_guidance
+from bench.tasks.seg_engine.nets import build_seg_net, family_of
+from bench.tasks.seg_engine.target_stage import train_and_score
+from bench.tasks.seg_engine.training import Predictions, Volumes, predictions
 from bench.tasks.segmentation.data import SegData, prepare
 from bench.tasks.segmentation.spec import GUIDE_STAGE, SPEC, task_param
 from bench.train import Reporter, TrialResult
@@ -40,7 +40,15 @@ GUIDE_ONLY = ("guide_dice", "fp_outside_guide_ml")
 
 
 class SegVolumes(Volumes):
-    """ct-lung's ``Volumes`` for images of C channels: (C,D,H,W) cases, guide organ in the lung's place."""
+    """ct-lung's ``Volumes`` for images of C channels: (C,D,H,W) cases, guide organ in the lung's place, and
+    one target channel per entry of ``channel_values`` (the values of the case's target map it stands for:
+    (k,) for the k-th label, a region's values for nnU-Net regions); ``class_order``: the value each region's
+    output writes back at inference (``training.decode``), empty for labels."""
+
+    def __init__(self, guide, cases, target: str, lungs, channel_values=((1,),), class_order=()):
+        super().__init__(guide, cases, target, lungs)
+        self.channel_values, self.class_order = tuple(channel_values), tuple(class_order)
+        self.target_channels = len(self.channel_values)
 
     @property
     def channels(self) -> int:
@@ -51,7 +59,12 @@ class SegVolumes(Volumes):
         case = self.cases[i]
         image = torch.from_numpy(np.array(case["image"], np.float32))[None]
         organ = torch.from_numpy(np.array(self.lung(i) > 0, np.float32))[None, None]
-        target = torch.from_numpy(np.array(case[self.target] > 0, np.float32))[None, None]
+        truth = np.asarray(case[self.target])
+        if self.channel_values == ((1,),):
+            target = torch.from_numpy(np.array(truth > 0, np.float32))[None, None]
+        else:  # one channel per label or region
+            target = torch.from_numpy(np.stack([np.isin(truth, values) for values in self.channel_values]
+                                               ).astype(np.float32))[None]
         g = self.guide
         return Guided(inputs=g.inputs(image, organ)[0].numpy().astype(np.float32),
                       target=(g.to_grid(target, organ)[0] > 0.5).numpy().astype(np.float32),
@@ -61,13 +74,13 @@ class SegVolumes(Volumes):
         return np.zeros(self.cases[i]["target"].shape, np.uint8) if self.lungs is None else self.lungs[i]
 
 
-def windows(config: TrialConfig, family: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(training patch, inference window) of a family: 3D patch / infer_roi, or one slice of patch_2d."""
+def windows(config: TrialConfig, family: str, data: SegData) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(training patch, inference window) of a family: the data's 3D patch (given or planned) / infer_roi, or
+    one slice of patch_2d."""
     if family == "2d":
         side = int(task_param(config, "patch_2d"))
         return (1, side, side), (1, side, side)
-    return (tuple(int(p) for p in task_param(config, "patch")),
-            tuple(int(p) for p in task_param(config, "infer_roi")))
+    return tuple(data.patch), tuple(int(p) for p in task_param(config, "infer_roi"))
 
 
 def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
@@ -75,13 +88,12 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     loss = SEG_LOSSES.create(config.seg_loss, **config.seg_loss_params)  # validate before any work
     data, streamed = placed(prepare(config))
     if data.guide is None and config.guidance != "none":
-        raise ConfigError(f"guidance must be 'none' on a data set without a guide organ (task_params.guide "
-                          f"'{task_param(config, 'guide')}', containment {data.containment:.2f}), but got "
-                          f"'{config.guidance}'. Give task_params.guide a label that encloses the target, or "
-                          "search a space whose guidance is [none].")
+        raise ConfigError(f"guidance must be 'none' on a data set without a guide organ ({data.guide_reason}), but "
+                          f"got '{config.guidance}'. Give task_params.guide the target's organ, or leave guidance "
+                          "out (a search fixes it to none on such data).")
     family = "2d" if data.dims == 2 else family_of(config.seg_arch, task_param(config, "family") or None)
     family_of(config.seg_arch, family)  # a 2D data set with a 3D-only network stops here
-    patch, roi = windows(config, family)
+    patch, roi = windows(config, family, data)
     # A 2D sample is one slice, ~1/16 of a 3D patch: draw 4x as many and batch 4x as many (3D data only).
     slices = 4 if family == "2d" and data.dims == 3 else 1
     samples = int(task_param(config, "samples_per_volume")) * slices
@@ -90,7 +102,8 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
     # target network is, and is shared by all of them.
     with torch.random.fork_rng(devices=[]):
         target_net = build_seg_net(config.seg_arch, channels + guide.extra_channels, family, config.seg_encoder,
-                                   int(task_param(config, "width")), patch=patch)
+                                   int(task_param(config, "width")), patch=patch,
+                                   out_channels=len(data.channel_values))
     threshold = float(task_param(config, "threshold"))
     with predictions(streamed) as store:
         return _stages(config, reporter, data, store, guide, target_net, loss, patch=patch, roi=roi, slices=slices,
@@ -111,7 +124,9 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
                   else guide_pred[p] for p in data.parts}
 
     # --- target stage; validation is the objective, test is logged only --------------------------------
-    vols = {p: SegVolumes(guide, cases, "target", organs[p]) for p, cases in data.parts.items()}
+    vols = {p: SegVolumes(guide, cases, "target", organs[p], data.channel_values, data.class_order)
+            for p, cases in data.parts.items()}
+    several = len(data.channel_values) > 1
     # the organ each case is scored in: the predicted one, or without a guide stage the data's own
     scored_in = {p: guide_pred[p] if guide_pred is not None else [c["guide"] for c in data.parts[p]]
                  for p in ("val", "test")}
@@ -120,10 +135,12 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
                              offset=int(task_param(config, "guide_epochs")) if guide_net is not None else 0,
                              patch=patch, roi=roi, slices=slices, samples=samples, threshold=threshold,
                              pos_fraction=float(task_param(config, "pos_fraction")), spacing=data.spacing,
-                             tolerance_mm=float(task_param(config, "tolerance_mm")))
+                             tolerance_mm=float(task_param(config, "tolerance_mm")),
+                             labels=data.targets if several else (),
+                             label_values=data.channel_values if several else ())
     metrics: dict[str, float] = {}
     for part in ("val", "test"):
-        summary = {RENAMED[k]: v for k, v in summarise(scored.rows[part]).items()}
+        summary = part_metrics(scored, part)
         if guide_pred is None:  # no organ: nothing to score the guide by, nothing outside it
             summary = {k: v for k, v in summary.items() if k not in GUIDE_ONLY}
         metrics.update({f"{part}_{k}": v for k, v in summary.items()})
@@ -142,6 +159,35 @@ def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predi
         previews={"overlay.png": overlay(data.parts["val"], scored.predictions["val"]),
                   CASE_FILE: case_file(SPEC.objective, "mean", values=val_cases, **groups)},
     )
+
+
+# Per-label metrics of several targets, ``<part>_<name>.<label>``; the target metrics are their mean (nnU-Net's
+# mean foreground Dice), the false-positive volume outside the organ their sum, the guide's Dice the organ's.
+PER_LABEL = {"target_dice": "dice", "target_hd95": "hd95", "target_nsd": "nsd"}
+SUMMED = ("fp_outside_guide_ml",)
+
+
+def part_metrics(scored, part: str) -> dict[str, float]:
+    """The task's metrics of one part (without its prefix): one target as ``metrics_seg3d`` summarises it;
+    several, per label and combined as ``PER_LABEL``/``SUMMED`` say."""
+    if not scored.per_label:
+        return {RENAMED[k]: v for k, v in summarise(scored.rows[part]).items()}
+    each = {label: {RENAMED[k]: v for k, v in summarise(rows[part]).items()}
+            for label, rows in scored.per_label.items()}
+    first = next(iter(each.values()))
+    out: dict[str, float] = {}
+    for name in first:
+        values = [m[name] for m in each.values()]
+        finite = [v for v in values if np.isfinite(v)]
+        if name in SUMMED:
+            out[name] = float(np.sum(finite)) if finite else float("nan")
+        elif name == "guide_dice":
+            out[name] = first[name]
+        else:
+            out[name] = float(np.mean(finite)) if finite else float("nan")
+    for label, m in each.items():
+        out.update({f"{short}.{label}": m[name] for name, short in PER_LABEL.items()})
+    return out
 
 
 def placed(data: SegData) -> tuple[SegData, bool]:
@@ -163,11 +209,11 @@ def overlay(cases, target_pred: list[np.ndarray], n: int = 4) -> bytes:
     order = sorted(range(len(cases)), key=lambda i: not truths[i].any())[:n]
     images, trues, preds, titles = [], [], [], []
     for i in order:
-        shown = truths[i] if truths[i].any() else target_pred[i]
+        shown = (truths[i] if truths[i].any() else np.asarray(target_pred[i])) > 0
         z = int(np.argmax(shown.reshape(len(shown), -1).sum(axis=1)))
         images.append(np.asarray(cases[i]["image"][0, z]))
-        trues.append(truths[i][z])
-        preds.append(target_pred[i][z])
+        trues.append(truths[i][z] > 0)  # several targets: every label's contour
+        preds.append(np.asarray(target_pred[i][z]) > 0)
         titles.append(f"val case {i}, slice {z}")
     return overlay_png(np.stack(images), np.stack(trues), np.stack(preds), titles=titles)
 
@@ -180,26 +226,12 @@ def guide_stage(config: TrialConfig, data: SegData, reporter: Reporter, history:
     if data.guide is None:
         return None, None
     family = "2d" if data.dims == 2 else "3d"
-    patch, roi = windows(config, family)
-    guide_net = build_seg_net("monai_unet", len(data.channels), family, width=int(task_param(config, "width")),
-                              patch=patch)
-    unguided = LESION_GUIDANCE.create("none")
-
-    def train(log) -> tuple[dict, dict[str, np.ndarray]]:
-        vols = {p: SegVolumes(unguided, cases, "guide", None) for p, cases in data.parts.items()}
-        train_net(guide_net, vols["train"], SEG_LOSSES.create("dice_ce"), patch=patch,
-                  samples=int(task_param(config, "guide_samples_per_volume")), pos_fraction=0.5,
-                  epochs=int(task_param(config, "guide_epochs")), lr=float(task_param(config, "guide_lr")),
-                  seed=config.seed + 7, batch_size=config.batch_size, optimiser=config.optimiser,
-                  augment=config.augment, on_epoch=lambda epoch, value: log({"guide_train_loss": value}, epoch))
-        preds = {f"pred.{part}": store.predict(guide_net, v, roi) for part, v in vols.items()}
-        return {"guide_segmenter": guide_net.state_dict()}, preds
-
+    patch, roi = windows(config, family, data)
+    stage = FirstStage(GUIDE_STAGE, "guide", len(data.channels), family, patch, roi, int(task_param(config, "width")),
+                       int(task_param(config, "guide_samples_per_volume")), int(task_param(config, "guide_epochs")),
+                       float(task_param(config, "guide_lr")))
     params = {k: task_param(config, k) for k in GUIDE_STAGE.task_params}
-    params.update(target=data.target, guide=data.guide)  # as resolved from the data
-    stage = run_stage(GUIDE_STAGE, config, data_key=data.key, split_hash=data.split_hash, reporter=reporter,
-                      train=train, params=params)
-    if stage.loaded:
-        guide_net.load_state_dict(stage.weights["guide_segmenter"])
-    history.extend({"stage": "guide", "epoch": step, **metrics} for step, metrics in stage.epochs)
-    return guide_net, {part: list(stage.arrays[f"pred.{part}"]) for part in data.parts}
+    params.update(target=data.target, guide=data.guide, patch=list(data.patch))  # as resolved from the data
+    return first_stage(config, stage, data.parts, lambda unguided, cases: SegVolumes(unguided, cases, "guide", None),
+                       data_key=data.key, split_hash=data.split_hash, params=params, reporter=reporter,
+                       history=history, store=store)

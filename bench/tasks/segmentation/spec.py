@@ -1,8 +1,8 @@
 """The segmentation task's spec, task parameters and budget presets; imports no torch or MONAI.
 
 ``segmentation`` trains on any nnU-Net v2 raw folder or MSD task folder (``bench.data.seg_dataset``): it
-segments one *target* label (default: the last foreground label) and, when another label encloses it (an
-organ around its tumours), first segments that *guide* organ in a stage shared by every trial; the
+segments one *target* label and, when the target lies in or on another label (its organ: the label making
+up most of its surface, ``bench.data.seg_inspect.organs``), first segments that *guide* organ in a stage shared by every trial; the
 ``LESION_GUIDANCE`` strategies then use the predicted organ as ct-lung uses the predicted lungs.
 """
 
@@ -14,6 +14,7 @@ from bench.config import TrialConfig
 from bench.guidance import LESION_GUIDANCE
 from bench.stages import Stage
 from bench.tasks.base import Preset, TaskSpec, lazy, register_task
+from bench.tasks.seg_engine.budgets import ENGINE_BUDGETS
 
 TASK = "segmentation"
 # Per-case metrics (bench.metrics_seg3d's, renamed for target and guide; directions in bench.metrics). No
@@ -23,16 +24,23 @@ TARGET_METRICS = ("target_dice", "guide_dice", "target_hd95", "target_nsd", "fp_
 AUTO, NO_GUIDE = "auto", "none"
 
 DEFAULT_TASK_PARAMS: dict[str, Any] = {
-    "target": "",  # label name to segment; empty = the last foreground label (highest value)
-    # label enclosing the target: "auto" = the label that makes up the largest share of the target's
-    # surroundings (bench.tasks.segmentation.data.containment_counts), if >= guide_min_containment;
-    # "none" = no guide stage, no guidance
+    # what to segment: a label name, several joined by commas, or "all" (one network output per label, each
+    # scored as val_dice.<label>, the objective their mean); empty = the last foreground label that has a
+    # guiding organ, else "all" (bench.tasks.segmentation.data.choose_labels)
+    "target": "",
+    # the target's organ, which guides it: "auto" = the label making up the largest share of the target's
+    # surface (bench.data.seg_inspect.organs), if that share >= guide_min_border and the target is smaller;
+    # "none" = no guide stage, no guidance; or a label name
     "guide": AUTO,
-    "guide_min_containment": 0.8,
+    "guide_min_border": 0.2,  # bench.data.seg_inspect.GUIDE_MIN_BORDER says how it was chosen
+    "guide_min_containment": 0.8,  # no longer read (runs before the border rule keep it, so they replay)
     "grouping_regex": "",  # the patient of a case: first group of this regex over the case id; empty = the case
     "family": "",  # "3d" / "2d"; empty = inferred from seg_arch (2D data sets: always "2d")
     "spacing": [],  # target (z, y, x) mm; empty = the data's median spacing (2D images keep their pixels)
-    "patch": [16, 48, 48],  # 3D training window (voxels)
+    # 3D training window (z, y, x voxels); empty = planned from the data (bench.data.seg_plan: the median shape
+    # at the target spacing within patch_budget voxels), fixed into every trial's config by a search
+    "patch": [],
+    "patch_budget": 16 * 48 * 48,  # voxels a planned patch may hold (the preset's memory budget)
     "patch_2d": 64,  # in-plane window of the 2D family (smp encoders need multiples of 32)
     "infer_roi": [32, 64, 64],  # 3D sliding-window size at inference
     "samples_per_volume": 2,  # 3D patches per training volume and epoch (2D: x4 slices)
@@ -68,35 +76,34 @@ GUIDE_STAGE = Stage(
 
 # 16 phantom cases: every val part of the 5 folds holds a lesion-bearing case (the objective is undefined
 # on a val part without one).
-SMOKE_PARAMS = {"patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [24, 48, 48], "guide_epochs": 1,
+SMOKE_PARAMS = {"patch_budget": 16 * 32 * 32, "patch_2d": 32, "infer_roi": [24, 48, 48], "guide_epochs": 1,
                 "guide_samples_per_volume": 4, "samples_per_volume": 1, "width": 8, "phantom_cases": 16}
 
 SPEC = register_task(
     TaskSpec(
         name=TASK,
         params=DEFAULT_TASK_PARAMS,
-        description="Any nnU-Net v2 / MSD folder: segment a target label, guided by the organ that encloses it",
+        description="Any nnU-Net v2 / MSD folder: one label, several (one output each) or nnU-Net regions; a "
+                    "target on or in an organ is guided by it",
         classes=("target",),
         objective="val_target_dice",
         metrics=TARGET_METRICS,
         formats=("nnunet", "msd_seg"),
         presets={
             "smoke": Preset(
-                config={"seg_arch": "monai_unet", "seg_epochs": 1, "batch_size": 4, "max_train_cases": 6,
-                        "task_params": SMOKE_PARAMS},
+                config={**ENGINE_BUDGETS["smoke"], "task_params": SMOKE_PARAMS},
                 trials=2, space="segmentation-smoke.yaml", description="seconds; tiny volumes, used by the tests",
             ),
             "cpu": Preset(
-                config={"seg_arch": "monai_unet", "seg_encoder": "mobilenet_v2", "seg_epochs": 10, "batch_size": 4,
-                        "seg_loss": "dice_ce", "lr": 3e-3,
+                config={**ENGINE_BUDGETS["cpu"],
                         "task_params": {"guide_epochs": 6, "samples_per_volume": 8, "pos_fraction": 0.7,
-                                        "patch": [16, 32, 32], "patch_2d": 32, "infer_roi": [32, 64, 64]}},
+                                        "patch_budget": 16 * 32 * 32, "patch_2d": 32, "infer_roi": [32, 64, 64]}},
                 trials=8, space="segmentation-cpu.yaml",
                 description="8 trials on a 2-core CPU (both network families; not yet timed)",
             ),
             "gpu": Preset(
-                config={"seg_arch": "monai_unet", "seg_epochs": 60, "batch_size": 8,
-                        "task_params": {"guide_epochs": 10, "patch": [32, 96, 96], "patch_2d": 128, "width": 16,
+                config={**ENGINE_BUDGETS["gpu"],
+                        "task_params": {"guide_epochs": 10, "patch_budget": 32 * 96 * 96, "patch_2d": 128, "width": 16,
                                         "infer_roi": [64, 128, 128], "samples_per_volume": 4}},
                 trials=50, space="segmentation.yaml", description="one GPU, 50 trials (not yet timed)",
             ),
@@ -114,14 +121,19 @@ SPEC = register_task(
         # Task06_Lung only).
         format_aliases={"msd": "msd_seg"},
         cli_params={
-            "target": "label name to segment (default: the last foreground label)",
-            "guide": "label that encloses the target and guides it: a label name, 'auto' (default: the label "
-                     "that encloses the target, containment >= guide_min_containment) or 'none' (no guide stage)",
+            "target": "what to segment: a label name, 'A,B' or 'all' (one output per label, each scored as "
+                      "val_dice.<label>, objective their mean; default: the last label that has a guiding organ, "
+                      "else all)",
+            "guide": "the target's organ, which guides it: a label name, 'auto' (default: the label the target "
+                     "borders most, on >= guide_min_border of its surface, larger than the target) or 'none' "
+                     "(no guide stage, guidance fixed to none)",
             "grouping_regex": "regex whose first group over a case id is its patient, for the split (default: one "
                               "case, one patient)",
         },
-        # Organ guidance: on a data set without a guide organ only ``none`` runs (the pipeline refuses others).
+        # Organ guidance: on a data set without a guide organ only ``none`` runs (the pipeline refuses others),
+        # so there the search fixes it and a comparison of it is refused.
         guidance=LESION_GUIDANCE,
+        fixed_by_data=lazy("bench.tasks.segmentation.data:fixed_by_data"),
         compare_metrics={
             "*": ("val_target_dice", "val_target_nsd", "val_fp_outside_guide_ml", "val_target_hd95",
                   "val_target_sensitivity", "test_target_dice", "test_fp_outside_guide_ml"),

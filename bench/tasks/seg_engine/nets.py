@@ -1,4 +1,5 @@
-"""Networks for the ct-lung task: shared ``SEG_MODELS`` entries, 3D or 2D run slice by slice.
+"""Networks of the segmentation engine (ct-lung, segmentation): shared ``SEG_MODELS`` entries, 3D or 2D run
+slice by slice.
 
 3D networks come from the shared registry (``SEG_MODELS.create(name, spatial_dims=3, ...)``); 2D networks
 (smp, or a MONAI entry asked for with ``task_params.family="2d"``) are wrapped in :class:`SliceNet`, which
@@ -53,8 +54,9 @@ def family_of(name: str, requested: str | None = None) -> str:
 
 
 def build_seg_net(name: str, in_channels: int, family: str, encoder: str = "resnet18", width: int = 8,
-                  patch: tuple[int, int, int] = (16, 32, 32)) -> torch.nn.Module:
-    """A 5-D-in/5-D-out binary segmenter (one logit channel) of the given family.
+                  patch: tuple[int, int, int] = (16, 32, 32), out_channels: int = 1) -> torch.nn.Module:
+    """A 5-D-in/5-D-out segmenter of the given family: one logit channel (binary), or ``out_channels``, one per
+    label.
 
     ``width`` sets the base channels of the MONAI networks; ``patch`` is the (D, H, W) training window
     (the 2D family sees its (H, W)): factories check that their strides divide it, UNETR is sized for it.
@@ -64,6 +66,6 @@ def build_seg_net(name: str, in_channels: int, family: str, encoder: str = "resn
     sides = tuple(patch) if family == "3d" else tuple(patch[1:])
     wanted = {"encoder": encoder, "spatial_dims": 3 if family == "3d" else 2, "img_size": sides,
               **{k: width for k in _WIDTH_KEYS}}
-    net = SEG_MODELS.create(name, in_channels=in_channels, classes=1,
+    net = SEG_MODELS.create(name, in_channels=in_channels, classes=out_channels,
                             **{k: v for k, v in wanted.items() if k in accepted})
     return SliceNet(net) if family == "2d" else net

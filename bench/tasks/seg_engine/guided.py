@@ -1,5 +1,6 @@
-"""How a lung mask guides the ct-lung lesion segmenter: the shared ``LESION_GUIDANCE`` strategies applied
-to whole volumes before patch sampling, and after sliding-window inference.
+"""How an organ mask guides the target segmenter (ct-lung: the lungs guide the lesion segmenter; segmentation:
+the target's organ): the shared ``LESION_GUIDANCE`` strategies applied to whole volumes before patch
+sampling, and after sliding-window inference. Fields keep ct-lung's word ``lung`` for the organ.
 
 ``config.guidance`` names a ``LESION_GUIDANCE`` entry (``none``, ``restrict_output``, ``lung_channel``,
 ``lung_crop``, ``cascade``, see ``bench/guidance.py``) and ``config.guidance_params`` are its factory

@@ -35,7 +35,7 @@ from bench import runtime
 from bench.data.cache import RowStream, scratch, write_rows
 from bench.data.rows import NpyColumn
 from bench.guidance import LesionGuidance
-from bench.tasks.ct_lung.lung_guidance import Guided, to_image_grid, to_segmenter_grid
+from bench.tasks.seg_engine.guided import Guided, to_image_grid, to_segmenter_grid
 from bench.train import Batch, device, make_optimiser, train_epochs
 
 
@@ -104,9 +104,9 @@ def train_net(
     intensity.set_random_state(seed + 2)
     pad = SpatialPad(patch)
     gen = torch.Generator().manual_seed(seed)
-    n_in = vols.channels
+    n_in, n_t = vols.channels, target_channels(vols)
     count = len(vols) * samples  # RandCropByPosNegLabel draws exactly num_samples from each (padded) volume
-    on_disk = patches_on_disk(count * (n_in + 2) * int(np.prod(patch)) * 4, policy)
+    on_disk = patches_on_disk(count * (n_in + n_t + 1) * int(np.prod(patch)) * 4, policy)
 
     def patch_batch(b: torch.Tensor) -> Batch:
         if augment:
@@ -115,7 +115,8 @@ def train_net(
             b = torch.cat([ct, b[:, 1:]], dim=1)
         b = runtime.prepare_batch(b, policy)
         x = b[:, :n_in]
-        return (lambda m: loss_fn(vols.guide.restrict(m(x), b[:, n_in + 1 : n_in + 2]), b[:, n_in : n_in + 1])), len(x)
+        target, lung = b[:, n_in : n_in + n_t], b[:, n_in + n_t : n_in + n_t + 1]
+        return (lambda m: loss_fn(vols.guide.restrict(m(x), lung), target)), len(x)
 
     with scratch("ct-patches-") if on_disk else contextlib.nullcontext() as space:
 
@@ -135,6 +136,11 @@ def train_net(
 
         train_epochs(net, step, epochs=epochs, epoch_batches=epoch_batches, count=count, on_epoch=on_epoch,
                      accumulate=torch.float64)
+
+
+def target_channels(vols) -> int:
+    """Target channels of a part's volumes: one per label segmented (one output each); ct-lung's: 1."""
+    return int(getattr(vols, "target_channels", 1))
 
 
 def patches_on_disk(nbytes: int, policy: runtime.Runtime) -> bool:
@@ -161,7 +167,7 @@ def _epoch_patches(drawn: Iterator[torch.Tensor], count: int, folder: Path | Non
 
 def _draw_patches(vols: Volumes, crop: RandCropByPosNegLabel, pad: SpatialPad) -> Iterator[torch.Tensor]:
     """Every volume's patches in volume order, one volume in memory at a time: guided, padded, cropped, dropped."""
-    n_in = vols.channels
+    n_in, n_t = vols.channels, target_channels(vols)
     with warnings.catch_warnings():  # lesion-free volumes: MONAI warns and samples background only
         warnings.simplefilter("ignore")
         for i in range(len(vols)):
@@ -169,7 +175,8 @@ def _draw_patches(vols: Volumes, crop: RandCropByPosNegLabel, pad: SpatialPad) -
             # Plain tensors: MONAI's MetaTensor bookkeeping costs more than the tiny CPU convolutions.
             arr = convert_to_tensor(pad(torch.from_numpy(np.concatenate([g.inputs, g.target, g.lung]))),
                                     track_meta=False)
-            label = arr[n_in : n_in + 1]
+            # patches centred on any target label (one target: its mask itself)
+            label = arr[n_in : n_in + 1] if n_t == 1 else arr[n_in : n_in + n_t].amax(0, keepdim=True)
             fg, bg = map_binary_to_indices(label)
             patches = [convert_to_tensor(p, track_meta=False).clone()
                        for p in crop(arr, label=label, fg_indices=fg, bg_indices=bg)]
@@ -201,8 +208,24 @@ def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int
                                               predictor=predictor, overlap=0.25)
         for k in range(len(inputs)):
             mapped = to_image_grid(vols.guide, logits[k : k + 1].float(), vols.lung(i + k))
-            yield (mapped[0, 0] > threshold).cpu().numpy().astype(np.uint8)
+            yield decode(mapped[0], threshold, getattr(vols, "class_order", ()))
         i += len(inputs)
+
+
+def decode(logits: torch.Tensor, threshold: float, class_order=()) -> np.ndarray:
+    """(K, D, H, W) logits -> a (D, H, W) uint8 mask: one output, logit > ``threshold``; K outputs (one per
+    label, non-overlapping labels), label k+1 where output k is the largest of those above ``threshold``;
+    with ``class_order`` (nnU-Net regions' ``regions_class_order``) each region's voxels above ``threshold``
+    get its value, region by region, later ones over earlier ones, as nnU-Net converts regions back."""
+    if class_order:
+        out = torch.zeros(logits.shape[1:], dtype=torch.uint8, device=logits.device)
+        for channel, value in zip(logits, class_order):
+            out[channel > threshold] = int(value)
+        return out.cpu().numpy()
+    if len(logits) == 1:
+        return (logits[0] > threshold).cpu().numpy().astype(np.uint8)
+    above = (logits > threshold).any(dim=0)
+    return torch.where(above, logits.argmax(dim=0) + 1, 0).cpu().numpy().astype(np.uint8)
 
 
 def _never_batch_of_one(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
