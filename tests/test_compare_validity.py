@@ -73,7 +73,7 @@ def test_many_arms_family_holds_its_level_and_beats_the_earlier_procedure_on_the
     from bench.compare_stats._validity import FAMILY_CELLS, family_grid
 
     reps = 120
-    lo, hi = binomial_bounds(reps, 0.05, confidence=0.999)
+    _, hi = binomial_bounds(reps, 0.05, confidence=0.999)
     rows = family_grid(reps, cases=100, power_delta=0.04, seed=3, chunk=60, cells=FAMILY_CELLS[:2])
     equal, better = rows
     assert equal["familywise_fpr"] <= hi and better["familywise_fpr"] <= hi

@@ -276,7 +276,7 @@ def _run(args) -> int:
             status.finished(f"t{trial.number:03d} " + (f"failed: {short_reason(reason)}" if reason else state)
                             + (f" · {best}" if best else ""))
 
-        with status.watching(args.task), printed_notes(progress.console):
+        with status.watching(args.task), printed_notes(out):
             summary = run_search(settings, on_trial)
     out.print(
         f"\nstudy {summary.study}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
