@@ -290,6 +290,8 @@ def test_problems_are_one_line_and_exit_2(workdir, capsys):
     brats = seg_layouts.regions(workdir / "Dataset137_BraTS2021", n=2)
     meta = json.loads((brats / "dataset.json").read_text())
     (brats / "dataset.json").write_text(json.dumps({**meta, "regions_class_order": [1, 2]}))
-    assert main(["datasets", "inspect", str(brats), "--task", TASK]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "regions_class_order" in err and "dataset.json" in err, err
+    # inspect's contract (issue 32): every problem one line under "problems:", exit 1
+    assert main(["datasets", "inspect", str(brats), "--task", TASK]) == 1
+    out = capsys.readouterr().out
+    problems = out[out.index("problems:"):].splitlines()[1:]
+    assert len(problems) == 1 and "regions_class_order" in problems[0] and "dataset.json" in problems[0], out
