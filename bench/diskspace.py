@@ -30,7 +30,7 @@ class DiskFull(BenchError):
     exit_code = 1
 
     def __init__(self, path: str | os.PathLike, free: int | None = None, then: str | None = None):
-        self.path = str(path)
+        self.path = str(Path(path).absolute())
         self.free = free_bytes(path) if free is None else free
         self.then = then
         super().__init__(f"{DISK_FULL}: {self.path} ({self.free // 2**20} MB free); "

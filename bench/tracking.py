@@ -57,6 +57,20 @@ def ended_on_its_own(state: str | None, reason: str | None) -> bool:
     return state == "FAIL" and bool(reason) and reason not in RERUN_REASONS
 
 
+def full_store_path(exc: BaseException) -> Path:
+    """Where a disk-full error met in a run's writes most likely is: the sqlite store's file when the store
+    said so ("database or disk is full"), else the store's folder (an ``OSError`` names its own file)."""
+    uri = tracking_uri()
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    if uri.startswith("sqlite:///") and any("database or disk is full" in text for text in chain):
+        return Path(uri[len("sqlite:///") :])
+    return store_dir()
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 

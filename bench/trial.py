@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from bench.config import TrialConfig
 from bench.diskspace import disk_full, is_disk_full
 from bench.errors import TrialPruned
-from bench.tracking import FOLD_KIND, FOLD_OF_TAG, FOLDS_TAG, store_dir  # tag names re-exported
+from bench.tracking import FOLD_KIND, FOLD_OF_TAG, FOLDS_TAG, full_store_path  # tag names re-exported
 
 if TYPE_CHECKING:
     from bench.tracking import Tracker
@@ -176,7 +176,7 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
         return TrialOutcome(run_id, PRUNED, str(exc), error=exc, seconds=time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001  FloatingPointError (NaN/inf loss) lands here: the caller goes on
         if is_disk_full(exc):  # closed FAIL "no space left on device" (re-run on --resume); the caller stops
-            raise disk_full(exc, store_dir()) from None
+            raise disk_full(exc, full_store_path(exc)) from None
         return TrialOutcome(run_id, FAIL, exception_reason(exc), result=result, error=exc,
                             seconds=seconds if seconds is not None else time.perf_counter() - started)
     return TrialOutcome(run_id, COMPLETE, None, values, scored, result, None, seconds)

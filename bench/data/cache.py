@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from bench.diskspace import DiskFull, check_free, disk_full, is_disk_full
+from bench.diskspace import DiskFull, check_free, is_disk_full
 from bench.errors import DataError
 
 
@@ -84,7 +84,7 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray] | RowStrea
             if isinstance(built, RowStream):
                 write_rows(tmp, built)
             else:
-                check_free(tmp, sum(np.asarray(a).nbytes for a in built.values()))
+                check_free(folder.parent, sum(np.asarray(a).nbytes for a in built.values()))
                 for name, array in built.items():
                     np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             os.replace(tmp, folder)
@@ -92,8 +92,8 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray] | RowStrea
             shutil.rmtree(tmp, ignore_errors=True)
             if folder.is_dir():  # another worker may have won the race; theirs is as good
                 pass
-            elif is_disk_full(exc):
-                raise disk_full(exc, folder.parent) from None
+            elif is_disk_full(exc):  # named by the cache folder: the temporary one is gone
+                raise DiskFull(folder.parent) from None
             else:
                 raise
         except BaseException:
@@ -117,7 +117,7 @@ def write_rows(folder: Path, stream: RowStream) -> None:
             if not files:
                 row_bytes = sum(np.asarray(v).nbytes for v in row.values())
                 whole_bytes = sum(np.asarray(a).nbytes for a in stream.whole.values())
-                check_free(folder, row_bytes * stream.count + whole_bytes)
+                check_free(folder.parent, row_bytes * stream.count + whole_bytes)
                 for name, value in row.items():
                     value = np.asarray(value)
                     fh = (folder / f"{name}.npy").open("wb")

@@ -45,7 +45,7 @@ from bench.search.journal import SafeJournalBackend, check_journal
 from bench.search.samplers import make_pruner, make_sampler
 from bench.search.space import SearchSpace, load_space
 from bench.search.workers import WorkerJob
-from bench.tracking import KILLED, KIND_TAG, REASON_TAG, Tracker, ended_on_its_own, store_dir
+from bench.tracking import KILLED, KIND_TAG, REASON_TAG, Tracker, ended_on_its_own, full_store_path, store_dir
 from bench.trial import FAIL, FOLD_KIND, PRUNED, exception_reason, tracked_trial
 
 
@@ -305,7 +305,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
             "workers": plan.workers, "resumed": settings.resume, "already_finished": done, "killed_closed": killed})
     except Exception as exc:
         if is_disk_full(exc):
-            raise disk_full(exc, store_dir(), then) from None
+            raise disk_full(exc, full_store_path(exc), then) from None
         raise
     jobs = [WorkerJob(settings=settings, study_name=study_name, storage_url=storage_url,
                       direction=directions(search.objectives)[0], parent_run_id=parent, base_flat=search.base.flat(),
@@ -344,7 +344,7 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
                 else:
                     raise
     if full is not None:
-        raise disk_full(full, store_dir(), then) from None
+        raise disk_full(full, full_store_path(full), then) from None
     if lost is not None:
         first = (str(lost).strip().splitlines() or [type(lost).__name__])[0][:200]
         raise BenchError(f"the Optuna storage {storage_url} stopped answering mid-search ({first}). Trials that "
