@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -355,15 +356,17 @@ def test_the_issue_reproduction_a_torn_journal_after_a_real_search(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_real_full_filesystem_stops_the_search_in_one_line_and_resume_finishes_it(tmp_path):
+def test_a_real_full_filesystem_stops_the_search_in_one_line_and_resume_finishes_it():
     """A 40 MB tmpfs as the working folder (and TMPDIR): the first trial's stage cache or checkpoint fills it."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root and mount(8)")
+    # Outside pytest's numbered folders: a concurrent pytest session may rename old ones while this test runs,
+    # and the mount point must stay where umount will look for it.
+    disk = Path(tempfile.mkdtemp(prefix="bench-tmpfs-"))
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(disk)], capture_output=True,
                              text=True, check=False)
     if mounted.returncode != 0:
+        shutil.rmtree(disk, ignore_errors=True)
         pytest.skip(f"this machine does not allow a tmpfs mount: {mounted.stderr.strip()}")
     try:
         (disk / "tmp").mkdir()
@@ -373,10 +376,14 @@ def test_a_real_full_filesystem_stops_the_search_in_one_line_and_resume_finishes
         assert full.returncode == 1, full.stderr[-3000:]
         assert len(lines) == 1 and lines[0].startswith(f"bench search: error: {DISK_FULL}: {disk}"), lines
         assert "--study d --resume" in lines[0]
-        assert not [p for p in disk.rglob("*.tmp-*")] and not list((disk / "tmp").iterdir())
+        assert not list(disk.rglob("*.tmp-*"))  # no stage-cache entry half-written
+        assert not [p for p in (disk / "tmp").iterdir() if p.name.startswith("tmp")]  # our temporary folders
         subprocess.run(["mount", "-o", "remount,size=900m", str(disk)], check=True)
         done = _cli("--trials", "2", "--study", "d", "--resume", cwd=disk, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         assert_exactly_complete(disk, "d", 2)
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        # lazy: this process's MLflow client may still hold the store's sqlite file open
+        subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
+        if not os.path.ismount(disk):
+            shutil.rmtree(disk, ignore_errors=True)
