@@ -5,7 +5,9 @@ Messages follow "<what rule>, but got <value>. <how to fix>" so the CLI can prin
 
 
 class BenchError(Exception):
-    """Root of every error bench raises on purpose; the CLI prints it and exits with status 2."""
+    """Root of every error bench raises on purpose; the CLI prints it and exits with its ``exit_code``."""
+
+    exit_code = 2  # bad arguments or data; a run that failed on its way (bench.diskspace.DiskFull) says 1
 
 
 class ConfigError(BenchError):

@@ -35,6 +35,11 @@ def quiet_libraries() -> None:
     # trial and its reason instead (the traceback with -v).
     for name in ("optuna.study._optimize", "optuna.study._tell"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # MLflow logs a database error (with its traceback) and a failed background metric batch, then raises them
+    # (the batch's when the run is closed): bench reports the raised one (a full disk as one line,
+    # bench.diskspace), so the log would be a second, longer copy.
+    for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     for name in ("ray", "ray.tune", "ray.train"):  # Ray warns about its own bookkeeping (result files, banners)
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.diskspace import disk_full, is_disk_full
 from bench.errors import BenchWarning, ConfigError
 
 if TYPE_CHECKING:
@@ -405,8 +406,10 @@ def _write(entry: Path, descriptor: Mapping[str, Any], weights: Mapping[str, Map
         (tmp / "meta.json").write_text(json.dumps(meta))
         (tmp / "used").touch()
         os.replace(tmp, entry)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):  # torch says "unexpected pos": name the folder and the free space instead
+            raise disk_full(exc, entry.parent) from None
         raise
 
 

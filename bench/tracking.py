@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.config import TrialConfig
+from bench.diskspace import DISK_FULL, disk_full, is_disk_full
 from bench.errors import BenchError
 from bench.phi import check_no_phi
 
@@ -39,7 +40,8 @@ FOLD_OF_TAG = "bench.fold_of"  # tag on a fold run: the run id of the cross-vali
 REASON_TAG = "bench.reason"  # why a run was pruned or failed
 KILLED = "killed"  # reason of a run its dead process left RUNNING, closed by a later sweep
 INTERRUPTED = "interrupted"  # reason of a run unwound by Ctrl-C / a stop request
-RERUN_REASONS = (KILLED, INTERRUPTED)  # ended by a dead or stopped process, not by the run itself
+# ended by a dead or stopped process or a full disk, not by the run itself: --resume runs them again
+RERUN_REASONS = (KILLED, INTERRUPTED, DISK_FULL)
 OPEN_STATUSES = ("RUNNING", "SCHEDULED")
 REPEAT_TAG = "bench.repeat_of"  # a seed repeat's original run id
 REPEAT_KIND = "repeat"  # bench.kind of seed repeats
@@ -49,10 +51,24 @@ PACKAGES = ("torch", "monai", "segmentation-models-pytorch", "optuna", "mlflow",
 def ended_on_its_own(state: str | None, reason: str | None) -> bool:
     """The one rule for "this run is finished" (``--resume`` skips it, ``--trials N`` counts it): COMPLETE or
     PRUNED, or FAIL with a reason of its own (a NaN loss stays a failure: running it again fails again);
-    not a run its process left behind (no reason, ``killed``, ``interrupted``)."""
+    not a run its process left behind (no reason, ``killed``, ``interrupted``) or a full disk stopped."""
     if state in ("COMPLETE", "PRUNED"):
         return True
     return state == "FAIL" and bool(reason) and reason not in RERUN_REASONS
+
+
+def full_store_path(exc: BaseException) -> Path:
+    """Where a disk-full error met in a run's writes most likely is: the sqlite store's file when the store
+    said so ("database or disk is full"), else the store's folder (an ``OSError`` names its own file)."""
+    uri = tracking_uri()
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    if uri.startswith("sqlite:///") and any("database or disk is full" in text for text in chain):
+        return Path(uri[len("sqlite:///") :])
+    return store_dir()
 
 
 def tracking_uri() -> str:
@@ -258,15 +274,48 @@ class Tracker:
 
     def log_trial_artifacts(self, run_id: str, config: TrialConfig, state_dicts: Mapping[str, Any] | None,
                             history: list | None = None) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "config.yaml").write_text(config.to_yaml())
-            if history is not None:
-                (Path(tmp) / "history.json").write_text(json.dumps(history, indent=1))
-            if state_dicts:
-                import torch
+        files = {"config.yaml": config.to_yaml().encode()}
+        if history is not None:
+            files["history.json"] = json.dumps(history, indent=1).encode()
+        if state_dicts:
+            import io
 
-                torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / "checkpoint.pt")
-            self.client.log_artifacts(run_id, tmp)
+            import torch
+
+            # Serialised in memory, written as plain bytes: a full disk is then an OSError naming the file,
+            # not torch's "unexpected pos" RuntimeError.
+            buffer = io.BytesIO()
+            torch.save({k: dict(v) for k, v in state_dicts.items()}, buffer)
+            files["checkpoint.pt"] = buffer.getvalue()
+        self._log_files(run_id, files)
+
+    def _log_files(self, run_id: str, files: Mapping[str, bytes]) -> None:
+        """Log ``files`` (name -> bytes) as artifacts of the run through a temporary folder (MLflow uploads
+        files). A full disk is :class:`bench.diskspace.DiskFull`, and the files this call began in a local
+        artifact store are removed: a failed write leaves no half file in the run."""
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, data in files.items():
+                    (Path(tmp) / name).write_bytes(data)
+                self.client.log_artifacts(run_id, tmp)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            folder = self._local_artifacts(run_id)
+            for name in files if folder else ():
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink(missing_ok=True)
+            raise disk_full(exc, folder or tempfile.gettempdir()) from None
+
+    def _local_artifacts(self, run_id: str) -> Path | None:
+        """The run's artifact folder when the artifact store is a local folder, else None."""
+        try:
+            uri = self.client.get_run(run_id).info.artifact_uri
+        except Exception:  # noqa: BLE001  a store that cannot answer (full) has nothing to clean here
+            return None
+        if uri.startswith("file://"):
+            return Path(uri[len("file://"):])
+        return Path(uri) if "://" not in uri and uri.startswith("/") else None
 
     def log_result(self, run_id: str, result: Any, seconds: float | None = None) -> dict[str, float]:
         """Everything a finished trial logs: final and cost metrics, config/history/checkpoint, curve, previews.
@@ -310,10 +359,8 @@ class Tracker:
         return len(previews or {})
 
     def log_bytes(self, run_id: str, name: str, data: bytes) -> None:
-        """Log ``data`` as the run artifact ``name`` (through a temp folder: MLflow uploads files)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / name).write_bytes(data)
-            self.client.log_artifact(run_id, str(Path(tmp) / name))
+        """Log ``data`` as the run artifact ``name`` (see :meth:`_log_files`)."""
+        self._log_files(run_id, {name: data})
 
     def read_artifact(self, run_id: str, artifact: str) -> bytes:
         """One artifact of a run as bytes (:func:`read_run_artifact`)."""
@@ -356,26 +403,32 @@ class Tracker:
         except BaseException as exc:
             if run_id not in self._ended:
                 if isinstance(exc, TrialPruned):
-                    self._end_quietly(run_id, "PRUNED", str(exc))
+                    self.end_quietly(run_id, "PRUNED", str(exc))
+                elif is_disk_full(exc):
+                    self.end_quietly(run_id, "FAIL", DISK_FULL)  # not finished: --resume runs it again
                 elif isinstance(exc, Exception):
-                    self._end_quietly(run_id, "FAIL", describe(exc))
+                    self.end_quietly(run_id, "FAIL", describe(exc))
                 else:
-                    self._end_quietly(run_id, *interrupted)
+                    self.end_quietly(run_id, *interrupted)
             raise
         if run_id not in self._ended:
             try:
                 self.end(run_id, "COMPLETE")
             except Exception as exc:  # the store refused the close: the run must not stay open or look COMPLETE
-                self._end_quietly(run_id, "FAIL", describe(exc))
+                self.end_quietly(run_id, "FAIL", DISK_FULL if is_disk_full(exc) else describe(exc))
                 raise
 
-    def _end_quietly(self, run_id: str, state: str, reason: str) -> None:
-        """:meth:`end`, a failure of which is one warning: the error that brought the close is the one to see."""
+    def end_quietly(self, run_id: str, state: str, reason: str) -> None:
+        """:meth:`end`, a failure of which is one warning (none when the disk is full: that error is printed
+        anyway): the error that brought the close is the one to see. The run counts as closed here either
+        way; one the store could not close is closed by the next ``--resume``."""
         try:
             self.end(run_id, state, reason)
         except Exception as closing_error:  # noqa: BLE001
-            logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume closes it",
-                                                run_id, closing_error)
+            self._ended.add(run_id)
+            if not is_disk_full(closing_error):
+                logging.getLogger(__name__).warning("run %s could not be closed (%s); the next --resume closes it",
+                                                    run_id, closing_error)
 
     def search(self, filter_string: str, limit: int | None = None, page_size: int = 1000,
                oldest_first: bool = False) -> list:

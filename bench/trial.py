@@ -7,7 +7,9 @@ artifacts and ends in the same state whoever started it:
 * ``COMPLETE``: the trial finished and every requested objective is finite;
 * ``PRUNED``: a reporter asked it to stop (MLflow status KILLED);
 * ``FAIL``: it raised (NaN/inf loss, bad config, ...) or an objective is not finite, with the reason;
-  an interrupt (KeyboardInterrupt, a scheduler unwinding the thread) closes the run and re-raises.
+  an interrupt (KeyboardInterrupt, a scheduler unwinding the thread) closes the run and re-raises;
+  a full disk closes it FAIL "no space left on device" (re-run by ``--resume``) and raises
+  :class:`bench.diskspace.DiskFull`: every later trial would meet the same disk.
 
 A cross-validated trial (``folds=K``, ``bench search --folds K``) is still one run of its kind: its K folds
 are trained as K nested runs (``bench.kind = fold``), each through this same lifecycle, and the trial's
@@ -30,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.config import TrialConfig
+from bench.diskspace import disk_full, is_disk_full
 from bench.errors import TrialPruned
-from bench.tracking import FOLD_KIND, FOLD_OF_TAG, FOLDS_TAG  # the run store's tag names, re-exported
+from bench.tracking import FOLD_KIND, FOLD_OF_TAG, FOLDS_TAG, full_store_path  # tag names re-exported
 
 if TYPE_CHECKING:
     from bench.tracking import Tracker
@@ -172,6 +175,8 @@ def tracked_trial(tracker: Tracker, config: TrialConfig, *, name: str, parent_ru
     except TrialPruned as exc:
         return TrialOutcome(run_id, PRUNED, str(exc), error=exc, seconds=time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001  FloatingPointError (NaN/inf loss) lands here: the caller goes on
+        if is_disk_full(exc):  # closed FAIL "no space left on device" (re-run on --resume); the caller stops
+            raise disk_full(exc, full_store_path(exc)) from None
         return TrialOutcome(run_id, FAIL, exception_reason(exc), result=result, error=exc,
                             seconds=seconds if seconds is not None else time.perf_counter() - started)
     return TrialOutcome(run_id, COMPLETE, None, values, scored, result, None, seconds)

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         # "bench datasets split: error: ..." like argparse's own messages, so the failing command is named
         prog = getattr(args, "prog", None) or f"bench {args.command}"
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # 2: bad arguments or data; 1: a run that failed (a full disk)
 
 
 __all__ = ["build_parser", "main"]

@@ -104,6 +104,9 @@ def add_parser(sub) -> None:
     )
     s.add_argument("--study", help="study name (default: <task>-<preset>-<time>)")
     s.add_argument("--resume", action="store_true", help="continue the study named by --study")
+    s.add_argument("--repair-journal", action="store_true",
+                   help="move corrupt records of the Optuna journal file aside (to <journal>.torn-<time>) and keep "
+                   "every whole one, instead of refusing the journal")
     s.add_argument("--space", help="search space YAML (default: the preset's file in search_spaces/)")
     s.add_argument(
         "--backend", default="optuna", choices=BACKENDS, help="search backend: %(choices)s (default optuna)"
@@ -208,6 +211,7 @@ def settings_from(args):
         storage=args.storage,
         study=args.study,
         resume=args.resume,
+        repair_journal=args.repair_journal,
         space=args.space,
         fold=args.fold,
         folds=args.folds,

@@ -27,6 +27,7 @@ from bench.compare.collect import case_data, usable_runs
 from bench.compare.parallel import Execution, JobContext, plan_execution, run_job
 from bench.compare.result import ComparisonResult
 from bench.config import TrialConfig
+from bench.diskspace import DiskFull
 from bench.errors import BenchError, ConfigError, SplitError
 from bench.tasks.base import SEARCH_SPACES_DIR
 from bench.tracking import Tracker
@@ -227,6 +228,8 @@ def _compare(task: str, dimension: str | None, arms: Sequence[str] | None, basel
                                          "stage_trainings": result.stages_trained,
                                          "stage_trainings_saved": result.stages_loaded})
             tracker.set_tags(parent, {"verdicts": " | ".join(result.verdicts)[:5000]})
+    except DiskFull as exc:  # the parent is closed "no space left on device": --resume runs what is missing
+        raise exc.then_(f"free space and add --resume to this `bench compare` command (--name {name})") from None
     finally:
         execution.stop()
     return result

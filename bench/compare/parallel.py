@@ -32,6 +32,7 @@ from typing import Any
 from bench.compare.plan import Job, StageKey, StageQueue
 from bench.compare.runs import RUN_KIND
 from bench.config import TrialConfig
+from bench.diskspace import DISK_FULL_EXIT, DiskFull
 from bench.errors import BenchError, ConfigError
 from bench.tracking import Tracker
 from bench.trial import FAIL, TrialOutcome, tracked_trial
@@ -289,6 +290,8 @@ def spawned_worker(worker: ProcessWorker) -> None:
         serve(worker.todo, worker.done, run, lambda: os.getppid() == driver)
     except KeyboardInterrupt:  # SIGTERM from the driver or its death: the open run is closed "interrupted"
         raise SystemExit(1) from None
+    except DiskFull:  # its run is closed "no space left on device"; the driver prints the one line
+        raise SystemExit(DISK_FULL_EXIT) from None
 
 
 def _stop_with_driver(driver: int, poll_s: float = 1.0) -> None:

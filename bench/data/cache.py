@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from bench.diskspace import DiskFull, check_free, is_disk_full
 from bench.errors import DataError
 
 
@@ -67,7 +68,12 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray] | RowStrea
     """Return the arrays stored under ``key`` (memory-mapped), building and storing them first if absent.
 
     The folder is written under a temporary name and renamed, so an interrupted build leaves nothing
-    that a later run could mistake for a finished cache.
+    that a later run could mistake for a finished cache. The size is known before the first byte is written
+    (whole arrays, or a row stream's first row times its count), so a disk that cannot hold it is refused at
+    once (:class:`bench.diskspace.DiskFull`), and one that fills during the write is the same error.
+
+    Raises:
+        DiskFull: the cache's disk has no room for the arrays (nothing is left behind).
     """
     folder = cache_root() / key
     if not folder.is_dir():
@@ -78,12 +84,17 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray] | RowStrea
             if isinstance(built, RowStream):
                 write_rows(tmp, built)
             else:
+                check_free(folder.parent, sum(np.asarray(a).nbytes for a in built.values()))
                 for name, array in built.items():
                     np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             os.replace(tmp, folder)
-        except OSError:
+        except (OSError, DiskFull) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            if not folder.is_dir():  # another worker may have won the race; theirs is as good
+            if folder.is_dir():  # another worker may have won the race; theirs is as good
+                pass
+            elif is_disk_full(exc):  # named by the cache folder: the temporary one is gone
+                raise DiskFull(folder.parent) from None
+            else:
                 raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -104,6 +115,9 @@ def write_rows(folder: Path, stream: RowStream) -> None:
             if written >= stream.count:
                 raise DataError(f"a row stream must yield {stream.count} rows as it announced, but it yields more.")
             if not files:
+                row_bytes = sum(np.asarray(v).nbytes for v in row.values())
+                whole_bytes = sum(np.asarray(a).nbytes for a in stream.whole.values())
+                check_free(folder.parent, row_bytes * stream.count + whole_bytes)
                 for name, value in row.items():
                     value = np.asarray(value)
                     fh = (folder / f"{name}.npy").open("wb")

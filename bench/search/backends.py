@@ -77,6 +77,9 @@ def check_supported(settings: SearchSettings) -> Backend:
     if settings.objectives and not backend.multi_objective:
         raise ConfigError(f"--objectives needs a backend that supports several objectives ({', '.join(supports)}), "
                           f"but got --backend {backend.name}. Use --backend optuna.")
+    if settings.repair_journal and backend.name != "optuna":
+        raise ConfigError(f"--repair-journal mends an Optuna journal, but got --backend {backend.name}, which keeps "
+                          "none. Leave --repair-journal out.")
     if settings.resume and not backend.resume:
         raise ConfigError(f"--resume works with the optuna backend, but got --backend {backend.name}. "
                           "Use --backend optuna with --study NAME --resume.")

@@ -27,6 +27,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported b
 
 from bench import runtime
 from bench.config import TrialConfig
+from bench.diskspace import DISK_FULL, DiskFull, disk_full, is_disk_full
 from bench.errors import BenchError, ConfigError
 from bench.search.driver import (  # noqa: F401  (re-exported: the public names of a search)
     SearchSettings,
@@ -40,15 +41,26 @@ from bench.search.driver import (  # noqa: F401  (re-exported: the public names 
     search_objectives,
     trial_name,
 )
+from bench.search.journal import SafeJournalBackend, check_journal
 from bench.search.samplers import make_pruner, make_sampler
 from bench.search.space import SearchSpace, load_space
 from bench.search.workers import WorkerJob
-from bench.tracking import KIND_TAG, Tracker, ended_on_its_own, store_dir
+from bench.tracking import KILLED, KIND_TAG, REASON_TAG, Tracker, ended_on_its_own, full_store_path, store_dir
 from bench.trial import FAIL, FOLD_KIND, PRUNED, exception_reason, tracked_trial
 
 
 class TrialFailed(Exception):
     """A trial that ended FAIL with a recorded reason (its MLflow run is already closed)."""
+
+
+class _DiskFullStop(BaseException):  # passes through Optuna's catch (Exception, KeyboardInterrupt)
+    """Stops the worker's study.optimize at once when a full disk stopped a trial. Not an Exception: Optuna
+    would log a traceback and go on to the next trial, which the full disk stops too. The trial stays
+    RUNNING (no write to a full disk) and is failed as killed, so ``--resume`` runs it again."""
+
+    def __init__(self, error: DiskFull, trial_id: int):
+        super().__init__(str(error))
+        self.error, self.trial_id = error, trial_id
 
 
 class OptunaReporter:
@@ -95,10 +107,8 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
                     else "Install the DBAPI driver SQLAlchemy names for this URL")
             raise ConfigError(f"--storage {scheme}://... needs its database driver, but it is not installed "
                               f"({exc}). {hint}.") from None
-    from optuna.storages.journal import JournalFileBackend
-
     Path(url).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(url))
+    return optuna.storages.JournalStorage(SafeJournalBackend(url))
 
 
 def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Callable[[optuna.Trial], float]:
@@ -115,6 +125,12 @@ def trial_objective(job: WorkerJob, tracker: Tracker, space: SearchSpace) -> Cal
     folds = job.settings.folds
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        try:
+            return _objective(trial)
+        except DiskFull as exc:  # the trial did not end on its own: no fail_reason, so it counts as killed
+            raise _DiskFullStop(exc, trial._trial_id) from None
+
+    def _objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
             config = TrialConfig.from_flat({**job.base_flat, **space(trial)})
         except Exception as exc:
@@ -194,17 +210,42 @@ def _run_worker(job: WorkerJob, on_trial: Callable | None) -> None:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break
-        study.optimize(objective, n_trials=1, timeout=left, callbacks=callbacks, catch=(Exception,),
-                       gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=1, timeout=left, callbacks=callbacks, catch=(Exception,),
+                           gc_after_trial=True)
+        except _DiskFullStop as stop:
+            _fail_as_killed(study, stop.trial_id)
+            raise stop.error from None
+        except Exception as exc:  # the journal's own append met the full disk (Optuna's ask or tell)
+            if is_disk_full(exc):
+                raise disk_full(exc, job.storage_url) from None
+            raise
+
+
+def _fail_as_killed(study: optuna.Study, trial_id: int) -> None:
+    """Fail a trial a full disk stopped as a killed one (re-run by ``--resume``); on a disk still full this
+    write fails too, and the trial stays RUNNING until ``--resume`` fails it the same way."""
+    try:
+        study._storage.set_trial_user_attr(trial_id, KILLED_ATTR, True)
+        study._storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    except Exception:  # noqa: BLE001,S110  the disk-full error is the one to report
+        pass
 
 
 def spawned_worker(job: WorkerJob) -> None:
-    """Entry point of a spawned worker process: quiet logs, then its share of the study's trials."""
+    """Entry point of a spawned worker process: quiet logs, then its share of the study's trials. A full disk
+    ends it with status DISK_FULL_EXIT (the driver prints the one line)."""
+    import sys
+
+    from bench.diskspace import DISK_FULL_EXIT
     from bench.logs import quiet_libraries
 
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_worker(job)
+    try:
+        run_worker(job)
+    except DiskFull:
+        sys.exit(DISK_FULL_EXIT)
 
 
 def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -219,19 +260,27 @@ def run_search(settings: SearchSettings, on_trial: Callable[[optuna.Study, optun
         >>> run_search(SearchSettings(task="xray-heart", preset="smoke", trials=2, workers=2))  # doctest: +SKIP
     """
     with runtime.using(settings.runtime_policy()):  # validates the request before anything is created
-        return _run_search(settings, on_trial)
+        try:
+            return _run_search(settings, on_trial)
+        except Exception as exc:  # before the study exists (the data cache): nothing to resume
+            if not is_disk_full(exc):
+                raise
+            raise disk_full(exc, store_dir()) from None
 
 
 def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSummary:
     from bench.search import workers as worker_pool
 
+    storage_url = settings.storage or default_storage()
+    open_journal(storage_url, settings.repair_journal)
     search = prepare_search(settings)
     plan = worker_pool.plan_workers(settings.workers, settings.trials_per_gpu)
     if len(search.objectives) > 1:
         settings = search.settings = dataclasses.replace(settings, pruner="none")  # Optuna cannot prune multi-objective
-    storage_url = settings.storage or default_storage()
     study_name = search.study_name
     storage = make_storage(storage_url, heartbeat=True)
+    then = (f"free space and run `bench search --study {study_name} --resume` (with this command's other "
+            "options) to finish its trials")
     try:
         study = optuna.create_study(
             study_name=study_name, storage=storage, directions=directions(search.objectives),
@@ -243,18 +292,28 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
         raise ConfigError(f"a new search needs an unused study name, but '{study_name}' exists in {storage_url}. "
                           "Add --resume to continue it (or join it from another machine), or pick another "
                           "--study.") from None
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, storage_url, then) from None
+        raise
     tracker = Tracker(settings.task)
-    killed = close_killed(study, tracker, study_name) if settings.resume else 0
-    done = count_finished(study)
-    parent = open_search(tracker, search, {
-        "storage": storage_url, "sampler": settings.sampler, "pruner": settings.pruner, "workers": plan.workers,
-        "resumed": settings.resume, "already_finished": done, "killed_closed": killed})
+    try:
+        killed = close_killed(study, tracker, study_name) if settings.resume else 0
+        done = count_finished(study)
+        parent = open_search(tracker, search, {
+            "storage": storage_url, "sampler": settings.sampler, "pruner": settings.pruner,
+            "workers": plan.workers, "resumed": settings.resume, "already_finished": done, "killed_closed": killed})
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, full_store_path(exc), then) from None
+        raise
     jobs = [WorkerJob(settings=settings, study_name=study_name, storage_url=storage_url,
                       direction=directions(search.objectives)[0], parent_run_id=parent, base_flat=search.base.flat(),
                       space_path=search.space_path, n_trials=share, study_total=search.n_trials, worker=i,
                       workers=plan.workers, torch_threads=plan.threads, gpu=plan.gpu(i), fixed=search.fixed)
             for i, share in enumerate(worker_pool.split_trials(max(search.n_trials - done, 0), plan.workers))]
     lost: Exception | None = None
+    full: Exception | None = None
     with tracker.closing(parent):  # closed by close_search; by the rule of closing if anything else fails
         try:
             if plan.workers == 1:
@@ -262,24 +321,47 @@ def _run_search(settings: SearchSettings, on_trial: Callable | None) -> SearchSu
             else:
                 worker_pool.run_pool(jobs, study, spawned_worker, on_trial)
         except Exception as exc:
-            if not is_storage_error(exc):
+            if is_disk_full(exc):
+                full = exc  # the search stops: every later trial would meet the same full disk
+            elif is_storage_error(exc):
+                lost = exc
+            else:
                 raise
-            lost = exc
         finally:
             try:
                 summary = _summarise(study, storage_url, parent, tracker, search.objective, search.started)
-                close_search(tracker, parent, summary)
+                if full is None:
+                    close_search(tracker, parent, summary)
+                else:
+                    tracker.end(parent, "FAIL", DISK_FULL)
             except Exception as exc:
-                if not is_storage_error(exc):
+                if is_disk_full(exc) or full is not None:
+                    full = full or exc
+                    tracker.end_quietly(parent, "FAIL", DISK_FULL)
+                elif is_storage_error(exc):
+                    tracker.end(parent, "FAIL", "the Optuna storage stopped answering")
+                    lost = lost or exc
+                else:
                     raise
-                tracker.end(parent, "FAIL", "the Optuna storage stopped answering")
-                lost = lost or exc
+    if full is not None:
+        raise disk_full(full, full_store_path(full), then) from None
     if lost is not None:
         first = (str(lost).strip().splitlines() or [type(lost).__name__])[0][:200]
         raise BenchError(f"the Optuna storage {storage_url} stopped answering mid-search ({first}). Trials that "
                          f"finished are kept: once it runs again, add --resume to the same command (--study "
                          f"{study_name}) to finish the study's {search.n_trials} trials.") from None
     return summary
+
+
+def open_journal(storage_url: str, repair: bool = False) -> None:
+    """Before a search appends to a journal file: cut a torn last record off it, refuse (or with ``repair``
+    mend) one corrupt in the middle (:func:`bench.search.journal.check_journal`). RDB storages have none."""
+    if "://" in storage_url:
+        if repair:
+            raise ConfigError(f"--repair-journal mends an Optuna journal file, but got --storage {storage_url}, a "
+                              "database. Leave --repair-journal out.")
+        return
+    check_journal(storage_url, repair=repair)
 
 
 def is_storage_error(exc: BaseException) -> bool:
@@ -331,6 +413,7 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
             # Attributes first: a finished trial can no longer be updated.
             storage.set_trial_user_attr(t._trial_id, KILLED_ATTR, True)
             storage.set_trial_state_values(t._trial_id, states.FAIL)
+            _close_finished_run(tracker, t.user_attrs.get("mlflow_run_id"))
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     # A parent run left RUNNING is another machine's live search if any trial still runs (RDB heartbeat):
     # close parents only when the whole study is idle.
@@ -345,6 +428,20 @@ def close_killed(study: optuna.Study, tracker: Tracker, study_name: str) -> int:
         return not (kind == "search" and study_idle)
 
     return len(tracker.close_open(f"tags.study = '{study_name}' AND attributes.status = 'RUNNING'", alive=alive))
+
+
+def _close_finished_run(tracker: Tracker, run_id: str | None) -> None:
+    """A trial's run that MLflow holds closed while Optuna lost the trial's end (a torn journal record, or a
+    kill between the two writes): the study runs the trial again, so its run is closed "killed" too, and the
+    study and the run store count the same finished trials. A run still RUNNING is for ``close_open``."""
+    if not run_id:
+        return
+    try:
+        run = tracker.run(run_id)
+    except BenchError:  # no such run (another store, or removed)
+        return
+    if run.info.status not in ("RUNNING", "SCHEDULED") and run.data.tags.get(REASON_TAG) != KILLED:
+        tracker.end(run_id, "FAIL", KILLED)
 
 
 def _summarise(study, storage_url, parent, tracker, objective, started) -> SearchSummary:

@@ -27,6 +27,7 @@ class SearchSettings:
     storage: str | None = None
     study: str | None = None
     resume: bool = False
+    repair_journal: bool = False  # move corrupt journal lines aside instead of refusing the journal
     space: str | None = None
     fold: int = 0
     folds: int = 1  # K > 1: a trial's objective is the mean over folds 0..K-1 (bench.trial cross-validation)

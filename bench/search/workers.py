@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bench.diskspace import DISK_FULL_EXIT, DiskFull
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -172,6 +173,10 @@ def run_processes(jobs: list, worker_main: Callable, poll: Callable[[], None] | 
         for p in procs:
             p.join()
     bad = [p for p in procs if p.exitcode != 0]
+    if any(p.exitcode == DISK_FULL_EXIT for p in bad):  # a full disk stopped a worker: one line, see diskspace
+        from bench.tracking import store_dir
+
+        raise DiskFull(store_dir())
     if bad:
         raise BenchError(f"every worker must exit cleanly, but {', '.join(f'{p.name} exited {p.exitcode}' for p in bad)}. "
                          f"Read its output above, then {resume_hint}.")
