@@ -268,7 +268,11 @@ class Tracker:
         self.client.set_tag(run_id, "mlflow.note.content", markdown[:60000])
 
     def log_trial_artifacts(self, run_id: str, config: TrialConfig, state_dicts: Mapping[str, Any] | None,
-                            history: list | None = None) -> None:
+                            history: list | None = None, model: Mapping[str, Any] | None = None) -> None:
+        """config.yaml, history.json and, with weights, checkpoint.pt and model.json (what predicting with
+        them needs: ``bench.model_file``; ``model`` is the task's part of it)."""
+        from bench import model_file
+
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "config.yaml").write_text(config.to_yaml())
             if history is not None:
@@ -276,7 +280,8 @@ class Tracker:
             if state_dicts:
                 import torch
 
-                torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / "checkpoint.pt")
+                torch.save({k: dict(v) for k, v in state_dicts.items()}, Path(tmp) / model_file.WEIGHTS_FILE)
+                (Path(tmp) / model_file.MODEL_FILE).write_text(model_file.dumps(model_file.manifest(config, model)))
             self.client.log_artifacts(run_id, tmp)
 
     def log_result(self, run_id: str, result: Any, seconds: float | None = None) -> dict[str, float]:
@@ -296,7 +301,8 @@ class Tracker:
         self.log_metrics(run_id, logged)
         if getattr(result, "tags", None):  # e.g. bench.runtime.compile_fallback
             self.set_tags(run_id, result.tags)
-        self.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
+        self.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history,
+                                 getattr(result, "model", None))
         self.log_learning_curve(run_id, result.history)
         self.log_previews(run_id, result.previews)
         return logged
