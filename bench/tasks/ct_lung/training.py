@@ -186,6 +186,15 @@ def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], thre
 
 def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], threshold: float
                  ) -> Iterator[np.ndarray]:
+    for logits in image_logits(net, vols, patch):
+        yield (logits > threshold).cpu().numpy().astype(np.uint8)
+
+
+@torch.no_grad()
+def image_logits(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int]) -> Iterator[torch.Tensor]:
+    """Each volume's float32 logits (D, H, W) on the image grid, in order: the sliding window over its guided
+    input, mapped back by ``guide.outputs`` (what :func:`infer` thresholds; ``bench predict`` averages them
+    over fold models as probabilities)."""
     dev = device()
     net.to(dev).eval()
     predictor = _never_batch_of_one(net)
@@ -200,8 +209,7 @@ def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int
             logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
                                               predictor=predictor, overlap=0.25)
         for k in range(len(inputs)):
-            mapped = to_image_grid(vols.guide, logits[k : k + 1].float(), vols.lung(i + k))
-            yield (mapped[0, 0] > threshold).cpu().numpy().astype(np.uint8)
+            yield to_image_grid(vols.guide, logits[k : k + 1].float(), vols.lung(i + k))[0, 0]
         i += len(inputs)
 
 

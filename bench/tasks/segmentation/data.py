@@ -81,6 +81,18 @@ class SegData:
     target: str = ""  # label names chosen (no patient information)
     guide: str | None = None
     containment: float = float("nan")  # share of target voxels inside the guide's filled region
+    labels: dict[str, int] = field(default_factory=dict)  # dataset.json's label name -> value
+    # CT channels' (channel, low, high, mean, std) clip and z-score statistics of the data set (None: a cache
+    # written before they were kept; ``bench predict`` then reads them again from the data)
+    ct_stats: list[list[float]] | None = None
+
+    def plan(self) -> dict:
+        """How new images are brought onto this data's grid (``bench predict``; logged in model.json)."""
+        return {"version": PREPROCESSING_VERSION, "dims": self.dims, "channels": list(self.channels),
+                "spacing": list(self.spacing), "ct_stats": self.ct_stats, "ct_channels": list(CT_CHANNELS),
+                "intensity": "CT channels clipped to the data set's foreground 0.5-99.5 percentiles and z-scored "
+                             "with its statistics; other channels z-scored per case",
+                "resample": "image trilinear to spacing; masks back to the input grid"}
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -120,8 +132,9 @@ def prepare(config: TrialConfig) -> SegData:
     )
 
     groups = {"val": patient_numbers(arrays["patient_id"][[row[i] for i in split.part("val", config.fold)]])}
+    ct_stats = np.asarray(arrays["ct_stats"]).tolist() if "ct_stats" in arrays else None
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
-                   tuple(ds.channels), int(ds.dims), target, guide, share)
+                   tuple(ds.channels), int(ds.dims), target, guide, share, dict(ds.labels), ct_stats)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
@@ -219,7 +232,8 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
 
     share = np.where(totals[:, None] > 0, inside / np.maximum(totals[:, None], 1), 0.0)
     whole = {"case_id": np.array(ids), "patient_id": np.array(patients), "label_values": np.array(values),
-             "containment": share.astype(np.float64), "spacing": np.array(target_spacing, np.float64)}
+             "containment": share.astype(np.float64), "spacing": np.array(target_spacing, np.float64),
+             "ct_stats": np.array([[i, *stats[i]] for i in ct], np.float64).reshape(len(ct), 5)}
     return RowStream(len(ids), rows(), whole)
 
 

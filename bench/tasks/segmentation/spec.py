@@ -105,6 +105,7 @@ SPEC = register_task(
         prepare=lazy("bench.tasks.segmentation.data:prepare"),
         make_phantom=lazy("bench.tasks.segmentation.data:make_phantom"),
         inspect=lazy("bench.tasks.segmentation.data:inspect"),
+        predictor=lazy("bench.tasks.segmentation.predict:Predictor"),
         stages=(GUIDE_STAGE,),
         headline=("val_guide_dice", "val_fp_outside_guide_ml", "test_target_dice", "test_fp_outside_guide_ml"),
         # ``--format msd`` on this task is the Decathlon reader of any task folder (ct-lung's ``msd`` reads
