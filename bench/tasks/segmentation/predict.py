@@ -16,6 +16,7 @@ Inputs: a data set folder (its ``imagesTs/``, else ``imagesTr/``) or any folder 
 from __future__ import annotations
 
 import re
+from glob import escape as glob_escape
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,20 @@ class Predictor:
             else:
                 items.append(Item(case, tuple(found[k] for k in sorted(found))))
         return items
+
+    def item(self, path: Path) -> Item:
+        """The case one file belongs to (the registered model's rows name files): ``<case>_0000<ending>``
+        brings the case's other channel files beside it; any other file is a case of its own."""
+        path = Path(path)
+        m = CHANNEL.match(_stem(path))
+        if not m:
+            return Item(_stem(path), (path,))
+        ending = path.name[len(_stem(path)):]
+        found = sorted(path.parent.glob(f"{glob_escape(m['case'])}_[0-9][0-9][0-9][0-9]{ending}"))
+        return Item(m["case"], tuple(found) or (path,))
+
+    def path_of(self, item: Item) -> Path | None:
+        return item.files[0] if item.files else None
 
     # --- one case -------------------------------------------------------------------------------------
     def read(self, item: Item) -> tuple[np.ndarray, tuple[float, ...], Any]:

@@ -45,6 +45,7 @@ class Item:
     id: str
     path: Path | None = None  # a plain image file
     ref: CaseRef | None = None  # a case of a folder in one of the task's formats
+    root: Path | None = None  # that folder
 
     def load(self) -> Case:
         if self.ref is not None:
@@ -116,10 +117,24 @@ class Predictor:
         if fmt is not None:
             from bench.data.stream import scan_cases
 
-            return [Item(ref.id, ref=ref) for ref in scan_cases(str(data), fmt)]
+            return [Item(ref.id, ref=ref, root=data) for ref in scan_cases(str(data), fmt)]
         files = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                        and not p.name.startswith("."))
         return [Item(p.relative_to(data).with_suffix("").as_posix(), path=p) for p in files]
+
+    def item(self, path: Path) -> Item:
+        """One image file as an input (the registered model's rows name files)."""
+        return Item(Path(path).stem, path=Path(path))
+
+    def path_of(self, item: Item) -> Path | None:
+        """The file of an input (None: a case of a reader without one file)."""
+        if item.path is not None or item.root is None:
+            return item.path
+        from glob import escape
+
+        found = sorted(p for p in item.root.rglob(f"{escape(item.id)}.*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and "masks" not in p.relative_to(item.root).parts)
+        return found[0] if found else None
 
     # --- one image ------------------------------------------------------------------------------------
     @torch.no_grad()
