@@ -450,22 +450,6 @@ class Tracker:
             self.end(run.info.run_id, state, reason)
         return closed
 
-    def register_checkpoint(self, name: str, run_id: str) -> str:
-        """Register the run's ``checkpoint.pt`` as a new version of model ``name`` (made when missing);
-        returns the version."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self.client.get_registered_model(name)
-        except MlflowException:
-            self.client.create_registered_model(name, tags={"bench.task": self.task})
-        run = self.client.get_run(run_id)
-        split = run.data.tags.get("split_hash")
-        version = self.client.create_model_version(
-            name, source=f"{run.info.artifact_uri.rstrip('/')}/checkpoint.pt", run_id=run_id,
-            tags={"bench.task": self.task, **({"split_hash": split} if split else {})})
-        return str(version.version)
-
     def log_pyfunc_model(self, run_id: str, model_dir: str | os.PathLike, loader: str, signature_input: Any,
                          input_example: Any = None, output_example: Any = None, artifact_path: str = "model") -> str:
         """Log ``model_dir`` as an MLflow pyfunc model under the run's ``artifact_path`` and return its URI.

@@ -71,7 +71,9 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     logged = json.loads(tracker.read_artifact(verdict.replay_run_id, "environment_diff.json"))
     assert logged == [d.__dict__ for d in verdict.differences]
     (version,) = tracker.client.search_model_versions("name='heart-best'")
-    assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+    # the registered model is the trial's pyfunc model, logged on its run, tagged with the replay's verdict
+    assert version.run_id == summary.best_run_id and version.source.endswith("/model")
+    assert version.tags["replay_verdict"] == "reproduced" and version.tags["split_hash"]
 
     # The trial recorded its runtime policy, and replay applies the recorded one (re-scored: no retraining).
     tags = tracker.client.get_run(summary.best_run_id).data.tags
@@ -114,19 +116,21 @@ def test_replay_seeds_spread_and_register_from_the_cli(workdir, capsys):
     assert sorted(m.step for m in history) == [4, 5]
 
     (version,) = tracker.client.search_model_versions("name='heart-best'")
-    assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+    # the registered model is the trial's pyfunc model, logged on its run, tagged with the replay's verdict
+    assert version.run_id == summary.best_run_id and version.source.endswith("/model")
+    assert version.tags["replay_verdict"] == "reproduced" and version.tags["split_hash"]
 
 
 def test_replay_rejects_negative_seeds_and_register_without_checkpoint(workdir):
-    from bench.replay import register_checkpoint
+    from bench.predict.register import register
     from bench.tracking import KIND_TAG, Tracker
 
     with pytest.raises(BenchError, match="--seeds must be 0 or more, but got -1"):
         replay("xray-heart", run_id="x", seeds=-1)
     tracker = Tracker("xray-heart")
     run_id = tracker.start_run("t", {KIND_TAG: "trial"})
-    with pytest.raises(BenchError, match="--register needs artifact checkpoint.pt"):
-        register_checkpoint(tracker, run_id, "m")
+    with pytest.raises(BenchError, match="must have logged checkpoint.pt"):
+        register("xray-heart", "m", run_id=run_id)
 
 
 def test_environment_diff_leaves_out_what_happened_under_the_policy():
