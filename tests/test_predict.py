@@ -218,7 +218,7 @@ def test_registered_model_loads_and_predicts_in_a_fresh_process(xray_run, workdi
             "print(json.dumps(rows.to_dict(orient='records')))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
     done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])
     assert [r["id"] for r in rows] == ["img0", "img1"] and all(r["error"] == "" for r in rows)
@@ -291,11 +291,10 @@ def test_segmentation_masks_are_what_the_trial_scored(workdir):
                  "--out", str(folder)]) == 0
     assert main(["search", "--task", "segmentation", "--preset", "smoke", "--trials", "1", "--data",
                  str(folder)]) == 0
-    tracker, (run,) = _runs("segmentation", "trial")
+    _, (run,) = _runs("segmentation", "trial")
     out = workdir / "preds"
     assert main(["predict", "--task", "segmentation", "--data", str(folder / "imagesTr"), "--out", str(out)]) == 0
     # what the trial scored: its own inference on its own preprocessed validation volumes
-    model = TrialModel("segmentation", run.info.run_id, [], {}, {})
     from bench.predict.model import from_store
 
     model = from_store("segmentation", run.info.run_id)
@@ -314,3 +313,13 @@ def test_segmentation_masks_are_what_the_trial_scored(workdir):
         assert written.shape == lesion.shape  # the phantom's volumes share one grid: no resampling, no padding
         assert np.array_equal(written == 2, lesion.astype(bool))
         assert np.array_equal(written > 0, organ.astype(bool) | lesion.astype(bool))
+
+
+def test_leaderboard_ends_with_the_predict_command_of_the_best_trial(xray_run, capsys):
+    from bench.cli import main
+
+    assert main(["leaderboard", "--task", "xray-heart"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"Use the best trial: bench predict --task xray-heart --run-id {xray_run} --data ")
+    assert main(["leaderboard", "--task", "xray-heart", "--format", "csv"]) == 0
+    assert "bench predict" not in capsys.readouterr().out  # CSV stays a table

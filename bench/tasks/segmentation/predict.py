@@ -16,9 +16,9 @@ Inputs: a data set folder (its ``imagesTs/``, else ``imagesTr/``) or any folder 
 from __future__ import annotations
 
 import re
-from glob import escape as glob_escape
 from collections.abc import Sequence
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
