@@ -202,6 +202,7 @@ def test_bad_image_is_one_line_the_rest_are_predicted_and_exit_1(xray_run, workd
     assert not [p for p in out.rglob(".*")]  # nothing half-written
 
 
+@pytest.mark.slow  # a fresh Python importing MLflow and torch (~25 s on a loaded 2-core box)
 def test_registered_model_loads_and_predicts_in_a_fresh_process(xray_run, workdir):
     from bench.predict.register import register
     from bench.tracking import Tracker
@@ -277,7 +278,7 @@ def test_xray_predictions_are_what_each_fold_scored_and_the_default_is_their_ens
                 assert float(r[key]) == pytest.approx((float(r0[key]) + float(r1[key])) / 2, abs=1e-9)
 
 
-@pytest.mark.slow  # a smoke search on the organ phantom (~1 min on a loaded 2-core box)
+# a one-trial smoke search on the organ phantom (~10 s here)
 def test_segmentation_masks_are_what_the_trial_scored(workdir):
     import nibabel as nib
 
@@ -323,3 +324,32 @@ def test_leaderboard_ends_with_the_predict_command_of_the_best_trial(xray_run, c
     assert last.startswith(f"Use the best trial: bench predict --task xray-heart --run-id {xray_run} --data ")
     assert main(["leaderboard", "--task", "xray-heart", "--format", "csv"]) == 0
     assert "bench predict" not in capsys.readouterr().out  # CSV stays a table
+
+
+def ct_fold(fold: int = 0) -> FoldModel:
+    """A ct-lung fold model with real (untrained) weights; its plan is its config (spacing, windows)."""
+    from bench.tasks.ct_lung.nets import build_seg_net
+    from bench.tasks.ct_lung.spec import SMOKE_PARAMS
+
+    params = {k: v for k, v in SMOKE_PARAMS.items() if k in ("spacing", "patch", "infer_roi", "width")}
+    config = TrialConfig(task="ct-lung", seg_arch="monai_unet", guidance="none", fold=fold, task_params=params)
+    torch.manual_seed(fold)
+    patch = tuple(params["patch"])
+    weights = {"lung_segmenter": build_seg_net("monai_unet", 1, "3d", width=params["width"], patch=patch).state_dict(),
+               "lesion_segmenter": build_seg_net("monai_unet", 1, "3d", width=params["width"], patch=patch).state_dict()}
+    return FoldModel(fold, weights, model_file.from_legacy(config), f"run{fold}")
+
+
+def test_ct_lung_masks_lie_on_the_input_grid(tmp_path):
+    import nibabel as nib
+
+    folder = oblique_case(tmp_path / "in", "scan.nii.gz")
+    out = tmp_path / "out"
+    summary = predict("ct-lung", folder, out, model=TrialModel("ct-lung", "r", [ct_fold(0)], {}, {}))
+    assert summary.ok and [r["id"] for r in summary.rows] == ["scan"]
+    given = nib.load(str(folder / "scan.nii.gz"))
+    for name in ("lung", "lesion"):
+        written = nib.load(str(out / f"scan_{name}.nii.gz"))
+        assert written.shape == given.shape  # the trial's 10 x 8 x 8 mm grid was resampled back
+        np.testing.assert_allclose(written.affine, given.affine, atol=1e-6)
+        assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1}

@@ -105,6 +105,7 @@ SPEC = register_task(
         prepare=lazy("bench.tasks.ct_lung.data:prepare"),
         make_phantom=lazy("bench.tasks.ct_lung.data:make_phantom"),
         inspect=lazy("bench.tasks.ct_lung.data:inspect"),
+        predictor=lazy("bench.tasks.ct_lung.predict:Predictor"),
         stages=(LUNG_STAGE,),
         headline=("val_lung_dice", "val_fp_outside_lung_ml", "test_lesion_dice", "test_fp_outside_lung_ml"),
         # On ct-lung ``--format nifti`` means the MSD Task06 layout (imagesTr/ + labelsTr/ + dataset.json),
