@@ -353,3 +353,46 @@ def test_ct_lung_masks_lie_on_the_input_grid(tmp_path):
         assert written.shape == given.shape  # the trial's 10 x 8 x 8 mm grid was resampled back
         np.testing.assert_allclose(written.affine, given.affine, atol=1e-6)
         assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1}
+
+
+@pytest.mark.slow  # registers, then starts `mlflow models serve` (~30-60 s on a loaded 2-core box)
+def test_mlflow_models_serve_answers_a_post_with_the_same_rows(xray_run, workdir):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from bench.predict.register import register
+
+    data = image_folder(workdir / "new", n=2)
+    register("xray-heart", "heart", run_id=xray_run, example=data / "img0.png")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/heart/latest",
+                               "--env-manager", "local", "-p", str(port)], cwd=workdir, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        body = json.dumps({"dataframe_split": {"columns": ["image"],
+                                               "data": [[str(data / "img0.png")], [str(data / "img1.png")]]}})
+        deadline, answer = time.monotonic() + 240, None
+        while answer is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
+                                                 {"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = json.loads(response.read().decode().replace("NaN", "null"))
+            except OSError:
+                time.sleep(2)
+        assert answer is not None, "the server never answered"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    rows = answer["predictions"]
+    here = predictor_for(TrialModel("xray-heart", xray_run, [xray_fold(0, 3)], {}, {}))
+    assert [r["id"] for r in rows] == ["img0", "img1"]
+    for row, name in zip(rows, ("img0.png", "img1.png")):
+        expected = here.predict(here.item(data / name)).probs
+        np.testing.assert_allclose([row[f"prob_{c}"] for c in CLASSES], expected, rtol=0, atol=1e-9)
