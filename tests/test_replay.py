@@ -57,6 +57,12 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     # re-scoring the logged weights needs no training and gives back the logged objective exactly
     assert rescored.mode == "checkpoint" and rescored.reproduced and rescored.difference == 0.0
     assert rescored.registered == "heart-best version 1" and rescored.seed_spread is None
+    # only a reproduced replay registers: a tolerance nothing meets says why and registers nothing
+    refused = replay("xray-heart", checkpoint=True, register="never", tolerance=-1.0)
+    assert not refused.reproduced and refused.registered is None and "not registered" in refused.not_registered
+    from bench.tracking import Tracker as _Tracker
+
+    assert _Tracker("xray-heart").client.search_registered_models("name='never'") == []
 
     verdict = replay("xray-heart", run_id=summary.best_run_id)
     assert verdict.reproduced and verdict.difference == 0.0 and verdict.mode == "retrain"
@@ -103,7 +109,7 @@ def test_replay_seeds_spread_and_register_from_the_cli(workdir, capsys):
     out = capsys.readouterr().out
     assert code == 0, out  # exit code still from the same-seed (here checkpoint) replay
     assert "other seeds 4, 5: val_auroc mean" in out and "[min, max]" in out
-    assert "registered checkpoint.pt of run" in out and "heart-best version 1" in out
+    assert "registered the model of run" in out and "heart-best version 1" in out
 
     tracker = Tracker("xray-heart")
     (replay_run,) = tracker.client.search_runs([tracker.experiment_id], "tags.replay_of != ''")
