@@ -78,7 +78,8 @@ class ReplayVerdict:
     differences: list[Difference] = field(default_factory=list)
     mode: str = "retrain"  # retrain | checkpoint | checkpoint-load (weights load, not re-evaluated)
     seed_values: dict[int, float] = field(default_factory=dict)  # objective of the retrain on each other seed
-    registered: str | None = None  # "<model name> version <n>" when --register was given
+    registered: str | None = None  # "<model name> version <n>" when --register was given and it reproduced
+    not_registered: str | None = None  # why --register registered nothing (the replay did not reproduce)
     runtime: str = ""  # the runtime policy the replay ran with (Runtime.summary())
 
     @property
@@ -138,8 +139,9 @@ def replay(task: str, run_id: str | None = None, study: str | None = None, toler
         seeds: also retrain on this many other seeds (original seed + 1 … + ``seeds``) and report the mean,
             min and max of the objective and whether the original lies within [min, max]. The verdict
             still comes from the same-seed replay.
-        register: register the original run's ``checkpoint.pt`` under this model name in the MLflow
-            model registry (created if missing) as a new version.
+        register: when the replay reproduces, register the original trial's model (an MLflow pyfunc model
+            of its fold models, ``bench.predict.register``) as a new version of this name (created if
+            missing); otherwise say why not (``ReplayVerdict.not_registered``).
         deterministic: run fp32 with deterministic kernels whatever the original used. By default the
             replay applies the runtime policy recorded on the original run (``bench.runtime.*`` tags; runs
             older than those tags ran deterministic fp32), minus what this machine cannot do.
@@ -254,9 +256,15 @@ def _conclude(spec, tracker: Tracker, original_run, original: float, config: Tri
         tracker.log_metrics(replay_id, {"seeds_mean": mean, "seeds_min": low, "seeds_max": high})
         tracker.set_tags(replay_id, {"replay_seeds": ",".join(map(str, seed_values)),
                                      "replay_original_within_seeds": verdict.within_seed_range})
-    if register:
-        verdict.registered = register_checkpoint(tracker, run_id, register)
-        tracker.set_tags(replay_id, {"replay_registered": verdict.registered})
+    if register:  # only a model whose training reproduced goes into the registry
+        if verdict.reproduced:
+            verdict.registered = register_model(spec.name, register, run_id, replay_id, verdict.verdict)
+            tracker.set_tags(replay_id, {"replay_registered": verdict.registered})
+        else:
+            verdict.not_registered = (f"not registered as {register}: the replay says '{verdict.verdict}', and only "
+                                      "a reproduced trial is registered (`bench register` registers any trial)")
+            tracker.set_tags(replay_id, {"replay_registered": "no: " + verdict.verdict})
+            say(verdict.not_registered)
     tracker.log_metrics(replay_id, {**metrics, "replay_difference": verdict.difference})
     tracker.set_tags(replay_id, {"replay_verdict": verdict.verdict, "replay_tolerance": tolerance,
                                  "replay_mode": mode, "replay_env_differences": len(differences),
@@ -320,21 +328,13 @@ class ReplayProgress:
         return False
 
 
-def register_checkpoint(tracker: Tracker, run_id: str, name: str) -> str:
-    """Register run ``run_id``'s ``checkpoint.pt`` as a new version of model ``name`` (created if missing).
+def register_model(task: str, name: str, run_id: str, replay_id: str, verdict: str) -> str:
+    """Register run ``run_id``'s model (``bench.predict.register``: an MLflow pyfunc model of its fold models)
+    as a new version of ``name``, tagged with the replay's verdict; returns ``"<name> version <n>"``."""
+    from bench.predict.register import register
 
-    Returns:
-        ``"<name> version <n>"``.
-
-    Raises:
-        BenchError: when the run has no ``checkpoint.pt`` artifact or the name is empty.
-    """
-    if not name.strip():
-        raise BenchError(f"--register must name a model, but got '{name}'. Pass e.g. --register xray-heart-best.")
-    if "checkpoint.pt" not in tracker.artifact_names(run_id):
-        raise BenchError(f"--register needs artifact checkpoint.pt on run {run_id}, but it has none (only "
-                         "COMPLETE trials log one). Register a COMPLETE trial.")
-    return f"{name} version {tracker.register_checkpoint(name, run_id)}"
+    done = register(task, name, run_id=run_id, extra_tags={"replay_verdict": verdict, "replay_run_id": replay_id})
+    return str(done)
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, dict[str, torch.Tensor]]:

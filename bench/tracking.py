@@ -273,7 +273,11 @@ class Tracker:
         self.client.set_tag(run_id, "mlflow.note.content", markdown[:60000])
 
     def log_trial_artifacts(self, run_id: str, config: TrialConfig, state_dicts: Mapping[str, Any] | None,
-                            history: list | None = None) -> None:
+                            history: list | None = None, model: Mapping[str, Any] | None = None) -> None:
+        """config.yaml, history.json and, with weights, checkpoint.pt and model.json (what predicting with
+        them needs: ``bench.model_file``; ``model`` is the task's part of it)."""
+        from bench import model_file
+
         files = {"config.yaml": config.to_yaml().encode()}
         if history is not None:
             files["history.json"] = json.dumps(history, indent=1).encode()
@@ -286,7 +290,8 @@ class Tracker:
             # not torch's "unexpected pos" RuntimeError.
             buffer = io.BytesIO()
             torch.save({k: dict(v) for k, v in state_dicts.items()}, buffer)
-            files["checkpoint.pt"] = buffer.getvalue()
+            files[model_file.WEIGHTS_FILE] = buffer.getvalue()
+            files[model_file.MODEL_FILE] = model_file.dumps(model_file.manifest(config, model)).encode()
         self._log_files(run_id, files)
 
     def _log_files(self, run_id: str, files: Mapping[str, bytes]) -> None:
@@ -334,7 +339,8 @@ class Tracker:
         self.log_metrics(run_id, logged)
         if getattr(result, "tags", None):  # e.g. bench.runtime.compile_fallback
             self.set_tags(run_id, result.tags)
-        self.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history)
+        self.log_trial_artifacts(run_id, result.config, result.state_dicts, result.history,
+                                 getattr(result, "model", None))
         self.log_learning_curve(run_id, result.history)
         self.log_previews(run_id, result.previews)
         return logged
@@ -486,25 +492,76 @@ class Tracker:
             self.end(run.info.run_id, state, reason)
         return closed
 
-    def register_checkpoint(self, name: str, run_id: str) -> str:
-        """Register the run's ``checkpoint.pt`` as a new version of model ``name`` (made when missing);
-        returns the version."""
+    def log_pyfunc_model(self, run_id: str, model_dir: str | os.PathLike, loader: str, signature_input: Any,
+                         input_example: Any = None, output_example: Any = None, artifact_path: str = "model") -> str:
+        """Log ``model_dir`` as an MLflow pyfunc model under the run's ``artifact_path`` and return its URI.
+
+        The model is code-based (MLflow's "models from code"): a small script, written here, whose
+        ``PythonModel`` builds ``loader`` (``"module:callable"``, called with the artifact folder and the
+        model config) when loaded and hands it ``predict``'s DataFrame, so nothing is pickled and only bench
+        (installed) is needed to load it. The signature is inferred from the examples (a DataFrame in, a
+        DataFrame out); it is saved to a temporary folder and copied onto the existing run (the run's status
+        is untouched, as no MLflow run is made active).
+        """
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
+
+        module, sep, attribute = loader.partition(":")
+        if not (module and sep and attribute):
+            raise BenchError(f"a pyfunc loader must read 'module:callable', but got '{loader}'.")
+        # no example: the input columns alone (``signature_input``)
+        signature = infer_signature(signature_input if input_example is None else input_example, output_example)
+        with tempfile.TemporaryDirectory(prefix="bench-pyfunc-") as tmp:
+            code = Path(tmp) / "bench_model.py"
+            code.write_text(_PYFUNC_CODE.format(loader=loader))
+            saved = Path(tmp) / artifact_path
+            mlflow.pyfunc.save_model(str(saved), python_model=str(code), artifacts={"model": str(model_dir)},
+                                     signature=signature, input_example=input_example)
+            self.client.log_artifacts(run_id, str(saved), artifact_path)
+        return f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+
+    def register_model(self, name: str, run_id: str, source: str, tags: Mapping[str, Any] | None = None,
+                       description: str | None = None) -> str:
+        """Register ``source`` (a model logged on run ``run_id``) as a new version of ``name`` (made when
+        missing), with ``tags``; returns the version."""
         from mlflow.exceptions import MlflowException
 
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        check_no_phi(tags, "model version tags")
         try:
             self.client.get_registered_model(name)
         except MlflowException:
             self.client.create_registered_model(name, tags={"bench.task": self.task})
-        run = self.client.get_run(run_id)
-        split = run.data.tags.get("split_hash")
-        version = self.client.create_model_version(
-            name, source=f"{run.info.artifact_uri.rstrip('/')}/checkpoint.pt", run_id=run_id,
-            tags={"bench.task": self.task, **({"split_hash": split} if split else {})})
+        version = self.client.create_model_version(name, source=source, run_id=run_id,
+                                                   tags={"bench.task": self.task, **tags}, description=description)
+        self.set_tags(run_id, {"bench.registered_model": f"{name}/{version.version}"})
         return str(version.version)
 
     def load_config(self, run_id: str) -> TrialConfig:
         text = self.read_artifact(run_id, "config.yaml").decode()
         return TrialConfig.from_yaml(text, source=f"run {run_id} config.yaml")
+
+
+# The script of a registered bench model (``Tracker.log_pyfunc_model``): MLflow runs it when the model loads.
+_PYFUNC_CODE = '''"""A bench model: MLflow loads it through the installed bench package; nothing is unpickled."""
+import importlib
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class BenchModel(PythonModel):
+    def load_context(self, context):
+        module, _, name = "{loader}".partition(":")
+        self._model = getattr(importlib.import_module(module), name)(context.artifacts["model"],
+                                                                     dict(context.model_config or {{}}))
+
+    def predict(self, context, model_input, params=None):
+        return self._model.predict(model_input, dict(params or {{}}))
+
+
+mlflow.models.set_model(BenchModel())
+'''
 
 
 def client(uri: str | None = None) -> MlflowClient:

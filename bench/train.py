@@ -65,6 +65,9 @@ class TrialResult:
     state_dicts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     previews: dict[str, bytes] = field(default_factory=dict)  # artifact name -> PNG bytes (e.g. overlay.png)
     tags: dict[str, str] = field(default_factory=dict)  # run tags learnt while running (compile fallback)
+    # what predicting with ``state_dicts`` needs besides the config (bench.model_file: models, classes or
+    # labels, preprocessing); logged as model.json beside checkpoint.pt
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_everything(seed: int, policy: runtime.Runtime | None = None) -> None:

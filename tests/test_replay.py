@@ -57,6 +57,12 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     # re-scoring the logged weights needs no training and gives back the logged objective exactly
     assert rescored.mode == "checkpoint" and rescored.reproduced and rescored.difference == 0.0
     assert rescored.registered == "heart-best version 1" and rescored.seed_spread is None
+    # only a reproduced replay registers: a tolerance nothing meets says why and registers nothing
+    refused = replay("xray-heart", checkpoint=True, register="never", tolerance=-1.0)
+    assert not refused.reproduced and refused.registered is None and "not registered" in refused.not_registered
+    from bench.tracking import Tracker as _Tracker
+
+    assert _Tracker("xray-heart").client.search_registered_models("name='never'") == []
 
     verdict = replay("xray-heart", run_id=summary.best_run_id)
     assert verdict.reproduced and verdict.difference == 0.0 and verdict.mode == "retrain"
@@ -71,7 +77,9 @@ def test_replay_of_a_smoke_search_retrain_and_checkpoint(workdir):
     logged = json.loads(tracker.read_artifact(verdict.replay_run_id, "environment_diff.json"))
     assert logged == [d.__dict__ for d in verdict.differences]
     (version,) = tracker.client.search_model_versions("name='heart-best'")
-    assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+    # the registered model is the trial's pyfunc model, logged on its run, tagged with the replay's verdict
+    assert version.run_id == summary.best_run_id and version.source.endswith("/model")
+    assert version.tags["replay_verdict"] == "reproduced" and version.tags["split_hash"]
 
     # The trial recorded its runtime policy, and replay applies the recorded one (re-scored: no retraining).
     tags = tracker.client.get_run(summary.best_run_id).data.tags
@@ -101,7 +109,7 @@ def test_replay_seeds_spread_and_register_from_the_cli(workdir, capsys):
     out = capsys.readouterr().out
     assert code == 0, out  # exit code still from the same-seed (here checkpoint) replay
     assert "other seeds 4, 5: val_auroc mean" in out and "[min, max]" in out
-    assert "registered checkpoint.pt of run" in out and "heart-best version 1" in out
+    assert "registered the model of run" in out and "heart-best version 1" in out
 
     tracker = Tracker("xray-heart")
     (replay_run,) = tracker.client.search_runs([tracker.experiment_id], "tags.replay_of != ''")
@@ -114,19 +122,21 @@ def test_replay_seeds_spread_and_register_from_the_cli(workdir, capsys):
     assert sorted(m.step for m in history) == [4, 5]
 
     (version,) = tracker.client.search_model_versions("name='heart-best'")
-    assert version.run_id == summary.best_run_id and version.source.endswith("/checkpoint.pt")
+    # the registered model is the trial's pyfunc model, logged on its run, tagged with the replay's verdict
+    assert version.run_id == summary.best_run_id and version.source.endswith("/model")
+    assert version.tags["replay_verdict"] == "reproduced" and version.tags["split_hash"]
 
 
 def test_replay_rejects_negative_seeds_and_register_without_checkpoint(workdir):
-    from bench.replay import register_checkpoint
+    from bench.predict.register import register
     from bench.tracking import KIND_TAG, Tracker
 
     with pytest.raises(BenchError, match="--seeds must be 0 or more, but got -1"):
         replay("xray-heart", run_id="x", seeds=-1)
     tracker = Tracker("xray-heart")
     run_id = tracker.start_run("t", {KIND_TAG: "trial"})
-    with pytest.raises(BenchError, match="--register needs artifact checkpoint.pt"):
-        register_checkpoint(tracker, run_id, "m")
+    with pytest.raises(BenchError, match="must have logged checkpoint.pt"):
+        register("xray-heart", "m", run_id=run_id)
 
 
 def test_environment_diff_leaves_out_what_happened_under_the_policy():

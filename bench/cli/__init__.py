@@ -10,13 +10,13 @@ import argparse
 import os
 import sys
 
-from bench.cli import cache, datasets, leaderboard, perf, replay, search, tasks, ui
+from bench.cli import cache, datasets, leaderboard, perf, predict, register, replay, search, tasks, ui
 from bench.cli import list as list_command
 from bench.compare import command as compare
 from bench.errors import BenchError
 from bench.logs import VERBOSE_ENV, quiet_libraries
 
-COMMANDS = (tasks, list_command, datasets, search, leaderboard, replay, ui, perf, cache)
+COMMANDS = (tasks, list_command, datasets, search, leaderboard, replay, predict, register, ui, perf, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

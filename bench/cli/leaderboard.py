@@ -114,10 +114,22 @@ def run(args) -> int:
         print(f"wrote {write(table, args.format, args.out)}")
     else:
         print(render(compact(table, args.task) if fmt == "table" else table, fmt))
+        if fmt in ("table", "wide"):  # machine-readable formats stay the table alone
+            print(predict_hint(table, args.task))
     if args.export:
         paths = export(table, args.task, args.export, study=args.study, by=args.group_by or "guidance")
         print("exported " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def predict_hint(table, task: str) -> str:
+    """The `bench predict` command for the best COMPLETE trial of ``table`` (or why there is none)."""
+    complete = table[table["state"] == "COMPLETE"] if "state" in table else table.iloc[:0]
+    if complete.empty or "run_id" not in complete:
+        return "No COMPLETE trial to predict with yet."
+    run_id = complete.iloc[0]["run_id"]
+    return (f"Use the best trial: bench predict --task {task} --run-id {run_id} --data IMAGES --out PREDICTIONS "
+            f"(or bench register --task {task} --run-id {run_id} --name NAME)")
 
 
 def run_comparison(args) -> int:

@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--register",
         metavar="NAME",
-        help="register the trial's checkpoint.pt as a new version of model NAME in the MLflow registry",
+        help="when the replay reproduces, register the trial's model (MLflow pyfunc) as a new version of NAME",
     )
     s.add_argument(
         "--deterministic",
@@ -91,6 +91,8 @@ def run(args) -> int:
             f"max {high:.6f}; original {'within' if v.within_seed_range else 'outside'} [min, max]"
         )
     if v.registered:
-        print(f"registered checkpoint.pt of run {v.original_run_id} as {v.registered}")
+        print(f"registered the model of run {v.original_run_id} as {v.registered}")
+    if v.not_registered:
+        print(v.not_registered)
     print(f"verdict: {v.verdict} (replay run {v.replay_run_id})")
     return 0 if v.reproduced else 1

@@ -109,6 +109,9 @@ class TaskSpec:
     evaluate: Callable[..., Any] | None = None
     # `bench replay --checkpoint`: (config) -> {name: module} as in checkpoint.pt.
     build_models: Callable[..., Any] | None = None
+    # `bench predict` / `bench register`: (list of bench.model_file.FoldModel) -> the task's predictor over
+    # new images (bench.predict.run says what it offers); None: the task cannot predict.
+    predictor: Callable[..., Any] | None = None
     # Task parameters a user sets on the command line (`bench search/compare --NAME VALUE`): name -> help.
     # Given values are merged key by key into the preset's ``task_params``; another task's refuses them.
     cli_params: Mapping[str, str] = field(default_factory=dict)

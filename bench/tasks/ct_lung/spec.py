@@ -109,6 +109,7 @@ SPEC = register_task(
         phantom_cases_help="the first N scans of the standard phantom (a patient has 1-2 scans; default its 24 "
                            "patients)",
         inspect=lazy("bench.tasks.ct_lung.data:inspect"),
+        predictor=lazy("bench.tasks.ct_lung.predict:Predictor"),
         stages=(LUNG_STAGE,),
         headline=("val_lung_dice", "val_fp_outside_lung_ml", "test_lesion_dice", "test_fp_outside_lung_ml"),
         # One name per layout, for readers and writers alike: ``msd`` is the MSD Task06 layout (imagesTr/ +

@@ -193,6 +193,15 @@ def infer(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], thre
 
 def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int], threshold: float
                  ) -> Iterator[np.ndarray]:
+    for logits in image_logits(net, vols, patch):
+        yield decode(logits, threshold, getattr(vols, "class_order", ()))
+
+
+@torch.no_grad()
+def image_logits(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int]) -> Iterator[torch.Tensor]:
+    """Each volume's float32 logits (K, D, H, W) on the image grid (K outputs: one per target label or region),
+    in order: the sliding window over its guided input, mapped back by ``guide.outputs`` (what :func:`infer`
+    decodes; ``bench predict`` averages them over fold models as probabilities, then decodes)."""
     dev = device()
     net.to(dev).eval()
     predictor = _never_batch_of_one(net)
@@ -207,8 +216,7 @@ def _predictions(net: torch.nn.Module, vols: Volumes, patch: tuple[int, int, int
             logits = sliding_window_inference(xt, roi_size=patch, sw_batch_size=8 if patch[0] > 1 else 64,
                                               predictor=predictor, overlap=0.25)
         for k in range(len(inputs)):
-            mapped = to_image_grid(vols.guide, logits[k : k + 1].float(), vols.lung(i + k))
-            yield decode(mapped[0], threshold, getattr(vols, "class_order", ()))
+            yield to_image_grid(vols.guide, logits[k : k + 1].float(), vols.lung(i + k))[0]
         i += len(inputs)
 
 

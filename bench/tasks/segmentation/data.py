@@ -31,7 +31,7 @@ from bench.data.splits import Split
 from bench.errors import ConfigError, DataError, SplitError
 from bench.tasks.segmentation.spec import AUTO, NO_GUIDE, SPEC, TASK, task_param
 
-PREPROCESSING_VERSION = "seg-prep-v2"  # v2: the border table (mm² between labels) replaces containment
+PREPROCESSING_VERSION = "seg-prep-v3"  # v2: the border table (mm² between labels) replaces containment; v3: CT stats kept
 CT_CHANNELS = ("ct",)  # channel names (lower case) normalised as CT
 CT_PERCENTILES = (0.5, 99.5)
 SAMPLES_PER_CASE = 10_000  # foreground voxels per case and CT channel kept for the data set's statistics
@@ -100,6 +100,18 @@ class SegData:
     class_order: tuple[int, ...] = ()
     patch: tuple[int, ...] = (16, 48, 48)  # the 3D training patch: task_params.patch, or planned from the data
     plan: str = ""  # how the patch was planned (task_params.patch empty), said once by a search
+    labels: dict[str, int] = field(default_factory=dict)  # dataset.json's label name -> value
+    # CT channels' (channel, low, high, mean, std) clip and z-score statistics of the data set (None: a cache
+    # written before they were kept; ``bench predict`` then reads them again from the data)
+    ct_stats: list[list[float]] | None = None
+
+    def preprocessing(self) -> dict:
+        """How new images are brought onto this data's grid (``bench predict``; logged in model.json)."""
+        return {"version": PREPROCESSING_VERSION, "dims": self.dims, "channels": list(self.channels),
+                "spacing": list(self.spacing), "ct_stats": self.ct_stats, "ct_channels": list(CT_CHANNELS),
+                "intensity": "CT channels clipped to the data set's foreground 0.5-99.5 percentiles and z-scored "
+                             "with its statistics; other channels z-scored per case",
+                "resample": "image trilinear to spacing; masks back to the input grid"}
 
 
 def prepare(config: TrialConfig) -> SegData:
@@ -149,9 +161,11 @@ def prepare(config: TrialConfig) -> SegData:
     patch, plan = planned_patch(config, arrays, int(ds.dims))
     class_order = (tuple(ds.regions_class_order[list(ds.regions).index(t)] for t in choice.targets)
                    if ds.regions else ())
+    ct_stats = np.asarray(arrays["ct_stats"]).tolist() if "ct_stats" in arrays else None
     return SegData(split.sha256, tuple(float(s) for s in arrays["spacing"]), parts, key, groups,
                    tuple(ds.channels), int(ds.dims), ",".join(choice.targets), guide, choice.targets, choice.share,
-                   choice.reason, channel_values, class_order, patch, plan)
+                   choice.reason, channel_values, class_order, patch, plan, labels=dict(ds.labels),
+                   ct_stats=ct_stats)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
@@ -318,7 +332,8 @@ def build_rows(ds, ids: tuple[str, ...], spacing_param: list[float]) -> RowStrea
 
     whole = {"case_id": np.array(ids), "patient_id": np.array(patients), "label_values": np.array(values),
              "borders": areas, "spacing": np.array(target_spacing, np.float64),
-             "median_shape": np.array(median_shape(shapes, spacings, target_spacing), np.int64)}
+             "median_shape": np.array(median_shape(shapes, spacings, target_spacing), np.int64),
+             "ct_stats": np.array([[i, *stats[i]] for i in ct], np.float64).reshape(len(ct), 5)}
     return RowStream(len(ids), rows(), whole)
 
 

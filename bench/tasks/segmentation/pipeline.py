@@ -106,8 +106,36 @@ def run(config: TrialConfig, reporter: Reporter) -> TrialResult:
                                    out_channels=len(data.channel_values))
     threshold = float(task_param(config, "threshold"))
     with predictions(streamed) as store:
-        return _stages(config, reporter, data, store, guide, target_net, loss, patch=patch, roi=roi, slices=slices,
-                       samples=samples, threshold=threshold)
+        result = _stages(config, reporter, data, store, guide, target_net, loss, patch=patch, roi=roi,
+                         slices=slices, samples=samples, threshold=threshold)
+    result.model = model_info(config, data, family, channels + guide.extra_channels)
+    return result
+
+
+def model_info(config: TrialConfig, data: SegData, family: str, in_channels: int) -> dict:
+    """What predicting with this trial's weights needs besides its config (``TrialResult.model``, logged in
+    model.json: ``bench.model_file``): the networks, the labels and the data's plan;
+    ``bench.tasks.segmentation.predict`` reads it back."""
+    width = int(task_param(config, "width"))
+    patch, roi = windows(config, family)
+    guide_family = "2d" if data.dims == 2 else "3d"
+    guide_patch, guide_roi = windows(config, guide_family)
+    models = {"target_segmenter": {"builder": "bench.tasks.seg_engine.nets:build_seg_net", "name": config.seg_arch,
+                                   "args": {"in_channels": in_channels, "family": family,
+                                            "encoder": config.seg_encoder, "width": width, "patch": list(patch),
+                                            "out_channels": len(data.channel_values)},
+                                   "window": list(roi), "guidance": config.guidance,
+                                   "guidance_params": dict(config.guidance_params),
+                                   "output": "target logit; target where > threshold"}}
+    if data.guide is not None:
+        models["guide_segmenter"] = {"builder": "bench.tasks.seg_engine.nets:build_seg_net", "name": "monai_unet",
+                                     "args": {"in_channels": len(data.channels), "family": guide_family,
+                                              "width": width, "patch": list(guide_patch)},
+                                     "window": list(guide_roi), "output": "guide logit; guide where > 0"}
+    # several targets: output k is targets[k]; nnU-Net regions write class_order's values back (decode)
+    return {"models": models, "labels": dict(data.labels), "target": data.target, "guide": data.guide,
+            "targets": list(data.targets), "class_order": list(data.class_order),
+            "threshold": float(task_param(config, "threshold")), "preprocessing": data.preprocessing()}
 
 
 def _stages(config: TrialConfig, reporter: Reporter, data: SegData, store: Predictions, guide, target_net, loss, *,

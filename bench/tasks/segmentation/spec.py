@@ -115,6 +115,7 @@ SPEC = register_task(
         phantom_formats=("nnunet", "msd_seg", "nnunet_2d"),
         phantom_cases_help="N patients, one volume each (default 20)",
         inspect=lazy("bench.tasks.segmentation.data:inspect"),
+        predictor=lazy("bench.tasks.segmentation.predict:Predictor"),
         stages=(GUIDE_STAGE,),
         headline=("val_guide_dice", "val_fp_outside_guide_ml", "test_target_dice", "test_fp_outside_guide_ml"),
         # ``--format msd`` on this task is the Decathlon reader of any task folder (ct-lung's ``msd`` reads

@@ -48,7 +48,7 @@ from bench.metrics import (
 )
 from bench.models import CLASSIFIERS, SEG_MODELS
 from bench.stages import run_stage
-from bench.tasks.xray_heart.data import XrayData, config_classes, prepare
+from bench.tasks.xray_heart.data import PREPROCESSING_VERSION, XrayData, config_classes, prepare
 from bench.tasks.xray_heart.spec import SEG_STAGE, SPEC
 from bench.train import Reporter, TrialResult, device, fit, in_order, loading, predict_batch, stop_if_asked
 
@@ -257,7 +257,30 @@ def _run(config: TrialConfig, reporter: Reporter, data: XrayData, space: Path) -
         previews={"overlay.png": _overlay(parts["val"], cls, guidance, data.classes),
                   CASE_FILE: val_cases},
         tags=class_tags(data.classes),
+        model=model_info(config, data.classes),
     )
+
+
+def model_info(config: TrialConfig, classes: tuple[str, ...]) -> dict:
+    """What predicting with this trial's weights needs besides its config (``TrialResult.model``, logged in
+    model.json: ``bench.model_file``); ``bench.tasks.xray_heart.predict`` reads it back."""
+    size = int(SPEC.param(config, "image_size"))
+    seg_args: dict = {"in_channels": 1, "classes": 1, "encoder": config.seg_encoder}
+    if "img_size" in SEG_MODELS.entry(config.seg_arch).parameters():
+        seg_args["img_size"] = size
+    return {
+        "models": {
+            "segmenter": {"registry": "SEG_MODELS", "name": config.seg_arch, "args": seg_args,
+                          "output": "heart logit; heart where > 0"},
+            "classifier": {"registry": "CLASSIFIERS", "name": SPEC.param(config, "classifier"),
+                           "args": {"num_classes": len(classes)}, "guidance": config.guidance,
+                           "guidance_params": dict(config.guidance_params),
+                           "output": "class logits; softmax over classes"},
+        },
+        "classes": list(classes),
+        "preprocessing": {"version": PREPROCESSING_VERSION, "image_size": size, "resize": "area to size x size",
+                          "intensity": "grey in [0, 1], then z-scored per image"},
+    }
 
 
 def class_tags(classes: tuple[str, ...]) -> dict[str, str]:

@@ -107,6 +107,7 @@ SPEC = register_task(
         inspect=inspect_data,
         evaluate=lazy("bench.tasks.xray_heart.pipeline:evaluate"),
         build_models=lazy("bench.tasks.xray_heart.pipeline:checkpoint_models"),
+        predictor=lazy("bench.tasks.xray_heart.predict:Predictor"),
         guidance=GUIDANCE,
         params=TASK_PARAMS,
         space_registries={"task_params.classifier": CLASSIFIERS},
