@@ -117,9 +117,9 @@ def model_info(config: TrialConfig, data: SegData, family: str, in_channels: int
     model.json: ``bench.model_file``): the networks, the labels and the data's plan;
     ``bench.tasks.segmentation.predict`` reads it back."""
     width = int(task_param(config, "width"))
-    patch, roi = windows(config, family)
+    patch, roi = windows(config, family, data)
     guide_family = "2d" if data.dims == 2 else "3d"
-    guide_patch, guide_roi = windows(config, guide_family)
+    guide_patch, guide_roi = windows(config, guide_family, data)
     models = {"target_segmenter": {"builder": "bench.tasks.seg_engine.nets:build_seg_net", "name": config.seg_arch,
                                    "args": {"in_channels": in_channels, "family": family,
                                             "encoder": config.seg_encoder, "width": width, "patch": list(patch),
