@@ -101,6 +101,16 @@ class FoldModel:
     def config(self) -> TrialConfig:
         return config_of(self.manifest, f"run {self.run_id} model")
 
+    def load_into(self, name: str, net: Any) -> Any:
+        """``net`` (a torch module) with checkpoint model ``name``'s weights, in eval mode; one line naming
+        the run when they do not fit."""
+        try:
+            net.load_state_dict(self.weights[name], strict=True)
+        except (KeyError, RuntimeError) as exc:
+            raise BenchError(f"run {self.run_id}: checkpoint model '{name}' must match the trial's model.json, "
+                             f"but loading failed: {str(exc)[:300]}.") from exc
+        return net.eval()
+
     @property
     def legacy(self) -> bool:
         return bool(self.manifest.get("legacy"))

@@ -62,9 +62,9 @@ class _Fold:
         self.guide = make_guidance(config.guidance, config.guidance_params)
         self.spacing = tuple(float(s) for s in task_param(config, "spacing"))
         self.threshold = float(task_param(config, "threshold"))
-        self.lung_net = _loaded(fold, "lung_segmenter", build_seg_net("monai_unet", 1, "3d", width=width,
+        self.lung_net = fold.load_into("lung_segmenter", build_seg_net("monai_unet", 1, "3d", width=width,
                                                                       patch=patch3d))
-        self.lesion_net = _loaded(fold, "lesion_segmenter",
+        self.lesion_net = fold.load_into("lesion_segmenter",
                                   build_seg_net(config.seg_arch, 1 + self.guide.extra_channels, family,
                                                 config.seg_encoder, width,
                                                 patch=patch3d if family == "3d" else (1, p2d, p2d)))
@@ -79,15 +79,6 @@ class _Fold:
         ((lesion_logit,),) = image_logits(self.lesion_net, make_volumes([case], "lesion", self.guide, [lung]), self.roi)
         return {"lung": torch.sigmoid(lung_logit.double()).cpu().numpy(),
                 "lesion": torch.sigmoid(lesion_logit.double()).cpu().numpy()}
-
-
-def _loaded(fold: FoldModel, name: str, net: torch.nn.Module) -> torch.nn.Module:
-    try:
-        net.load_state_dict(fold.weights[name], strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise BenchError(f"run {fold.run_id}: checkpoint model '{name}' must match the trial's config, but "
-                         f"loading failed: {str(exc)[:300]}.") from exc
-    return net.eval()
 
 
 class Predictor:

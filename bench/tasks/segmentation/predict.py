@@ -100,12 +100,7 @@ def _built(fold: FoldModel, name: str, entry: dict) -> torch.nn.Module:
     net = build_seg_net(entry["name"], int(args["in_channels"]), args["family"], args.get("encoder", "resnet18"),
                         int(args["width"]), patch=tuple(int(p) for p in args["patch"]),
                         out_channels=int(args.get("out_channels", 1)))
-    try:
-        net.load_state_dict(fold.weights[name], strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise BenchError(f"run {fold.run_id}: checkpoint model '{name}' must match the trial's model.json, but "
-                         f"loading failed: {str(exc)[:300]}.") from exc
-    return net.eval()
+    return fold.load_into(name, net)
 
 
 def legacy_info(fold: FoldModel) -> dict:
