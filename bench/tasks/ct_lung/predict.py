@@ -95,8 +95,9 @@ class Predictor:
         data = Path(data)
         if not data.is_dir():
             raise DataError(f"{data}: --data must be a folder of NIfTI volumes, but it is not a folder.")
-        if (data / "dataset.json").is_file():
-            data = next((data / p for p in ("imagesTs", "imagesTr") if any((data / p).glob("*.nii*"))), data)
+        # a folder of volumes, or a layout ct-lung reads: MSD (imagesTs, else imagesTr) or nifti (images/)
+        data = next((data / p for p in ("imagesTs", "imagesTr", "images")
+                     if (data / p).is_dir() and any((data / p).glob("*.nii*"))), data)
         files = sorted(p for p in data.iterdir() if p.is_file() and p.name.endswith(NIFTI)
                        and not p.name.startswith("."))
         return [self.item(p) for p in files]
