@@ -248,6 +248,10 @@ def test_a_four_channel_region_data_set_searches(workdir):
     from bench.replay import replay
 
     assert replay(TASK, run_id=run.info.run_id).reproduced
+    # and compares (2 arms x 2 folds x 1 seed, as CI's smoke comparison of every task)
+    assert main(["compare", "--task", TASK, "--dimension", "seg_loss", "--arms", "dice,dice_ce", "--folds", "2",
+                 "--seeds", "1", "--preset", "smoke", "--data", str(folder), "--resamples", "50",
+                 "--name", "brats-loss"]) == 0
 
 
 # --- planned from the data ---------------------------------------------------------------------------------
