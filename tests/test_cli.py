@@ -165,7 +165,8 @@ def test_default_table_of_12_trials_fits_120_columns_and_wide_has_everything(wor
     lines = out.rstrip("\n").splitlines()
     assert max(len(line) for line in lines) <= 120, out
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["rank", "run", "state"])
-    assert [line.split()[0] for line in lines[header + 1 :]] == [str(k) for k in range(1, 13)]  # no index row
+    rows = lines[header + 1 : lines.index("Use the best trial:")]  # the predict hint follows the table
+    assert [line.split()[0] for line in rows if line.strip()] == [str(k) for k in range(1, 13)]  # no index row
     assert "auroc" in lines[header] and "COMPLETE" in out and "t000" in out  # val_auroc may wrap after "val_"
     for dimension in ("seg_arch", "seg_loss", "guidance", "lr"):
         assert dimension in out

@@ -320,8 +320,11 @@ def test_leaderboard_ends_with_the_predict_command_of_the_best_trial(xray_run, c
     from bench.cli import main
 
     assert main(["leaderboard", "--task", "xray-heart"]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith(f"Use the best trial: bench predict --task xray-heart --run-id {xray_run} --data ")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3] == "Use the best trial:"
+    assert lines[-2] == f"  bench predict --task xray-heart --run-id {xray_run} --data IMAGES --out PREDICTIONS"
+    assert lines[-1] == f"  bench register --task xray-heart --run-id {xray_run} --name NAME"
+    assert max(len(line) for line in lines) <= 120
     assert main(["leaderboard", "--task", "xray-heart", "--format", "csv"]) == 0
     assert "bench predict" not in capsys.readouterr().out  # CSV stays a table
 

@@ -128,8 +128,9 @@ def predict_hint(table, task: str) -> str:
     if complete.empty or "run_id" not in complete:
         return "No COMPLETE trial to predict with yet."
     run_id = complete.iloc[0]["run_id"]
-    return (f"Use the best trial: bench predict --task {task} --run-id {run_id} --data IMAGES --out PREDICTIONS "
-            f"(or bench register --task {task} --run-id {run_id} --name NAME)")
+    # one command per line: the table's 120 columns hold each, a run id is never cut
+    return (f"Use the best trial:\n  bench predict --task {task} --run-id {run_id} --data IMAGES --out PREDICTIONS\n"
+            f"  bench register --task {task} --run-id {run_id} --name NAME")
 
 
 def run_comparison(args) -> int:
