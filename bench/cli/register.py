@@ -9,7 +9,7 @@ EXAMPLES = (
     "examples:\n  bench register --task xray-heart --name xray-heart-best\n"
     "  bench register --task segmentation --study seg-1 --name organ-seg --example Dataset501_Organ/imagesTs/x_0000.nii.gz\n"
     "then:\n  python -c \"import mlflow, pandas; m = mlflow.pyfunc.load_model('models:/xray-heart-best/latest'); "
-    "print(m.predict(pandas.DataFrame({'image': ['a.png']})))\"\n"
+    "print(m.predict(pandas.DataFrame(dict(image=['a.png']))))\"\n"
     "  mlflow models serve -m models:/xray-heart-best/latest --env-manager local"
 )
 
