@@ -166,18 +166,7 @@ def _repair(path: Path, bad: list[tuple[int, bytes]]) -> list[Lost]:
             if keep:
                 out.append(keep + b"\n")
     kept = _keep_aside(path, lost)
-    tmp = path.with_name(f".{path.name}.repair-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.writelines(out)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise DiskFull(path) from None
-        raise
+    _replace_with(path, out, path)
     salvaged = sum(1 for n, line in bad if _whole_suffix(line.rstrip(b"\r\n")))
     warnings.warn(f"{path}: repaired: {len(lost)} bad line(s) ({', '.join(str(x.line) for x in lost[:5])}) moved "
                   f"to {kept.name}" + (f", {salvaged} whole record(s) written onto them kept" if salvaged else "")
@@ -254,19 +243,24 @@ def _keep_aside(path: Path, lost: list[Lost]) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}{TORN_SUFFIX}{stamp}-{n}")
-    tmp = target.with_name(f".{target.name}.tmp")
+    _replace_with(target, (piece.data + b"\n" for piece in lost), path)
+    return target
+
+
+def _replace_with(out: Path, chunks, journal: Path) -> None:
+    """Write ``chunks`` to ``out`` durably (fsync) through a temporary sibling that replaces it only when
+    whole; a full disk is :class:`DiskFull` naming the ``journal``."""
+    from bench.data.atomic import atomic_file
+
     try:
-        with open(tmp, "wb") as f:
-            f.writelines(piece.data + b"\n" for piece in lost)
+        with atomic_file(out) as tmp, open(tmp, "wb") as f:
+            f.writelines(chunks)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
-            raise DiskFull(path) from None
+            raise DiskFull(journal) from None
         raise
-    return target
 
 
 def _read_at(f, offset: int, size: int) -> bytes:
